@@ -106,7 +106,8 @@ class GPT2Attention(nn.Module):
         if self.block is not None:
             scores = torch.where(self.block.to(scores.device), mask_value_t, scores)
         if self.uniform:
-            scores = scores * 0 + mask_value_t + torch.where(causal, torch.zeros_like(mask_value_t), mask_value_t)
+            # notebook's opposite=True mask: allowed entries -> finfo.min, future -> -inf
+            scores = torch.where(causal, mask_value_t, torch.full([], float("-inf"), dtype=scores.dtype))
         if ext_mask is not None:
             scores = scores + ext_mask
         probs = nn.functional.softmax(scores, dim=-1)
