@@ -8,9 +8,11 @@ export interface VariantRequest {
   readonly knockout: boolean;
   /** Keep the original `logits` output (for equality tests; large). */
   readonly logits: boolean;
+  /** Add per-layer `dissect_attn_probs_{l}` outputs, float32 [batch, heads, seq, kv] (tests; large). */
+  readonly attentionProbs?: boolean;
 }
 
-export type ManifestDtype = 'float32' | 'float16' | 'int64' | 'bool';
+export type ManifestDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'bool';
 
 export interface ManifestTensor {
   readonly name: string;
@@ -18,22 +20,43 @@ export interface ManifestTensor {
   /** Numbers are fixed sizes, strings are symbolic dimensions (batch, seq, layers ...). */
   readonly shape: readonly (number | string)[];
   readonly meaning: string;
-  /** How to fill an input; empty for outputs. */
+  /** How to fill an input; absent for outputs. */
   readonly fill?: string;
 }
+
+/**
+ * How the variant reaches the original weights.
+ * - embedded: the weights are inside the variant graph (models under 2 GB).
+ * - hardlinked: the external weight files are hardlinked beside the variant (same paths).
+ * - external-beside-source: the variant graph was written into the source model's folder.
+ * - external-source-folder: in-memory variant (buildVariant); create the session with the
+ *   `sessionConfig` entries so that onnxruntime reads the weights from `folder`.
+ */
+export type WeightsLayout = 'embedded' | 'hardlinked' | 'external-beside-source' | 'external-source-folder';
 
 export interface VariantManifest {
   readonly format: 'dissect-variant/1';
   readonly tool: { readonly name: 'dissect'; readonly version: string };
+  /** sha256 of the source .onnx file (the graph; external weight files are not hashed). */
   readonly source: { readonly path: string; readonly sha256: string };
-  /** File name of the variant graph, relative to the manifest. */
+  /** Path of the variant graph relative to the manifest ('' for an in-memory variant). */
   readonly model: string;
-  /** How the variant reaches the original weights (external data), if any. */
-  readonly weights: { readonly layout: 'embedded' | 'external-beside-source' | 'hardlinked'; readonly files: readonly string[] };
+  readonly weights: {
+    readonly layout: WeightsLayout;
+    /** External weight files, relative to `folder` (empty when embedded). */
+    readonly files: readonly string[];
+    /** Absolute folder holding `files` as the variant sees them. */
+    readonly folder?: string;
+    /** onnxruntime session config entries needed to run the variant (in-memory layout). */
+    readonly sessionConfig?: Readonly<Record<string, string>>;
+  };
   readonly family: string;
   readonly layers: number;
   readonly heads: number;
+  readonly dModel: number;
   readonly vocab: number;
+  /** Element type of the model's activations (scores, logits). */
+  readonly dtype: ManifestDtype;
   readonly inputs: readonly ManifestTensor[];
   readonly outputs: readonly ManifestTensor[];
   /** Semantic choices baked into the graph (e.g. knockout replacement value). */
@@ -42,11 +65,15 @@ export interface VariantManifest {
 
 /** Input and output names added by the rewrite. */
 export const VariantNames = {
-  knockout: 'dissect_knockout', // bool [batch, layers, heads|1, seq, seq]; true = blocked
+  knockout: 'dissect_knockout', // bool [batch, layers, heads|1, seq, kv]; true = blocked
   lastIndex: 'dissect_last_index', // int64 [batch]: each row's own last token index
   target: 'dissect_target', // int64 [batch]: token whose probability and rank are read
   targetProb: 'dissect_target_prob', // float32 [batch]
   targetRank: 'dissect_target_rank', // int64 [batch]: vocab entries with a strictly greater logit
   top1: 'dissect_top1', // int64 [batch]
   top1Prob: 'dissect_top1_prob', // float32 [batch]
+  attnProbsPrefix: 'dissect_attn_probs_', // + layer: float32 [batch, heads, seq, kv]
 } as const;
+
+/** onnxruntime session config key that points external data at a folder (in-memory models). */
+export const EXTERNAL_FOLDER_CONFIG = 'session.model_external_initializers_file_folder_path';

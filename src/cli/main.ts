@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+// The CLI is a thin shell over the stages: it parses flags, calls one stage function per
+// command and turns user errors into a message and exit code 1.
+
+import { Command, InvalidArgumentError } from 'commander';
+import { isUserError } from '../errors.js';
+import { version } from '../version.js';
+import { checkCommand, compileCommand, doctorCommand, inspectCommand, runCommand, schemaCommand } from './commands.js';
+
+function parseOverride(value: string, previous: Record<string, string>): Record<string, string> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`expected name=value, got "${value}"`);
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
+  return n;
+}
+
+const program = new Command()
+  .name('dissect')
+  .description('Compile and run interpretability experiments on ONNX transformer models')
+  .version(version)
+  .showHelpAfterError();
+
+const withSet = (cmd: Command): Command =>
+  cmd.option('--set <name=value>', 'override a param of the .dissect file (repeatable)', parseOverride, {});
+
+withSet(program.command('check <file>'))
+  .description('check a .dissect file against its model; print the forward passes a run needs')
+  .action(checkCommand);
+
+withSet(program.command('compile <file>'))
+  .description('write the compiled ONNX variant and its manifest.json')
+  .requiredOption('--out <dir>', 'output folder')
+  .action(compileCommand);
+
+withSet(program.command('run <file>'))
+  .description('run the experiments; write results.json and results.csv')
+  .requiredOption('--out <dir>', 'output folder (a rerun resumes from its journal)')
+  .option('--limit <n>', 'keep the first n facts', positiveInt)
+  .option('--sample <n>', 'keep a seeded random sample of n facts', positiveInt)
+  .option('--seed <s>', 'seed for --sample and the bootstrap CI', nonNegativeInt, 0)
+  .option('--batch <n>', 'rows per forward pass', positiveInt, 32)
+  .option('--device <device>', 'cpu | cuda | cuda:N', 'cpu')
+  .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
+  .option('--fresh', 'discard an existing journal in --out instead of resuming')
+  .action(runCommand);
+
+program.command('inspect <model>')
+  .description('print the sites found in an ONNX model, layer by layer')
+  .option('--json', 'machine-readable output')
+  .action(inspectCommand);
+
+program.command('doctor')
+  .description('print the onnxruntime version and the available execution providers')
+  .action(doctorCommand);
+
+program.command('schema')
+  .description('print the JSON Schema of results.json')
+  .action(schemaCommand);
+
+try {
+  await program.parseAsync();
+} catch (e) {
+  if (!isUserError(e)) throw e;
+  process.stderr.write(`dissect: error: ${e.message}\n${e.hint ? `  hint: ${e.hint}\n` : ''}`);
+  process.exitCode = 1;
+}

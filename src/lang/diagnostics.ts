@@ -1,0 +1,97 @@
+// Diagnostics: creation helpers, "did you mean" suggestions, and the text format
+//   file:line:col: error: message
+//     12 | the source line
+//        |      ^
+//     hint: ...
+
+import type { Diagnostic, SourceSpan } from './program.js';
+
+/** Pseudo file name for errors in `--set` overrides; such diagnostics have no source excerpt. */
+export const commandLineFile = '<command line>';
+
+export function error(span: SourceSpan, message: string, hint: string): Diagnostic {
+  return { span, severity: 'error', message, hint };
+}
+
+export function warning(span: SourceSpan, message: string, hint: string): Diagnostic {
+  return { span, severity: 'warning', message, hint };
+}
+
+export function hasErrors(diagnostics: readonly Diagnostic[]): boolean {
+  return diagnostics.some((d) => d.severity === 'error');
+}
+
+/** Stable sort by line, then column (the order a reader meets them). */
+export function sortDiagnostics(diagnostics: readonly Diagnostic[]): Diagnostic[] {
+  return diagnostics
+    .map((d, i) => ({ d, i }))
+    .sort((a, b) => {
+      const fa = a.d.span.file === commandLineFile ? 0 : 1;
+      const fb = b.d.span.file === commandLineFile ? 0 : 1;
+      return fa - fb || a.d.span.line - b.d.span.line || a.d.span.column - b.d.span.column || a.i - b.i;
+    })
+    .map(({ d }) => d);
+}
+
+/** Levenshtein distance. */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The closest candidate within a distance that scales with the word's length, if any. */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  const limit = Math.max(1, Math.floor(word.length / 3));
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance && d <= limit) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** "did you mean 'x'?" or, failing that, the fallback. */
+export function didYouMean(word: string, candidates: Iterable<string>, fallback: string): string {
+  const best = closest(word, candidates);
+  return best !== undefined ? `did you mean '${best}'?` : fallback;
+}
+
+function expandTabs(text: string): string {
+  let out = '';
+  for (const ch of text) out += ch === '\t' ? ' '.repeat(4 - (out.length % 4)) : ch;
+  return out;
+}
+
+/** Renders diagnostics as text, each with its source line and a caret under the column. */
+export function formatDiagnostics(diagnostics: readonly Diagnostic[], sourceText: string): string {
+  const lines = sourceText.replace(/^\uFEFF/, '').split(/\r?\n|\r/);
+  const blocks: string[] = [];
+  for (const d of diagnostics) {
+    const { file, line, column } = d.span;
+    const out = [`${file}:${line}:${column}: ${d.severity}: ${d.message}`];
+    const text = file === commandLineFile ? undefined : lines[line - 1];
+    if (text !== undefined) {
+      const gutter = String(line);
+      const pad = ' '.repeat(gutter.length);
+      const caretAt = expandTabs(text.slice(0, Math.max(0, column - 1))).length;
+      out.push(`  ${gutter} | ${expandTabs(text)}`.trimEnd());
+      out.push(`  ${pad} | ${' '.repeat(caretAt)}^`);
+    }
+    if (d.hint !== undefined) out.push(`  hint: ${d.hint}`);
+    blocks.push(out.join('\n'));
+  }
+  return blocks.length === 0 ? '' : `${blocks.join('\n')}\n`;
+}

@@ -1,0 +1,401 @@
+// The concrete-syntax parser. Error recovery is on, so one pass reports several syntax
+// errors; the CST of a file with errors is not turned into an AST.
+
+import {
+  CstParser, EOF, type CstNode, type IParserErrorMessageProvider, type IRecognitionException,
+  type IToken, type TokenType,
+} from 'chevrotain';
+import {
+  All, Arrow, At, Block, Bos, Choose, Comma, Dataset, DotDot, Equals, Experiment, Fields, Filter,
+  For, Heads, In, Integer, Layers, LBrace, LBracket, LParen, Measure, Minus, Model, Name, Param,
+  parserTokens, Plus, Positions, RBrace, RBracket, RParen, StringLiteral, Tokenizer, Window,
+} from './lexer.js';
+
+function describeToken(tok: IToken): string {
+  if (tok.tokenType === EOF) return 'the end of the file';
+  return `'${tok.image}'`;
+}
+
+/** True when `actual` starts on a later line than `previous` ends: the line ended too early. */
+function onLaterLine(actual: IToken, previous: IToken | undefined): boolean {
+  if (!previous || actual.tokenType === EOF) return false;
+  const a = actual.startLine ?? NaN;
+  const p = previous.endLine ?? NaN;
+  return Number.isFinite(a) && Number.isFinite(p) && a > p;
+}
+
+function describeFound(actual: IToken, previous: IToken | undefined): string {
+  return onLaterLine(actual, previous) ? 'the end of the line' : describeToken(actual);
+}
+
+function describeType(t: TokenType): string {
+  return t.LABEL ?? t.name;
+}
+
+function listOf(items: readonly string[]): string {
+  const unique = [...new Set(items)];
+  if (unique.length <= 1) return unique[0] ?? 'nothing';
+  return `${unique.slice(0, -1).join(', ')} or ${unique[unique.length - 1]}`;
+}
+
+/** One-line messages in the project's style (Chevrotain's defaults span several lines). */
+const messages: IParserErrorMessageProvider = {
+  buildMismatchTokenMessage({ expected, actual, previous }) {
+    if (expected === EOF) return `expected a statement, found ${describeToken(actual)}`;
+    return `expected ${describeType(expected)}, found ${describeFound(actual, previous)}`;
+  },
+  buildNotAllInputParsedMessage({ firstRedundant }) {
+    return `expected a statement, found ${describeToken(firstRedundant)}`;
+  },
+  buildNoViableAltMessage({ expectedPathsPerAlt, actual, previous }) {
+    const firsts = expectedPathsPerAlt.flat().map((path) => describeType(path[0]!));
+    return `expected ${listOf(firsts)}, found ${describeFound(actual[0]!, previous)}`;
+  },
+  buildEarlyExitMessage({ expectedIterationPaths, actual, previous }) {
+    const firsts = expectedIterationPaths.map((path) => describeType(path[0]!));
+    return `expected ${listOf(firsts)}, found ${describeFound(actual[0]!, previous)}`;
+  },
+};
+
+/** Keywords that begin a statement (at the top level or inside an experiment). */
+const statementStarts: readonly TokenType[] = [Param, Model, Dataset, Filter, Bos, Choose, Positions, Experiment, For, Block, Measure];
+
+export class DissectParser extends CstParser {
+  constructor() {
+    super(parserTokens as TokenType[], {
+      recoveryEnabled: true,
+      nodeLocationTracking: 'full',
+      errorMessageProvider: messages,
+      maxLookahead: 3,
+    });
+    this.performSelfAnalysis();
+  }
+
+  /**
+   * A word may serve as a name unless it is a statement keyword at the start of a line: then
+   * the previous line ended too early (`for l in layers 1..` followed by `measure rank`).
+   */
+  private nameAllowed(): boolean {
+    const next = this.LA(1);
+    if (!statementStarts.includes(next.tokenType)) return true;
+    const previous = this.LA(0) as IToken | undefined;
+    const p = previous?.endLine ?? NaN;
+    const n = next.startLine ?? NaN;
+    return !(Number.isFinite(p) && Number.isFinite(n) && n > p);
+  }
+
+  public document = this.RULE('document', () => {
+    this.MANY(() => this.SUBRULE(this.statement));
+  });
+
+  public statement = this.RULE('statement', () => {
+    this.OR([
+      { ALT: () => this.SUBRULE(this.paramStatement) },
+      { ALT: () => this.SUBRULE(this.modelStatement) },
+      { ALT: () => this.SUBRULE(this.datasetStatement) },
+      { ALT: () => this.SUBRULE(this.filterStatement) },
+      { ALT: () => this.SUBRULE(this.bosStatement) },
+      { ALT: () => this.SUBRULE(this.chooseStatement) },
+      { ALT: () => this.SUBRULE(this.positionsStatement) },
+      { ALT: () => this.SUBRULE(this.experimentStatement) },
+    ]);
+  });
+
+  public paramStatement = this.RULE('paramStatement', () => {
+    this.CONSUME(Param);
+    this.CONSUME(Name);
+    this.CONSUME(Equals);
+    this.OR([
+      { ALT: () => this.CONSUME(StringLiteral) },
+      { ALT: () => this.CONSUME(Integer) },
+    ]);
+  });
+
+  public modelStatement = this.RULE('modelStatement', () => {
+    this.CONSUME(Model);
+    this.SUBRULE(this.value);
+    this.OPTION(() => {
+      this.CONSUME(Tokenizer);
+      this.SUBRULE2(this.value);
+    });
+  });
+
+  /** A string literal or the name of a string parameter. */
+  public value = this.RULE('value', () => {
+    this.OR([
+      { ALT: () => this.CONSUME(StringLiteral) },
+      { GATE: () => this.nameAllowed(), ALT: () => this.CONSUME(Name) },
+    ]);
+  });
+
+  public datasetStatement = this.RULE('datasetStatement', () => {
+    this.CONSUME(Dataset);
+    this.CONSUME(Name);
+    this.SUBRULE(this.value);
+    this.OPTION(() => {
+      this.CONSUME(Fields);
+      this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.field) });
+    });
+  });
+
+  public field = this.RULE('field', () => {
+    this.CONSUME(Name);
+    this.CONSUME(Equals);
+    this.SUBRULE(this.value);
+  });
+
+  public filterStatement = this.RULE('filterStatement', () => {
+    this.CONSUME(Filter);
+    this.CONSUME(Name);
+  });
+
+  public bosStatement = this.RULE('bosStatement', () => {
+    this.CONSUME(Bos);
+    this.CONSUME(Name);
+  });
+
+  public chooseStatement = this.RULE('chooseStatement', () => {
+    this.CONSUME(Choose);
+    this.CONSUME(Name);
+    this.CONSUME(Equals);
+    this.CONSUME2(Name);
+  });
+
+  public positionsStatement = this.RULE('positionsStatement', () => {
+    this.CONSUME(Positions);
+    this.CONSUME(Name);
+    this.CONSUME(Equals);
+    this.SUBRULE(this.positionExpr);
+  });
+
+  public experimentStatement = this.RULE('experimentStatement', () => {
+    this.CONSUME(Experiment);
+    this.CONSUME(Name);
+    this.CONSUME(LBrace);
+    this.MANY(() => this.SUBRULE(this.experimentItem));
+    this.CONSUME(RBrace);
+  });
+
+  public experimentItem = this.RULE('experimentItem', () => {
+    this.OR([
+      { ALT: () => this.SUBRULE(this.forStatement) },
+      { ALT: () => this.SUBRULE(this.blockStatement) },
+      { ALT: () => this.SUBRULE(this.measureStatement) },
+    ]);
+  });
+
+  public forStatement = this.RULE('forStatement', () => {
+    this.CONSUME(For);
+    this.CONSUME(Name);
+    this.CONSUME(In);
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(Layers);
+          this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.layerSet) });
+        },
+      },
+      {
+        ALT: () => {
+          this.CONSUME(Positions);
+          this.AT_LEAST_ONE_SEP2({ SEP: Comma, DEF: () => this.SUBRULE(this.positionExpr) });
+        },
+      },
+    ]);
+  });
+
+  public blockStatement = this.RULE('blockStatement', () => {
+    this.CONSUME(Block);
+    this.SUBRULE(this.positionExpr);
+    this.CONSUME(Arrow);
+    this.SUBRULE2(this.positionExpr);
+    this.CONSUME(At);
+    this.CONSUME(Layers);
+    this.SUBRULE(this.layerSet);
+    this.OPTION(() => {
+      this.CONSUME(Heads);
+      this.SUBRULE(this.headSet);
+    });
+  });
+
+  public headSet = this.RULE('headSet', () => {
+    this.OR([
+      { ALT: () => this.CONSUME(All), IGNORE_AMBIGUITIES: true },
+      {
+        ALT: () => this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.intValue) }),
+        IGNORE_AMBIGUITIES: true,
+      },
+    ]);
+  });
+
+  public measureStatement = this.RULE('measureStatement', () => {
+    this.CONSUME(Measure);
+    this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.CONSUME(Name) });
+  });
+
+  /** Union and difference, left-associative, one precedence level. */
+  public positionExpr = this.RULE('positionExpr', () => {
+    this.SUBRULE(this.positionTerm);
+    this.MANY(() => {
+      this.OR([
+        { ALT: () => this.CONSUME(Plus) },
+        { ALT: () => this.CONSUME(Minus) },
+      ]);
+      this.SUBRULE2(this.positionTerm);
+    });
+  });
+
+  public positionTerm = this.RULE('positionTerm', () => {
+    this.OR([
+      { GATE: () => this.nameAllowed(), ALT: () => this.CONSUME(Name) },
+      { ALT: () => this.SUBRULE(this.indexList) },
+      {
+        ALT: () => {
+          this.CONSUME(LParen);
+          this.SUBRULE(this.positionExpr);
+          this.CONSUME(RParen);
+        },
+      },
+    ]);
+  });
+
+  public indexList = this.RULE('indexList', () => {
+    this.CONSUME(LBracket);
+    this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.signedInteger) });
+    this.CONSUME(RBracket);
+  });
+
+  public signedInteger = this.RULE('signedInteger', () => {
+    this.OPTION(() => this.CONSUME(Minus));
+    this.CONSUME(Integer);
+  });
+
+  public layerSet = this.RULE('layerSet', () => {
+    this.OR([
+      { ALT: () => this.CONSUME(All), IGNORE_AMBIGUITIES: true },
+      {
+        ALT: () => {
+          this.CONSUME(Window);
+          this.CONSUME(LParen);
+          this.SUBRULE(this.intValue);
+          this.CONSUME(Comma);
+          this.SUBRULE2(this.intValue);
+          this.CONSUME(RParen);
+        },
+        IGNORE_AMBIGUITIES: true,
+      },
+      {
+        ALT: () => {
+          this.SUBRULE3(this.intValue);
+          this.OPTION(() => {
+            this.CONSUME(DotDot);
+            this.SUBRULE4(this.intValue);
+          });
+        },
+        IGNORE_AMBIGUITIES: true,
+      },
+    ]);
+  });
+
+  /** A non-negative integer literal, an integer parameter or a layer sweep variable. */
+  public intValue = this.RULE('intValue', () => {
+    this.OR([
+      { ALT: () => this.CONSUME(Integer) },
+      { GATE: () => this.nameAllowed(), ALT: () => this.CONSUME(Name) },
+    ]);
+  });
+}
+
+/** The parser is stateless between runs; one instance serves every parse. */
+export const parser = new DissectParser();
+
+/** A hint per rule: the syntax of the construct being parsed when the error happened. */
+const ruleHints: Record<string, string> = {
+  document: 'a statement starts with param, model, dataset, filter, bos, choose, positions or experiment',
+  statement: 'a statement starts with param, model, dataset, filter, bos, choose, positions or experiment',
+  paramStatement: 'syntax: param <name> = "<string>" | <integer>',
+  modelStatement: 'syntax: model <path> tokenizer <path>   (each a "string" or a parameter name)',
+  value: 'a value is a "string" literal or the name of a string parameter',
+  datasetStatement: 'syntax: dataset <format> <path> [fields prompt = "...", subject = "...", target = "..."]',
+  field: 'syntax: fields prompt = "<column>", subject = "<column>", target = "<column>"',
+  filterStatement: 'syntax: filter known | none',
+  bosStatement: 'syntax: bos none | prepend',
+  chooseStatement: 'syntax: choose <choice> = <value>',
+  positionsStatement: 'syntax: positions <name> = <position set>',
+  experimentStatement: 'syntax: experiment <name> { for ... / block ... / measure ... }',
+  experimentItem: 'inside an experiment: for ..., block ... or measure ...',
+  forStatement: 'syntax: for <variable> in layers <layers>, ...  |  for <variable> in positions <set>, ...',
+  blockStatement: 'syntax: block <positions> -> <positions> at layers <layers> [heads <n>, ...]',
+  headSet: 'syntax: heads all | heads <n>, <n>, ...',
+  measureStatement: 'syntax: measure <measure>, <measure>, ...',
+  positionExpr: 'a position set: a name, [indices], a + b, a - b or ( ... )',
+  positionTerm: 'a position set: a name, [indices], a + b, a - b or ( ... )',
+  indexList: 'syntax: [0, 2, -1]  (negative indices count from the end)',
+  signedInteger: 'syntax: [0, 2, -1]  (negative indices count from the end)',
+  layerSet: 'layers: all | <n> | <a>..<b> | window(<center>, <size>)',
+  intValue: 'an integer literal, an integer parameter or a layer sweep variable',
+};
+
+export interface SyntaxError {
+  readonly line: number;
+  readonly column: number;
+  readonly message: string;
+  readonly hint: string;
+}
+
+function hintFor(e: IRecognitionException): string {
+  const stack = e.context?.ruleStack ?? [];
+  for (let i = stack.length - 1; i >= 0; i--) {
+    const h = ruleHints[stack[i]!];
+    if (h !== undefined) return h;
+  }
+  return ruleHints.statement!;
+}
+
+export interface ParseResult {
+  readonly cst: CstNode;
+  readonly errors: SyntaxError[];
+}
+
+const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Filter, Bos, Choose, Positions, Experiment];
+
+/**
+ * Parses tokens into a CST; errors carry 1-based positions. When the parser gives up before
+ * the end of the file, parsing resumes at the next statement keyword that starts a line, so
+ * errors in later statements are reported too (the CST is then only good for diagnostics).
+ */
+export function parseTokens(tokens: IToken[], lastLine: number, lastColumn: number): ParseResult {
+  const errors: SyntaxError[] = [];
+  let cst: CstNode | undefined;
+  let start = 0;
+  while (start < tokens.length || cst === undefined) {
+    const slice = tokens.slice(start);
+    parser.input = slice;
+    const part = parser.document();
+    cst ??= part;
+    for (const e of parser.errors) errors.push(toSyntaxError(e, tokens, lastLine, lastColumn));
+    if (parser.errors.length === 0) break;
+    const end = part.location?.endOffset;
+    const consumedTo = end === undefined || Number.isNaN(end) ? -1 : end;
+    const next = tokens.findIndex((t, i) =>
+      i > start && t.startOffset > consumedTo && statementKeywords.includes(t.tokenType) &&
+      (tokens[i - 1]!.endLine ?? 0) < (t.startLine ?? 0));
+    if (next === -1) break;
+    start = next;
+  }
+  return { cst, errors };
+}
+
+function toSyntaxError(e: IRecognitionException, tokens: IToken[], lastLine: number, lastColumn: number): SyntaxError {
+  const previous = (e as { previousToken?: IToken }).previousToken;
+  const atEnd = e.token.tokenType === EOF || Number.isNaN(e.token.startOffset);
+  if (onLaterLine(e.token, previous)) {
+    // The line ended early: point just past its last token.
+    return { line: previous!.endLine!, column: previous!.endColumn! + 1, message: e.message, hint: hintFor(e) };
+  }
+  // At the end of the file Chevrotain has no position: report just past the last token.
+  const last = tokens[tokens.length - 1];
+  const line = atEnd ? (last?.endLine ?? lastLine) : (e.token.startLine ?? 1);
+  const column = atEnd ? (last ? (last.endColumn ?? 0) + 1 : lastColumn) : (e.token.startColumn ?? 1);
+  return { line, column, message: e.message, hint: hintFor(e) };
+}

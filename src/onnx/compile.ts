@@ -1,0 +1,256 @@
+// Compiling a variant: load the graph (never the external weights), detect the sites, run
+// the rewrite passes the request asks for, and describe every input and output in a
+// manifest so that the variant runs without dissect.
+
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkExternalData, hardlinkWeights } from './external.js';
+import { valueInfoShape } from './graph.js';
+import { knockoutPass, knockoutValue } from './passes/knockout.js';
+import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './passes/outputs.js';
+import { DataType, decodeModel, dtypeName, encodeModel, type ModelProto } from './proto.js';
+import { Rewrite } from './rewrite.js';
+import { detectSites } from './sites/index.js';
+import type { ModelSites } from './sites/types.js';
+import {
+  EXTERNAL_FOLDER_CONFIG, VariantNames, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
+  type WeightsLayout,
+} from './variant.js';
+
+export interface BuiltVariant {
+  readonly bytes: Uint8Array;
+  readonly manifest: VariantManifest;
+  readonly sites: ModelSites;
+}
+
+export interface CompiledVariant {
+  /** Absolute path of the written variant graph. */
+  readonly modelPath: string;
+  readonly manifestPath: string;
+  readonly manifest: VariantManifest;
+  readonly sites: ModelSites;
+}
+
+let toolVersion: string | undefined;
+function version(): string {
+  if (toolVersion) return toolVersion;
+  toolVersion = '0.0.0';
+  for (const rel of ['../../../package.json', '../../package.json']) {
+    try {
+      const p = fileURLToPath(new URL(rel, import.meta.url));
+      const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'dissect' && pkg.version) { toolVersion = pkg.version; break; }
+    } catch { /* try the next */ }
+  }
+  return toolVersion;
+}
+
+function manifestDtype(dt: number): ManifestDtype {
+  switch (dt) {
+    case DataType.FLOAT: return 'float32';
+    case DataType.FLOAT16: return 'float16';
+    case DataType.BFLOAT16: return 'bfloat16';
+    case DataType.DOUBLE: return 'float64';
+    case DataType.INT64: return 'int64';
+    case DataType.INT32: return 'int32';
+    case DataType.BOOL: return 'bool';
+    default: throw new Error(`internal: no manifest dtype for ${dtypeName(dt)}`);
+  }
+}
+
+/** Applies the passes of `request` to `model` (in place) and returns it. */
+export function rewriteModel(model: ModelProto, sites: ModelSites, request: VariantRequest, source = 'model'): ModelProto {
+  const rw = new Rewrite(model, source);
+  if (request.knockout) knockoutPass(rw, sites);
+  reducedOutputsPass(rw, sites, { fromFullLogits: request.logits });
+  if (request.attentionProbs) attentionProbsPass(rw, sites);
+  if (!request.logits) rw.removeOutput(sites.logits);
+  rw.finish();
+  (model.metadataProps ??= []).push({ key: 'dissect.variant', value: JSON.stringify(request) });
+  return model;
+}
+
+function describeInputs(model: ModelProto, sites: ModelSites): ManifestTensor[] {
+  const g = model.graph!;
+  const inits = new Set((g.initializer ?? []).map((t) => t.name));
+  const past = new Map<string, string>();
+  for (const p of sites.inputs.past) { past.set(p.key, `past keys of layer ${p.layer}`); past.set(p.value, `past values of layer ${p.layer}`); }
+  const out: ManifestTensor[] = [];
+  for (const vi of g.input ?? []) {
+    const name = vi.name ?? '';
+    if (inits.has(name)) continue;
+    const { elemType, shape } = valueInfoShape(vi);
+    const dtype = manifestDtype(elemType ?? 0);
+    const dims = (shape ?? []).map((d) => d ?? '?');
+    let meaning: string;
+    let fill: string;
+    if (name === sites.inputs.inputIds) {
+      meaning = 'token ids';
+      fill = 'the prompt\'s token ids, right-padded to the longest row of the batch (any id in the padding); positions are taken from the index in the row, so do not pad on the left';
+    } else if (name === sites.inputs.attentionMask) {
+      meaning = 'attention mask';
+      fill = '1 for real tokens, 0 for padding' + (sites.inputs.past.length ? ' (length past + seq; past is 0)' : '');
+    } else if (name === sites.inputs.positionIds) {
+      meaning = 'position ids';
+      fill = '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions)';
+    } else if (past.has(name)) {
+      meaning = past.get(name)!;
+      fill = `empty: shape [batch, ${sites.heads}, 0, ${sites.dHead}] of ${dtype} (no past)`;
+    } else if (name === VariantNames.knockout) {
+      meaning = 'attention edges to block: [batch row, layer, head (or 1 for all heads), query position, key position]';
+      fill = 'true where the edge query→key is blocked in that layer (and head); dim 2 is 1 to block in all heads or the head count ' +
+        `(${sites.heads}) to block per head; entries with key > query are ignored; all false = no intervention`;
+    } else if (name === VariantNames.lastIndex) {
+      meaning = 'position whose next-token distribution is read, per row';
+      fill = 'the index of the row\'s last real token (number of real tokens − 1)';
+    } else if (name === VariantNames.target) {
+      meaning = 'token whose probability and rank are read, per row';
+      fill = 'a token id in [0, vocab)';
+    } else {
+      meaning = 'input of the source model';
+      fill = 'as the source model expects';
+    }
+    out.push({ name, dtype, shape: dims, meaning, fill });
+  }
+  return out;
+}
+
+function describeOutputs(model: ModelProto, sites: ModelSites): ManifestTensor[] {
+  const meanings: Record<string, string> = {
+    [VariantNames.targetProb]: 'softmax probability (float32) of dissect_target at dissect_last_index',
+    [VariantNames.targetRank]: 'number of vocabulary entries whose logit is strictly greater than dissect_target\'s (0 = top-1)',
+    [VariantNames.top1]: 'argmax of the logits at dissect_last_index (ties: the lowest id)',
+    [VariantNames.top1Prob]: 'softmax probability (float32) of dissect_top1',
+    [sites.logits]: 'the source model\'s logits [batch, seq, vocab]',
+  };
+  for (const L of sites.perLayer) meanings[attentionProbsName(L.layer)] = `attention probabilities of layer ${L.layer} [batch, heads, query, key], float32`;
+  return (model.graph!.output ?? []).map((vi) => {
+    const { elemType, shape } = valueInfoShape(vi);
+    return {
+      name: vi.name ?? '',
+      dtype: manifestDtype(elemType ?? 0),
+      shape: (shape ?? []).map((d) => d ?? '?'),
+      meaning: meanings[vi.name ?? ''] ?? 'output of the source model (passed through)',
+    };
+  });
+}
+
+function choices(sites: ModelSites, request: VariantRequest): Record<string, string> {
+  const c: Record<string, string> = {
+    reducedOutputs: 'last-position logits cast to float32 before Softmax/ArgMax; rank = count of strictly greater logits; ties in top-1: lowest id',
+    lastPosition: request.logits ? 'gathered from the full logits' : 'LM head applied to the gathered last hidden state only',
+  };
+  if (request.knockout) {
+    c.knockout = `replacement: Where(blocked ∧ causal, B, scores) on each Softmax input, B = ${knockoutValue(sites.dtype)} ` +
+      `(half the lowest finite ${dtypeName(sites.dtype)})`;
+    c.knockoutConsequences = 'a blocked weight is exactly 0 while any causal key of the row stays open; a fully blocked row ' +
+      'is uniform over its causal prefix (future keys stay below B); no NaN';
+  }
+  return c;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+interface Prepared {
+  source: Uint8Array;
+  model: ModelProto;
+  sites: ModelSites;
+  files: string[];
+}
+
+function prepare(modelPath: string, request: VariantRequest): Prepared {
+  const source = readFileSync(modelPath);
+  const model = decodeModel(source, modelPath);
+  const files = checkExternalData(model, modelPath);
+  const sites = detectSites(model, modelPath);
+  rewriteModel(model, sites, request, modelPath);
+  return { source, model, sites, files };
+}
+
+function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, model: string, weights: VariantManifest['weights']): VariantManifest {
+  return {
+    format: 'dissect-variant/1',
+    tool: { name: 'dissect', version: version() },
+    source: { path: resolve(modelPath), sha256: sha256(p.source) },
+    model,
+    weights,
+    family: p.sites.family,
+    layers: p.sites.layers,
+    heads: p.sites.heads,
+    dModel: p.sites.dModel,
+    vocab: p.sites.vocab,
+    dtype: manifestDtype(p.sites.dtype),
+    inputs: describeInputs(p.model, p.sites),
+    outputs: describeOutputs(p.model, p.sites),
+    choices: choices(p.sites, request),
+  };
+}
+
+/**
+ * The variant in memory. With external weights, the session must be created with
+ * `manifest.weights.sessionConfig` (see `sessionExtraFor`), which points onnxruntime at the
+ * source folder.
+ */
+export function buildVariant(modelPath: string, request: VariantRequest): BuiltVariant {
+  const p = prepare(modelPath, request);
+  const srcDir = dirname(resolve(modelPath));
+  const weights: VariantManifest['weights'] = p.files.length
+    ? { layout: 'external-source-folder', files: p.files, folder: srcDir, sessionConfig: { [EXTERNAL_FOLDER_CONFIG]: srcDir } }
+    : { layout: 'embedded', files: [] };
+  return { bytes: encodeModel(p.model), manifest: manifestFor(p, modelPath, request, '', weights), sites: p.sites };
+}
+
+export interface CompileOptions {
+  /** External weights: 'auto' hardlinks them beside the variant and falls back to writing
+   *  the variant beside the source; 'beside-source' goes there directly. */
+  readonly weights?: 'auto' | 'beside-source';
+}
+
+/** Writes the variant graph and manifest.json into `outDir` (see WeightsLayout for where the graph goes). */
+export function compileVariant(modelPath: string, request: VariantRequest, outDir: string, opts: CompileOptions = {}): CompiledVariant {
+  const p = prepare(modelPath, request);
+  const bytes = encodeModel(p.model);
+  const srcDir = dirname(resolve(modelPath));
+  const out = resolve(outDir);
+  mkdirSync(out, { recursive: true });
+  let layout: WeightsLayout = 'embedded';
+  let target = join(out, 'model.onnx');
+  if (target === resolve(modelPath)) target = join(out, 'variant.onnx');
+  let folder: string | undefined;
+  if (p.files.length) {
+    if (opts.weights !== 'beside-source' && hardlinkWeights(p.files, srcDir, out)) {
+      layout = 'hardlinked';
+      folder = out;
+    } else {
+      layout = 'external-beside-source';
+      folder = srcDir;
+      const stem = basename(modelPath, extname(modelPath));
+      target = join(srcDir, `${stem}.dissect-${sha256(bytes).slice(0, 12)}.onnx`);
+    }
+  }
+  if (existsSync(target) && target === resolve(modelPath)) throw new Error('internal: refusing to overwrite the source model');
+  writeFileSync(target, bytes);
+  const manifest = manifestFor(p, modelPath, request, relative(out, target), {
+    layout, files: p.files, ...(folder ? { folder } : {}),
+  });
+  const manifestPath = join(out, 'manifest.json');
+  writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+  return { modelPath: target, manifestPath, manifest, sites: p.sites };
+}
+
+/** The onnxruntime-node `extra` session option a manifest needs (undefined if none). */
+export function sessionExtraFor(manifest: VariantManifest): Record<string, unknown> | undefined {
+  const cfg = manifest.weights.sessionConfig;
+  if (!cfg) return undefined;
+  const extra: Record<string, Record<string, string>> = {};
+  for (const [k, v] of Object.entries(cfg)) {
+    const dot = k.indexOf('.');
+    const group = k.slice(0, dot);
+    (extra[group] ??= {})[k.slice(dot + 1)] = v;
+  }
+  return extra;
+}

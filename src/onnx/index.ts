@@ -1,0 +1,10 @@
+// Public surface of the compiler stage.
+export { buildVariant, compileVariant, rewriteModel, sessionExtraFor, type BuiltVariant, type CompiledVariant } from './compile.js';
+export { inspectModel, renderInspectJson, renderInspectText, type InspectReport } from './inspect.js';
+export { detectSites, runDetection, SiteError } from './sites/index.js';
+export type { ModelSites, LayerSites, ModelInputs, KvCacheInput } from './sites/types.js';
+export { readModel, writeModel, decodeModel, encodeModel, DataType } from './proto.js';
+export { checkExternalData, externalRefs, externalizeInitializers } from './external.js';
+export { knockoutValue } from './passes/knockout.js';
+export { attentionProbsName } from './passes/outputs.js';
+export * from './variant.js';

@@ -1,0 +1,137 @@
+// `dissect inspect MODEL`: what the compiler sees in a model — format facts, inputs and
+// outputs, external data, and per layer which sites were found (tensor, producing op) and
+// which were not (what was expected, where matching broke). Never reads external weights.
+
+import { readFileSync } from 'node:fs';
+import { checkExternalData, externalRefs } from './external.js';
+import { valueInfoShape } from './graph.js';
+import { decodeModel, dtypeName, int, type ValueInfoProto } from './proto.js';
+import { runDetection } from './sites/index.js';
+import type { FoundSite, LayerFindings, MissingSite } from './sites/findings.js';
+import { LAYER_SITE_NAMES } from './sites/types.js';
+
+export interface InspectTensor {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly (number | string)[];
+}
+
+export interface InspectReport {
+  readonly path: string;
+  readonly irVersion: number;
+  readonly opsets: readonly { readonly domain: string; readonly version: number }[];
+  readonly producer: string;
+  readonly nodes: number;
+  readonly inputs: readonly InspectTensor[];
+  readonly outputs: readonly InspectTensor[];
+  /** External weight files (relative to the model's folder); `problem` if they are unusable. */
+  readonly externalData: { readonly tensors: number; readonly files: readonly string[]; readonly problem?: string };
+  readonly family: string;
+  /** The family's overall structure was recognised. */
+  readonly matched: boolean;
+  /** Every site was found: the model can be compiled. */
+  readonly supported: boolean;
+  readonly summary?: {
+    readonly layers: number; readonly heads: number; readonly dHead: number; readonly dModel: number;
+    readonly dMlp: number; readonly vocab: number; readonly dtype: string; readonly activation: string;
+  };
+  readonly model: { readonly found: readonly FoundSite[]; readonly missing: readonly MissingSite[] };
+  readonly layers: readonly LayerFindings[];
+  readonly notes: readonly string[];
+}
+
+export function inspectModel(path: string): InspectReport {
+  const model = decodeModel(readFileSync(path), path);
+  const g = model.graph!;
+  const inits = new Set((g.initializer ?? []).map((t) => t.name));
+  const tensor = (vi: ValueInfoProto): InspectTensor => {
+    const { elemType, shape } = valueInfoShape(vi);
+    return { name: vi.name ?? '', dtype: elemType !== undefined ? dtypeName(elemType) : '?', shape: (shape ?? []).map((d) => d ?? '?') };
+  };
+  const refs = externalRefs(model);
+  let files: string[] = [];
+  let problem: string | undefined;
+  if (refs.length) {
+    try {
+      files = checkExternalData(model, path);
+    } catch (e) {
+      problem = (e as Error).message;
+      files = [...new Set(refs.map((r) => r.location))];
+    }
+  }
+  const d = runDetection(model);
+  const s = d.sites;
+  return {
+    path,
+    irVersion: int(model.irVersion),
+    opsets: (model.opsetImport ?? []).map((o) => ({ domain: o.domain || 'ai.onnx', version: int(o.version) })),
+    producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),
+    nodes: (g.node ?? []).length,
+    inputs: (g.input ?? []).filter((v) => !inits.has(v.name)).map(tensor),
+    outputs: (g.output ?? []).map(tensor),
+    externalData: { tensors: refs.length, files, ...(problem ? { problem } : {}) },
+    family: d.family,
+    matched: d.matched,
+    supported: !!s,
+    ...(s ? {
+      summary: {
+        layers: s.layers, heads: s.heads, dHead: s.dHead, dModel: s.dModel, dMlp: s.dMlp, vocab: s.vocab,
+        dtype: dtypeName(s.dtype), activation: s.activation,
+      },
+    } : {}),
+    model: d.model,
+    layers: d.layers.map((L) => ({ layer: L.layer, found: sortSites(L.found), missing: L.missing })),
+    notes: d.notes,
+  };
+}
+
+function sortSites(found: readonly FoundSite[]): FoundSite[] {
+  const order = new Map<string, number>(LAYER_SITE_NAMES.map((n, i) => [n, i]));
+  return [...found].sort((a, b) => (order.get(a.site) ?? 99) - (order.get(b.site) ?? 99));
+}
+
+function shapeText(t: InspectTensor): string {
+  return `${t.name} ${t.dtype} [${t.shape.join(', ')}]`;
+}
+
+function siteLine(f: FoundSite, width: number): string {
+  const by = f.op === 'initializer' || f.op === 'input' ? f.op : `${f.op}${f.node ? ` '${f.node}'` : ''}`;
+  return `  ${f.site.padEnd(width)} ${f.tensor}  ← ${by}`;
+}
+
+function missingLine(m: MissingSite, width: number): string {
+  return `  ${m.site.padEnd(width)} NOT FOUND: at ${m.at}: expected ${m.expected}`;
+}
+
+/** Plain-text rendering for the terminal. */
+export function renderInspectText(r: InspectReport): string {
+  const lines: string[] = [];
+  const s = r.summary;
+  lines.push(s
+    ? `${r.path}: ${r.family}, ${s.layers} layers, ${s.heads} heads × ${s.dHead}, d_model ${s.dModel}, MLP ${s.dMlp}, vocab ${s.vocab}, ${s.dtype}, ${s.activation}`
+    : `${r.path}: ${r.matched ? `${r.family}-like, but not every site was found` : 'no supported architecture recognised'}`);
+  lines.push(`IR ${r.irVersion}; opsets ${r.opsets.map((o) => `${o.domain} ${o.version}`).join(', ')}; ${r.nodes} nodes${r.producer ? `; producer ${r.producer}` : ''}`);
+  lines.push(`inputs:  ${r.inputs.map(shapeText).join('; ')}`);
+  lines.push(`outputs: ${r.outputs.map(shapeText).join('; ')}`);
+  if (r.externalData.tensors) {
+    lines.push(`external data: ${r.externalData.tensors} tensors in ${r.externalData.files.join(', ')}${r.externalData.problem ? ` — PROBLEM: ${r.externalData.problem}` : ''}`);
+  }
+  const modelWidth = Math.max(12, ...r.model.found.map((f) => f.site.length), ...r.model.missing.map((m) => m.site.length));
+  lines.push('model:');
+  for (const f of r.model.found) lines.push(siteLine(f, modelWidth));
+  for (const m of r.model.missing) lines.push(missingLine(m, modelWidth));
+  const width = Math.max(...LAYER_SITE_NAMES.map((n) => n.length));
+  for (const L of r.layers) {
+    lines.push(`layer ${L.layer}:${L.missing.length ? ` ${L.missing.length} site(s) missing` : ''}`);
+    for (const f of L.found) lines.push(siteLine(f, width));
+    for (const m of L.missing) lines.push(missingLine(m, width));
+  }
+  for (const n of r.notes) lines.push(`note: ${n}`);
+  lines.push(r.supported ? 'supported: yes' : 'supported: no');
+  return lines.join('\n') + '\n';
+}
+
+/** The JSON form (the report is plain data). */
+export function renderInspectJson(r: InspectReport): string {
+  return JSON.stringify(r, null, 2) + '\n';
+}

@@ -1,0 +1,54 @@
+// Attention-edge knockout. One bool input [batch, layers, heads|1, seq, kv] (true = the edge
+// query→key is blocked); per layer its slice, intersected with the causal mask, replaces the
+// Softmax input by B where blocked: Where(blocked ∧ causal, B, scores), B = half the lowest
+// finite value of the scores' dtype.
+//
+// Consequences: a blocked weight is exactly 0 whenever any causal key of the row stays open
+// (exp(B − s) underflows); a fully blocked row is uniform over its causal prefix, because
+// future keys keep the model's own mask value (the dtype's lowest value or −inf), below B;
+// nothing overflows and no NaN appears. Replacement, unlike adding a large negative number,
+// does not depend on the scores' magnitude or on how a backend upcasts fp16.
+
+import { DataType } from '../proto.js';
+import type { Rewrite } from '../rewrite.js';
+import type { ModelSites } from '../sites/types.js';
+import { isFloatType, lowestFinite } from '../tensor.js';
+import { VariantNames } from '../variant.js';
+import { intAttr } from '../tensor.js';
+
+export function knockoutValue(dtype: number): number {
+  return lowestFinite(dtype) / 2;
+}
+
+export function knockoutPass(rw: Rewrite, sites: ModelSites): void {
+  const kvDim = sites.inputs.past.length ? 'kv_seq' : 'seq';
+  const K = rw.addInput(VariantNames.knockout, DataType.BOOL, ['batch', sites.layers, 'heads_or_1', 'seq', kvDim],
+    'true = attention edge query→key blocked at that layer (all heads when dim 2 is 1, else per head)');
+  // causal[q, k] = k ≤ q + (kv − seq), from the knockout input's own shape
+  const I64 = DataType.INT64;
+  const shape = rw.op('Shape', [K], 'dissect/knockout/shape', I64, [5]);
+  const nq = rw.op('Gather', [shape, rw.scalarInt('dissect/knockout/dim3', 3)], 'dissect/knockout/seq', I64, [], [intAttr('axis', 0)]);
+  const nk = rw.op('Gather', [shape, rw.scalarInt('dissect/knockout/dim4', 4)], 'dissect/knockout/kv', I64, [], [intAttr('axis', 0)]);
+  const offset = rw.op('Sub', [nk, nq], 'dissect/knockout/past', I64, []);
+  const zero = rw.scalarInt('dissect/knockout/zero', 0);
+  const one = rw.scalarInt('dissect/knockout/one', 1);
+  const qi = rw.op('Range', [zero, nq, one], 'dissect/knockout/query_index', I64, ['seq']);
+  const qcol = rw.unsqueeze(qi, [1], 'dissect/knockout/query_column', I64, ['seq', 1]);
+  const qlast = rw.op('Add', [qcol, offset], 'dissect/knockout/query_last_key', I64, ['seq', 1]);
+  const ki = rw.op('Range', [zero, nk, one], 'dissect/knockout/key_index', I64, [kvDim]);
+  const causal = rw.op('LessOrEqual', [ki, qlast], 'dissect/knockout/causal', DataType.BOOL, ['seq', kvDim]);
+
+  for (const L of sites.perLayer) {
+    const dt = rw.dtype(L.scores);
+    if (!isFloatType(dt)) throw new Error(`internal: layer ${L.layer} scores have non-float dtype #${dt}`);
+    const base = `dissect/knockout/layer${L.layer}`;
+    const slice = rw.op('Gather', [K, rw.scalarInt(`${base}/index`, L.layer)], `${base}/edges`, DataType.BOOL,
+      ['batch', 'heads_or_1', 'seq', kvDim], [intAttr('axis', 1)]);
+    const blocked = rw.op('And', [slice, causal], `${base}/blocked`, DataType.BOOL, ['batch', 'heads_or_1', 'seq', kvDim]);
+    const B = rw.constant(`${base}/replacement`, dt, [], [knockoutValue(dt)]);
+    const scores = rw.op('Where', [blocked, B, L.scores], `${base}/scores`, dt, ['batch', sites.heads, 'seq', kvDim]);
+    const softmaxes = rw.ix.consumersOf(L.scores).filter((n) => n.opType === 'Softmax');
+    if (softmaxes.length !== 1) throw new Error(`internal: layer ${L.layer}: expected one Softmax reading '${L.scores}'`);
+    rw.replaceInput(softmaxes[0]!, L.scores, scores);
+  }
+}

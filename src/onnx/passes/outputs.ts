@@ -1,0 +1,73 @@
+// Reduced outputs: per row, the last position's next-token distribution reduced inside the
+// graph to a few numbers (target probability and rank, top-1 and its probability), so no
+// [rows × positions × vocab] tensor leaves the graph. Optional per-layer attention probs.
+
+import { DataType } from '../proto.js';
+import type { Rewrite } from '../rewrite.js';
+import type { ModelSites } from '../sites/types.js';
+import { intAttr } from '../tensor.js';
+import { VariantNames } from '../variant.js';
+
+export interface ReducedOptions {
+  /** Read the last position from the full logits (exactly the model's numbers) instead of
+   *  applying the LM head to the gathered last hidden state (cheaper: one row per batch item). */
+  readonly fromFullLogits: boolean;
+}
+
+export function reducedOutputsPass(rw: Rewrite, sites: ModelSites, opts: ReducedOptions): void {
+  const I64 = DataType.INT64;
+  const F32 = DataType.FLOAT;
+  const V = sites.vocab;
+  const last = rw.addInput(VariantNames.lastIndex, I64, ['batch'], 'index of each row\'s last real token');
+  const target = rw.addInput(VariantNames.target, I64, ['batch'], 'token id whose probability and rank are read, per row');
+  const base = 'dissect/reduce';
+  const lastCol = rw.unsqueeze(last, [1], `${base}/last_index`, I64, ['batch', 1]);
+  const dt = rw.dtype(sites.logits);
+  let lastLogits: string;
+  if (opts.fromFullLogits) {
+    lastLogits = rw.op('GatherND', [sites.logits, lastCol], `${base}/last_logits`, dt, ['batch', V], [intAttr('batch_dims', 1)]);
+  } else {
+    const hidden = rw.op('GatherND', [sites.finalNorm.output, lastCol], `${base}/last_hidden`, rw.dtype(sites.finalNorm.output),
+      ['batch', sites.dModel], [intAttr('batch_dims', 1)]);
+    const u = sites.unembedding;
+    if (u.op === 'Gemm') {
+      lastLogits = rw.op('Gemm', [hidden, u.weight, ...(u.bias ? [u.bias] : [])], `${base}/last_logits`, dt, ['batch', V],
+        [intAttr('transB', u.layout === 'Vd' ? 1 : 0)]);
+    } else {
+      lastLogits = rw.op('MatMul', [hidden, u.weight], `${base}/last_logits`, dt, ['batch', V]);
+      if (u.bias) lastLogits = rw.op('Add', [lastLogits, u.bias], `${base}/last_logits_biased`, dt, ['batch', V]);
+    }
+  }
+  const logits = dt === F32 ? lastLogits : rw.op('Cast', [lastLogits], `${base}/last_logits_f32`, F32, ['batch', V], [intAttr('to', F32)]);
+  const probs = rw.op('Softmax', [logits], `${base}/probs`, F32, ['batch', V], [intAttr('axis', -1)]);
+  const tcol = rw.unsqueeze(target, [1], `${base}/target`, I64, ['batch', 1]);
+  const tprob = rw.squeeze(rw.op('GatherElements', [probs, tcol], `${base}/target_prob_col`, F32, ['batch', 1], [intAttr('axis', 1)]),
+    [1], `${base}/target_prob`, F32, ['batch']);
+  const tlogit = rw.op('GatherElements', [logits, tcol], `${base}/target_logit`, F32, ['batch', 1], [intAttr('axis', 1)]);
+  const above = rw.op('Greater', [logits, tlogit], `${base}/above_target`, DataType.BOOL, ['batch', V]);
+  const rank = rw.op('ReduceSum', [rw.op('Cast', [above], `${base}/above_target_i64`, I64, ['batch', V], [intAttr('to', I64)]), rw.ints(`${base}/axis1`, [1])],
+    `${base}/target_rank`, I64, ['batch'], [intAttr('keepdims', 0)]);
+  const top1 = rw.op('ArgMax', [logits], `${base}/top1`, I64, ['batch'], [intAttr('axis', 1), intAttr('keepdims', 0), intAttr('select_last_index', 0)]);
+  const top1prob = rw.squeeze(
+    rw.op('GatherElements', [probs, rw.unsqueeze(top1, [1], `${base}/top1_col`, I64, ['batch', 1])], `${base}/top1_prob_col`, F32, ['batch', 1], [intAttr('axis', 1)]),
+    [1], `${base}/top1_prob`, F32, ['batch']);
+  rw.addOutput(VariantNames.targetProb, tprob, F32, ['batch'], 'softmax probability of dissect_target at dissect_last_index');
+  rw.addOutput(VariantNames.targetRank, rank, I64, ['batch'], 'number of vocabulary entries with a strictly greater logit than dissect_target');
+  rw.addOutput(VariantNames.top1, top1, I64, ['batch'], 'argmax of the last-position logits (ties: lowest id)');
+  rw.addOutput(VariantNames.top1Prob, top1prob, F32, ['batch'], 'softmax probability of dissect_top1');
+}
+
+export function attentionProbsName(layer: number): string {
+  return `dissect_attn_probs_${layer}`;
+}
+
+export function attentionProbsPass(rw: Rewrite, sites: ModelSites): void {
+  const kvDim = sites.inputs.past.length ? 'kv_seq' : 'seq';
+  for (const L of sites.perLayer) {
+    const dt = rw.dtype(L.probs);
+    const shape = ['batch', sites.heads, 'seq', kvDim];
+    const src = dt === DataType.FLOAT ? L.probs
+      : rw.op('Cast', [L.probs], `dissect/attn_probs/layer${L.layer}`, DataType.FLOAT, shape, [intAttr('to', DataType.FLOAT)]);
+    rw.addOutput(attentionProbsName(L.layer), src, DataType.FLOAT, shape, `attention probabilities of layer ${L.layer}`);
+  }
+}

@@ -1,0 +1,307 @@
+// GPT-2 family: token + position embeddings, then blocks
+//   r → LN → qkv projection → Split → per-head q, k, v → q·kᵀ → scale/causal/padding masks →
+//   Softmax → ·V → merge heads → output projection → (+ r) → LN → fc → gelu → proj → (+)
+// and finally LN → LM head. Matches the TorchScript exports (opsets 14–17, LayerNorm
+// decomposed or fused, Gemm on a reshaped 2-D input or MatMul + Add) and Optimum-style
+// graphs (position_ids input, past key/value inputs concatenated before attention).
+
+import { GraphIndex, nodeLabel } from '../graph.js';
+import { DataType, type NodeProto } from '../proto.js';
+import { attrInt, attrInts, tensorDims } from '../tensor.js';
+import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
+import {
+  PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLayerNorm, matchLinear, otherInput, out0,
+  soleConsumer, type NormMatch,
+} from './pattern.js';
+import type { KvCacheInput, LayerSites, ModelSites } from './types.js';
+
+const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
+const HEAD_PATH_OPS = ['Transpose', 'Concat', 'Reshape', 'Identity'];
+
+// in matching order, so the first missing site is where matching stopped
+const ATTENTION_SITES = ['attnNorm', 'q', 'k', 'scores', 'probs', 'v', 'context', 'contextMerged'] as const;
+const MLP_SITES = ['mlpNorm', 'mlpPre', 'mlpAct'] as const;
+
+interface AttentionFacts {
+  heads?: number;
+  dHead?: number;
+  kLayout?: 'bhsd' | 'bhds';
+  softmaxNode?: string;
+  pastKey?: string;
+  pastValue?: string;
+}
+
+function perm(node: NodeProto): string {
+  return (attrInts(node, 'perm') ?? []).join(',');
+}
+
+function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut: string, facts: AttentionFacts): void {
+  rec.found('attnNorm', norm.output);
+  const cAttn = matchLinear(ix, norm.output, 'attention input projection');
+  const split = soleConsumer(ix, cAttn.output, ['Split'], 'a Split of the fused qkv projection into q, k and v');
+  if ((split.output ?? []).length !== 3) fail(ix, cAttn.output, 'a Split into exactly 3 parts (q, k, v)', split);
+  const [qPart, kPart, vPart] = split.output as [string, string, string];
+
+  // q: Split → Reshape [b, s, h, dh] → Transpose [b, h, s, dh]
+  const qReshape = soleConsumer(ix, qPart, ['Reshape'], 'a Reshape of q into heads [b, s, h, dh]');
+  const shape = ix.partialShape(qReshape.input?.[1] ?? '');
+  if (!shape || shape.length !== 4 || shape[2] === undefined || shape[3] === undefined) {
+    fail(ix, qPart, 'a head split whose target shape has constant head count and head size', qReshape);
+  }
+  facts.heads = shape[2];
+  facts.dHead = shape[3];
+  const qT = soleConsumer(ix, out0(qReshape), ['Transpose'], 'a Transpose of q to [b, h, s, dh]');
+  if (perm(qT) !== '0,2,1,3') fail(ix, out0(qReshape), 'a Transpose with perm [0,2,1,3]', qT);
+  const q = rec.found('q', out0(qT));
+
+  // scores = q · kᵀ, k from the same Split (through the kv cache, if any)
+  const qk = soleConsumer(ix, q, ['MatMul'], 'the MatMul q·kᵀ', 0);
+  const kSide = qk.input?.[1] ?? '';
+  const kTrace = backThrough(ix, kSide, HEAD_PATH_OPS);
+  if (kTrace.origin !== kPart) fail(ix, kSide, `keys coming from output 1 of the qkv Split ${nodeLabel(split)}`, qk);
+  const kConcat = kTrace.via.find((n) => n.opType === 'Concat');
+  if (kConcat) {
+    facts.kLayout = 'bhsd';
+    const past = (kConcat.input ?? []).find((i) => ix.isGraphInput(i));
+    if (past) facts.pastKey = past;
+    rec.found('k', out0(kConcat));
+  } else {
+    const kReshape = kTrace.via.find((n) => n.opType === 'Reshape');
+    const kT = kReshape ? ix.dataConsumers(out0(kReshape)).find((n) => isOp(n, 'Transpose') && perm(n) === '0,2,1,3') : undefined;
+    if (kT) {
+      facts.kLayout = 'bhsd';
+      rec.found('k', out0(kT));
+    } else {
+      facts.kLayout = 'bhds';
+      rec.found('k', kSide);
+    }
+  }
+
+  const softmax = forwardTo(ix, out0(qk), SCORE_PASS_OPS, ['Softmax'], 'a Softmax over the attention scores (after scale and masks)').node;
+  const axis = attrInt(softmax, 'axis', -1);
+  if (axis !== -1 && axis !== 3) fail(ix, in0(softmax), 'a Softmax over the last axis (keys)', softmax);
+  facts.softmaxNode = softmax.name ?? '';
+  rec.found('scores', in0(softmax));
+  const probs = rec.found('probs', out0(softmax));
+
+  const pv = soleConsumer(ix, probs, ['MatMul'], 'the MatMul probs·V', 0);
+  const vSide = pv.input?.[1] ?? '';
+  const vTrace = backThrough(ix, vSide, HEAD_PATH_OPS);
+  if (vTrace.origin !== vPart) fail(ix, vSide, `values coming from output 2 of the qkv Split ${nodeLabel(split)}`, pv);
+  const vConcat = vTrace.via.find((n) => n.opType === 'Concat');
+  const pastV = vConcat ? (vConcat.input ?? []).find((i) => ix.isGraphInput(i)) : undefined;
+  if (pastV) facts.pastValue = pastV;
+  rec.found('v', vSide);
+  const context = rec.found('context', out0(pv));
+
+  const cT = soleConsumer(ix, context, ['Transpose'], 'a Transpose of the context to [b, s, h, dh]');
+  if (perm(cT) !== '0,2,1,3') fail(ix, context, 'a Transpose with perm [0,2,1,3]', cT);
+  const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
+  const merged = rec.found('contextMerged', out0(merge));
+  const proj = matchLinear(ix, merged, 'attention output projection');
+  if (proj.output !== attnOut) {
+    fail(ix, proj.output, `the attention output projection to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));
+  }
+}
+
+function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string): { dMlp: number; activation: string } {
+  rec.found('mlpNorm', norm.output);
+  const fc = matchLinear(ix, norm.output, 'MLP input projection');
+  const pre = rec.found('mlpPre', fc.output);
+  const act = matchActivation(ix, pre, 'MLP');
+  rec.found('mlpAct', act.output);
+  const proj = matchLinear(ix, act.output, 'MLP output projection');
+  if (proj.output !== mlpOut) {
+    fail(ix, proj.output, `the MLP output projection to be the update added to the residual stream ('${mlpOut}')`, ix.producer(mlpOut));
+  }
+  const w = ix.constantTensor(fc.weight);
+  const dims = w ? tensorDims(w) : [];
+  const dMlp = (fc.transposed ? dims[0] : dims[1]) ?? 0;
+  return { dMlp, activation: act.kind };
+}
+
+interface Embedding {
+  ids: string;
+  weight: string;
+  output: string;
+  r0: string;
+  positionWeight?: string;
+  positionIds?: string;
+}
+
+function findEmbedding(ix: GraphIndex, rec: Recorder): Embedding {
+  const isIntInput = (t: string): boolean => {
+    const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
+    return ix.isGraphInput(t) && (et === DataType.INT64 || et === DataType.INT32);
+  };
+  const gathers = ix.nodes.filter((n) => n.opType === 'Gather' && ix.isConstant(in0(n)) && isIntInput(n.input?.[1] ?? '')
+    && tensorDims(ix.constantTensor(in0(n)) ?? {}).length === 2 && attrInt(n, 'axis', 0) === 0);
+  if (!gathers.length) {
+    throw new PatternBreak(undefined, '', 'a Gather of token ids (a graph input) from a 2-D embedding table');
+  }
+  const tok = gathers.find((n) => /input_ids|ids/i.test(n.input?.[1] ?? '')) ?? gathers[0]!;
+  const ids = rec.found('inputIds', tok.input![1]!);
+  const weight = rec.found('embedding', in0(tok));
+  const emb: Embedding = { ids, weight, output: out0(tok), r0: '' };
+  let t = out0(tok);
+  for (let guard = 0; guard < 6 && !matchLayerNorm(ix, t); guard++) {
+    const add = soleConsumer(ix, t, ['Add'], 'the embedding sum feeding the first LayerNorm');
+    const other = ix.producer(otherInput(add, t));
+    if (isOp(other, 'Gather') && ix.isConstant(in0(other))) {
+      emb.positionWeight = rec.found('positionEmbedding', in0(other));
+      const pos = other.input?.[1] ?? '';
+      if (ix.isGraphInput(pos)) emb.positionIds = rec.found('positionIds', pos);
+    }
+    t = out0(add);
+  }
+  if (!matchLayerNorm(ix, t)) fail(ix, t, 'a LayerNorm reading the embeddings (the first block)');
+  emb.r0 = t;
+  return emb;
+}
+
+export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>): Detection {
+  const model: SectionFindings = { found: [], missing: [] };
+  const mrec = new Recorder(ix, model);
+  const layers: LayerFindings[] = [];
+  const notes: string[] = [];
+  const emb = mrec.attempt(['inputIds', 'embedding'], () => findEmbedding(ix, mrec));
+  if (!emb) return { family: 'gpt2', matched: false, model, layers, notes };
+
+  const perLayer: LayerSites[] = [];
+  const past: KvCacheInput[] = [];
+  let heads: number | undefined;
+  let dHead: number | undefined;
+  let dMlp: number | undefined;
+  let activation = '';
+  let r = emb.r0;
+  let finalNorm: NormMatch | undefined;
+  let complete = true;
+  for (let l = 0; l < 4096; l++) {
+    const ln1 = matchLayerNorm(ix, r);
+    if (!ln1) {
+      model.missing.push({ site: `layer ${l} or final norm`, expected: 'a LayerNorm reading the residual stream', at: nodeLabel(ix.dataConsumers(r)[0] ?? ix.producer(r)) });
+      complete = false;
+      break;
+    }
+    const adds1 = ix.dataConsumers(r).filter((n) => n.opType === 'Add' && !ln1.nodes.has(n));
+    if (adds1.length === 0) {
+      finalNorm = ln1;
+      break;
+    }
+    const L: LayerFindings = { layer: l, found: [], missing: [] };
+    layers.push(L);
+    const rec = new Recorder(ix, L);
+    rec.found('residIn', r);
+    const blockSites = ['attnOut', 'residMid', 'mlpOut', 'residPost'];
+    if (adds1.length > 1) {
+      rec.missing(blockSites, new PatternBreak(adds1[1], r, 'one residual Add reading the residual stream'));
+      complete = false;
+      break;
+    }
+    const add1 = adds1[0]!;
+    const attnOut = rec.found('attnOut', otherInput(add1, r));
+    const residMid = rec.found('residMid', out0(add1));
+    const facts: AttentionFacts = {};
+    rec.attempt([...ATTENTION_SITES], () => matchAttention(ix, rec, ln1, attnOut, facts));
+
+    const ln2 = matchLayerNorm(ix, residMid);
+    const adds2 = ix.dataConsumers(residMid).filter((n) => n.opType === 'Add' && !ln2?.nodes.has(n));
+    if (adds2.length !== 1) {
+      rec.missing(['mlpOut', 'residPost', ...MLP_SITES], new PatternBreak(adds2[1] ?? ix.dataConsumers(residMid)[0], residMid, 'one residual Add after the MLP'));
+      complete = false;
+      break;
+    }
+    const add2 = adds2[0]!;
+    const mlpOut = rec.found('mlpOut', otherInput(add2, residMid));
+    const residPost = rec.found('residPost', out0(add2));
+    if (!ln2) {
+      rec.missing([...MLP_SITES], new PatternBreak(ix.dataConsumers(residMid)[0], residMid, 'a LayerNorm before the MLP'));
+    } else {
+      const mlp = rec.attempt([...MLP_SITES], () => matchMlp(ix, rec, ln2, mlpOut));
+      if (mlp) {
+        dMlp ??= mlp.dMlp;
+        activation ||= mlp.activation;
+      }
+    }
+    if (facts.heads !== undefined) {
+      if (heads !== undefined && heads !== facts.heads) notes.push(`layer ${l} has ${facts.heads} heads, layer 0 has ${heads}`);
+      heads ??= facts.heads;
+      dHead ??= facts.dHead;
+    }
+    if (facts.pastKey && facts.pastValue) past.push({ layer: l, key: facts.pastKey, value: facts.pastValue });
+    if (L.missing.length) complete = false;
+    else {
+      const g = (s: string): string => rec.get(s)!;
+      perLayer.push({
+        layer: l, residIn: g('residIn'), attnNorm: g('attnNorm'), q: g('q'), k: g('k'), kLayout: facts.kLayout!, v: g('v'),
+        scores: g('scores'), softmaxNode: facts.softmaxNode ?? '', probs: g('probs'), context: g('context'),
+        contextMerged: g('contextMerged'), attnOut: g('attnOut'), residMid: g('residMid'), mlpNorm: g('mlpNorm'),
+        mlpPre: g('mlpPre'), mlpAct: g('mlpAct'), mlpOut: g('mlpOut'), residPost: g('residPost'),
+      });
+    }
+    r = residPost;
+  }
+
+  // final norm and LM head
+  let head: { weight: string; bias?: string; op: 'MatMul' | 'Gemm'; layout: 'dV' | 'Vd'; logits: string; vocab: number } | undefined;
+  if (finalNorm) {
+    mrec.found('finalNorm', finalNorm.output);
+    head = mrec.attempt(['unembedding', 'logits'], () => {
+      const lin = matchLinear(ix, finalNorm!.output, 'the LM head');
+      let y = lin.output;
+      for (let guard = 0; guard < 4 && !ix.outputs.has(y); guard++) {
+        const next = ix.dataConsumers(y);
+        if (next.length !== 1 || !isOp(next[0], 'Identity', 'Cast', 'Reshape')) break;
+        y = out0(next[0]);
+      }
+      if (!ix.outputs.has(y)) fail(ix, y, 'the logits to be a graph output');
+      const dims = tensorDims(ix.constantTensor(lin.weight) ?? {});
+      mrec.found('unembedding', lin.weight);
+      mrec.found('logits', y);
+      const layout = lin.transposed ? 'Vd' as const : 'dV' as const;
+      return { weight: lin.weight, ...(lin.bias ? { bias: lin.bias } : {}), op: lin.op, layout, logits: y, vocab: (layout === 'dV' ? dims[1] : dims[0]) ?? 0 };
+    });
+  } else if (complete) {
+    model.missing.push({ site: 'finalNorm', expected: 'a final LayerNorm', at: nodeLabel(ix.producer(r)) });
+  }
+
+  const inputs = [...ix.inputs.keys()].filter((n) => ix.isGraphInput(n));
+  const pastNames = new Set(past.flatMap((p) => [p.key, p.value]));
+  const attentionMask = inputs.find((n) => /attention_mask/.test(n))
+    ?? inputs.find((n) => n !== emb.ids && n !== emb.positionIds && !pastNames.has(n) && ix.inputs.get(n)?.type?.tensorType?.elemType === DataType.INT64);
+  if (attentionMask) mrec.found('attentionMask', attentionMask);
+
+  const wteDims = tensorDims(ix.constantTensor(emb.weight) ?? {});
+  const dModel = wteDims[1] ?? 0;
+  if (heads !== undefined && dHead !== undefined && heads * dHead !== dModel) {
+    notes.push(`heads × head size = ${heads} × ${dHead} differs from the embedding width ${dModel}`);
+  }
+  const allFound = complete && !!finalNorm && !!head && model.missing.length === 0 && layers.every((L) => L.missing.length === 0) && perLayer.length > 0;
+  const dtype = dtypes.get(perLayer[0]?.scores ?? '') ?? dtypes.get(head?.logits ?? '') ?? DataType.FLOAT;
+  const detection: Detection = { family: 'gpt2', matched: true, model, layers, notes };
+  if (!allFound || !head || !finalNorm || heads === undefined || dHead === undefined) return detection;
+  const sites: ModelSites = {
+    family: 'gpt2',
+    layers: perLayer.length,
+    heads,
+    dHead,
+    dModel,
+    dMlp: dMlp ?? 0,
+    vocab: head.vocab,
+    dtype,
+    activation,
+    perLayer,
+    finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
+    embedding: { weight: emb.weight, output: emb.output, ...(emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },
+    unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
+    logits: head.logits,
+    inputs: {
+      inputIds: emb.ids,
+      ...(attentionMask ? { attentionMask } : {}),
+      ...(emb.positionIds ? { positionIds: emb.positionIds } : {}),
+      past,
+    },
+  };
+  return { ...detection, sites };
+}
+

@@ -1,0 +1,172 @@
+// Batch rows → the feeds of a compiled variant, one typed array per input.
+// Rows are padded on the RIGHT to the longest row with PAD_ID and attention_mask 0: the
+// TorchScript GPT-2 exports derive positions from the sequence length, so left padding
+// would shift every position. Inputs are recognised by name:
+//   input_ids             [batch, seq]    ids, then PAD_ID
+//   attention_mask        [batch, seq]    1 on the row's tokens, 0 on padding
+//   position_ids          [batch, seq]    0..seq-1 on every row (padding continues the count)
+//   past_key_values.*     [batch, heads, 0, d_head] of the listed dtype: empty (no cache)
+//   dissect_knockout      bool [batch, layers, heads|1, seq, kv] with kv = seq (no cache);
+//                         true = query→key blocked; all false for a row without knockout
+//   dissect_last_index    [batch]         the row's own last index
+//   dissect_target        [batch]         the token whose probability / rank is read
+// Integer inputs are int64 (int32 is accepted too).
+// Any other input is a contract error between compiler and runner (thrown).
+
+import * as ort from 'onnxruntime-node';
+import { VariantNames, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
+import { InternalError } from './errors.js';
+
+export const PAD_ID = 0;
+
+/** One blocked edge: at `layer`, head slot `head` (0 when the mask is shared by all heads). */
+export type KnockoutEdge = readonly [layer: number, head: number, query: number, key: number];
+
+export type BatchKnockout =
+  /** Packed bool [layers, heads, seq, seq], nonzero = blocked; seq ≥ the row's length (knockout-mask.ts's KnockoutMask fits). */
+  | { readonly layers: number; readonly heads: number; readonly seq: number; readonly data: Uint8Array }
+  | { readonly layers: number; readonly heads: number; readonly blocked: readonly KnockoutEdge[] };
+
+export interface BatchRow {
+  readonly ids: readonly number[];
+  readonly lastIndex: number;
+  readonly target: number;
+  readonly knockout?: BatchKnockout;
+}
+
+export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'>;
+
+const PAST = /^past_key_values\.|^past\.|^past_/;
+
+/** An integer input buffer: int64 (the usual) or int32. */
+interface IntBuffer { readonly tensor: ort.Tensor; set(i: number, v: number): void; fill(v: number, from: number, to: number): void }
+
+function intBuffer(t: ManifestTensor, dims: number[]): IntBuffer {
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (t.dtype === 'int64') {
+    const a = new BigInt64Array(size);
+    return { tensor: new ort.Tensor('int64', a, dims), set: (i, v) => { a[i] = BigInt(v); }, fill: (v, f, e) => { a.fill(BigInt(v), f, e); } };
+  }
+  if (t.dtype === 'int32') {
+    const a = new Int32Array(size);
+    return { tensor: new ort.Tensor('int32', a, dims), set: (i, v) => { a[i] = v; }, fill: (v, f, e) => { a.fill(v, f, e); } };
+  }
+  throw new InternalError(`manifest input ${t.name} is ${t.dtype}; the runner feeds it as int64 or int32`);
+}
+
+function emptyTensor(t: ManifestTensor, dims: number[]): ort.Tensor {
+  switch (t.dtype) {
+    case 'float32': return new ort.Tensor('float32', new Float32Array(0), dims);
+    case 'float16': return new ort.Tensor('float16', new Uint16Array(0), dims);
+    case 'float64': return new ort.Tensor('float64', new Float64Array(0), dims);
+    case 'int64': return new ort.Tensor('int64', new BigInt64Array(0), dims);
+    case 'int32': return new ort.Tensor('int32', new Int32Array(0), dims);
+    case 'bool': return new ort.Tensor('bool', new Uint8Array(0), dims);
+    default: throw new InternalError(`manifest input ${t.name}: onnxruntime-node cannot feed ${t.dtype}`);
+  }
+}
+
+export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): Record<string, ort.Tensor> {
+  const B = rows.length;
+  if (B === 0) throw new InternalError('buildFeeds: empty batch');
+  let S = 0;
+  rows.forEach((r, b) => {
+    const n = r.ids.length;
+    if (n === 0) throw new InternalError(`buildFeeds: row ${b} has no tokens`);
+    if (!Number.isInteger(r.lastIndex) || r.lastIndex < 0 || r.lastIndex >= n) {
+      throw new InternalError(`buildFeeds: row ${b}: lastIndex ${r.lastIndex} outside its ${n} tokens`);
+    }
+    if (!Number.isInteger(r.target) || r.target < 0 || r.target >= manifest.vocab) {
+      throw new InternalError(`buildFeeds: row ${b}: target ${r.target} outside the vocabulary (${manifest.vocab})`);
+    }
+    if (n > S) S = n;
+  });
+
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const input of manifest.inputs) {
+    const name = input.name;
+    if (name === 'input_ids') {
+      const a = intBuffer(input, [B, S]); // zero-filled = PAD_ID
+      rows.forEach((r, b) => {
+        const base = b * S;
+        for (let i = 0; i < r.ids.length; i++) {
+          const id = r.ids[i]!;
+          if (!Number.isInteger(id) || id < 0 || id >= manifest.vocab) {
+            throw new InternalError(`buildFeeds: row ${b}: token id ${id} outside the vocabulary (${manifest.vocab})`);
+          }
+          a.set(base + i, id);
+        }
+        if (PAD_ID !== 0) a.fill(PAD_ID, base + r.ids.length, base + S);
+      });
+      feeds[name] = a.tensor;
+    } else if (name === 'attention_mask') {
+      const a = intBuffer(input, [B, S]);
+      rows.forEach((r, b) => a.fill(1, b * S, b * S + r.ids.length));
+      feeds[name] = a.tensor;
+    } else if (name === 'position_ids') {
+      const a = intBuffer(input, [B, S]);
+      for (let b = 0; b < B; b++) for (let i = 0; i < S; i++) a.set(b * S + i, i);
+      feeds[name] = a.tensor;
+    } else if (PAST.test(name)) {
+      const dims = input.shape.map((d, i) => (i === 0 ? B : typeof d === 'number' ? d : /head/i.test(d) ? manifest.heads : 0));
+      if (!dims.includes(0)) throw new InternalError(`manifest input ${name} ${JSON.stringify(input.shape)}: no axis can be empty`);
+      feeds[name] = emptyTensor(input, dims);
+    } else if (name === VariantNames.knockout) {
+      feeds[name] = knockoutFeed(input, manifest, rows, S);
+    } else if (name === VariantNames.lastIndex || name === VariantNames.target) {
+      const a = intBuffer(input, [B]);
+      rows.forEach((r, b) => a.set(b, name === VariantNames.target ? r.target : r.lastIndex));
+      feeds[name] = a.tensor;
+    } else {
+      throw new InternalError(`manifest input ${name} (${input.meaning}) is unknown to the runner`);
+    }
+  }
+  return feeds;
+}
+
+function knockoutFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number): ort.Tensor {
+  if (input.dtype !== 'bool' || input.shape.length !== 5) {
+    throw new InternalError(`manifest input ${input.name} must be bool [batch, layers, heads|1, seq, seq], is ${input.dtype} ${JSON.stringify(input.shape)}`);
+  }
+  const B = rows.length;
+  const ld = input.shape[1]!;
+  const L = typeof ld === 'number' ? ld : manifest.layers;
+  const hd = input.shape[2]!;
+  const given = rows.find((r) => r.knockout)?.knockout?.heads;
+  const H = typeof hd === 'number' ? hd : /^heads$/.test(hd) ? manifest.heads : given ?? 1;
+  const slab = S * S;
+  const rowSize = L * H * slab;
+  const a = new Uint8Array(B * rowSize);
+  rows.forEach((r, b) => {
+    const k = r.knockout;
+    if (!k) return;
+    if (k.layers !== L || k.heads !== H) {
+      throw new InternalError(`buildFeeds: row ${b}: knockout is [${k.layers} layers, ${k.heads} heads], the variant takes [${L}, ${H}]`);
+    }
+    const n = r.ids.length;
+    const base = b * rowSize;
+    if ('data' in k) {
+      if (k.data.length !== L * H * k.seq * k.seq) {
+        throw new InternalError(`buildFeeds: row ${b}: packed knockout has ${k.data.length} entries, expected ${L}·${H}·${k.seq}²`);
+      }
+      const m = Math.min(k.seq, S);
+      for (let s = 0; s < L * H; s++) {
+        const src = s * k.seq * k.seq;
+        const dst = base + s * slab;
+        if (k.seq === S) {
+          a.set(k.data.subarray(src, src + slab), dst);
+        } else {
+          for (let q = 0; q < m; q++) a.set(k.data.subarray(src + q * k.seq, src + q * k.seq + m), dst + q * S);
+        }
+      }
+    } else {
+      for (const [layer, head, q, key] of k.blocked) {
+        if (!(layer >= 0 && layer < L && head >= 0 && head < H && q >= 0 && q < n && key >= 0 && key < n)) {
+          throw new InternalError(`buildFeeds: row ${b}: blocked edge (layer ${layer}, head ${head}, ${q}→${key}) outside [${L}, ${H}, ${n}, ${n}]`);
+        }
+        a[base + (layer * H + head) * slab + q * S + key] = 1;
+      }
+    }
+  });
+  return new ort.Tensor('bool', a, [B, L, H, S, S]);
+}

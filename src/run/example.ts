@@ -1,0 +1,70 @@
+// A fact made ready for the model: token ids, the subject's token range and the target's
+// first token. With BOS policy `prepend` the BOS id goes first and every index (subject
+// range, n, last) counts it; `none` feeds the prompt's own tokens, as the paper does.
+
+import type { BosPolicy } from '../lang/program.js';
+import type { Fact } from './dataset.js';
+import { isRunError, runError, RunUserError, type RunError } from './errors.js';
+import { locateSubject, type SubjectRange } from './subject.js';
+import type { Encoded, Tokenizer } from './tokenizer.js';
+import type { ExampleGeometry } from './positions.js';
+
+export interface Example extends ExampleGeometry {
+  readonly fact: Fact;
+  /** Model input ids (BOS first when prepended). */
+  readonly ids: readonly number[];
+  /** Character offsets of each id in fact.prompt; a prepended BOS gets [0, 0]. */
+  readonly offsets: readonly (readonly [number, number])[];
+  /** Subject token range in `ids` (shifted by one when BOS is prepended). */
+  readonly subject: SubjectRange;
+  /** ids.length */
+  readonly n: number;
+  /** The last index, n - 1. */
+  readonly lastIndex: number;
+  readonly bos: boolean;
+  /** subject.start === 0 (the paper's is_subject_position_zero); never true with a BOS. */
+  readonly subjectAtZero: boolean;
+  /** First token of the target: of ' ' + target for byte-level BPE, of target otherwise. */
+  readonly targetFirstToken: number;
+  /** All tokens of that encoding. */
+  readonly targetIds: readonly number[];
+}
+
+export function prepareExample(fact: Fact, tokenizer: Tokenizer, bos: BosPolicy): Example | RunError {
+  const where = `fact ${fact.id} (record ${fact.record})`;
+  if (fact.prompt.length === 0) return runError('example', `${where}: empty prompt`, { record: fact.record });
+  let enc: Encoded;
+  let targetEnc: Encoded;
+  // Byte-level BPE: the target follows the prompt after a space (" Apple"), unless it has one.
+  const targetText = tokenizer.kind === 'byte-level' && !/^\s/.test(fact.target) ? ` ${fact.target}` : fact.target;
+  try {
+    enc = tokenizer.encode(fact.prompt);
+    targetEnc = tokenizer.encode(targetText);
+  } catch (e) {
+    if (e instanceof RunUserError) return { ...e.error, message: `${where}: ${e.error.message}`, record: fact.record };
+    throw e;
+  }
+  if (enc.ids.length === 0) return runError('example', `${where}: prompt ${JSON.stringify(fact.prompt)} has no tokens`, { record: fact.record });
+  if (targetEnc.ids.length === 0) return runError('example', `${where}: target ${JSON.stringify(fact.target)} has no tokens`, { record: fact.record });
+  const located = locateSubject(fact.prompt, fact.subject, enc.offsets);
+  if (isRunError(located)) return { ...located, message: `${where}: ${located.message}`, record: fact.record };
+  let ids = enc.ids;
+  let offsets: (readonly [number, number])[] = enc.offsets;
+  let subject = located;
+  const prepend = bos === 'prepend';
+  if (prepend) {
+    if (tokenizer.bosId === undefined) {
+      return runError('example', `bos prepend: tokenizer ${tokenizer.path} has no <|endoftext|>, bos_token or eos_token`, {
+        hint: 'use `bos none`, or add bos_token to a tokenizer_config.json beside the tokenizer',
+      });
+    }
+    ids = [tokenizer.bosId, ...ids];
+    offsets = [[0, 0], ...offsets];
+    subject = { start: located.start + 1, end: located.end + 1 };
+  }
+  return {
+    fact, ids, offsets, subject, n: ids.length, lastIndex: ids.length - 1, bos: prepend,
+    subjectAtZero: subject.start === 0,
+    targetFirstToken: targetEnc.ids[0]!, targetIds: targetEnc.ids,
+  };
+}

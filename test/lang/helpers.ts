@@ -1,0 +1,47 @@
+// Shared helpers for the language tests.
+
+import { frontEnd, parseDissect } from '../../src/lang/index.js';
+import type { Diagnostic, ModelShape } from '../../src/lang/program.js';
+
+export const FILE = '/virtual/exp/test.dissect';
+
+export const shape: ModelShape = { layers: 12, heads: 4, vocab: 100 };
+
+/** The header every checked test file needs (model + dataset). */
+export const header = [
+  'param model = "m.onnx"',
+  'model model tokenizer "t.json"',
+  'dataset counterfact "facts.json"',
+].join('\n');
+
+export interface RunOptions {
+  readonly overrides?: Record<string, string>;
+  readonly shape?: ModelShape | { error: string };
+}
+
+export function run(source: string, options: RunOptions = {}) {
+  const seen: string[] = [];
+  const result = frontEnd(source, FILE, {
+    overrides: options.overrides ?? {},
+    shapeOf: (p) => {
+      seen.push(p);
+      return options.shape ?? shape;
+    },
+  });
+  return { ...result, shapeCalls: seen };
+}
+
+/** "line:col severity: message" for each diagnostic, in order. */
+export function brief(diagnostics: readonly Diagnostic[]): string[] {
+  return diagnostics.map((d) => `${d.span.line}:${d.span.column} ${d.severity === 'warning' ? 'warning: ' : ''}${d.message}`);
+}
+
+/** Errors (and warnings) of a checked source. */
+export function problems(source: string, options: RunOptions = {}): string[] {
+  return brief(run(source, options).diagnostics);
+}
+
+/** Errors of a source that only needs to parse. */
+export function syntaxProblems(source: string): string[] {
+  return brief(parseDissect(source, FILE).diagnostics);
+}

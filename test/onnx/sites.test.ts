@@ -1,0 +1,115 @@
+import test from 'ava';
+import { decodeModel, readModel, type ModelProto } from '../../src/onnx/proto.js';
+import { detectSites, runDetection, SiteError } from '../../src/onnx/sites/index.js';
+import { LAYER_SITE_NAMES } from '../../src/onnx/sites/types.js';
+import { inspectModel, renderInspectJson, renderInspectText } from '../../src/onnx/inspect.js';
+import { encodeModel } from '../../src/onnx/proto.js';
+import { FIXTURE_MODELS, fixture, fixturePath } from './helpers.js';
+
+for (const name of FIXTURE_MODELS) {
+  test(`sites of ${name} match its config`, (t) => {
+    const cfg = fixture(name).config;
+    const s = detectSites(readModel(fixturePath(name)), name);
+    t.is(s.family, 'gpt2');
+    t.is(s.layers, cfg.layers);
+    t.is(s.heads, cfg.heads);
+    t.is(s.dHead, cfg.d_head);
+    t.is(s.dModel, cfg.d_model);
+    t.is(s.vocab, cfg.vocab);
+    t.is(s.dMlp, 4 * cfg.d_model);
+    t.is(s.activation, 'gelu_tanh');
+    t.is(s.dtype, name.includes('fp16') ? 10 : 1);
+    t.is(s.logits, 'logits');
+    t.is(s.inputs.inputIds, 'input_ids');
+    t.is(s.inputs.attentionMask, 'attention_mask');
+    t.regex(s.embedding.weight, /wte\.weight$/);
+    t.is(s.unembedding.layout, 'dV');
+    if (name.includes('optimum')) {
+      t.is(s.inputs.positionIds, 'position_ids');
+      t.deepEqual(s.inputs.past.map((p) => [p.layer, p.key, p.value]),
+        [0, 1].map((l) => [l, `past_key_values.${l}.key`, `past_key_values.${l}.value`]));
+    } else {
+      t.is(s.inputs.past.length, 0);
+    }
+    // every layer's sites are distinct tensors, and layers chain through the residual stream
+    for (const L of s.perLayer) {
+      const names = LAYER_SITE_NAMES.map((k) => L[k]);
+      t.is(new Set(names).size, names.length, `layer ${L.layer} sites are distinct`);
+    }
+    t.is(s.perLayer[1]!.residIn, s.perLayer[0]!.residPost);
+    t.is(s.finalNorm.input, s.perLayer[s.layers - 1]!.residPost);
+  });
+}
+
+/** Strips node names and renames every internal tensor: detection must not rely on names. */
+function anonymise(m: ModelProto): void {
+  const g = m.graph!;
+  const keep = new Set([...(g.input ?? []), ...(g.output ?? [])].map((v) => v.name));
+  const map = new Map<string, string>();
+  const ren = (x: string): string => {
+    if (!x || keep.has(x)) return x;
+    if (!map.has(x)) map.set(x, `t${map.size}`);
+    return map.get(x)!;
+  };
+  for (const t of g.initializer ?? []) t.name = ren(t.name ?? '');
+  for (const n of g.node ?? []) {
+    n.name = '';
+    n.input = (n.input ?? []).map(ren);
+    n.output = (n.output ?? []).map(ren);
+  }
+  g.valueInfo = [];
+}
+
+test('detection works on anonymised graphs (names are hints only)', (t) => {
+  for (const name of ['gpt2-opset14.onnx', 'gpt2-optimum.onnx']) {
+    const m = readModel(fixturePath(name));
+    anonymise(m);
+    const s = detectSites(m, name);
+    t.is(s.layers, 2);
+    t.is(s.heads, 4);
+    t.true(s.perLayer[0]!.scores.startsWith('t'));
+  }
+});
+
+function withoutSoftmax(layer: number): ModelProto {
+  const m = readModel(fixturePath('gpt2-opset14.onnx'));
+  const g = m.graph!;
+  const sm = g.node!.find((n) => n.opType === 'Softmax' && n.name === `/h.${layer}/attn/Softmax`)!;
+  const [scores, probs] = [sm.input![0]!, sm.output![0]!];
+  g.node = g.node!.filter((n) => n !== sm);
+  for (const n of g.node) n.input = (n.input ?? []).map((i) => (i === probs ? scores : i));
+  return m;
+}
+
+test('a graph without a Softmax fails naming the node where the pattern broke', (t) => {
+  const e = t.throws(() => detectSites(withoutSoftmax(1), 'broken.onnx'), { instanceOf: SiteError });
+  t.regex(e!.message, /broken\.onnx: not a recognised gpt2 transformer graph: layer 1: scores not found: at '\/h\.1\/attn\/MatMul_1' \(MatMul\)/);
+  t.regex(e!.message, /expected a Softmax over the attention scores/);
+  // the rest of the model is still reported
+  const d = runDetection(withoutSoftmax(1));
+  t.is(d.layers[0]!.missing.length, 0);
+  t.deepEqual(d.layers[1]!.missing.map((m) => m.site), ['scores', 'probs', 'v', 'context', 'contextMerged']);
+  t.true(d.layers[1]!.found.some((f) => f.site === 'mlpPre'));
+});
+
+test('a graph that is not a transformer fails clearly', (t) => {
+  const m = decodeModel(encodeModel({
+    irVersion: 8, opsetImport: [{ domain: '', version: 14 }],
+    graph: { node: [{ input: ['x'], output: ['y'], opType: 'Relu' }], input: [{ name: 'x', type: { tensorType: { elemType: 1 } } }], output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }] },
+  }));
+  t.throws(() => detectSites(m, 'relu.onnx'), { instanceOf: SiteError, message: /relu\.onnx: not a recognised transformer graph: model: inputIds not found: .*expected a Gather of token ids/ });
+});
+
+test('inspect reports found and missing sites as text and JSON', (t) => {
+  const r = inspectModel(fixturePath('gpt2-opset17.onnx'));
+  t.true(r.supported);
+  t.deepEqual(r.summary, { layers: 2, heads: 4, dHead: 8, dModel: 32, dMlp: 128, vocab: 64, dtype: 'float32', activation: 'gelu_tanh' });
+  t.is(r.layers.length, 2);
+  t.is(r.layers[0]!.found.find((f) => f.site === 'attnNorm')!.op, 'LayerNormalization');
+  const text = renderInspectText(r);
+  t.regex(text, /gpt2, 2 layers, 4 heads × 8, d_model 32, MLP 128, vocab 64, float32/);
+  t.regex(text, /layer 1:\n  residIn +\/h\.0\/Add_1_output_0 +← Add '\/h\.0\/Add_1'/);
+  t.regex(text, /scores +\/h\.0\/attn\/Add_1_output_0 +← Add/);
+  t.regex(text, /supported: yes/);
+  t.deepEqual(JSON.parse(renderInspectJson(r)), JSON.parse(JSON.stringify(r)));
+});

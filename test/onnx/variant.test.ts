@@ -1,0 +1,138 @@
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { buildVariant, compileVariant } from '../../src/onnx/compile.js';
+import { decodeModel } from '../../src/onnx/proto.js';
+import type { VariantManifest } from '../../src/onnx/variant.js';
+import {
+  FIXTURE_MODELS, argmax, bool, fixture, fixturePath, int64, lastReal, maxAbs, maxAbsDiff, modelFeeds, numbers, padRows,
+  rankOf, session, softmax, tempDir, type Row,
+} from './helpers.js';
+
+const rowsOf = (name: string): Row[] => fixture(name).sequences.map((s) => ({ ids: s.input_ids, mask: s.attention_mask }));
+
+function variantFeeds(name: string, rows: readonly Row[], last: readonly number[], target: readonly number[], layers = 2): Record<string, ort.Tensor> {
+  const n = rows[0]!.ids.length;
+  return {
+    ...modelFeeds(name, rows),
+    dissect_knockout: bool(new Uint8Array(rows.length * layers * n * n), [rows.length, layers, 1, n, n]),
+    dissect_last_index: int64(last, [rows.length]),
+    dissect_target: int64(target, [rows.length]),
+  };
+}
+
+for (const name of FIXTURE_MODELS) {
+  test.serial(`${name}: a variant without intervention reproduces the logits (ORT and torch)`, async (t) => {
+    const original = await session(fixturePath(name));
+    const variant = await session(buildVariant(fixturePath(name), { knockout: true, logits: true }).bytes);
+    const fp16 = name.includes('fp16');
+    for (const [i, seq] of fixture(name).sequences.entries()) {
+      const rows = [{ ids: seq.input_ids, mask: seq.attention_mask }];
+      const n = seq.input_ids.length;
+      const base = numbers((await original.run(modelFeeds(name, rows))).logits!);
+      const out = await variant.run(variantFeeds(name, rows, [n - 1], [0]));
+      const got = numbers(out.logits!);
+      const scale = maxAbs(base);
+      t.true(maxAbsDiff(got, base) <= 1e-5 * scale, `${name} seq ${i}: variant vs original ${maxAbsDiff(got, base)}`);
+      // torch reference (fp16: PyTorch ran in float32 on fp16-rounded weights, so compare loosely)
+      const ref = seq.logits.flat();
+      const tol = (fp16 ? 2e-3 : 1e-5) * maxAbs(ref);
+      t.true(maxAbsDiff(got, ref) <= tol, `${name} seq ${i}: variant vs torch ${maxAbsDiff(got, ref)} > ${tol}`);
+    }
+  });
+}
+
+for (const name of FIXTURE_MODELS) {
+  test.serial(`${name}: reduced outputs equal the values computed from the original logits`, async (t) => {
+    const rows = padRows(rowsOf(name));
+    const n = rows[0]!.ids.length;
+    const V = fixture(name).config.vocab;
+    const original = await session(fixturePath(name));
+    const base = numbers((await original.run(modelFeeds(name, rows))).logits!);
+    const last = rows.map(lastReal);
+    const lastLogits = rows.map((_, b) => base.slice((b * n + last[b]!) * V, (b * n + last[b]! + 1) * V));
+    // targets: a mid-ranked token, the top-1, token 0
+    const byRank = (xs: number[], r: number): number => [...xs.keys()].sort((a, c) => xs[c]! - xs[a]! || a - c)[r]!;
+    const target = [byRank(lastLogits[0]!, 3), argmax(lastLogits[1]!), 0];
+    for (const fromFull of [true, false]) {
+      const { bytes, manifest } = buildVariant(fixturePath(name), { knockout: false, logits: fromFull });
+      t.false(manifest.inputs.some((i) => i.name === 'dissect_knockout'));
+      t.is(manifest.outputs.some((o) => o.name === 'logits'), fromFull);
+      const v = await session(bytes);
+      const { dissect_knockout: _, ...feeds } = variantFeeds(name, rows, last, target);
+      const out = await v.run(feeds);
+      t.false('logits' in out && !fromFull);
+      const tol = name.includes('fp16') && !fromFull ? 2e-3 : 1e-6;
+      for (let b = 0; b < rows.length; b++) {
+        const xs = lastLogits[b]!;
+        const p = softmax(xs);
+        const what = `${name} fromFull=${fromFull} row ${b}`;
+        t.true(Math.abs(numbers(out.dissect_target_prob!)[b]! - p[target[b]!]!) <= tol, `${what}: target prob`);
+        t.is(numbers(out.dissect_target_rank!)[b], rankOf(xs, target[b]!), `${what}: rank`);
+        t.is(numbers(out.dissect_top1!)[b], argmax(xs), `${what}: top1`);
+        t.true(Math.abs(numbers(out.dissect_top1_prob!)[b]! - Math.max(...p)) <= tol, `${what}: top1 prob`);
+      }
+      t.is(numbers(out.dissect_target_rank!)[0], 3);
+      t.is(numbers(out.dissect_target_rank!)[1], 0);
+      t.is(out.dissect_target_prob!.type, 'float32');
+    }
+  });
+}
+
+test.serial('without logits, the full logits are not computed at all', (t) => {
+  const { bytes, manifest } = buildVariant(fixturePath('gpt2-opset14.onnx'), { knockout: true, logits: false });
+  const m = decodeModel(bytes);
+  t.deepEqual(m.graph!.output!.map((o) => o.name), ['dissect_target_prob', 'dissect_target_rank', 'dissect_top1', 'dissect_top1_prob']);
+  t.false(m.graph!.node!.some((n) => n.output?.includes('logits')), 'the [batch, seq, vocab] LM head is gone');
+  t.deepEqual(manifest.outputs.map((o) => [o.name, o.dtype, o.shape]), [
+    ['dissect_target_prob', 'float32', ['batch']], ['dissect_target_rank', 'int64', ['batch']],
+    ['dissect_top1', 'int64', ['batch']], ['dissect_top1_prob', 'float32', ['batch']],
+  ]);
+});
+
+/** Feeds built from nothing but the manifest's descriptions (what a non-dissect user would do). */
+function feedsFromManifest(m: VariantManifest, ids: readonly number[]): Record<string, ort.Tensor> {
+  const n = ids.length;
+  const dims: Record<string, number> = { batch: 1, seq: n, past_seq: 0, 'past_seq+seq': n, kv_seq: n, heads_or_1: 1 };
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const input of m.inputs) {
+    const shape = input.shape.map((d) => (typeof d === 'number' ? d : dims[d] ?? NaN));
+    if (shape.some(Number.isNaN)) throw new Error(`cannot size ${input.name} [${input.shape.join(', ')}]`);
+    const size = shape.reduce((a, b) => a * b, 1);
+    let values: number[];
+    if (input.meaning === 'token ids') values = [...ids];
+    else if (input.meaning === 'attention mask') values = new Array(size).fill(1);
+    else if (input.meaning === 'position ids') values = ids.map((_, i) => i);
+    else if (/^past (keys|values)/.test(input.meaning)) values = [];
+    else if (input.name === 'dissect_last_index') values = [n - 1];
+    else if (input.name === 'dissect_target') values = [0];
+    else if (input.dtype === 'bool') values = new Array(size).fill(0);
+    else throw new Error(`no fill rule for ${input.name}: ${input.fill}`);
+    if (input.fill === undefined) throw new Error(`${input.name} has no fill rule`);
+    feeds[input.name] = input.dtype === 'int64' ? int64(values, shape)
+      : input.dtype === 'bool' ? bool(Uint8Array.from(values), shape)
+      : new ort.Tensor(input.dtype as 'float32', Float32Array.from(values), shape);
+  }
+  return feeds;
+}
+
+for (const name of ['gpt2-opset14.onnx', 'gpt2-optimum.onnx']) {
+  test.serial(`${name}: a compiled variant runs in plain onnxruntime from its manifest alone`, async (t) => {
+    const out = tempDir('manifest');
+    const compiled = compileVariant(fixturePath(name), { knockout: true, logits: false }, out);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as VariantManifest;
+    t.deepEqual(manifest, compiled.manifest);
+    t.is(manifest.weights.layout, 'embedded');
+    t.is(manifest.layers, 2);
+    t.regex(manifest.choices.knockout!, /-1\.7014117\d*e\+38/);
+    const s = await ort.InferenceSession.create(join(dirname(join(out, 'manifest.json')), manifest.model), { intraOpNumThreads: 1, interOpNumThreads: 1 });
+    const seq = fixture(name).sequences[1]!;
+    const res = await s.run(feedsFromManifest(manifest, seq.input_ids));
+    t.deepEqual(Object.keys(res).sort(), manifest.outputs.map((o) => o.name).sort());
+    for (const o of manifest.outputs) t.is(res[o.name]!.type as string, o.dtype, o.name);
+    const xs = seq.logits[seq.logits.length - 1]!;
+    t.is(numbers(res.dissect_top1!)[0], argmax(xs));
+    t.true(Math.abs(numbers(res.dissect_target_prob!)[0]! - softmax(xs)[0]!) < 1e-5);
+  });
+}
