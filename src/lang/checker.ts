@@ -44,7 +44,7 @@ type SweepVar =
   | { readonly kind: 'layers'; readonly stmt: A.ForStmt; values: number[] }
   | { readonly kind: 'positions'; readonly stmt: A.ForStmt };
 
-/** What a name may be when a position set is expected. */
+/** The sweep variables visible where a name is used. */
 interface Scope {
   readonly vars: ReadonlyMap<string, SweepVar>;
   /** Names used, to warn about unused sweep variables. */
@@ -424,7 +424,7 @@ class Checker {
 
   // ---- layers and heads --------------------------------------------------------------------
 
-  /** An integer use in a layer context; `allowVars` admits layer sweep variables. */
+  /** An integer where a layer (or window size) is expected: literal, integer parameter or layer variable. */
   intValue(v: A.IntValue, scope: Scope, what: string): IntExpr | undefined {
     if (v.kind === 'int') {
       const n = this.literal(v);
