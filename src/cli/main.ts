@@ -4,6 +4,7 @@
 
 import { Command, InvalidArgumentError } from 'commander';
 import { isUserError } from '../errors.js';
+import { DiagnosticsError } from '../pipeline.js';
 import { version } from '../version.js';
 import { checkCommand, compileCommand, doctorCommand, inspectCommand, runCommand, schemaCommand } from './commands.js';
 
@@ -72,6 +73,8 @@ try {
   await program.parseAsync();
 } catch (e) {
   if (!isUserError(e)) throw e;
-  process.stderr.write(`dissect: error: ${e.message}\n${e.hint ? `  hint: ${e.hint}\n` : ''}`);
+  // Diagnostics arrive formatted (file:line:col, source line, hint); other user errors get a prefix.
+  if (e instanceof DiagnosticsError) process.stderr.write(`${e.message}\n`);
+  else process.stderr.write(`dissect: error: ${e.message}\n${e.hint ? `  hint: ${e.hint}\n` : ''}`);
   process.exitCode = 1;
 }

@@ -106,7 +106,7 @@ test.serial('a real cross-device hardlink failure falls back to beside-source', 
   }
   const src = tempDir('ext-xdev');
   const { path } = externalModel(src);
-  const out = join(shm, `dissect-xdev-${process.pid}`);
+  const out = tempDir('xdev', shm);
   const c = compileVariant(path, { knockout: false, logits: false }, out);
   t.is(c.manifest.weights.layout, 'external-beside-source');
 });

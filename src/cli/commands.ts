@@ -1,0 +1,101 @@
+// One function per CLI command. Each calls the pipeline and prints; user errors are thrown
+// as UserError and printed by main.ts.
+
+import { resolve } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import { formatDiagnostics } from '../lang/index.js';
+import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
+import { loadProgram, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
+import { resultsSchema } from '../report/schema.js';
+import { formatSummary } from '../report/summary.js';
+import { doctorInfo } from '../run/session.js';
+
+type Overrides = { set: Record<string, string> };
+
+function load(file: string, overrides: Record<string, string>): LoadedProgram {
+  const loaded = loadProgram(file, overrides);
+  if (loaded.warnings.length) process.stderr.write(formatDiagnostics([...loaded.warnings], loaded.sourceText) + '\n');
+  return loaded;
+}
+
+export function checkCommand(file: string, opts: Overrides): void {
+  const loaded = load(file, opts.set);
+  const { selected } = selectedFacts(loaded.program, {});
+  const { plan, sites } = loaded;
+  const lines = [
+    `${file}: ok`,
+    `model: ${sites.family}, ${sites.layers} layers, ${sites.heads} heads, d_model ${sites.dModel}, vocab ${sites.vocab}`,
+    `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time)`,
+    ...plan.experiments.map((e) => `experiment ${e.name}: ${e.rows.length} configurations per example`),
+    `forward passes: ${plan.passesPerExample} per example (1 clean + configurations), `
+      + `at most ${plan.passesPerExample * selected.length} for ${selected.length} facts`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+export function compileCommand(file: string, opts: Overrides & { out: string }): void {
+  const loaded = load(file, opts.set);
+  const compiled = compileVariant(loaded.program.model.onnx, loaded.plan.variant, opts.out);
+  process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
+}
+
+interface RunFlags extends Overrides {
+  out: string;
+  limit?: number;
+  sample?: number;
+  seed: number;
+  batch: number;
+  device: string;
+  threads?: number;
+  fresh?: boolean;
+}
+
+export async function runCommand(file: string, opts: RunFlags): Promise<void> {
+  const loaded = load(file, opts.set);
+  const bar = process.stderr.isTTY
+    ? new SingleBar({ format: 'examples {bar} {value}/{total} | {eta_formatted} left', hideCursor: true, clearOnComplete: true })
+    : undefined;
+  let started = false;
+  const outcome = await runProgram(loaded, {
+    out: resolve(opts.out),
+    selection: {
+      ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+      ...(opts.sample !== undefined ? { sample: opts.sample } : {}),
+      seed: opts.seed,
+    },
+    batch: opts.batch,
+    device: opts.device,
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    ...(opts.fresh ? { fresh: true } : {}),
+    command: process.argv.slice(2),
+    onProgress: (done, total) => {
+      if (!bar) return;
+      if (!started) { bar.start(total, done); started = true; } else bar.update(done);
+    },
+  });
+  bar?.stop();
+  if (outcome.resumed > 0) process.stdout.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
+  process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
+}
+
+export function inspectCommand(model: string, opts: { json?: boolean }): void {
+  readModel(model); // a missing or unreadable file fails here with its own message
+  const report = inspectModel(model);
+  process.stdout.write((opts.json ? renderInspectJson(report) : renderInspectText(report)) + '\n');
+  if (!report.supported) process.exitCode = 1;
+}
+
+export function doctorCommand(): void {
+  const info = doctorInfo();
+  const lines = [
+    `onnxruntime-node ${info.ortVersion}`,
+    `execution providers: ${info.backends.map((b) => `${b.name}${b.bundled ? '' : ' (not bundled)'}`).join(', ')}`,
+    `cuda: ${info.cudaUnavailable ? `unavailable: ${info.cudaUnavailable}` : 'available'}`,
+    `NVIDIA_TF32_OVERRIDE: ${info.tf32Override ?? 'unset'}${info.tf32Override === '0' ? '' : ' (set it to 0 for exact fp32 on GPUs)'}`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+export function schemaCommand(): void {
+  process.stdout.write(JSON.stringify(resultsSchema, null, 2) + '\n');
+}

@@ -1,0 +1,195 @@
+// The stages wired together: .dissect file → checked Program → Plan → compiled variant →
+// executed examples → measures → results. The CLI commands and the end-to-end tests call
+// these functions; each stage is reached only through its own module's interface.
+
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { UserError } from './errors.js';
+import { findChoice, formatDiagnostics, frontEnd, hasErrors } from './lang/index.js';
+import type { Diagnostic, Program } from './lang/program.js';
+import type { CiOptions } from './measure/stats.js';
+import { buildVariant, detectSites, readModel, type BuiltVariant, type ModelSites } from './onnx/index.js';
+import { planProgram, type Plan } from './plan/plan.js';
+import { Journal, runFingerprint } from './report/journal.js';
+import { RESULTS_FORMAT, type Results } from './report/schema.js';
+import { writeResults, type WrittenResults } from './report/write.js';
+import { loadFacts, selectFacts, type Fact, type Selection } from './run/dataset.js';
+import { orThrow } from './run/errors.js';
+import { executeExamples, measureRecords, type ExampleRecord } from './run/execute.js';
+import { createSession, doctorInfo } from './run/session.js';
+import { loadTokenizer, type Tokenizer } from './run/tokenizer.js';
+import { version } from './version.js';
+
+/** Diagnostics of a .dissect file, already formatted with file:line:col and hints. */
+export class DiagnosticsError extends UserError {
+  constructor(readonly diagnostics: readonly Diagnostic[], sourceText: string) {
+    super(formatDiagnostics([...diagnostics], sourceText));
+    this.name = 'DiagnosticsError';
+  }
+}
+
+export interface LoadedProgram {
+  readonly file: string;
+  readonly sourceText: string;
+  readonly program: Program;
+  readonly sites: ModelSites;
+  readonly plan: Plan;
+  /** Warnings (errors throw). */
+  readonly warnings: readonly Diagnostic[];
+}
+
+/** Reads, parses and checks a .dissect file against its model, and plans it. */
+export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}): LoadedProgram {
+  const path = resolve(file);
+  let sourceText: string;
+  try {
+    sourceText = readFileSync(path, 'utf8');
+  } catch {
+    throw new UserError(`cannot read ${file}`, 'check the path of the .dissect file');
+  }
+  let sites: ModelSites | undefined;
+  const out = frontEnd(sourceText, path, {
+    overrides,
+    shapeOf: (onnxPath) => {
+      try {
+        sites = detectSites(readModel(onnxPath), onnxPath);
+        return { layers: sites.layers, heads: sites.heads, vocab: sites.vocab };
+      } catch (e) {
+        if (e instanceof UserError) return { error: e.message };
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
+        throw e;
+      }
+    },
+  });
+  if (hasErrors(out.diagnostics) || !out.program || !sites) throw new DiagnosticsError(out.diagnostics, sourceText);
+  const plan = planProgram(out.program, sites);
+  return { file: path, sourceText, program: out.program, sites, plan, warnings: out.diagnostics };
+}
+
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+export interface RunOptions {
+  readonly out: string;
+  readonly selection: Selection;
+  readonly batch: number;
+  readonly device: string;
+  readonly threads?: number;
+  readonly fresh?: boolean;
+  /** argv as typed, recorded in results.json. */
+  readonly command: readonly string[];
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+export interface RunOutcome {
+  readonly results: Results;
+  readonly written: WrittenResults;
+  /** Examples taken from an earlier, interrupted run's journal. */
+  readonly resumed: number;
+}
+
+/** Loads the facts a run measures: the dataset, then --sample / --limit. */
+export function selectedFacts(program: Program, selection: Selection): { all: Fact[]; selected: Fact[] } {
+  const all = orThrow(loadFacts(program.dataset)).facts;
+  return { all, selected: selectFacts(all, selection) };
+}
+
+export async function runProgram(loaded: LoadedProgram, options: RunOptions): Promise<RunOutcome> {
+  const { program, plan, sites } = loaded;
+  const tokenizer: Tokenizer = orThrow(loadTokenizer(program.model.tokenizer));
+  const { selected } = selectedFacts(program, options.selection);
+  const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
+  const hashes = {
+    model: variant.manifest.source.sha256,
+    tokenizer: sha256File(program.model.tokenizer),
+    dataset: sha256File(program.dataset.path),
+    source: createHash('sha256').update(loaded.sourceText).digest('hex'),
+  };
+  const ci = ciOptions(program, options.selection.seed ?? 0);
+  const fingerprint = runFingerprint({
+    sourceText: loaded.sourceText,
+    params: program.params,
+    choices: program.choices,
+    modelSha256: hashes.model,
+    tokenizerSha256: hashes.tokenizer,
+    datasetSha256: hashes.dataset,
+    selection: { filter: program.filter, bos: program.bos, ...options.selection },
+    extra: { tool: version, device: options.device },
+  });
+  const journal = Journal.open<ExampleRecord>(options.out, fingerprint, { fresh: options.fresh ?? false });
+  const resumed = journal.resumed;
+  try {
+    const session = orThrow(await createSession(variant.bytes, {
+      device: options.device,
+      ...(options.threads ? { threads: options.threads } : {}),
+      ...(variant.manifest.weights.sessionConfig ? { sessionConfig: variant.manifest.weights.sessionConfig } : {}),
+    }));
+    try {
+      await executeExamples({
+        program, plan, variant, session, tokenizer, facts: selected, journal, batch: options.batch,
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      });
+    } finally {
+      await session.release();
+    }
+    const records = selected.map((f) => journal.get(f.id)!);
+    const measured = measureRecords(program, plan, records, ci);
+    const results: Results = {
+      format: RESULTS_FORMAT,
+      tool: { name: 'dissect', version },
+      createdAt: new Date().toISOString(),
+      command: [...options.command],
+      fingerprint: fingerprint.hash,
+      provenance: {
+        model: {
+          path: program.model.onnx, sha256: hashes.model, family: sites.family,
+          layers: sites.layers, heads: sites.heads, vocab: sites.vocab,
+        },
+        tokenizer: { path: program.model.tokenizer, sha256: hashes.tokenizer },
+        dataset: { path: program.dataset.path, sha256: hashes.dataset, format: program.dataset.format },
+        source: { path: loaded.file, sha256: hashes.source, text: loaded.sourceText },
+        device: options.device,
+        env: { NVIDIA_TF32_OVERRIDE: process.env.NVIDIA_TF32_OVERRIDE ?? null },
+        onnxruntime: { version: doctorInfo().ortVersion },
+        node: process.version,
+      },
+      choices: program.choices,
+      choiceMeanings: choiceMeanings(program.choices),
+      params: program.params,
+      data: {
+        total: selected.length,
+        kept: measured.examples.length,
+        dropped: measured.dropped,
+        filter: program.filter,
+        bos: program.bos,
+        limit: options.selection.limit ?? null,
+        sample: options.selection.sample ?? null,
+        seed: options.selection.sample !== undefined ? (options.selection.seed ?? 0) : null,
+      },
+      examples: measured.examples,
+      experiments: measured.experiments,
+      ci: ci.method === 'none' ? { method: 'none' } : ci,
+    };
+    return { results, written: writeResults(options.out, results), resumed };
+  } finally {
+    journal.close();
+  }
+}
+
+function ciOptions(program: Program, seed: number): CiOptions {
+  return program.choices.ci === 'none'
+    ? { method: 'none' }
+    : { method: 'bootstrap_percentile', resamples: 1000, level: 0.95, seed };
+}
+
+function choiceMeanings(choices: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(choices)) {
+    const meaning = findChoice(name)?.values.find((v) => v.name === value)?.meaning;
+    if (!meaning) throw new Error(`internal: choice ${name} = ${value} has no meaning text`);
+    out[name] = meaning;
+  }
+  return out;
+}
