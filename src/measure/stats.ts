@@ -15,6 +15,10 @@
 // with the run's seed: an interval depends only on its own data and the seed, never on
 // how many series were computed before it.
 
+import { mulberry32 } from '../random.js';
+
+export { mulberry32 };
+
 export type CiMethod = 'bootstrap_percentile' | 'none';
 export const ciMethods: readonly CiMethod[] = ['bootstrap_percentile', 'none'];
 
@@ -73,21 +77,6 @@ export function percentileSorted(sorted: ArrayLike<number>, p: number): number {
   const a = sorted[lo]!;
   const b = sorted[lo + 1]!;
   return frac === 0 ? a : a + frac * (b - a);
-}
-
-/**
- * mulberry32 (Tommy Ettinger, public domain): 32-bit state advanced by a Weyl increment
- * 0x6D2B79F5, output mixed by two xorshift-multiply rounds. Period 2^32, which is ample
- * for ≤ 10^7 draws per interval. Returns a function giving unsigned 32-bit integers.
- */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
 }
 
 /**

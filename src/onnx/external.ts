@@ -133,9 +133,9 @@ const BYTES_PER_ELEMENT: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2
 
 /**
  * Moves the raw data of initializers of at least `threshold` bytes into one external file
- * `fileName` in `dir` (aligned to 4096 bytes, like onnx's converter), in place. For tests
- * and benchmarks; `lazy` writes no bytes at all (a sparse file of the right size) when the
- * tensors carry no data, so a huge skeleton costs no disk.
+ * `fileName` in `dir` (aligned to 4096 bytes), in place. For tests and benchmarks; with
+ * `lazy`, tensors that carry no data (dims only) get a sparse hole of the right size, so a
+ * huge skeleton costs no disk.
  */
 export function externalizeInitializers(model: ModelProto, dir: string, fileName: string, opts: { threshold?: number; lazy?: boolean } = {}): void {
   const threshold = opts.threshold ?? 1024;
@@ -147,11 +147,9 @@ export function externalizeInitializers(model: ModelProto, dir: string, fileName
       const count = elementCount(tensorDims(t));
       const size = count * (BYTES_PER_ELEMENT[t.dataType ?? 0] ?? 0);
       if (size < threshold || size === 0) continue;
-      if (!opts.lazy) {
-        const raw = t.rawData;
-        if (!raw || raw.length !== size) throw new Error(`internal: externalize: '${t.name}' has no raw data of ${size} bytes`);
-        writeSync(fd, raw, 0, raw.length, offset);
-      }
+      const raw = t.rawData;
+      if (raw && raw.length === size) writeSync(fd, raw, 0, raw.length, offset);
+      else if (!opts.lazy) throw new Error(`internal: externalize: '${t.name}' has no raw data of ${size} bytes`);
       t.rawData = new Uint8Array(0);
       t.dataLocation = DataLocation.EXTERNAL;
       t.externalData = [

@@ -15,6 +15,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { DatasetFields, DatasetSpec } from '../lang/program.js';
 import { InternalError, runError, type RunError } from './errors.js';
+import { mulberry32Float } from '../random.js';
 
 export interface Fact {
   readonly id: string;
@@ -247,7 +248,7 @@ export function selectFacts(facts: readonly Fact[], sel: Selection = {}): Fact[]
   }
   let out = facts.slice();
   if (sel.sample !== undefined && sel.sample < out.length) {
-    const rand = mulberry32(sel.seed ?? 0);
+    const rand = mulberry32Float(sel.seed ?? 0);
     const idx = Array.from(out, (_, i) => i);
     const k = sel.sample;
     for (let i = 0; i < k; i++) {
@@ -259,16 +260,4 @@ export function selectFacts(facts: readonly Fact[], sel: Selection = {}): Fact[]
   }
   if (sel.limit !== undefined) out = out.slice(0, sel.limit);
   return out;
-}
-
-/** mulberry32 (Tommy Ettinger): 32-bit state, returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -2,7 +2,8 @@ import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DatasetFields, DatasetSpec, SourceSpan } from '../../src/lang/program.js';
-import { loadFacts, mulberry32, selectFacts, type Fact } from '../../src/run/dataset.js';
+import { loadFacts, selectFacts, type Fact } from '../../src/run/dataset.js';
+import { mulberry32Float as mulberry32 } from '../../src/random.js';
 import { isRunError, type RunError } from '../../src/run/errors.js';
 import { tempDir } from './_tokenizers.js';
 

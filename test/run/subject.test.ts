@@ -1,6 +1,6 @@
 import test from 'ava';
 import { decode as gptDecode } from 'gpt-3-encoder';
-import { mulberry32 } from '../../src/run/dataset.js';
+import { mulberry32Float as mulberry32 } from '../../src/random.js';
 import { isRunError, orThrow } from '../../src/run/errors.js';
 import { locateSubject } from '../../src/run/subject.js';
 import { loadTokenizer } from '../../src/run/tokenizer.js';

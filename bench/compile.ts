@@ -1,0 +1,43 @@
+// Compile-time benchmark: a GPT-J-sized GPT-2-architecture skeleton (28 layers, d 4096,
+// 16 heads, vocab 50400, ~6B parameters) with lazily external weights (a sparse file: no
+// bytes written or read), then compileVariant with knockout. Reports wall time and peak RSS.
+//   node dist/bench/compile.js [--layers N] [--d-model D] [--keep]
+
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildVariant, compileVariant } from '../src/onnx/compile.js';
+import { GPTJ_SIZE, writeSkeleton, type SkeletonShape } from './skeleton.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const shape: SkeletonShape = {
+  ...GPTJ_SIZE,
+  ...(arg('--layers') ? { layers: Number(arg('--layers')) } : {}),
+  ...(arg('--d-model') ? { dModel: Number(arg('--d-model')), dMlp: 4 * Number(arg('--d-model')) } : {}),
+};
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const dir = mkdtempSync(join(tmpdir(), 'dissect-bench-'));
+try {
+  let t = performance.now();
+  const path = writeSkeleton(join(dir), shape, { lazy: true });
+  const weights = statSync(join(dir, 'weights.bin')).size;
+  console.log(`skeleton: ${shape.layers} layers, d ${shape.dModel}, ${shape.heads} heads, vocab ${shape.vocab}; ` +
+    `graph ${mib(statSync(path).size)}, external weights ${(weights / 2 ** 30).toFixed(1)} GiB (sparse) in ${(performance.now() - t).toFixed(0)} ms`);
+  const rssBefore = process.resourceUsage().maxRSS * 1024;
+  t = performance.now();
+  const c = compileVariant(path, { knockout: true, logits: false }, join(dir, 'variant'));
+  const compileMs = performance.now() - t;
+  t = performance.now();
+  const built = buildVariant(path, { knockout: true, logits: false });
+  const buildMs = performance.now() - t;
+  const peak = process.resourceUsage().maxRSS * 1024;
+  console.log(`compileVariant (to disk, ${c.manifest.weights.layout}): ${compileMs.toFixed(0)} ms; variant graph ${mib(statSync(c.modelPath).size)}`);
+  console.log(`buildVariant (in memory): ${buildMs.toFixed(0)} ms; ${mib(built.bytes.length)}`);
+  console.log(`peak RSS: ${mib(peak)} (before compiling: ${mib(rssBefore)})`);
+} finally {
+  if (!process.argv.includes('--keep')) rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,39 @@
+import test from 'ava';
+import { buildVariant, sessionExtraFor } from '../../src/onnx/compile.js';
+import { readModel } from '../../src/onnx/proto.js';
+import { detectSites } from '../../src/onnx/sites/index.js';
+import { writeSkeleton } from '../../bench/skeleton.js';
+import { bool, int64, maxAbs, maxAbsDiff, numbers, session, tempDir } from './helpers.js';
+
+// The benchmark's synthetic graph, small and with random weights: MatMul + Add linears,
+// fused LayerNormalization, 0-dim Reshapes, position_ids input, external data.
+const SHAPE = { layers: 3, heads: 2, dModel: 16, vocab: 40, positions: 16, dMlp: 64 };
+
+test.serial('a MatMul-linear GPT-2 with external data is detected and its variant reproduces the logits', async (t) => {
+  const dir = tempDir('skeleton');
+  const path = writeSkeleton(dir, SHAPE, { lazy: false, seed: 3 });
+  const s = detectSites(readModel(path), path);
+  t.like(s, { layers: 3, heads: 2, dHead: 8, dModel: 16, dMlp: 64, vocab: 40 });
+  t.is(s.unembedding.op, 'MatMul');
+  t.is(s.inputs.positionIds, 'position_ids');
+  t.is(s.perLayer[0]!.kLayout, 'bhds');
+
+  const ids = [3, 1, 4, 1, 5, 9];
+  const n = ids.length;
+  const feeds = {
+    input_ids: int64(ids, [1, n]), attention_mask: int64(new Array(n).fill(1), [1, n]), position_ids: int64(ids.map((_, i) => i), [1, n]),
+  };
+  const base = numbers((await (await session(path)).run(feeds)).logits!);
+  const built = buildVariant(path, { knockout: true, logits: true, attentionProbs: true });
+  const v = await session(built.bytes, sessionExtraFor(built.manifest));
+  const run = (blocked: boolean) => v.run({
+    ...feeds,
+    dissect_knockout: bool(new Uint8Array(SHAPE.layers * n * n).fill(blocked ? 1 : 0), [1, SHAPE.layers, 1, n, n]),
+    dissect_last_index: int64([n - 1], [1]),
+    dissect_target: int64([0], [1]),
+  });
+  const clean = await run(false);
+  t.true(maxAbsDiff(numbers(clean.logits!), base) <= 1e-5 * maxAbs(base));
+  const all = numbers((await run(true)).dissect_attn_probs_2!);
+  for (let q = 0; q < n; q++) t.true(all.slice(q * n, q * n + n).every((p, k) => Math.abs(p - (k <= q ? 1 / (q + 1) : 0)) < 1e-6));
+});
