@@ -177,7 +177,7 @@ def summarize(model, tok, kb, facts, E, measure_block, width, m=10, ks=(3,)):
         for _, _, _, _, info in known:
             _, _, c = knockout_curve(model, info, k)
             for n in sums:
-                sums[n] += np.array(c)
+                sums[n] += np.array(c[n])
         out["knockout"][f"k{k}"] = {n: (v / len(known)).round(2).tolist() for n, v in sums.items()}
     ar = {}
     cnt = {}

@@ -88,17 +88,24 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
       }
     });
     input.onProgress?.(done, facts.length);
+    // Rows of every known fact of the chunk share forward passes (right-padded), then each
+    // fact is journaled whole.
+    const measurable: { k: (typeof known)[number]; items: RowItem[] }[] = [];
     for (const k of known) {
-      let rows: RowRecord[][];
       try {
-        rows = await rowsOf(input, k.p.example, k.clean.targetId);
+        measurable.push({ k, items: rowItems(input, k.p.example, k.clean.targetId) });
       } catch (e) {
         // An explicit position index beyond this prompt: the fact cannot be measured.
         if (!(e instanceof RunUserError) || e.error.code !== 'positions') throw e;
         journal.append(k.p.fact.id, { status: 'dropped', reason: 'position_out_of_range', detail: e.error.message });
         input.onProgress?.(++done, facts.length);
-        continue;
       }
+    }
+    const outputs = await runRows(input, measurable.flatMap((m) => m.items));
+    let next = 0;
+    for (const { k, items } of measurable) {
+      const rows = input.plan.experiments.map((exp) => new Array<RowRecord>(exp.rows.length));
+      for (const it of items) rows[it.exp]![it.row] = { ...outputs[next++]!, fullyBlocked: it.fullyBlocked };
       journal.append(k.p.fact.id, {
         status: 'kept',
         example: resultsExample(k.p, k.clean, k.top1Token, input.tokenizer),
@@ -122,26 +129,31 @@ async function cleanPass(input: ExecuteInput, examples: readonly Example[]): Pro
   return out;
 }
 
-/** Every plan row of every experiment for one example, in batches. */
-async function rowsOf(input: ExecuteInput, example: Example, target: number): Promise<RowRecord[][]> {
+interface RowItem { readonly exp: number; readonly row: number; readonly batchRow: BatchRow; readonly fullyBlocked: number }
+
+/** One item per plan row of every experiment for one example. */
+function rowItems(input: ExecuteInput, example: Example, target: number): RowItem[] {
   const { plan, variant } = input;
-  const items: { exp: number; row: number; batchRow: BatchRow; fullyBlocked: number }[] = [];
-  plan.experiments.forEach((exp, e) => exp.rows.forEach((row, r) => {
+  return plan.experiments.flatMap((exp, e) => exp.rows.map((row, r): RowItem => {
     const mask = buildKnockoutMask(row.knockouts, example, variant.manifest.layers, plan.knockoutHeads, example.n);
-    items.push({
+    return {
       exp: e, row: r, fullyBlocked: mask.fullyBlockedRows,
       batchRow: { ids: example.ids, lastIndex: example.lastIndex, target, ...(plan.variant.knockout ? { knockout: mask } : {}) },
-    });
+    };
   }));
-  const result = plan.experiments.map((exp) => new Array<RowRecord>(exp.rows.length));
+}
+
+/** The target's probability and rank for every item, `batch` rows per forward pass. */
+async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<{ pNew: number; rank: number }[]> {
+  const out: { pNew: number; rank: number }[] = [];
   for (let i = 0; i < items.length; i += input.batch) {
     const slice = items.slice(i, i + input.batch);
-    const r = await input.session.run(buildFeeds(variant.manifest, slice.map((it) => it.batchRow)));
+    const r = await input.session.run(buildFeeds(input.variant.manifest, slice.map((it) => it.batchRow)));
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
-    slice.forEach((it, j) => { result[it.exp]![it.row] = { pNew: prob[j]!, rank: rank[j]!, fullyBlocked: it.fullyBlocked }; });
+    slice.forEach((_, j) => out.push({ pNew: prob[j]!, rank: rank[j]! }));
   }
-  return result;
+  return out;
 }
 
 function resultsExample(p: Prepared, clean: CleanOutput, top1Token: string, tokenizer: Tokenizer): ResultsExample {

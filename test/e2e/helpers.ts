@@ -1,0 +1,61 @@
+// Shared setup of the end-to-end tests: .dissect programs over the committed default
+// model, run through the same pipeline as `dissect run`.
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline.js';
+
+export const tinyGpt2 = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
+
+export function tempDir(prefix = 'dissect-e2e-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** The paper's information-flow experiment on the default model. */
+export function informationFlowSource(window: number, extra = ''): string {
+  return [
+    `param window = ${window}`,
+    `model "${join(tinyGpt2, 'model.onnx')}" tokenizer "${join(tinyGpt2, 'tokenizer.json')}"`,
+    `dataset counterfact "${join(tinyGpt2, 'facts.json')}"`,
+    'filter known',
+    extra,
+    'experiment flow {',
+    '  for l in layers all',
+    '  for blocked in positions subject, nonsubject, last',
+    '  block blocked -> last at layers window(l, window)',
+    '  measure probability_change, probability, rank',
+    '}',
+    '',
+  ].join('\n');
+}
+
+export interface RunSetup {
+  readonly source: string;
+  readonly batch?: number;
+  readonly limit?: number;
+  readonly out?: string;
+  readonly fresh?: boolean;
+}
+
+export async function runSource(setup: RunSetup): Promise<RunOutcome & { out: string }> {
+  const dir = tempDir();
+  const file = join(dir, 'experiment.dissect');
+  writeFileSync(file, setup.source);
+  const out = setup.out ?? join(dir, 'out');
+  const outcome = await runProgram(loadProgram(file), {
+    out,
+    selection: setup.limit !== undefined ? { limit: setup.limit } : {},
+    batch: setup.batch ?? 64,
+    device: 'cpu',
+    command: ['test'],
+    ...(setup.fresh ? { fresh: true } : {}),
+  });
+  return { ...outcome, out };
+}
+
+/** |a - b| ≤ rel · max(|a|, |b|), with a floor for values near 0. */
+export function closeRel(a: number, b: number, rel: number, floor = 1e-12): boolean {
+  return Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), floor);
+}

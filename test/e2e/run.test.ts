@@ -1,0 +1,94 @@
+// Properties of `dissect run` on the default model: batching and padding do not change the
+// numbers, a killed run resumes without loss, and a compiled variant run in plain
+// onnxruntime from its manifest alone gives the same numbers.
+
+import test from 'ava';
+import * as ort from 'onnxruntime-node';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileVariant } from '../../src/onnx/index.js';
+import { JOURNAL_FILE } from '../../src/report/journal.js';
+import type { Results } from '../../src/report/schema.js';
+import type { VariantManifest } from '../../src/onnx/variant.js';
+import { closeRel, informationFlowSource, runSource, tempDir, tinyGpt2 } from './helpers.js';
+
+function values(results: Results): Map<string, Record<string, number | undefined>> {
+  return new Map(results.experiments[0]!.values.map((v) => [`${v.example}|${v.key['l']}|${v.key['blocked']}`, v.values]));
+}
+
+function assertSameValues(t: import('ava').ExecutionContext, a: Results, b: Results): void {
+  const va = values(a);
+  const vb = values(b);
+  t.is(va.size, vb.size);
+  let worst = 0;
+  for (const [k, x] of va) {
+    const y = vb.get(k)!;
+    t.true(closeRel(x['probability']!, y['probability']!, 1e-5), `${k}: ${x['probability']} vs ${y['probability']}`);
+    worst = Math.max(worst, Math.abs(x['probability_change']! - y['probability_change']!));
+    t.is(x['rank'], y['rank'], k);
+  }
+  t.true(worst <= 0.01, `changes within 0.01 pp (worst ${worst})`);
+}
+
+test.serial('batched (padded) and one-row-at-a-time runs give the same numbers', async (t) => {
+  const source = informationFlowSource(3);
+  const one = await runSource({ source, batch: 1, limit: 12 });
+  const many = await runSource({ source, batch: 50, limit: 12 });
+  // Prompts of the default model differ in length, so batches of 50 rows are padded.
+  const lengths = new Set(one.results.examples.map((e) => e.tokens.length));
+  t.true(lengths.size > 1, 'the facts have prompts of several lengths');
+  assertSameValues(t, one.results, many.results);
+});
+
+test.serial('a run killed part-way resumes from its journal and loses nothing', async (t) => {
+  const source = informationFlowSource(3);
+  const full = await runSource({ source, limit: 10 });
+  const out = join(tempDir(), 'out');
+  await runSource({ source, limit: 10, out });
+  // Keep the header and four finished facts, and leave a line cut off mid-write.
+  const journal = join(out, JOURNAL_FILE);
+  const lines = readFileSync(journal, 'utf8').split('\n');
+  writeFileSync(journal, lines.slice(0, 5).join('\n') + '\n' + lines[5]!.slice(0, 40));
+  const resumed = await runSource({ source, limit: 10, out });
+  t.is(resumed.resumed, 4);
+  t.is(resumed.results.examples.length, full.results.examples.length);
+  assertSameValues(t, full.results, resumed.results);
+  // A different experiment in the same folder is refused rather than mixed in.
+  await t.throwsAsync(runSource({ source: informationFlowSource(5), limit: 10, out }), { message: /journal/i });
+});
+
+test.serial('the compiled variant runs in plain onnxruntime from its manifest and agrees with dissect run', async (t) => {
+  const source = informationFlowSource(3);
+  const { results } = await runSource({ source, limit: 3 });
+  const dir = tempDir();
+  const compiled = compileVariant(join(tinyGpt2, 'model.onnx'), { knockout: true, logits: false }, dir);
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as VariantManifest;
+  const session = await ort.InferenceSession.create(join(dir, manifest.model), { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  t.is(compiled.manifest.layers, manifest.layers);
+  const names = manifest.inputs.map((i) => i.name).sort();
+  t.deepEqual(names, ['attention_mask', 'dissect_knockout', 'dissect_last_index', 'dissect_target', 'input_ids']);
+  const tokenizer = JSON.parse(readFileSync(join(tinyGpt2, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } };
+  for (const ex of results.examples) {
+    const ids = ex.tokens.map((tok) => tokenizer.model.vocab[tok]!);
+    const n = ids.length;
+    const [start, end] = ex.subjectRange;
+    for (const l of [0, 3, manifest.layers - 1]) {
+      // subject → last in the window of 3 layers around l, all heads (head dim 1).
+      const mask = new Uint8Array(manifest.layers * n * n);
+      for (let layer = Math.max(0, l - 1); layer <= Math.min(manifest.layers - 1, l + 1); layer++) {
+        for (let k = start; k < end; k++) mask[layer * n * n + (n - 1) * n + k] = 1;
+      }
+      const out = await session.run({
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, n]),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
+        dissect_knockout: new ort.Tensor('bool', mask, [1, manifest.layers, 1, n, n]),
+        dissect_last_index: new ort.Tensor('int64', BigInt64Array.from([BigInt(n - 1)]), [1]),
+        dissect_target: new ort.Tensor('int64', BigInt64Array.from([BigInt(ex.cleanTop1.id)]), [1]),
+      });
+      const p = (out['dissect_target_prob']!.data as Float32Array)[0]!;
+      const v = results.experiments[0]!.values.find((r) => r.example === ex.id && r.key['l'] === l && r.key['blocked'] === 'subject')!;
+      t.true(closeRel(p, v.values['probability']!, 1e-6), `example ${ex.id} l=${l}: ${p} vs ${v.values['probability']}`);
+    }
+  }
+  await session.release();
+});
