@@ -5,13 +5,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { checkExternalData, hardlinkWeights } from './external.js';
 import { valueInfoShape } from './graph.js';
 import { knockoutPass, knockoutValue } from './passes/knockout.js';
 import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './passes/outputs.js';
 import { DataType, decodeModel, dtypeName, encodeModel, type ModelProto } from './proto.js';
 import { Rewrite } from './rewrite.js';
+import { version } from '../version.js';
 import { detectSites } from './sites/index.js';
 import type { ModelSites } from './sites/types.js';
 import {
@@ -31,20 +31,6 @@ export interface CompiledVariant {
   readonly manifestPath: string;
   readonly manifest: VariantManifest;
   readonly sites: ModelSites;
-}
-
-let toolVersion: string | undefined;
-function version(): string {
-  if (toolVersion) return toolVersion;
-  toolVersion = '0.0.0';
-  for (const rel of ['../../../package.json', '../../package.json']) {
-    try {
-      const p = fileURLToPath(new URL(rel, import.meta.url));
-      const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'dissect' && pkg.version) { toolVersion = pkg.version; break; }
-    } catch { /* try the next */ }
-  }
-  return toolVersion;
 }
 
 function manifestDtype(dt: number): ManifestDtype {
@@ -174,7 +160,7 @@ function prepare(modelPath: string, request: VariantRequest): Prepared {
 function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, model: string, weights: VariantManifest['weights']): VariantManifest {
   return {
     format: 'dissect-variant/1',
-    tool: { name: 'dissect', version: version() },
+    tool: { name: 'dissect', version },
     source: { path: resolve(modelPath), sha256: sha256(p.source) },
     model,
     weights,
@@ -192,7 +178,7 @@ function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, mo
 
 /**
  * The variant in memory. With external weights, the session must be created with
- * `manifest.weights.sessionConfig` (see `sessionExtraFor`), which points onnxruntime at the
+ * `manifest.weights.sessionConfig` (flat keys, as onnxruntime's `extra` session option accepts them), which points onnxruntime at the
  * source folder.
  */
 export function buildVariant(modelPath: string, request: VariantRequest): BuiltVariant {
@@ -240,17 +226,4 @@ export function compileVariant(modelPath: string, request: VariantRequest, outDi
   const manifestPath = join(out, 'manifest.json');
   writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
   return { modelPath: target, manifestPath, manifest, sites: p.sites };
-}
-
-/** The onnxruntime-node `extra` session option a manifest needs (undefined if none). */
-export function sessionExtraFor(manifest: VariantManifest): Record<string, unknown> | undefined {
-  const cfg = manifest.weights.sessionConfig;
-  if (!cfg) return undefined;
-  const extra: Record<string, Record<string, string>> = {};
-  for (const [k, v] of Object.entries(cfg)) {
-    const dot = k.indexOf('.');
-    const group = k.slice(0, dot);
-    (extra[group] ??= {})[k.slice(dot + 1)] = v;
-  }
-  return extra;
 }

@@ -1,5 +1,5 @@
 // Public surface of the compiler stage.
-export { buildVariant, compileVariant, rewriteModel, sessionExtraFor, type BuiltVariant, type CompiledVariant } from './compile.js';
+export { buildVariant, compileVariant, rewriteModel, type BuiltVariant, type CompiledVariant } from './compile.js';
 export { inspectModel, renderInspectJson, renderInspectText, type InspectReport } from './inspect.js';
 export { detectSites, runDetection, SiteError } from './sites/index.js';
 export type { ModelSites, LayerSites, ModelInputs, KvCacheInput } from './sites/types.js';

@@ -2,7 +2,7 @@ import test from 'ava';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../../src/errors.js';
-import { buildVariant, compileVariant, sessionExtraFor } from '../../src/onnx/compile.js';
+import { buildVariant, compileVariant } from '../../src/onnx/compile.js';
 import { externalizeInitializers } from '../../src/onnx/external.js';
 import { inspectModel } from '../../src/onnx/inspect.js';
 import { readModel, writeModel } from '../../src/onnx/proto.js';
@@ -77,7 +77,7 @@ test.serial('in memory, the variant reads external weights from the source folde
   t.is(built.manifest.weights.layout, 'external-source-folder');
   t.is(built.manifest.weights.folder, src);
   const { feeds, logits, n } = await expectedLogits();
-  const v = await session(built.bytes, sessionExtraFor(built.manifest));
+  const v = await session(built.bytes, built.manifest.weights.sessionConfig);
   const r = await v.run({ ...feeds, dissect_last_index: int64([n - 1], [1]), dissect_target: int64([0], [1]) });
   t.true(maxAbsDiff(numbers(r.logits!), logits) <= 1e-5 * maxAbs(logits));
 });

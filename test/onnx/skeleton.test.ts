@@ -1,5 +1,5 @@
 import test from 'ava';
-import { buildVariant, sessionExtraFor } from '../../src/onnx/compile.js';
+import { buildVariant } from '../../src/onnx/compile.js';
 import { readModel } from '../../src/onnx/proto.js';
 import { detectSites } from '../../src/onnx/sites/index.js';
 import { writeSkeleton } from '../../bench/skeleton.js';
@@ -25,7 +25,7 @@ test.serial('a MatMul-linear GPT-2 with external data is detected and its varian
   };
   const base = numbers((await (await session(path)).run(feeds)).logits!);
   const built = buildVariant(path, { knockout: true, logits: true, attentionProbs: true });
-  const v = await session(built.bytes, sessionExtraFor(built.manifest));
+  const v = await session(built.bytes, built.manifest.weights.sessionConfig);
   const run = (blocked: boolean) => v.run({
     ...feeds,
     dissect_knockout: bool(new Uint8Array(SHAPE.layers * n * n).fill(blocked ? 1 : 0), [1, SHAPE.layers, 1, n, n]),
