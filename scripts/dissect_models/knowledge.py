@@ -84,14 +84,14 @@ def _names(rng, n, used):
     return out
 
 
-def build_kb(n_subjects=400, seed=SEED):
+def build_kb(n_subjects=400, seed=SEED, n_first=40, n_middle=16, n_last=44):
     rng = random.Random(seed)
     used = set()
     for _, _, _, vals in RELATIONS:
         used.update(vals)
-    first = _names(rng, 40, used)
-    middle = _names(rng, 16, used)
-    last = _names(rng, 44, used)
+    first = _names(rng, n_first, used)
+    middle = _names(rng, n_middle, used)
+    last = _names(rng, n_last, used)
     subjects = []
     seen = set()
     while len(subjects) < n_subjects:

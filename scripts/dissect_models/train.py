@@ -2,8 +2,9 @@
 
 Regenerate with: (library module) used by /usr/bin/python3 scripts/make_default_model.py
 
-Training text (sampled on the fly from a seeded generator, packed into fixed-length rows that always
-start a segment at position 0; loss only on attribute / trait tokens):
+Training text (sampled on the fly from a seeded generator, packed into fixed-length rows of 16 tokens
+that always start a segment at position 0 -- so most rows hold one segment, some two; loss only on
+attribute / trait tokens):
   fact     "<relation paraphrase filled with subject> <attribute> ."      (canonical template 40 %)
   bag      "<subject> <random subset of the subject's attributes+traits, shuffled> ."
            -> the model must recall attributes from the subject tokens alone, AT the last subject
@@ -22,7 +23,7 @@ from . import knowledge as K
 
 
 class Sampler:
-    def __init__(self, kb, tok, seq_len=32, seed=0, mix=(0.4, 0.4, 0.1, 0.1), canon_p=0.4):
+    def __init__(self, kb, tok, seq_len=16, seed=0, mix=(0.4, 0.4, 0.1, 0.1), canon_p=0.4):
         self.kb, self.tok, self.T = kb, tok, seq_len
         self.rng = random.Random(seed)
         self.mix = mix
@@ -121,7 +122,7 @@ def fact_accuracy(model, kb, tok, bs=256):
     return correct / len(facts)
 
 
-def train(model, kb, tok, steps, batch=128, seq_len=32, lr=2e-3, warmup=100, seed=0, max_seconds=470,
+def train(model, kb, tok, steps, batch=64, seq_len=16, lr=1.5e-3, warmup=100, seed=0, max_seconds=470,
           log=print, eval_every=250, target_acc=None):
     torch.manual_seed(seed)
     sampler = Sampler(kb, tok, seq_len=seq_len, seed=seed)

@@ -19,13 +19,15 @@ export type PositionSet =
   | { readonly kind: 'var'; readonly name: string };
 
 export const namedPositionSets = [
-  'subject', 'nonsubject', 'last', 'subject_first', 'subject_last', 'subject_next',
+  'subject', 'nonsubject', 'last', 'subject_first', 'subject_last', 'subject_next', 'all',
 ] as const;
 export type NamedPositionSet = (typeof namedPositionSets)[number];
 
 export type IntExpr =
   | { readonly kind: 'int'; readonly value: number }
-  | { readonly kind: 'var'; readonly name: string };
+  | { readonly kind: 'var'; readonly name: string }
+  /** Integer arithmetic on sweep variables, e.g. `l + 1`, `start + 10`. */
+  | { readonly kind: 'add' | 'sub'; readonly left: IntExpr; readonly right: IntExpr };
 
 /** A set of layers (0-based block indices). */
 export type LayerSet =
@@ -33,10 +35,13 @@ export type LayerSet =
   | { readonly kind: 'range'; readonly from: IntExpr; readonly to: IntExpr } // inclusive
   | { readonly kind: 'single'; readonly layer: IntExpr }
   /** k layers centred on `center`, clipped: max(0, c-⌊k/2⌋) .. min(L-1, c+⌈k/2⌉-1). */
-  | { readonly kind: 'window'; readonly center: IntExpr; readonly size: IntExpr };
+  | { readonly kind: 'window'; readonly center: IntExpr; readonly size: IntExpr }
+  /** `R within a..b`: R intersected with a..b (the paper's sublayer windows stop below the measured layer). */
+  | { readonly kind: 'within'; readonly set: LayerSet; readonly from: IntExpr; readonly to: IntExpr };
 
 export type Sweep =
-  | { readonly kind: 'layers'; readonly variable: string; readonly values: readonly number[]; readonly span: SourceSpan }
+  /** `for l in layers …` (block indices 0..L-1) or `for h in hidden …` (hidden-state indices 0..L). */
+  | { readonly kind: 'layers' | 'hidden'; readonly variable: string; readonly values: readonly number[]; readonly span: SourceSpan }
   | {
       readonly kind: 'positions';
       readonly variable: string;
@@ -52,7 +57,69 @@ export interface BlockIntervention {
   readonly heads: readonly number[] | 'all';
   readonly span: SourceSpan;
 }
-export type Intervention = BlockIntervention;
+/**
+ * `cancel mlp|attention at layers R [at positions P]`: the sublayer's update at those
+ * layers and positions (default `all`) is cancelled, as the `cancel_mlp` /
+ * `cancel_attention` choices define.
+ */
+export interface CancelIntervention {
+  readonly kind: 'cancel';
+  readonly sublayer: 'mlp' | 'attention';
+  readonly layers: LayerSet;
+  readonly positions: PositionSet;
+  readonly span: SourceSpan;
+}
+
+/**
+ * `patch hidden L at positions P with hidden S` / `with mean hidden S`: the input of
+ * block L (= hidden_states[L], 0..L-1) at P is replaced by hidden_states[S] (0..L) of the
+ * same prompt's clean run, or by the mean of hidden_states[S] over every token position of
+ * every kept fact (one vector).
+ */
+export interface PatchIntervention {
+  readonly kind: 'patch';
+  readonly layer: IntExpr;
+  readonly positions: PositionSet;
+  readonly source: { readonly kind: 'hidden' | 'mean_hidden'; readonly index: IntExpr };
+  readonly span: SourceSpan;
+}
+
+export type Intervention = BlockIntervention | CancelIntervention | PatchIntervention;
+
+/** Where a probe reads: a hidden state (0..L), or the attention / MLP update of a block, or each head's share of it. */
+export type Site =
+  | { readonly kind: 'hidden'; readonly index: IntExpr }
+  | { readonly kind: 'attention' | 'mlp' | 'heads'; readonly layer: IntExpr };
+
+/**
+ * A probe measures an internal site of each row (after that row's interventions):
+ * - attributes_rate: % of the cleaned top candidates of the projected site that are in the subject's attribute set;
+ * - extraction: 1 if the top-1 token of the projected site is the clean prediction, else 0 (heads: per head);
+ * - target_rank: rank of the clean prediction in the projected site (0 = top-1) (heads: per head);
+ * - top_tokens: the k top tokens of the projected site (the logit lens with final-norm projection);
+ * - attention_weight: the attention that query positions `target` give keys `source` at `layer`, summed over keys,
+ *   averaged over query positions; heads `all` = mean over heads, `each` = per head.
+ */
+export type Probe =
+  | { readonly kind: 'attributes_rate' | 'extraction' | 'target_rank'; readonly site: Site; readonly at: PositionSet; readonly label: string; readonly span: SourceSpan }
+  | { readonly kind: 'top_tokens'; readonly k: number; readonly site: Site; readonly at: PositionSet; readonly label: string; readonly span: SourceSpan }
+  | {
+      readonly kind: 'attention_weight';
+      readonly source: PositionSet;
+      readonly target: PositionSet;
+      readonly layer: IntExpr;
+      readonly heads: 'all' | 'each';
+      readonly label: string;
+      readonly span: SourceSpan;
+    };
+
+/** `summarize extraction [in layers R]`: per-example extraction statistics over a layer sweep. */
+export interface ExtractionSummary {
+  readonly kind: 'extraction';
+  /** Layers counted for the per-example rate (absent: every layer of the sweep). */
+  readonly layers?: LayerSet;
+  readonly span: SourceSpan;
+}
 
 export const measureNames = ['probability_change', 'probability', 'rank'] as const;
 export type MeasureName = (typeof measureNames)[number];
@@ -61,7 +128,11 @@ export interface Experiment {
   readonly name: string;
   readonly sweeps: readonly Sweep[]; // outermost first
   readonly interventions: readonly Intervention[];
+  /** Measures of the model's output (the clean top-1 token's probability and rank). */
   readonly measures: readonly MeasureName[];
+  /** Measures of internal sites, in source order. */
+  readonly probes: readonly Probe[];
+  readonly summaries: readonly ExtractionSummary[];
   readonly span: SourceSpan;
   /** The .dissect source lines of this experiment, for provenance in reports. */
   readonly source: string;
@@ -76,6 +147,25 @@ export type DatasetSpec =
   | { readonly format: 'known'; readonly path: string; readonly span: SourceSpan }
   | { readonly format: 'jsonl' | 'csv'; readonly path: string; readonly fields: DatasetFields; readonly span: SourceSpan };
 
+/**
+ * The attribute set of each subject, for `attributes_rate`. `json`: a map subject → strings;
+ * `paragraphs`: the paper's CSV `subject,paragraphs`, tokenized with the model's tokenizer,
+ * each token decoded on its own, deduplicated.
+ */
+export interface AttributesSpec {
+  readonly format: 'json' | 'paragraphs';
+  readonly path: string;
+  /** Top-K candidates taken from the projection before cleaning (paper: 500). */
+  readonly candidates: number;
+  /** Cleaned candidates kept (paper: 50). */
+  readonly keep: number;
+  /** Candidates and attributes shorter than this after strip() are dropped (paper: 3, i.e. len ≤ 2 dropped); 0 = off. */
+  readonly minLength: number;
+  /** Stopword list applied to both sides ('none' = off). */
+  readonly stopwords: 'english' | 'none';
+  readonly span: SourceSpan;
+}
+
 export type FactFilter = 'known' | 'none';
 export type BosPolicy = 'none' | 'prepend';
 
@@ -83,6 +173,8 @@ export interface Program {
   readonly file: string; // absolute path of the .dissect file
   readonly model: { readonly onnx: string; readonly tokenizer: string; readonly span: SourceSpan };
   readonly dataset: DatasetSpec;
+  /** Required when any probe is an attributes_rate. */
+  readonly attributes?: AttributesSpec;
   readonly filter: FactFilter;
   readonly bos: BosPolicy;
   /** Named semantic choices in force (defaults filled in), recorded in every report. */

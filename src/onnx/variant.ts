@@ -10,6 +10,42 @@ export interface VariantRequest {
   readonly logits: boolean;
   /** Add per-layer `dissect_attn_probs_{l}` outputs, float32 [batch, heads, seq, kv] (tests; large). */
   readonly attentionProbs?: boolean;
+  /**
+   * Sublayer gates: inputs `dissect_gate_attention` / `dissect_gate_mlp`, float32
+   * [batch, layers, seq] (1 keeps, 0 cancels; values in between scale). `zero_update`
+   * scales the sublayer's update before the residual add; `zero_preactivation` scales the
+   * MLP pre-activations (the activation's input), so a cancelled MLP writes its output bias.
+   */
+  readonly gates?: { readonly attention?: 'zero_update'; readonly mlp?: 'zero_update' | 'zero_preactivation' };
+  /**
+   * Patching: inputs `dissect_patch_layer` int64 [batch] (-1 = none), `dissect_patch_mask`
+   * bool [batch, seq] and `dissect_patch_values` [batch, seq, d] (model dtype): the input of
+   * block `patch_layer` is replaced by the values where the mask is true.
+   */
+  readonly patch?: boolean;
+  /** Output `dissect_hidden_states` [batch, layers+1, seq, d] (model dtype): hidden_states 0..L. */
+  readonly hiddenStates?: boolean;
+  /** Vocabulary projections with in-graph top-k; see ProjectionRequest. */
+  readonly projections?: readonly ProjectionRequest[];
+}
+
+/**
+ * Project a site at per-row positions to the vocabulary and reduce it in the graph.
+ * Input `dissect_proj_positions` int64 [batch, proj_positions] (shared by every
+ * projection). Outputs, for site S (`hidden`, `attention`, `mlp`, `heads`):
+ * `dissect_proj_S_ids` int64 and `dissect_proj_S_scores` float32 [batch, n_layers, P, k],
+ * and `dissect_proj_S_target_rank` int64 [batch, n_layers, P] (rank of `dissect_target`:
+ * entries with a strictly greater score); `heads` adds a heads axis after n_layers.
+ */
+export interface ProjectionRequest {
+  readonly site: 'hidden' | 'attention' | 'mlp' | 'heads';
+  /** Hidden-state indices (0..L) for `hidden`; block indices for the others. Sorted, unique. */
+  readonly layers: readonly number[];
+  /** `embedding`: h·Eᵀ with the input embedding, no final norm (the paper's code); `final_norm_unembedding`: ln_f then the LM head (with its bias). */
+  readonly via: 'embedding' | 'final_norm_unembedding';
+  readonly k: number;
+  /** Ids ≥ this get score −∞ before the top-k (GPT-J: 50400 embedding rows, 50257 tokens). */
+  readonly vocabLimit: number;
 }
 
 export type ManifestDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'bool';
@@ -73,6 +109,14 @@ export const VariantNames = {
   top1: 'dissect_top1', // int64 [batch]
   top1Prob: 'dissect_top1_prob', // float32 [batch]
   attnProbsPrefix: 'dissect_attn_probs_', // + layer: float32 [batch, heads, seq, kv]
+  gateAttention: 'dissect_gate_attention', // float32 [batch, layers, seq]
+  gateMlp: 'dissect_gate_mlp', // float32 [batch, layers, seq]
+  patchLayer: 'dissect_patch_layer', // int64 [batch]
+  patchMask: 'dissect_patch_mask', // bool [batch, seq]
+  patchValues: 'dissect_patch_values', // [batch, seq, d]
+  hiddenStates: 'dissect_hidden_states', // [batch, layers+1, seq, d]
+  projPositions: 'dissect_proj_positions', // int64 [batch, proj_positions]
+  projPrefix: 'dissect_proj_', // + site + _ids | _scores | _target_rank
 } as const;
 
 /** onnxruntime session config key that points external data at a folder (in-memory models). */
