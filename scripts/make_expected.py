@@ -63,6 +63,29 @@ SEMANTICS_KNOCKOUT = {
 }
 
 
+README = """# Expected values for tiny-gpt2 (PyTorch reference)
+
+Regenerate (from the repo root, after generated/tiny-gpt2/ exists): `/usr/bin/python3 scripts/make_expected.py`
+
+Made by `scripts/make_expected.py`, independently of the TypeScript code and of the training code:
+weights are read back from `../model.onnx` (initializers named like the PyTorch parameters) into the
+HF-equivalent PyTorch GPT-2 (`scripts/dissect_models/gpt2.py`); prompts are tokenized by a ten-line
+word-level tokenizer reading `../tokenizer.json` (regex `\\w+|[^\\w\\s]+`, no BOS); every forward pass is
+one prompt (batch 1, float32, attention_mask all ones); knockout wraps each block's attention the
+way the paper's notebook patches `attn.forward`.
+
+- `known.json`: all {n} facts of `../facts.json`: token ids, subject range [start, end), clean top-1
+  id, its probability p0, `known` ({k} of {n} are known), and the full last-position logits for the
+  first 5 facts.
+- `knockout.json`: for the known facts, windows k = 3 and 9 over the {L} layers, sets subject /
+  nonsubject / last, every layer l: `p_new` and `rel` (full float64 repr); `rank` (number of logits
+  strictly greater than the clean top-1's) for the first 2 known facts; `mean_rel` over the facts;
+  `windows_layers` lists the blocked layers per (k, l).
+
+Each JSON file has a top-level `semantics` object stating exactly what was computed.
+"""
+
+
 class WordTok:
     RE = re.compile(r"\w+|[^\w\s]+")
 
@@ -215,6 +238,8 @@ def main():
         json.dump({"semantics": SEMANTICS_KNOCKOUT, "layers": L, "windows": list(WINDOWS),
                    "windows_layers": {f"k{k}": [list(window(l, k, L)) for l in range(L)] for k in WINDOWS},
                    "n_known": len(rows), "mean_rel": mean, "facts": rows}, f)
+    with open(os.path.join(OUT, "README.md"), "w") as f:
+        f.write(README.format(n=len(known_rows), k=n_known, L=L))
     print(f"known {n_known}/{len(known_rows)}")
     for kk in mean:
         for s in SETS:

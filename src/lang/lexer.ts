@@ -44,11 +44,23 @@ export const Heads = keyword('heads');
 export const Measure = keyword('measure');
 export const All = keyword('all');
 export const Window = keyword('window');
+export const Attributes = keyword('attributes');
+export const Hidden = keyword('hidden');
+export const Within = keyword('within');
+export const Cancel = keyword('cancel');
+export const Patch = keyword('patch');
+export const With = keyword('with');
+export const Mean = keyword('mean');
+export const Of = keyword('of');
+export const Layer = keyword('layer');
+export const AttentionWeight = keyword('attention_weight');
+export const Summarize = keyword('summarize');
 
 /** Every keyword token, in declaration order. */
 export const keywordTokens: readonly TokenType[] = [
   Param, Model, Tokenizer, Dataset, Fields, Filter, Bos, Choose, Positions, Experiment,
   For, In, Layers, Block, At, Heads, Measure, All, Window,
+  Attributes, Hidden, Within, Cancel, Patch, With, Mean, Of, Layer, AttentionWeight, Summarize,
 ];
 
 /** The keywords as the user writes them. */
@@ -93,12 +105,16 @@ export const WhiteSpace = createToken({
   line_breaks: true,
 });
 
-/** Lexer order matters: longer or more specific patterns first, keywords before Identifier. */
+/**
+ * Lexer order matters: longer or more specific patterns first, keywords before Identifier.
+ * A keyword that is a prefix of another (`with` / `within`, `layer` / `layers`) must come
+ * after it, or the longer word would fall back to Identifier; so keywords go longest first.
+ */
 export const allTokens: readonly TokenType[] = [
   WhiteSpace, Comment,
   StringLiteral, UnterminatedString, Integer,
   Arrow, DotDot, Plus, Minus, Equals, Comma, LParen, RParen, LBracket, RBracket, LBrace, RBrace,
-  ...keywordTokens,
+  ...[...keywordTokens].sort((a, b) => b.LABEL!.length - a.LABEL!.length),
   Identifier,
   Name,
 ];

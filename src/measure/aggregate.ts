@@ -8,7 +8,7 @@ import { summarize, type CiOptions } from './stats.js';
 /** A sweep as the report sees it: a variable and its values (layer numbers or labels). */
 export interface SweepAxis {
   readonly variable: string;
-  readonly kind: 'layers' | 'positions';
+  readonly kind: 'layers' | 'hidden' | 'positions';
   readonly values: readonly (number | string)[];
 }
 
@@ -27,9 +27,9 @@ export class AggregateInputError extends Error {
 /** The report's view of a program's sweeps: layer sweeps keep numbers, position sweeps their labels. */
 export function sweepAxes(sweeps: readonly Sweep[]): SweepAxis[] {
   return sweeps.map((s) =>
-    s.kind === 'layers'
-      ? { variable: s.variable, kind: 'layers', values: [...s.values] }
-      : { variable: s.variable, kind: 'positions', values: s.values.map((v) => v.label) },
+    s.kind === 'positions'
+      ? { variable: s.variable, kind: 'positions', values: s.values.map((v) => v.label) }
+      : { variable: s.variable, kind: s.kind, values: [...s.values] },
   );
 }
 

@@ -22,6 +22,8 @@ export class Rewrite {
   readonly dtypes: Map<string, number>;
   private readonly newInfo = new Map<string, { elemType: number; shape?: readonly Dim[] }>();
   private readonly rewritten = new Set<string>();
+  /** site tensor → the tensor that now carries its values after an intervention (see redirect). */
+  private readonly aliases = new Map<string, string>();
 
   constructor(readonly model: ModelProto, source = 'model') {
     this.graph = model.graph!;
@@ -52,11 +54,14 @@ export class Rewrite {
   }
 
   /** Adds a node; returns its output names (fresh, derived from `base`). */
-  node(op: string, inputs: readonly string[], base: string, opts: { outputs?: number; attrs?: AttributeProto[]; types?: number[]; shapes?: (readonly Dim[] | undefined)[] } = {}): string[] {
+  node(op: string, inputs: readonly string[], base: string, opts: {
+    outputs?: number; attrs?: AttributeProto[]; types?: (number | undefined)[]; shapes?: (readonly Dim[] | undefined)[]; domain?: string;
+  } = {}): string[] {
     const n = opts.outputs ?? 1;
     const outputs = Array.from({ length: n }, (_, i) => this.names.fresh(n === 1 ? base : `${base}_${i}`));
     const node: NodeProto = { input: [...inputs], output: outputs, name: this.names.fresh(`${base}/${op}`), opType: op };
     if (opts.attrs?.length) node.attribute = opts.attrs;
+    if (opts.domain) node.domain = opts.domain;
     (this.graph.node ??= []).push(node);
     outputs.forEach((o, i) => {
       const t = opts.types?.[i];
@@ -120,6 +125,27 @@ export class Rewrite {
     node.input = (node.input ?? []).map((i) => (i === tensor ? replacement : i));
     this.rewritten.add(tensor);
     this.dirty = true;
+  }
+
+  /**
+   * Makes the readers of `tensor` chosen by `which` (default: all of them, as they are now)
+   * read what `make` builds from it instead, and records the replacement as the tensor's
+   * current value for later passes (see current). Returns the replacement.
+   */
+  redirect(tensor: string, make: (t: string) => string, which: (n: NodeProto) => boolean = () => true): string {
+    const readers = this.ix.consumersOf(tensor).filter(which);
+    if (!readers.length) throw new Error(`internal: nothing reads '${tensor}' where a replacement was to be inserted`);
+    const replacement = make(tensor);
+    for (const n of readers) this.replaceInput(n, tensor, replacement);
+    this.aliases.set(tensor, replacement);
+    return replacement;
+  }
+
+  /** The tensor now carrying the values of site tensor `t` (itself unless a pass redirected it). */
+  current(t: string): string {
+    let x = t;
+    for (let guard = 0; guard < 64 && this.aliases.has(x); guard++) x = this.aliases.get(x)!;
+    return x;
   }
 
   /** Int64 1-D constant (axes, shapes). */

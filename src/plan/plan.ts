@@ -1,11 +1,12 @@
 // The planning stage: a checked Program becomes plain data — for every experiment, the
-// rows (one per sweep binding) and the edges each row blocks. Position sets stay symbolic
-// (they need a tokenized prompt); layers become concrete indices.
+// rows (one per sweep binding), what each row blocks, cancels and patches, and what it
+// probes. Position sets stay symbolic (they need a tokenized prompt); layers become
+// concrete indices. The plan also decides what the compiled variant must offer.
 
 import type {
-  BlockIntervention, Experiment, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Program, SourceSpan,
+  Experiment, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SourceSpan,
 } from '../lang/program.js';
-import type { VariantRequest } from '../onnx/variant.js';
+import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
 
 export interface KnockoutEdges {
   readonly layers: readonly number[];
@@ -14,12 +15,51 @@ export interface KnockoutEdges {
   readonly target: PositionSet;
 }
 
+/** A sublayer gate: the update (or MLP pre-activation, per the choice) is multiplied by 0. */
+export interface GateCancel {
+  readonly sublayer: 'attention' | 'mlp';
+  readonly layers: readonly number[];
+  readonly positions: PositionSet;
+}
+
+export interface PatchPlan {
+  /** Block whose input is replaced (= hidden-state index), 0..L-1. */
+  readonly layer: number;
+  readonly positions: PositionSet;
+  readonly source: { readonly kind: 'hidden' | 'mean_hidden'; readonly index: number };
+}
+
+export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads';
+
+export type ProbePlan =
+  | {
+      readonly kind: 'attributes_rate' | 'extraction' | 'target_rank' | 'top_tokens';
+      readonly label: string;
+      readonly site: SiteKind;
+      /** Hidden-state index for `hidden`, block index otherwise. */
+      readonly layer: number;
+      readonly at: PositionSet;
+      /** Top tokens the probe needs from the projection (top_tokens: its k). */
+      readonly k: number;
+    }
+  | {
+      readonly kind: 'attention_weight';
+      readonly label: string;
+      readonly layer: number;
+      readonly source: PositionSet;
+      readonly target: PositionSet;
+      readonly heads: 'all' | 'each';
+    };
+
 export type SweepValue = number | string;
 
 export interface PlanRow {
   /** Sweep variable → its value in this row (a layer index, or a position-set label). */
   readonly key: Readonly<Record<string, SweepValue>>;
   readonly knockouts: readonly KnockoutEdges[];
+  readonly gates: readonly GateCancel[];
+  readonly patch?: PatchPlan;
+  readonly probes: readonly ProbePlan[];
 }
 
 export interface ExperimentPlan {
@@ -53,13 +93,20 @@ function range(from: number, to: number): number[] {
   return out;
 }
 
-type Binding = ReadonlyMap<string, { layer: number } | { set: PositionSet; label: string }>;
+type Bound = { readonly int: number } | { readonly set: PositionSet };
+type Binding = ReadonlyMap<string, Bound>;
 
 function evalInt(e: IntExpr, env: Binding): number {
-  if (e.kind === 'int') return e.value;
-  const bound = env.get(e.name);
-  if (!bound || !('layer' in bound)) throw new Error(`internal: layer variable ${e.name} is unbound`);
-  return bound.layer;
+  switch (e.kind) {
+    case 'int': return e.value;
+    case 'add': return evalInt(e.left, env) + evalInt(e.right, env);
+    case 'sub': return evalInt(e.left, env) - evalInt(e.right, env);
+    case 'var': {
+      const bound = env.get(e.name);
+      if (!bound || !('int' in bound)) throw new Error(`internal: integer variable ${e.name} is unbound`);
+      return bound.int;
+    }
+  }
 }
 
 function evalLayers(set: LayerSet, env: Binding, shape: ModelShape): number[] {
@@ -68,6 +115,11 @@ function evalLayers(set: LayerSet, env: Binding, shape: ModelShape): number[] {
     case 'single': return [evalInt(set.layer, env)];
     case 'range': return range(evalInt(set.from, env), evalInt(set.to, env));
     case 'window': return centredWindow(evalInt(set.center, env), evalInt(set.size, env), shape.layers);
+    case 'within': {
+      const from = evalInt(set.from, env);
+      const to = evalInt(set.to, env);
+      return evalLayers(set.set, env, shape).filter((l) => l >= from && l <= to);
+    }
   }
 }
 
@@ -84,43 +136,89 @@ function substitute(set: PositionSet, env: Binding): PositionSet {
   }
 }
 
-function planBlock(block: BlockIntervention, env: Binding, shape: ModelShape): KnockoutEdges {
-  return {
-    layers: evalLayers(block.layers, env, shape),
-    heads: block.heads,
-    source: substitute(block.source, env),
-    target: substitute(block.target, env),
-  };
+const everyPosition: PositionSet = { kind: 'named', name: 'all' };
+
+interface PlanContext {
+  readonly shape: ModelShape;
+  readonly choices: Readonly<Record<string, string>>;
+  readonly attributesCandidates: number;
 }
 
-function planExperiment(exp: Experiment, shape: ModelShape): ExperimentPlan {
+/** One row's interventions. `cancel attention` in the paper's mode is a knockout of every key. */
+function planInterventions(interventions: readonly Intervention[], env: Binding, ctx: PlanContext): Pick<PlanRow, 'knockouts' | 'gates' | 'patch'> {
+  const knockouts: KnockoutEdges[] = [];
+  const gates: GateCancel[] = [];
+  let patch: PatchPlan | undefined;
+  for (const i of interventions) {
+    switch (i.kind) {
+      case 'block':
+        knockouts.push({ layers: evalLayers(i.layers, env, ctx.shape), heads: i.heads, source: substitute(i.source, env), target: substitute(i.target, env) });
+        break;
+      case 'cancel': {
+        const layers = evalLayers(i.layers, env, ctx.shape);
+        const positions = substitute(i.positions, env);
+        if (i.sublayer === 'attention' && ctx.choices['cancel_attention'] === 'uniform') {
+          knockouts.push({ layers, heads: 'all', source: everyPosition, target: positions });
+        } else {
+          gates.push({ sublayer: i.sublayer, layers, positions });
+        }
+        break;
+      }
+      case 'patch':
+        if (patch) throw new Error('internal: the checker allows one patch per experiment');
+        patch = {
+          layer: evalInt(i.layer, env),
+          positions: substitute(i.positions, env),
+          source: { kind: i.source.kind, index: evalInt(i.source.index, env) },
+        };
+        break;
+    }
+  }
+  return { knockouts, gates, ...(patch ? { patch } : {}) };
+}
+
+function planProbe(p: Probe, env: Binding, ctx: PlanContext): ProbePlan {
+  if (p.kind === 'attention_weight') {
+    return { kind: p.kind, label: p.label, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
+  }
+  const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : evalInt(p.site.layer, env);
+  const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : 1;
+  return { kind: p.kind, label: p.label, site: p.site.kind, layer, at: substitute(p.at, env), k };
+}
+
+function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
   const rows: PlanRow[] = [];
-  const expand = (depth: number, env: Map<string, { layer: number } | { set: PositionSet; label: string }>, key: Record<string, SweepValue>): void => {
+  const env = new Map<string, Bound>();
+  const expand = (depth: number, key: Record<string, SweepValue>): void => {
     const sweep = exp.sweeps[depth];
     if (!sweep) {
-      rows.push({ key: { ...key }, knockouts: exp.interventions.map((b) => planBlock(b, env, shape)) });
+      rows.push({
+        key: { ...key },
+        ...planInterventions(exp.interventions, env, ctx),
+        probes: exp.probes.map((p) => planProbe(p, env, ctx)),
+      });
       return;
     }
-    if (sweep.kind === 'layers') {
-      for (const layer of sweep.values) {
-        env.set(sweep.variable, { layer });
-        expand(depth + 1, env, { ...key, [sweep.variable]: layer });
+    if (sweep.kind === 'positions') {
+      for (const { label, set } of sweep.values) {
+        env.set(sweep.variable, { set });
+        expand(depth + 1, { ...key, [sweep.variable]: label });
       }
     } else {
-      for (const { label, set } of sweep.values) {
-        env.set(sweep.variable, { set, label });
-        expand(depth + 1, env, { ...key, [sweep.variable]: label });
+      for (const int of sweep.values) {
+        env.set(sweep.variable, { int });
+        expand(depth + 1, { ...key, [sweep.variable]: int });
       }
     }
     env.delete(sweep.variable);
   };
-  expand(0, new Map(), {});
+  expand(0, {});
   return {
     name: exp.name,
     measures: exp.measures,
     sweeps: exp.sweeps.map((s) => ({
       variable: s.variable,
-      values: s.kind === 'layers' ? [...s.values] : s.values.map((v) => v.label),
+      values: s.kind === 'positions' ? s.values.map((v) => v.label) : [...s.values],
     })),
     rows,
     source: exp.source,
@@ -128,14 +226,50 @@ function planExperiment(exp: Experiment, shape: ModelShape): ExperimentPlan {
   };
 }
 
+/** One projection per site kind, over the union of the layers and the largest k any probe needs. */
+function projections(rows: readonly PlanRow[], choices: Readonly<Record<string, string>>, vocab: number): ProjectionRequest[] {
+  const bySite = new Map<SiteKind, { layers: Set<number>; k: number }>();
+  for (const row of rows) {
+    for (const p of row.probes) {
+      if (p.kind === 'attention_weight') continue;
+      const entry = bySite.get(p.site) ?? { layers: new Set<number>(), k: 1 };
+      entry.layers.add(p.layer);
+      entry.k = Math.max(entry.k, p.k);
+      bySite.set(p.site, entry);
+    }
+  }
+  const via = choices['projection'] === 'final_norm_unembedding' ? 'final_norm_unembedding' : 'embedding';
+  return [...bySite].map(([site, { layers, k }]) => ({
+    site, via, k, vocabLimit: vocab, layers: [...layers].sort((a, b) => a - b),
+  }));
+}
+
 export function planProgram(program: Program, shape: ModelShape): Plan {
-  const experiments = program.experiments.map((e) => planExperiment(e, shape));
-  const blocks = program.experiments.flatMap((e) => e.interventions);
-  const perHead = blocks.some((b) => b.heads !== 'all');
+  const ctx: PlanContext = { shape, choices: program.choices, attributesCandidates: program.attributes?.candidates ?? 1 };
+  const experiments = program.experiments.map((e) => planExperiment(e, ctx));
+  const rows = experiments.flatMap((e) => e.rows);
+  const knockouts = rows.flatMap((r) => r.knockouts);
+  const gates = rows.flatMap((r) => r.gates);
+  const patches = rows.flatMap((r) => (r.patch ? [r.patch] : []));
+  const probes = rows.flatMap((r) => r.probes);
+  const projected = projections(rows, program.choices, shape.vocab);
+  const gateModes: { attention?: 'zero_update'; mlp?: 'zero_update' | 'zero_preactivation' } = {};
+  if (gates.some((g) => g.sublayer === 'attention')) gateModes.attention = 'zero_update';
+  if (gates.some((g) => g.sublayer === 'mlp')) {
+    gateModes.mlp = program.choices['cancel_mlp'] === 'zero_update' ? 'zero_update' : 'zero_preactivation';
+  }
+  const variant: VariantRequest = {
+    knockout: knockouts.length > 0,
+    logits: false,
+    ...(probes.some((p) => p.kind === 'attention_weight') ? { attentionProbs: true } : {}),
+    ...(gates.length ? { gates: gateModes } : {}),
+    ...(patches.length ? { patch: true, hiddenStates: true } : {}),
+    ...(projected.length ? { projections: projected } : {}),
+  };
   return {
     experiments,
-    variant: { knockout: blocks.length > 0, logits: false },
-    knockoutHeads: perHead ? shape.heads : 1,
+    variant,
+    knockoutHeads: knockouts.some((k) => k.heads !== 'all') ? shape.heads : 1,
     passesPerExample: 1 + experiments.reduce((n, e) => n + e.rows.length, 0),
   };
 }

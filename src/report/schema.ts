@@ -211,7 +211,7 @@ export const resultsSchema = {
               type: 'object', additionalProperties: false, required: ['variable', 'kind', 'values'],
               properties: {
                 variable: nonEmpty,
-                kind: { enum: ['layers', 'positions'] },
+                kind: { enum: ['layers', 'hidden', 'positions'] },
                 values: { type: 'array', items: sweepValue, minItems: 1 },
               },
             },
@@ -327,7 +327,7 @@ function semanticErrors(r: Results): string[] {
     if (new Set(vars).size !== vars.length) errs.push(`${at}/sweeps: duplicate variable`);
     x.sweeps.forEach((s, si) => {
       if (new Set(s.values).size !== s.values.length) errs.push(`${at}/sweeps/${si}/values: duplicate value`);
-      if (s.kind === 'layers' && s.values.some((v) => typeof v !== 'number')) errs.push(`${at}/sweeps/${si}/values: a layer sweep takes integers`);
+      if (s.kind !== 'positions' && s.values.some((v) => typeof v !== 'number')) errs.push(`${at}/sweeps/${si}/values: a layer sweep takes integers`);
     });
     if (errs.length > before) return; // keys below rely on well-formed sweeps
 

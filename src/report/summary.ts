@@ -77,7 +77,7 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
     results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method}`;
   const lines = [`${x.name}: ${measureTitles[measure]} (${nText(points)}, ${ci})`];
 
-  const rowAxis = x.sweeps.find((s) => s.kind === 'layers') ?? x.sweeps[0];
+  const rowAxis = x.sweeps.find((s) => s.kind !== 'positions') ?? x.sweeps[0];
   const colAxis = x.sweeps.find((s) => s !== rowAxis);
   const rest = x.sweeps.filter((s) => s !== rowAxis && s !== colAxis);
 

@@ -16,6 +16,7 @@
 import * as ort from 'onnxruntime-node';
 import { VariantNames, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
 import { InternalError } from './errors.js';
+import { floatToHalfArray } from './half.js';
 
 export const PAD_ID = 0;
 
@@ -32,9 +33,15 @@ export interface BatchRow {
   readonly lastIndex: number;
   readonly target: number;
   readonly knockout?: BatchKnockout;
+  /** Sublayer gates [layers, n] per sublayer (1 keeps, 0 cancels); absent = all 1. */
+  readonly gates?: { readonly attention?: Float32Array; readonly mlp?: Float32Array };
+  /** Replace the input of block `layer` at the masked positions by `values` [n, d]. */
+  readonly patch?: { readonly layer: number; readonly mask: Uint8Array; readonly values: Float32Array };
+  /** Token positions whose sites are projected to the vocabulary (padded with 0 to the batch's longest list). */
+  readonly projPositions?: readonly number[];
 }
 
-export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'>;
+export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel'>>;
 
 const PAST = /^past_key_values\.|^past\.|^past_/;
 
@@ -113,6 +120,23 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       feeds[name] = emptyTensor(input, dims);
     } else if (name === VariantNames.knockout) {
       feeds[name] = knockoutFeed(input, manifest, rows, S);
+    } else if (name === VariantNames.gateAttention || name === VariantNames.gateMlp) {
+      feeds[name] = gateFeed(manifest, rows, S, name === VariantNames.gateAttention ? 'attention' : 'mlp');
+    } else if (name === VariantNames.patchLayer) {
+      const a = intBuffer(input, [B]);
+      rows.forEach((r, b) => a.set(b, r.patch ? r.patch.layer : -1));
+      feeds[name] = a.tensor;
+    } else if (name === VariantNames.patchMask) {
+      const a = new Uint8Array(B * S);
+      rows.forEach((r, b) => { if (r.patch) a.set(r.patch.mask, b * S); });
+      feeds[name] = new ort.Tensor('bool', a, [B, S]);
+    } else if (name === VariantNames.patchValues) {
+      feeds[name] = patchValuesFeed(input, manifest, rows, S);
+    } else if (name === VariantNames.projPositions) {
+      const P = Math.max(1, ...rows.map((r) => r.projPositions?.length ?? 0));
+      const a = intBuffer(input, [B, P]);
+      rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos)));
+      feeds[name] = a.tensor;
     } else if (name === VariantNames.lastIndex || name === VariantNames.target) {
       const a = intBuffer(input, [B]);
       rows.forEach((r, b) => a.set(b, name === VariantNames.target ? r.target : r.lastIndex));
@@ -122,6 +146,33 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
     }
   }
   return feeds;
+}
+
+function gateFeed(manifest: FeedManifest, rows: readonly BatchRow[], S: number, sublayer: 'attention' | 'mlp'): ort.Tensor {
+  const L = manifest.layers;
+  const a = new Float32Array(rows.length * L * S).fill(1);
+  rows.forEach((r, b) => {
+    const g = r.gates?.[sublayer];
+    if (!g) return;
+    const n = r.ids.length;
+    if (g.length !== L * n) throw new InternalError(`buildFeeds: row ${b}: ${sublayer} gates have ${g.length} entries, expected ${L}·${n}`);
+    for (let l = 0; l < L; l++) a.set(g.subarray(l * n, (l + 1) * n), (b * L + l) * S);
+  });
+  return new ort.Tensor('float32', a, [rows.length, L, S]);
+}
+
+function patchValuesFeed(input: ManifestTensor, manifest: FeedManifest & { dModel?: number }, rows: readonly BatchRow[], S: number): ort.Tensor {
+  const d = typeof input.shape[2] === 'number' ? input.shape[2] : manifest.dModel;
+  if (d === undefined) throw new InternalError(`manifest input ${input.name}: model width unknown`);
+  const values = new Float32Array(rows.length * S * d);
+  rows.forEach((r, b) => {
+    if (!r.patch) return;
+    if (r.patch.values.length !== r.ids.length * d) throw new InternalError(`buildFeeds: row ${b}: patch values are not [${r.ids.length}, ${d}]`);
+    values.set(r.patch.values, b * S * d);
+  });
+  if (input.dtype === 'float32') return new ort.Tensor('float32', values, [rows.length, S, d]);
+  if (input.dtype === 'float16') return new ort.Tensor('float16', floatToHalfArray(values), [rows.length, S, d]);
+  throw new InternalError(`manifest input ${input.name} is ${input.dtype}; patch values are float32 or float16`);
 }
 
 function knockoutFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number): ort.Tensor {

@@ -7,6 +7,7 @@
 //   subject_last   {end-1}
 //   subject_next   {end} when end <= N-1, else {} (the subject ends the prompt).
 //                  Like the paper's e_range[-1]+1 it may equal N-1, i.e. the last position.
+//   all            {0 .. N-1}
 //   indices        i >= 0 as is, i < 0 counts from the end (-1 = N-1); outside the prompt
 //                  is an error value.
 //   union / difference  as sets.
@@ -61,6 +62,7 @@ function resolve(set: PositionSet, ex: ExampleGeometry): number[] | RunError {
         case 'subject_first': return [start];
         case 'subject_last': return [end - 1];
         case 'subject_next': return end <= n - 1 ? [end] : [];
+        case 'all': return range(0, n);
         default: throw new InternalError(`unknown position set ${(set as { name: string }).name}`);
       }
     case 'indices': {

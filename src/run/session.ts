@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { runError, type RunError } from './errors.js';
+import { halfToFloat32Array } from './half.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
@@ -164,29 +165,6 @@ export function doctorInfo(): DoctorInfo {
     tf32Override: process.env['NVIDIA_TF32_OVERRIDE'],
     cudaUnavailable: cudaUnavailable(),
   };
-}
-
-/** IEEE 754 binary16 bit pattern → number (exact: every half is a float32). */
-export function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const frac = bits & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24; // zero and subnormals
-  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
-  return sign * (1024 + frac) * 2 ** (exp - 25);
-}
-
-let halfTable: Float32Array | undefined;
-
-/** Decode an array of half bit patterns to float32 (through a 64K-entry table). */
-export function halfToFloat32Array(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-  if (!halfTable) {
-    halfTable = new Float32Array(65536);
-    for (let i = 0; i < 65536; i++) halfTable[i] = halfToFloat(i);
-  }
-  const t = halfTable;
-  for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
-  return out;
 }
 
 export function decodeTensor(t: ort.Tensor): DecodedTensor {

@@ -6,10 +6,11 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { isRunError, type RunError } from '../../src/run/errors.js';
 import {
-  createSession, cudaUnavailable, decodeTensor, doctorInfo, halfToFloat, halfToFloat32Array, int64ToNumbers, parseDevice,
+  createSession, cudaUnavailable, decodeTensor, doctorInfo, int64ToNumbers, parseDevice,
   type RunSession,
 } from '../../src/run/session.js';
 import { tempDir } from './_tokenizers.js';
+import { floatToHalf, halfToFloat, halfToFloat32Array } from '../../src/run/half.js';
 
 const { onnx } = onnxProto;
 const fixtures = fileURLToPath(new URL('../../../generated/fixtures/', import.meta.url));
@@ -221,4 +222,20 @@ test.serial('doctorInfo', (t) => {
   delete process.env['NVIDIA_TF32_OVERRIDE'];
   t.is(doctorInfo().tf32Override, undefined);
   if (before !== undefined) process.env['NVIDIA_TF32_OVERRIDE'] = before;
+});
+
+test('floatToHalf inverts halfToFloat on every finite half, and rounds to nearest even', (t) => {
+  let bad = 0;
+  for (let bits = 0; bits < 65536; bits++) {
+    const v = halfToFloat(bits);
+    if (Number.isNaN(v)) continue;
+    if (floatToHalf(v) !== bits) bad++;
+  }
+  t.is(bad, 0);
+  t.is(floatToHalf(1 + 2 ** -11), 0x3c00); // halfway between 1 and the next half: even wins
+  t.is(floatToHalf(1 + 3 * 2 ** -11), 0x3c02);
+  t.is(floatToHalf(65520), 0x7c00); // rounds up past the largest half
+  t.is(floatToHalf(2 ** -26), 0); // below half the smallest subnormal
+  t.is(floatToHalf(3 * 2 ** -26), 0x0001); // 0.75 of the smallest subnormal
+  t.is(floatToHalf(3 * 2 ** -25), 0x0002); // 1.5 of it: a tie, even wins
 });

@@ -13,7 +13,8 @@ import {
   PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLayerNorm, matchLinear, otherInput, out0,
   soleConsumer, type NormMatch,
 } from './pattern.js';
-import type { KvCacheInput, LayerSites, ModelSites } from './types.js';
+import type { KvCacheInput, LayerSites, LinearWeights, ModelSites } from './types.js';
+import type { LinearMatch } from './pattern.js';
 
 const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
 const HEAD_PATH_OPS = ['Transpose', 'Concat', 'Reshape', 'Identity'];
@@ -29,6 +30,12 @@ interface AttentionFacts {
   softmaxNode?: string;
   pastKey?: string;
   pastValue?: string;
+  qkvProj?: LinearWeights;
+  attnProj?: LinearWeights;
+}
+
+function weightsOf(m: LinearMatch): LinearWeights {
+  return { weight: m.weight, ...(m.bias ? { bias: m.bias } : {}), op: m.op, layout: m.transposed ? 'oi' : 'io' };
 }
 
 function perm(node: NodeProto): string {
@@ -38,6 +45,7 @@ function perm(node: NodeProto): string {
 function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut: string, facts: AttentionFacts): void {
   rec.found('attnNorm', norm.output);
   const cAttn = matchLinear(ix, norm.output, 'attention input projection');
+  facts.qkvProj = weightsOf(cAttn);
   const split = soleConsumer(ix, cAttn.output, ['Split'], 'a Split of the fused qkv projection into q, k and v');
   if ((split.output ?? []).length !== 3) fail(ix, cAttn.output, 'a Split into exactly 3 parts (q, k, v)', split);
   const [qPart, kPart, vPart] = split.output as [string, string, string];
@@ -102,9 +110,10 @@ function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut:
   if (proj.output !== attnOut) {
     fail(ix, proj.output, `the attention output projection to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));
   }
+  facts.attnProj = weightsOf(proj);
 }
 
-function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string): { dMlp: number; activation: string } {
+function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string): { dMlp: number; activation: string; fc: LinearWeights; proj: LinearWeights } {
   rec.found('mlpNorm', norm.output);
   const fc = matchLinear(ix, norm.output, 'MLP input projection');
   const pre = rec.found('mlpPre', fc.output);
@@ -117,7 +126,7 @@ function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string
   const w = ix.constantTensor(fc.weight);
   const dims = w ? tensorDims(w) : [];
   const dMlp = (fc.transposed ? dims[0] : dims[1]) ?? 0;
-  return { dMlp, activation: act.kind };
+  return { dMlp, activation: act.kind, fc: weightsOf(fc), proj: weightsOf(proj) };
 }
 
 interface Embedding {
@@ -214,10 +223,11 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
     const add2 = adds2[0]!;
     const mlpOut = rec.found('mlpOut', otherInput(add2, residMid));
     const residPost = rec.found('residPost', out0(add2));
+    let mlp: ReturnType<typeof matchMlp> | undefined;
     if (!ln2) {
       rec.missing([...MLP_SITES], new PatternBreak(ix.dataConsumers(residMid)[0], residMid, 'a LayerNorm before the MLP'));
     } else {
-      const mlp = rec.attempt([...MLP_SITES], () => matchMlp(ix, rec, ln2, mlpOut));
+      mlp = rec.attempt([...MLP_SITES], () => matchMlp(ix, rec, ln2, mlpOut));
       if (mlp) {
         dMlp ??= mlp.dMlp;
         activation ||= mlp.activation;
@@ -229,7 +239,7 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
       dHead ??= facts.dHead;
     }
     if (facts.pastKey && facts.pastValue) past.push({ layer: l, key: facts.pastKey, value: facts.pastValue });
-    if (L.missing.length) complete = false;
+    if (L.missing.length || !mlp || !facts.qkvProj || !facts.attnProj) complete = false;
     else {
       const g = (s: string): string => rec.get(s)!;
       perLayer.push({
@@ -237,6 +247,7 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
         scores: g('scores'), softmaxNode: facts.softmaxNode ?? '', probs: g('probs'), context: g('context'),
         contextMerged: g('contextMerged'), attnOut: g('attnOut'), residMid: g('residMid'), mlpNorm: g('mlpNorm'),
         mlpPre: g('mlpPre'), mlpAct: g('mlpAct'), mlpOut: g('mlpOut'), residPost: g('residPost'),
+        qkvProj: facts.qkvProj, attnProj: facts.attnProj, mlpFc: mlp.fc, mlpProj: mlp.proj,
       });
     }
     r = residPost;

@@ -41,6 +41,23 @@ export interface LayerSites {
   readonly mlpOut: string;
   /** Residual stream after the block [b, s, d]. */
   readonly residPost: string;
+  /** The fused q|k|v input projection (output [b, s, 3d]: q, k, v in that order). */
+  readonly qkvProj: LinearWeights;
+  /** The attention output projection (reads contextMerged, writes attnOut). */
+  readonly attnProj: LinearWeights;
+  /** The MLP input projection (writes mlpPre). */
+  readonly mlpFc: LinearWeights;
+  /** The MLP output projection (reads mlpAct, writes mlpOut). */
+  readonly mlpProj: LinearWeights;
+}
+
+/** A linear layer's constant weight (and bias), as the graph holds them. */
+export interface LinearWeights {
+  readonly weight: string;
+  readonly bias?: string;
+  readonly op: 'Gemm' | 'MatMul';
+  /** 'io': weight is [in, out] (MatMul, Gemm without transB; GPT-2's Conv1D); 'oi': [out, in] (Gemm transB). */
+  readonly layout: 'io' | 'oi';
 }
 
 export const LAYER_SITE_NAMES = [
