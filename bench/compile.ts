@@ -1,12 +1,15 @@
 // Compile-time benchmark: a GPT-J-sized GPT-2-architecture skeleton (28 layers, d 4096,
 // 16 heads, vocab 50400, ~6B parameters) with lazily external weights (a sparse file: no
 // bytes written or read), then compileVariant with knockout. Reports wall time and peak RSS.
-//   node dist/bench/compile.js [--layers N] [--d-model D] [--keep]
+// With --all, the request adds every other pass (gates, patch, hidden states, projections of
+// every site at every layer).
+//   node dist/bench/compile.js [--layers N] [--d-model D] [--all] [--keep]
 
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildVariant, compileVariant } from '../src/onnx/compile.js';
+import type { VariantRequest } from '../src/onnx/variant.js';
 import { GPTJ_SIZE, writeSkeleton, type SkeletonShape } from './skeleton.js';
 
 function arg(name: string): string | undefined {
@@ -19,6 +22,18 @@ const shape: SkeletonShape = {
   ...(arg('--layers') ? { layers: Number(arg('--layers')) } : {}),
   ...(arg('--d-model') ? { dModel: Number(arg('--d-model')), dMlp: 4 * Number(arg('--d-model')) } : {}),
 };
+const blocks = Array.from({ length: shape.layers }, (_, l) => l);
+const request: VariantRequest = process.argv.includes('--all')
+  ? {
+    knockout: true, logits: false, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true,
+    projections: [
+      { site: 'hidden', layers: [...blocks, shape.layers], via: 'embedding', k: 500, vocabLimit: 50257 },
+      { site: 'attention', layers: blocks, via: 'final_norm_unembedding', k: 50, vocabLimit: 50257 },
+      { site: 'mlp', layers: blocks, via: 'final_norm_unembedding', k: 50, vocabLimit: 50257 },
+      { site: 'heads', layers: blocks, via: 'final_norm_unembedding', k: 50, vocabLimit: 50257 },
+    ],
+  }
+  : { knockout: true, logits: false };
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const dir = mkdtempSync(join(tmpdir(), 'dissect-bench-'));
 try {
@@ -29,12 +44,13 @@ try {
     `graph ${mib(statSync(path).size)}, external weights ${(weights / 2 ** 30).toFixed(1)} GiB (sparse) in ${(performance.now() - t).toFixed(0)} ms`);
   const rssBefore = process.resourceUsage().maxRSS * 1024;
   t = performance.now();
-  const c = compileVariant(path, { knockout: true, logits: false }, join(dir, 'variant'));
+  const c = compileVariant(path, request, join(dir, 'variant'));
   const compileMs = performance.now() - t;
   t = performance.now();
-  const built = buildVariant(path, { knockout: true, logits: false });
+  const built = buildVariant(path, request);
   const buildMs = performance.now() - t;
   const peak = process.resourceUsage().maxRSS * 1024;
+  console.log(`request: ${process.argv.includes('--all') ? 'every pass' : 'knockout'}; ${built.manifest.inputs.length} inputs, ${built.manifest.outputs.length} outputs`);
   console.log(`compileVariant (to disk, ${c.manifest.weights.layout}): ${compileMs.toFixed(0)} ms; variant graph ${mib(statSync(c.modelPath).size)}`);
   console.log(`buildVariant (in memory): ${buildMs.toFixed(0)} ms; ${mib(built.bytes.length)}`);
   console.log(`peak RSS: ${mib(peak)} (before compiling: ${mib(rssBefore)})`);

@@ -16,7 +16,9 @@ import { RESULTS_FORMAT, type Results } from './report/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, type Fact, type Selection } from './run/dataset.js';
 import { orThrow } from './run/errors.js';
-import { executeExamples, measureRecords, type ExampleRecord } from './run/execute.js';
+import { datasetMeanHidden, executeExamples, type ExampleRecord } from './run/execute.js';
+import { measureRecords } from './measure/results.js';
+import { loadAttributeSets } from './run/attributes.js';
 import { createSession, doctorInfo } from './run/session.js';
 import { loadTokenizer, type Tokenizer } from './run/tokenizer.js';
 import { version } from './version.js';
@@ -101,11 +103,13 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
   const tokenizer: Tokenizer = orThrow(loadTokenizer(program.model.tokenizer));
   const { selected } = selectedFacts(program, options.selection);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
+  const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;
   const hashes = {
     model: variant.manifest.source.sha256,
     tokenizer: sha256File(program.model.tokenizer),
     dataset: sha256File(program.dataset.path),
     source: createHash('sha256').update(loaded.sourceText).digest('hex'),
+    ...(program.attributes ? { attributes: sha256File(program.attributes.path) } : {}),
   };
   const ci = ciOptions(program, options.selection.seed ?? 0);
   const fingerprint = runFingerprint({
@@ -116,7 +120,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
     tokenizerSha256: hashes.tokenizer,
     datasetSha256: hashes.dataset,
     selection: { filter: program.filter, bos: program.bos, ...options.selection },
-    extra: { tool: version, device: options.device },
+    extra: { tool: version, device: options.device, ...(hashes.attributes ? { attributes: hashes.attributes } : {}) },
   });
   const journal = Journal.open<ExampleRecord>(options.out, fingerprint, { fresh: options.fresh ?? false });
   const resumed = journal.resumed;
@@ -127,15 +131,19 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
       ...(variant.manifest.weights.sessionConfig ? { sessionConfig: variant.manifest.weights.sessionConfig } : {}),
     }));
     try {
+      const context = { program, plan, variant, session, tokenizer, facts: selected, journal, batch: options.batch };
+      const meanHidden = await datasetMeanHidden(context);
       await executeExamples({
-        program, plan, variant, session, tokenizer, facts: selected, journal, batch: options.batch,
+        ...context,
+        ...(attributes ? { attributes } : {}),
+        ...(meanHidden ? { meanHidden } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
     } finally {
       await session.release();
     }
     const records = selected.map((f) => journal.get(f.id)!);
-    const measured = measureRecords(program, plan, records, ci);
+    const measured = measureRecords(program, plan, sites.heads, records, ci);
     const results: Results = {
       format: RESULTS_FORMAT,
       tool: { name: 'dissect', version },

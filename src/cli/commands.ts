@@ -1,6 +1,7 @@
 // One function per CLI command. Each calls the pipeline and prints; user errors are thrown
 // as UserError and printed by main.ts.
 
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { formatDiagnostics } from '../lang/index.js';
@@ -8,6 +9,8 @@ import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspe
 import { loadProgram, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { resultsSchema } from '../report/schema.js';
 import { formatSummary } from '../report/summary.js';
+import { importAttributeTexts } from '../run/attributes.js';
+import { orThrow } from '../run/errors.js';
 import { doctorInfo } from '../run/session.js';
 
 type Overrides = { set: Record<string, string> };
@@ -83,6 +86,12 @@ export function inspectCommand(model: string, opts: { json?: boolean }): void {
   const report = inspectModel(model);
   process.stdout.write((opts.json ? renderInspectJson(report) : renderInspectText(report)) + '\n');
   if (!report.supported) process.exitCode = 1;
+}
+
+export function attributesCommand(folder: string, opts: { out: string }): void {
+  const map = orThrow(importAttributeTexts(folder));
+  writeFileSync(opts.out, JSON.stringify(map, null, 1) + '\n');
+  process.stdout.write(`wrote ${opts.out}: ${Object.keys(map).length} subjects\n`);
 }
 
 export function doctorCommand(): void {

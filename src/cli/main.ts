@@ -6,7 +6,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isUserError } from '../errors.js';
 import { DiagnosticsError } from '../pipeline.js';
 import { version } from '../version.js';
-import { checkCommand, compileCommand, doctorCommand, inspectCommand, runCommand, schemaCommand } from './commands.js';
+import {
+  attributesCommand, checkCommand, compileCommand, doctorCommand, inspectCommand, runCommand, schemaCommand,
+} from './commands.js';
 
 function parseOverride(value: string, previous: Record<string, string>): Record<string, string> {
   const eq = value.indexOf('=');
@@ -60,6 +62,11 @@ program.command('inspect <model>')
   .description('print the sites found in an ONNX model, layer by layer')
   .option('--json', 'machine-readable output')
   .action(inspectCommand);
+
+program.command('attributes <folder>')
+  .description('build an attributes JSON (subject → texts) from one <subject>.txt file per subject')
+  .requiredOption('--out <file>', 'the JSON file to write')
+  .action(attributesCommand);
 
 program.command('doctor')
   .description('print the onnxruntime version and the available execution providers')

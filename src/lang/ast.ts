@@ -20,6 +20,10 @@ export interface Ref { readonly kind: 'ref'; readonly name: string; readonly spa
 export type Value = StrLit | Ref;
 /** An integer literal or a reference to a parameter or sweep variable. */
 export type IntValue = IntLit | Ref;
+/** Integer arithmetic, left-associative: `l + 1` is binary(+, l, 1). */
+export type IntExpr =
+  | IntValue
+  | { readonly kind: 'binary'; readonly op: '+' | '-'; readonly left: IntExpr; readonly right: IntValue; readonly span: Span };
 
 export type PosExpr =
   | Ref
@@ -28,9 +32,11 @@ export type PosExpr =
 
 export type LayerExpr =
   | { readonly kind: 'all'; readonly span: Span }
-  | { readonly kind: 'single'; readonly layer: IntValue; readonly span: Span }
-  | { readonly kind: 'range'; readonly from: IntValue; readonly to: IntValue; readonly span: Span }
-  | { readonly kind: 'window'; readonly center: IntValue; readonly size: IntValue; readonly span: Span };
+  | { readonly kind: 'single'; readonly layer: IntExpr; readonly span: Span }
+  | { readonly kind: 'range'; readonly from: IntExpr; readonly to: IntExpr; readonly span: Span }
+  | { readonly kind: 'window'; readonly center: IntExpr; readonly size: IntExpr; readonly span: Span }
+  /** `set within from..to`; `span` covers the whole, `withinSpan` the `within` keyword. */
+  | { readonly kind: 'within'; readonly set: LayerExpr; readonly from: IntExpr; readonly to: IntExpr; readonly withinSpan: Span; readonly span: Span };
 
 export interface ParamStmt { readonly kind: 'param'; readonly name: Ident; readonly value: StrLit | IntLit; readonly span: Span }
 export interface ModelStmt { readonly kind: 'model'; readonly onnx: Value; readonly tokenizer?: Value; readonly span: Span }
@@ -44,6 +50,14 @@ export interface DatasetStmt {
   readonly fieldsSpan?: Span;
   readonly span: Span;
 }
+/** `attributes <format> <path> <option> <value> ...` */
+export interface AttributesStmt {
+  readonly kind: 'attributes';
+  readonly format: Ident;
+  readonly path: Value;
+  readonly options: readonly { readonly name: Ident; readonly value: IntLit | Ref; readonly span: Span }[];
+  readonly span: Span;
+}
 export interface FilterStmt { readonly kind: 'filter'; readonly value: Ident; readonly span: Span }
 export interface BosStmt { readonly kind: 'bos'; readonly value: Ident; readonly span: Span }
 export interface ChooseStmt { readonly kind: 'choose'; readonly name: Ident; readonly value: Ident; readonly span: Span }
@@ -54,6 +68,7 @@ export interface ForStmt {
   readonly variable: Ident;
   readonly domain:
     | { readonly kind: 'layers'; readonly items: readonly LayerExpr[] }
+    | { readonly kind: 'hidden'; readonly items: readonly LayerExpr[] }
     /** `text` is each item's source text, the label of that sweep value. */
     | { readonly kind: 'positions'; readonly items: readonly { readonly expr: PosExpr; readonly text: string }[] };
   readonly span: Span;
@@ -67,8 +82,48 @@ export interface BlockStmt {
   readonly heads?: { readonly kind: 'all'; readonly span: Span } | { readonly kind: 'list'; readonly heads: readonly IntValue[]; readonly span: Span };
   readonly span: Span;
 }
-export interface MeasureStmt { readonly kind: 'measure'; readonly names: readonly Ident[]; readonly span: Span }
-export type ExperimentItem = ForStmt | BlockStmt | MeasureStmt;
+export interface CancelStmt {
+  readonly kind: 'cancel';
+  readonly sublayer: Ident;
+  readonly layers: LayerExpr;
+  /** Absent: every position. */
+  readonly positions?: PosExpr;
+  readonly span: Span;
+}
+export interface PatchStmt {
+  readonly kind: 'patch';
+  readonly layer: IntExpr;
+  readonly positions: PosExpr;
+  readonly mean: boolean;
+  readonly source: IntExpr;
+  readonly span: Span;
+}
+/** `hidden E`, `attention E`, ...: `kind` is the word as written. */
+export interface SiteExpr { readonly kind: Ident; readonly index: IntExpr; readonly span: Span }
+/** One item of a measure statement; `text` is its source text with whitespace collapsed. */
+export type MeasureItem =
+  | {
+      readonly kind: 'named';
+      readonly name: Ident;
+      /** `top_tokens 10 ...` */
+      readonly count?: IntValue;
+      readonly site?: SiteExpr;
+      readonly at?: PosExpr;
+      readonly text: string;
+      readonly span: Span;
+    }
+  | {
+      readonly kind: 'attention_weight';
+      readonly source: PosExpr;
+      readonly target: PosExpr;
+      readonly layer: IntExpr;
+      readonly heads?: Ident;
+      readonly text: string;
+      readonly span: Span;
+    };
+export interface MeasureStmt { readonly kind: 'measure'; readonly items: readonly MeasureItem[]; readonly span: Span }
+export interface SummarizeStmt { readonly kind: 'summarize'; readonly what: Ident; readonly layers?: LayerExpr; readonly span: Span }
+export type ExperimentItem = ForStmt | BlockStmt | CancelStmt | PatchStmt | MeasureStmt | SummarizeStmt;
 
 export interface ExperimentStmt {
   readonly kind: 'experiment';
@@ -79,7 +134,7 @@ export interface ExperimentStmt {
 }
 
 export type Statement =
-  | ParamStmt | ModelStmt | DatasetStmt | FilterStmt | BosStmt | ChooseStmt | PositionsStmt | ExperimentStmt;
+  | ParamStmt | ModelStmt | DatasetStmt | AttributesStmt | FilterStmt | BosStmt | ChooseStmt | PositionsStmt | ExperimentStmt;
 
 export interface Document {
   readonly file: string;

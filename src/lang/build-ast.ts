@@ -2,8 +2,9 @@
 
 import type { CstElement, CstNode, IToken } from 'chevrotain';
 import type {
-  BlockStmt, DatasetStmt, Document, ExperimentItem, ExperimentStmt, FieldAssign, ForStmt, Ident,
-  IntLit, IntValue, LayerExpr, MeasureStmt, PosExpr, Span, Statement, StrLit, Value,
+  AttributesStmt, BlockStmt, CancelStmt, DatasetStmt, Document, ExperimentItem, ExperimentStmt, FieldAssign,
+  ForStmt, Ident, IntExpr, IntLit, IntValue, LayerExpr, MeasureItem, MeasureStmt, PatchStmt, PosExpr, SiteExpr,
+  Span, Statement, StrLit, SummarizeStmt, Value,
 } from './ast.js';
 import { stringValue } from './lexer.js';
 
@@ -94,6 +95,8 @@ class Builder {
       }
       case 'datasetStatement':
         return this.dataset(n, span);
+      case 'attributesStatement':
+        return this.attributes(n, span);
       case 'filterStatement':
         return { kind: 'filter', value: ident(token(n, 'Name')), span };
       case 'bosStatement':
@@ -135,6 +138,24 @@ class Builder {
     return { ...base, fields, fieldsSpan: tokenSpan(fieldsTok) };
   }
 
+  attributes(n: CstNode, span: Span): AttributesStmt {
+    const options = nodes(n, 'attributeOption').map((o) => {
+      const int = optToken(o, 'Integer');
+      const word = tokens(o, 'Name')[1];
+      const value: IntLit | { kind: 'ref'; name: string; span: Span } = int
+        ? intLit(int)
+        : { kind: 'ref', name: word!.image, span: tokenSpan(word!) };
+      return { name: ident(token(o, 'Name')), value, span: nodeSpan(o) };
+    });
+    return { kind: 'attributes', format: ident(token(n, 'Name')), path: this.value(node(n, 'value')), options, span };
+  }
+
+  /** Source text of a node, runs of whitespace collapsed to one space. */
+  text(n: CstNode): string {
+    const s = nodeSpan(n);
+    return this.source.slice(s.offset, s.endOffset).replace(/\s+/g, ' ');
+  }
+
   experiment(n: CstNode, span: Span): ExperimentStmt {
     const items = nodes(n, 'experimentItem').map((item): ExperimentItem => {
       const [kind] = Object.keys(item.children);
@@ -142,7 +163,10 @@ class Builder {
       switch (kind) {
         case 'forStatement': return this.forStmt(s);
         case 'blockStatement': return this.block(s);
+        case 'cancelStatement': return this.cancel(s);
+        case 'patchStatement': return this.patch(s);
         case 'measureStatement': return this.measure(s);
+        case 'summarizeStatement': return this.summarize(s);
         default: throw new Error(`internal: unknown experiment item ${kind}`);
       }
     });
@@ -152,13 +176,11 @@ class Builder {
   forStmt(n: CstNode): ForStmt {
     const variable = ident(token(n, 'Name'));
     const span = nodeSpan(n);
-    if (optToken(n, 'Layers')) {
-      return { kind: 'for', variable, domain: { kind: 'layers', items: nodes(n, 'layerSet').map((l) => this.layerSet(l)) }, span };
+    if (optToken(n, 'Layers') || optToken(n, 'Hidden')) {
+      const items = nodes(n, 'layerSet').map((l) => this.layerSet(l));
+      return { kind: 'for', variable, domain: optToken(n, 'Layers') ? { kind: 'layers', items } : { kind: 'hidden', items }, span };
     }
-    const items = nodes(n, 'positionExpr').map((p) => {
-      const s = nodeSpan(p);
-      return { expr: this.posExpr(p), text: this.source.slice(s.offset, s.endOffset).replace(/\s+/g, ' ') };
-    });
+    const items = nodes(n, 'positionExpr').map((p) => ({ expr: this.posExpr(p), text: this.text(p) }));
     return { kind: 'for', variable, domain: { kind: 'positions', items }, span };
   }
 
@@ -181,8 +203,75 @@ class Builder {
     };
   }
 
+  cancel(n: CstNode): CancelStmt {
+    const positions = nodes(n, 'positionExpr')[0];
+    return {
+      kind: 'cancel',
+      sublayer: ident(token(n, 'Name')),
+      layers: this.layerSet(node(n, 'layerSet')),
+      ...(positions ? { positions: this.posExpr(positions) } : {}),
+      span: nodeSpan(n),
+    };
+  }
+
+  patch(n: CstNode): PatchStmt {
+    const ints = nodes(n, 'intExpr');
+    return {
+      kind: 'patch',
+      layer: this.intExpr(ints[0]!),
+      positions: this.posExpr(node(n, 'positionExpr')),
+      mean: optToken(n, 'Mean') !== undefined,
+      source: this.intExpr(ints[1]!),
+      span: nodeSpan(n),
+    };
+  }
+
   measure(n: CstNode): MeasureStmt {
-    return { kind: 'measure', names: tokens(n, 'Name').map(ident), span: nodeSpan(n) };
+    return { kind: 'measure', items: nodes(n, 'measureItem').map((i) => this.measureItem(i)), span: nodeSpan(n) };
+  }
+
+  measureItem(n: CstNode): MeasureItem {
+    const span = nodeSpan(n);
+    const text = this.text(n);
+    if (optToken(n, 'AttentionWeight')) {
+      const exprs = nodes(n, 'positionExpr');
+      const heads = optToken(n, 'Name');
+      return {
+        kind: 'attention_weight',
+        source: this.posExpr(exprs[0]!),
+        target: this.posExpr(exprs[1]!),
+        layer: this.intExpr(node(n, 'intExpr')),
+        ...(heads ? { heads: ident(heads) } : {}),
+        text,
+        span,
+      };
+    }
+    const count = nodes(n, 'intValue')[0];
+    const site = nodes(n, 'site')[0];
+    const at = nodes(n, 'positionExpr')[0];
+    return {
+      kind: 'named',
+      name: ident(token(n, 'Name')),
+      ...(count ? { count: this.intValue(count) } : {}),
+      ...(site ? { site: this.site(site) } : {}),
+      ...(at ? { at: this.posExpr(at) } : {}),
+      text,
+      span,
+    };
+  }
+
+  site(n: CstNode): SiteExpr {
+    return { kind: ident(token(n, 'Name')), index: this.intExpr(node(n, 'intExpr')), span: nodeSpan(n) };
+  }
+
+  summarize(n: CstNode): SummarizeStmt {
+    const layers = nodes(n, 'layerSet')[0];
+    return {
+      kind: 'summarize',
+      what: ident(token(n, 'Name')),
+      ...(layers ? { layers: this.layerSet(layers) } : {}),
+      span: nodeSpan(n),
+    };
   }
 
   posExpr(n: CstNode): PosExpr {
@@ -210,10 +299,29 @@ class Builder {
     return this.posExpr(node(n, 'positionExpr'));
   }
 
+  intExpr(n: CstNode): IntExpr {
+    const values = nodes(n, 'intValue').map((v) => this.intValue(v));
+    const ops = [...tokens(n, 'Plus'), ...tokens(n, 'Minus')].sort((a, b) => a.startOffset - b.startOffset);
+    let acc: IntExpr = values[0]!;
+    ops.forEach((op, i) => {
+      const right = values[i + 1]!;
+      acc = { kind: 'binary', op: op.image === '+' ? '+' : '-', left: acc, right, span: joinSpans(acc.span, right.span) };
+    });
+    return acc;
+  }
+
   layerSet(n: CstNode): LayerExpr {
+    const base = this.layerBase(node(n, 'layerBase'));
+    const within = optToken(n, 'Within');
+    if (!within) return base;
+    const [from, to] = nodes(n, 'intExpr').map((e) => this.intExpr(e));
+    return { kind: 'within', set: base, from: from!, to: to!, withinSpan: tokenSpan(within), span: nodeSpan(n) };
+  }
+
+  layerBase(n: CstNode): LayerExpr {
     const span = nodeSpan(n);
     if (optToken(n, 'All')) return { kind: 'all', span };
-    const ints = nodes(n, 'intValue').map((v) => this.intValue(v));
+    const ints = nodes(n, 'intExpr').map((v) => this.intExpr(v));
     if (optToken(n, 'Window')) return { kind: 'window', center: ints[0]!, size: ints[1]!, span };
     if (optToken(n, 'DotDot')) return { kind: 'range', from: ints[0]!, to: ints[1]!, span };
     return { kind: 'single', layer: ints[0]!, span };

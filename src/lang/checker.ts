@@ -8,9 +8,9 @@ import { allChoices, defaultChoices, describeValues, findChoice } from './choice
 import { closest, commandLineFile, didYouMean, error, hasErrors, sortDiagnostics, warning } from './diagnostics.js';
 import {
   measureNames, namedPositionSets,
-  type BlockIntervention, type BosPolicy, type DatasetSpec, type Diagnostic, type Experiment, type FactFilter,
-  type IntExpr, type LayerSet, type MeasureName, type ModelShape, type NamedPositionSet, type PositionSet,
-  type Program, type SourceSpan, type Sweep,
+  type AttributesSpec, type BosPolicy, type DatasetSpec, type Diagnostic, type Experiment, type ExtractionSummary,
+  type FactFilter, type IntExpr, type Intervention, type LayerSet, type MeasureName, type ModelShape,
+  type NamedPositionSet, type PositionSet, type Probe, type Program, type Site, type SourceSpan, type Sweep,
 } from './program.js';
 
 export type ShapeOf = (onnxPath: string) => ModelShape | { error: string };
@@ -33,6 +33,16 @@ export const datasetFormats = ['counterfact', 'known', 'jsonl', 'csv'] as const;
 export const factFilters: readonly FactFilter[] = ['known', 'none'];
 export const bosPolicies: readonly BosPolicy[] = ['none', 'prepend'];
 export const datasetFieldNames = ['prompt', 'subject', 'target'] as const;
+/** Every probe, as written after `measure`. */
+export const probeNames = ['attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight'] as const satisfies readonly Probe['kind'][];
+/** The site kinds a probe can read, as written after `of`. */
+export const siteNames = ['hidden', 'attention', 'mlp', 'heads'] as const satisfies readonly Site['kind'][];
+export const attributesFormats = ['json', 'paragraphs'] as const;
+export const attributesOptions = ['candidates', 'keep', 'min_length', 'stopwords'] as const;
+export const stopwordLists = ['english', 'none'] as const;
+export const summaryNames = ['extraction'] as const;
+/** The paper's settings, used when the attributes statement leaves an option out. */
+export const attributesDefaults = { candidates: 500, keep: 50, minLength: 3, stopwords: 'english' } as const;
 
 interface ParamInfo {
   readonly name: string;
@@ -41,7 +51,7 @@ interface ParamInfo {
 }
 
 type SweepVar =
-  | { readonly kind: 'layers'; readonly stmt: A.ForStmt; values: number[] }
+  | { readonly kind: 'layers' | 'hidden'; readonly stmt: A.ForStmt; values: number[] }
   | { readonly kind: 'positions'; readonly stmt: A.ForStmt };
 
 /** The sweep variables visible where a name is used. */
@@ -51,9 +61,72 @@ interface Scope {
   readonly used: Set<string>;
   /** Inside a sweep's own values sweep variables are not allowed. */
   readonly inSweepValues: boolean;
+  /** Inside `summarize ... in layers R` sweep variables are not allowed either. */
+  readonly inSummary?: boolean;
 }
 
 const emptyScope: Scope = { vars: new Map(), used: new Set(), inSweepValues: false };
+
+/** Values of the integer sweep variables, for evaluating integer expressions. */
+type Binding = ReadonlyMap<string, number>;
+
+/** What an integer must index: a block (0..L-1), a hidden state (0..L), or a block input (patch, 0..L-1). */
+type IndexKind = 'layer' | 'hidden' | 'patch';
+
+function evalInt(e: IntExpr, b: Binding): number {
+  switch (e.kind) {
+    case 'int': return e.value;
+    case 'var': return b.get(e.name) ?? NaN;
+    case 'add': return evalInt(e.left, b) + evalInt(e.right, b);
+    case 'sub': return evalInt(e.left, b) - evalInt(e.right, b);
+  }
+}
+
+function intVars(e: IntExpr | undefined, out: Set<string>): Set<string> {
+  if (!e) return out;
+  if (e.kind === 'var') out.add(e.name);
+  if (e.kind === 'add' || e.kind === 'sub') { intVars(e.left, out); intVars(e.right, out); }
+  return out;
+}
+
+function layerSetVars(l: LayerSet, out = new Set<string>()): Set<string> {
+  switch (l.kind) {
+    case 'all': return out;
+    case 'single': return intVars(l.layer, out);
+    case 'range': return intVars(l.to, intVars(l.from, out));
+    case 'window': return intVars(l.size, intVars(l.center, out));
+    case 'within': return intVars(l.to, intVars(l.from, layerSetVars(l.set, out)));
+  }
+}
+
+/** The layers of a set for one binding; windows as the `centred_clipped` choice defines them. */
+export function layersOf(l: LayerSet, b: Binding, layerCount: number): number[] {
+  const span = (from: number, to: number) => {
+    const out: number[] = [];
+    for (let i = from; i <= to; i++) out.push(i);
+    return out;
+  };
+  switch (l.kind) {
+    case 'all': return span(0, layerCount - 1);
+    case 'single': return [evalInt(l.layer, b)];
+    case 'range': return span(evalInt(l.from, b), evalInt(l.to, b));
+    case 'window': {
+      const c = evalInt(l.center, b);
+      const k = evalInt(l.size, b);
+      return span(Math.max(0, c - Math.floor(k / 2)), Math.min(layerCount - 1, c + Math.ceil(k / 2) - 1));
+    }
+    case 'within': {
+      const from = evalInt(l.from, b);
+      const to = evalInt(l.to, b);
+      return layersOf(l.set, b, layerCount).filter((x) => x >= from && x <= to);
+    }
+  }
+}
+
+/** "l = 3, src = 5" */
+function describeBinding(b: Binding): string {
+  return [...b].map(([k, v]) => `${k} = ${v}`).join(', ');
+}
 
 const namedSetList = namedPositionSets.join(', ');
 const positionHint = `position sets: ${namedSetList}, [indices], a + b, a - b, or a name defined with 'positions'`;
@@ -69,6 +142,10 @@ class Checker {
   readonly resolvedDefs = new Map<string, PositionSet | null>();
   readonly resolving: string[] = [];
   shape: ModelShape | undefined;
+  /** Set once the statements are known: whether the file has an attributes statement. */
+  hasAttributes = false;
+  /** Whether some experiment measures attributes_rate (else the attributes statement is unused). */
+  usesAttributes = false;
   readonly dir: string;
   readonly absFile: string;
 
@@ -286,6 +363,85 @@ class Checker {
     return ok ? { prompt: out.prompt!, subject: out.subject!, target: out.target! } : undefined;
   }
 
+  attributes(): AttributesSpec | undefined {
+    const a = this.single('attributes');
+    if (!a) return undefined;
+    let ok = true;
+    const format = a.format.name;
+    if (!(attributesFormats as readonly string[]).includes(format)) {
+      const best = closest(format, attributesFormats);
+      this.error(a.format.span, `unknown attributes format '${format}'`,
+        `${best ? `did you mean '${best}'? ` : ''}formats: json (a map from subject to strings), paragraphs (a CSV with columns subject, paragraphs)`);
+      ok = false;
+    }
+    const path = this.path(a.path, 'a path to the attributes file');
+    if (path === undefined) ok = false;
+    const values: { candidates: number; keep: number; minLength: number; stopwords: 'english' | 'none' } = { ...attributesDefaults };
+    const seen = new Map<string, A.AttributesStmt['options'][number]>();
+    for (const o of a.options) {
+      const name = o.name.name;
+      if (!(attributesOptions as readonly string[]).includes(name)) {
+        const best = closest(name, attributesOptions);
+        this.error(o.name.span, `unknown attributes option '${name}'`,
+          `${best ? `did you mean '${best}'? ` : ''}options: candidates <n>, keep <n>, min_length <n>, stopwords english | none`);
+        ok = false;
+        continue;
+      }
+      const first = seen.get(name);
+      if (first) {
+        this.error(o.name.span, `attributes option '${name}' is given twice`, `the first is at line ${first.span.line}, column ${first.span.column}; keep one`);
+        ok = false;
+        continue;
+      }
+      seen.set(name, o);
+      if (name === 'stopwords') {
+        const v = o.value;
+        const word = v.kind === 'ref' ? v.name : v.text;
+        if (v.kind !== 'ref' || !(stopwordLists as readonly string[]).includes(word)) {
+          const best = closest(word, stopwordLists);
+          this.error(v.span, `unknown stopword list '${word}'`,
+            `${best ? `did you mean '${best}'? ` : ''}allowed: english (NLTK's English stopwords), none (no stopword filter)`);
+          ok = false;
+          continue;
+        }
+        values.stopwords = word as 'english' | 'none';
+        continue;
+      }
+      const n = o.value.kind === 'int' ? this.literal(o.value) : this.paramUse(o.value, 'integer', `an integer for ${name}`) as number | undefined;
+      if (n === undefined) { ok = false; continue; }
+      if (name === 'min_length') { values.minLength = n; continue; }
+      if (n < 1) {
+        this.error(o.value.span, `${name} must be at least 1, got ${n}`,
+          name === 'candidates' ? 'candidates is how many top tokens of the projection are cleaned (the paper: 500)' : 'keep is how many cleaned candidates are compared (the paper: 50)');
+        ok = false;
+        continue;
+      }
+      if (name === 'candidates' && this.shape && n > this.shape.vocab) {
+        this.error(o.value.span, `candidates ${n} is larger than the vocabulary (${this.shape.vocab})`,
+          `the projection ranks ${this.shape.vocab} tokens; the paper takes 500`);
+        ok = false;
+        continue;
+      }
+      if (name === 'candidates') values.candidates = n;
+      else values.keep = n;
+    }
+    if (ok && values.keep > values.candidates) {
+      const at = seen.get('keep') ?? a;
+      this.warn(at.span, `keep ${values.keep} is more than candidates ${values.candidates}: at most ${values.candidates} candidates can be kept`,
+        'raise candidates or lower keep');
+    }
+    if (!ok) return undefined;
+    return {
+      format: format as AttributesSpec['format'],
+      path: path!,
+      candidates: values.candidates,
+      keep: values.keep,
+      minLength: values.minLength,
+      stopwords: values.stopwords,
+      span: this.span(a.span),
+    };
+  }
+
   enumValue<T extends string>(stmt: A.FilterStmt | A.BosStmt | undefined, allowed: readonly T[], fallback: T): T {
     if (!stmt) return fallback;
     const v = stmt.value.name;
@@ -396,9 +552,9 @@ class Checker {
           'the values of a sweep must not depend on another sweep');
         return undefined;
       }
-      if (v.kind === 'layers') {
-        this.error(ref.span, `sweep variable '${name}' ranges over layers, but a position set is expected here`,
-          `'${name}' is bound by 'for ${name} in layers' at line ${v.stmt.span.line}; ${positionHint}`);
+      if (v.kind !== 'positions') {
+        this.error(ref.span, `sweep variable '${name}' ranges over ${v.kind === 'layers' ? 'layers' : 'hidden states'}, but a position set is expected here`,
+          `'${name}' is bound by 'for ${name} in ${v.kind}' at line ${v.stmt.span.line}; ${positionHint}`);
         return undefined;
       }
       return { kind: 'var', name };
@@ -422,9 +578,14 @@ class Checker {
     return undefined;
   }
 
-  // ---- layers and heads --------------------------------------------------------------------
+  // ---- integers, layers and heads ----------------------------------------------------------
 
-  /** An integer where a layer (or window size) is expected: literal, integer parameter or layer variable. */
+  /** The source text under a span, runs of whitespace collapsed. */
+  text(s: A.Span): string {
+    return this.options.source.slice(s.offset, s.endOffset).replace(/\s+/g, ' ');
+  }
+
+  /** An integer literal, an integer parameter, or a layer or hidden sweep variable. */
   intValue(v: A.IntValue, scope: Scope, what: string): IntExpr | undefined {
     if (v.kind === 'int') {
       const n = this.literal(v);
@@ -438,6 +599,11 @@ class Checker {
           'the values of a sweep must be integers or integer parameters');
         return undefined;
       }
+      if (scope.inSummary) {
+        this.error(v.span, `sweep variable '${v.name}' cannot be used in a summary's layers`,
+          'the summary counts layers of the sweep itself; write constant layers');
+        return undefined;
+      }
       if (sv.kind === 'positions') {
         this.error(v.span, `sweep variable '${v.name}' ranges over position sets, but ${what} is expected here`,
           `'${v.name}' is bound by 'for ${v.name} in positions' at line ${sv.stmt.span.line}`);
@@ -448,92 +614,204 @@ class Checker {
     if (!this.params.has(v.name)) {
       const candidates = [
         ...[...this.params.values()].filter((p) => typeof p.value === 'number').map((p) => p.name),
-        ...[...scope.vars].filter(([, s]) => s.kind === 'layers').map(([n]) => n),
+        ...[...scope.vars].filter(([, s]) => s.kind !== 'positions').map(([n]) => n),
       ];
       this.error(v.span, `unknown name '${v.name}'`,
-        didYouMean(v.name, candidates, `expected ${what}: an integer, an integer parameter or a layer sweep variable`));
+        didYouMean(v.name, candidates, `expected ${what}: an integer, an integer parameter or a layer or hidden sweep variable`));
       return undefined;
     }
     const value = this.paramUse(v, 'integer', what);
     return value === undefined ? undefined : { kind: 'int', value: value as number };
   }
 
-  checkLayer(e: IntExpr | undefined, written: A.IntValue): void {
-    if (!e || e.kind !== 'int' || !this.shape) return;
-    const L = this.shape.layers;
-    if (e.value > L - 1) {
-      const param = written.kind === 'ref' ? this.params.get(written.name) : undefined;
-      this.error(written.span, `layer ${e.value} is out of range: the model has ${plural(L, 'layer')} (0..${L - 1})`,
-        param
-          ? `parameter '${param.name}' (line ${param.decl.span.line}) is ${e.value}; layers are numbered from 0 (the first block)`
-          : 'layers are numbered from 0 (the first block)');
+  /** `a + b - c`; constant parts are folded, so `first + 1` with a parameter is an int. */
+  intExpr(e: A.IntExpr, scope: Scope, what: string): IntExpr | undefined {
+    if (e.kind !== 'binary') return this.intValue(e, scope, what);
+    const left = this.intExpr(e.left, scope, what);
+    const right = this.intValue(e.right, scope, what);
+    if (!left || !right) return undefined;
+    if (left.kind === 'int' && right.kind === 'int') {
+      return { kind: 'int', value: e.op === '+' ? left.value + right.value : left.value - right.value };
     }
+    return { kind: e.op === '+' ? 'add' : 'sub', left, right };
   }
 
-  layerSet(l: A.LayerExpr, scope: Scope): LayerSet | undefined {
+  /** Every binding of the named layer and hidden sweep variables, outermost sweep first. */
+  *bindings(names: ReadonlySet<string>, scope: Scope): Generator<Binding> {
+    const vars: [string, readonly number[]][] = [];
+    for (const [name, v] of scope.vars) if (names.has(name) && v.kind !== 'positions') vars.push([name, v.values]);
+    const current = new Map<string, number>();
+    function* rec(i: number): Generator<Binding> {
+      if (i === vars.length) { yield new Map(current); return; }
+      const [name, values] = vars[i]!;
+      for (const value of values) {
+        current.set(name, value);
+        yield* rec(i + 1);
+      }
+    }
+    yield* rec(0);
+  }
+
+  /**
+   * Checks that `e` is a valid index for every binding of the sweep variables it uses; reports
+   * the first binding that is not, once, at the expression. False when it reported.
+   */
+  checkIndex(e: IntExpr | undefined, written: A.IntExpr, scope: Scope, kind: IndexKind): boolean {
+    if (!e || !this.shape) return true;
+    const L = this.shape.layers;
+    const hi = kind === 'hidden' ? L : L - 1;
+    for (const b of this.bindings(intVars(e, new Set()), scope)) {
+      const v = evalInt(e, b);
+      if (v >= 0 && v <= hi) continue;
+      const when = b.size > 0 ? ` when ${describeBinding(b)}` : '';
+      const param = written.kind === 'ref' ? this.params.get(written.name) : undefined;
+      const fromParam = param ? `parameter '${param.name}' (line ${param.decl.span.line}) is ${v}; ` : '';
+      if (kind === 'layer') {
+        this.error(written.span, `layer ${v} is out of range${when}: the model has ${plural(L, 'layer')} (0..${L - 1})`,
+          `${fromParam}layers are numbered from 0 (the first block)`);
+      } else if (kind === 'hidden') {
+        this.error(written.span, `hidden ${v} is out of range${when}: hidden states are 0..${L} (0 = the embedding output)`,
+          `${fromParam}hidden l is the input of block l; hidden ${L} is the output of the last block`);
+      } else {
+        this.error(written.span, `hidden ${v} cannot be patched${when}: only block inputs, hidden 0..${L - 1}, can be patched`,
+          `${fromParam}patch hidden l replaces the input of block l; hidden ${L} is the output of the last block and feeds no block`);
+      }
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * A layer set. Under `within` (clipped) the inner layers may leave 0..L-1: the planner
+   * clips them to the `within` range, which itself must be valid layers.
+   */
+  layerSet(l: A.LayerExpr, scope: Scope, clipped = false): LayerSet | undefined {
     switch (l.kind) {
       case 'all':
         return { kind: 'all' };
       case 'single': {
-        const layer = this.intValue(l.layer, scope, 'a layer');
-        this.checkLayer(layer, l.layer);
-        return layer && { kind: 'single', layer };
+        const layer = this.intExpr(l.layer, scope, 'a layer');
+        const ok = clipped || this.checkIndex(layer, l.layer, scope, 'layer');
+        return ok && layer ? { kind: 'single', layer } : undefined;
       }
       case 'range': {
-        const from = this.intValue(l.from, scope, 'a layer');
-        const to = this.intValue(l.to, scope, 'a layer');
-        this.checkLayer(from, l.from);
-        this.checkLayer(to, l.to);
+        const from = this.intExpr(l.from, scope, 'a layer');
+        const to = this.intExpr(l.to, scope, 'a layer');
+        const okFrom = clipped || this.checkIndex(from, l.from, scope, 'layer');
+        const okTo = clipped || this.checkIndex(to, l.to, scope, 'layer');
         if (from?.kind === 'int' && to?.kind === 'int' && from.value > to.value) {
           this.error(l.span, `empty layer range ${from.value}..${to.value}`, 'a range a..b includes a and b; write the smaller layer first');
           return undefined;
         }
-        return from && to && { kind: 'range', from, to };
+        return okFrom && okTo && from && to ? { kind: 'range', from, to } : undefined;
       }
       case 'window': {
-        const center = this.intValue(l.center, scope, 'a layer');
-        const size = this.intValue(l.size, scope, 'a window size');
-        this.checkLayer(center, l.center);
-        if (size?.kind === 'int' && size.value < 1) {
-          this.error(l.size.span, `window size must be at least 1, got ${size.value}`,
-            'window(center, size) covers size layers centred on center');
+        const center = this.intExpr(l.center, scope, 'a layer');
+        const size = this.intExpr(l.size, scope, 'a window size');
+        const okCenter = clipped || this.checkIndex(center, l.center, scope, 'layer');
+        if (size && !this.checkWindowSize(size, l.size, scope)) return undefined;
+        return okCenter && center && size ? { kind: 'window', center, size } : undefined;
+      }
+      case 'within': {
+        const set = this.layerSet(l.set, scope, true);
+        const from = this.intExpr(l.from, scope, 'a layer');
+        const to = this.intExpr(l.to, scope, 'a layer');
+        const okFrom = this.checkIndex(from, l.from, scope, 'layer');
+        const okTo = this.checkIndex(to, l.to, scope, 'layer');
+        if (from?.kind === 'int' && to?.kind === 'int' && from.value > to.value) {
+          this.error(l.from.span, `empty layer range ${from.value}..${to.value}`,
+            "'within a..b' keeps the layers from a to b; write the smaller layer first");
           return undefined;
         }
-        if (size?.kind === 'var') {
-          const sv = scope.vars.get(size.name);
-          const min = sv?.kind === 'layers' ? Math.min(...sv.values) : 1;
-          if (min < 1) {
-            this.error(l.size.span, `window size must be at least 1, but sweep variable '${size.name}' takes the value ${min}`,
-              `start the sweep at line ${sv!.stmt.span.line} at 1 or more`);
-            return undefined;
-          }
-        }
-        return center && size && { kind: 'window', center, size };
+        return okFrom && okTo && set && from && to ? { kind: 'within', set, from, to } : undefined;
       }
     }
   }
 
-  /** The concrete layers of a layer sweep. */
-  sweepLayers(items: readonly A.LayerExpr[], scope: Scope): number[] | undefined {
+  checkWindowSize(size: IntExpr, written: A.IntExpr, scope: Scope): boolean {
+    const hint = 'window(center, size) covers size layers centred on center';
+    if (size.kind === 'int') {
+      if (size.value >= 1) return true;
+      this.error(written.span, `window size must be at least 1, got ${size.value}`, hint);
+      return false;
+    }
+    if (size.kind === 'var') {
+      const sv = scope.vars.get(size.name);
+      const min = sv && sv.kind !== 'positions' ? Math.min(...sv.values) : 1;
+      if (min >= 1) return true;
+      this.error(written.span, `window size must be at least 1, but sweep variable '${size.name}' takes the value ${min}`,
+        `start the sweep at line ${sv!.stmt.span.line} at 1 or more`);
+      return false;
+    }
+    for (const b of this.bindings(intVars(size, new Set()), scope)) {
+      const v = evalInt(size, b);
+      if (v >= 1) continue;
+      this.error(written.span, `window size must be at least 1, got ${v} when ${describeBinding(b)}`, hint);
+      return false;
+    }
+    return true;
+  }
+
+  /** A layer set of a statement: checked, then a warning if it is empty for some binding. */
+  layers(l: A.LayerExpr, scope: Scope): LayerSet | undefined {
+    const set = this.layerSet(l, scope);
+    if (!set || !this.shape || (set.kind !== 'range' && set.kind !== 'within')) return set;
+    const vars = layerSetVars(set);
+    if (set.kind === 'range' && vars.size === 0) return set; // a constant empty range is an error already
+    for (const b of this.bindings(vars, scope)) {
+      if (layersOf(set, b, this.shape.layers).length > 0) continue;
+      const when = b.size > 0 ? ` when ${describeBinding(b)}` : '';
+      this.warn(l.span, `${set.kind === 'within' ? 'layer set' : 'layer range'} ${this.text(l.span)} is empty${when}`,
+        'in such rows the statement acts on no layer; narrow the sweep if that is not intended');
+      break;
+    }
+    return set;
+  }
+
+  /** The concrete values of a layer sweep (0..L-1) or a hidden sweep (0..L). */
+  sweepValues(items: readonly A.LayerExpr[], kind: 'layers' | 'hidden', scope: Scope): number[] | undefined {
+    const noun = kind === 'layers' ? 'layer' : 'hidden';
+    const index: IndexKind = kind === 'layers' ? 'layer' : 'hidden';
+    const what = kind === 'layers' ? 'a layer' : 'a hidden-state index';
     const out: number[] = [];
     let ok = true;
     for (const item of items) {
       if (item.kind === 'window') {
-        this.error(item.span, 'a layer sweep cannot use window(...)', 'sweep over layers with all, <n> or <a>..<b>; use window(...) in block');
+        this.error(item.span, `a ${noun} sweep cannot use window(...)`,
+          `sweep over ${kind === 'layers' ? 'layers' : 'hidden states'} with all, <n> or <a>..<b>; use window(...) in block or cancel`);
+        ok = false;
+        continue;
+      }
+      if (item.kind === 'within') {
+        this.error(item.withinSpan, `a ${noun} sweep cannot use within`,
+          'sweep values are constants; list the values you want, and use within in block or cancel');
         ok = false;
         continue;
       }
       if (item.kind === 'all') {
         if (!this.shape) { ok = false; continue; }
-        for (let i = 0; i < this.shape.layers; i++) out.push(i);
+        const top = kind === 'layers' ? this.shape.layers - 1 : this.shape.layers;
+        for (let i = 0; i <= top; i++) out.push(i);
         continue;
       }
-      const set = this.layerSet(item, scope);
-      if (!set) { ok = false; continue; }
-      if (set.kind === 'single' && set.layer.kind === 'int') out.push(set.layer.value);
-      else if (set.kind === 'range' && set.from.kind === 'int' && set.to.kind === 'int') {
-        for (let i = set.from.value; i <= set.to.value; i++) out.push(i);
-      } else ok = false;
+      if (item.kind === 'single') {
+        const e = this.intExpr(item.layer, scope, what);
+        this.checkIndex(e, item.layer, scope, index);
+        if (e?.kind === 'int') out.push(e.value);
+        else ok = false;
+        continue;
+      }
+      const from = this.intExpr(item.from, scope, what);
+      const to = this.intExpr(item.to, scope, what);
+      this.checkIndex(from, item.from, scope, index);
+      this.checkIndex(to, item.to, scope, index);
+      if (from?.kind !== 'int' || to?.kind !== 'int') { ok = false; continue; }
+      if (from.value > to.value) {
+        this.error(item.span, `empty ${noun} range ${from.value}..${to.value}`, 'a range a..b includes a and b; write the smaller value first');
+        ok = false;
+        continue;
+      }
+      for (let i = from.value; i <= to.value; i++) out.push(i);
     }
     return ok ? out : undefined;
   }
@@ -561,6 +839,227 @@ class Checker {
       out.push(e.value);
     }
     return ok ? out : undefined;
+  }
+
+  // ---- interventions -----------------------------------------------------------------------
+
+  intervention(item: A.BlockStmt | A.CancelStmt | A.PatchStmt, scope: Scope): Intervention | undefined {
+    const span = this.span(item.span);
+    switch (item.kind) {
+      case 'block': {
+        const source = this.posExpr(item.source, scope);
+        const target = this.posExpr(item.target, scope);
+        const layers = this.layers(item.layers, scope);
+        const heads = this.heads(item.heads, scope);
+        if (!source || !target || !layers || !heads) return undefined;
+        return { kind: 'block', source, target, layers, heads, span };
+      }
+      case 'cancel': {
+        const name = item.sublayer.name;
+        const sublayer = name === 'mlp' || name === 'attention' ? name : undefined;
+        if (!sublayer) {
+          this.error(item.sublayer.span, `unknown sublayer '${name}'`, didYouMean(name, ['mlp', 'attention'], 'write cancel mlp or cancel attention'));
+        }
+        const layers = this.layers(item.layers, scope);
+        const positions: PositionSet | undefined = item.positions ? this.posExpr(item.positions, scope) : { kind: 'named', name: 'all' };
+        if (!sublayer || !layers || !positions) return undefined;
+        return { kind: 'cancel', sublayer, layers, positions, span };
+      }
+      case 'patch': {
+        const layer = this.intExpr(item.layer, scope, 'a hidden-state index');
+        const okLayer = this.checkIndex(layer, item.layer, scope, 'patch');
+        const positions = this.posExpr(item.positions, scope);
+        const index = this.intExpr(item.source, scope, 'a hidden-state index');
+        const okIndex = this.checkIndex(index, item.source, scope, 'hidden');
+        if (!layer || !okLayer || !positions || !index || !okIndex) return undefined;
+        return { kind: 'patch', layer, positions, source: { kind: item.mean ? 'mean_hidden' : 'hidden', index }, span };
+      }
+    }
+  }
+
+  // ---- measures and probes -----------------------------------------------------------------
+
+  site(s: A.SiteExpr, scope: Scope, probe: string): Site | undefined {
+    const kind = s.kind.name;
+    const known = (siteNames as readonly string[]).includes(kind);
+    const index = this.intExpr(s.index, scope, kind === 'hidden' ? 'a hidden-state index' : 'a layer');
+    if (!known) {
+      this.error(s.kind.span, `unknown site '${kind}'`,
+        didYouMean(kind, siteNames, 'sites: hidden <n> (a hidden state), attention <n>, mlp <n>, heads <n> (a block\'s update)'));
+      return undefined;
+    }
+    if (kind === 'heads' && (probe === 'attributes_rate' || probe === 'top_tokens')) {
+      this.error(s.kind.span, `${probe} cannot read heads`,
+        'per-head values exist for extraction and target_rank; read attention <n> for the whole attention update');
+      return undefined;
+    }
+    if (!this.checkIndex(index, s.index, scope, kind === 'hidden' ? 'hidden' : 'layer') || !index) return undefined;
+    return kind === 'hidden' ? { kind: 'hidden', index } : { kind: kind as 'attention' | 'mlp' | 'heads', layer: index };
+  }
+
+  probe(item: A.MeasureItem, scope: Scope): Probe | undefined {
+    const label = item.text;
+    const span = this.span(item.span);
+    if (item.kind === 'attention_weight') {
+      const source = this.posExpr(item.source, scope);
+      const target = this.posExpr(item.target, scope);
+      const layer = this.intExpr(item.layer, scope, 'a layer');
+      const okLayer = this.checkIndex(layer, item.layer, scope, 'layer');
+      let heads: 'all' | 'each' | undefined = 'all';
+      if (item.heads && item.heads.name !== 'all' && item.heads.name !== 'each') {
+        this.error(item.heads.span, `unknown heads mode '${item.heads.name}' for attention_weight`,
+          `${closest(item.heads.name, ['all', 'each']) ? `did you mean '${closest(item.heads.name, ['all', 'each'])}'? ` : ''}heads all (the mean over heads) or heads each (one value per head)`);
+        heads = undefined;
+      } else if (item.heads) {
+        heads = item.heads.name as 'all' | 'each';
+      }
+      if (!source || !target || !layer || !okLayer || !heads) return undefined;
+      return { kind: 'attention_weight', source, target, layer, heads, label, span };
+    }
+    if (item.name.name === 'attention_weight') {
+      this.error(item.name.span, 'attention_weight needs source and target positions and a layer',
+        'syntax: attention_weight <positions> -> <positions> at layer <n> [heads all | each]');
+      return undefined;
+    }
+    const name = item.name.name as Exclude<Probe['kind'], 'attention_weight'>;
+    let ok = true;
+    if (name === 'attributes_rate') {
+      this.usesAttributes = true;
+      if (!this.hasAttributes) {
+        this.error(item.name.span, 'attributes_rate needs an attributes statement',
+          'add an attributes statement, e.g. attributes json "attributes.json" (a map from subject to attribute strings)');
+        ok = false;
+      }
+    }
+    let k: number | undefined;
+    if (name === 'top_tokens') {
+      if (!item.count) {
+        this.error(item.name.span, 'top_tokens needs a count', 'syntax: top_tokens <k> of <site> [at <positions>]');
+        ok = false;
+      } else {
+        k = this.count(item.count, scope);
+        if (k !== undefined && k < 1) {
+          this.error(item.count.span, `top_tokens needs at least 1 token, got ${k}`, 'syntax: top_tokens <k> of <site> [at <positions>]');
+          k = undefined;
+        } else if (k !== undefined && this.shape && k > this.shape.vocab) {
+          this.error(item.count.span, `top_tokens ${k} is larger than the vocabulary (${this.shape.vocab})`,
+            'the projection ranks every vocabulary token once');
+          k = undefined;
+        }
+        if (k === undefined) ok = false;
+      }
+    } else if (item.count) {
+      this.error(item.count.span, `${name} takes no count`, 'only top_tokens takes a count: top_tokens <k> of <site>');
+      ok = false;
+    }
+    if (!item.site) {
+      this.error(item.name.span, `${name} needs a site`,
+        `syntax: ${name}${name === 'top_tokens' ? ' <k>' : ''} of hidden <n> | attention <n> | mlp <n> | heads <n> [at <positions>]`);
+      if (item.at) this.posExpr(item.at, scope);
+      return undefined;
+    }
+    const site = this.site(item.site, scope, name);
+    const at: PositionSet | undefined = item.at ? this.posExpr(item.at, scope) : { kind: 'named', name: 'last' };
+    if (!ok || !site || !at) return undefined;
+    if (name === 'top_tokens') return { kind: 'top_tokens', k: k!, site, at, label, span };
+    return { kind: name, site, at, label, span };
+  }
+
+  /** top_tokens' count: an integer literal or an integer parameter (not a sweep variable). */
+  count(v: A.IntValue, scope: Scope): number | undefined {
+    if (v.kind === 'ref' && scope.vars.has(v.name)) {
+      scope.used.add(v.name);
+      this.error(v.span, `sweep variable '${v.name}' cannot be a count`, 'a count is an integer or an integer parameter');
+      return undefined;
+    }
+    const e = this.intValue(v, emptyScope, 'a count');
+    return e?.kind === 'int' ? e.value : undefined;
+  }
+
+  measures(x: A.ExperimentStmt, scope: Scope): { measures: MeasureName[]; probes: Probe[] } | undefined {
+    const stmts = x.items.filter((i): i is A.MeasureStmt => i.kind === 'measure');
+    if (stmts.length === 0) {
+      this.error(x.name.span, `experiment '${x.name.name}' has no measure statement`, `add: measure ${measureNames.join(', ')}`);
+      return undefined;
+    }
+    const measures: MeasureName[] = [];
+    const probes: Probe[] = [];
+    const labels = new Set<string>();
+    let ok = true;
+    for (const m of stmts.flatMap((s) => s.items)) {
+      if (m.kind === 'named' && (measureNames as readonly string[]).includes(m.name.name)) {
+        const extra = m.count?.span ?? m.site?.span;
+        if (extra) {
+          this.error(extra, `measure '${m.name.name}' reads the model's output and takes no ${m.count ? 'count' : 'site'}`,
+            `write: measure ${m.name.name}; probes of internal sites are ${probeNames.join(', ')}`);
+          ok = false;
+          continue;
+        }
+        if (measures.includes(m.name.name as MeasureName)) {
+          this.error(m.span, `measure '${m.name.name}' is listed twice`, 'list each measure once');
+          ok = false;
+          continue;
+        }
+        measures.push(m.name.name as MeasureName);
+        continue;
+      }
+      if (m.kind === 'named' && !(probeNames as readonly string[]).includes(m.name.name)) {
+        const best = closest(m.name.name, [...measureNames, ...probeNames]);
+        this.error(m.name.span, `unknown measure '${m.name.name}'`,
+          `${best ? `did you mean '${best}'? ` : ''}measures: ${measureNames.join(', ')}; probes: ${probeNames.join(', ')}`);
+        ok = false;
+        continue;
+      }
+      const probe = this.probe(m, scope);
+      if (!probe) { ok = false; continue; }
+      if (labels.has(probe.label)) {
+        this.error(m.span, `probe '${probe.label}' is listed twice`, 'list each probe once');
+        ok = false;
+        continue;
+      }
+      labels.add(probe.label);
+      probes.push(probe);
+    }
+    return ok ? { measures, probes } : undefined;
+  }
+
+  summary(s: A.SummarizeStmt, sweeps: readonly Sweep[], probes: readonly Probe[] | undefined, scope: Scope): ExtractionSummary | undefined {
+    const what = s.what.name;
+    if (!(summaryNames as readonly string[]).includes(what)) {
+      this.error(s.what.span, `unknown summary '${what}'`, didYouMean(what, summaryNames, `summaries: ${summaryNames.join(', ')}`));
+      return undefined;
+    }
+    const layerSweeps = sweeps.filter((w): w is Extract<Sweep, { kind: 'layers' | 'hidden' }> => w.kind === 'layers');
+    let ok = true;
+    if (layerSweeps.length === 0) {
+      this.error(s.span, 'summarize extraction needs a layer sweep in its experiment',
+        'add: for l in layers all, and measure extraction of attention l (the summary counts events over the layers of l)');
+      ok = false;
+    } else if (layerSweeps.length > 1) {
+      this.error(s.span, `summarize extraction needs exactly one layer sweep, but this experiment has ${layerSweeps.length} (${layerSweeps.map((w) => `'${w.variable}'`).join(', ')})`,
+        'the summary counts events over the layers of one sweep; move the other sweep to another experiment');
+      ok = false;
+    }
+    if (probes !== undefined && !probes.some((p) => p.kind === 'extraction')) {
+      this.error(s.span, 'summarize extraction needs an extraction probe in its experiment',
+        'add: measure extraction of attention l (or mlp l, heads l, hidden l)');
+      ok = false;
+    }
+    let layers: LayerSet | undefined;
+    if (s.layers) {
+      layers = this.layerSet(s.layers, { ...scope, inSummary: true });
+      if (!layers) return undefined;
+      const sweep = layerSweeps[0];
+      if (ok && sweep && this.shape && layerSweeps.length === 1) {
+        const counted = layersOf(layers, new Map(), this.shape.layers);
+        if (!counted.some((l) => sweep.values.includes(l))) {
+          this.warn(s.layers.span, `the summary counts no layer: none of ${this.text(s.layers.span)} is in the sweep over '${sweep.variable}'`,
+            `the sweep over '${sweep.variable}' is at line ${sweep.span.line}`);
+        }
+      }
+    }
+    if (!ok) return undefined;
+    return { kind: 'extraction', ...(layers ? { layers } : {}), span: this.span(s.span) };
   }
 
   // ---- experiments -------------------------------------------------------------------------
@@ -596,20 +1095,22 @@ class Checker {
         ok = false;
         continue;
       }
-      if (f.domain.kind === 'layers') {
-        const values = this.sweepLayers(f.domain.items, sweepScope);
-        vars.set(name, { kind: 'layers', stmt: f, values: values ?? [1] });
+      const domain = f.domain;
+      if (domain.kind === 'layers' || domain.kind === 'hidden') {
+        const kind = domain.kind;
+        const values = this.sweepValues(domain.items, kind, sweepScope);
+        vars.set(name, { kind, stmt: f, values: values ?? [1] });
         if (!values) { ok = false; continue; }
         const repeated = values.filter((v, i) => values.indexOf(v) !== i);
         if (repeated.length > 0) {
-          this.warn(f.span, `layer ${repeated[0]} appears more than once in the sweep over '${name}'`,
-            'each repetition adds identical rows; list each layer once');
+          this.warn(f.span, `${kind === 'layers' ? 'layer' : 'hidden'} ${repeated[0]} appears more than once in the sweep over '${name}'`,
+            'each repetition adds identical rows; list each value once');
         }
-        sweeps.push({ kind: 'layers', variable: name, values, span: this.span(f.span) });
+        sweeps.push({ kind, variable: name, values, span: this.span(f.span) });
       } else {
         vars.set(name, { kind: 'positions', stmt: f });
         const values: { label: string; set: PositionSet }[] = [];
-        for (const item of f.domain.items) {
+        for (const item of domain.items) {
           const set = this.posExpr(item.expr, sweepScope);
           if (set) values.push({ label: item.text, set });
           else ok = false;
@@ -618,22 +1119,26 @@ class Checker {
       }
     }
     const scope: Scope = { vars, used, inSweepValues: false };
-    const interventions: BlockIntervention[] = [];
-    for (const b of x.items.filter((i): i is A.BlockStmt => i.kind === 'block')) {
-      const source = this.posExpr(b.source, scope);
-      const target = this.posExpr(b.target, scope);
-      const layers = this.layerSet(b.layers, scope);
-      const heads = this.heads(b.heads, scope);
-      if (!source || !target || !layers || !heads) { ok = false; continue; }
-      interventions.push({ kind: 'block', source, target, layers, heads, span: this.span(b.span) });
+    const interventions: Intervention[] = [];
+    for (const item of x.items) {
+      if (item.kind !== 'block' && item.kind !== 'cancel' && item.kind !== 'patch') continue;
+      const i = this.intervention(item, scope);
+      if (i) interventions.push(i);
+      else ok = false;
     }
-    const measures = this.measures(x);
-    if (!measures) ok = false;
+    const measured = this.measures(x, scope);
+    if (!measured) ok = false;
+    const summaries: ExtractionSummary[] = [];
+    for (const s of x.items.filter((i): i is A.SummarizeStmt => i.kind === 'summarize')) {
+      const summary = this.summary(s, sweeps, measured?.probes, scope);
+      if (summary) summaries.push(summary);
+      else ok = false;
+    }
     for (const f of fors) {
       const name = f.variable.name;
       if (vars.get(name)?.stmt === f && !used.has(name)) {
         this.warn(f.variable.span, `sweep variable '${name}' is never used`,
-          'every value of the sweep gives the same configuration; use the variable in a block statement or remove the for');
+          'every value of the sweep gives the same configuration; use the variable in an intervention or a probe, or remove the for');
       }
     }
     if (!ok) return undefined;
@@ -642,7 +1147,9 @@ class Checker {
       name: x.name.name,
       sweeps,
       interventions,
-      measures: measures!,
+      measures: measured!.measures,
+      probes: measured!.probes,
+      summaries,
       span: this.span(x.span),
       source: lines.join('\n'),
     };
@@ -665,48 +1172,30 @@ class Checker {
     return undefined;
   }
 
-  measures(x: A.ExperimentStmt): MeasureName[] | undefined {
-    const stmts = x.items.filter((i): i is A.MeasureStmt => i.kind === 'measure');
-    if (stmts.length === 0) {
-      this.error(x.name.span, `experiment '${x.name.name}' has no measure statement`, `add: measure ${measureNames.join(', ')}`);
-      return undefined;
-    }
-    const out: MeasureName[] = [];
-    let ok = true;
-    for (const m of stmts.flatMap((s) => s.names)) {
-      if (!(measureNames as readonly string[]).includes(m.name)) {
-        const best = closest(m.name, measureNames);
-        this.error(m.span, `unknown measure '${m.name}'`, `${best ? `did you mean '${best}'? ` : ''}measures: ${measureNames.join(', ')}`);
-        ok = false;
-        continue;
-      }
-      if (out.includes(m.name as MeasureName)) {
-        this.error(m.span, `measure '${m.name}' is listed twice`, 'list each measure once');
-        ok = false;
-        continue;
-      }
-      out.push(m.name as MeasureName);
-    }
-    return ok ? out : undefined;
-  }
-
   run(): CheckResult {
     this.resolveParams();
     this.collectPositionDefs();
     const model = this.model();
     const dataset = this.dataset();
+    const attributesStmt = this.statements('attributes')[0];
+    this.hasAttributes = attributesStmt !== undefined;
+    const attributes = this.attributes();
     const filter = this.enumValue(this.single('filter'), factFilters, 'known');
     const bos = this.enumValue(this.single('bos'), bosPolicies, 'none');
     const choices = this.choices();
     // Definitions no experiment uses are still checked.
     for (const [name, def] of this.positionDefs) this.positionDef(name, { kind: 'ref', name, span: def.name.span });
     const experiments = this.experiments();
+    if (attributesStmt && !this.usesAttributes) {
+      this.warn(attributesStmt.span, 'the attributes statement is not used: no experiment measures attributes_rate',
+        'attribute sets are read only for attributes_rate; remove the statement or add the probe');
+    }
     const diagnostics = sortDiagnostics(this.diagnostics);
     if (hasErrors(diagnostics) || !model || !dataset) return { diagnostics };
     const params: Record<string, number | string> = {};
     for (const p of this.params.values()) params[p.name] = p.value;
     return {
-      program: { file: this.absFile, model, dataset, filter, bos, choices, params, experiments },
+      program: { file: this.absFile, model, dataset, ...(attributes ? { attributes } : {}), filter, bos, choices, params, experiments },
       diagnostics,
     };
   }

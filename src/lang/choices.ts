@@ -52,6 +52,46 @@ const initialChoices: readonly Choice[] = [
     ],
     default: 'bootstrap_percentile',
   },
+  {
+    name: 'projection',
+    about: 'how a probe maps a vector (hidden state, sublayer update, head share) to a score per vocabulary token',
+    values: [
+      {
+        name: 'embedding',
+        meaning: 'h times the transposed input embedding matrix, no final layer norm, no bias, as in the paper\'s code',
+      },
+      {
+        name: 'final_norm_unembedding',
+        meaning: 'the model\'s final layer norm, then its LM head with the head\'s bias if it has one (the logit lens)',
+      },
+    ],
+    default: 'embedding',
+  },
+  {
+    name: 'cancel_mlp',
+    about: 'what `cancel mlp` does to a block\'s MLP at the cancelled positions',
+    values: [
+      {
+        name: 'zero_preactivation',
+        meaning: 'the MLP\'s pre-activations are set to 0, so it still writes its output bias, as in the paper\'s code',
+      },
+      { name: 'zero_update', meaning: 'the MLP adds nothing to the residual stream' },
+    ],
+    default: 'zero_preactivation',
+  },
+  {
+    name: 'cancel_attention',
+    about: 'what `cancel attention` does to a block\'s attention at the cancelled query positions',
+    values: [
+      {
+        name: 'uniform',
+        meaning: 'every score of the query is masked alike, so it attends uniformly to its prefix and still writes the ' +
+          'mean value vector through the output projection and bias, as in the paper\'s code',
+      },
+      { name: 'zero_update', meaning: 'the attention adds nothing to the residual stream' },
+    ],
+    default: 'uniform',
+  },
 ];
 
 const registry = new Map<string, Choice>();

@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   Comment, Identifier, Integer, keywords, keywordTokens, punctuationTokens, StringLiteral,
 } from './lexer.js';
+import { probeNames, siteNames, summaryNames } from './checker.js';
 import { parser } from './parser.js';
 import { measureNames, namedPositionSets } from './program.js';
 
@@ -139,6 +140,7 @@ export function renderTextMate(): string {
       { include: '#keyword' },
       { include: '#named-set' },
       { include: '#measure' },
+      { include: '#site' },
       { include: '#number' },
       { include: '#operator' },
     ],
@@ -159,7 +161,11 @@ export function renderTextMate(): string {
       },
       keyword: { name: 'keyword.control.dissect', match: alternatives(keywords) },
       'named-set': { name: 'support.constant.position-set.dissect', match: alternatives(namedPositionSets) },
-      measure: { name: 'support.function.measure.dissect', match: alternatives(measureNames) },
+      measure: {
+        name: 'support.function.measure.dissect',
+        match: alternatives([...new Set([...measureNames, ...probeNames, ...summaryNames])]),
+      },
+      site: { name: 'support.type.site.dissect', match: alternatives(siteNames.filter((w) => !keywords.includes(w))) },
       number: { name: 'constant.numeric.integer.dissect', match: '\\b[0-9]+\\b' },
       operator: {
         patterns: [

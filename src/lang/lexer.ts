@@ -15,7 +15,7 @@ export const Identifier = createToken({
 });
 
 function keyword(word: string): TokenType {
-  const tokenName = word.charAt(0).toUpperCase() + word.slice(1);
+  const tokenName = word.split('_').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
   return createToken({
     name: tokenName,
     pattern: new RegExp(word),

@@ -6,9 +6,10 @@ import {
   type IToken, type TokenType,
 } from 'chevrotain';
 import {
-  All, Arrow, At, Block, Bos, Choose, Comma, Dataset, DotDot, Equals, Experiment, Fields, Filter,
-  For, Heads, In, Integer, Layers, LBrace, LBracket, LParen, Measure, Minus, Model, Name, Param,
-  parserTokens, Plus, Positions, RBrace, RBracket, RParen, StringLiteral, Tokenizer, Window,
+  All, Arrow, At, AttentionWeight, Attributes, Block, Bos, Cancel, Choose, Comma, Dataset, DotDot, Equals,
+  Experiment, Fields, Filter, For, Heads, Hidden, In, Integer, Layer, Layers, LBrace, LBracket, LParen, Mean,
+  Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
+  StringLiteral, Summarize, Tokenizer, Window, With, Within,
 } from './lexer.js';
 
 function describeToken(tok: IToken): string {
@@ -58,7 +59,10 @@ const messages: IParserErrorMessageProvider = {
 };
 
 /** Keywords that begin a statement (at the top level or inside an experiment). */
-const statementStarts: readonly TokenType[] = [Param, Model, Dataset, Filter, Bos, Choose, Positions, Experiment, For, Block, Measure];
+const statementStarts: readonly TokenType[] = [
+  Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, Experiment,
+  For, Block, Cancel, Patch, Measure, Summarize,
+];
 
 export class DissectParser extends CstParser {
   constructor() {
@@ -93,6 +97,7 @@ export class DissectParser extends CstParser {
       { ALT: () => this.SUBRULE(this.paramStatement) },
       { ALT: () => this.SUBRULE(this.modelStatement) },
       { ALT: () => this.SUBRULE(this.datasetStatement) },
+      { ALT: () => this.SUBRULE(this.attributesStatement) },
       { ALT: () => this.SUBRULE(this.filterStatement) },
       { ALT: () => this.SUBRULE(this.bosStatement) },
       { ALT: () => this.SUBRULE(this.chooseStatement) },
@@ -144,6 +149,22 @@ export class DissectParser extends CstParser {
     this.SUBRULE(this.value);
   });
 
+  /** `attributes <format> <path> [<option> <value>]...`; options are checked by name. */
+  public attributesStatement = this.RULE('attributesStatement', () => {
+    this.CONSUME(Attributes);
+    this.CONSUME(Name);
+    this.SUBRULE(this.value);
+    this.MANY({ GATE: () => this.nameAllowed(), DEF: () => this.SUBRULE(this.attributeOption) });
+  });
+
+  public attributeOption = this.RULE('attributeOption', () => {
+    this.CONSUME(Name);
+    this.OR([
+      { ALT: () => this.CONSUME(Integer) },
+      { GATE: () => this.nameAllowed(), ALT: () => this.CONSUME2(Name) },
+    ]);
+  });
+
   public filterStatement = this.RULE('filterStatement', () => {
     this.CONSUME(Filter);
     this.CONSUME(Name);
@@ -180,7 +201,10 @@ export class DissectParser extends CstParser {
     this.OR([
       { ALT: () => this.SUBRULE(this.forStatement) },
       { ALT: () => this.SUBRULE(this.blockStatement) },
+      { ALT: () => this.SUBRULE(this.cancelStatement) },
+      { ALT: () => this.SUBRULE(this.patchStatement) },
       { ALT: () => this.SUBRULE(this.measureStatement) },
+      { ALT: () => this.SUBRULE(this.summarizeStatement) },
     ]);
   });
 
@@ -199,6 +223,12 @@ export class DissectParser extends CstParser {
         ALT: () => {
           this.CONSUME(Positions);
           this.AT_LEAST_ONE_SEP2({ SEP: Comma, DEF: () => this.SUBRULE(this.positionExpr) });
+        },
+      },
+      {
+        ALT: () => {
+          this.CONSUME(Hidden);
+          this.AT_LEAST_ONE_SEP3({ SEP: Comma, DEF: () => this.SUBRULE2(this.layerSet) });
         },
       },
     ]);
@@ -228,9 +258,97 @@ export class DissectParser extends CstParser {
     ]);
   });
 
+  /** `cancel <sublayer> at layers <layers> [at positions <set>]`; the sublayer is checked by name. */
+  public cancelStatement = this.RULE('cancelStatement', () => {
+    this.CONSUME(Cancel);
+    this.CONSUME(Name);
+    this.CONSUME(At);
+    this.CONSUME(Layers);
+    this.SUBRULE(this.layerSet);
+    this.OPTION(() => {
+      this.CONSUME2(At);
+      this.CONSUME(Positions);
+      this.SUBRULE(this.positionExpr);
+    });
+  });
+
+  public patchStatement = this.RULE('patchStatement', () => {
+    this.CONSUME(Patch);
+    this.CONSUME(Hidden);
+    this.SUBRULE(this.intExpr);
+    this.CONSUME(At);
+    this.CONSUME(Positions);
+    this.SUBRULE(this.positionExpr);
+    this.CONSUME(With);
+    this.OPTION(() => this.CONSUME(Mean));
+    this.CONSUME2(Hidden);
+    this.SUBRULE2(this.intExpr);
+  });
+
   public measureStatement = this.RULE('measureStatement', () => {
     this.CONSUME(Measure);
-    this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.CONSUME(Name) });
+    this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.measureItem) });
+  });
+
+  /**
+   * An output measure (`rank`), a probe of a site (`top_tokens 10 of hidden l + 1 at last`)
+   * or an attention weight (`attention_weight subject -> last at layer l heads each`).
+   * Names, counts and sites are checked by the checker.
+   */
+  public measureItem = this.RULE('measureItem', () => {
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(AttentionWeight);
+          this.SUBRULE(this.positionExpr);
+          this.CONSUME(Arrow);
+          this.SUBRULE2(this.positionExpr);
+          this.CONSUME(At);
+          this.CONSUME(Layer);
+          this.SUBRULE(this.intExpr);
+          this.OPTION(() => {
+            this.CONSUME(Heads);
+            this.CONSUME(Name);
+          });
+        },
+        IGNORE_AMBIGUITIES: true,
+      },
+      {
+        ALT: () => {
+          this.CONSUME2(Name);
+          // A count (`top_tokens 10`, or an integer parameter); `of` starts the site instead.
+          this.OPTION2({
+            GATE: () => this.LA(1).tokenType !== Of && this.nameAllowed(),
+            DEF: () => this.SUBRULE(this.intValue),
+          });
+          this.OPTION3(() => {
+            this.CONSUME(Of);
+            this.SUBRULE(this.site);
+            this.OPTION4(() => {
+              this.CONSUME2(At);
+              this.SUBRULE3(this.positionExpr);
+            });
+          });
+        },
+        IGNORE_AMBIGUITIES: true,
+      },
+    ]);
+  });
+
+  /** `hidden E`, `attention E`, `mlp E`, `heads E`; the kind is checked by name. */
+  public site = this.RULE('site', () => {
+    this.CONSUME(Name);
+    this.SUBRULE(this.intExpr);
+  });
+
+  public summarizeStatement = this.RULE('summarizeStatement', () => {
+    this.CONSUME(Summarize);
+    this.CONSUME(Name);
+    this.OPTION(() => {
+      this.CONSUME(In);
+      this.CONSUME(Layers);
+      this.SUBRULE(this.layerSet);
+    });
   });
 
   /** Union and difference, left-associative, one precedence level. */
@@ -270,26 +388,37 @@ export class DissectParser extends CstParser {
     this.CONSUME(Integer);
   });
 
+  /** A layer set, optionally clipped: `start..start + 10 within 0..39`. */
   public layerSet = this.RULE('layerSet', () => {
+    this.SUBRULE(this.layerBase);
+    this.OPTION(() => {
+      this.CONSUME(Within);
+      this.SUBRULE(this.intExpr);
+      this.CONSUME(DotDot);
+      this.SUBRULE2(this.intExpr);
+    });
+  });
+
+  public layerBase = this.RULE('layerBase', () => {
     this.OR([
       { ALT: () => this.CONSUME(All), IGNORE_AMBIGUITIES: true },
       {
         ALT: () => {
           this.CONSUME(Window);
           this.CONSUME(LParen);
-          this.SUBRULE(this.intValue);
+          this.SUBRULE(this.intExpr);
           this.CONSUME(Comma);
-          this.SUBRULE2(this.intValue);
+          this.SUBRULE2(this.intExpr);
           this.CONSUME(RParen);
         },
         IGNORE_AMBIGUITIES: true,
       },
       {
         ALT: () => {
-          this.SUBRULE3(this.intValue);
+          this.SUBRULE3(this.intExpr);
           this.OPTION(() => {
             this.CONSUME(DotDot);
-            this.SUBRULE4(this.intValue);
+            this.SUBRULE4(this.intExpr);
           });
         },
         IGNORE_AMBIGUITIES: true,
@@ -297,7 +426,19 @@ export class DissectParser extends CstParser {
     ]);
   });
 
-  /** A non-negative integer literal, an integer parameter or a layer sweep variable. */
+  /** Integer arithmetic, left-associative: `l + 1`, `start + 10 - k`. */
+  public intExpr = this.RULE('intExpr', () => {
+    this.SUBRULE(this.intValue);
+    this.MANY(() => {
+      this.OR([
+        { ALT: () => this.CONSUME(Plus) },
+        { ALT: () => this.CONSUME(Minus) },
+      ]);
+      this.SUBRULE2(this.intValue);
+    });
+  });
+
+  /** A non-negative integer literal, an integer parameter or a layer or hidden sweep variable. */
   public intValue = this.RULE('intValue', () => {
     this.OR([
       { ALT: () => this.CONSUME(Integer) },
@@ -311,29 +452,38 @@ export const parser = new DissectParser();
 
 /** A hint per rule: the syntax of the construct being parsed when the error happened. */
 const ruleHints: Record<string, string> = {
-  document: 'a statement starts with param, model, dataset, filter, bos, choose, positions or experiment',
-  statement: 'a statement starts with param, model, dataset, filter, bos, choose, positions or experiment',
+  document: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions or experiment',
+  statement: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions or experiment',
   paramStatement: 'syntax: param <name> = "<string>" | <integer>',
   modelStatement: 'syntax: model <path> tokenizer <path>   (each a "string" or a parameter name)',
   value: 'a value is a "string" literal or the name of a string parameter',
   datasetStatement: 'syntax: dataset <format> <path> [fields prompt = "...", subject = "...", target = "..."]',
   field: 'syntax: fields prompt = "<column>", subject = "<column>", target = "<column>"',
+  attributesStatement: 'syntax: attributes json | paragraphs <path> [candidates <n>] [keep <n>] [min_length <n>] [stopwords english | none]',
+  attributeOption: 'options: candidates <n>, keep <n>, min_length <n>, stopwords english | none',
   filterStatement: 'syntax: filter known | none',
   bosStatement: 'syntax: bos none | prepend',
   chooseStatement: 'syntax: choose <choice> = <value>',
   positionsStatement: 'syntax: positions <name> = <position set>',
-  experimentStatement: 'syntax: experiment <name> { for ... / block ... / measure ... }',
-  experimentItem: 'inside an experiment: for ..., block ... or measure ...',
-  forStatement: 'syntax: for <variable> in layers <layers>, ...  |  for <variable> in positions <set>, ...',
+  experimentStatement: 'syntax: experiment <name> { for ... / block ... / cancel ... / patch ... / measure ... / summarize ... }',
+  experimentItem: 'inside an experiment: for, block, cancel, patch, measure or summarize',
+  forStatement: 'syntax: for <variable> in layers <layers>, ...  |  in hidden <indices>, ...  |  in positions <set>, ...',
   blockStatement: 'syntax: block <positions> -> <positions> at layers <layers> [heads <n>, ...]',
   headSet: 'syntax: heads all | heads <n>, <n>, ...',
+  cancelStatement: 'syntax: cancel mlp | attention at layers <layers> [at positions <set>]',
+  patchStatement: 'syntax: patch hidden <n> at positions <set> with [mean] hidden <n>',
   measureStatement: 'syntax: measure <measure>, <measure>, ...',
+  measureItem: 'a measure: rank | <probe> of <site> [at <positions>] | top_tokens <k> of <site> | attention_weight <set> -> <set> at layer <n>',
+  site: 'a site: hidden <n> | attention <n> | mlp <n> | heads <n>',
+  summarizeStatement: 'syntax: summarize extraction [in layers <layers>]',
   positionExpr: 'a position set: a name, [indices], a + b, a - b or ( ... )',
   positionTerm: 'a position set: a name, [indices], a + b, a - b or ( ... )',
   indexList: 'syntax: [0, 2, -1]  (negative indices count from the end)',
   signedInteger: 'syntax: [0, 2, -1]  (negative indices count from the end)',
-  layerSet: 'layers: all | <n> | <a>..<b> | window(<center>, <size>)',
-  intValue: 'an integer literal, an integer parameter or a layer sweep variable',
+  layerSet: 'layers: all | <n> | <a>..<b> | window(<center>, <size>), optionally followed by within <a>..<b>',
+  layerBase: 'layers: all | <n> | <a>..<b> | window(<center>, <size>)',
+  intExpr: 'an integer: a literal, an integer parameter or a layer or hidden sweep variable, with + and -',
+  intValue: 'an integer literal, an integer parameter or a layer or hidden sweep variable',
 };
 
 export interface SyntaxError {
@@ -357,7 +507,7 @@ export interface ParseResult {
   readonly errors: SyntaxError[];
 }
 
-const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Filter, Bos, Choose, Positions, Experiment];
+const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, Experiment];
 
 /**
  * Parses tokens into a CST; errors carry 1-based positions. When the parser gives up before

@@ -96,7 +96,8 @@ export type Site =
  * - attributes_rate: % of the cleaned top candidates of the projected site that are in the subject's attribute set;
  * - extraction: 1 if the top-1 token of the projected site is the clean prediction, else 0 (heads: per head);
  * - target_rank: rank of the clean prediction in the projected site (0 = top-1) (heads: per head);
- * - top_tokens: the k top tokens of the projected site (the logit lens with final-norm projection);
+ * - top_tokens: the k top tokens of the projected site (the `projection` choice, as for every probe; a conventional
+ *   logit lens is `choose projection = final_norm_unembedding`);
  * - attention_weight: the attention that query positions `target` give keys `source` at `layer`, summed over keys,
  *   averaged over query positions; heads `all` = mean over heads, `each` = per head.
  */

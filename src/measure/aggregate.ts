@@ -1,7 +1,7 @@
 // From per-example value rows to the aggregate series of an experiment: one point per
 // (sweep binding, measure), in sweep order (outermost variable first), then measure order.
 
-import type { MeasureName, Sweep } from '../lang/program.js';
+import type { Sweep } from '../lang/program.js';
 import type { SweepKey, ValueRow } from './knockout.js';
 import { summarize, type CiOptions } from './stats.js';
 
@@ -14,7 +14,7 @@ export interface SweepAxis {
 
 export interface SeriesPoint {
   readonly key: SweepKey;
-  readonly measure: MeasureName;
+  readonly measure: string;
   readonly mean: number | null;
   readonly ci: readonly [number, number] | null;
   readonly n: number;
@@ -61,7 +61,7 @@ export function keyId(axes: readonly SweepAxis[], key: SweepKey): string {
  */
 export function aggregateSeries(
   axes: readonly SweepAxis[],
-  measures: readonly MeasureName[],
+  measures: readonly string[],
   rows: readonly ValueRow[],
   ci: CiOptions,
 ): SeriesPoint[] {

@@ -99,7 +99,8 @@ export interface KeyedRowOutput extends RowOutput {
 export interface ValueRow {
   readonly example: string | number;
   readonly key: SweepKey;
-  readonly values: Partial<Record<MeasureName, number>>;
+  /** Measure name or probe label → value. */
+  readonly values: Readonly<Record<string, number>>;
 }
 
 /** Every row of one example, reduced to the experiment's measures. */

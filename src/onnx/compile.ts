@@ -8,7 +8,11 @@ import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { checkExternalData, hardlinkWeights } from './external.js';
 import { valueInfoShape } from './graph.js';
 import { knockoutPass, knockoutValue } from './passes/knockout.js';
+import { gatesPass } from './passes/gates.js';
+import { hiddenStatesPass } from './passes/hidden.js';
 import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './passes/outputs.js';
+import { patchPass } from './passes/patch.js';
+import { projectionName, projectionsPass } from './passes/projections.js';
 import { DataType, decodeModel, dtypeName, encodeModel, type ModelProto } from './proto.js';
 import { Rewrite } from './rewrite.js';
 import { version } from '../version.js';
@@ -49,8 +53,13 @@ function manifestDtype(dt: number): ManifestDtype {
 /** Applies the passes of `request` to `model` (in place) and returns it. */
 export function rewriteModel(model: ModelProto, sites: ModelSites, request: VariantRequest, source = 'model'): ModelProto {
   const rw = new Rewrite(model, source);
+  // interventions first (they redirect site tensors), then the reads, which see rw.current(site)
   if (request.knockout) knockoutPass(rw, sites);
+  if (request.gates && (request.gates.attention || request.gates.mlp)) gatesPass(rw, sites, request.gates);
+  if (request.patch) patchPass(rw, sites);
   reducedOutputsPass(rw, sites, { fromFullLogits: request.logits });
+  if (request.hiddenStates) hiddenStatesPass(rw, sites);
+  if (request.projections?.length) projectionsPass(rw, sites, request.projections, { attentionGate: !!request.gates?.attention });
   if (request.attentionProbs) attentionProbsPass(rw, sites);
   if (!request.logits) rw.removeOutput(sites.logits);
   rw.finish();
@@ -58,7 +67,7 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   return model;
 }
 
-function describeInputs(model: ModelProto, sites: ModelSites): ManifestTensor[] {
+function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
   const g = model.graph!;
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
   const past = new Map<string, string>();
@@ -92,8 +101,28 @@ function describeInputs(model: ModelProto, sites: ModelSites): ManifestTensor[] 
       meaning = 'position whose next-token distribution is read, per row';
       fill = 'the index of the row\'s last real token (number of real tokens − 1)';
     } else if (name === VariantNames.target) {
-      meaning = 'token whose probability and rank are read, per row';
+      meaning = 'token whose probability and rank are read, per row' + (request.projections?.length ? ' (also the token ranked by every projection)' : '');
       fill = 'a token id in [0, vocab)';
+    } else if (name === VariantNames.gateAttention) {
+      meaning = 'factor on each block\'s attention update before the residual add: [batch row, layer, position]';
+      fill = '1 everywhere = no intervention; 0 at (layer, position) cancels that attention update there; values in between scale it';
+    } else if (name === VariantNames.gateMlp) {
+      meaning = request.gates?.mlp === 'zero_preactivation'
+        ? 'factor on each block\'s MLP pre-activations (the activation\'s input): [batch row, layer, position]; at 0 the MLP writes its output bias'
+        : 'factor on each block\'s MLP update before the residual add: [batch row, layer, position]';
+      fill = '1 everywhere = no intervention; 0 at (layer, position) cancels there; values in between scale';
+    } else if (name === VariantNames.patchLayer) {
+      meaning = 'the block whose input (hidden_states[l]) is patched, per row';
+      fill = `a block index in [0, ${sites.layers}), or −1 for no patch`;
+    } else if (name === VariantNames.patchMask) {
+      meaning = 'positions whose block input is replaced, per row';
+      fill = 'true where the block input is replaced by dissect_patch_values; all false (or patch layer −1) = no intervention';
+    } else if (name === VariantNames.patchValues) {
+      meaning = 'replacement block-input vectors [batch row, position, d_model]';
+      fill = `any finite values where the mask is false (zeros); e.g. dissect_hidden_states[:, l] of another run (${dtype})`;
+    } else if (name === VariantNames.projPositions) {
+      meaning = 'positions projected to the vocabulary, per row (shared by every projection)';
+      fill = 'indices in [0, seq); repeat a position to pad a row that needs fewer';
     } else {
       meaning = 'input of the source model';
       fill = 'as the source model expects';
@@ -103,7 +132,7 @@ function describeInputs(model: ModelProto, sites: ModelSites): ManifestTensor[] 
   return out;
 }
 
-function describeOutputs(model: ModelProto, sites: ModelSites): ManifestTensor[] {
+function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
   const meanings: Record<string, string> = {
     [VariantNames.targetProb]: 'softmax probability (float32) of dissect_target at dissect_last_index',
     [VariantNames.targetRank]: 'number of vocabulary entries whose logit is strictly greater than dissect_target\'s (0 = top-1)',
@@ -112,6 +141,22 @@ function describeOutputs(model: ModelProto, sites: ModelSites): ManifestTensor[]
     [sites.logits]: 'the source model\'s logits [batch, seq, vocab]',
   };
   for (const L of sites.perLayer) meanings[attentionProbsName(L.layer)] = `attention probabilities of layer ${L.layer} [batch, heads, query, key], float32`;
+  meanings[VariantNames.hiddenStates] = `hidden states [batch, ${sites.layers + 1}, seq, d_model]: entry l < ${sites.layers} is block l's input ` +
+    `(0 = embedding output; patched if patched), entry ${sites.layers} the residual stream after the last block, before the final norm ` +
+    '(Hugging Face\'s last hidden state is after ln_f; this one is not)';
+  const siteText: Record<string, string> = {
+    hidden: 'hidden_states[l]', attention: 'the attention update of block l (as added to the residual stream, after any gate)',
+    mlp: 'the MLP update of block l (as added to the residual stream, after any gate)',
+    heads: 'each head\'s share of block l\'s attention update (context of head h · its rows of W_O; no bias; after any attention gate)',
+  };
+  for (const p of request.projections ?? []) {
+    const via = p.via === 'embedding' ? 'x·Eᵀ with the input embedding, no final norm' : 'the final norm then the LM head (with bias)';
+    const axes = `[batch, layer ∈ {${p.layers.join(', ')}}${p.site === 'heads' ? ', head' : ''}, position of dissect_proj_positions`;
+    const what = `${siteText[p.site]} projected to the vocabulary by ${via}; ids ≥ ${p.vocabLimit} excluded`;
+    meanings[projectionName(p.site, 'ids')] = `top-${p.k} token ids of ${what}: ${axes}, rank]`;
+    meanings[projectionName(p.site, 'scores')] = `float32 scores of dissect_proj_${p.site}_ids (descending; ties: lowest id first): ${axes}, rank]`;
+    meanings[projectionName(p.site, 'target_rank')] = `number of vocabulary entries scoring strictly above dissect_target in ${what}: ${axes}]`;
+  }
   return (model.graph!.output ?? []).map((vi) => {
     const { elemType, shape } = valueInfoShape(vi);
     return {
@@ -133,6 +178,19 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
       `(half the lowest finite ${dtypeName(sites.dtype)})`;
     c.knockoutConsequences = 'a blocked weight is exactly 0 while any causal key of the row stays open; a fully blocked row ' +
       'is uniform over its causal prefix (future keys stay below B); no NaN';
+  }
+  if (request.gates?.attention) c.gateAttention = 'zero_update: Mul(attention update, gate) where the residual Add reads it';
+  if (request.gates?.mlp === 'zero_update') c.gateMlp = 'zero_update: Mul(MLP update, gate) where the residual Add reads it';
+  if (request.gates?.mlp === 'zero_preactivation') {
+    c.gateMlp = `zero_preactivation: Mul(MLP pre-activations, gate) before the activation (${sites.activation}); a cancelled MLP writes its output bias`;
+  }
+  if (request.patch) {
+    c.patch = 'Where(patch_layer = l ∧ mask, values, block input) for every reader of block l\'s input (pre-norm and residual), like a forward pre-hook on the block';
+  }
+  if (request.hiddenStates) c.hiddenStates = `entry ${sites.layers} is the residual stream after the last block, before the final norm`;
+  if (request.projections?.length) {
+    c.projections = 'only the rows at dissect_proj_positions are projected; scores cast to float32, ids ≥ vocabLimit set to −∞, ' +
+      'TopK sorted (ties: lowest id); rank = count of strictly greater scores; final_norm_unembedding reuses the model\'s final LayerNorm nodes';
   }
   return c;
 }
@@ -170,8 +228,8 @@ function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, mo
     dModel: p.sites.dModel,
     vocab: p.sites.vocab,
     dtype: manifestDtype(p.sites.dtype),
-    inputs: describeInputs(p.model, p.sites),
-    outputs: describeOutputs(p.model, p.sites),
+    inputs: describeInputs(p.model, p.sites, request),
+    outputs: describeOutputs(p.model, p.sites, request),
     choices: choices(p.sites, request),
   };
 }

@@ -8,3 +8,6 @@ export { checkExternalData, externalRefs, externalizeInitializers } from './exte
 export { knockoutValue } from './passes/knockout.js';
 export { attentionProbsName } from './passes/outputs.js';
 export * from './variant.js';
+export { buildHeadMappingGraph, HeadMappingNames, type HeadMappingGraph, type HeadMappingRequest } from './head-mappings.js';
+export { projectionName } from './passes/projections.js';
+export type { LinearWeights } from './sites/types.js';

@@ -182,7 +182,8 @@ function planProbe(p: Probe, env: Binding, ctx: PlanContext): ProbePlan {
     return { kind: p.kind, label: p.label, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
   }
   const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : evalInt(p.site.layer, env);
-  const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : 1;
+  // Extraction reads two so that a tie for the top is seen, not silently broken.
+  const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : p.kind === 'extraction' ? 2 : 1;
   return { kind: p.kind, label: p.label, site: p.site.kind, layer, at: substitute(p.at, env), k };
 }
 

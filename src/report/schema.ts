@@ -3,7 +3,7 @@
 // up, every series point matches the per-example values it summarises, ...).
 
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import { measureNames, type BosPolicy, type FactFilter, type MeasureName } from '../lang/program.js';
+import type { BosPolicy, FactFilter } from '../lang/program.js';
 import type { SweepAxis, SeriesPoint } from '../measure/aggregate.js';
 import type { ValueRow } from '../measure/knockout.js';
 import { mean } from '../measure/stats.js';
@@ -60,17 +60,56 @@ export interface ResultsExample {
   readonly cleanTop1: { readonly id: number; readonly token: string; readonly prob: number };
 }
 
+/** Top tokens a `top_tokens` probe read at one position of one example. */
+export interface TokenRow {
+  readonly example: ExampleId;
+  readonly key: Readonly<Record<string, number | string>>;
+  readonly label: string;
+  readonly position: number;
+  readonly tokens: readonly string[];
+}
+
+/** `summarize extraction`: per binding of the non-layer sweeps, rates over examples (percent). */
+export interface ExtractionSummaryResult {
+  readonly key: Readonly<Record<string, number | string>>;
+  readonly layerVariable: string;
+  /** The `in layers` range, or null for the whole sweep. */
+  readonly layers: readonly number[] | null;
+  readonly examples: number;
+  readonly probes: readonly {
+    readonly probe: string;
+    readonly site: string;
+    /** % of examples with an event at some layer of the sweep. */
+    readonly rateAnyLayer: number | null;
+    /** % of examples with an event inside `layers`. */
+    readonly rateInLayers: number | null;
+    /** Mean number of event layers, over examples with at least one / over all examples. */
+    readonly meanEventLayers: number | null;
+    readonly meanEventLayersAll: number | null;
+  }[];
+  /** Attention × MLP events (% of examples); attentionFirst: % of `both` whose first attention event is no later than the first MLP one. */
+  readonly cross: {
+    readonly both: number | null; readonly attentionOnly: number | null; readonly mlpOnly: number | null;
+    readonly neither: number | null; readonly attentionFirst: number | null;
+  } | null;
+}
+
 export interface ResultsExperiment {
   readonly name: string;
   /** The experiment's .dissect lines. */
   readonly source: string;
   readonly sweeps: readonly SweepAxis[];
-  readonly measures: readonly MeasureName[];
+  /** Output measures by name, then probes by their source label (per-head probes: `label [head h]`). */
+  readonly measures: readonly string[];
   readonly forwardPasses: number;
   /** Rows in which some query had every key blocked (attention falls back to uniform). */
   readonly fullyBlockedRows: number;
   readonly series: readonly SeriesPoint[];
   readonly values: readonly ValueRow[];
+  readonly tokens?: readonly TokenRow[];
+  /** Extraction decisions where the two top scores were equal. */
+  readonly ties?: number;
+  readonly extraction?: readonly ExtractionSummaryResult[];
 }
 
 export type ResultsCi =
@@ -108,8 +147,10 @@ const nonEmpty = { type: 'string', minLength: 1 } as const;
 const sweepValue = { type: ['integer', 'string'] } as const;
 const exampleId = { type: ['integer', 'string'] } as const;
 const sweepKey = { type: 'object', additionalProperties: sweepValue } as const;
-const measure = { enum: [...measureNames] } as const;
+const measure = { type: 'string', minLength: 1 } as const;
 const nullableCount = { type: ['integer', 'null'], minimum: 0 } as const;
+const numberOrNull = { type: ['number', 'null'] } as const;
+const percentOrNull = { type: ['number', 'null'], minimum: 0, maximum: 100 } as const;
 const pair = (items: object) => ({ type: 'array', prefixItems: [items, items], items: false, minItems: 2, maxItems: 2 });
 
 export const resultsSchema = {
@@ -239,7 +280,56 @@ export const resultsSchema = {
               properties: {
                 example: exampleId,
                 key: sweepKey,
-                values: { type: 'object', propertyNames: measure, additionalProperties: { type: 'number' } },
+                values: { type: 'object', additionalProperties: { type: 'number' } },
+              },
+            },
+          },
+          tokens: {
+            type: 'array',
+            items: {
+              type: 'object', additionalProperties: false, required: ['example', 'key', 'label', 'position', 'tokens'],
+              properties: {
+                example: exampleId, key: sweepKey, label: nonEmpty, position: count,
+                tokens: { type: 'array', items: { type: 'string' } },
+              },
+            },
+          },
+          ties: count,
+          extraction: {
+            type: 'array',
+            items: {
+              type: 'object', additionalProperties: false,
+              required: ['key', 'layerVariable', 'layers', 'examples', 'probes', 'cross'],
+              properties: {
+                key: sweepKey,
+                layerVariable: nonEmpty,
+                layers: { oneOf: [{ type: 'null' }, { type: 'array', items: count }] },
+                examples: count,
+                probes: {
+                  type: 'array',
+                  items: {
+                    type: 'object', additionalProperties: false,
+                    required: ['probe', 'site', 'rateAnyLayer', 'rateInLayers', 'meanEventLayers', 'meanEventLayersAll'],
+                    properties: {
+                      probe: nonEmpty, site: nonEmpty,
+                      rateAnyLayer: percentOrNull, rateInLayers: percentOrNull,
+                      meanEventLayers: numberOrNull, meanEventLayersAll: numberOrNull,
+                    },
+                  },
+                },
+                cross: {
+                  oneOf: [
+                    { type: 'null' },
+                    {
+                      type: 'object', additionalProperties: false,
+                      required: ['both', 'attentionOnly', 'mlpOnly', 'neither', 'attentionFirst'],
+                      properties: {
+                        both: percentOrNull, attentionOnly: percentOrNull, mlpOnly: percentOrNull,
+                        neither: percentOrNull, attentionFirst: percentOrNull,
+                      },
+                    },
+                  ],
+                },
               },
             },
           },
@@ -355,7 +445,7 @@ function semanticErrors(r: Results): string[] {
       if (seenRows.has(rowId)) errs.push(`${where}: duplicate row for example ${idKey(row.example)} at ${JSON.stringify(row.key)}`);
       seenRows.add(rowId);
       for (const [m, v] of Object.entries(row.values)) {
-        if (!x.measures.includes(m as MeasureName)) {
+        if (!x.measures.includes(m)) {
           errs.push(`${where}/values/${m}: not a measure of this experiment`);
           continue;
         }

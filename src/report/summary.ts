@@ -2,33 +2,39 @@
 // the layer sweep, columns = the other sweep, cells = the mean of the main measure), and
 // where the result files are.
 
-import type { MeasureName } from '../lang/program.js';
 import type { SeriesPoint, SweepAxis } from '../measure/aggregate.js';
 import type { Results, ResultsExperiment } from './schema.js';
 import type { WrittenResults } from './write.js';
 
 export interface SummaryOptions {
   /** Measure shown in the tables; default probability_change if measured, else the first. */
-  readonly measure?: MeasureName;
+  readonly measure?: string;
   /** Append "[lo, hi]" to each cell. */
   readonly showCi?: boolean;
 }
 
-const measureTitles: Record<MeasureName, string> = {
+const measureTitles: Readonly<Record<string, string>> = {
   probability_change: "mean % change in the target's probability",
   probability: "mean probability of the target",
   rank: 'mean rank of the target (0 = top-1)',
 };
 
-const measureDecimals: Record<MeasureName, number> = { probability_change: 1, probability: 4, rank: 1 };
+const title = (measure: string): string => measureTitles[measure] ?? `mean ${measure}`;
 
-function fmt(v: number | null, measure: MeasureName): string {
+/** Decimals by measure: probabilities need four; percentages, rates and ranks one; 0/1 events two. */
+function decimals(measure: string): number {
+  if (measure === 'probability' || measure.startsWith('attention_weight')) return 4;
+  if (measure.startsWith('extraction')) return 2;
+  return 1;
+}
+
+function fmt(v: number | null, measure: string): string {
   if (v === null) return '–';
-  const s = v.toFixed(measureDecimals[measure]);
+  const s = v.toFixed(decimals(measure));
   return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s; // no "-0.0"
 }
 
-function cell(p: SeriesPoint | undefined, measure: MeasureName, showCi: boolean): string {
+function cell(p: SeriesPoint | undefined, measure: string, showCi: boolean): string {
   if (p === undefined) return '–';
   const m = fmt(p.mean, measure);
   return showCi && p.ci !== null ? `${m} [${fmt(p.ci[0], measure)}, ${fmt(p.ci[1], measure)}]` : m;
@@ -64,7 +70,7 @@ function nText(points: readonly SeriesPoint[]): string {
 
 /** The lines of one experiment's block. */
 export function experimentSummary(x: ResultsExperiment, results: Results, options: SummaryOptions = {}): string[] {
-  const measure: MeasureName =
+  const measure: string =
     options.measure !== undefined && x.measures.includes(options.measure)
       ? options.measure
       : x.measures.includes('probability_change')
@@ -75,7 +81,7 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
   const byKey = new Map(points.map((p) => [keyString(x.sweeps, p.key), p]));
   const ci =
     results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method}`;
-  const lines = [`${x.name}: ${measureTitles[measure]} (${nText(points)}, ${ci})`];
+  const lines = [`${x.name}: ${title(measure)} (${nText(points)}, ${ci})`];
 
   const rowAxis = x.sweeps.find((s) => s.kind !== 'positions') ?? x.sweeps[0];
   const colAxis = x.sweeps.find((s) => s !== rowAxis);

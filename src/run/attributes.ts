@@ -5,7 +5,8 @@
 //   json        {"subject": ["text", ...]}; each text is tokenized as if it continued a
 //               sentence (a byte-level BPE sees ' ' + text, so " Paris" matches candidates)
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { AttributesSpec } from '../lang/program.js';
 import { attributeSet } from '../measure/attributes.js';
@@ -51,4 +52,21 @@ export function loadAttributeSets(spec: AttributesSpec, tokenizer: Tokenizer): A
     sets.set(subject, attributeSet(decoded, spec));
   }
   return sets;
+}
+
+/**
+ * `dissect attributes DIR`: builds the JSON form from text the user has, one UTF-8 file per
+ * subject (`DIR/<subject>.txt`, the file name is the subject). The paper's paragraphs file
+ * was never released; this is the way to bring one's own.
+ */
+export function importAttributeTexts(dir: string): Record<string, string[]> | RunError {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return runError('dataset', `${dir}: not a folder`, { hint: 'give a folder holding one <subject>.txt file per subject' });
+  const out: Record<string, string[]> = {};
+  for (const name of readdirSync(dir).sort()) {
+    if (!name.endsWith('.txt')) continue;
+    const text = readFileSync(join(dir, name), 'utf8').replace(/^\uFEFF/, '').trim();
+    if (text) out[name.slice(0, -'.txt'.length)] = [text];
+  }
+  if (!Object.keys(out).length) return runError('dataset', `${dir}: no non-empty .txt files`, { hint: 'one <subject>.txt file per subject' });
+  return out;
 }

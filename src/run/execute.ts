@@ -1,23 +1,24 @@
 // The run stage's driver: a checked Program and its Plan become raw numbers per example,
-// journaled as each example completes, then measures and results. Work per example:
-// one clean pass (its top-1 token is the target), then one row per plan row, batched
-// across examples and configurations.
+// journaled as each example completes. Work per example: one clean pass (its top-1 token
+// is the target; its hidden states feed patches), then one row per plan row. Rows of
+// several examples share right-padded forward passes.
 
 import type { Program } from '../lang/program.js';
-import { knockoutExampleRows, type CleanOutput, type KeyedRowOutput, type ValueRow } from '../measure/knockout.js';
-import { aggregateSeries, sweepAxes } from '../measure/aggregate.js';
-import { defaultCi, type CiOptions } from '../measure/stats.js';
+import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
 import { VariantNames } from '../onnx/variant.js';
-import type { Plan } from '../plan/plan.js';
-import type { ResultsExample, ResultsExperiment } from '../report/schema.js';
+import type { GateCancel, Plan, PlanRow } from '../plan/plan.js';
+import type { ResultsExample } from '../report/schema.js';
 import type { Journal } from '../report/journal.js';
+import type { AttributeSets } from './attributes.js';
 import { buildFeeds, type BatchRow } from './batch.js';
-import { isRunError, RunUserError } from './errors.js';
+import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask } from './knockout-mask.js';
-import type { RunSession } from './session.js';
+import { resolvePositions } from './positions.js';
+import { evaluateProbes, probeFetches, projectionPositions, type TokenList } from './probes.js';
+import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /** What the journal keeps per example: enough to rebuild every measure without the model. */
@@ -31,12 +32,17 @@ export type ExampleRecord =
       readonly rows: readonly (readonly RowRecord[])[];
     };
 
-/** One plan row of one example: the target's probability and rank under the intervention. */
+/** One plan row of one example. */
 export interface RowRecord {
+  /** The clean top-1 token's probability and rank at the output, under the row's interventions. */
   readonly pNew: number;
   readonly rank: number;
   /** Query rows (per layer and head slot) whose every causal key was blocked. */
   readonly fullyBlocked: number;
+  /** Probe label → value. */
+  readonly probes: Readonly<Record<string, number>>;
+  readonly tokens: readonly TokenList[];
+  readonly ties: number;
 }
 
 export type DropReason = 'not_known' | 'subject_not_found' | 'unusable_prompt' | 'position_out_of_range';
@@ -49,114 +55,227 @@ export interface ExecuteInput {
   readonly tokenizer: Tokenizer;
   readonly facts: readonly Fact[];
   readonly journal: Journal<ExampleRecord>;
+  readonly attributes?: AttributeSets;
+  /** Dataset means of hidden states, by hidden-state index (for `with mean hidden`). */
+  readonly meanHidden?: ReadonlyMap<number, Float32Array>;
   /** Rows per forward pass. */
   readonly batch: number;
   readonly onProgress?: (doneExamples: number, totalExamples: number) => void;
 }
 
 interface Prepared { readonly fact: Fact; readonly example: Example }
+interface Clean extends CleanOutput {
+  /** hidden_states [layers+1, n, d] of the clean run, when patches need them. */
+  readonly hidden?: Float32Array;
+}
+
+/** Prepares a chunk of facts; the unusable ones are journaled as dropped. */
+function prepareChunk(input: ExecuteInput, chunk: readonly Fact[]): Prepared[] {
+  const prepared: Prepared[] = [];
+  for (const fact of chunk) {
+    const example = prepareExample(fact, input.tokenizer, input.program.bos);
+    if (isRunError(example)) {
+      const reason: DropReason = example.code === 'subject-not-found' ? 'subject_not_found' : 'unusable_prompt';
+      input.journal.append(fact.id, { status: 'dropped', reason, detail: example.message });
+    } else {
+      prepared.push({ fact, example });
+    }
+  }
+  return prepared;
+}
+
+const needsHidden = (plan: Plan): boolean =>
+  plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'hidden'));
 
 /** Runs every example not yet in the journal and journals it. */
 export async function executeExamples(input: ExecuteInput): Promise<void> {
   const { facts, journal, batch } = input;
   const todo = facts.filter((f) => !journal.has(f.id));
-  let done = facts.length - todo.length;
-  input.onProgress?.(done, facts.length);
+  const progress = (): void => input.onProgress?.(facts.filter((f) => journal.has(f.id)).length, facts.length);
+  progress();
   // Examples go in chunks of `batch`: one clean pass per chunk, then its rows.
   for (let c = 0; c < todo.length; c += batch) {
-    const chunk = todo.slice(c, c + batch);
-    const prepared: Prepared[] = [];
-    for (const fact of chunk) {
-      const example = prepareExample(fact, input.tokenizer, input.program.bos);
-      if (isRunError(example)) {
-        const reason: DropReason = example.code === 'subject-not-found' ? 'subject_not_found' : 'unusable_prompt';
-        journal.append(fact.id, { status: 'dropped', reason, detail: example.message });
-        done++;
-      } else {
-        prepared.push({ fact, example });
-      }
-    }
-    const cleans = await cleanPass(input, prepared.map((p) => p.example));
-    const known: { p: Prepared; clean: CleanOutput; top1Token: string }[] = [];
+    const prepared = prepareChunk(input, todo.slice(c, c + batch));
+    const cleans = await cleanPass(input, prepared.map((p) => p.example), needsHidden(input.plan));
+    const known: { p: Prepared; clean: Clean }[] = [];
     prepared.forEach((p, i) => {
       const clean = cleans[i]!;
       if (input.program.filter === 'known' && clean.targetId !== p.example.targetFirstToken) {
         journal.append(p.fact.id, { status: 'dropped', reason: 'not_known' });
-        done++;
       } else {
-        known.push({ p, clean, top1Token: input.tokenizer.decode(clean.targetId) });
+        known.push({ p, clean });
       }
     });
-    input.onProgress?.(done, facts.length);
-    // Rows of every known fact of the chunk share forward passes (right-padded), then each
-    // fact is journaled whole.
+    progress();
+    // Rows of every known fact of the chunk share forward passes, then each fact is journaled whole.
     const measurable: { k: (typeof known)[number]; items: RowItem[] }[] = [];
     for (const k of known) {
       try {
-        measurable.push({ k, items: rowItems(input, k.p.example, k.clean.targetId) });
+        measurable.push({ k, items: rowItems(input, k.p.example, k.clean) });
       } catch (e) {
         // An explicit position index beyond this prompt: the fact cannot be measured.
         if (!(e instanceof RunUserError) || e.error.code !== 'positions') throw e;
         journal.append(k.p.fact.id, { status: 'dropped', reason: 'position_out_of_range', detail: e.error.message });
-        input.onProgress?.(++done, facts.length);
       }
     }
-    const outputs = await runRows(input, measurable.flatMap((m) => m.items));
+    const records = await runRows(input, measurable.flatMap((m) => m.items));
     let next = 0;
     for (const { k, items } of measurable) {
       const rows = input.plan.experiments.map((exp) => new Array<RowRecord>(exp.rows.length));
-      for (const it of items) rows[it.exp]![it.row] = { ...outputs[next++]!, fullyBlocked: it.fullyBlocked };
+      for (const it of items) rows[it.exp]![it.row] = records[next++]!;
       journal.append(k.p.fact.id, {
         status: 'kept',
-        example: resultsExample(k.p, k.clean, k.top1Token, input.tokenizer),
-        clean: k.clean,
+        example: resultsExample(k.p, k.clean, input.tokenizer),
+        clean: { targetId: k.clean.targetId, p0: k.clean.p0 },
         rows,
       });
-      input.onProgress?.(++done, facts.length);
     }
+    progress();
   }
 }
 
-async function cleanPass(input: ExecuteInput, examples: readonly Example[]): Promise<CleanOutput[]> {
-  const out: CleanOutput[] = [];
+async function cleanPass(input: Pick<ExecuteInput, 'session' | 'variant' | 'batch'>, examples: readonly Example[], withHidden: boolean): Promise<Clean[]> {
+  const out: Clean[] = [];
+  const fetches = [VariantNames.top1, VariantNames.top1Prob, ...(withHidden ? [VariantNames.hiddenStates] : [])];
   for (let i = 0; i < examples.length; i += input.batch) {
-    const rows = examples.slice(i, i + input.batch).map((e): BatchRow => ({ ids: e.ids, lastIndex: e.lastIndex, target: 0 }));
-    const r = await input.session.run(buildFeeds(input.variant.manifest, rows));
+    const slice = examples.slice(i, i + input.batch);
+    const rows = slice.map((e): BatchRow => ({ ids: e.ids, lastIndex: e.lastIndex, target: 0 }));
+    const r = await input.session.run(buildFeeds(input.variant.manifest, rows), fetches);
     const top1 = numbers(r[VariantNames.top1]!.data);
     const prob = numbers(r[VariantNames.top1Prob]!.data);
-    rows.forEach((_, j) => out.push({ targetId: top1[j]!, p0: prob[j]! }));
+    slice.forEach((e, j) => out.push({
+      targetId: top1[j]!, p0: prob[j]!,
+      ...(withHidden ? { hidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, e.n) } : {}),
+    }));
   }
   return out;
 }
 
-interface RowItem { readonly exp: number; readonly row: number; readonly batchRow: BatchRow; readonly fullyBlocked: number }
+/** One batch row of dissect_hidden_states [batch, layers+1, seq, d], cut to the row's n tokens. */
+function hiddenOfRow(t: DecodedTensor, row: number, n: number): Float32Array {
+  const [, states, seq, d] = t.dims as [number, number, number, number];
+  const out = new Float32Array(states * n * d);
+  const data = t.data as Float32Array;
+  for (let s = 0; s < states; s++) {
+    const src = ((row * states + s) * seq) * d;
+    out.set(data.subarray(src, src + n * d), s * n * d);
+  }
+  return out;
+}
+
+/**
+ * Dataset means of the hidden states that `with mean hidden S` patches use: over every
+ * token position of every fact that passes the filter. Undefined when no patch needs one.
+ * Recomputed by every run (clean passes only), so a resumed run uses the same means.
+ */
+export async function datasetMeanHidden(
+  input: Pick<ExecuteInput, 'program' | 'plan' | 'variant' | 'session' | 'tokenizer' | 'facts' | 'batch'>,
+): Promise<Map<number, Float32Array> | undefined> {
+  const indices = new Set<number>();
+  for (const e of input.plan.experiments) for (const r of e.rows) if (r.patch?.source.kind === 'mean_hidden') indices.add(r.patch.source.index);
+  if (!indices.size) return undefined;
+  const d = input.variant.manifest.dModel;
+  const sums = new Map([...indices].map((i) => [i, new Float64Array(d)]));
+  let count = 0;
+  for (let c = 0; c < input.facts.length; c += input.batch) {
+    const prepared = input.facts.slice(c, c + input.batch).map((f) => prepareExample(f, input.tokenizer, input.program.bos))
+      .filter((e): e is Example => !isRunError(e));
+    const cleans = await cleanPass(input, prepared, true);
+    prepared.forEach((ex, j) => {
+      const clean = cleans[j]!;
+      if (input.program.filter === 'known' && clean.targetId !== ex.targetFirstToken) return;
+      for (const [index, sum] of sums) {
+        const base = index * ex.n * d;
+        for (let p = 0; p < ex.n; p++) for (let k = 0; k < d; k++) sum[k] += clean.hidden![base + p * d + k]!;
+      }
+      count += ex.n;
+    });
+  }
+  return new Map([...sums].map(([i, sum]) => [i, Float32Array.from(sum, (v) => v / Math.max(1, count))]));
+}
+
+interface RowItem {
+  readonly exp: number;
+  readonly row: number;
+  readonly plan: PlanRow;
+  readonly example: Example;
+  readonly target: number;
+  readonly batchRow: BatchRow;
+  readonly fullyBlocked: number;
+}
 
 /** One item per plan row of every experiment for one example. */
-function rowItems(input: ExecuteInput, example: Example, target: number): RowItem[] {
+function rowItems(input: ExecuteInput, example: Example, clean: Clean): RowItem[] {
   const { plan, variant } = input;
+  const L = variant.manifest.layers;
   return plan.experiments.flatMap((exp, e) => exp.rows.map((row, r): RowItem => {
-    const mask = buildKnockoutMask(row.knockouts, example, variant.manifest.layers, plan.knockoutHeads, example.n);
-    return {
-      exp: e, row: r, fullyBlocked: mask.fullyBlockedRows,
-      batchRow: { ids: example.ids, lastIndex: example.lastIndex, target, ...(plan.variant.knockout ? { knockout: mask } : {}) },
+    const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
+    const gates = gateArrays(row.gates, example, L);
+    const projPositions = projectionPositions(row.probes, example);
+    const batchRow: BatchRow = {
+      ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,
+      ...(plan.variant.knockout ? { knockout: mask } : {}),
+      ...(gates ? { gates } : {}),
+      ...(row.patch ? { patch: patchOf(input, row.patch, example, clean) } : {}),
+      ...(projPositions.length ? { projPositions } : {}),
     };
+    return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
   }));
 }
 
-/** The target's probability and rank for every item, `batch` rows per forward pass. */
-async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<{ pNew: number; rank: number }[]> {
-  const out: { pNew: number; rank: number }[] = [];
-  for (let i = 0; i < items.length; i += input.batch) {
-    const slice = items.slice(i, i + input.batch);
-    const r = await input.session.run(buildFeeds(input.variant.manifest, slice.map((it) => it.batchRow)));
-    const prob = numbers(r[VariantNames.targetProb]!.data);
-    const rank = numbers(r[VariantNames.targetRank]!.data);
-    slice.forEach((_, j) => out.push({ pNew: prob[j]!, rank: rank[j]! }));
+function gateArrays(gates: readonly GateCancel[], ex: Example, layers: number): BatchRow['gates'] {
+  if (!gates.length) return undefined;
+  const out: { attention?: Float32Array; mlp?: Float32Array } = {};
+  for (const g of gates) {
+    const a = (out[g.sublayer] ??= new Float32Array(layers * ex.n).fill(1));
+    const positions = resolvePositions(g.positions, ex);
+    for (const l of g.layers) for (const p of positions) a[l * ex.n + p] = 0;
   }
   return out;
 }
 
-function resultsExample(p: Prepared, clean: CleanOutput, top1Token: string, tokenizer: Tokenizer): ResultsExample {
+function patchOf(input: ExecuteInput, patch: NonNullable<PlanRow['patch']>, ex: Example, clean: Clean): NonNullable<BatchRow['patch']> {
+  const d = input.variant.manifest.dModel;
+  const n = ex.n;
+  const mask = new Uint8Array(n);
+  for (const p of resolvePositions(patch.positions, ex)) mask[p] = 1;
+  const values = new Float32Array(n * d);
+  if (patch.source.kind === 'hidden') {
+    if (!clean.hidden) throw new InternalError('patch from hidden states without a clean hidden-state pass');
+    values.set(clean.hidden.subarray(patch.source.index * n * d, (patch.source.index + 1) * n * d));
+  } else {
+    const m = input.meanHidden?.get(patch.source.index);
+    if (!m) throw new InternalError(`no dataset mean of hidden ${patch.source.index}`);
+    for (let p = 0; p < n; p++) values.set(m, p * d);
+  }
+  return { layer: patch.layer, mask, values };
+}
+
+/** Every item's record, `batch` rows per forward pass, fetching only what the batch needs. */
+async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<RowRecord[]> {
+  const out: RowRecord[] = [];
+  const { manifest } = input.variant;
+  const projections = input.plan.variant.projections ?? [];
+  const attributes = input.program.attributes && input.attributes ? { spec: input.program.attributes, sets: input.attributes } : undefined;
+  for (let i = 0; i < items.length; i += input.batch) {
+    const slice = items.slice(i, i + input.batch);
+    const fetches = new Set<string>([VariantNames.targetProb, VariantNames.targetRank]);
+    for (const it of slice) for (const f of probeFetches(it.plan.probes)) fetches.add(f);
+    const r = await input.session.run(buildFeeds(manifest, slice.map((it) => it.batchRow)), [...fetches]);
+    const prob = numbers(r[VariantNames.targetProb]!.data);
+    const rank = numbers(r[VariantNames.targetRank]!.data);
+    slice.forEach((it, j) => {
+      const probes = evaluateProbes(it.plan.probes, {
+        outputs: r, row: j, positions: it.batchRow.projPositions ?? [], projections, heads: manifest.heads,
+        example: it.example, target: it.target, tokenizer: input.tokenizer, ...(attributes ? { attributes } : {}),
+      });
+      out.push({ pNew: prob[j]!, rank: rank[j]!, fullyBlocked: it.fullyBlocked, probes: probes.values, tokens: probes.tokens, ties: probes.ties });
+    });
+  }
+  return out;
+}
+
+function resultsExample(p: Prepared, clean: CleanOutput, tokenizer: Tokenizer): ResultsExample {
   return {
     id: p.fact.id,
     prompt: p.fact.prompt,
@@ -165,50 +284,10 @@ function resultsExample(p: Prepared, clean: CleanOutput, top1Token: string, toke
     tokens: p.example.ids.map((id) => tokenizer.tokenString(id)),
     subjectRange: [p.example.subject.start, p.example.subject.end],
     subjectAtZero: p.example.subjectAtZero,
-    cleanTop1: { id: clean.targetId, token: top1Token, prob: clean.p0 },
+    cleanTop1: { id: clean.targetId, token: tokenizer.decode(clean.targetId), prob: clean.p0 },
   };
 }
 
 function numbers(data: ArrayLike<number | bigint>): number[] {
   return Array.from(data as ArrayLike<number | bigint>, (v) => Number(v));
-}
-
-export interface MeasuredRun {
-  readonly examples: ResultsExample[];
-  readonly dropped: Record<string, number>;
-  readonly experiments: ResultsExperiment[];
-}
-
-/** From journaled records (dataset order) to the measured experiments. Needs no model. */
-export function measureRecords(
-  program: Program, plan: Plan, records: readonly ExampleRecord[], ci: CiOptions = defaultCi,
-): MeasuredRun {
-  const examples: ResultsExample[] = [];
-  const dropped: Record<string, number> = {};
-  for (const r of records) {
-    if (r.status === 'dropped') dropped[r.reason] = (dropped[r.reason] ?? 0) + 1;
-    else examples.push(r.example);
-  }
-  const kept = records.filter((r): r is ExampleRecord & { status: 'kept' } => r.status === 'kept');
-  const experiments = plan.experiments.map((exp, e): ResultsExperiment => {
-    const axes = sweepAxes(program.experiments[e]!.sweeps);
-    const values: ValueRow[] = [];
-    let fullyBlockedRows = 0;
-    for (const r of kept) {
-      const rows: KeyedRowOutput[] = exp.rows.map((row, i) => ({ key: row.key, ...r.rows[e]![i]! }));
-      fullyBlockedRows += r.rows[e]!.filter((x) => x.fullyBlocked > 0).length;
-      values.push(...knockoutExampleRows(r.example.id, r.clean, rows, exp.measures));
-    }
-    return {
-      name: exp.name,
-      source: exp.source,
-      sweeps: axes,
-      measures: exp.measures,
-      forwardPasses: kept.length * exp.rows.length,
-      fullyBlockedRows,
-      series: aggregateSeries(axes, exp.measures, values, ci),
-      values,
-    };
-  });
-  return { examples, dropped, experiments };
 }

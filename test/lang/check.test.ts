@@ -2,7 +2,7 @@
 
 import test from 'ava';
 import type { Program } from '../../src/lang/program.js';
-import { brief, FILE, run } from './helpers.js';
+import { blocks, brief, FILE, run } from './helpers.js';
 
 const span = (line: number, column: number) => ({ file: FILE, line, column });
 
@@ -61,7 +61,10 @@ const expected: Program = {
   },
   filter: 'none',
   bos: 'prepend',
-  choices: { knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'none' },
+  choices: {
+    knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'none',
+    projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
+  },
   params: {
     model: '../models/tiny/model.onnx',
     tokenizer: '/abs/tokenizer.json',
@@ -105,6 +108,8 @@ const expected: Program = {
         },
       ],
       measures: ['probability_change', 'probability', 'rank'],
+      probes: [],
+      summaries: [],
       span: span(17, 1),
       source: representative.split('\n').slice(16, 23).join('\n'),
     },
@@ -138,6 +143,8 @@ const expected: Program = {
         },
       ],
       measures: ['rank'],
+      probes: [],
+      summaries: [],
       span: span(25, 1),
       source: representative.split('\n').slice(24, 31).join('\n'),
     },
@@ -169,7 +176,10 @@ test('defaults: filter known, bos none, every choice at its default', (t) => {
   const p = r.program!;
   t.is(p.filter, 'known');
   t.is(p.bos, 'none');
-  t.deepEqual(p.choices, { knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile' });
+  t.deepEqual(p.choices, {
+    knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
+    projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
+  });
   t.deepEqual(p.dataset, { format: 'known', path: '/virtual/exp/k.json', span: { file: FILE, line: 2, column: 1 } });
   t.deepEqual(p.params, {});
   t.deepEqual(p.experiments[0]!.sweeps, []);
@@ -209,7 +219,7 @@ test('--set overrides an integer parameter with a number', (t) => {
   const r = run(withParams, { overrides: { window: '5' } });
   t.deepEqual(brief(r.diagnostics), []);
   t.is(r.program!.params.window, 5);
-  t.deepEqual(r.program!.experiments[0]!.interventions[0]!.layers, {
+  t.deepEqual(blocks(r.program!.experiments[0]!.interventions)[0]!.layers, {
     kind: 'window', center: { kind: 'var', name: 'l' }, size: { kind: 'int', value: 5 },
   });
 });

@@ -9,12 +9,18 @@ test('the initial registry', (t) => {
     ['knockout_window', 'centred_clipped', ['centred_clipped']],
     ['knockout_value', 'replace_half_min', ['replace_half_min']],
     ['ci', 'bootstrap_percentile', ['bootstrap_percentile', 'none']],
+    ['projection', 'embedding', ['embedding', 'final_norm_unembedding']],
+    ['cancel_mlp', 'zero_preactivation', ['zero_preactivation', 'zero_update']],
+    ['cancel_attention', 'uniform', ['uniform', 'zero_update']],
   ]);
   for (const c of allChoices()) for (const v of c.values) t.false(v.meaning.includes('\n'), `${c.name}.${v.name} meaning is one line`);
 });
 
 test('defaults fill every choice', (t) => {
-  t.deepEqual(defaultChoices(), { knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile' });
+  t.deepEqual(defaultChoices(), {
+    knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
+    projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
+  });
 });
 
 test('registering validates names and defaults', (t) => {

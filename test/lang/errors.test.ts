@@ -168,7 +168,8 @@ test('unknown filter and bos values list the allowed ones', (t) => {
 test('an unknown choice and an unknown choice value', (t) => {
   const source = `${header}\nchoose knockout_windw = centred_clipped\nchoose ci = percentile\n`;
   t.deepEqual(problems(source), ["4:8 unknown choice 'knockout_windw'", "5:13 unknown value 'percentile' for choice 'ci'"]);
-  t.is(hintOf(source, 0), "did you mean 'knockout_window'? choices: knockout_window, knockout_value, ci");
+  t.is(hintOf(source, 0),
+    "did you mean 'knockout_window'? choices: knockout_window, knockout_value, ci, projection, cancel_mlp, cancel_attention");
   t.is(hintOf(source, 1),
     'allowed: bootstrap_percentile (95% percentile bootstrap over examples, 1000 resamples with a fixed seed (as seaborn draws it)); ' +
     'none (no interval; means only)');
@@ -318,7 +319,8 @@ test('an experiment without a measure', (t) => {
 test('unknown and repeated measures', (t) => {
   const source = `${header}\nexperiment e {\n  measure rnk, rank\n  measure rank\n}\n`;
   t.deepEqual(problems(source), ["5:11 unknown measure 'rnk'", "6:11 measure 'rank' is listed twice"]);
-  t.is(hintOf(source), "did you mean 'rank'? measures: probability_change, probability, rank");
+  t.is(hintOf(source),
+    "did you mean 'rank'? measures: probability_change, probability, rank; probes: attributes_rate, extraction, target_rank, top_tokens, attention_weight");
 });
 
 // ---- many errors, and the text format -----------------------------------------------------------

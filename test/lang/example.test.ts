@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../src/lang/grammar-export.js';
 import { frontEnd, parseDissect } from '../../src/lang/index.js';
+import { blocks } from './helpers.js';
 
 const file = join(repoRoot, 'examples/information-flow.dissect');
 const source = readFileSync(file, 'utf8');
@@ -27,11 +28,11 @@ test('the example checks against an 8-layer model, with paths resolved next to t
   t.is(p.params.window, 3);
   const x = p.experiments[0]!;
   t.is(x.name, 'information_flow');
-  t.deepEqual(x.sweeps.map((s) => s.kind === 'layers' ? s.values : s.values.map((v) => v.label)), [
+  t.deepEqual(x.sweeps.map((s) => s.kind === 'positions' ? s.values.map((v) => v.label) : s.values), [
     [0, 1, 2, 3, 4, 5, 6, 7],
     ['subject', 'nonsubject', 'last'],
   ]);
-  t.deepEqual(x.interventions.map((i) => [i.source, i.target, i.layers, i.heads]), [[
+  t.deepEqual(blocks(x.interventions).map((i) => [i.source, i.target, i.layers, i.heads]), [[
     { kind: 'var', name: 'blocked' },
     { kind: 'named', name: 'last' },
     { kind: 'window', center: { kind: 'var', name: 'l' }, size: { kind: 'int', value: 3 } },

@@ -1,7 +1,7 @@
 // Shared helpers for the language tests.
 
 import { frontEnd, parseDissect } from '../../src/lang/index.js';
-import type { Diagnostic, ModelShape } from '../../src/lang/program.js';
+import type { BlockIntervention, Diagnostic, Intervention, ModelShape } from '../../src/lang/program.js';
 
 export const FILE = '/virtual/exp/test.dissect';
 
@@ -29,6 +29,11 @@ export function run(source: string, options: RunOptions = {}) {
     },
   });
   return { ...result, shapeCalls: seen };
+}
+
+/** The block interventions of a list (the others fail the test's expectations by being left out). */
+export function blocks(interventions: readonly Intervention[] | undefined): BlockIntervention[] {
+  return (interventions ?? []).filter((i): i is BlockIntervention => i.kind === 'block');
 }
 
 /** "line:col severity: message" for each diagnostic, in order. */

@@ -5,11 +5,11 @@ import type { ExperimentStmt, ForStmt, PositionsStmt } from '../../src/lang/ast.
 import { parseDissect } from '../../src/lang/index.js';
 import { keywords, tokenize } from '../../src/lang/lexer.js';
 import type { PositionSet } from '../../src/lang/program.js';
-import { FILE, header, run } from './helpers.js';
+import { blocks, FILE, header, run } from './helpers.js';
 
 function positionsOf(expr: string): PositionSet | undefined {
   const r = run(`${header}\npositions p = last\nexperiment e {\n  block ${expr} -> last at layers 0\n  measure rank\n}\n`);
-  return r.program?.experiments[0]?.interventions[0]?.source;
+  return blocks(r.program?.experiments[0]?.interventions)[0]?.source;
 }
 
 test('comments run to the end of the line and are ignored', (t) => {
@@ -26,6 +26,7 @@ test('the lexer knows exactly these keywords', (t) => {
   t.deepEqual([...keywords], [
     'param', 'model', 'tokenizer', 'dataset', 'fields', 'filter', 'bos', 'choose', 'positions', 'experiment',
     'for', 'in', 'layers', 'block', 'at', 'heads', 'measure', 'all', 'window',
+    'attributes', 'hidden', 'within', 'cancel', 'patch', 'with', 'mean', 'of', 'layer', 'attention_weight', 'summarize',
   ]);
 });
 
@@ -54,7 +55,7 @@ test('keywords can be parameter names, as in the documented header', (t) => {
   ].join('\n');
   const r = run(source);
   t.deepEqual(r.diagnostics, []);
-  t.deepEqual(r.program!.experiments[0]!.interventions[0]!.layers,
+  t.deepEqual(blocks(r.program!.experiments[0]!.interventions)[0]!.layers,
     { kind: 'window', center: { kind: 'var', name: 'l' }, size: { kind: 'int', value: 9 } });
 });
 
@@ -81,7 +82,7 @@ test('every named position set, explicit indices and a positions name', (t) => {
 
 test('positions names are inlined, in any order of definition', (t) => {
   const r = run(`${header}\nexperiment e {\n  block b -> last at layers 0\n  measure rank\n}\npositions b = a + [1]\npositions a = subject\n`);
-  t.deepEqual(r.program!.experiments[0]!.interventions[0]!.source,
+  t.deepEqual(blocks(r.program!.experiments[0]!.interventions)[0]!.source,
     { kind: 'union', left: { kind: 'named', name: 'subject' }, right: { kind: 'indices', indices: [1] } });
 });
 
@@ -90,7 +91,7 @@ test('layer sets: all, n, a..b, window(c, k) with literals, params and sweep var
     '  block last -> last at layers all\n  block last -> last at layers k\n  block last -> last at layers l..top\n' +
     '  block last -> last at layers window(l, k)\n  block last -> last at layers window(0, l)\n  measure rank\n}\n');
   t.deepEqual(r.diagnostics, []);
-  t.deepEqual(r.program!.experiments[0]!.interventions.map((i) => i.layers), [
+  t.deepEqual(blocks(r.program!.experiments[0]!.interventions).map((i) => i.layers), [
     { kind: 'all' },
     { kind: 'single', layer: { kind: 'int', value: 5 } },
     { kind: 'range', from: { kind: 'var', name: 'l' }, to: { kind: 'int', value: 11 } },
@@ -102,7 +103,7 @@ test('layer sets: all, n, a..b, window(c, k) with literals, params and sweep var
 test('heads: absent or all means every head; a list may use integer parameters', (t) => {
   const r = run(`${header}\nparam h = 2\nexperiment e {\n  block last -> last at layers 0\n` +
     '  block last -> last at layers 0 heads all\n  block last -> last at layers 0 heads 3, h, 0\n  measure rank\n}\n');
-  t.deepEqual(r.program!.experiments[0]!.interventions.map((i) => i.heads), ['all', 'all', [3, 2, 0]]);
+  t.deepEqual(blocks(r.program!.experiments[0]!.interventions).map((i) => i.heads), ['all', 'all', [3, 2, 0]]);
 });
 
 test('layer sweeps: all, single layers, ranges and lists of them', (t) => {

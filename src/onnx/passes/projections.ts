@@ -1,0 +1,198 @@
+// Vocabulary projections reduced in the graph. One int64 input dissect_proj_positions
+// [batch, P] (shared by all projections); per projected site S, three outputs:
+//   dissect_proj_S_ids          int64   [batch, n_layers, (heads,) P, k]  top-k token ids
+//   dissect_proj_S_scores       float32 [batch, n_layers, (heads,) P, k]  their scores, descending
+//   dissect_proj_S_target_rank  int64   [batch, n_layers, (heads,) P]     entries scoring strictly
+//                                                                         above dissect_target
+// Sites: hidden (hidden_states[l], l = 0..L), attention / mlp (block l's update as added to the
+// residual stream, i.e. after any gate), heads (each head's share of block l's attention
+// update: context[:, h, p, :] · W_O[h·dh:(h+1)·dh, :], no bias; times the attention gate if
+// there is one, so Σ_h shares + gate·b_O is the update).
+// Only the rows at the requested positions are gathered and projected: every layer of a site
+// is stacked and projected with one matrix product, reading the vocabulary matrix once.
+//   embedding:               x · Eᵀ, E the input embedding [V, d], no final norm.
+//   final_norm_unembedding:  the model's own final LayerNorm nodes (cloned: same weights, eps)
+//                            applied to x, then the LM head with its bias.
+// Scores are cast to float32 before masking (ids ≥ vocabLimit → −∞) and TopK (sorted; ties:
+// lowest id first). Peak memory of a site: rows × V × 4 bytes (a few times), rows =
+// batch · n_layers · (heads ·) P.
+
+import { UserError } from '../../errors.js';
+import { DataType } from '../proto.js';
+import type { Rewrite } from '../rewrite.js';
+import { matchLayerNorm } from '../sites/pattern.js';
+import type { LayerSites, ModelSites } from '../sites/types.js';
+import { intAttr, intsAttr, tensorDims } from '../tensor.js';
+import { VariantNames, type ProjectionRequest } from '../variant.js';
+import { hiddenStateTensors } from './hidden.js';
+
+const I64 = DataType.INT64;
+const F32 = DataType.FLOAT;
+const SITES = ['hidden', 'attention', 'mlp', 'heads'] as const;
+const VIAS = ['embedding', 'final_norm_unembedding'] as const;
+
+export type ProjectionPart = 'ids' | 'scores' | 'target_rank';
+
+export function projectionName(site: ProjectionRequest['site'], part: ProjectionPart): string {
+  return `${VariantNames.projPrefix}${site}_${part}`;
+}
+
+/** Rows of the projection matrix of `via` (the vocabulary size it scores). */
+export function projectionVocab(rw: Rewrite, sites: ModelSites, via: ProjectionRequest['via']): number {
+  if (via === 'final_norm_unembedding') return sites.vocab;
+  const t = rw.ix.constantTensor(sites.embedding.weight);
+  const rows = t ? tensorDims(t)[0] : undefined;
+  if (!rows) throw new Error(`internal: the embedding '${sites.embedding.weight}' has no known row count`);
+  return rows;
+}
+
+export function validateProjections(sites: ModelSites, requests: readonly ProjectionRequest[], vocabOf: (via: ProjectionRequest['via']) => number): void {
+  const seen = new Set<string>();
+  for (const r of requests) {
+    const what = `projection of '${String(r.site)}'`;
+    if (!(SITES as readonly string[]).includes(r.site)) throw new UserError(`${what}: unknown site (expected ${SITES.join(', ')})`);
+    if (!(VIAS as readonly string[]).includes(r.via)) throw new UserError(`${what}: unknown projection '${String(r.via)}' (expected ${VIAS.join(', ')})`);
+    if (seen.has(r.site)) throw new UserError(`${what}: requested twice; one projection per site (its outputs are named by the site)`);
+    seen.add(r.site);
+    const max = r.site === 'hidden' ? sites.layers : sites.layers - 1;
+    if (!r.layers.length) throw new UserError(`${what}: no layers`);
+    r.layers.forEach((l, i) => {
+      if (!Number.isInteger(l) || l < 0 || l > max) throw new UserError(`${what}: layer ${l} is outside 0..${max}`);
+      if (i > 0 && l <= r.layers[i - 1]!) throw new UserError(`${what}: layers must be sorted and unique (${r.layers.join(', ')})`);
+    });
+    const V = vocabOf(r.via);
+    if (!Number.isInteger(r.vocabLimit) || r.vocabLimit < 1) throw new UserError(`${what}: vocabLimit ${r.vocabLimit} must be a positive integer`);
+    const usable = Math.min(V, r.vocabLimit);
+    if (!Number.isInteger(r.k) || r.k < 1 || r.k > usable) throw new UserError(`${what}: k = ${r.k} must be in 1..${usable} (vocabulary ${V}, limit ${r.vocabLimit})`);
+  }
+}
+
+export interface ProjectionOptions {
+  /** The attention gate input exists: head shares are scaled by it too. */
+  readonly attentionGate: boolean;
+}
+
+export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readonly ProjectionRequest[], opts: ProjectionOptions): void {
+  if (!requests.length) return;
+  validateProjections(sites, requests, (via) => projectionVocab(rw, sites, via));
+  if (!rw.names.has(VariantNames.target)) throw new Error(`internal: the projections pass needs '${VariantNames.target}' (run the reduced outputs pass first)`);
+  const pos = rw.addInput(VariantNames.projPositions, I64, ['batch', 'proj_positions'], 'per row: the positions whose sites are projected');
+  const index = rw.unsqueeze(pos, [2], 'dissect/proj/positions', I64, ['batch', 'proj_positions', 1]);
+  for (const req of requests) projectSite(rw, sites, req, index, opts);
+}
+
+/** Rows of x [batch, seq, ...] at the positions: [batch, P, ...]. */
+function atPositions(rw: Rewrite, x: string, index: string, base: string): string {
+  return rw.op('GatherND', [x, index], base, rw.dtype(x), undefined, [intAttr('batch_dims', 1)]);
+}
+
+/** Each head's share of the attention update at the positions: [batch, H, P, d]. */
+function headShares(rw: Rewrite, sites: ModelSites, L: LayerSites, index: string, opts: ProjectionOptions, base: string): string {
+  const { heads: H, dHead: dh, dModel: d } = sites;
+  const dt = rw.dtype(L.contextMerged);
+  const merged = atPositions(rw, L.contextMerged, index, `${base}/context`);
+  const split = rw.op('Reshape', [merged, rw.ints(`${base}/split_shape`, [0, 0, H, dh])], `${base}/context_heads`, dt, ['batch', 'proj_positions', H, dh]);
+  const perHead = rw.op('Transpose', [split], `${base}/context_per_head`, dt, ['batch', H, 'proj_positions', dh], [intsAttr('perm', [0, 2, 1, 3])]);
+  const w = L.attnProj;
+  const wIo = w.layout === 'io' ? w.weight : rw.op('Transpose', [w.weight], `${base}/w_o_io`, rw.dtype(w.weight), [d, d]);
+  const wHeads = rw.op('Reshape', [wIo, rw.ints(`${base}/w_o_shape`, [H, dh, d])], `${base}/w_o_heads`, rw.dtype(w.weight), [H, dh, d]);
+  let shares = rw.op('MatMul', [perHead, wHeads], `${base}/shares`, dt, ['batch', H, 'proj_positions', d]);
+  if (opts.attentionGate) {
+    const slice = rw.op('Gather', [VariantNames.gateAttention, rw.scalarInt(`${base}/gate_index`, L.layer)], `${base}/gate`, F32,
+      ['batch', 'seq'], [intAttr('axis', 1)]);
+    const atPos = atPositions(rw, slice, index, `${base}/gate_at_positions`);
+    let g = rw.unsqueeze(atPos, [1, 3], `${base}/gate_column`, F32, ['batch', 1, 'proj_positions', 1]);
+    if (dt !== F32) g = rw.op('Cast', [g], `${base}/gate_cast`, dt, ['batch', 1, 'proj_positions', 1], [intAttr('to', dt)]);
+    shares = rw.op('Mul', [shares, g], `${base}/gated_shares`, dt, ['batch', H, 'proj_positions', d]);
+  }
+  return shares;
+}
+
+/** Applies a copy of the model's final LayerNorm nodes (same weights and epsilon) to x. */
+function finalNorm(rw: Rewrite, sites: ModelSites, x: string, base: string): string {
+  const norm = matchLayerNorm(rw.ix, sites.finalNorm.input);
+  if (!norm || norm.output !== sites.finalNorm.output) throw new Error('internal: the final LayerNorm could not be matched again');
+  const order = rw.ix.order;
+  const nodes = [...norm.nodes].sort((a, b) => order.get(a)! - order.get(b)!);
+  const map = new Map<string, string>([[norm.input, x]]);
+  for (const n of nodes) {
+    const outs = n.output ?? [];
+    const made = rw.node(n.opType ?? '', (n.input ?? []).map((i) => map.get(i) ?? i), `${base}/${n.opType}`, {
+      outputs: outs.length,
+      ...(n.attribute?.length ? { attrs: n.attribute } : {}),
+      ...(n.domain ? { domain: n.domain } : {}),
+      types: outs.map((o) => rw.dtypes.get(o)),
+    });
+    outs.forEach((o, i) => { if (o) map.set(o, made[i]!); });
+  }
+  return map.get(norm.output)!;
+}
+
+function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, index: string, opts: ProjectionOptions): void {
+  const base = `dissect/proj/${req.site}`;
+  const d = sites.dModel;
+  const nL = req.layers.length;
+  const heads = req.site === 'heads';
+  const states = req.site === 'hidden' ? hiddenStateTensors(rw, sites) : [];
+  const parts = req.layers.map((l) => {
+    const lb = `${base}/layer${l}`;
+    const L = sites.perLayer[l];
+    let x: string;
+    if (req.site === 'hidden') x = atPositions(rw, states[l]!, index, lb);
+    else if (req.site === 'attention') x = atPositions(rw, rw.current(L!.attnOut), index, lb);
+    else if (req.site === 'mlp') x = atPositions(rw, rw.current(L!.mlpOut), index, lb);
+    else x = headShares(rw, sites, L!, index, opts, lb);
+    return rw.unsqueeze(x, [1], `${lb}/stacked`, rw.dtype(x));
+  });
+  const dt = rw.dtype(parts[0]!);
+  const X = parts.length === 1 ? parts[0]! : rw.op('Concat', parts, `${base}/stack`, dt, undefined, [intAttr('axis', 1)]);
+  // X: [batch, nL, (H,) P, d]; lead = its shape without d
+  const lead = rw.op('Slice', [rw.op('Shape', [X], `${base}/shape`, I64), rw.ints(`${base}/zero`, [0]), rw.ints(`${base}/minus1`, [-1]),
+    rw.ints(`${base}/axis0`, [0])], `${base}/lead_shape`, I64);
+  const rows = rw.op('Reshape', [X, rw.ints(`${base}/rows_shape`, [-1, d])], `${base}/rows`, dt, undefined);
+  const V = projectionVocab(rw, sites, req.via);
+  let scores: string;
+  if (req.via === 'embedding') {
+    scores = rw.op('Gemm', [rows, sites.embedding.weight], `${base}/scores_model`, dt, undefined, [intAttr('transB', 1)]);
+  } else {
+    const x3 = rw.op('Reshape', [rows, rw.ints(`${base}/norm_in_shape`, [1, -1, d])], `${base}/norm_in`, dt, undefined);
+    const normed = rw.op('Reshape', [finalNorm(rw, sites, x3, `${base}/final_norm`), rw.ints(`${base}/norm_out_shape`, [-1, d])],
+      `${base}/normed`, dt, undefined);
+    const u = sites.unembedding;
+    if (u.layout === 'Vd' || u.op === 'Gemm') {
+      scores = rw.op('Gemm', [normed, u.weight, ...(u.bias ? [u.bias] : [])], `${base}/scores_model`, dt, undefined,
+        [intAttr('transB', u.layout === 'Vd' ? 1 : 0)]);
+    } else {
+      scores = rw.op('MatMul', [normed, u.weight], `${base}/scores_model`, dt, undefined);
+      if (u.bias) scores = rw.op('Add', [scores, u.bias], `${base}/scores_biased`, dt, undefined);
+    }
+  }
+  if (dt !== F32) scores = rw.op('Cast', [scores], `${base}/scores_f32`, F32, undefined, [intAttr('to', F32)]);
+  if (req.vocabLimit < V) {
+    const mask = rw.constant(`${base}/vocab_mask`, F32, [V], Array.from({ length: V }, (_, i) => (i < req.vocabLimit ? 0 : -Infinity)));
+    scores = rw.op('Add', [scores, mask], `${base}/scores_masked`, F32, undefined);
+  }
+  const fullShape = rw.op('Concat', [lead, rw.ints(`${base}/vocab_dim`, [V])], `${base}/full_shape`, I64, undefined, [intAttr('axis', 0)]);
+  const S = rw.op('Reshape', [scores, fullShape], `${base}/scores`, F32);
+  const outShape = (last?: number): (number | string)[] =>
+    ['batch', nL, ...(heads ? [sites.heads] : []), 'proj_positions', ...(last !== undefined ? [last] : [])];
+  const [topScores, topIds] = rw.node('TopK', [S, rw.ints(`${base}/k`, [req.k])], `${base}/top`, {
+    outputs: 2, attrs: [intAttr('axis', -1), intAttr('largest', 1), intAttr('sorted', 1)], types: [F32, I64],
+    shapes: [outShape(req.k), outShape(req.k)],
+  }) as [string, string];
+  // rank of dissect_target: entries with a strictly greater score
+  const rank = heads ? 5 : 4;
+  const t = rw.op('Reshape', [VariantNames.target, rw.ints(`${base}/target_shape`, [-1, ...new Array<number>(rank - 1).fill(1)])],
+    `${base}/target`, I64);
+  const tShape = rw.op('Concat', [lead, rw.ints(`${base}/one`, [1])], `${base}/target_index_shape`, I64, undefined, [intAttr('axis', 0)]);
+  const tIndex = rw.op('Expand', [t, tShape], `${base}/target_index`, I64);
+  const tScore = rw.op('GatherElements', [S, tIndex], `${base}/target_score`, F32, undefined, [intAttr('axis', -1)]);
+  const above = rw.op('Cast', [rw.op('Greater', [S, tScore], `${base}/above_target`, DataType.BOOL)], `${base}/above_target_f32`, F32, undefined,
+    [intAttr('to', F32)]); // float32 counts are exact below 2^24 entries
+  const count = rw.op('ReduceSum', [above, rw.ints(`${base}/last_axis`, [-1])], `${base}/target_count`, F32, outShape(), [intAttr('keepdims', 0)]);
+  const targetRank = rw.op('Cast', [count], `${base}/target_rank`, I64, outShape(), [intAttr('to', I64)]);
+  rw.addOutput(projectionName(req.site, 'ids'), topIds, I64, outShape(req.k), `top-${req.k} token ids of the ${req.site} projection (${req.via})`);
+  rw.addOutput(projectionName(req.site, 'scores'), topScores, F32, outShape(req.k), `scores of dissect_proj_${req.site}_ids, descending`);
+  rw.addOutput(projectionName(req.site, 'target_rank'), targetRank, I64, outShape(),
+    `entries of the ${req.site} projection scoring strictly above dissect_target`);
+}

@@ -1,0 +1,164 @@
+// Probes: what a row reads from the model's inside, turned into numbers. The graph
+// projects each requested site at the row's projected positions and reduces it to top-k
+// ids, scores and the target's rank; this module chooses those positions and fetches and
+// turns the outputs into per-row values.
+//
+// A probe at a set of several positions averages its per-position values; a set that is
+// empty for a fact (e.g. subject_next when the subject ends the prompt) gives no value.
+
+import type { AttributesSpec } from '../lang/program.js';
+import { attributesRate } from '../measure/attributes.js';
+import type { ProjectionRequest } from '../onnx/variant.js';
+import { VariantNames } from '../onnx/variant.js';
+import type { ProbePlan, SiteKind } from '../plan/plan.js';
+import type { AttributeSets } from './attributes.js';
+import { InternalError } from './errors.js';
+import type { Example } from './example.js';
+import { resolvePositions } from './positions.js';
+import type { DecodedTensor } from './session.js';
+import type { Tokenizer } from './tokenizer.js';
+
+export const projectionOutput = (site: SiteKind, part: 'ids' | 'scores' | 'target_rank'): string =>
+  `${VariantNames.projPrefix}${site}_${part}`;
+
+/** Top tokens a probe read, for reports (the logit lens). */
+export interface TokenList {
+  readonly label: string;
+  readonly position: number;
+  readonly tokens: readonly string[];
+}
+
+export interface ProbeResult {
+  /** Measure label → value; per-head probes give one label per head (`label [head h]`). */
+  readonly values: Record<string, number>;
+  readonly tokens: TokenList[];
+  /** Extraction decisions where the top two scores were equal (reported, never hidden). */
+  ties: number;
+}
+
+/** Positions of a row's projected sites: every position any of its projection probes reads, sorted. */
+export function projectionPositions(probes: readonly ProbePlan[], ex: Example): number[] {
+  const set = new Set<number>();
+  for (const p of probes) if (p.kind !== 'attention_weight') for (const pos of resolvePositions(p.at, ex)) set.add(pos);
+  return [...set].sort((a, b) => a - b);
+}
+
+/** Output names a row's probes need. */
+export function probeFetches(probes: readonly ProbePlan[]): string[] {
+  const out = new Set<string>();
+  for (const p of probes) {
+    if (p.kind === 'attention_weight') {
+      out.add(`${VariantNames.attnProbsPrefix}${p.layer}`);
+      continue;
+    }
+    if (p.kind === 'attributes_rate' || p.kind === 'top_tokens' || p.kind === 'extraction') out.add(projectionOutput(p.site, 'ids'));
+    if (p.kind === 'extraction') out.add(projectionOutput(p.site, 'scores'));
+    if (p.kind === 'target_rank') out.add(projectionOutput(p.site, 'target_rank'));
+  }
+  return [...out];
+}
+
+export interface ProbeContext {
+  readonly outputs: Readonly<Record<string, DecodedTensor>>;
+  /** Row index in the batch. */
+  readonly row: number;
+  /** This row's projected positions (its entry of dissect_proj_positions). */
+  readonly positions: readonly number[];
+  readonly projections: readonly ProjectionRequest[];
+  readonly heads: number;
+  readonly example: Example;
+  /** The clean run's top-1 token: the prediction extraction looks for. */
+  readonly target: number;
+  readonly tokenizer: Tokenizer;
+  readonly attributes?: { readonly spec: AttributesSpec; readonly sets: AttributeSets };
+}
+
+/** A view of one output tensor: element at a multi-index. */
+function at(t: DecodedTensor, index: readonly number[]): number {
+  let flat = 0;
+  for (let i = 0; i < index.length; i++) flat = flat * t.dims[i]! + index[i]!;
+  return Number(t.data[flat]!);
+}
+
+function output(ctx: ProbeContext, name: string): DecodedTensor {
+  const t = ctx.outputs[name];
+  if (!t) throw new InternalError(`output ${name} was not fetched`);
+  return t;
+}
+
+function mean(xs: readonly number[]): number | undefined {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
+}
+
+export function evaluateProbes(probes: readonly ProbePlan[], ctx: ProbeContext): ProbeResult {
+  const result: ProbeResult = { values: {}, tokens: [], ties: 0 };
+  for (const p of probes) {
+    if (p.kind === 'attention_weight') attentionWeight(p, ctx, result);
+    else projectionProbe(p, ctx, result);
+  }
+  return result;
+}
+
+function attentionWeight(p: Extract<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, result: ProbeResult): void {
+  const probs = output(ctx, `${VariantNames.attnProbsPrefix}${p.layer}`);
+  const queries = resolvePositions(p.target, ctx.example);
+  const keys = resolvePositions(p.source, ctx.example);
+  if (!queries.length) return;
+  const perHead = Array.from({ length: ctx.heads }, (_, h) =>
+    mean(queries.map((q) => keys.reduce((s, k) => s + at(probs, [ctx.row, h, q, k]), 0)))!);
+  if (p.heads === 'all') result.values[p.label] = mean(perHead)!;
+  else perHead.forEach((v, h) => { result.values[`${p.label} [head ${h}]`] = v; });
+}
+
+function projectionProbe(p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, result: ProbeResult): void {
+  const request = ctx.projections.find((r) => r.site === p.site);
+  const li = request?.layers.indexOf(p.layer) ?? -1;
+  if (!request || li < 0) throw new InternalError(`no projection of ${p.site} ${p.layer} in the variant`);
+  const positions = resolvePositions(p.at, ctx.example).map((pos) => {
+    const pi = ctx.positions.indexOf(pos);
+    if (pi < 0) throw new InternalError(`position ${pos} was not projected`);
+    return { pos, pi };
+  });
+  const slots = p.site === 'heads' ? Array.from({ length: ctx.heads }, (_, h) => ({ suffix: ` [head ${h}]`, lead: [ctx.row, li, h] }))
+    : [{ suffix: '', lead: [ctx.row, li] }];
+  for (const { suffix, lead } of slots) {
+    const values: number[] = [];
+    for (const { pos, pi } of positions) {
+      const v = positionValue(p, ctx, [...lead, pi], pos, suffix, result);
+      if (v !== undefined) values.push(v);
+    }
+    const m = mean(values);
+    if (m !== undefined && p.kind !== 'top_tokens') result.values[p.label + suffix] = m;
+  }
+}
+
+function positionValue(
+  p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, index: readonly number[], pos: number, suffix: string, result: ProbeResult,
+): number | undefined {
+  switch (p.kind) {
+    case 'target_rank':
+      return at(output(ctx, projectionOutput(p.site, 'target_rank')), index);
+    case 'extraction': {
+      const top = at(output(ctx, projectionOutput(p.site, 'ids')), [...index, 0]);
+      const scores = output(ctx, projectionOutput(p.site, 'scores'));
+      if (scores.dims[scores.dims.length - 1]! > 1 && at(scores, [...index, 0]) === at(scores, [...index, 1])) result.ties++;
+      return top === ctx.target ? 1 : 0;
+    }
+    case 'attributes_rate': {
+      const attrs = ctx.attributes;
+      if (!attrs) throw new InternalError('attributes_rate without attribute sets');
+      const set = attrs.sets.get(ctx.example.fact.subject);
+      if (!set) return undefined; // no attribute data for this subject: excluded, counted by the caller
+      const ranked = topIds(ctx, p, index).map((id) => ctx.tokenizer.decode(id));
+      return attributesRate(ranked, set, attrs.spec.keep, attrs.spec).rate ?? undefined;
+    }
+    case 'top_tokens':
+      result.tokens.push({ label: p.label + suffix, position: pos, tokens: topIds(ctx, p, index).map((id) => ctx.tokenizer.decode(id)) });
+      return undefined;
+  }
+}
+
+function topIds(ctx: ProbeContext, p: { site: SiteKind; k: number }, index: readonly number[]): number[] {
+  const ids = output(ctx, projectionOutput(p.site, 'ids'));
+  return Array.from({ length: p.k }, (_, j) => at(ids, [...index, j]));
+}
