@@ -78,7 +78,16 @@ export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readon
   if (!rw.names.has(VariantNames.target)) throw new Error(`internal: the projections pass needs '${VariantNames.target}' (run the reduced outputs pass first)`);
   const pos = rw.addInput(VariantNames.projPositions, I64, ['batch', 'proj_positions'], 'per row: the positions whose sites are projected');
   const index = rw.unsqueeze(pos, [2], 'dissect/proj/positions', I64, ['batch', 'proj_positions', 1]);
-  for (const req of requests) projectSite(rw, sites, req, index, opts);
+  const masks = new Map<string, string>();
+  const maskFor = (V: number, limit: number): string => {
+    let m = masks.get(`${V}:${limit}`);
+    if (!m) {
+      m = rw.constant(`dissect/proj/vocab_mask_${limit}`, F32, [V], Array.from({ length: V }, (_, i) => (i < limit ? 0 : -Infinity)));
+      masks.set(`${V}:${limit}`, m);
+    }
+    return m;
+  };
+  for (const req of requests) projectSite(rw, sites, req, index, opts, maskFor);
 }
 
 /** Rows of x [batch, seq, ...] at the positions: [batch, P, ...]. */
@@ -128,7 +137,8 @@ function finalNorm(rw: Rewrite, sites: ModelSites, x: string, base: string): str
   return map.get(norm.output)!;
 }
 
-function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, index: string, opts: ProjectionOptions): void {
+function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, index: string, opts: ProjectionOptions,
+  maskFor: (V: number, limit: number) => string): void {
   const base = `dissect/proj/${req.site}`;
   const d = sites.dModel;
   const nL = req.layers.length;
@@ -169,8 +179,7 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
   }
   if (dt !== F32) scores = rw.op('Cast', [scores], `${base}/scores_f32`, F32, undefined, [intAttr('to', F32)]);
   if (req.vocabLimit < V) {
-    const mask = rw.constant(`${base}/vocab_mask`, F32, [V], Array.from({ length: V }, (_, i) => (i < req.vocabLimit ? 0 : -Infinity)));
-    scores = rw.op('Add', [scores, mask], `${base}/scores_masked`, F32, undefined);
+    scores = rw.op('Add', [scores, maskFor(V, req.vocabLimit)], `${base}/scores_masked`, F32);
   }
   const fullShape = rw.op('Concat', [lead, rw.ints(`${base}/vocab_dim`, [V])], `${base}/full_shape`, I64, undefined, [intAttr('axis', 0)]);
   const S = rw.op('Reshape', [scores, fullShape], `${base}/scores`, F32);
