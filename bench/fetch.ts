@@ -76,9 +76,12 @@ async function time(label: string, path: string, b: number, n: number, P: number
   const everything = await measure(() => s.run(f, all));
   const projOnly = await measure(() => s.run(f, ['dissect_proj_heads_ids']));
   const baseline = await measure(() => sp.run(fPlain, ['dissect_target_prob']));
+  const f0 = { ...f, dissect_proj_positions: i64([], [b, 0]) };
+  const noPositions = await measure(() => s.run(f0, ['dissect_target_prob']));
   console.log(`${label} (batch ${b}, seq ${n}, ${P} positions, k ${k}; ${runs} runs each):`);
   console.log(`  variant without hidden states/projections, fetch dissect_target_prob: ${baseline.toFixed(2)} ms`);
   console.log(`  full variant, fetch dissect_target_prob only:                        ${onlyTarget.toFixed(2)} ms`);
+  console.log(`  full variant, dissect_proj_positions [batch, 0], fetch dissect_target_prob: ${noPositions.toFixed(2)} ms`);
   console.log(`  full variant, fetch dissect_proj_heads_ids only:                     ${projOnly.toFixed(2)} ms`);
   console.log(`  full variant, fetch all ${all.length} outputs:                              ${everything.toFixed(2)} ms`);
 }

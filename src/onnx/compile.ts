@@ -122,7 +122,8 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       fill = `any finite values where the mask is false (zeros); e.g. dissect_hidden_states[:, l] of another run (${dtype})`;
     } else if (name === VariantNames.projPositions) {
       meaning = 'positions projected to the vocabulary, per row (shared by every projection)';
-      fill = 'indices in [0, seq); repeat a position to pad a row that needs fewer';
+      fill = 'indices in [0, seq); repeat a position to pad a row that needs fewer; shape [batch, 0] when the batch needs no projection ' +
+        '(onnxruntime computes every output whether fetched or not: with no positions the projections cost nothing)';
     } else {
       meaning = 'input of the source model';
       fill = 'as the source model expects';

@@ -3,7 +3,7 @@
 // with E the input embedding ('embedding' side) or the LM head as [V, d] ('unembedding'
 // side); biases and norms are left out. M is too large to materialise for a real vocabulary,
 // so the graph computes one chunk of rows per run: input `row_start` (int64 scalar) →
-// rows [row_start, row_start + chunk) ∩ [0, V) of M, reduced to their top-k
+// rows [row_start, row_start + chunk) ∩ [0, V) of M (none when row_start ≥ V), reduced to their top-k
 // (`ids` int64 / `scores` float32 [rows, k], sorted, ties: lowest id). A runner scans all rows
 // chunk by chunk and keeps whatever running reduction it needs.
 // The graph is standalone and small: its initializers are the three weight tensors of the
@@ -115,10 +115,16 @@ export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest
   let m = vocabLayout === 'Vd' ? op('Gemm', [out, vocabName], [intAttr('transB', 1)]) : op('MatMul', [out, vocabName]);
   if (sites.dtype !== DataType.FLOAT) m = op('Cast', [m], [intAttr('to', DataType.FLOAT)]);
   if (limit < V) m = op('Add', [m, constant(DataType.FLOAT, [V], Array.from({ length: V }, (_, i) => (i < limit ? 0 : -Infinity)))]);
+  // one sentinel row, sliced off after the TopK: onnxruntime's TopK crashes (SIGFPE) on an empty
+  // input, which row_start ≥ V would give
+  const padded = op('Concat', [m, constant(DataType.FLOAT, [1, V], new Array<number>(V).fill(0))], [intAttr('axis', 0)]);
   nodes.push({
-    opType: 'TopK', input: [m, ints([req.k])], output: [HeadMappingNames.scores, HeadMappingNames.ids], name: 'head_mapping/TopK',
+    opType: 'TopK', input: [padded, ints([req.k])], output: ['head_mapping/top_scores', 'head_mapping/top_ids'], name: 'head_mapping/TopK',
     attribute: [intAttr('axis', -1), intAttr('largest', 1), intAttr('sorted', 1)],
   });
+  for (const [from, to] of [['head_mapping/top_scores', HeadMappingNames.scores], ['head_mapping/top_ids', HeadMappingNames.ids]] as const) {
+    nodes.push({ opType: 'Slice', input: [from, ints([0]), ints([-1]), ints([0])], output: [to], name: `head_mapping/${to}` });
+  }
 
   const graph: ModelProto = {
     irVersion: 8,

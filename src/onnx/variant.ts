@@ -23,7 +23,12 @@ export interface VariantRequest {
    * block `patch_layer` is replaced by the values where the mask is true.
    */
   readonly patch?: boolean;
-  /** Output `dissect_hidden_states` [batch, layers+1, seq, d] (model dtype): hidden_states 0..L. */
+  /**
+   * Output `dissect_hidden_states` [batch, layers+1, seq, d] (model dtype): hidden_states 0..L,
+   * entry l < L the input of block l (0 = embedding output; after patching, the patched input),
+   * entry L the residual stream after the last block. Unlike Hugging Face's last hidden state,
+   * entry L is NOT passed through the final norm.
+   */
   readonly hiddenStates?: boolean;
   /** Vocabulary projections with in-graph top-k; see ProjectionRequest. */
   readonly projections?: readonly ProjectionRequest[];
@@ -36,6 +41,10 @@ export interface VariantRequest {
  * `dissect_proj_S_ids` int64 and `dissect_proj_S_scores` float32 [batch, n_layers, P, k],
  * and `dissect_proj_S_target_rank` int64 [batch, n_layers, P] (rank of `dissect_target`:
  * entries with a strictly greater score); `heads` adds a heads axis after n_layers.
+ * Sites read the values the graph computes after interventions: `attention` / `mlp` are the
+ * updates as added to the residual stream (after any gate), `heads` are each head's share
+ * context_h · W_O[h] (no bias) times the attention gate, so Σ_h shares + gate·b_O = update.
+ * At most one projection per site; `k` ≤ min(vocab, vocabLimit).
  */
 export interface ProjectionRequest {
   readonly site: 'hidden' | 'attention' | 'mlp' | 'heads';

@@ -133,7 +133,9 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
     } else if (name === VariantNames.patchValues) {
       feeds[name] = patchValuesFeed(input, manifest, rows, S);
     } else if (name === VariantNames.projPositions) {
-      const P = Math.max(1, ...rows.map((r) => r.projPositions?.length ?? 0));
+      // P = 0 when no row projects: onnxruntime runs every node whether fetched or not,
+      // and empty positions make the projections free.
+      const P = Math.max(0, ...rows.map((r) => r.projPositions?.length ?? 0));
       const a = intBuffer(input, [B, P]);
       rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos)));
       feeds[name] = a.tensor;

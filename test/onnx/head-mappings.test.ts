@@ -82,6 +82,10 @@ for (const [name, path] of [['gpt2-opset14.onnx', fixturePath('gpt2-opset14.onnx
     // vocabLimit: ids above it never appear
     const limited = await scan(path, { layer: 0, head: 1, side: 'embedding', k: 3, chunk: 64, vocabLimit: 20 });
     t.true(limited.ids.flat().every((id) => id < 20));
+    // past the last row: an empty chunk, no crash
+    const g = buildHeadMappingGraph(path, { layer: 0, head: 0, side: 'embedding', k: 3, chunk: 8 });
+    const past = await (await session(g.bytes, g.sessionConfig)).run({ row_start: new ort.Tensor('int64', BigInt64Array.from([BigInt(g.vocab)]), []) });
+    t.deepEqual(past.ids!.dims, [0, 3]);
   });
 }
 

@@ -145,3 +145,27 @@ for (const { name, path } of testModels()) {
     t.true(ranks.slice(P).every((r) => r < limit));
   });
 }
+
+test.serial('no positions ([batch, 0]) gives empty projections and leaves everything else unchanged', async (t) => {
+  for (const { name, path } of testModels()) {
+    const s = new ModelRef(path).sites;
+    const blocks = Array.from({ length: s.layers }, (_, l) => l);
+    const h = await harness(path, {
+      knockout: true, logits: false, hiddenStates: true, gates: { attention: 'zero_update' },
+      projections: [
+        { site: 'hidden', layers: [0, s.layers], via: 'embedding', k: 4, vocabLimit: 50 },
+        { site: 'heads', layers: blocks, via: 'final_norm_unembedding', k: 3, vocabLimit: s.vocab },
+      ],
+    });
+    const some = await h.run([A, B], { dissect_proj_positions: int64(POSITIONS.flat(), [2, P]) });
+    const none = await h.run([A, B], { dissect_proj_positions: int64([], [2, 0]) });
+    t.deepEqual(none.dissect_proj_hidden_ids!.dims, [2, 2, 0, 4], name);
+    t.deepEqual(none.dissect_proj_hidden_scores!.dims, [2, 2, 0, 4]);
+    t.deepEqual(none.dissect_proj_hidden_target_rank!.dims, [2, 2, 0]);
+    t.deepEqual(none.dissect_proj_heads_ids!.dims, [2, s.layers, s.heads, 0, 3]);
+    t.deepEqual(none.dissect_proj_heads_target_rank!.dims, [2, s.layers, s.heads, 0]);
+    for (const k of ['dissect_target_prob', 'dissect_target_rank', 'dissect_top1', 'dissect_hidden_states']) {
+      t.deepEqual(numbers(none[k]!), numbers(some[k]!), `${name}: ${k}`);
+    }
+  }
+});

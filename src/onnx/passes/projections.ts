@@ -16,6 +16,10 @@
 // Scores are cast to float32 before masking (ids ≥ vocabLimit → −∞) and TopK (sorted; ties:
 // lowest id first). Peak memory of a site: rows × V × 4 bytes (a few times), rows =
 // batch · n_layers · (heads ·) P.
+// onnxruntime computes every output whether it is fetched or not; feeding no positions
+// ([batch, 0]) makes every projection empty and free (opset ≥ 14: Reshape allowzero).
+// With `embedding`, onnxruntime prepacks E for the Gemm: one more copy of E in the session
+// (the session option session.disable_prepacking avoids it).
 
 import { UserError } from '../../errors.js';
 import { DataType } from '../proto.js';
@@ -181,14 +185,26 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
   if (req.vocabLimit < V) {
     scores = rw.op('Add', [scores, maskFor(V, req.vocabLimit)], `${base}/scores_masked`, F32);
   }
+  // allowzero: with no positions (P = 0) the shapes hold a literal 0 that must not mean "copy"
+  const allowZero = rw.opset >= 14 ? [intAttr('allowzero', 1)] : undefined;
   const fullShape = rw.op('Concat', [lead, rw.ints(`${base}/vocab_dim`, [V])], `${base}/full_shape`, I64, undefined, [intAttr('axis', 0)]);
-  const S = rw.op('Reshape', [scores, fullShape], `${base}/scores`, F32);
+  const S = rw.op('Reshape', [scores, fullShape], `${base}/scores`, F32, undefined, allowZero);
   const outShape = (last?: number): (number | string)[] =>
     ['batch', nL, ...(heads ? [sites.heads] : []), 'proj_positions', ...(last !== undefined ? [last] : [])];
-  const [topScores, topIds] = rw.node('TopK', [S, rw.ints(`${base}/k`, [req.k])], `${base}/top`, {
+  // top-k over the rows [N, V] plus one sentinel row, sliced off after: onnxruntime's TopK
+  // crashes (SIGFPE) on an empty input, which P = 0 would give
+  const sentinel = rw.constant(`${base}/sentinel_row`, F32, [1, V], new Array<number>(V).fill(0));
+  const padded = rw.op('Concat', [scores, sentinel], `${base}/rows_and_sentinel`, F32, undefined, [intAttr('axis', 0)]);
+  const [rowScores, rowIds] = rw.node('TopK', [padded, rw.ints(`${base}/k`, [req.k])], `${base}/top`, {
     outputs: 2, attrs: [intAttr('axis', -1), intAttr('largest', 1), intAttr('sorted', 1)], types: [F32, I64],
-    shapes: [outShape(req.k), outShape(req.k)],
   }) as [string, string];
+  const kShape = rw.op('Concat', [lead, rw.ints(`${base}/k_dim`, [req.k])], `${base}/top_shape`, I64, undefined, [intAttr('axis', 0)]);
+  const unpad = (x: string, type: number, what: string): string => rw.op('Reshape', [
+    rw.op('Slice', [x, rw.ints(`${base}/${what}_start`, [0]), rw.ints(`${base}/${what}_end`, [-1]), rw.ints(`${base}/${what}_axis`, [0])],
+      `${base}/${what}_rows`, type),
+    kShape], `${base}/${what}`, type, outShape(req.k), allowZero);
+  const topScores = unpad(rowScores, F32, 'top_scores');
+  const topIds = unpad(rowIds, I64, 'top_ids');
   // rank of dissect_target: entries with a strictly greater score
   const rank = heads ? 5 : 4;
   const t = rw.op('Reshape', [VariantNames.target, rw.ints(`${base}/target_shape`, [-1, ...new Array<number>(rank - 1).fill(1)])],
@@ -198,7 +214,8 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
   const tScore = rw.op('GatherElements', [S, tIndex], `${base}/target_score`, F32, undefined, [intAttr('axis', -1)]);
   const above = rw.op('Cast', [rw.op('Greater', [S, tScore], `${base}/above_target`, DataType.BOOL)], `${base}/above_target_f32`, F32, undefined,
     [intAttr('to', F32)]); // float32 counts are exact below 2^24 entries
-  const count = rw.op('ReduceSum', [above, rw.ints(`${base}/last_axis`, [-1])], `${base}/target_count`, F32, outShape(), [intAttr('keepdims', 0)]);
+  // a positive axis: onnxruntime's ReduceSum mis-shapes an empty input reduced over axis −1
+  const count = rw.op('ReduceSum', [above, rw.ints(`${base}/last_axis`, [rank - 1])], `${base}/target_count`, F32, outShape(), [intAttr('keepdims', 0)]);
   const targetRank = rw.op('Cast', [count], `${base}/target_rank`, I64, outShape(), [intAttr('to', I64)]);
   rw.addOutput(projectionName(req.site, 'ids'), topIds, I64, outShape(req.k), `top-${req.k} token ids of the ${req.site} projection (${req.via})`);
   rw.addOutput(projectionName(req.site, 'scores'), topScores, F32, outShape(req.k), `scores of dissect_proj_${req.site}_ids, descending`);
