@@ -257,7 +257,7 @@ export const resultsSchema = {
               },
             },
           },
-          measures: { type: 'array', items: measure, minItems: 1 },
+          measures: { type: 'array', items: measure },
           forwardPasses: count,
           fullyBlockedRows: count,
           series: {

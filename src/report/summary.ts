@@ -68,53 +68,77 @@ function nText(points: readonly SeriesPoint[]): string {
   return lo === hi ? `n = ${lo}` : `n = ${lo}–${hi}`;
 }
 
-/** The lines of one experiment's block. */
-export function experimentSummary(x: ResultsExperiment, results: Results, options: SummaryOptions = {}): string[] {
-  const measure: string =
-    options.measure !== undefined && x.measures.includes(options.measure)
-      ? options.measure
-      : x.measures.includes('probability_change')
-        ? 'probability_change'
-        : x.measures[0]!;
-  const showCi = options.showCi === true;
-  const points = x.series.filter((p) => p.measure === measure);
-  const byKey = new Map(points.map((p) => [keyString(x.sweeps, p.key), p]));
-  const ci =
-    results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method}`;
-  const lines = [`${x.name}: ${title(measure)} (${nText(points)}, ${ci})`];
+const perHead = (measure: string): boolean => / \[head \d+\]$/.test(measure);
 
+/**
+ * The lines of one experiment's block. Rows are the layer (or hidden-state) sweep; columns
+ * are the other sweep's values, or, with one sweep, the experiment's measures.
+ */
+export function experimentSummary(x: ResultsExperiment, results: Results, options: SummaryOptions = {}): string[] {
+  const shown = x.measures.filter((m) => !perHead(m));
+  const ci = results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method}`;
   const rowAxis = x.sweeps.find((s) => s.kind !== 'positions') ?? x.sweeps[0];
   const colAxis = x.sweeps.find((s) => s !== rowAxis);
   const rest = x.sweeps.filter((s) => s !== rowAxis && s !== colAxis);
+  const byKey = new Map(x.series.map((p) => [`${keyString(x.sweeps, p.key)}|${p.measure}`, p]));
+  const point = (key: Readonly<Record<string, number | string>>, m: string) => byKey.get(`${keyString(x.sweeps, key)}|${m}`);
+  const showCi = options.showCi === true;
+  const lines: string[] = [];
 
-  if (rowAxis === undefined) {
-    lines.push(`  ${cell(byKey.get(keyString(x.sweeps, {})), measure, showCi)}`);
+  // With two sweeps, one measure fills the table; with one (or none), every measure gets a column.
+  const measure = options.measure !== undefined && shown.includes(options.measure) ? options.measure
+    : shown.includes('probability_change') ? 'probability_change' : shown[0];
+  const columns = colAxis ? [measure] : shown;
+  if (measure === undefined) {
+    lines.push(`${x.name}: ${x.tokens?.length ?? 0} top-token lists (see results.json)`);
+  } else if (colAxis) {
+    lines.push(`${x.name}: ${title(measure)} (${nText(x.series.filter((p) => p.measure === measure))}, ${ci})`);
   } else {
-    // One table per binding of the remaining sweeps (usually just one table).
+    lines.push(`${x.name}: means (${nText(x.series.filter((p) => columns.includes(p.measure)))}, ${ci})`);
+  }
+  if (measure !== undefined && rowAxis === undefined) {
+    for (const m of columns) lines.push(`  ${m}: ${cell(point({}, m), m, showCi)}`);
+  } else if (measure !== undefined && rowAxis !== undefined) {
     let groups: Record<string, number | string>[] = [{}];
     for (const a of rest) groups = groups.flatMap((g) => a.values.map((v) => ({ ...g, [a.variable]: v })));
     for (const g of groups) {
       if (rest.length > 0) lines.push(`  ${rest.map((a) => `${a.variable} = ${g[a.variable]}`).join(', ')}`);
-      const header = [rowAxis.variable, ...(colAxis === undefined ? [measure] : colAxis.values.map(String))];
+      const header = [rowAxis.variable, ...(colAxis ? colAxis.values.map(String) : columns)];
       const table: string[][] = [header];
       for (const rv of rowAxis.values) {
-        const row = [String(rv)];
-        for (const cv of colAxis === undefined ? [undefined] : colAxis.values) {
-          const key: Record<string, number | string> = { ...g, [rowAxis.variable]: rv };
-          if (colAxis !== undefined && cv !== undefined) key[colAxis.variable] = cv;
-          row.push(cell(byKey.get(keyString(x.sweeps, key)), measure, showCi));
-        }
-        table.push(row);
+        const key: Record<string, number | string> = { ...g, [rowAxis.variable]: rv };
+        table.push([String(rv), ...(colAxis
+          ? colAxis.values.map((cv) => cell(point({ ...key, [colAxis.variable]: cv }, measure), measure, showCi))
+          : columns.map((m) => cell(point(key, m), m, showCi)))]);
       }
       lines.push(...renderTable(table, rest.length > 0 ? '    ' : '  '));
     }
   }
-  const others = x.measures.filter((m) => m !== measure);
+  for (const e of x.extraction ?? []) {
+    const where = Object.entries(e.key).map(([k, v]) => `${k} = ${v}`).join(', ');
+    for (const p of e.probes) {
+      const range = e.layers ? `, in layers ${e.layers[0]}..${e.layers[e.layers.length - 1]} ${pct(p.rateInLayers)}` : '';
+      lines.push(`  ${where ? `${where}: ` : ''}${p.probe}: examples with an event ${pct(p.rateAnyLayer)}${range}; `
+        + `event layers per example ${fixed(p.meanEventLayersAll)}`);
+    }
+    if (e.cross) {
+      lines.push(`  ${where ? `${where}: ` : ''}attention and MLP events: both ${pct(e.cross.both)}, attention only ${pct(e.cross.attentionOnly)}, `
+        + `MLP only ${pct(e.cross.mlpOnly)}, neither ${pct(e.cross.neither)}; attention first in ${pct(e.cross.attentionFirst)} of both`);
+    }
+  }
+  const others = x.measures.filter((m) => !columns.includes(m));
+  const heads = others.filter(perHead).length;
   const tail = [`forward passes: ${x.forwardPasses}`, `fully blocked rows: ${x.fullyBlockedRows}`];
-  if (others.length > 0) tail.push(`also measured: ${others.join(', ')}`);
+  if (x.ties) tail.push(`ties at the top: ${x.ties}`);
+  const named = others.filter((m) => !perHead(m));
+  if (named.length > 0) tail.push(`also measured: ${named.join(', ')}`);
+  if (heads > 0) tail.push(`${heads} per-head measures`);
   lines.push(`  ${tail.join('; ')}`);
   return lines;
 }
+
+const pct = (v: number | null): string => (v === null ? '–' : `${v.toFixed(1)}%`);
+const fixed = (v: number | null): string => (v === null ? '–' : v.toFixed(2));
 
 /** The whole after-run text, ending with a newline. */
 export function formatSummary(results: Results, written?: WrittenResults, options: SummaryOptions = {}): string {

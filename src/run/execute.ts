@@ -118,11 +118,15 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
         journal.append(k.p.fact.id, { status: 'dropped', reason: 'position_out_of_range', detail: e.error.message });
       }
     }
-    const records = await runRows(input, measurable.flatMap((m) => m.items));
-    let next = 0;
-    for (const { k, items } of measurable) {
-      const rows = input.plan.experiments.map((exp) => new Array<RowRecord>(exp.rows.length));
-      for (const it of items) rows[it.exp]![it.row] = records[next++]!;
+    // Experiment-major order keeps rows with the same needs (projections, patches) in the
+    // same batches: onnxruntime computes every output of a batch, fetched or not.
+    const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
+      .sort((a, b) => a.item.exp - b.item.exp);
+    const records = await runRows(input, order.map((o) => o.item));
+    const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord>(exp.rows.length)));
+    order.forEach((o, i) => { rowsOf[o.owner]![o.item.exp]![o.item.row] = records[i]!; });
+    for (const [owner, { k }] of measurable.entries()) {
+      const rows = rowsOf[owner]!;
       journal.append(k.p.fact.id, {
         status: 'kept',
         example: resultsExample(k.p, k.clean, input.tokenizer),
