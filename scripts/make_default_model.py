@@ -2,7 +2,9 @@
 
 Regenerate with: /usr/bin/python3 scripts/make_default_model.py            (GPT-2 -> generated/tiny-gpt2/)
             and: /usr/bin/python3 scripts/make_default_model.py --arch gptj (GPT-J -> generated/tiny-gptj/)
-(from the repo root; CPU, 2 threads, ~8 minutes each; seeded. ONNX bytes may differ across machines.)
+(from the repo root; CPU, ~5-8 minutes each; seeded. ONNX bytes may differ across machines.)
+The committed files were made with DISSECT_THREADS=1 (both trainings run side by side, 1 thread each);
+`--readme-only` re-renders README.md from card.json without training.
 
 Writes model.onnx (opset 14; inputs input_ids, attention_mask int64 [batch, seq]; output logits),
 tokenizer.json (HF tokenizers WordLevel + Whitespace), facts.json (CounterFact-style eval facts),
@@ -28,13 +30,13 @@ from dissect_models.gptj import GPTJConfig, GPTJForCausalLM  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-N_SUBJECTS = 200
+N_SUBJECTS = 250
 EVAL_SUBJECTS = 50          # eval facts: first 50 subjects x 6 relations = 300 facts
 SEED = 0
 
 ARCHS = {
-    "gpt2": dict(out="tiny-gpt2", layers=6, d=128, heads=4, steps=600, batch=32, lr=4e-3),
-    "gptj": dict(out="tiny-gptj", layers=6, d=96, heads=3, rotary=16, steps=600, batch=32, lr=4e-3),
+    "gpt2": dict(out="tiny-gpt2", layers=8, d=128, heads=4, steps=1400, batch=64, lr=1.5e-3),
+    "gptj": dict(out="tiny-gptj", layers=6, d=96, heads=3, rotary=16, steps=1400, batch=64, lr=1.5e-3),
 }
 
 
@@ -91,7 +93,7 @@ def verdicts(meas, L):
     return {"a": (a_ok, f"k=3 argmin layer: nonsubject {am['nonsubject']}, subject {am['subject']}, last {am['last']}; "
                         f"curve stays above -5% from layer: nonsubject {rec['nonsubject']}, subject {rec['subject']}"),
             "b": (b_ok, f"AR(subject-last) by hidden_states index: {ar}"),
-            "c": (c_ok, f"AR at {sk['measure']} with no intervention {sk['none']}; cancelling layers "
+            "c": (c_ok, f"{sk['measure']} with no intervention {sk['none']}; cancelling layers "
                         f"[start, start+2) -- MLP: {sk['mlp_by_start']}, MHSA: {sk['attn_by_start']}"),
             "d": (d_ok, f"MHSA extraction rate per layer {ex} (share in layers >= {L // 2}: {up / c_tot:.2f}); "
                         f"per-example MHSA {meas['extraction']['per_example_rate_attn']}, "
@@ -104,7 +106,9 @@ def write_readme(out, card, arch):
     L = card["layers"]
     v = verdicts(m, L)
     card["findings"] = {k: {"reproduced": ok, "evidence": txt} for k, (ok, txt) in v.items()}
-    cmd = "/usr/bin/python3 scripts/make_default_model.py" + (" --arch gptj" if arch == "gptj" else "")
+    th = card["training"].get("threads", 2)
+    cmd = (f"DISSECT_THREADS={th} " if th != 2 else "") + "/usr/bin/python3 scripts/make_default_model.py" + \
+        (" --arch gptj" if arch == "gptj" else "")
     if arch == "gpt2":
         archtxt = (f"GPT-2 (HF GPT2LMHeadModel maths, `scripts/dissect_models/gpt2.py`): {L} layers, "
                    f"{card['heads']} heads, d_model {card['d_model']}, MLP {4 * card['d_model']}, gelu_new, "
@@ -150,7 +154,9 @@ def write_readme(out, card, arch):
         "",
         "## Training",
         f"AdamW (betas 0.9/0.98, wd 0.05 on matrices), lr {tr['lr']} cosine with 100 warm-up steps, batch "
-        f"{tr['batch']} rows x 16 tokens, {tr['steps']} steps, seed {SEED}, {tr['seconds']} s on this machine.",
+        f"{tr['batch']} rows x 16 tokens, {tr['steps']} steps, seed {SEED}, {tr['seconds']} s on this machine "
+        f"with {tr.get('threads', 2)} torch thread(s) (the committed files were made with DISSECT_THREADS="
+        f"{tr.get('threads', 2)}; another thread count or machine can change the bytes and the numbers slightly).",
         f"Fact accuracy (argmax after the canonical prompt == attribute token): eval facts "
         f"{card['fact_accuracy'] * 100:.1f} % ({m['n_known']}/{m['n_facts']}), whole KB "
         f"{card['fact_accuracy_all_kb'] * 100:.1f} %.",
@@ -185,7 +191,7 @@ def write_readme(out, card, arch):
     ex = m["extraction"]
     lines += [
         "",
-        f"Sublayer knockout: {sk['measure']}; cancelled layers {sk['window']}. MLP cancel = c_fc "
+        f"Sublayer knockout: {sk['measure']}; cancelled {sk['window']}. MLP cancel = c_fc "
         "pre-activations set to 0 (output = c_proj/fc_out bias); MHSA cancel = the notebook's all-blocked mask "
         "(uniform attention over 0..i).",
         f"No intervention {sk['none']}; by start layer -- MLP {sk['mlp_by_start']}; MHSA {sk['attn_by_start']}.",
@@ -218,8 +224,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="gpt2", choices=sorted(ARCHS))
     ap.add_argument("--steps", type=int, default=None, help="override (for quick tests only)")
+    ap.add_argument("--readme-only", action="store_true", help="re-render README.md from the existing card.json")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    if args.readme_only:
+        out = os.path.join(ROOT, "generated", ARCHS[args.arch]["out"])
+        with open(os.path.join(out, "card.json")) as f:
+            card = json.load(f)
+        write_readme(out, card, args.arch)
+        with open(os.path.join(out, "card.json"), "w") as f:
+            json.dump(card, f, indent=1)
+        return
+    # 2 threads by default; DISSECT_THREADS=1 when two trainings share the 2 cores
+    torch.set_num_threads(int(os.environ.get("DISSECT_THREADS", "2")))
     random.seed(SEED)
     a = ARCHS[args.arch]
     out = os.path.join(ROOT, "generated", a["out"])
@@ -260,7 +276,7 @@ def main():
            int(fc["requested_rewrite"]["target_true"]["id"]),
            attrs[fc["requested_rewrite"]["subject"]]) for fc in facts]
     t0 = time.time()
-    meas = A.summarize(model, tok, kb, ev, E, measure_block=L - 2, width=2, ks=(3, 5, 9))
+    meas = A.summarize(model, tok, kb, ev, E, measure_block=L - 2, width=2, ks=(3, 9))
     meas["seconds"] = round(time.time() - t0, 1)
     cfg = model.config
     card = {
@@ -272,7 +288,8 @@ def main():
         "fact_accuracy_all_kb": round(acc_all, 4),
         "n_eval_facts": len(facts), "n_subjects": N_SUBJECTS,
         "training": {"steps": res["steps_run"], "batch": a["batch"], "seq_len": 16, "lr": a["lr"],
-                     "seconds": res["seconds"], "history": res["history"]},
+                     "seconds": res["seconds"], "threads": torch.get_num_threads(),
+                     "history": res["history"]},
         "measurements": meas,
     }
     if args.arch == "gptj":

@@ -85,7 +85,9 @@ def clean_top(tok, scores, m, k=500):
     order = torch.argsort(-scores)[:k].tolist()
     out = []
     for i in order:
-        w = tok.inv[i]
+        w = tok.inv.get(i)
+        if w is None:  # padded embedding rows (GPT-J style) have no token
+            continue
         if w in tok.SPECIALS or w.strip().lower() in STOPWORDS or len(w.strip()) <= 2:
             continue
         out.append(w)
@@ -178,7 +180,7 @@ def summarize(model, tok, kb, facts, E, measure_block, width, m=10, ks=(3,)):
             _, _, c = knockout_curve(model, info, k)
             for n in sums:
                 sums[n] += np.array(c[n])
-        out["knockout"][f"k{k}"] = {n: (v / len(known)).round(2).tolist() for n, v in sums.items()}
+        out["knockout"][f"k{k}"] = {n: (v / max(1, len(known))).round(2).tolist() for n, v in sums.items()}
     ar = {}
     cnt = {}
     for _, _, _, attrs, info in known:
@@ -188,13 +190,15 @@ def summarize(model, tok, kb, facts, E, measure_block, width, m=10, ks=(3,)):
             cnt[n] = cnt.get(n, 0) + 1
     out["attributes_rate"] = {"m": m, "index": "hidden_states[l], l=0 embeddings .. L (ln_f applied)",
                               **{n: (ar[n] / cnt[n]).round(2).tolist() for n in ar}}
+    for n in ("subj_first", "subj_last", "subj_subseq", "input_last"):
+        out["attributes_rate"].setdefault(n, [0.0] * (L + 1))
     sk = {"none": 0.0, "mlp": np.zeros(measure_block), "attn": np.zeros(measure_block)}
     for _, _, _, attrs, info in known:
         r = sublayer_knockout_ar(model, tok, E, info, attrs, measure_block, width, m)
         sk["none"] += r["none"]
         sk["mlp"] += np.array(r["mlp"])
         sk["attn"] += np.array(r["attn"])
-    nk = len(known)
+    nk = max(1, len(known))
     out["sublayer_knockout"] = {"measure": f"AR at subject-last, hidden_states[{measure_block + 1}]",
                                 "window": f"layers range(start, min(start+{width}, {measure_block}))",
                                 "none": round(sk["none"] / nk, 2),
