@@ -21,7 +21,7 @@ export interface RawRow {
 
 export type RawRecord =
   | { readonly status: 'dropped'; readonly reason: string }
-  | { readonly status: 'kept'; readonly example: ResultsExample; readonly clean: CleanOutput; readonly rows: readonly (readonly RawRow[])[] };
+  | { readonly status: 'kept'; readonly example: ResultsExample; readonly clean: CleanOutput; readonly rows: readonly (readonly (RawRow | null)[])[] };
 
 export interface MeasuredRun {
   readonly examples: ResultsExample[];
@@ -58,13 +58,14 @@ export function measureRecords(program: Program, plan: Plan, heads: number, reco
     let fullyBlockedRows = 0;
     let ties = 0;
     for (const r of kept) {
-      const raw = r.rows[e]!;
-      const outputs = knockoutExampleRows(r.example.id, r.clean, exp.rows.map((row, i) => ({ key: row.key, ...raw[i]! })), exp.measures);
-      outputs.forEach((v, i) => values.push({ ...v, values: { ...v.values, ...raw[i]!.probes } }));
-      raw.forEach((x, i) => {
+      // A null row: the row's explicit positions lie outside this fact's prompt.
+      const present = r.rows[e]!.flatMap((x, i) => (x ? [{ raw: x, key: exp.rows[i]!.key }] : []));
+      const outputs = knockoutExampleRows(r.example.id, r.clean, present.map((p) => ({ key: p.key, ...p.raw })), exp.measures);
+      outputs.forEach((v, i) => values.push({ ...v, values: { ...v.values, ...present[i]!.raw.probes } }));
+      present.forEach(({ raw: x, key }) => {
         if (x.fullyBlocked > 0) fullyBlockedRows++;
         ties += x.ties;
-        for (const t of x.tokens) tokens.push({ example: r.example.id, key: exp.rows[i]!.key, ...t });
+        for (const t of x.tokens) tokens.push({ example: r.example.id, key, ...t });
       });
     }
     const summaries = source.summaries.flatMap((s) => extractionSummaries(exp.rows[0]?.probes ?? [], axes, values, s.layers, heads));
@@ -73,7 +74,7 @@ export function measureRecords(program: Program, plan: Plan, heads: number, reco
       source: exp.source,
       sweeps: axes,
       measures: labels,
-      forwardPasses: kept.length * exp.rows.length,
+      forwardPasses: kept.reduce((n, r) => n + r.rows[e]!.filter((x) => x !== null).length, 0),
       fullyBlockedRows,
       series: aggregateSeries(axes, labels, values, ci),
       values,

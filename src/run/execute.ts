@@ -29,7 +29,8 @@ export type ExampleRecord =
       readonly example: ResultsExample;
       readonly clean: CleanOutput;
       /** Per experiment, per plan row (plan order). */
-      readonly rows: readonly (readonly RowRecord[])[];
+      /** Per experiment, per plan row; null where a row's explicit position lies outside this prompt. */
+      readonly rows: readonly (readonly (RowRecord | null)[])[];
     };
 
 /** One plan row of one example. */
@@ -45,7 +46,7 @@ export interface RowRecord {
   readonly ties: number;
 }
 
-export type DropReason = 'not_known' | 'subject_not_found' | 'unusable_prompt' | 'position_out_of_range';
+export type DropReason = 'not_known' | 'subject_not_found' | 'unusable_prompt';
 
 export interface ExecuteInput {
   readonly program: Program;
@@ -108,22 +109,13 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
     });
     progress();
     // Rows of every known fact of the chunk share forward passes, then each fact is journaled whole.
-    const measurable: { k: (typeof known)[number]; items: RowItem[] }[] = [];
-    for (const k of known) {
-      try {
-        measurable.push({ k, items: rowItems(input, k.p.example, k.clean) });
-      } catch (e) {
-        // An explicit position index beyond this prompt: the fact cannot be measured.
-        if (!(e instanceof RunUserError) || e.error.code !== 'positions') throw e;
-        journal.append(k.p.fact.id, { status: 'dropped', reason: 'position_out_of_range', detail: e.error.message });
-      }
-    }
+    const measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
     // Experiment-major order keeps rows with the same needs (projections, patches) in the
     // same batches: onnxruntime computes every output of a batch, fetched or not.
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
       .sort((a, b) => a.item.exp - b.item.exp);
     const records = await runRows(input, order.map((o) => o.item));
-    const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord>(exp.rows.length)));
+    const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
     order.forEach((o, i) => { rowsOf[o.owner]![o.item.exp]![o.item.row] = records[i]!; });
     for (const [owner, { k }] of measurable.entries()) {
       const rows = rowsOf[owner]!;
@@ -208,23 +200,36 @@ interface RowItem {
   readonly fullyBlocked: number;
 }
 
-/** One item per plan row of every experiment for one example. */
+/**
+ * One item per plan row of every experiment for one example. A row whose explicit
+ * position index lies outside this prompt is left out: the fact gets no value there.
+ */
 function rowItems(input: ExecuteInput, example: Example, clean: Clean): RowItem[] {
+  const items = input.plan.experiments.flatMap((exp, e) => exp.rows.map((row, r): RowItem | undefined => {
+    try {
+      return rowItem(input, example, clean, e, r, row);
+    } catch (err) {
+      if (err instanceof RunUserError && err.error.code === 'positions') return undefined;
+      throw err;
+    }
+  }));
+  return items.filter((it): it is RowItem => it !== undefined);
+}
+
+function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number, r: number, row: PlanRow): RowItem {
   const { plan, variant } = input;
   const L = variant.manifest.layers;
-  return plan.experiments.flatMap((exp, e) => exp.rows.map((row, r): RowItem => {
-    const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
-    const gates = gateArrays(row.gates, example, L);
-    const projPositions = projectionPositions(row.probes, example);
-    const batchRow: BatchRow = {
-      ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,
-      ...(plan.variant.knockout ? { knockout: mask } : {}),
-      ...(gates ? { gates } : {}),
-      ...(row.patch ? { patch: patchOf(input, row.patch, example, clean) } : {}),
-      ...(projPositions.length ? { projPositions } : {}),
-    };
-    return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
-  }));
+  const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
+  const gates = gateArrays(row.gates, example, L);
+  const projPositions = projectionPositions(row.probes, example);
+  const batchRow: BatchRow = {
+    ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,
+    ...(plan.variant.knockout ? { knockout: mask } : {}),
+    ...(gates ? { gates } : {}),
+    ...(row.patch ? { patch: patchOf(input, row.patch, example, clean) } : {}),
+    ...(projPositions.length ? { projPositions } : {}),
+  };
+  return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
 }
 
 function gateArrays(gates: readonly GateCancel[], ex: Example, layers: number): BatchRow['gates'] {
