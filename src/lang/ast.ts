@@ -62,6 +62,21 @@ export interface FilterStmt { readonly kind: 'filter'; readonly value: Ident; re
 export interface BosStmt { readonly kind: 'bos'; readonly value: Ident; readonly span: Span }
 export interface ChooseStmt { readonly kind: 'choose'; readonly name: Ident; readonly value: Ident; readonly span: Span }
 export interface PositionsStmt { readonly kind: 'positions'; readonly name: Ident; readonly expr: PosExpr; readonly span: Span }
+/** `head_mappings layers <layers>, ... top <k>` */
+export interface HeadMappingsStmt {
+  readonly kind: 'head_mappings';
+  readonly layers: readonly LayerExpr[];
+  readonly top: IntValue;
+  readonly span: Span;
+}
+
+/**
+ * A value of a position sweep: a position set, or `each a..b` (`from`, `to` signed literals),
+ * which the checker expands to the singleton sets [a], ..., [b]. `text` is the source text.
+ */
+export type PositionSweepItem =
+  | { readonly kind: 'set'; readonly expr: PosExpr; readonly text: string }
+  | { readonly kind: 'each'; readonly from: IntLit; readonly to: IntLit; readonly text: string; readonly span: Span };
 
 export interface ForStmt {
   readonly kind: 'for';
@@ -69,8 +84,8 @@ export interface ForStmt {
   readonly domain:
     | { readonly kind: 'layers'; readonly items: readonly LayerExpr[] }
     | { readonly kind: 'hidden'; readonly items: readonly LayerExpr[] }
-    /** `text` is each item's source text, the label of that sweep value. */
-    | { readonly kind: 'positions'; readonly items: readonly { readonly expr: PosExpr; readonly text: string }[] };
+    /** A set item's `text`, its source text, is the label of that sweep value. */
+    | { readonly kind: 'positions'; readonly items: readonly PositionSweepItem[] };
   readonly span: Span;
 }
 export interface BlockStmt {
@@ -134,7 +149,8 @@ export interface ExperimentStmt {
 }
 
 export type Statement =
-  | ParamStmt | ModelStmt | DatasetStmt | AttributesStmt | FilterStmt | BosStmt | ChooseStmt | PositionsStmt | ExperimentStmt;
+  | ParamStmt | ModelStmt | DatasetStmt | AttributesStmt | FilterStmt | BosStmt | ChooseStmt | PositionsStmt
+  | HeadMappingsStmt | ExperimentStmt;
 
 export interface Document {
   readonly file: string;

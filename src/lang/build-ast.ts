@@ -3,8 +3,8 @@
 import type { CstElement, CstNode, IToken } from 'chevrotain';
 import type {
   AttributesStmt, BlockStmt, CancelStmt, DatasetStmt, Document, ExperimentItem, ExperimentStmt, FieldAssign,
-  ForStmt, Ident, IntExpr, IntLit, IntValue, LayerExpr, MeasureItem, MeasureStmt, PatchStmt, PosExpr, SiteExpr,
-  Span, Statement, StrLit, SummarizeStmt, Value,
+  ForStmt, HeadMappingsStmt, Ident, IntExpr, IntLit, IntValue, LayerExpr, MeasureItem, MeasureStmt, PatchStmt,
+  PositionSweepItem, PosExpr, SiteExpr, Span, Statement, StrLit, SummarizeStmt, Value,
 } from './ast.js';
 import { stringValue } from './lexer.js';
 
@@ -105,6 +105,8 @@ class Builder {
         return { kind: 'choose', name: ident(token(n, 'Name', 0)), value: ident(token(n, 'Name', 1)), span };
       case 'positionsStatement':
         return { kind: 'positions', name: ident(token(n, 'Name')), expr: this.posExpr(node(n, 'positionExpr')), span };
+      case 'headMappingsStatement':
+        return this.headMappings(n, span);
       case 'experimentStatement':
         return this.experiment(n, span);
       default:
@@ -150,6 +152,15 @@ class Builder {
     return { kind: 'attributes', format: ident(token(n, 'Name')), path: this.value(node(n, 'value')), options, span };
   }
 
+  headMappings(n: CstNode, span: Span): HeadMappingsStmt {
+    return {
+      kind: 'head_mappings',
+      layers: nodes(n, 'layerSet').map((l) => this.layerSet(l)),
+      top: this.intValue(node(n, 'intValue')),
+      span,
+    };
+  }
+
   /** Source text of a node, runs of whitespace collapsed to one space. */
   text(n: CstNode): string {
     const s = nodeSpan(n);
@@ -180,8 +191,27 @@ class Builder {
       const items = nodes(n, 'layerSet').map((l) => this.layerSet(l));
       return { kind: 'for', variable, domain: optToken(n, 'Layers') ? { kind: 'layers', items } : { kind: 'hidden', items }, span };
     }
-    const items = nodes(n, 'positionExpr').map((p) => ({ expr: this.posExpr(p), text: this.text(p) }));
+    const items = nodes(n, 'positionSweepItem').map((p) => this.positionSweepItem(p));
     return { kind: 'for', variable, domain: { kind: 'positions', items }, span };
+  }
+
+  positionSweepItem(n: CstNode): PositionSweepItem {
+    const text = this.text(n);
+    if (!optToken(n, 'Each')) return { kind: 'set', expr: this.posExpr(node(n, 'positionExpr')), text };
+    const [from, to] = tokens(n, 'Integer');
+    const minuses = tokens(n, 'Minus');
+    const signed = (t: IToken, after: number, before: number): IntLit => {
+      const minus = minuses.find((m) => m.startOffset > after && m.startOffset < before);
+      return intLit(t, minus !== undefined, minus ? tokenSpan(minus) : undefined);
+    };
+    const dots = token(n, 'DotDot');
+    return {
+      kind: 'each',
+      from: signed(from!, token(n, 'Each').startOffset, from!.startOffset),
+      to: signed(to!, dots.startOffset, to!.startOffset),
+      text,
+      span: nodeSpan(n),
+    };
   }
 
   block(n: CstNode): BlockStmt {

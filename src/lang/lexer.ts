@@ -55,12 +55,16 @@ export const Of = keyword('of');
 export const Layer = keyword('layer');
 export const AttentionWeight = keyword('attention_weight');
 export const Summarize = keyword('summarize');
+export const HeadMappings = keyword('head_mappings');
+export const Top = keyword('top');
+export const Each = keyword('each');
 
 /** Every keyword token, in declaration order. */
 export const keywordTokens: readonly TokenType[] = [
   Param, Model, Tokenizer, Dataset, Fields, Filter, Bos, Choose, Positions, Experiment,
   For, In, Layers, Block, At, Heads, Measure, All, Window,
   Attributes, Hidden, Within, Cancel, Patch, With, Mean, Of, Layer, AttentionWeight, Summarize,
+  HeadMappings, Top, Each,
 ];
 
 /** The keywords as the user writes them. */

@@ -6,10 +6,10 @@ import {
   type IToken, type TokenType,
 } from 'chevrotain';
 import {
-  All, Arrow, At, AttentionWeight, Attributes, Block, Bos, Cancel, Choose, Comma, Dataset, DotDot, Equals,
-  Experiment, Fields, Filter, For, Heads, Hidden, In, Integer, Layer, Layers, LBrace, LBracket, LParen, Mean,
-  Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
-  StringLiteral, Summarize, Tokenizer, Window, With, Within,
+  All, Arrow, At, AttentionWeight, Attributes, Block, Bos, Cancel, Choose, Comma, Dataset, DotDot, Each, Equals,
+  Experiment, Fields, Filter, For, HeadMappings, Heads, Hidden, In, Integer, Layer, Layers, LBrace, LBracket, LParen,
+  Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
+  StringLiteral, Summarize, Tokenizer, Top, Window, With, Within,
 } from './lexer.js';
 
 function describeToken(tok: IToken): string {
@@ -60,7 +60,7 @@ const messages: IParserErrorMessageProvider = {
 
 /** Keywords that begin a statement (at the top level or inside an experiment). */
 const statementStarts: readonly TokenType[] = [
-  Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, Experiment,
+  Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Experiment,
   For, Block, Cancel, Patch, Measure, Summarize,
 ];
 
@@ -102,6 +102,7 @@ export class DissectParser extends CstParser {
       { ALT: () => this.SUBRULE(this.bosStatement) },
       { ALT: () => this.SUBRULE(this.chooseStatement) },
       { ALT: () => this.SUBRULE(this.positionsStatement) },
+      { ALT: () => this.SUBRULE(this.headMappingsStatement) },
       { ALT: () => this.SUBRULE(this.experimentStatement) },
     ]);
   });
@@ -189,6 +190,15 @@ export class DissectParser extends CstParser {
     this.SUBRULE(this.positionExpr);
   });
 
+  /** `head_mappings layers <layers>, ... top <k>`: each head's OV circuit read in token space. */
+  public headMappingsStatement = this.RULE('headMappingsStatement', () => {
+    this.CONSUME(HeadMappings);
+    this.CONSUME(Layers);
+    this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.layerSet) });
+    this.CONSUME(Top);
+    this.SUBRULE(this.intValue);
+  });
+
   public experimentStatement = this.RULE('experimentStatement', () => {
     this.CONSUME(Experiment);
     this.CONSUME(Name);
@@ -222,7 +232,7 @@ export class DissectParser extends CstParser {
       {
         ALT: () => {
           this.CONSUME(Positions);
-          this.AT_LEAST_ONE_SEP2({ SEP: Comma, DEF: () => this.SUBRULE(this.positionExpr) });
+          this.AT_LEAST_ONE_SEP2({ SEP: Comma, DEF: () => this.SUBRULE(this.positionSweepItem) });
         },
       },
       {
@@ -231,6 +241,23 @@ export class DissectParser extends CstParser {
           this.AT_LEAST_ONE_SEP3({ SEP: Comma, DEF: () => this.SUBRULE2(this.layerSet) });
         },
       },
+    ]);
+  });
+
+  /** A value of a position sweep: a position set, or `each a..b`, one singleton set per index. */
+  public positionSweepItem = this.RULE('positionSweepItem', () => {
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(Each);
+          this.OPTION(() => this.CONSUME(Minus));
+          this.CONSUME(Integer);
+          this.CONSUME(DotDot);
+          this.OPTION2(() => this.CONSUME2(Minus));
+          this.CONSUME2(Integer);
+        },
+      },
+      { ALT: () => this.SUBRULE(this.positionExpr) },
     ]);
   });
 
@@ -452,8 +479,8 @@ export const parser = new DissectParser();
 
 /** A hint per rule: the syntax of the construct being parsed when the error happened. */
 const ruleHints: Record<string, string> = {
-  document: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions or experiment',
-  statement: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions or experiment',
+  document: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings or experiment',
+  statement: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings or experiment',
   paramStatement: 'syntax: param <name> = "<string>" | <integer>',
   modelStatement: 'syntax: model <path> tokenizer <path>   (each a "string" or a parameter name)',
   value: 'a value is a "string" literal or the name of a string parameter',
@@ -465,9 +492,11 @@ const ruleHints: Record<string, string> = {
   bosStatement: 'syntax: bos none | prepend',
   chooseStatement: 'syntax: choose <choice> = <value>',
   positionsStatement: 'syntax: positions <name> = <position set>',
+  headMappingsStatement: 'syntax: head_mappings layers <layers>, ... top <k>',
   experimentStatement: 'syntax: experiment <name> { for ... / block ... / cancel ... / patch ... / measure ... / summarize ... }',
   experimentItem: 'inside an experiment: for, block, cancel, patch, measure or summarize',
-  forStatement: 'syntax: for <variable> in layers <layers>, ...  |  in hidden <indices>, ...  |  in positions <set>, ...',
+  forStatement: 'syntax: for <variable> in layers <layers>, ...  |  in hidden <indices>, ...  |  in positions <set>, ...  |  in positions each <a>..<b>',
+  positionSweepItem: 'a position sweep value: a position set, or each <a>..<b> (the sets [a], ..., [b]; negative indices count from the end)',
   blockStatement: 'syntax: block <positions> -> <positions> at layers <layers> [heads <n>, ...]',
   headSet: 'syntax: heads all | heads <n>, <n>, ...',
   cancelStatement: 'syntax: cancel mlp | attention at layers <layers> [at positions <set>]',
@@ -507,7 +536,7 @@ export interface ParseResult {
   readonly errors: SyntaxError[];
 }
 
-const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, Experiment];
+const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Experiment];
 
 /**
  * Parses tokens into a CST; errors carry 1-based positions. When the parser gives up before

@@ -96,13 +96,13 @@ test.serial('the compiled variant runs in plain onnxruntime from its manifest an
 test.serial('a row whose index lies outside a prompt is skipped for that fact only', async (t) => {
   const source = informationFlowSource(3).replace(
     /experiment flow \{[\s\S]*\}/,
-    'experiment far {\n  for k in positions [-9], [0]\n  block k -> last at layers 0\n  measure probability\n}',
+    'experiment far {\n  for k in positions [-8], [0]\n  block k -> last at layers 0\n  measure probability\n}',
   );
   const { results } = await runSource({ source, limit: 30 });
   const x = results.experiments[0]!;
-  const long = results.examples.filter((e) => e.tokens.length >= 9).length;
-  t.true(long > 0 && long < results.examples.length, 'the facts have prompts shorter and longer than 9 tokens');
-  t.is(x.series.find((p) => p.key['k'] === '[-9]')!.n, long);
+  const long = results.examples.filter((e) => e.tokens.length >= 8).length;
+  t.true(long > 0 && long < results.examples.length, 'the facts have prompts shorter and longer than 8 tokens');
+  t.is(x.series.find((p) => p.key['k'] === '[-8]')!.n, long);
   t.is(x.series.find((p) => p.key['k'] === '[0]')!.n, results.examples.length);
   t.is(x.forwardPasses, long + results.examples.length);
 });
