@@ -12,13 +12,14 @@ import type { CiOptions } from './measure/stats.js';
 import { buildVariant, detectSites, readModel, type BuiltVariant, type ModelSites } from './onnx/index.js';
 import { planProgram, type Plan } from './plan/plan.js';
 import { Journal, runFingerprint } from './report/journal.js';
-import { RESULTS_FORMAT, type Results } from './report/schema.js';
+import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './report/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, type Fact, type Selection } from './run/dataset.js';
 import { orThrow } from './run/errors.js';
 import { datasetMeanHidden, executeExamples, type ExampleRecord } from './run/execute.js';
 import { measureRecords } from './measure/results.js';
 import { loadAttributeSets } from './run/attributes.js';
+import { headMappings } from './run/head-mappings.js';
 import { createSession, doctorInfo } from './run/session.js';
 import { loadTokenizer, type Tokenizer } from './run/tokenizer.js';
 import { version } from './version.js';
@@ -37,6 +38,7 @@ export interface LoadedProgram {
   readonly program: Program;
   readonly sites: ModelSites;
   readonly plan: Plan;
+  readonly tokenizer: Tokenizer;
   /** Warnings (errors throw). */
   readonly warnings: readonly Diagnostic[];
 }
@@ -65,8 +67,9 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
     },
   });
   if (hasErrors(out.diagnostics) || !out.program || !sites) throw new DiagnosticsError(out.diagnostics, sourceText);
-  const plan = planProgram(out.program, sites);
-  return { file: path, sourceText, program: out.program, sites, plan, warnings: out.diagnostics };
+  const tokenizer = orThrow(loadTokenizer(out.program.model.tokenizer));
+  const plan = planProgram(out.program, sites, tokenizer.vocabSize);
+  return { file: path, sourceText, program: out.program, sites, plan, tokenizer, warnings: out.diagnostics };
 }
 
 export function sha256File(path: string): string {
@@ -99,8 +102,7 @@ export function selectedFacts(program: Program, selection: Selection): { all: Fa
 }
 
 export async function runProgram(loaded: LoadedProgram, options: RunOptions): Promise<RunOutcome> {
-  const { program, plan, sites } = loaded;
-  const tokenizer: Tokenizer = orThrow(loadTokenizer(program.model.tokenizer));
+  const { program, plan, sites, tokenizer } = loaded;
   const { selected } = selectedFacts(program, options.selection);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
   const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;
@@ -144,6 +146,9 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
     }
     const records = selected.map((f) => journal.get(f.id)!);
     const measured = measureRecords(program, plan, sites.heads, records, ci);
+    const mappings = program.headMappings
+      ? await headMappingResults(program, sites, tokenizer, measured.examples, options)
+      : undefined;
     const results: Results = {
       format: RESULTS_FORMAT,
       tool: { name: 'dissect', version },
@@ -178,12 +183,31 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
       },
       examples: measured.examples,
       experiments: measured.experiments,
+      ...(mappings ? { headMappings: mappings } : {}),
       ci: ci.method === 'none' ? { method: 'none' } : ci,
     };
     return { results, written: writeResults(options.out, results), resumed };
   } finally {
     journal.close();
   }
+}
+
+/** Head mappings of the listed layers, flagged against the kept facts' subject → prediction pairs. */
+async function headMappingResults(
+  program: Program, sites: ModelSites, tokenizer: Tokenizer, examples: readonly ResultsExample[], options: RunOptions,
+): Promise<ResultsHeadMappings> {
+  const spec = program.headMappings!;
+  const side = program.choices['head_mapping_side'] === 'embedding' ? 'embedding' : 'unembedding';
+  const subjectToken = program.choices['mapping_subject_token'] === 'any' ? 'any' : 'last';
+  const facts = examples.map((e) => {
+    const ids = e.tokens.slice(e.subjectRange[0], e.subjectRange[1]).map((t) => tokenizer.tokenId(t)!);
+    return { id: e.id, subjectTokens: subjectToken === 'last' ? ids.slice(-1) : ids, target: e.cleanTop1.id };
+  });
+  const heads = await headMappings(program.model.onnx, {
+    layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: Math.min(tokenizer.vocabSize, sites.vocab),
+    session: { device: options.device, ...(options.threads ? { threads: options.threads } : {}) },
+  }, tokenizer, facts);
+  return { side, subjectToken, top: spec.top, heads };
 }
 
 function ciOptions(program: Program, seed: number): CiOptions {

@@ -9,7 +9,7 @@ import { closest, commandLineFile, didYouMean, error, hasErrors, sortDiagnostics
 import {
   measureNames, namedPositionSets,
   type AttributesSpec, type BosPolicy, type DatasetSpec, type Diagnostic, type Experiment, type ExtractionSummary,
-  type FactFilter, type IntExpr, type Intervention, type LayerSet, type MeasureName, type ModelShape,
+  type FactFilter, type HeadMappingsSpec, type IntExpr, type Intervention, type LayerSet, type MeasureName, type ModelShape,
   type NamedPositionSet, type PositionSet, type Probe, type Program, type Site, type SourceSpan, type Sweep,
 } from './program.js';
 
@@ -41,6 +41,8 @@ export const attributesFormats = ['json', 'paragraphs'] as const;
 export const attributesOptions = ['candidates', 'keep', 'min_length', 'stopwords'] as const;
 export const stopwordLists = ['english', 'none'] as const;
 export const summaryNames = ['extraction'] as const;
+/** The most indices one `each a..b` may give (a guard against typos such as `each 0..1000000`). */
+export const maxEachIndices = 100_000;
 /** The paper's settings, used when the attributes statement leaves an option out. */
 export const attributesDefaults = { candidates: 500, keep: 50, minLength: 3, stopwords: 'english' } as const;
 
@@ -1111,6 +1113,12 @@ class Checker {
         vars.set(name, { kind: 'positions', stmt: f });
         const values: { label: string; set: PositionSet }[] = [];
         for (const item of domain.items) {
+          if (item.kind === 'each') {
+            const each = this.eachValues(item);
+            if (each) values.push(...each);
+            else ok = false;
+            continue;
+          }
           const set = this.posExpr(item.expr, sweepScope);
           if (set) values.push({ label: item.text, set });
           else ok = false;
@@ -1155,6 +1163,60 @@ class Checker {
     };
   }
 
+  /** `each a..b`: the singleton sets [a], ..., [b], labelled '[i]'. */
+  eachValues(item: Extract<A.PositionSweepItem, { kind: 'each' }>): { label: string; set: PositionSet }[] | undefined {
+    const from = this.literal(item.from);
+    const to = this.literal(item.to);
+    if (from === undefined || to === undefined) return undefined;
+    if (from > to) {
+      this.error(item.from.span, `empty position range ${from}..${to}`,
+        'each a..b gives one row per index from a up to b; write the smaller index first, e.g. each -10..-1');
+      return undefined;
+    }
+    if (to - from + 1 > maxEachIndices) {
+      this.error(item.from.span, `each ${from}..${to} gives ${to - from + 1} rows, more than ${maxEachIndices}`,
+        'each a..b gives one row per index; narrow the range to the positions of interest');
+      return undefined;
+    }
+    const out: { label: string; set: PositionSet }[] = [];
+    for (let i = from; i <= to; i++) out.push({ label: `[${i}]`, set: { kind: 'indices', indices: [i] } });
+    return out;
+  }
+
+  // ---- head mappings -----------------------------------------------------------------------
+
+  headMappings(): HeadMappingsSpec | undefined {
+    const h = this.single('head_mappings');
+    if (!h) return undefined;
+    let ok = true;
+    const layers = new Set<number>();
+    for (const item of h.layers) {
+      const set = this.layerSet(item, emptyScope);
+      if (!set) { ok = false; continue; }
+      if (!this.shape) continue;
+      const listed = layersOf(set, new Map(), this.shape.layers);
+      if (listed.length === 0) {
+        this.error(item.span, `layer set ${this.text(item.span)} holds no layer`, 'head_mappings needs at least one layer; widen the set');
+        ok = false;
+        continue;
+      }
+      for (const l of listed) layers.add(l);
+    }
+    const hint = 'syntax: head_mappings layers <layers> top <k>, where each head reports its k largest token → token entries';
+    const top = this.intValue(h.top, emptyScope, 'a count');
+    let k: number | undefined = top?.kind === 'int' ? top.value : undefined;
+    if (k !== undefined && k < 1) {
+      this.error(h.top.span, `head_mappings top must be at least 1, got ${k}`, hint);
+      k = undefined;
+    } else if (k !== undefined && this.shape && k > this.shape.vocab) {
+      this.error(h.top.span, `head_mappings top ${k} is larger than the vocabulary (${this.shape.vocab})`,
+        'each head reports at most as many pairs as the vocabulary has tokens');
+      k = undefined;
+    }
+    if (!ok || k === undefined) return undefined;
+    return { layers: [...layers].sort((a, b) => a - b), top: k, span: this.span(h.span) };
+  }
+
   nameClash(name: string, vars: ReadonlyMap<string, SweepVar>): { message: string; hint: string } | undefined {
     const prior = vars.get(name);
     if (prior) return { message: `duplicate sweep variable '${name}'`, hint: `'${name}' is already bound at line ${prior.stmt.span.line}` };
@@ -1183,6 +1245,7 @@ class Checker {
     const filter = this.enumValue(this.single('filter'), factFilters, 'known');
     const bos = this.enumValue(this.single('bos'), bosPolicies, 'none');
     const choices = this.choices();
+    const headMappings = this.headMappings();
     // Definitions no experiment uses are still checked.
     for (const [name, def] of this.positionDefs) this.positionDef(name, { kind: 'ref', name, span: def.name.span });
     const experiments = this.experiments();
@@ -1195,7 +1258,10 @@ class Checker {
     const params: Record<string, number | string> = {};
     for (const p of this.params.values()) params[p.name] = p.value;
     return {
-      program: { file: this.absFile, model, dataset, ...(attributes ? { attributes } : {}), filter, bos, choices, params, experiments },
+      program: {
+        file: this.absFile, model, dataset, ...(attributes ? { attributes } : {}), filter, bos, choices, params, experiments,
+        ...(headMappings ? { headMappings } : {}),
+      },
       diagnostics,
     };
   }

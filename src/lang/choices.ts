@@ -92,6 +92,27 @@ const initialChoices: readonly Choice[] = [
     ],
     default: 'uniform',
   },
+  {
+    name: 'head_mapping_side',
+    about: 'which vocabulary matrix S reads a head\'s OV circuit in token space for `head_mappings` (M = S·W_V·W_O·Sᵀ)',
+    values: [
+      {
+        name: 'unembedding',
+        meaning: 'S is the LM head W_U (as [vocabulary, d]), as in Dar et al. (2023); for GPT-2, whose head is tied, it equals E',
+      },
+      { name: 'embedding', meaning: 'S is the input token-embedding matrix E' },
+    ],
+    default: 'unembedding',
+  },
+  {
+    name: 'mapping_subject_token',
+    about: 'which subject tokens count as the source of a subject → attribute pair when `head_mappings` flags heads',
+    values: [
+      { name: 'last', meaning: 'only the last subject token of each kept fact' },
+      { name: 'any', meaning: 'any token of the subject of each kept fact' },
+    ],
+    default: 'last',
+  },
 ];
 
 const registry = new Map<string, Choice>();

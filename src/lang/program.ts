@@ -42,6 +42,11 @@ export type LayerSet =
 export type Sweep =
   /** `for l in layers …` (block indices 0..L-1) or `for h in hidden …` (hidden-state indices 0..L). */
   | { readonly kind: 'layers' | 'hidden'; readonly variable: string; readonly values: readonly number[]; readonly span: SourceSpan }
+  /**
+   * `for t in positions …`: each value is a set with its label (source text). `each a..b` gives
+   * the values {label: '[i]', set: {kind: 'indices', indices: [i]}} for i = a … b; a row whose
+   * index falls outside a fact's prompt gives no value for that fact.
+   */
   | {
       readonly kind: 'positions';
       readonly variable: string;
@@ -167,6 +172,21 @@ export interface AttributesSpec {
   readonly span: SourceSpan;
 }
 
+/**
+ * `head_mappings layers R top k`: for every head of every listed layer, the head's OV circuit
+ * read in token space (Dar et al. 2023), M = S · W_V^h · W_O^h · Sᵀ (|V| × |V|), S per the
+ * `head_mapping_side` choice, no biases or norms; its `top` largest entries as token → token
+ * pairs, with the heads flagged whose pairs hold a subject → attribute pair of the data
+ * (subject tokens per the `mapping_subject_token` choice).
+ */
+export interface HeadMappingsSpec {
+  /** Block indices, sorted, without duplicates, each in 0..L-1. */
+  readonly layers: readonly number[];
+  /** Pairs reported per head, 1..vocab. */
+  readonly top: number;
+  readonly span: SourceSpan;
+}
+
 export type FactFilter = 'known' | 'none';
 export type BosPolicy = 'none' | 'prepend';
 
@@ -183,6 +203,8 @@ export interface Program {
   /** Final parameter values after --set overrides. */
   readonly params: Readonly<Record<string, number | string>>;
   readonly experiments: readonly Experiment[];
+  /** Present when the file has a `head_mappings` statement. */
+  readonly headMappings?: HeadMappingsSpec;
 }
 
 /** What the checker needs to know about the model. */

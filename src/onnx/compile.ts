@@ -14,6 +14,7 @@ import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './pa
 import { patchPass } from './passes/patch.js';
 import { projectionName, projectionsPass } from './passes/projections.js';
 import { DataType, decodeModel, dtypeName, encodeModel, type ModelProto } from './proto.js';
+import { lowestFinite } from './tensor.js';
 import { Rewrite } from './rewrite.js';
 import { version } from '../version.js';
 import { detectSites } from './sites/index.js';
@@ -175,13 +176,14 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
     lastPosition: request.logits ? 'gathered from the full logits' : 'LM head applied to the gathered last hidden state only',
   };
   if (request.knockout) {
-    c.knockout = `replacement: Where(blocked ∧ causal, B, scores) on each Softmax input, B = ${knockoutValue(sites.dtype)} ` +
-      `(half the lowest finite ${dtypeName(sites.dtype)})`;
+    c.knockout = `replacement: Where(causal, Where(blocked, B, scores), F) on each Softmax input, B = ${knockoutValue(sites.dtype)} ` +
+      `(half the lowest finite ${dtypeName(sites.dtype)}), F = ${lowestFinite(sites.dtype)} (the lowest finite) on future keys`;
     c.knockoutConsequences = 'a blocked weight is exactly 0 while any causal key of the row stays open; a fully blocked row ' +
-      'is uniform over its causal prefix (future keys stay below B); no NaN';
+      'is uniform over its causal prefix (future keys hold F, below B); no NaN';
   }
-  if (request.gates?.attention) c.gateAttention = 'zero_update: Mul(attention update, gate) where the residual Add reads it';
-  if (request.gates?.mlp === 'zero_update') c.gateMlp = 'zero_update: Mul(MLP update, gate) where the residual Add reads it';
+  const where = sites.block === 'parallel' ? 'where the parallel block\'s sum (residual + attention + MLP) reads it' : 'where the residual Add reads it';
+  if (request.gates?.attention) c.gateAttention = `zero_update: Mul(attention update, gate) ${where}`;
+  if (request.gates?.mlp === 'zero_update') c.gateMlp = `zero_update: Mul(MLP update, gate) ${where}`;
   if (request.gates?.mlp === 'zero_preactivation') {
     c.gateMlp = `zero_preactivation: Mul(MLP pre-activations, gate) before the activation (${sites.activation}); a cancelled MLP writes its output bias`;
   }

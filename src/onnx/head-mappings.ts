@@ -48,7 +48,7 @@ export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest
   const files = checkExternalData(model, modelPath);
   const sites = detectSites(model, modelPath);
   const ix = new GraphIndex(model.graph!);
-  const { layers, heads: H, dHead: dh, dModel: d } = sites;
+  const { layers, heads: H, dHead: dh } = sites;
   if (!Number.isInteger(req.layer) || req.layer < 0 || req.layer >= layers) throw new UserError(`head mapping: layer ${req.layer} is outside 0..${layers - 1}`);
   if (!Number.isInteger(req.head) || req.head < 0 || req.head >= H) throw new UserError(`head mapping: head ${req.head} is outside 0..${H - 1}`);
   if (!Number.isInteger(req.chunk) || req.chunk < 1) throw new UserError(`head mapping: chunk ${req.chunk} must be a positive integer`);
@@ -67,9 +67,11 @@ export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest
   const limit = Math.min(req.vocabLimit ?? V, V);
   if (!Number.isInteger(limit) || limit < 1) throw new UserError(`head mapping: vocabLimit ${req.vocabLimit} must be a positive integer`);
   if (!Number.isInteger(req.k) || req.k < 1 || req.k > limit) throw new UserError(`head mapping: k = ${req.k} must be in 1..${limit}`);
-  const qkvDims = tensorDims(weight(L.qkvProj.weight));
-  if (qkvDims[L.qkvProj.layout === 'io' ? 1 : 0] !== 3 * d) {
-    throw new UserError(`head mapping: layer ${req.layer}'s fused qkv weight [${qkvDims.join(', ')}] is not q|k|v of width ${d} each`);
+  const vp = L.vProj;
+  const vDims = tensorDims(weight(vp.weight));
+  const vOut = vDims[vp.layout === 'io' ? 1 : 0] ?? 0;
+  if (vOut < vp.offset + H * dh) {
+    throw new UserError(`head mapping: layer ${req.layer}'s value weight [${vDims.join(', ')}] has no ${H} × ${dh} value units from unit ${vp.offset}`);
   }
 
   const nodes: NodeProto[] = [];
@@ -98,9 +100,10 @@ export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest
   const sliceOf = (w: string, axis: number, start: number, end: number): string => op('Slice', [useWeight(w), ints([start]), ints([end]), ints([axis])]);
   const T = (x: string): string => op('Transpose', [x], [intsAttr('perm', [1, 0])]);
 
-  // W_V^h [d, dh]: columns 2d + h·dh … of the [d, 3d] qkv weight (rows, then transposed, if [3d, d])
-  const v0 = 2 * d + req.head * dh;
-  const wv = L.qkvProj.layout === 'io' ? sliceOf(L.qkvProj.weight, 1, v0, v0 + dh) : T(sliceOf(L.qkvProj.weight, 0, v0, v0 + dh));
+  // W_V^h [d, dh]: columns offset + h·dh … of the value weight ([d, 3d] fused q|k|v: offset 2d; a
+  // separate v projection: offset 0); rows, then transposed, if the weight is [out, in]
+  const v0 = vp.offset + req.head * dh;
+  const wv = vp.layout === 'io' ? sliceOf(vp.weight, 1, v0, v0 + dh) : T(sliceOf(vp.weight, 0, v0, v0 + dh));
   // W_O^h [dh, d]: the head's rows of the [d, d] output projection (its columns, transposed, if [out, in])
   const o0 = req.head * dh;
   const wo = L.attnProj.layout === 'io' ? sliceOf(L.attnProj.weight, 0, o0, o0 + dh) : T(sliceOf(L.attnProj.weight, 1, o0, o0 + dh));
@@ -111,7 +114,7 @@ export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest
   const vocabAxis = vocabLayout === 'Vd' ? 0 : 1;
   let rows = op('Slice', [useWeight(vocabName), start, end, ints([vocabAxis])]);
   if (vocabLayout === 'dV') rows = T(rows);
-  const out = op('MatMul', [op('MatMul', [rows, wv]), wo]); // [rows, d]
+  const out = op('MatMul', [op('MatMul', [rows, wv]), wo]); // [rows, d_model]
   let m = vocabLayout === 'Vd' ? op('Gemm', [out, vocabName], [intAttr('transB', 1)]) : op('MatMul', [out, vocabName]);
   if (sites.dtype !== DataType.FLOAT) m = op('Cast', [m], [intAttr('to', DataType.FLOAT)]);
   if (limit < V) m = op('Add', [m, constant(DataType.FLOAT, [V], Array.from({ length: V }, (_, i) => (i < limit ? 0 : -Infinity)))]);

@@ -245,7 +245,11 @@ function projections(rows: readonly PlanRow[], choices: Readonly<Record<string, 
   }));
 }
 
-export function planProgram(program: Program, shape: ModelShape): Plan {
+/**
+ * `tokenVocab` is the number of real tokens (the tokenizer's), which can be below the
+ * model's embedding rows (GPT-J: 50257 of 50400); projections never rank the others.
+ */
+export function planProgram(program: Program, shape: ModelShape, tokenVocab = shape.vocab): Plan {
   const ctx: PlanContext = { shape, choices: program.choices, attributesCandidates: program.attributes?.candidates ?? 1 };
   const experiments = program.experiments.map((e) => planExperiment(e, ctx));
   const rows = experiments.flatMap((e) => e.rows);
@@ -253,7 +257,7 @@ export function planProgram(program: Program, shape: ModelShape): Plan {
   const gates = rows.flatMap((r) => r.gates);
   const patches = rows.flatMap((r) => (r.patch ? [r.patch] : []));
   const probes = rows.flatMap((r) => r.probes);
-  const projected = projections(rows, program.choices, shape.vocab);
+  const projected = projections(rows, program.choices, Math.min(tokenVocab, shape.vocab));
   const gateModes: { attention?: 'zero_update'; mlp?: 'zero_update' | 'zero_preactivation' } = {};
   if (gates.some((g) => g.sublayer === 'attention')) gateModes.attention = 'zero_update';
   if (gates.some((g) => g.sublayer === 'mlp')) {

@@ -116,6 +116,19 @@ export type ResultsCi =
   | { readonly method: 'none' }
   | { readonly method: 'bootstrap_percentile'; readonly resamples: number; readonly level: number; readonly seed: number };
 
+/** `head_mappings`: per head, its top token → token pairs and the facts whose subject → prediction pair is among them. */
+export interface ResultsHeadMappings {
+  readonly side: string;
+  readonly subjectToken: string;
+  readonly top: number;
+  readonly heads: readonly {
+    readonly layer: number;
+    readonly head: number;
+    readonly pairs: readonly { readonly from: number; readonly to: number; readonly fromToken: string; readonly toToken: string; readonly score: number }[];
+    readonly subjectAttributeFacts: readonly ExampleId[];
+  }[];
+}
+
 export interface Results {
   readonly format: typeof RESULTS_FORMAT;
   readonly tool: { readonly name: string; readonly version: string };
@@ -134,6 +147,7 @@ export interface Results {
   readonly data: ResultsData;
   readonly examples: readonly ResultsExample[];
   readonly experiments: readonly ResultsExperiment[];
+  readonly headMappings?: ResultsHeadMappings;
   readonly ci: ResultsCi;
 }
 
@@ -331,6 +345,29 @@ export const resultsSchema = {
                   ],
                 },
               },
+            },
+          },
+        },
+      },
+    },
+    headMappings: {
+      type: 'object', additionalProperties: false, required: ['side', 'subjectToken', 'top', 'heads'],
+      properties: {
+        side: nonEmpty, subjectToken: nonEmpty, top: positive,
+        heads: {
+          type: 'array',
+          items: {
+            type: 'object', additionalProperties: false, required: ['layer', 'head', 'pairs', 'subjectAttributeFacts'],
+            properties: {
+              layer: count, head: count,
+              pairs: {
+                type: 'array',
+                items: {
+                  type: 'object', additionalProperties: false, required: ['from', 'to', 'fromToken', 'toToken', 'score'],
+                  properties: { from: count, to: count, fromToken: { type: 'string' }, toToken: { type: 'string' }, score: { type: 'number' } },
+                },
+              },
+              subjectAttributeFacts: { type: 'array', items: exampleId },
             },
           },
         },

@@ -12,6 +12,8 @@ test('the initial registry', (t) => {
     ['projection', 'embedding', ['embedding', 'final_norm_unembedding']],
     ['cancel_mlp', 'zero_preactivation', ['zero_preactivation', 'zero_update']],
     ['cancel_attention', 'uniform', ['uniform', 'zero_update']],
+    ['head_mapping_side', 'unembedding', ['unembedding', 'embedding']],
+    ['mapping_subject_token', 'last', ['last', 'any']],
   ]);
   for (const c of allChoices()) for (const v of c.values) t.false(v.meaning.includes('\n'), `${c.name}.${v.name} meaning is one line`);
 });
@@ -20,6 +22,7 @@ test('defaults fill every choice', (t) => {
   t.deepEqual(defaultChoices(), {
     knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
+    head_mapping_side: 'unembedding', mapping_subject_token: 'last',
   });
 });
 

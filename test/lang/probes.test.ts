@@ -210,6 +210,8 @@ const expected: Program = {
     projection: 'final_norm_unembedding',
     cancel_mlp: 'zero_update',
     cancel_attention: 'uniform',
+    head_mapping_side: 'unembedding',
+    mapping_subject_token: 'last',
   },
   params: { attrs: 'attributes.json', k: 5, top: 9 },
   experiments,

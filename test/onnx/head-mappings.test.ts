@@ -34,11 +34,11 @@ function rowsOf(m: Matrix, from: number, to: number): Matrix {
 function reference(ref: ModelRef, layer: number, head: number, side: 'embedding' | 'unembedding'): Matrix {
   const s = ref.sites;
   const L = s.perLayer[layer]!;
-  const d = s.dModel;
   const dh = s.dHead;
+  const v0 = L.vProj.offset;
   const E = side === 'embedding' ? ref.matrix(s.embedding.weight)
     : s.unembedding.layout === 'Vd' ? ref.matrix(s.unembedding.weight) : transpose(ref.matrix(s.unembedding.weight));
-  const wv = columns(ref.linearIo(L.qkvProj), 2 * d + head * dh, 2 * d + (head + 1) * dh);
+  const wv = columns(ref.linearIo(L.vProj), v0 + head * dh, v0 + (head + 1) * dh);
   const wo = rowsOf(ref.linearIo(L.attnProj), head * dh, (head + 1) * dh);
   return matmul(matmul(matmul(E, wv), wo), transpose(E));
 }

@@ -1,8 +1,9 @@
 // Sublayer gates. One float32 input per gated sublayer, [batch, layers, seq]: 1 keeps, 0
 // cancels, values in between scale. Per layer its slice [batch, seq] becomes a column
 // [batch, seq, 1] (in the model's dtype) that multiplies
-//   attention zero_update:       the attention update, where the residual Add reads it;
-//   mlp zero_update:             the MLP update, where the residual Add reads it;
+//   attention zero_update:       the attention update, where the residual Add reads it (in a
+//                                parallel block, GPT-J: the Add summing it with the MLP's);
+//   mlp zero_update:             the MLP update, where the residual (or parallel-sum) Add reads it;
 //   mlp zero_preactivation:      the MLP pre-activations (every reader: the activation), so a
 //                                cancelled MLP writes act(0)·W + b = its output bias (gelu(0) = 0).
 // x · 1 is exact in IEEE arithmetic, so an all-ones gate changes no number the sublayer
@@ -42,7 +43,7 @@ export function gatesPass(rw: Rewrite, sites: ModelSites, gates: GateRequest): v
     const g = rw.addInput(VariantNames.gateAttention, DataType.FLOAT, shape,
       'per row, layer and position: factor on the attention update (1 keeps, 0 cancels)');
     for (const L of sites.perLayer) {
-      gateAt(rw, L, g, L.attnOut, 'attention', (n) => (n.output ?? []).includes(L.residMid));
+      gateAt(rw, L, g, L.attnOut, 'attention', (n) => (n.output ?? []).includes(L.attnAddOut));
     }
   }
   if (gates.mlp) {
@@ -53,7 +54,7 @@ export function gatesPass(rw: Rewrite, sites: ModelSites, gates: GateRequest): v
       : 'per row, layer and position: factor on the MLP pre-activations (1 keeps, 0 leaves only the output bias)');
     for (const L of sites.perLayer) {
       if (mode === 'zero_update') {
-        gateAt(rw, L, g, L.mlpOut, 'mlp', (n) => (n.output ?? []).includes(L.residPost));
+        gateAt(rw, L, g, L.mlpOut, 'mlp', (n) => (n.output ?? []).includes(L.mlpAddOut));
       } else {
         const fused = rw.ix.consumersOf(L.mlpPre).find((n) => BIAS_FUSED.has(n.opType ?? '') && (n.input ?? []).length > 1);
         if (fused) {

@@ -1,13 +1,17 @@
 // Attention-edge knockout. One bool input [batch, layers, heads|1, seq, kv] (true = the edge
 // query→key is blocked); per layer its slice, intersected with the causal mask, replaces the
-// Softmax input by B where blocked: Where(blocked ∧ causal, B, scores), B = half the lowest
-// finite value of the scores' dtype.
+// Softmax input by B where blocked, and every future key by F:
+//   Where(causal, Where(blocked, B, scores), F)
+// B = half the lowest finite value of the scores' dtype, F = the lowest finite value.
 //
 // Consequences: a blocked weight is exactly 0 whenever any causal key of the row stays open
 // (exp(B − s) underflows); a fully blocked row is uniform over its causal prefix, because
-// future keys keep the model's own mask value (the dtype's lowest value or −inf), below B;
-// nothing overflows and no NaN appears. Replacement, unlike adding a large negative number,
-// does not depend on the scores' magnitude or on how a backend upcasts fp16.
+// future keys hold F, below B. F is written explicitly because models mask the future
+// differently: GPT-2 puts the dtype's lowest value there (or −inf with padding), GPT-J
+// divides its finfo.min by √d_head afterwards (−6·10³⁷ in float32, above B). Future keys get
+// weight 0 either way, so without knockout the probabilities are the model's own. Nothing
+// overflows and no NaN appears. Replacement, unlike adding a large negative number, does not
+// depend on the scores' magnitude or on how a backend upcasts fp16.
 
 import { DataType } from '../proto.js';
 import type { Rewrite } from '../rewrite.js';
@@ -42,11 +46,12 @@ export function knockoutPass(rw: Rewrite, sites: ModelSites): void {
     const dt = rw.dtype(L.scores);
     if (!isFloatType(dt)) throw new Error(`internal: layer ${L.layer} scores have non-float dtype #${dt}`);
     const base = `dissect/knockout/layer${L.layer}`;
-    const slice = rw.op('Gather', [K, rw.scalarInt(`${base}/index`, L.layer)], `${base}/edges`, DataType.BOOL,
+    const blocked = rw.op('Gather', [K, rw.scalarInt(`${base}/index`, L.layer)], `${base}/edges`, DataType.BOOL,
       ['batch', 'heads_or_1', 'seq', kvDim], [intAttr('axis', 1)]);
-    const blocked = rw.op('And', [slice, causal], `${base}/blocked`, DataType.BOOL, ['batch', 'heads_or_1', 'seq', kvDim]);
     const B = rw.constant(`${base}/replacement`, dt, [], [knockoutValue(dt)]);
-    const scores = rw.op('Where', [blocked, B, L.scores], `${base}/scores`, dt, ['batch', sites.heads, 'seq', kvDim]);
+    const F = rw.constant(`${base}/future`, dt, [], [lowestFinite(dt)]);
+    const knocked = rw.op('Where', [blocked, B, L.scores], `${base}/knocked`, dt, ['batch', sites.heads, 'seq', kvDim]);
+    const scores = rw.op('Where', [causal, knocked, F], `${base}/scores`, dt, ['batch', sites.heads, 'seq', kvDim]);
     const softmaxes = rw.ix.consumersOf(L.scores).filter((n) => n.opType === 'Softmax');
     if (softmaxes.length !== 1) throw new Error(`internal: layer ${L.layer}: expected one Softmax reading '${L.scores}'`);
     rw.replaceInput(softmaxes[0]!, L.scores, scores);

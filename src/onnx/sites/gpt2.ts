@@ -8,13 +8,13 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
 import { attrInt, attrInts, tensorDims } from '../tensor.js';
+import { findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLayerNorm, matchLinear, otherInput, out0,
   soleConsumer, type NormMatch,
 } from './pattern.js';
 import type { KvCacheInput, LayerSites, LinearWeights, ModelSites } from './types.js';
-import type { LinearMatch } from './pattern.js';
 
 const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
 const HEAD_PATH_OPS = ['Transpose', 'Concat', 'Reshape', 'Identity'];
@@ -32,10 +32,6 @@ interface AttentionFacts {
   pastValue?: string;
   qkvProj?: LinearWeights;
   attnProj?: LinearWeights;
-}
-
-function weightsOf(m: LinearMatch): LinearWeights {
-  return { weight: m.weight, ...(m.bias ? { bias: m.bias } : {}), op: m.op, layout: m.transposed ? 'oi' : 'io' };
 }
 
 function perm(node: NodeProto): string {
@@ -129,43 +125,10 @@ function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string
   return { dMlp, activation: act.kind, fc: weightsOf(fc), proj: weightsOf(proj) };
 }
 
-interface Embedding {
-  ids: string;
-  weight: string;
-  output: string;
-  r0: string;
-  positionWeight?: string;
-  positionIds?: string;
-}
-
-function findEmbedding(ix: GraphIndex, rec: Recorder): Embedding {
-  const isIntInput = (t: string): boolean => {
-    const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
-    return ix.isGraphInput(t) && (et === DataType.INT64 || et === DataType.INT32);
-  };
-  const gathers = ix.nodes.filter((n) => n.opType === 'Gather' && ix.isConstant(in0(n)) && isIntInput(n.input?.[1] ?? '')
-    && tensorDims(ix.constantTensor(in0(n)) ?? {}).length === 2 && attrInt(n, 'axis', 0) === 0);
-  if (!gathers.length) {
-    throw new PatternBreak(undefined, '', 'a Gather of token ids (a graph input) from a 2-D embedding table');
-  }
-  const tok = gathers.find((n) => /input_ids|ids/i.test(n.input?.[1] ?? '')) ?? gathers[0]!;
-  const ids = rec.found('inputIds', tok.input![1]!);
-  const weight = rec.found('embedding', in0(tok));
-  const emb: Embedding = { ids, weight, output: out0(tok), r0: '' };
-  let t = out0(tok);
-  for (let guard = 0; guard < 6 && !matchLayerNorm(ix, t); guard++) {
-    const add = soleConsumer(ix, t, ['Add'], 'the embedding sum feeding the first LayerNorm');
-    const other = ix.producer(otherInput(add, t));
-    if (isOp(other, 'Gather') && ix.isConstant(in0(other))) {
-      emb.positionWeight = rec.found('positionEmbedding', in0(other));
-      const pos = other.input?.[1] ?? '';
-      if (ix.isGraphInput(pos)) emb.positionIds = rec.found('positionIds', pos);
-    }
-    t = out0(add);
-  }
-  if (!matchLayerNorm(ix, t)) fail(ix, t, 'a LayerNorm reading the embeddings (the first block)');
-  emb.r0 = t;
-  return emb;
+/** A third of the fused q|k|v layer's output units: where k and v start. */
+function third(ix: GraphIndex, w: LinearWeights): number {
+  const dims = tensorDims(ix.constantTensor(w.weight) ?? {});
+  return ((w.layout === 'io' ? dims[1] : dims[0]) ?? 0) / 3;
 }
 
 export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>): Detection {
@@ -247,40 +210,27 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
         scores: g('scores'), softmaxNode: facts.softmaxNode ?? '', probs: g('probs'), context: g('context'),
         contextMerged: g('contextMerged'), attnOut: g('attnOut'), residMid: g('residMid'), mlpNorm: g('mlpNorm'),
         mlpPre: g('mlpPre'), mlpAct: g('mlpAct'), mlpOut: g('mlpOut'), residPost: g('residPost'),
-        qkvProj: facts.qkvProj, attnProj: facts.attnProj, mlpFc: mlp.fc, mlpProj: mlp.proj,
+        attnAddOut: g('residMid'), mlpAddOut: g('residPost'),
+        qProj: { ...facts.qkvProj, offset: 0 }, kProj: { ...facts.qkvProj, offset: third(ix, facts.qkvProj) },
+        vProj: { ...facts.qkvProj, offset: 2 * third(ix, facts.qkvProj) },
+        attnProj: facts.attnProj, mlpFc: mlp.fc, mlpProj: mlp.proj,
       });
     }
     r = residPost;
   }
 
   // final norm and LM head
-  let head: { weight: string; bias?: string; op: 'MatMul' | 'Gemm'; layout: 'dV' | 'Vd'; logits: string; vocab: number } | undefined;
+  let head: LmHead | undefined;
   if (finalNorm) {
     mrec.found('finalNorm', finalNorm.output);
-    head = mrec.attempt(['unembedding', 'logits'], () => {
-      const lin = matchLinear(ix, finalNorm!.output, 'the LM head');
-      let y = lin.output;
-      for (let guard = 0; guard < 4 && !ix.outputs.has(y); guard++) {
-        const next = ix.dataConsumers(y);
-        if (next.length !== 1 || !isOp(next[0], 'Identity', 'Cast', 'Reshape')) break;
-        y = out0(next[0]);
-      }
-      if (!ix.outputs.has(y)) fail(ix, y, 'the logits to be a graph output');
-      const dims = tensorDims(ix.constantTensor(lin.weight) ?? {});
-      mrec.found('unembedding', lin.weight);
-      mrec.found('logits', y);
-      const layout = lin.transposed ? 'Vd' as const : 'dV' as const;
-      return { weight: lin.weight, ...(lin.bias ? { bias: lin.bias } : {}), op: lin.op, layout, logits: y, vocab: (layout === 'dV' ? dims[1] : dims[0]) ?? 0 };
-    });
+    const fn = finalNorm;
+    head = mrec.attempt(['unembedding', 'logits'], () => matchLmHead(ix, mrec, fn));
   } else if (complete) {
     model.missing.push({ site: 'finalNorm', expected: 'a final LayerNorm', at: nodeLabel(ix.producer(r)) });
   }
 
-  const inputs = [...ix.inputs.keys()].filter((n) => ix.isGraphInput(n));
   const pastNames = new Set(past.flatMap((p) => [p.key, p.value]));
-  const attentionMask = inputs.find((n) => /attention_mask/.test(n))
-    ?? inputs.find((n) => n !== emb.ids && n !== emb.positionIds && !pastNames.has(n) && ix.inputs.get(n)?.type?.tensorType?.elemType === DataType.INT64);
-  if (attentionMask) mrec.found('attentionMask', attentionMask);
+  const attentionMask = findAttentionMask(ix, mrec, emb, pastNames);
 
   const wteDims = tensorDims(ix.constantTensor(emb.weight) ?? {});
   const dModel = wteDims[1] ?? 0;
@@ -301,6 +251,7 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
     vocab: head.vocab,
     dtype,
     activation,
+    block: 'sequential',
     perLayer,
     finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
     embedding: { weight: emb.weight, output: emb.output, ...(emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },

@@ -123,6 +123,11 @@ export function matchLinear(ix: GraphIndex, x: string, what: string): LinearMatc
     t = out0(c);
     c = soleConsumer(ix, t, ['Gemm', 'MatMul'], `${what}: Gemm or MatMul after the Reshape`);
   }
+  return linearFrom(ix, x, t, c, reshaped, what);
+}
+
+/** The linear layer `c` reading `t` (= x, or x reshaped to 2-D when `reshaped`). */
+export function linearFrom(ix: GraphIndex, x: string, t: string, c: NodeProto, reshaped: boolean, what: string): LinearMatch {
   if (in0(c) !== t) fail(ix, t, `${what}: the activations as the first input of the ${c.opType}`, c);
   const weight = c.input?.[1] ?? '';
   if (!ix.isConstant(weight)) fail(ix, t, `${what}: a constant weight as the second input of the ${c.opType}`, c);
@@ -145,6 +150,19 @@ export function matchLinear(ix: GraphIndex, x: string, what: string): LinearMatc
     if (next.length === 1 && isOp(next[0], 'Reshape') && in0(next[0]) === y) y = out0(next[0]);
   }
   return { input: x, output: y, weight, ...(bias ? { bias } : {}), op, node: c, transposed };
+}
+
+/** Every linear layer reading `x` (directly, or through a Reshape to 2-D): one LayerNorm feeding several layers. */
+export function linearConsumers(ix: GraphIndex, x: string, what: string): LinearMatch[] {
+  const out: LinearMatch[] = [];
+  const isLinear = (n: NodeProto, t: string): boolean => isOp(n, 'Gemm', 'MatMul') && in0(n) === t && ix.isConstant(n.input?.[1] ?? '');
+  for (const c of ix.dataConsumers(x)) {
+    if (isLinear(c, x)) out.push(linearFrom(ix, x, x, c, false, what));
+    else if (isOp(c, 'Reshape') && in0(c) === x) {
+      for (const g of ix.dataConsumers(out0(c))) if (isLinear(g, out0(c))) out.push(linearFrom(ix, x, out0(c), g, true, what));
+    }
+  }
+  return out;
 }
 
 // ---- activations ----

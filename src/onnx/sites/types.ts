@@ -1,8 +1,15 @@
 // What site detection returns: the tensors of a transformer LM that experiments read or
 // rewrite, by name, per layer. Shapes use batch (b), heads (h), query positions (s), key
 // positions (kv = past + s), head size (dh), model width (d), MLP width (dm).
+//
+// Two block shapes exist. Sequential (GPT-2): r → LN → attention → (+ r = residMid) → LN →
+// MLP → (+ residMid = residPost). Parallel (GPT-J): one LN feeds both sublayers and
+// residPost = residIn + attnOut + mlpOut; no residual stream exists between the two
+// sublayers, so residMid is residIn (the stream the MLP's pre-norm reads, as in GPT-2) and
+// mlpNorm is attnNorm. Passes must not assume residPost − residMid = mlpOut: they gate an
+// update where attnAddOut / mlpAddOut's Add reads it.
 
-export type ArchitectureFamily = 'gpt2';
+export type ArchitectureFamily = 'gpt2' | 'gptj';
 
 export interface LayerSites {
   readonly layer: number;
@@ -10,9 +17,9 @@ export interface LayerSites {
   readonly residIn: string;
   /** Output of the attention pre-norm [b, s, d]. */
   readonly attnNorm: string;
-  /** Queries per head [b, h, s, dh]. */
+  /** Queries per head [b, h, s, dh] (rotary models: after the rotary embedding). */
   readonly q: string;
-  /** Keys per head, past included: [b, h, kv, dh] ('bhsd') or transposed [b, h, dh, kv] ('bhds'). */
+  /** Keys per head, past included: [b, h, kv, dh] ('bhsd') or transposed [b, h, dh, kv] ('bhds'); after any rotary embedding. */
   readonly k: string;
   readonly kLayout: 'bhsd' | 'bhds';
   /** Values per head, past included [b, h, kv, dh]. */
@@ -29,9 +36,13 @@ export interface LayerSites {
   readonly contextMerged: string;
   /** Attention update added to the residual stream [b, s, d]. */
   readonly attnOut: string;
-  /** Residual stream after the attention add [b, s, d]. */
+  /**
+   * The residual stream the MLP's pre-norm reads [b, s, d]: after the attention add in a
+   * sequential block; in a parallel block (GPT-J) there is none between the sublayers and
+   * this is residIn (residPost = residIn + attnOut + mlpOut).
+   */
   readonly residMid: string;
-  /** Output of the MLP pre-norm [b, s, d]. */
+  /** Output of the MLP pre-norm [b, s, d] (parallel block: the shared norm, = attnNorm). */
   readonly mlpNorm: string;
   /** MLP pre-activations, the activation's input [b, s, dm]. */
   readonly mlpPre: string;
@@ -41,8 +52,18 @@ export interface LayerSites {
   readonly mlpOut: string;
   /** Residual stream after the block [b, s, d]. */
   readonly residPost: string;
-  /** The fused q|k|v input projection (output [b, s, 3d]: q, k, v in that order). */
-  readonly qkvProj: LinearWeights;
+  /**
+   * Output of the Add that reads attnOut on its way into the residual stream: residMid
+   * (sequential), the parallel sum attnOut + mlpOut, or residPost (parallel, x + attn + mlp
+   * in another order). The attention gate scales attnOut where this Add reads it.
+   */
+  readonly attnAddOut: string;
+  /** Output of the Add that reads mlpOut (sequential: residPost; parallel: see attnAddOut). */
+  readonly mlpAddOut: string;
+  /** The q, k and v input projections: one fused q|k|v layer (offsets 0, d, 2d) or three layers (offset 0). */
+  readonly qProj: HeadProjection;
+  readonly kProj: HeadProjection;
+  readonly vProj: HeadProjection;
   /** The attention output projection (reads contextMerged, writes attnOut). */
   readonly attnProj: LinearWeights;
   /** The MLP input projection (writes mlpPre). */
@@ -58,6 +79,11 @@ export interface LinearWeights {
   readonly op: 'Gemm' | 'MatMul';
   /** 'io': weight is [in, out] (MatMul, Gemm without transB; GPT-2's Conv1D); 'oi': [out, in] (Gemm transB). */
   readonly layout: 'io' | 'oi';
+}
+
+/** q, k or v: output units [offset, offset + d) of a linear layer (a fused q|k|v layer: offsets 0, d, 2d). */
+export interface HeadProjection extends LinearWeights {
+  readonly offset: number;
 }
 
 export const LAYER_SITE_NAMES = [
@@ -91,6 +117,10 @@ export interface ModelSites {
   /** ONNX element type of the activations (scores, logits): 1 = float32, 10 = float16 ... */
   readonly dtype: number;
   readonly activation: string;
+  /** Sequential (GPT-2: attention, then MLP) or parallel (GPT-J: both off one norm) blocks. */
+  readonly block: 'sequential' | 'parallel';
+  /** Rotary position embedding on q and k: on the first `dims` of each head; 'interleaved' rotates pairs (2i, 2i+1) (GPT-J), 'half' pairs (i, i + dims/2) (NeoX). */
+  readonly rotary?: { readonly dims: number; readonly style: 'interleaved' | 'half' };
   readonly perLayer: readonly LayerSites[];
   readonly finalNorm: { readonly input: string; readonly output: string; readonly op: string };
   /** The input embedding: a Gather on `weight` [vocab, d] with the token ids. */

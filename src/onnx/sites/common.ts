@@ -1,0 +1,92 @@
+// Model-level matching shared by the architecture families: the token embedding (and any
+// added position embedding) up to the first LayerNorm, the final norm's LM head and the
+// logits output, the attention-mask input, and linear-layer descriptions.
+
+import { GraphIndex } from '../graph.js';
+import { DataType } from '../proto.js';
+import { attrInt, tensorDims } from '../tensor.js';
+import type { Recorder } from './findings.js';
+import {
+  PatternBreak, fail, in0, isOp, matchLayerNorm, matchLinear, otherInput, out0, soleConsumer, type LinearMatch, type NormMatch,
+} from './pattern.js';
+import type { LinearWeights } from './types.js';
+
+export function weightsOf(m: LinearMatch): LinearWeights {
+  return { weight: m.weight, ...(m.bias ? { bias: m.bias } : {}), op: m.op, layout: m.transposed ? 'oi' : 'io' };
+}
+
+export interface Embedding {
+  ids: string;
+  weight: string;
+  output: string;
+  /** The residual stream entering block 0 (the first LayerNorm's input). */
+  r0: string;
+  positionWeight?: string;
+  positionIds?: string;
+}
+
+/** Gather(E, token ids) [+ Gather(P, positions) ...] up to the tensor the first LayerNorm reads. */
+export function findEmbedding(ix: GraphIndex, rec: Recorder): Embedding {
+  const isIntInput = (t: string): boolean => {
+    const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
+    return ix.isGraphInput(t) && (et === DataType.INT64 || et === DataType.INT32);
+  };
+  const gathers = ix.nodes.filter((n) => n.opType === 'Gather' && ix.isConstant(in0(n)) && isIntInput(n.input?.[1] ?? '')
+    && tensorDims(ix.constantTensor(in0(n)) ?? {}).length === 2 && attrInt(n, 'axis', 0) === 0);
+  if (!gathers.length) {
+    throw new PatternBreak(undefined, '', 'a Gather of token ids (a graph input) from a 2-D embedding table');
+  }
+  const tok = gathers.find((n) => /input_ids|ids/i.test(n.input?.[1] ?? '')) ?? gathers[0]!;
+  const ids = rec.found('inputIds', tok.input![1]!);
+  const weight = rec.found('embedding', in0(tok));
+  const emb: Embedding = { ids, weight, output: out0(tok), r0: '' };
+  let t = out0(tok);
+  for (let guard = 0; guard < 6 && !matchLayerNorm(ix, t); guard++) {
+    const add = soleConsumer(ix, t, ['Add'], 'the embedding sum feeding the first LayerNorm');
+    const other = ix.producer(otherInput(add, t));
+    if (isOp(other, 'Gather') && ix.isConstant(in0(other))) {
+      emb.positionWeight = rec.found('positionEmbedding', in0(other));
+      const pos = other.input?.[1] ?? '';
+      if (ix.isGraphInput(pos)) emb.positionIds = rec.found('positionIds', pos);
+    }
+    t = out0(add);
+  }
+  if (!matchLayerNorm(ix, t)) fail(ix, t, 'a LayerNorm reading the embeddings (the first block)');
+  emb.r0 = t;
+  return emb;
+}
+
+export interface LmHead {
+  weight: string;
+  bias?: string;
+  op: 'MatMul' | 'Gemm';
+  layout: 'dV' | 'Vd';
+  logits: string;
+  vocab: number;
+}
+
+/** The LM head reading the final norm, up to the logits graph output (through Identity / Cast / Reshape). */
+export function matchLmHead(ix: GraphIndex, rec: Recorder, finalNorm: NormMatch): LmHead {
+  const lin = matchLinear(ix, finalNorm.output, 'the LM head');
+  let y = lin.output;
+  for (let guard = 0; guard < 4 && !ix.outputs.has(y); guard++) {
+    const next = ix.dataConsumers(y);
+    if (next.length !== 1 || !isOp(next[0], 'Identity', 'Cast', 'Reshape')) break;
+    y = out0(next[0]);
+  }
+  if (!ix.outputs.has(y)) fail(ix, y, 'the logits to be a graph output');
+  const dims = tensorDims(ix.constantTensor(lin.weight) ?? {});
+  rec.found('unembedding', lin.weight);
+  rec.found('logits', y);
+  const layout = lin.transposed ? 'Vd' as const : 'dV' as const;
+  return { weight: lin.weight, ...(lin.bias ? { bias: lin.bias } : {}), op: lin.op, layout, logits: y, vocab: (layout === 'dV' ? dims[1] : dims[0]) ?? 0 };
+}
+
+/** The attention-mask input: named so, else the one other int64 input. */
+export function findAttentionMask(ix: GraphIndex, rec: Recorder, emb: Embedding, pastNames: ReadonlySet<string>): string | undefined {
+  const inputs = [...ix.inputs.keys()].filter((n) => ix.isGraphInput(n));
+  const attentionMask = inputs.find((n) => /attention_mask/.test(n))
+    ?? inputs.find((n) => n !== emb.ids && n !== emb.positionIds && !pastNames.has(n) && ix.inputs.get(n)?.type?.tensorType?.elemType === DataType.INT64);
+  if (attentionMask) rec.found('attentionMask', attentionMask);
+  return attentionMask;
+}

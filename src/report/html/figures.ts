@@ -1,0 +1,442 @@
+// Which figures a results object gets, as vega-lite specs with their data tables. Pure:
+// nothing here renders or writes. The shapes (spec.md's sweeps, results.json's series):
+//
+//   one layer/hidden sweep × one position sweep → one line chart per measure, one line per
+//       position set, with CI bands (the paper's knockout and attributes-rate figures);
+//   one layer/hidden sweep → one line chart per measure family (the measure's first word:
+//       extraction of attention vs of mlp, ...), one line per measure; per-head probes
+//       (`label [head h]`) → a layer × head heatmap, per binding of the other sweeps;
+//   two layer/hidden sweeps → a heatmap per measure;
+//   one position sweep → a bar chart per measure with CI whiskers;
+//   several experiments with the same probe over the same one sweep variable (and
+//       experiments with no sweep measuring it: flat lines) → one combined line chart.
+//
+// Other shapes (three sweeps, two position sweeps) get data tables only.
+
+import type { TopLevelSpec } from 'vega-lite';
+import type { SweepAxis } from '../../measure/aggregate.js';
+import type { Results, ResultsExperiment } from '../schema.js';
+import { decimalsFor, num, numCell, slug, table, type CellLike } from './format.js';
+
+export type FigureKind = 'line' | 'heatmap' | 'bar';
+
+export interface Figure {
+  /** Unique in the report; also the plot file's name (plots/<id>.svg). */
+  readonly id: string;
+  readonly kind: FigureKind;
+  readonly title: string;
+  readonly subtitle: string;
+  /** Experiments drawn (one, or several for a combined chart). */
+  readonly experiments: readonly string[];
+  readonly spec: TopLevelSpec;
+  /** Line and bar charts: the series (lines or bars) drawn, in order. Heatmaps: the rows. */
+  readonly series: readonly string[];
+  /** The figure's numbers as an HTML table. */
+  readonly tableHtml: string;
+}
+
+/** A comparison across experiments, placed after the last experiment it draws. */
+export interface Comparison {
+  readonly after: string;
+  readonly figure: Figure;
+}
+
+export interface ReportPlan {
+  /** Figures per experiment name, in results order. */
+  readonly byExperiment: ReadonlyMap<string, readonly Figure[]>;
+  readonly comparisons: readonly Comparison[];
+}
+
+/** One plotted value: x (and y for heatmaps, series for lines/bars), mean, CI, n. */
+interface Point {
+  readonly x: number | string;
+  readonly y?: number | string;
+  readonly series?: string;
+  readonly mean: number | null;
+  readonly lo: number | null;
+  readonly hi: number | null;
+  readonly n: number;
+}
+
+const WIDTH = 520;
+const HEIGHT = 260;
+const HEAD_RE = /^(.*) \[head (\d+)\]$/;
+
+export const isPerHead = (measure: string): boolean => HEAD_RE.test(measure);
+const isNumericAxis = (a: SweepAxis): boolean => a.kind !== 'positions';
+
+export function axisTitle(a: SweepAxis): string {
+  if (a.kind === 'layers') return `layer (${a.variable})`;
+  if (a.kind === 'hidden') return `hidden state (${a.variable})`;
+  return `positions (${a.variable})`;
+}
+
+/** The main measure: probability_change when measured, else the first measure that is not per-head. */
+export function mainMeasure(x: ResultsExperiment): string | undefined {
+  const shown = x.measures.filter((m) => !isPerHead(m));
+  return shown.includes('probability_change') ? 'probability_change' : shown[0];
+}
+
+/** Measures that are not per-head, the main one first. */
+function orderedMeasures(x: ResultsExperiment): string[] {
+  const main = mainMeasure(x);
+  const rest = x.measures.filter((m) => !isPerHead(m) && m !== main);
+  return main === undefined ? rest : [main, ...rest];
+}
+
+const family = (measure: string): string => measure.split(' ')[0]!;
+
+function ciText(results: Results): string {
+  return results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method.replace(/_/g, ' ')}`;
+}
+
+function nText(points: readonly Point[]): string {
+  if (points.length === 0) return 'n = 0';
+  const ns = points.map((p) => p.n);
+  const lo = Math.min(...ns);
+  const hi = Math.max(...ns);
+  return lo === hi ? `n = ${lo}` : `n = ${lo}–${hi}`;
+}
+
+/** Series points of one experiment, by binding and measure. */
+class SeriesIndex {
+  private readonly map = new Map<string, { mean: number | null; ci: readonly [number, number] | null; n: number }>();
+  constructor(private readonly x: ResultsExperiment) {
+    for (const p of x.series) this.map.set(this.id(p.key, p.measure), p);
+  }
+  private id(key: Readonly<Record<string, number | string>>, measure: string): string {
+    return JSON.stringify([this.x.sweeps.map((s) => key[s.variable]), measure]);
+  }
+  point(key: Readonly<Record<string, number | string>>, measure: string, at: Omit<Point, 'mean' | 'lo' | 'hi' | 'n'>): Point {
+    const p = this.map.get(this.id(key, measure));
+    return { ...at, mean: p?.mean ?? null, lo: p?.ci?.[0] ?? null, hi: p?.ci?.[1] ?? null, n: p?.n ?? 0 };
+  }
+}
+
+/** Every binding of some axes, the first varying slowest. */
+function bindingsOf(axes: readonly SweepAxis[]): Record<string, number | string>[] {
+  let out: Record<string, number | string>[] = [{}];
+  for (const a of axes) out = out.flatMap((b) => a.values.map((v) => ({ ...b, [a.variable]: v })));
+  return out;
+}
+
+const bindingText = (b: Readonly<Record<string, number | string>>): string =>
+  Object.entries(b).map(([k, v]) => `${k} = ${v}`).join(', ');
+
+// ---------------------------------------------------------------------------------------
+// Data tables
+
+function pointsTable(points: readonly Point[], cols: { x: string; y?: string; series?: string }): string {
+  const d = decimalsFor(points.flatMap((p) => [p.mean, p.lo, p.hi]));
+  const head: string[] = [cols.x, ...(cols.y ? [cols.y] : []), ...(cols.series ? [cols.series] : []), 'mean', 'CI low', 'CI high', 'n'];
+  const rows: CellLike[][] = points.map((p) => [
+    String(p.x),
+    ...(cols.y ? [String(p.y)] : []),
+    ...(cols.series ? [p.series ?? ''] : []),
+    numCell(num(p.mean, d)),
+    numCell(num(p.lo, d)),
+    numCell(num(p.hi, d)),
+    numCell(String(p.n)),
+  ]);
+  return table(head, rows, 'data');
+}
+
+// ---------------------------------------------------------------------------------------
+// vega-lite specs
+
+const baseConfig = {
+  background: 'white',
+  font: 'DejaVu Sans, Verdana, sans-serif',
+  view: { stroke: '#ccc' },
+  axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#e6e6e6' },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 480, titleLimit: 480 },
+  title: { fontSize: 14, subtitleFontSize: 11, subtitleColor: '#555', anchor: 'start' as const },
+};
+
+function lineSpec(o: {
+  title: string; subtitle: string; points: readonly Point[]; xTitle: string; yTitle: string;
+  seriesTitle: string; seriesOrder: readonly string[]; ci: boolean;
+}): TopLevelSpec {
+  const values = o.points
+    .filter((p) => p.mean !== null)
+    .map((p) => ({ x: p.x, series: p.series, mean: p.mean, lo: p.lo, hi: p.hi }));
+  const xs = values.map((v) => v.x as number);
+  const domain = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
+  const y = { type: 'quantitative' as const, title: o.yTitle, scale: { zero: false } };
+  const layers: object[] = [];
+  if (o.ci) {
+    layers.push({
+      transform: [{ filter: 'isValid(datum.lo) && isValid(datum.hi)' }],
+      mark: { type: 'area', opacity: 0.18, name: 'bands' },
+      encoding: { y: { field: 'lo', ...y }, y2: { field: 'hi' } },
+    });
+  }
+  layers.push({
+    mark: { type: 'line', strokeWidth: 2, point: { size: 22 }, name: 'lines' },
+    encoding: { y: { field: 'mean', ...y } },
+  });
+  return {
+    title: { text: o.title, subtitle: o.subtitle },
+    width: WIDTH,
+    height: HEIGHT,
+    data: { values },
+    encoding: {
+      x: {
+        field: 'x', type: 'quantitative', title: o.xTitle,
+        scale: { domain, nice: false },
+        axis: { format: 'd', tickMinStep: 1 },
+      },
+      color: {
+        field: 'series', type: 'nominal', title: o.seriesTitle,
+        scale: { domain: [...o.seriesOrder], scheme: o.seriesOrder.length > 10 ? 'category20' : 'tableau10' },
+        legend: o.seriesOrder.length > 1 ? { orient: 'bottom', direction: 'vertical' } : null,
+      },
+    },
+    layer: layers,
+    config: baseConfig,
+  } as TopLevelSpec;
+}
+
+function heatmapSpec(o: {
+  title: string; subtitle: string; points: readonly Point[]; xTitle: string; yTitle: string;
+  xOrder: readonly (number | string)[]; yOrder: readonly (number | string)[]; colorTitle: string;
+}): TopLevelSpec {
+  const defined = o.points.filter((p) => p.mean !== null);
+  const means = defined.map((p) => p.mean as number);
+  const lo = means.length ? Math.min(...means) : 0;
+  const hi = means.length ? Math.max(...means) : 1;
+  const d = decimalsFor(means) === 4 ? 2 : 1;
+  const labelled = o.xOrder.length * o.yOrder.length <= 120;
+  const values = defined.map((p) => ({
+    x: String(p.x), y: String(p.y), mean: p.mean,
+    label: num(p.mean, d),
+    // Text colour: white on the dark (low) end of viridis.
+    dark: hi > lo ? ((p.mean as number) - lo) / (hi - lo) < 0.5 : true,
+  }));
+  const cell = Math.max(18, Math.min(40, Math.floor(WIDTH / Math.max(1, o.xOrder.length))));
+  const layers: object[] = [
+    {
+      mark: { type: 'rect', name: 'cells' },
+      encoding: { color: { field: 'mean', type: 'quantitative', title: o.colorTitle, scale: { scheme: 'viridis' }, legend: { orient: 'right', gradientLength: Math.max(80, cell * o.yOrder.length) } } },
+    },
+  ];
+  if (labelled) {
+    layers.push({
+      mark: { type: 'text', fontSize: 10, name: 'labels' },
+      encoding: {
+        text: { field: 'label' },
+        color: { condition: { test: 'datum.dark', value: 'white' }, value: 'black' },
+      },
+    });
+  }
+  return {
+    title: { text: o.title, subtitle: o.subtitle },
+    width: cell * o.xOrder.length,
+    height: cell * o.yOrder.length,
+    data: { values },
+    encoding: {
+      x: { field: 'x', type: 'ordinal', title: o.xTitle, sort: o.xOrder.map(String), axis: { labelAngle: 0 } },
+      y: { field: 'y', type: 'ordinal', title: o.yTitle, sort: o.yOrder.map(String) },
+    },
+    layer: layers,
+    config: { ...baseConfig, legend: { ...baseConfig.legend, titleLimit: 200 } },
+  } as TopLevelSpec;
+}
+
+function barSpec(o: {
+  title: string; subtitle: string; points: readonly Point[]; xTitle: string; yTitle: string;
+  order: readonly string[]; ci: boolean;
+}): TopLevelSpec {
+  const values = o.points.filter((p) => p.mean !== null).map((p) => ({ x: String(p.x), mean: p.mean, lo: p.lo, hi: p.hi }));
+  const layers: object[] = [{ mark: { type: 'bar', name: 'bars' }, encoding: { y: { field: 'mean', type: 'quantitative', title: o.yTitle } } }];
+  if (o.ci) {
+    layers.push({
+      transform: [{ filter: 'isValid(datum.lo) && isValid(datum.hi)' }],
+      mark: { type: 'rule', name: 'whiskers', color: 'black' },
+      encoding: { y: { field: 'lo', type: 'quantitative', title: o.yTitle }, y2: { field: 'hi' } },
+    });
+  }
+  return {
+    title: { text: o.title, subtitle: o.subtitle },
+    width: Math.min(WIDTH, 60 * o.order.length),
+    height: HEIGHT,
+    data: { values },
+    encoding: { x: { field: 'x', type: 'nominal', title: o.xTitle, sort: [...o.order], axis: { labelAngle: 0 } } },
+    layer: layers,
+    config: baseConfig,
+  } as TopLevelSpec;
+}
+
+// ---------------------------------------------------------------------------------------
+// Planning
+
+class Ids {
+  private readonly used = new Set<string>();
+  take(...parts: string[]): string {
+    const base = parts.map(slug).join('--');
+    let id = base;
+    for (let i = 2; this.used.has(id); i++) id = `${base}-${i}`;
+    this.used.add(id);
+    return id;
+  }
+}
+
+function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Figure[] {
+  const numeric = x.sweeps.filter(isNumericAxis);
+  const positions = x.sweeps.filter((s) => !isNumericAxis(s));
+  const idx = new SeriesIndex(x);
+  const ci = results.ci.method !== 'none';
+  const sub = (pts: readonly Point[]): string => `${x.name}: mean over examples (${nText(pts)}), ${ciText(results)}`;
+  const figs: Figure[] = [];
+
+  if (numeric.length === 1 && positions.length <= 1) {
+    const L = numeric[0]!;
+    const P = positions[0];
+    if (P) {
+      // One line per position set, one chart per measure.
+      for (const m of orderedMeasures(x)) {
+        const pts = L.values.flatMap((l) => P.values.map((p) => idx.point({ [L.variable]: l, [P.variable]: p }, m, { x: l, series: String(p) })));
+        const title = `${x.name}: ${m}`;
+        figs.push({
+          id: ids.take(x.name, m), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: `mean ${m}`, seriesTitle: axisTitle(P), seriesOrder: P.values.map(String), ci }),
+          series: P.values.map(String),
+          tableHtml: pointsTable(pts, { x: L.variable, series: P.variable }),
+        });
+      }
+    } else {
+      // One chart per measure family, one line per measure.
+      const families = new Map<string, string[]>();
+      for (const m of orderedMeasures(x)) families.set(family(m), [...(families.get(family(m)) ?? []), m]);
+      for (const [fam, ms] of families) {
+        const pts = ms.flatMap((m) => L.values.map((l) => idx.point({ [L.variable]: l }, m, { x: l, series: m })));
+        const title = ms.length === 1 ? `${x.name}: ${ms[0]}` : `${x.name}: ${fam}`;
+        figs.push({
+          id: ids.take(x.name, fam), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: ms.length === 1 ? `mean ${ms[0]}` : `mean ${fam}`, seriesTitle: 'measure', seriesOrder: ms, ci }),
+          series: ms,
+          tableHtml: pointsTable(pts, { x: L.variable, series: 'measure' }),
+        });
+      }
+    }
+    // Per-head probes: a layer × head heatmap per probe and binding of the position sweep.
+    const heads = new Map<string, { head: number; measure: string }[]>();
+    for (const m of x.measures) {
+      const hit = HEAD_RE.exec(m);
+      if (hit) heads.set(hit[1]!, [...(heads.get(hit[1]!) ?? []), { head: Number(hit[2]), measure: m }]);
+    }
+    for (const [base, hs] of heads) {
+      hs.sort((a, b) => a.head - b.head);
+      for (const other of bindingsOf(P ? [P] : [])) {
+        const pts = hs.flatMap(({ head, measure }) => L.values.map((l) => idx.point({ ...other, [L.variable]: l }, measure, { x: l, y: head })));
+        const where = Object.keys(other).length ? ` (${bindingText(other)})` : '';
+        const title = `${x.name}: ${base}, per head${where}`;
+        figs.push({
+          id: ids.take(x.name, base, 'heads', ...Object.values(other).map(String)), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
+          spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: 'head', xOrder: L.values, yOrder: hs.map((h) => h.head), colorTitle: 'mean' }),
+          series: hs.map((h) => String(h.head)),
+          tableHtml: pointsTable(pts, { x: L.variable, y: 'head' }),
+        });
+      }
+    }
+  } else if (numeric.length === 2 && positions.length === 0) {
+    // Two numeric sweeps: a heatmap per measure, the layer sweep (if any) across.
+    const [A, B] = numeric[1]!.kind === 'layers' && numeric[0]!.kind !== 'layers' ? [numeric[1]!, numeric[0]!] : [numeric[0]!, numeric[1]!];
+    for (const m of orderedMeasures(x)) {
+      const pts = A.values.flatMap((a) => B.values.map((b) => idx.point({ [A.variable]: a, [B.variable]: b }, m, { x: a, y: b })));
+      const title = `${x.name}: ${m}`;
+      figs.push({
+        id: ids.take(x.name, m), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
+        spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(A), yTitle: axisTitle(B), xOrder: A.values, yOrder: B.values, colorTitle: 'mean' }),
+        series: B.values.map(String),
+        tableHtml: pointsTable(pts, { x: A.variable, y: B.variable }),
+      });
+    }
+  } else if (numeric.length === 0 && positions.length === 1) {
+    const P = positions[0]!;
+    for (const m of orderedMeasures(x)) {
+      const pts = P.values.map((p) => idx.point({ [P.variable]: p }, m, { x: String(p) }));
+      const title = `${x.name}: ${m}`;
+      figs.push({
+        id: ids.take(x.name, m), kind: 'bar', title, subtitle: sub(pts), experiments: [x.name],
+        spec: barSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(P), yTitle: `mean ${m}`, order: P.values.map(String), ci }),
+        series: P.values.map(String),
+        tableHtml: pointsTable(pts, { x: P.variable }),
+      });
+    }
+  }
+  return figs;
+}
+
+/** Experiments measuring the same probe over the same single sweep variable, plus flat (unswept) ones. */
+function comparisons(results: Results, ids: Ids): Comparison[] {
+  const ci = results.ci.method !== 'none';
+  const order = results.experiments.map((x) => x.name);
+  const groups = new Map<string, { axis: SweepAxis; measure: string; swept: ResultsExperiment[] }>();
+  const flat = new Map<string, ResultsExperiment[]>();
+  for (const x of results.experiments) {
+    for (const m of x.measures.filter((m) => !isPerHead(m))) {
+      if (x.sweeps.length === 0) flat.set(m, [...(flat.get(m) ?? []), x]);
+      else if (x.sweeps.length === 1 && isNumericAxis(x.sweeps[0]!)) {
+        const a = x.sweeps[0]!;
+        const k = JSON.stringify([m, a.variable, a.kind]);
+        const g = groups.get(k) ?? { axis: a, measure: m, swept: [] };
+        g.swept.push(x);
+        groups.set(k, g);
+      }
+    }
+  }
+  const out: Comparison[] = [];
+  for (const { axis, measure, swept } of groups.values()) {
+    const flats = flat.get(measure) ?? [];
+    if (swept.length + flats.length < 2) continue;
+    const xs = [...new Set(swept.flatMap((x) => x.sweeps[0]!.values as number[]))].sort((a, b) => a - b);
+    const pts: Point[] = [];
+    const tablePts: Point[] = [];
+    for (const x of swept) {
+      const idx = new SeriesIndex(x);
+      for (const v of x.sweeps[0]!.values) {
+        const p = idx.point({ [axis.variable]: v }, measure, { x: v, series: x.name });
+        pts.push(p);
+        tablePts.push(p);
+      }
+    }
+    for (const x of flats) {
+      const p = new SeriesIndex(x).point({}, measure, { x: 'all', series: `${x.name} (no sweep)` });
+      tablePts.push(p);
+      for (const v of xs) pts.push({ ...p, x: v });
+    }
+    const names = [...swept, ...flats].map((x) => x.name);
+    const seriesOrder = [...swept.map((x) => x.name), ...flats.map((x) => `${x.name} (no sweep)`)];
+    const sublayer = swept.every((x) => /\bcancel\b/.test(x.source));
+    const title = `${sublayer ? 'Sublayer knockout' : 'Compared'}: ${measure}`;
+    const subtitle = `${names.join(' vs ')}: mean over examples (${nText(tablePts)}), ${ciText(results)}`;
+    const after = names.reduce((a, b) => (order.indexOf(a) > order.indexOf(b) ? a : b));
+    out.push({
+      after,
+      figure: {
+        id: ids.take('compare', measure, ...names), kind: 'line', title, subtitle, experiments: names,
+        spec: lineSpec({ title, subtitle, points: pts, xTitle: axisTitle(axis), yTitle: `mean ${measure}`, seriesTitle: 'experiment', seriesOrder, ci }),
+        series: seriesOrder,
+        tableHtml: pointsTable(tablePts, { x: axis.variable, series: 'experiment' }),
+      },
+    });
+  }
+  return out;
+}
+
+/** The figures of a report, without rendering them. */
+export function planFigures(results: Results): ReportPlan {
+  const ids = new Ids();
+  const byExperiment = new Map<string, Figure[]>();
+  for (const x of results.experiments) byExperiment.set(x.name, experimentFigures(x, results, ids));
+  return { byExperiment, comparisons: comparisons(results, ids) };
+}
+
+/** Every figure of a plan, in page order. */
+export function allFigures(results: Results, plan: ReportPlan): Figure[] {
+  return results.experiments.flatMap((x) => [
+    ...(plan.byExperiment.get(x.name) ?? []),
+    ...plan.comparisons.filter((c) => c.after === x.name).map((c) => c.figure),
+  ]);
+}
