@@ -2,11 +2,12 @@
 // as UserError and printed by main.ts.
 
 import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { formatDiagnostics } from '../lang/index.js';
 import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import { loadProgram, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
+import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../report/schema.js';
 import { formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
@@ -79,6 +80,15 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   bar?.stop();
   if (outcome.resumed > 0) process.stdout.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
   process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
+  const report = await writeReport(resolve(opts.out), outcome.results);
+  process.stdout.write(`report:  ${report.html}\n`);
+}
+
+export async function reportCommand(resultsFile: string, opts: { out?: string }): Promise<void> {
+  const results = readResultsFile(resultsFile);
+  const report = await writeReport(opts.out ?? dirname(resolve(resultsFile)), results);
+  const pngs = report.pngs.length ? `, ${report.pngs.length} PNG` : report.pngSkipped ? ` (no PNG: ${report.pngSkipped})` : '';
+  process.stdout.write(`wrote ${report.html}\n${report.svgs.length} plots in ${join(dirname(report.html), PLOTS_DIR)} (SVG${pngs})\n`);
 }
 
 export function inspectCommand(model: string, opts: { json?: boolean }): void {

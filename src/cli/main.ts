@@ -7,7 +7,7 @@ import { isUserError } from '../errors.js';
 import { DiagnosticsError } from '../pipeline.js';
 import { version } from '../version.js';
 import {
-  attributesCommand, checkCommand, compileCommand, doctorCommand, inspectCommand, runCommand, schemaCommand,
+  attributesCommand, checkCommand, compileCommand, doctorCommand, inspectCommand, reportCommand, runCommand, schemaCommand,
 } from './commands.js';
 
 function parseOverride(value: string, previous: Record<string, string>): Record<string, string> {
@@ -47,7 +47,7 @@ withSet(program.command('compile <file>'))
   .action(compileCommand);
 
 withSet(program.command('run <file>'))
-  .description('run the experiments; write results.json and results.csv')
+  .description('run the experiments; write results.json, results.csv and report.html')
   .requiredOption('--out <dir>', 'output folder (a rerun resumes from its journal)')
   .option('--limit <n>', 'keep the first n facts', positiveInt)
   .option('--sample <n>', 'keep a seeded random sample of n facts', positiveInt)
@@ -57,6 +57,11 @@ withSet(program.command('run <file>'))
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
   .option('--fresh', 'discard an existing journal in --out instead of resuming')
   .action(runCommand);
+
+program.command('report <results>')
+  .description('rebuild report.html and plots/ from a results.json, without the model')
+  .option('--out <dir>', 'output folder (default: the folder of results.json)')
+  .action(reportCommand);
 
 program.command('inspect <model>')
   .description('print the sites found in an ONNX model, layer by layer')

@@ -72,8 +72,9 @@ test('a missing model file names the path at the model statement', (t) => {
 });
 
 test('a missing dataset file is a clear error, not a crash', (t) => {
+  const tokenizer = fileURLToPath(new URL('../../../generated/tiny-gpt2/tokenizer.json', import.meta.url));
   const dir = workspace({
-    'x.dissect': `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "tok.json"\ndataset counterfact "facts.json"\n`,
+    'x.dissect': `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "${tokenizer}"\ndataset counterfact "facts.json"\n`,
   });
   const r = dissect('check', join(dir, 'x.dissect'));
   t.is(r.code, 1);

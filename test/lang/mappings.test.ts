@@ -107,7 +107,7 @@ test('head_mappings top too large or too small', (t) => {
 
 test('head_mappings syntax errors', (t) => {
   t.deepEqual(syntaxProblems('head_mappings layers 4..7\n'), ["1:26 expected 'top', found the end of the file"]);
-  t.deepEqual(syntaxProblems('head_mappings top 5\n'), ["1:15 expected 'layers', found 'top'"]);
+  t.deepEqual(syntaxProblems('head_mappings 4..7 top 5\n'), ["1:15 expected 'layers', found '4'"]);
   t.deepEqual(syntaxProblems('head_mappings layers 4..7 top\nparam x = 1\n'),
     ['1:30 expected an integer or a name, found the end of the line']);
   t.is(parseDissect('head_mappings layers 4..7\n', FILE).diagnostics[0]!.hint, 'syntax: head_mappings layers <layers>, ... top <k>');

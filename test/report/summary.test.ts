@@ -39,11 +39,11 @@ test('summary options: another measure, intervals, no paths', (t) => {
   );
 });
 
-test('one sweep only: a single column', (t) => {
+test('one sweep only: one column per measure', (t) => {
   const r = mutable(makeResults());
   const x = r.experiments[0];
   x.sweeps = [x.sweeps[0]];
   x.series = x.series.filter((p: any) => p.key.blocked === 'subject').map((p: any) => ({ ...p, key: { l: p.key.l } }));
   const text = formatSummary(r);
-  t.true(text.includes('  l  probability_change\n  0               -37.5\n  1               -75.0\n'), text);
+  t.true(text.includes('knockout: means (n = 2, no CI)\n    l  probability_change  rank\n    0               -37.5   0.5\n    1               -75.0   3.0\n'.replace(/^ {2}/gm, '')), text);
 });

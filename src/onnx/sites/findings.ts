@@ -30,6 +30,15 @@ export interface LayerFindings extends SectionFindings {
   readonly layer: number;
 }
 
+/** One family detector's verdict on a graph (every family is tried). */
+export interface FamilyAttempt {
+  readonly family: string;
+  readonly matched: boolean;
+  readonly supported: boolean;
+  /** Where its matching broke first ("layer 1: scores not found: at 'x' (MatMul): expected …"); absent when supported. */
+  readonly broke?: string;
+}
+
 export interface Detection {
   readonly family: string;
   /** The family's signature matched (embedding, blocks): its findings are meaningful. */
@@ -39,6 +48,21 @@ export interface Detection {
   readonly notes: string[];
   /** Present when every site was found. */
   readonly sites?: ModelSites;
+  /** Every family tried, in order (set by runDetection). */
+  readonly attempts?: readonly FamilyAttempt[];
+}
+
+/** The first site a detection missed, as text, and how many more it missed. */
+export function firstBreak(d: Detection): string | undefined {
+  if (d.sites) return undefined;
+  const first = d.model.missing[0]
+    ? { where: 'model', m: d.model.missing[0] }
+    : d.layers.filter((L) => L.missing.length).map((L) => ({ where: `layer ${L.layer}`, m: L.missing[0]! }))[0];
+  const count = d.model.missing.length + d.layers.reduce((a, L) => a + L.missing.length, 0);
+  return first
+    ? `${first.where}: ${first.m.site} not found: at ${first.m.at}: expected ${first.m.expected}` +
+      (count > 1 ? ` (${count - 1} more site(s) missing)` : '')
+    : 'no layers found';
 }
 
 export class Recorder {

@@ -1,24 +1,40 @@
-// Site detection over all known architecture families. Each family module matches by
-// structure; the first family whose signature matches decides.
+// Site detection over all known architecture families. Every family module matches by
+// structure; the first that finds every site decides. Otherwise the report is that of the
+// family whose signature matched (most sites found), with every family's first break.
 
 import { UserError } from '../../errors.js';
 import { GraphIndex } from '../graph.js';
 import { inferDtypes } from '../infer.js';
 import type { ModelProto } from '../proto.js';
-import type { Detection } from './findings.js';
+import { firstBreak, type Detection, type FamilyAttempt } from './findings.js';
 import { detectGpt2 } from './gpt2.js';
+import { detectGptj } from './gptj.js';
 import type { ModelSites } from './types.js';
 
 type FamilyDetector = (ix: GraphIndex, dtypes: ReadonlyMap<string, number>) => Detection;
 
-const FAMILIES: readonly FamilyDetector[] = [detectGpt2];
+/** One module per family (adding a family: a module exporting a FamilyDetector, listed here). */
+const FAMILIES: readonly FamilyDetector[] = [detectGpt2, detectGptj];
 
-/** Runs every family detector; returns the first that matched, else the first attempt. */
+function foundCount(d: Detection): number {
+  return d.model.found.length + d.layers.reduce((a, L) => a + L.found.length, 0);
+}
+
+/**
+ * Runs every family detector; returns the first that found every site, else the matched
+ * one that found most, else the first attempt — with `attempts` listing every family.
+ */
 export function runDetection(model: ModelProto): Detection {
   const ix = new GraphIndex(model.graph ?? {});
   const dtypes = inferDtypes(ix);
-  const attempts = FAMILIES.map((f) => f(ix, dtypes));
-  return attempts.find((d) => d.sites) ?? attempts.find((d) => d.matched) ?? attempts[0]!;
+  const all = FAMILIES.map((f) => f(ix, dtypes));
+  const matched = all.filter((d) => d.matched).sort((a, b) => foundCount(b) - foundCount(a));
+  const chosen = all.find((d) => d.sites) ?? matched[0] ?? all[0]!;
+  const attempts: FamilyAttempt[] = all.map((d) => {
+    const broke = firstBreak(d);
+    return { family: d.family, matched: d.matched, supported: !!d.sites, ...(broke ? { broke } : {}) };
+  });
+  return { ...chosen, attempts };
 }
 
 export class SiteError extends UserError {
@@ -32,16 +48,10 @@ export class SiteError extends UserError {
 export function detectSites(model: ModelProto, source = 'model'): ModelSites {
   const d = runDetection(model);
   if (d.sites) return d.sites;
-  const first = d.model.missing[0]
-    ? { where: 'model', m: d.model.missing[0] }
-    : d.layers.filter((L) => L.missing.length).map((L) => ({ where: `layer ${L.layer}`, m: L.missing[0]! }))[0];
-  const count = d.model.missing.length + d.layers.reduce((a, L) => a + L.missing.length, 0);
-  const what = first
-    ? `${first.where}: ${first.m.site} not found: at ${first.m.at}: expected ${first.m.expected}` +
-      (count > 1 ? ` (${count - 1} more site(s) missing)` : '')
-    : 'no layers found';
-  throw new SiteError(`${source}: not a recognised ${d.matched ? d.family + ' ' : ''}transformer graph: ${what}`, d);
+  const others = (d.attempts ?? []).filter((a) => a.family !== d.family).map((a) => `${a.family}: ${a.broke ?? 'not matched'}`);
+  throw new SiteError(`${source}: not a recognised ${d.matched ? d.family + ' ' : ''}transformer graph: ${firstBreak(d)}` +
+    (others.length ? `; other families tried: ${others.join('; ')}` : ''), d);
 }
 
 export type { ModelSites, LayerSites, ModelInputs, KvCacheInput } from './types.js';
-export type { Detection, FoundSite, MissingSite, LayerFindings } from './findings.js';
+export type { Detection, FamilyAttempt, FoundSite, MissingSite, LayerFindings } from './findings.js';

@@ -86,6 +86,9 @@ function orderedMeasures(x: ResultsExperiment): string[] {
 
 const family = (measure: string): string => measure.split(' ')[0]!;
 
+/** An axis title: the measure when short, else its family (the chart title holds the whole label). */
+const yTitle = (measure: string): string => (measure.length <= 24 ? `mean ${measure}` : `mean ${family(measure)}`);
+
 function ciText(results: Results): string {
   return results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method.replace(/_/g, ' ')}`;
 }
@@ -162,7 +165,7 @@ function lineSpec(o: {
     .map((p) => ({ x: p.x, series: p.series, mean: p.mean, lo: p.lo, hi: p.hi }));
   const xs = values.map((v) => v.x as number);
   const domain = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
-  const y = { type: 'quantitative' as const, title: o.yTitle, scale: { zero: false } };
+  const y = { type: 'quantitative' as const, title: o.yTitle, scale: { zero: false }, axis: { titleLimit: HEIGHT } };
   const layers: object[] = [];
   if (o.ci) {
     layers.push({
@@ -189,7 +192,7 @@ function lineSpec(o: {
       color: {
         field: 'series', type: 'nominal', title: o.seriesTitle,
         scale: { domain: [...o.seriesOrder], scheme: o.seriesOrder.length > 10 ? 'category20' : 'tableau10' },
-        legend: o.seriesOrder.length > 1 ? { orient: 'bottom', direction: 'vertical' } : null,
+        legend: o.seriesOrder.length > 1 ? { orient: 'right', symbolType: 'stroke', symbolOpacity: 1, symbolStrokeWidth: 2.5, symbolSize: 300 } : null,
       },
     },
     layer: layers,
@@ -205,7 +208,7 @@ function heatmapSpec(o: {
   const means = defined.map((p) => p.mean as number);
   const lo = means.length ? Math.min(...means) : 0;
   const hi = means.length ? Math.max(...means) : 1;
-  const d = decimalsFor(means) === 4 ? 2 : 1;
+  const d = decimalsFor(means) === 4 ? 3 : 1;
   const labelled = o.xOrder.length * o.yOrder.length <= 120;
   const values = defined.map((p) => ({
     x: String(p.x), y: String(p.y), mean: p.mean,
@@ -217,7 +220,7 @@ function heatmapSpec(o: {
   const layers: object[] = [
     {
       mark: { type: 'rect', name: 'cells' },
-      encoding: { color: { field: 'mean', type: 'quantitative', title: o.colorTitle, scale: { scheme: 'viridis' }, legend: { orient: 'right', gradientLength: Math.max(80, cell * o.yOrder.length) } } },
+      encoding: { color: { field: 'mean', type: 'quantitative', title: o.colorTitle, scale: { scheme: 'viridis' }, legend: { orient: 'right', gradientLength: Math.max(50, cell * o.yOrder.length - 24) } } },
     },
   ];
   if (labelled) {
@@ -286,7 +289,7 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
   const positions = x.sweeps.filter((s) => !isNumericAxis(s));
   const idx = new SeriesIndex(x);
   const ci = results.ci.method !== 'none';
-  const sub = (pts: readonly Point[]): string => `${x.name}: mean over examples (${nText(pts)}), ${ciText(results)}`;
+  const sub = (pts: readonly Point[]): string => `mean over examples (${nText(pts)}), ${ciText(results)}`;
   const figs: Figure[] = [];
 
   if (numeric.length === 1 && positions.length <= 1) {
@@ -299,7 +302,7 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
         const title = `${x.name}: ${m}`;
         figs.push({
           id: ids.take(x.name, m), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
-          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: `mean ${m}`, seriesTitle: axisTitle(P), seriesOrder: P.values.map(String), ci }),
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: yTitle(m), seriesTitle: axisTitle(P), seriesOrder: P.values.map(String), ci }),
           series: P.values.map(String),
           tableHtml: pointsTable(pts, { x: L.variable, series: P.variable }),
         });
@@ -313,7 +316,7 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
         const title = ms.length === 1 ? `${x.name}: ${ms[0]}` : `${x.name}: ${fam}`;
         figs.push({
           id: ids.take(x.name, fam), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
-          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: ms.length === 1 ? `mean ${ms[0]}` : `mean ${fam}`, seriesTitle: 'measure', seriesOrder: ms, ci }),
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: ms.length === 1 ? yTitle(ms[0]!) : `mean ${fam}`, seriesTitle: 'measure', seriesOrder: ms, ci }),
           series: ms,
           tableHtml: pointsTable(pts, { x: L.variable, series: 'measure' }),
         });
@@ -359,7 +362,7 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
       const title = `${x.name}: ${m}`;
       figs.push({
         id: ids.take(x.name, m), kind: 'bar', title, subtitle: sub(pts), experiments: [x.name],
-        spec: barSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(P), yTitle: `mean ${m}`, order: P.values.map(String), ci }),
+        spec: barSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(P), yTitle: yTitle(m), order: P.values.map(String), ci }),
         series: P.values.map(String),
         tableHtml: pointsTable(pts, { x: P.variable }),
       });
@@ -415,8 +418,8 @@ function comparisons(results: Results, ids: Ids): Comparison[] {
     out.push({
       after,
       figure: {
-        id: ids.take('compare', measure, ...names), kind: 'line', title, subtitle, experiments: names,
-        spec: lineSpec({ title, subtitle, points: pts, xTitle: axisTitle(axis), yTitle: `mean ${measure}`, seriesTitle: 'experiment', seriesOrder, ci }),
+        id: ids.take('compare', family(measure), ...names), kind: 'line', title, subtitle, experiments: names,
+        spec: lineSpec({ title, subtitle, points: pts, xTitle: axisTitle(axis), yTitle: yTitle(measure), seriesTitle: 'experiment', seriesOrder, ci }),
         series: seriesOrder,
         tableHtml: pointsTable(tablePts, { x: axis.variable, series: 'experiment' }),
       },

@@ -45,6 +45,8 @@ figcaption { font-size: 13px; color: #555; }
 details { margin: 4px 0; }
 summary { cursor: pointer; color: #2a5d8f; font-size: 13px; }
 nav ol { columns: 2; margin: 6px 0 0; }
+nav li { break-inside: avoid; }
+td code { white-space: nowrap; }
 .meta { color: #444; font-size: 14px; }
 .note { color: #666; font-size: 13px; }
 `;
@@ -91,7 +93,7 @@ function summarySection(r: Results, plan: ReportPlan): string {
   const toc = r.experiments.map((x) => {
     const n = plan.byExperiment.get(x.name)?.length ?? 0;
     const extra = plan.comparisons.filter((c) => c.after === x.name).map((c) => `<li><a href="#cmp-${esc(c.figure.id)}">${esc(c.figure.title)}</a></li>`);
-    return `<li><a href="#exp-${esc(x.name)}">${esc(x.name)}</a> <span class="note">(${n} plot${n === 1 ? '' : 's'})</span></li>${extra.join('')}`;
+    return `<li><a href="#exp-${esc(x.name)}">${esc(x.name)}</a> <span class="note">(${n} plot${n === 1 ? '' : 's'})</span>${extra.length ? `<ul>${extra.join('')}</ul>` : ''}</li>`;
   });
   return `<section class="summary" id="summary">
 <h2>Summary</h2>

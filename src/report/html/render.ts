@@ -4,6 +4,7 @@
 // inside its npm package), loaded lazily so that a platform without its binary only loses
 // the PNGs.
 
+import { existsSync } from 'node:fs';
 import { parse, View, Warn, type LoggerInterface } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
@@ -63,6 +64,14 @@ export async function renderSvg(spec: TopLevelSpec, idPrefix: string, warnings: 
 
 type SvgToPng = (svg: string) => Buffer;
 
+/** DejaVu Sans (Debian's fonts-dejavu-core) when present: a fixed font, and no scan of every system font per plot. */
+const DEJAVU = ['/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf'];
+
+function fontOptions(): { loadSystemFonts: boolean; fontFiles?: string[]; defaultFontFamily: string; sansSerifFamily: string } {
+  const family = { defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' };
+  return DEJAVU.every((f) => existsSync(f)) ? { loadSystemFonts: false, fontFiles: DEJAVU, ...family } : { loadSystemFonts: true, ...family };
+}
+
 let pngRenderer: Promise<SvgToPng | Error> | undefined;
 
 /** An SVG → PNG function (2× scale, white background), or the reason there is none. */
@@ -72,7 +81,7 @@ export function loadPngRenderer(): Promise<SvgToPng | Error> {
       new Resvg(svg, {
         fitTo: { mode: 'zoom', value: 2 },
         background: 'white',
-        font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' },
+        font: fontOptions(),
       }).render().asPng(),
     (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
   );

@@ -1,0 +1,111 @@
+// The HTML report of a run: report.html (self-contained) and every plot as a standalone
+// SVG (and PNG, where resvg loads) in plots/. Built from results.json alone, so
+// `dissect report` rebuilds it without the model. Deterministic: the same results give
+// the same bytes.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../../errors.js';
+import { validateResults, type Results } from '../schema.js';
+import { allFigures, planFigures, type ReportPlan } from './figures.js';
+import { renderPage, type RenderedFigure } from './page.js';
+import { loadPngRenderer, renderSvg } from './render.js';
+
+export { planFigures, allFigures, type Figure, type ReportPlan } from './figures.js';
+
+export const REPORT_HTML = 'report.html';
+export const PLOTS_DIR = 'plots';
+
+export interface RenderedReport {
+  readonly html: string;
+  readonly plan: ReportPlan;
+  /** In page order. */
+  readonly figures: readonly RenderedFigure[];
+  /** vega and vega-lite warnings (not printed). */
+  readonly warnings: readonly string[];
+}
+
+/** The report in memory: the page and each figure's SVG. */
+export async function renderReport(results: Results): Promise<RenderedReport> {
+  const plan = planFigures(results);
+  const warnings: string[] = [];
+  const figures: RenderedFigure[] = [];
+  for (const figure of allFigures(results, plan)) {
+    const svg = await renderSvg(figure.spec, figure.id, warnings);
+    figures.push({ figure, svg, file: `${PLOTS_DIR}/${figure.id}.svg` });
+  }
+  const html = renderPage(results, plan, new Map(figures.map((f) => [f.figure.id, f])));
+  return { html, plan, figures, warnings };
+}
+
+export interface WrittenReport {
+  /** Absolute paths. */
+  readonly html: string;
+  readonly svgs: readonly string[];
+  readonly pngs: readonly string[];
+  /** Why no PNG was written, when none was. */
+  readonly pngSkipped?: string;
+}
+
+function writeAtomic(file: string, data: string | Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+export interface WriteReportOptions {
+  /** Write PNG files beside the SVGs (default true; skipped where resvg does not load). */
+  readonly png?: boolean;
+}
+
+/** Writes outDir/report.html and outDir/plots/<figure>.svg (and .png). */
+export async function writeReport(outDir: string, results: Results, options: WriteReportOptions = {}): Promise<WrittenReport> {
+  const rendered = await renderReport(results);
+  const dir = path.resolve(outDir);
+  const plots = path.join(dir, PLOTS_DIR);
+  fs.mkdirSync(plots, { recursive: true });
+  const svgs: string[] = [];
+  const pngs: string[] = [];
+  let pngSkipped: string | undefined;
+  const toPng = options.png === false ? new Error('PNG output is off') : await loadPngRenderer();
+  if (toPng instanceof Error) pngSkipped = toPng.message;
+  for (const f of rendered.figures) {
+    const svgFile = path.join(plots, `${f.figure.id}.svg`);
+    writeAtomic(svgFile, `<?xml version="1.0" encoding="UTF-8"?>\n${f.svg}\n`);
+    svgs.push(svgFile);
+    if (!(toPng instanceof Error)) {
+      const pngFile = path.join(plots, `${f.figure.id}.png`);
+      writeAtomic(pngFile, toPng(f.svg));
+      pngs.push(pngFile);
+    }
+  }
+  const html = path.join(dir, REPORT_HTML);
+  writeAtomic(html, rendered.html);
+  return { html, svgs, pngs, ...(pngSkipped !== undefined && rendered.figures.length > 0 ? { pngSkipped } : {}) };
+}
+
+/** Reads and validates a results.json; every problem is a UserError with the file's name. */
+export function readResultsFile(file: string): Results {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file} is not JSON: ${(e as Error).message}`, 'give the results.json that `dissect run` wrote');
+  }
+  const errors = validateResults(obj);
+  if (errors.length > 0) {
+    const shown = errors.slice(0, 10).map((e) => `  ${e}`).join('\n');
+    const more = errors.length > 10 ? `\n  … and ${errors.length - 10} more` : '';
+    throw new UserError(
+      `${file} is not a valid dissect results file (${errors.length} problem${errors.length === 1 ? '' : 's'}):\n${shown}${more}`,
+      'give the results.json that `dissect run` wrote (format dissect-results/1); `dissect schema` prints its JSON Schema',
+    );
+  }
+  return obj as Results;
+}

@@ -1,0 +1,165 @@
+// A results object with every shape the HTML report draws: a knockout (layers × positions),
+// an attributes-rate sweep (hidden × positions), a sublayer knockout in three experiments
+// (two swept, one flat), an extraction experiment with per-head probes and its summary,
+// a patch sweep (layers × hidden), a position-only sweep and a logit lens. The series are
+// aggregated from the per-example values with the real aggregateSeries, so the object
+// passes validateResults.
+
+import { aggregateSeries, type SweepAxis } from '../../src/measure/aggregate.js';
+import type { ValueRow } from '../../src/measure/knockout.js';
+import type { CiOptions } from '../../src/measure/stats.js';
+import type { ExtractionSummaryResult, Results, ResultsExperiment, TokenRow } from '../../src/report/schema.js';
+
+const hash = (c: string) => c.repeat(64);
+export const CI: CiOptions = { method: 'bootstrap_percentile', resamples: 200, level: 0.95, seed: 0 };
+export const EXAMPLES = 4;
+
+/** A deterministic number in [0, 1) from a string. */
+function unit(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return (h % 10007) / 10007;
+}
+
+function bindings(axes: readonly SweepAxis[]): Record<string, number | string>[] {
+  let out: Record<string, number | string>[] = [{}];
+  for (const a of axes) out = out.flatMap((b) => a.values.map((v) => ({ ...b, [a.variable]: v })));
+  return out;
+}
+
+function experiment(
+  name: string,
+  source: string,
+  sweeps: SweepAxis[],
+  measures: string[],
+  value: (ex: number, key: Record<string, number | string>, measure: string) => number,
+  extra: Partial<ResultsExperiment> = {},
+): ResultsExperiment {
+  const values: ValueRow[] = [];
+  for (let ex = 0; ex < EXAMPLES; ex++) {
+    for (const key of bindings(sweeps)) {
+      values.push({ example: ex, key, values: Object.fromEntries(measures.map((m) => [m, value(ex, key, m)])) });
+    }
+  }
+  return {
+    name, source, sweeps, measures,
+    forwardPasses: values.length, fullyBlockedRows: 0,
+    series: aggregateSeries(sweeps, measures, values, CI),
+    values,
+    ...extra,
+  };
+}
+
+const layers = (variable: string, n: number): SweepAxis => ({ variable, kind: 'layers', values: Array.from({ length: n }, (_, i) => i) });
+const hidden = (variable: string, values: number[]): SweepAxis => ({ variable, kind: 'hidden', values });
+const positions = (variable: string, values: string[]): SweepAxis => ({ variable, kind: 'positions', values });
+
+const RATE = 'attributes_rate of hidden 3 at subject_last';
+const round = (v: number, d = 4) => Math.round(v * 10 ** d) / 10 ** d;
+const event = (s: string) => (unit(s) < 0.3 ? 1 : 0);
+
+export function richResults(): Results {
+  const knockout = experiment(
+    'knockout',
+    'experiment knockout {\n  for l in layers all\n  for blocked in positions subject, last\n  block blocked -> last at layers window(l, 3)\n  measure probability_change, rank\n}',
+    [layers('l', 4), positions('blocked', ['subject', 'last'])],
+    ['probability_change', 'rank'],
+    (ex, k, m) => (m === 'rank' ? Math.floor(unit(`${ex}${k['l']}${k['blocked']}`) * 4) : round(-60 * unit(`${ex}|${k['l']}|${k['blocked']}`))),
+  );
+  const enrichment = experiment(
+    'enrichment',
+    'experiment enrichment {\n  for h in hidden all\n  for p in positions subject_last, last\n  measure attributes_rate of hidden h at p\n}',
+    [hidden('h', [0, 1, 2, 3, 4]), positions('p', ['subject_last', 'last'])],
+    ['attributes_rate of hidden h at p'],
+    (ex, k) => round(10 * Number(k['h']) + 20 * unit(`${ex}${k['p']}${k['h']}`), 2),
+  );
+  const cancel = (site: string) => experiment(
+    `cancel_${site}`,
+    `experiment cancel_${site} {\n  for start in layers 0..2\n  cancel ${site} at layers start..start + 1 within 0..2\n  measure ${RATE}\n}`,
+    [layers('start', 3)],
+    [RATE],
+    (ex, k) => round(30 + 10 * Number(k['start']) + 5 * unit(`${site}${ex}${k['start']}`), 2),
+  );
+  const noCancel = experiment('no_cancel', `experiment no_cancel {\n  measure ${RATE}\n}`, [], [RATE], (ex) => 60 + ex);
+  const extractionSummary: ExtractionSummaryResult = {
+    key: {}, layerVariable: 'l', layers: null, examples: EXAMPLES,
+    probes: [
+      { probe: 'extraction of attention l', site: 'attention', rateAnyLayer: 75, rateInLayers: null, meanEventLayers: 1.5, meanEventLayersAll: 1.125 },
+      { probe: 'extraction of mlp l', site: 'mlp', rateAnyLayer: 50, rateInLayers: null, meanEventLayers: 1, meanEventLayersAll: 0.5 },
+    ],
+    cross: { both: 25, attentionOnly: 50, mlpOnly: 25, neither: 0, attentionFirst: 100 },
+  };
+  const extraction = experiment(
+    'extraction',
+    'experiment extraction {\n  for l in layers all\n  measure extraction of attention l, extraction of mlp l, extraction of heads l\n  summarize extraction\n}',
+    [layers('l', 4)],
+    ['extraction of attention l', 'extraction of mlp l', 'extraction of heads l [head 0]', 'extraction of heads l [head 1]', 'extraction of heads l [head 2]'],
+    (ex, k, m) => event(`${ex}${k['l']}${m}`),
+    { extraction: [extractionSummary], ties: 2 },
+  );
+  const patched = experiment(
+    'patched',
+    'experiment patched {\n  for l in layers all\n  for source in hidden 0, 1\n  patch hidden l at positions subject with hidden source\n  measure extraction of attention l\n}',
+    [layers('l', 4), hidden('source', [0, 1])],
+    ['extraction of attention l'],
+    (ex, k) => event(`p${ex}${k['l']}${k['source']}`),
+  );
+  const bars = experiment(
+    'by_position',
+    'experiment by_position {\n  for p in positions subject, last\n  measure attributes_rate of hidden 3 at p\n}',
+    [positions('p', ['subject', 'last'])],
+    ['attributes_rate of hidden 3 at p'],
+    (ex, k) => (k['p'] === 'subject' ? 40 + ex : 20 + ex),
+  );
+  const lensSweep = [hidden('h', [0, 1, 2])];
+  const tokens: TokenRow[] = [];
+  const lensValues: ValueRow[] = [];
+  for (let ex = 0; ex < EXAMPLES; ex++) {
+    for (const h of [0, 1, 2]) {
+      tokens.push({
+        example: ex, key: { h }, label: 'top_tokens 3 of hidden h at last', position: 4,
+        tokens: h === 2 ? [` Target${ex}`, '<|endoftext|>', ` layer${h}`] : ['<|endoftext|>', ` ex${ex}`, ` layer${h}`],
+      });
+      lensValues.push({ example: ex, key: { h }, values: {} });
+    }
+  }
+  const lens: ResultsExperiment = {
+    name: 'lens', source: 'experiment lens {\n  for h in hidden all\n  measure top_tokens 3 of hidden h at last\n}',
+    sweeps: lensSweep, measures: [], forwardPasses: 12, fullyBlockedRows: 0, series: [], values: lensValues, tokens,
+  };
+  const experiments = [knockout, enrichment, cancel('mlp'), cancel('attention'), noCancel, extraction, patched, bars, lens];
+  return {
+    format: 'dissect-results/1',
+    tool: { name: 'dissect', version: '0.1.0' },
+    createdAt: '2025-01-31T12:00:00.000Z',
+    command: ['run', 'rich.dissect', '--out', 'out'],
+    provenance: {
+      model: { path: '/m/gpt2.onnx', sha256: hash('a'), family: 'gpt2', layers: 4, heads: 3, vocab: 50257 },
+      tokenizer: { path: '/m/tokenizer.json', sha256: hash('b') },
+      dataset: { path: '/d/counterfact.json', sha256: hash('c'), format: 'counterfact' },
+      source: { path: '/p/rich.dissect', sha256: hash('d'), text: experiments.map((x) => x.source).join('\n\n') + '\n' },
+      device: 'cpu',
+      env: { NVIDIA_TF32_OVERRIDE: null },
+      onnxruntime: { version: '1.30.0' },
+    },
+    choices: { knockout_window: 'centred_clipped', cancel_mlp: 'zero_preactivation' },
+    choiceMeanings: {
+      knockout_window: 'k layers centred on l, clipped at the ends',
+      cancel_mlp: "the MLP's pre-activations are set to 0 <so it still writes its bias>",
+    },
+    params: { window: 3 },
+    data: { total: 7, kept: EXAMPLES, dropped: { not_known: 2, subject_not_found: 1 }, filter: 'known', bos: 'none', limit: null, sample: null, seed: null },
+    examples: Array.from({ length: EXAMPLES }, (_, i) => ({
+      id: i,
+      prompt: `Subject ${i} <b>is</b> in`,
+      subject: `Subject ${i}`,
+      target: `Target${i}`,
+      tokens: ['Subject', ` ${i}`, ' <b>is</b>', ' in', ' the'],
+      subjectRange: [0, 2] as const,
+      subjectAtZero: true,
+      cleanTop1: { id: 100 + i, token: ` Target${i}`, prob: 0.5 },
+    })),
+    experiments,
+    ci: CI,
+  };
+}
