@@ -151,6 +151,13 @@ export function formatSummary(results: Results, written?: WrittenResults, option
     '',
   ];
   for (const x of results.experiments) lines.push(...experimentSummary(x, results, options), '');
+  const mappings = results.headMappings;
+  if (mappings) {
+    const flagged = mappings.heads.filter((h) => h.subjectAttributeFacts.length > 0);
+    lines.push(`head mappings (${mappings.side}, top ${mappings.top}): ${mappings.heads.length} heads, `
+      + `${flagged.length} map a fact's ${mappings.subjectToken === 'last' ? 'last subject token' : 'subject tokens'} to its prediction`
+      + (flagged.length ? `: ${flagged.map((h) => `${h.layer}.${h.head} (${h.subjectAttributeFacts.length} facts)`).join(', ')}` : ''), '');
+  }
   if (written !== undefined) lines.push(`results: ${written.json}`, `         ${written.csv}`);
   else if (lines[lines.length - 1] === '') lines.pop();
   return lines.join('\n') + '\n';

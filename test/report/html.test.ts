@@ -1,0 +1,259 @@
+// The HTML report: self-contained, one section per experiment, the right charts with the
+// right number of lines, data tables holding the series numbers, deterministic bytes, and
+// `dissect report` rebuilding it from results.json alone.
+
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { allFigures, renderReport, writeReport, type RenderedReport } from '../../src/report/html/index.js';
+import { renameIds } from '../../src/report/html/render.js';
+import { validateResults, type Results } from '../../src/report/schema.js';
+import { makeResults } from './fixture.js';
+import { EXAMPLES, richResults } from './html-fixture.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-html-'));
+
+let cached: Promise<RenderedReport> | undefined;
+const rich = (): Promise<RenderedReport> => (cached ??= renderReport(richResults()));
+
+/** The HTML of one element, from its opening tag to the matching close of `tag` (no nesting of `tag`). */
+function chunk(html: string, open: string, tag: string): string {
+  const start = html.indexOf(open);
+  if (start < 0) throw new Error(`not found: ${open}`);
+  const end = html.indexOf(`</${tag}>`, start);
+  return html.slice(start, end + tag.length + 3);
+}
+
+const count = (s: string, re: RegExp): number => (s.match(re) ?? []).length;
+
+test('the rich fixture is a valid results object', (t) => {
+  t.deepEqual(validateResults(richResults()), []);
+});
+
+test('the page is self-contained: no network URL, no script, a CSP that forbids loading', async (t) => {
+  const { html } = await rich();
+  t.notRegex(html, /\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?\/\//i);
+  t.notRegex(html, /url\(\s*["']?(?:https?:)?\/\//i);
+  t.notRegex(html, /@import/i);
+  t.notRegex(html, /<script/i);
+  t.notRegex(html, /<(?:img|link|iframe|object|embed)\b/i);
+  t.regex(html, /<meta http-equiv="Content-Security-Policy" content="default-src 'none';/);
+  // Every element id is unique (vega's gradient ids are renamed per plot).
+  const ids = [...html.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1]);
+  t.is(new Set(ids).size, ids.length);
+});
+
+test('the summary: model, dataset, counts, known-fact accuracy, device and the choices with their meanings', async (t) => {
+  const { html } = await rich();
+  const summary = chunk(html, '<section class="summary"', 'section');
+  t.regex(summary, /<code>\/m\/gpt2\.onnx<\/code><br>gpt2, 4 layers, 3 heads, vocabulary 50257, sha256 <code>aaaaaaaaaaaa<\/code>/);
+  t.regex(summary, /<code>\/d\/counterfact\.json<\/code> \(counterfact\)/);
+  t.regex(summary, /<b>4<\/b> kept of 7 read, 3 dropped \(not_known: 2, subject_not_found: 1\)/);
+  t.regex(summary, /Known-fact accuracy<\/dt><dd>4 \/ 6 = 66\.7% \(of the 6 facts whose prompt could be used\)/);
+  t.regex(summary, /<dt>Device<\/dt><dd>cpu, onnxruntime 1\.30\.0/);
+  t.regex(summary, /<td><code>knockout_window<\/code><\/td><td><code>centred_clipped<\/code><\/td><td>k layers centred on l, clipped at the ends<\/td>/);
+  // Text from results.json is escaped.
+  t.true(summary.includes('set to 0 &lt;so it still writes its bias&gt;'));
+});
+
+test('one section per experiment, in order, plus a combined sublayer-knockout section', async (t) => {
+  const r = richResults();
+  const { html } = await rich();
+  const names = [...html.matchAll(/<section class="experiment" id="exp-([^"]+)" data-experiment="([^"]+)">/g)].map((m) => m[2]);
+  t.deepEqual(names, r.experiments.map((x) => x.name));
+  const cmp = [...html.matchAll(/<section class="comparison"[^>]* data-experiments="([^"]+)">/g)].map((m) => m[1]);
+  t.deepEqual(cmp, ['cancel_mlp cancel_attention no_cancel']);
+  // It comes right after no_cancel, the last experiment it draws.
+  t.true(html.indexOf('data-experiment="no_cancel"') < html.indexOf('<section class="comparison"'));
+  t.true(html.indexOf('<section class="comparison"') < html.indexOf('data-experiment="extraction"'));
+});
+
+test('the charts each experiment gets', async (t) => {
+  const { figures } = await rich();
+  const kinds = figures.map((f) => `${f.figure.experiments.join('+')}:${f.figure.kind}:${f.figure.series.join('|')}`);
+  t.deepEqual(kinds, [
+    'knockout:line:subject|last', // probability_change (main measure) first
+    'knockout:line:subject|last', // rank
+    'enrichment:line:subject_last|last',
+    'cancel_mlp:line:attributes_rate of hidden 3 at subject_last',
+    'cancel_attention:line:attributes_rate of hidden 3 at subject_last',
+    'cancel_mlp+cancel_attention+no_cancel:line:cancel_mlp|cancel_attention|no_cancel (no sweep)',
+    'extraction:line:extraction of attention l|extraction of mlp l',
+    'extraction:heatmap:0|1|2', // layer × head
+    'patched:heatmap:0|1', // layer × hidden source
+    'by_position:bar:subject|last',
+  ]);
+  t.is(figures[0]!.figure.title, 'knockout: probability_change');
+});
+
+test('each line chart has one line path per series, and CI bands; heatmaps one cell per point', async (t) => {
+  const { figures } = await rich();
+  for (const { figure, svg } of figures) {
+    if (figure.kind === 'line') {
+      t.is(count(svg, /aria-roledescription="line mark"/g), figure.series.length, figure.id);
+      t.is(count(svg, /aria-roledescription="area mark"/g), figure.series.length, `${figure.id}: CI bands`);
+      // vega's SVG, not hand-built: marks carry vega's classes.
+      t.regex(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]* class="marks"/);
+    } else if (figure.kind === 'heatmap') {
+      const cells = figure.id.startsWith('extraction') ? 4 * 3 : 4 * 2;
+      t.is(count(svg, /aria-roledescription="rect mark"/g), cells, figure.id);
+    } else {
+      t.is(count(svg, /aria-roledescription="bar"/g), 2, figure.id);
+    }
+  }
+  // The flat experiment spans the swept range: a line across the three starts.
+  const cmp = figures.find((f) => f.figure.id.startsWith('compare'))!;
+  t.is(count(cmp.svg, /aria-label="[^"]*experiment: no_cancel \(no sweep\)"/g), 3 + 1); // 3 points + 1 line
+});
+
+test('data tables hold the series numbers; figures carry their .dissect source', async (t) => {
+  const r = richResults();
+  const { html } = await rich();
+  const x = r.experiments[0]!;
+  const fig = chunk(html, '<figure class="plot" id="fig-knockout--probability_change"', 'figure');
+  for (const p of x.series.filter((p) => p.measure === 'probability_change')) {
+    const row = `<td>${p.key['l']}</td><td>${p.key['blocked']}</td><td class="num">${p.mean!.toFixed(2)}</td><td class="num">${p.ci![0].toFixed(2)}</td><td class="num">${p.ci![1].toFixed(2)}</td><td class="num">${p.n}</td>`;
+    t.true(fig.includes(row), row);
+  }
+  t.regex(fig, /<details class="data"><summary>Data table<\/summary><table class="data">/);
+  t.true(fig.includes('<details class="source"><summary>.dissect source</summary><pre>experiment knockout {\n  for l in layers all\n'));
+  t.true(fig.includes('block blocked -&gt; last at layers window(l, 3)'));
+  // Values in [-1, 1] get four decimals: the extraction rates.
+  const ext = r.experiments[5]!.series.find((p) => p.measure === 'extraction of mlp l' && p.key['l'] === 2)!;
+  const extFig = chunk(html, '<figure class="plot" id="fig-extraction--extraction"', 'figure');
+  t.true(extFig.includes(`<td>2</td><td>extraction of mlp l</td><td class="num">${ext.mean!.toFixed(4)}</td>`));
+  // The combined chart carries the sources of all three experiments, and the flat one's mean once.
+  const cmp = chunk(html, '<section class="comparison"', 'section');
+  for (const name of ['cancel_mlp', 'cancel_attention', 'no_cancel']) t.true(cmp.includes(`experiment ${name} {`), name);
+  t.true(cmp.includes(`<td>all</td><td>no_cancel (no sweep)</td><td class="num">61.50</td>`));
+});
+
+test('an experiment without a sweep gets a visible table; extraction summaries get rate and cross tables', async (t) => {
+  const { html } = await rich();
+  const flat = chunk(html, '<section class="experiment" id="exp-no_cancel"', 'section');
+  t.regex(flat, /<td>attributes_rate of hidden 3 at subject_last<\/td><td class="num">61\.50<\/td>/);
+  t.notRegex(flat, /<svg/);
+  const ext = chunk(html, '<section class="experiment" id="exp-extraction"', 'section');
+  t.regex(ext, /<td><code>extraction of attention l<\/code><\/td><td>attention<\/td><td class="num">4<\/td><td class="num">75\.0%<\/td><td class="num">1\.50<\/td><td class="num">1\.13<\/td>/);
+  t.regex(ext, /<tr><td>attention event<\/td><td class="num">25\.0%<\/td><td class="num">50\.0%<\/td><\/tr>/);
+  t.regex(ext, /<tr><td>no attention event<\/td><td class="num">25\.0%<\/td><td class="num">0\.0%<\/td><\/tr>/);
+  t.regex(ext, /first MLP event in 100\.0%/);
+  t.regex(ext, /Ties between the two top scores: 2\./);
+});
+
+test('logit-lens tokens: a layer × rank table for the first three examples, escaped, top-1 marked', async (t) => {
+  const { html } = await rich();
+  const lens = chunk(html, '<section class="experiment" id="exp-lens"', 'section');
+  t.is(count(lens, /<table class="tokens">/g), 3);
+  t.regex(lens, /The first 3 of 4 examples/);
+  t.true(lens.includes('Example 0: Subject 0 &lt;b&gt;is&lt;/b&gt; in'));
+  t.false(lens.includes(`Example ${EXAMPLES - 1}:`));
+  t.true(lens.includes('<tr><td>0</td><td>&lt;|endoftext|&gt;</td><td> ex0</td><td> layer0</td></tr>'));
+  t.true(lens.includes('<tr><td>2</td><td><mark> Target1</mark></td>'));
+  t.regex(lens, /at position 4 \(<code> the<\/code>\)/);
+});
+
+test('rendering is deterministic; createdAt is the only time in the page', async (t) => {
+  const a = await rich();
+  const b = await renderReport(richResults());
+  t.is(b.html, a.html);
+  const later = { ...richResults(), createdAt: '2030-06-01T00:00:00.000Z' } as Results;
+  const c = await renderReport(later);
+  t.is(c.html.split('2030-06-01T00:00:00.000Z').join('@'), a.html.split('2025-01-31T12:00:00.000Z').join('@'));
+  t.notRegex(a.html.split('2025-01-31T12:00:00.000Z').join(''), /\d{4}-\d\d-\d\dT\d\d:\d\d/);
+});
+
+test('renameIds renumbers ids and their references in order of appearance', (t) => {
+  const svg = '<svg><defs><linearGradient id="gradient_7"/><clipPath id="clip3"/></defs><rect fill="url(#gradient_7)" clip-path="url(#clip3)"/><use href="#clip3"/></svg>';
+  t.is(renameIds(svg, 'p'), '<svg><defs><linearGradient id="p-1"/><clipPath id="p-2"/></defs><rect fill="url(#p-1)" clip-path="url(#p-2)"/><use href="#p-2"/></svg>');
+});
+
+test('writeReport writes report.html and one standalone SVG (and PNG) per plot', async (t) => {
+  const dir = tmp();
+  const r = richResults();
+  const out = await writeReport(dir, r);
+  t.is(out.html, path.join(dir, 'report.html'));
+  const figures = allFigures(r, (await rich()).plan);
+  t.deepEqual(out.svgs, figures.map((f) => path.join(dir, 'plots', `${f.id}.svg`)));
+  for (const f of out.svgs) {
+    const text = fs.readFileSync(f, 'utf8');
+    t.regex(text, /^<\?xml version="1\.0" encoding="UTF-8"\?>\n<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  }
+  if (out.pngSkipped) {
+    t.log(`PNG skipped: ${out.pngSkipped}`);
+    t.deepEqual(out.pngs, []);
+  } else {
+    t.is(out.pngs.length, out.svgs.length);
+    for (const f of out.pngs) t.deepEqual([...fs.readFileSync(f).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  }
+  // The page links each plot file relative to itself.
+  const html = fs.readFileSync(out.html, 'utf8');
+  for (const f of figures) t.true(html.includes(`<a href="plots/${f.id}.svg">`), f.id);
+});
+
+test('`dissect report results.json` rebuilds the same bytes from results.json alone', async (t) => {
+  const dir = tmp();
+  const r = richResults();
+  await writeReport(path.join(dir, 'run'), r, { png: false });
+  const saved = path.join(dir, 'saved', 'results.json');
+  fs.mkdirSync(path.dirname(saved));
+  fs.writeFileSync(saved, JSON.stringify(r, null, 1));
+  const res = spawnSync(process.execPath, [cli, 'report', saved], { encoding: 'utf8' });
+  t.is(res.status, 0, res.stderr);
+  t.regex(res.stdout, new RegExp(`wrote ${path.join(dir, 'saved', 'report.html').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  t.is(fs.readFileSync(path.join(dir, 'saved', 'report.html'), 'utf8'), fs.readFileSync(path.join(dir, 'run', 'report.html'), 'utf8'));
+  for (const f of fs.readdirSync(path.join(dir, 'run', 'plots'))) {
+    t.is(fs.readFileSync(path.join(dir, 'saved', 'plots', f), 'utf8'), fs.readFileSync(path.join(dir, 'run', 'plots', f), 'utf8'), f);
+  }
+  // --out puts it elsewhere.
+  const other = path.join(dir, 'elsewhere');
+  t.is(spawnSync(process.execPath, [cli, 'report', saved, '--out', other], { encoding: 'utf8' }).status, 0);
+  t.true(fs.existsSync(path.join(other, 'report.html')));
+});
+
+test('`dissect report` on an invalid results.json: a clear error, exit 1, nothing written', (t) => {
+  const dir = tmp();
+  const bad = makeResults() as unknown as Record<string, any>;
+  delete bad['data']['kept'];
+  bad['experiments'][0]['series'][0]['mean'] = 123;
+  const file = path.join(dir, 'results.json');
+  fs.writeFileSync(file, JSON.stringify(bad));
+  const res = spawnSync(process.execPath, [cli, 'report', file], { encoding: 'utf8' });
+  t.is(res.status, 1);
+  t.regex(res.stderr, /dissect: error: .*results\.json is not a valid dissect results file \(1 problem\):\n {2}\/data: must have required property 'kept'/);
+  t.regex(res.stderr, /hint: .*dissect schema/);
+  t.notRegex(res.stderr, /\n\s+at .+:\d+:\d+\)?\n/); // no stack trace
+  t.false(fs.existsSync(path.join(dir, 'report.html')));
+
+  // Schema-valid but inconsistent: the cross-field checks speak.
+  const inconsistent = makeResults() as unknown as Record<string, any>;
+  inconsistent['experiments'][0]['series'][0]['mean'] = 123;
+  fs.writeFileSync(file, JSON.stringify(inconsistent));
+  const res2 = spawnSync(process.execPath, [cli, 'report', file], { encoding: 'utf8' });
+  t.is(res2.status, 1);
+  t.regex(res2.stderr, /\/experiments\/0\/series\/0\/mean: is 123 but the values' mean is/);
+
+  fs.writeFileSync(file, '{"format": ');
+  const res3 = spawnSync(process.execPath, [cli, 'report', file], { encoding: 'utf8' });
+  t.is(res3.status, 1);
+  t.regex(res3.stderr, /results\.json is not JSON/);
+
+  const res4 = spawnSync(process.execPath, [cli, 'report', path.join(dir, 'missing.json')], { encoding: 'utf8' });
+  t.is(res4.status, 1);
+  t.regex(res4.stderr, /cannot read .*missing\.json: no such file/);
+});
+
+test('the small fixture (no CI) renders too: bands are left out when there is no CI', async (t) => {
+  const r = makeResults();
+  const { figures, html } = await renderReport(r);
+  t.is(figures.length, 2);
+  for (const f of figures) {
+    t.is(count(f.svg, /aria-roledescription="line mark"/g), 2);
+    t.is(count(f.svg, /aria-roledescription="area mark"/g), 0);
+  }
+  t.regex(html, /<dt>Confidence intervals<\/dt><dd>none<\/dd>/);
+});
