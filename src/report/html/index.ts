@@ -58,7 +58,10 @@ export interface WriteReportOptions {
   readonly png?: boolean;
 }
 
-/** Writes outDir/report.html and outDir/plots/<figure>.svg (and .png). */
+/**
+ * Writes outDir/report.html and outDir/plots/<figure>.svg (and .png); other .svg and .png
+ * files in outDir/plots (an earlier report's) are removed.
+ */
 export async function writeReport(outDir: string, results: Results, options: WriteReportOptions = {}): Promise<WrittenReport> {
   const rendered = await renderReport(results);
   const dir = path.resolve(outDir);
@@ -78,6 +81,11 @@ export async function writeReport(outDir: string, results: Results, options: Wri
       writeAtomic(pngFile, toPng(f.svg));
       pngs.push(pngFile);
     }
+  }
+  // Plots of an earlier report from this folder (another program) would mislead: remove them.
+  const written = new Set([...svgs, ...pngs].map((f) => path.basename(f)));
+  for (const f of fs.readdirSync(plots)) {
+    if (/\.(svg|png)$/.test(f) && !written.has(f)) fs.rmSync(path.join(plots, f), { force: true });
   }
   const html = path.join(dir, REPORT_HTML);
   writeAtomic(html, rendered.html);
