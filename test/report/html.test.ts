@@ -189,7 +189,10 @@ test('renameIds renumbers ids and their references in order of appearance', (t) 
 test('writeReport writes report.html and one standalone SVG (and PNG) per plot', async (t) => {
   const dir = tmp();
   const r = richResults();
+  fs.mkdirSync(path.join(dir, 'plots'));
+  fs.writeFileSync(path.join(dir, 'plots', 'stale--from-an-earlier-program.svg'), '<svg/>');
   const out = await writeReport(dir, r);
+  t.false(fs.existsSync(path.join(dir, 'plots', 'stale--from-an-earlier-program.svg')));
   t.is(out.html, path.join(dir, 'report.html'));
   const figures = allFigures(r, (await rich()).plan);
   t.deepEqual(out.svgs, figures.map((f) => path.join(dir, 'plots', `${f.id}.svg`)));
