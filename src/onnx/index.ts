@@ -1,7 +1,7 @@
 // Public surface of the compiler stage.
 export { buildVariant, compileVariant, rewriteModel, type BuiltVariant, type CompiledVariant } from './compile.js';
 export { inspectModel, renderInspectJson, renderInspectText, type InspectReport } from './inspect.js';
-export { detectSites, runDetection, SiteError } from './sites/index.js';
+export { detectSites, runDetection, SiteError, type FamilyAttempt } from './sites/index.js';
 export type { ModelSites, LayerSites, ModelInputs, KvCacheInput } from './sites/types.js';
 export { readModel, writeModel, decodeModel, encodeModel, DataType } from './proto.js';
 export { checkExternalData, externalRefs, externalizeInitializers } from './external.js';
@@ -10,4 +10,4 @@ export { attentionProbsName } from './passes/outputs.js';
 export * from './variant.js';
 export { buildHeadMappingGraph, HeadMappingNames, type HeadMappingGraph, type HeadMappingRequest } from './head-mappings.js';
 export { projectionName } from './passes/projections.js';
-export type { LinearWeights } from './sites/types.js';
+export type { HeadProjection, LinearWeights } from './sites/types.js';

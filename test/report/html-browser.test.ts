@@ -47,7 +47,7 @@ if (!fs.existsSync(CHROMIUM)) {
         const box = (e: Element) => { const r = e.getBoundingClientRect(); return { w: r.width, h: r.height }; };
         return {
           experiments: [...document.querySelectorAll('section.experiment')].map((s) => ({
-            name: s.getAttribute('data-experiment'),
+            name: s.getAttribute('data-experiment') ?? '',
             heading: s.querySelector('h2')?.textContent ?? '',
             ...box(s),
           })),
