@@ -8,17 +8,18 @@ import { fileURLToPath } from 'node:url';
 import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline.js';
 
 export const tinyGpt2 = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
+export const tinyGptj = fileURLToPath(new URL('../../../generated/tiny-gptj/', import.meta.url));
 
 export function tempDir(prefix = 'dissect-e2e-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** The paper's information-flow experiment on the default model. */
-export function informationFlowSource(window: number, extra = ''): string {
+/** The paper's information-flow experiment on a default model (the GPT-2 one unless told). */
+export function informationFlowSource(window: number, extra = '', model = tinyGpt2): string {
   return [
     `param window = ${window}`,
-    `model "${join(tinyGpt2, 'model.onnx')}" tokenizer "${join(tinyGpt2, 'tokenizer.json')}"`,
-    `dataset counterfact "${join(tinyGpt2, 'facts.json')}"`,
+    `model "${join(model, 'model.onnx')}" tokenizer "${join(model, 'tokenizer.json')}"`,
+    `dataset counterfact "${join(model, 'facts.json')}"`,
     'filter known',
     extra,
     'experiment flow {',
