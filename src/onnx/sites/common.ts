@@ -2,10 +2,11 @@
 // added position embedding) up to the first LayerNorm, the final norm's LM head and the
 // logits output, the attention-mask input, and linear-layer descriptions.
 
-import { GraphIndex } from '../graph.js';
+import { GraphIndex, nodeLabel } from '../graph.js';
+import type { NodeProto } from '../proto.js';
 import { DataType } from '../proto.js';
 import { attrInt, tensorDims } from '../tensor.js';
-import type { Recorder } from './findings.js';
+import { Recorder, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, fail, in0, isOp, matchLayerNorm, matchLinear, otherInput, out0, soleConsumer, type LinearMatch, type NormMatch,
 } from './pattern.js';
@@ -89,4 +90,25 @@ export function findAttentionMask(ix: GraphIndex, rec: Recorder, emb: Embedding,
     ?? inputs.find((n) => n !== emb.ids && n !== emb.positionIds && !pastNames.has(n) && ix.inputs.get(n)?.type?.tensorType?.elemType === DataType.INT64);
   if (attentionMask) rec.found('attentionMask', attentionMask);
   return attentionMask;
+}
+
+/**
+ * The start of block l at residual stream r: its pre-norm and the residual Adds reading r.
+ * A norm with no Add beside it is the final norm. Records the block's findings.
+ */
+export function enterBlock(
+  ix: GraphIndex, r: string, l: number, model: SectionFindings, layers: LayerFindings[],
+): { kind: 'broken' } | { kind: 'final'; norm: NormMatch } | { kind: 'block'; norm: NormMatch; adds: NodeProto[]; rec: Recorder; findings: LayerFindings } {
+  const norm = matchLayerNorm(ix, r);
+  if (!norm) {
+    model.missing.push({ site: `layer ${l} or final norm`, expected: 'a LayerNorm reading the residual stream', at: nodeLabel(ix.dataConsumers(r)[0] ?? ix.producer(r)) });
+    return { kind: 'broken' };
+  }
+  const adds = ix.dataConsumers(r).filter((n) => n.opType === 'Add' && !norm.nodes.has(n));
+  if (adds.length === 0) return { kind: 'final', norm };
+  const L: LayerFindings = { layer: l, found: [], missing: [] };
+  layers.push(L);
+  const rec = new Recorder(ix, L);
+  rec.found('residIn', r);
+  return { kind: 'block', norm, adds, rec, findings: L };
 }

@@ -8,7 +8,7 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
 import { attrInt, attrInts, tensorDims } from '../tensor.js';
-import { findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
+import { enterBlock, findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLayerNorm, matchLinear, otherInput, out0,
@@ -149,21 +149,16 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
   let finalNorm: NormMatch | undefined;
   let complete = true;
   for (let l = 0; l < 4096; l++) {
-    const ln1 = matchLayerNorm(ix, r);
-    if (!ln1) {
-      model.missing.push({ site: `layer ${l} or final norm`, expected: 'a LayerNorm reading the residual stream', at: nodeLabel(ix.dataConsumers(r)[0] ?? ix.producer(r)) });
+    const entry = enterBlock(ix, r, l, model, layers);
+    if (entry.kind === 'broken') {
       complete = false;
       break;
     }
-    const adds1 = ix.dataConsumers(r).filter((n) => n.opType === 'Add' && !ln1.nodes.has(n));
-    if (adds1.length === 0) {
-      finalNorm = ln1;
+    if (entry.kind === 'final') {
+      finalNorm = entry.norm;
       break;
     }
-    const L: LayerFindings = { layer: l, found: [], missing: [] };
-    layers.push(L);
-    const rec = new Recorder(ix, L);
-    rec.found('residIn', r);
+    const { norm: ln1, adds: adds1, rec, findings: L } = entry;
     const blockSites = ['attnOut', 'residMid', 'mlpOut', 'residPost'];
     if (adds1.length > 1) {
       rec.missing(blockSites, new PatternBreak(adds1[1], r, 'one residual Add reading the residual stream'));

@@ -24,7 +24,7 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
 import { attrInt, attrInts, tensorDims } from '../tensor.js';
-import { findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
+import { enterBlock, findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, fail, forwardTo, in0, isOp, linearConsumers, matchActivation, matchLayerNorm, matchLinear, otherInput, out0,
@@ -323,21 +323,16 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
   let finalNorm: NormMatch | undefined;
   let complete = true;
   for (let l = 0; l < 4096; l++) {
-    const ln = matchLayerNorm(ix, r);
-    if (!ln) {
-      model.missing.push({ site: `layer ${l} or final norm`, expected: 'a LayerNorm reading the residual stream', at: nodeLabel(ix.dataConsumers(r)[0] ?? ix.producer(r)) });
+    const entry = enterBlock(ix, r, l, model, layers);
+    if (entry.kind === 'broken') {
       complete = false;
       break;
     }
-    const adds = ix.dataConsumers(r).filter((n) => n.opType === 'Add' && !ln.nodes.has(n));
-    if (adds.length === 0) {
-      finalNorm = ln;
+    if (entry.kind === 'final') {
+      finalNorm = entry.norm;
       break;
     }
-    const L: LayerFindings = { layer: l, found: [], missing: [] };
-    layers.push(L);
-    const rec = new Recorder(ix, L);
-    rec.found('residIn', r);
+    const { norm: ln, adds, rec, findings: L } = entry;
     if (adds.length > 1) {
       rec.missing([...BLOCK_SITES, ...ATTENTION_SITES], new PatternBreak(adds[1], r, 'one residual Add reading the residual stream'));
       complete = false;
