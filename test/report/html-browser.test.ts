@@ -21,7 +21,10 @@ const ARGS = [
 
 const title = 'report.html renders in headless Chromium: every section and plot, no console errors';
 
-if (!fs.existsSync(CHROMIUM)) {
+if (!fs.existsSync(CHROMIUM) && process.env['CI']) {
+  // CI installs Chromium first (.ci/run): a missing browser there is a failure, not a skip.
+  test(title, (t) => t.fail(`${CHROMIUM} not found: .ci/install-chromium should have installed it`));
+} else if (!fs.existsSync(CHROMIUM)) {
   test.skip(`${title} (SKIPPED: ${CHROMIUM} not found; install it with .ci/install-chromium)`, () => {});
 } else {
   test(title, async (t) => {
