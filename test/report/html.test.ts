@@ -274,3 +274,24 @@ test('the small fixture (no CI) renders too: bands are left out when there is no
   }
   t.regex(html, /<dt>Confidence intervals<\/dt><dd>none<\/dd>/);
 });
+
+test('head mappings get a section: flagged heads first, with their pairs', async (t) => {
+  const pair = (from: number, to: number) => ({ from, to, fromToken: `a${from}`, toToken: `b${to}`, score: from + to });
+  const results = {
+    ...richResults(),
+    headMappings: {
+      side: 'unembedding', subjectToken: 'last', top: 2,
+      heads: [
+        { layer: 0, head: 0, pairs: [pair(1, 2), pair(3, 4)], subjectAttributeFacts: [] },
+        { layer: 1, head: 1, pairs: [pair(5, 6), pair(7, 8)], subjectAttributeFacts: [richResults().examples[0]!.id] },
+      ],
+    },
+  };
+  t.deepEqual(validateResults(results), []);
+  const { html } = await renderReport(results);
+  const section = html.slice(html.indexOf('<section class="mappings"'));
+  t.regex(section, /1 of 2 heads map a fact's last subject token to its prediction/);
+  const rows = [...section.matchAll(/<tr>(.*?)<\/tr>/gs)].map((m) => m[1]!);
+  t.is(rows.length, 3); // header + two heads
+  t.regex(rows[1]!, /<code>a5<\/code> → <code>b6<\/code>/); // the flagged head comes first
+});

@@ -3,7 +3,7 @@
 // then one <section class="experiment"> per experiment, and a <section class="comparison">
 // after the last experiment of each combined chart.
 
-import type { ExtractionSummaryResult, Results, ResultsExperiment, TokenRow } from '../schema.js';
+import type { ExtractionSummaryResult, Results, ResultsExperiment, ResultsHeadMappings, TokenRow } from '../schema.js';
 import type { Figure, ReportPlan } from './figures.js';
 import { decimalsFor, esc, num, numCell, pct, rawCell, shortHash, table, type CellLike } from './format.js';
 
@@ -251,6 +251,21 @@ ${figureHtml(f, sources)}
 </section>`;
 }
 
+/** Head mappings: flagged heads first, each with its top pairs (the first ten shown). */
+function headMappingsSection(m: ResultsHeadMappings): string {
+  const heads = [...m.heads].sort((a, b) => b.subjectAttributeFacts.length - a.subjectAttributeFacts.length || a.layer - b.layer || a.head - b.head);
+  const flagged = heads.filter((h) => h.subjectAttributeFacts.length > 0).length;
+  const rows = heads.map((h): CellLike[] => [
+    numCell(String(h.layer)), numCell(String(h.head)), numCell(String(h.subjectAttributeFacts.length)),
+    rawCell(h.pairs.slice(0, 10).map((p) => `${code(p.fromToken)} → ${code(p.toToken)}`).join(', ')),
+  ]);
+  return `<section class="mappings" id="head-mappings">
+<h2>Head mappings</h2>
+<p class="meta">each head's OV circuit in token space, ${code(m.side)} side, top ${m.top} pairs · ${flagged} of ${m.heads.length} heads map a fact's ${m.subjectToken === 'last' ? 'last subject token' : 'subject tokens'} to its prediction</p>
+${table(['layer', 'head', 'facts', 'top pairs (first 10)'], rows, 'mappings')}
+</section>`;
+}
+
 /** The whole page. `rendered` maps figure ids to their SVG and file. */
 export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<string, RenderedFigure>): string {
   const get = (f: Figure): RenderedFigure => {
@@ -263,6 +278,7 @@ export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<s
     body.push(experimentSection(x, r, (plan.byExperiment.get(x.name) ?? []).map(get)));
     for (const c of plan.comparisons.filter((c) => c.after === x.name)) body.push(comparisonSection(get(c.figure), r));
   }
+  if (r.headMappings) body.push(headMappingsSection(r.headMappings));
   const name = r.provenance.source.path.split(/[\\/]/).pop() ?? 'results';
   return `<!DOCTYPE html>
 <html lang="en">
