@@ -98,7 +98,29 @@ export interface RunOutcome {
 /** Loads the facts a run measures: the dataset, then --sample / --limit. */
 export function selectedFacts(program: Program, selection: Selection): { all: Fact[]; selected: Fact[] } {
   const all = orThrow(loadFacts(program.dataset)).facts;
-  return { all, selected: selectFacts(all, selection) };
+  const selected = selectFacts(all, selection);
+  if (selection.example !== undefined && selected.length === 0) {
+    const ids = all.slice(0, 5).map((f) => f.id).join(', ');
+    throw new UserError(`--example ${selection.example}: no fact has that id in ${program.dataset.path}`, `ids look like: ${ids}${all.length > 5 ? ', …' : ''}`);
+  }
+  return { all, selected };
+}
+
+/** `--params FILE`: a JSON object of parameter values, applied before `--set`. */
+export function readParamsFile(file: string): Record<string, string> {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UserError(`--params ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `not valid JSON: ${(e as Error).message}`}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`--params ${file}: expected an object of parameter values`, 'e.g. {"window": 9, "model": "gpt2-xl.onnx"}');
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(json)) {
+    if (typeof value !== 'string' && typeof value !== 'number') throw new UserError(`--params ${file}: ${name} must be a string or a number`);
+    out[name] = String(value);
+  }
+  return out;
 }
 
 export async function runProgram(loaded: LoadedProgram, options: RunOptions): Promise<RunOutcome> {

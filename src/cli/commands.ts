@@ -6,24 +6,24 @@ import { dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { formatDiagnostics } from '../lang/index.js';
 import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
-import { loadProgram, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
+import { loadProgram, readParamsFile, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../report/schema.js';
-import { formatSummary } from '../report/summary.js';
+import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
 import { orThrow } from '../run/errors.js';
 import { doctorInfo } from '../run/session.js';
 
-type Overrides = { set: Record<string, string> };
+type Overrides = { set: Record<string, string>; params?: string };
 
-function load(file: string, overrides: Record<string, string>): LoadedProgram {
-  const loaded = loadProgram(file, overrides);
+function load(file: string, opts: Overrides): LoadedProgram {
+  const loaded = loadProgram(file, { ...(opts.params ? readParamsFile(opts.params) : {}), ...opts.set });
   if (loaded.warnings.length) process.stderr.write(formatDiagnostics([...loaded.warnings], loaded.sourceText) + '\n');
   return loaded;
 }
 
 export function checkCommand(file: string, opts: Overrides): void {
-  const loaded = load(file, opts.set);
+  const loaded = load(file, opts);
   const { selected } = selectedFacts(loaded.program, {});
   const { plan, sites } = loaded;
   const lines = [
@@ -38,7 +38,7 @@ export function checkCommand(file: string, opts: Overrides): void {
 }
 
 export function compileCommand(file: string, opts: Overrides & { out: string }): void {
-  const loaded = load(file, opts.set);
+  const loaded = load(file, opts);
   const compiled = compileVariant(loaded.program.model.onnx, loaded.plan.variant, opts.out);
   process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
 }
@@ -52,10 +52,11 @@ interface RunFlags extends Overrides {
   device: string;
   threads?: number;
   fresh?: boolean;
+  example?: string;
 }
 
 export async function runCommand(file: string, opts: RunFlags): Promise<void> {
-  const loaded = load(file, opts.set);
+  const loaded = load(file, opts);
   const bar = process.stderr.isTTY
     ? new SingleBar({ format: 'examples {bar} {value}/{total} | {eta_formatted} left', hideCursor: true, clearOnComplete: true })
     : undefined;
@@ -66,6 +67,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
       ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
       ...(opts.sample !== undefined ? { sample: opts.sample } : {}),
       seed: opts.seed,
+      ...(opts.example !== undefined ? { example: opts.example } : {}),
     },
     batch: opts.batch,
     device: opts.device,
@@ -79,9 +81,11 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   });
   bar?.stop();
   if (outcome.resumed > 0) process.stdout.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
-  process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
+  if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
+  else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
   const report = await writeReport(resolve(opts.out), outcome.results);
-  process.stdout.write(`report:  ${report.html}\n`);
+  // With --example stdout is the JSON dump alone, so that it can be piped and diffed.
+  (opts.example !== undefined ? process.stderr : process.stdout).write(`report:  ${report.html}\n`);
 }
 
 export async function reportCommand(resultsFile: string, opts: { out?: string }): Promise<void> {

@@ -35,7 +35,9 @@ const program = new Command()
   .showHelpAfterError();
 
 const withSet = (cmd: Command): Command =>
-  cmd.option('--set <name=value>', 'override a param of the .dissect file (repeatable)', parseOverride, {});
+  cmd
+    .option('--params <file>', 'a JSON object of param values (a preset), applied before --set')
+    .option('--set <name=value>', 'override a param of the .dissect file (repeatable)', parseOverride, {});
 
 withSet(program.command('check <file>'))
   .description('check a .dissect file against its model; print the forward passes a run needs')
@@ -52,6 +54,7 @@ withSet(program.command('run <file>'))
   .option('--limit <n>', 'keep the first n facts', positiveInt)
   .option('--sample <n>', 'keep a seeded random sample of n facts', positiveInt)
   .option('--seed <s>', 'seed for --sample and the bootstrap CI', nonNegativeInt, 0)
+  .option('--example <id>', 'run one fact and print everything measured about it as JSON')
   .option('--batch <n>', 'rows per forward pass', positiveInt, 32)
   .option('--device <device>', 'cpu | cuda | cuda:N', 'cpu')
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
@@ -80,6 +83,12 @@ program.command('doctor')
 program.command('schema')
   .description('print the JSON Schema of results.json')
   .action(schemaCommand);
+
+// `dissect … | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
 
 try {
   await program.parseAsync();

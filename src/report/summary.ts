@@ -162,3 +162,20 @@ export function formatSummary(results: Results, written?: WrittenResults, option
   else if (lines[lines.length - 1] === '') lines.pop();
   return lines.join('\n') + '\n';
 }
+
+/**
+ * `--example`: everything measured about the run's one example, row by row, in a stable
+ * order, so it can be diffed against a notebook's numbers.
+ */
+export function exampleDump(results: Results): unknown {
+  return {
+    example: results.examples[0] ?? null,
+    dropped: results.data.dropped,
+    choices: results.choices,
+    experiments: results.experiments.map((x) => ({
+      name: x.name,
+      rows: x.values.map((v) => ({ key: v.key, values: v.values })),
+      ...(x.tokens?.length ? { tokens: x.tokens.map((t) => ({ key: t.key, label: t.label, position: t.position, tokens: t.tokens })) } : {}),
+    })),
+  };
+}

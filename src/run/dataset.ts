@@ -232,6 +232,8 @@ export interface Selection {
   readonly sample?: number;
   /** Seed of the sample (default 0); an unsigned 32-bit integer. */
   readonly seed?: number;
+  /** Keep only the fact with this id (`--example`); applied first. */
+  readonly example?: string;
 }
 
 /**
@@ -246,7 +248,7 @@ export function selectFacts(facts: readonly Fact[], sel: Selection = {}): Fact[]
     const v = sel[key];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw new InternalError(`selectFacts: ${key} must be a non-negative integer, got ${v}`);
   }
-  let out = facts.slice();
+  let out = sel.example === undefined ? facts.slice() : facts.filter((f) => f.id === sel.example);
   if (sel.sample !== undefined && sel.sample < out.length) {
     const rand = mulberry32Float(sel.seed ?? 0);
     const idx = Array.from(out, (_, i) => i);

@@ -100,3 +100,30 @@ test('doctor lists the cpu provider and schema prints the results schema', (t) =
   t.is(schema.code, 0);
   t.is(JSON.parse(schema.stdout).properties.format.const, 'dissect-results/1');
 });
+
+test('--params applies a preset before --set, and names a bad file', (t) => {
+  const example = fileURLToPath(new URL('../../../examples/paper.dissect', import.meta.url));
+  const preset = fileURLToPath(new URL('../../../examples/presets/gpt2-xl.json', import.meta.url));
+  const r = dissect('check', example, '--params', preset, '--set', 'candidates=100', '--set', 'keep=10');
+  t.is(r.code, 1);
+  // The preset's GPT-2 XL layers do not fit the 8-layer default model; --set fixed the rest.
+  t.regex(r.stderr, /layer 39 is out of range: the model has 8 layers \(0\.\.7\)/);
+  t.notRegex(r.stderr, /candidates/);
+  const missing = dissect('check', example, '--params', '/nonexistent.json');
+  t.is(missing.code, 1);
+  t.regex(missing.stderr, /--params \/nonexistent\.json: file not found/);
+});
+
+test('--example runs one fact and prints everything measured about it', (t) => {
+  const example = fileURLToPath(new URL('../../../examples/information-flow.dissect', import.meta.url));
+  const out = mkdtempSync(join(tmpdir(), 'dissect-example-'));
+  const r = dissect('run', example, '--out', out, '--example', '7');
+  t.is(r.code, 0, r.stderr);
+  const dump = JSON.parse(r.stdout) as { example: { id: string; prompt: string }; experiments: { rows: unknown[] }[] };
+  t.is(dump.example.id, '7');
+  t.is(dump.example.prompt, 'Nelvo Velden works as a');
+  t.is(dump.experiments[0]!.rows.length, 8 * 3);
+  const wrong = dissect('run', example, '--out', out, '--example', 'nope', '--fresh');
+  t.is(wrong.code, 1);
+  t.regex(wrong.stderr, /--example nope: no fact has that id/);
+});
