@@ -20,7 +20,9 @@ attention `_attn` (the notebook's way of masking scores). Measurements, per fact
       in hidden l+1 at subject_last and the attention weight subject -> last;
   (d) control A: edges last <- set blocked at one layer, the attention update's extraction event there;
   (e) control B: block l's input at the subject positions patched with the clean hidden 0/1/2;
-  (f) logit lens: top-5 ids of hidden h at last under both projections.
+  (f) logit lens: top-5 ids of hidden h at last under both projections;
+  (g) control A, local form (the notebook's): at one layer, the attention update at last rebuilt from
+      the clean probabilities of row N-1 with some keys removed (two modes), nothing propagated.
 The precise definitions are in SEMANTICS below, which is also written into the JSON.
 """
 import json
@@ -48,6 +50,10 @@ SUBLAYER_TOP = 5           # windows start..min(start+1, 5)
 SUBLAYER_MODES = ("mlp_zero_preactivation", "mlp_zero_update", "attention_uniform", "attention_zero_update")
 CONTROL_A_SETS = ("subject", "subject_last", "nonsubject", "nonsubject+last", "last")
 CONTROL_B_SOURCES = (0, 1, 2)
+# (g): the notebook's removed-key sets, named by the dissect position expression that gives them
+LOCAL_SETS = ("subject", "last", "subject_last", "subject_last + last", "nonsubject + last", "nonsubject",
+              "all - [0]", "all - last", "all - subject_last", "all - (subject_last + last)", "all")
+LOCAL_MODES = ("renormalise", "paper_resoftmax")
 LENS_K = 5
 PROBES_MARKER = "\n## probes.json"
 
@@ -131,10 +137,24 @@ SEMANTICS = {
                    "of attention l at N-1 (top1 == t); p[l] = softmax(logits[N-1])[t] in float32 at the output",
     "f_logit_lens": f"top {LENS_K} ids (token order) of hidden h at last for h = 0..L, per projection; with "
                     "final_norm_unembedding, h = L gives the model's own logits",
+    "g_control_a_local": "for each layer l, mode and removed set S (keys of row N-1; the names are dissect position "
+                         "expressions: 'a + b' union, 'a - b' difference, [0] = position 0, all = 0..N-1): on the "
+                         "CLEAN run, P = the attention probabilities of block l at query N-1, [H, N] (recorded by "
+                         "the _attn wrapper), V = the values [H, N, dh] read by a forward hook on attn.c_attn (its "
+                         "output split into q|k|v, v split into heads, as the notebook does). P' per mode: "
+                         "renormalise: P with the entries in S set to 0, each head's row divided by its sum "
+                         "(a row whose sum is 0, e.g. S = all, stays 0); paper_resoftmax: the notebook's code: P "
+                         "with the entries in S set to -1e6 (for the 'all - X' sets: a row of -1e6 with the kept "
+                         "entries copied from P), then softmax over the N keys, so the survivors get weights "
+                         "proportional to exp(p); S = all gives P' = 0 (the notebook's 'block all' is zeros_like, "
+                         "no softmax). out = addmm(c_proj.bias, merge_heads(P'[:, None, :] @ V), c_proj.weight), "
+                         "float32, at layer l only; event[l] = 1 if top1 of the embedding projection of out == t, "
+                         "target_rank[l] = t's rank there, tie[l] as in c_extraction. Check: P' = P gives the "
+                         "clean attention l at N-1 (atol 1e-5)",
     "summary": "means over the stored facts, skipping nulls: attributes_rate[pos][h]; sublayer_knockout[mode]"
                "[start] and none; extraction per-layer event rates of attention and mlp; per-example rate = share "
                "of facts with >= 1 event over layers 0..L-1; control_a[set][l] and control_b[source][l] event "
-               "rates and per-example rates",
+               "rates and per-example rates; control_a_local[mode][set][l] the same",
     "floats": "Python repr (shortest round-trip) of float64 values; float32 quantities are widened exactly",
 }
 
@@ -151,7 +171,8 @@ t = the clean top-1. Key paths (`[l]` = layer 0..7, `[h]` = hidden 0..8, `[k]` =
 - `semantics`, `model`, `layers` (8), `heads` (4), `vocab` (264), `n_facts` ({n}),
   `attributes_rate_params` {{candidates 100, keep 10, min_length 3, stopwords}},
   `sublayer` {{hidden 7, position, starts, windows (the cancelled layers per start), modes}},
-  `control_a_sets`, `control_b_sources`, `summary` (means; see `semantics.summary`).
+  `control_a_sets`, `control_b_sources`, `control_a_local_sets`, `control_a_local_modes`,
+  `summary` (means; see `semantics.summary`).
 - `facts[i]`: `case_id`, `prompt`, `subject`, `input_ids`, `n_tokens`, `subject_range` [s, e),
   `positions` {{subject_first, subject_last, subject_next (null if none), last, subject[], nonsubject[]}},
   `t`, `p0`, `logits_top5` (clean ids at N-1), then
@@ -164,7 +185,9 @@ t = the clean top-1. Key paths (`[l]` = layer 0..7, `[h]` = hidden 0..8, `[k]` =
     `extraction.hidden_subject_last_target_rank[l]` (hidden l+1), `extraction.attention_weight_subject_to_last[l]`;
   - (d) `control_a.<set>.{{event,target_rank}}[l]`, set ∈ subject, subject_last, nonsubject, nonsubject+last, last;
   - (e) `control_b.<source>.{{event,p}}[l]`, source ∈ "0", "1", "2";
-  - (f) `logit_lens.embedding[h]` and `logit_lens.final_norm_unembedding[h]`: 5 ids each.
+  - (f) `logit_lens.embedding[h]` and `logit_lens.final_norm_unembedding[h]`: 5 ids each;
+  - (g) `control_a_local.<mode>.<set>.{{event,target_rank,tie}}[l]`, mode ∈ renormalise, paper_resoftmax,
+    set ∈ the `control_a_local_sets` (dissect position expressions, e.g. "subject_last + last", "all - [0]").
 
 Events are 0/1 integers, `tie` a boolean, every other float full precision.
 """
@@ -189,6 +212,7 @@ class Probe:
             block.attn.register_forward_hook(self._sublayer_hook("attention", l))
             block.mlp.register_forward_hook(self._sublayer_hook("mlp", l))
             block.mlp.c_fc.register_forward_hook(self._c_fc_hook(l))
+            block.attn.c_attn.register_forward_hook(self._c_attn_hook(block.attn, l))
 
     def _put(self, kind, l, value):
         self.rec.setdefault(kind, {})[l] = value.detach().clone()
@@ -217,6 +241,15 @@ class Probe:
             if l in self.cfg.get("mlp_zero_preactivation", ()):
                 return torch.zeros_like(output)
             return None
+        return hook
+
+    def _c_attn_hook(self, attn, l):
+        """The notebook's read of V: split c_attn's output into q|k|v, then v into heads [H, N, dh]."""
+        def hook(module, inputs, output):
+            d = output.shape[-1] // 3
+            v = output[0].split(d, dim=1)[2]
+            v = v.view(v.shape[0], attn.num_heads, d // attn.num_heads).permute(1, 0, 2)
+            self._put("c_attn_value", l, v)
         return hook
 
     def _wrap_attn(self, attn, l):
@@ -429,6 +462,58 @@ def main():
                                        for h in range(L + 1)],
         }
         assert row["logit_lens"]["final_norm_unembedding"][L] == row["logits_top5"]
+
+        # (g) control A, local form: the notebook's recomputation at one layer from the clean P and V
+        local_sets = {
+            "subject": subject, "last": [n - 1], "subject_last": [e - 1],
+            "subject_last + last": sorted({e - 1, n - 1}), "nonsubject + last": nonsubject + [n - 1],
+            "nonsubject": nonsubject,
+            "all - [0]": [q for q in range(n) if q != 0], "all - last": list(range(n - 1)),
+            "all - subject_last": [q for q in range(n) if q != e - 1],
+            "all - (subject_last + last)": [q for q in range(n) if q not in (e - 1, n - 1)],
+            "all": list(range(n)),
+        }
+        assert tuple(local_sets) == LOCAL_SETS
+        loc = {m: {k: {"event": [], "target_rank": [], "tie": []} for k in LOCAL_SETS} for m in LOCAL_MODES}
+        for l in range(L):
+            c_proj = model.transformer.h[l].attn.c_proj
+            val = clean["c_attn_value"][l]                      # [H, N, dh]
+            assert torch.equal(val, clean["values"][l][0])
+            weight = clean["probs"][l][0][:, n - 1, :].unsqueeze(1)  # [H, 1, N]
+
+            def rebuild(w):
+                a = torch.matmul(w, val)                         # [H, 1, dh]
+                a = a.permute(1, 0, 2).contiguous().view(1, H * dh)
+                return torch.addmm(c_proj.bias, a, c_proj.weight).squeeze()
+
+            assert torch.allclose(rebuild(weight), clean["attention"][l][0, n - 1], atol=1e-5)
+            for sname, removed in local_sets.items():
+                kept = [q for q in range(n) if q not in removed]
+                # renormalise: removed weights 0, the rest divided by their sum (per head)
+                w = weight.clone()
+                w[:, :, removed] = 0
+                total = w.sum(-1, keepdim=True)
+                w = torch.where(total > 0, w / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(w))
+                ws = {"renormalise": w}
+                # paper_resoftmax: the notebook's cell, literally
+                if not kept:
+                    w = torch.zeros_like(weight)
+                elif sname.startswith("all - "):
+                    w = torch.zeros_like(weight) - 1e6
+                    for q in kept:
+                        w[:, :, q] = weight[:, :, q]
+                    w = torch.softmax(w, dim=-1)
+                else:
+                    w = weight.detach().clone()
+                    for q in removed:
+                        w[:, :, q] = -1e6
+                    w = torch.softmax(w, dim=-1)
+                ws["paper_resoftmax"] = w
+                for mode in LOCAL_MODES:
+                    info = top_info(emb(rebuild(ws[mode])), t)
+                    for key in ("event", "target_rank", "tie"):
+                        loc[mode][sname][key].append(info[key])
+        row["control_a_local"] = loc
         out_facts.append(row)
 
     def mean(xs):
@@ -456,6 +541,10 @@ def main():
                            for s_ in CONTROL_B_SOURCES},
         "control_b_per_example": {str(s_): per_example([f["control_b"][str(s_)]["event"] for f in F])
                                   for s_ in CONTROL_B_SOURCES},
+        "control_a_local_rate": {m: {s_: [mean([f["control_a_local"][m][s_]["event"][l] for f in F]) for l in range(L)]
+                                     for s_ in LOCAL_SETS} for m in LOCAL_MODES},
+        "control_a_local_per_example": {m: {s_: per_example([f["control_a_local"][m][s_]["event"] for f in F])
+                                            for s_ in LOCAL_SETS} for m in LOCAL_MODES},
     }
     doc = {
         "semantics": SEMANTICS,
@@ -469,6 +558,8 @@ def main():
                      "modes": list(SUBLAYER_MODES)},
         "control_a_sets": list(CONTROL_A_SETS),
         "control_b_sources": [str(x) for x in CONTROL_B_SOURCES],
+        "control_a_local_sets": list(LOCAL_SETS),
+        "control_a_local_modes": list(LOCAL_MODES),
         "summary": summary,
         "facts": F,
     }

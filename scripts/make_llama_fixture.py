@@ -1,7 +1,8 @@
 """Write a tiny random-weight Llama-style ONNX fixture and its PyTorch reference numbers.
 
 Regenerate with: /usr/bin/python3 scripts/make_llama_fixture.py   (from the repo root; writes
-generated/fixtures/llama-opset14.onnx, llama-opset17.onnx, llama.json)
+generated/fixtures/llama-opset14.onnx, llama-opset17.onnx, llama.json). llama-opset17.onnx is
+anonymised after export: no node names, every tensor but the inputs and logits renamed t0, t1, ...
 
 The model is written here in plain PyTorch with the maths and module names of Hugging Face's
 LlamaForCausalLM (transformers 4.36, eager attention):
@@ -19,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, asdict
 
 import onnx
@@ -219,6 +221,32 @@ def build_model():
     return m
 
 
+def anonymise(path):
+    """Strips node names and renames every tensor but the graph inputs and outputs (t0, t1, ...):
+    detection must not need names, and the file gets smaller."""
+    m = onnx.load(path)
+    g = m.graph
+    keep = {v.name for v in list(g.input) + list(g.output)}
+    names = {}
+
+    def ren(x):
+        if not x or x in keep:
+            return x
+        if x not in names:
+            names[x] = f"t{len(names)}"
+        return names[x]
+
+    for t in g.initializer:
+        t.name = ren(t.name)
+    for n in g.node:
+        n.name = ""
+        n.input[:] = [ren(x) for x in n.input]
+        n.output[:] = [ren(x) for x in n.output]
+    del g.value_info[:]
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
 def export(model, path, opset):
     ids = torch.tensor([SEQS[1]["input_ids"]], dtype=torch.long)
     am = torch.ones_like(ids)
@@ -276,6 +304,8 @@ def main():
     for opset in (14, 17):
         name = f"llama-opset{opset}.onnx"
         export(model, os.path.join(OUT, name), opset)
+        if opset == 17:
+            anonymise(os.path.join(OUT, name))
         files[name] = {"opset": opset, "sha256": sha256(os.path.join(OUT, name))}
 
     sequences = [{**s, "logits": [[float(v) for v in row] for row in run(model, s).tolist()]} for s in SEQS]
@@ -303,8 +333,11 @@ def main():
         "sequences": sequences,
         "knockout": knockout,
     }
+    text = json.dumps(doc, indent=1)
+    # one line per logits row (keeps the file small and readable)
+    text = re.sub(r"\[\n\s+(-?[0-9][^\[\]]*?)\n\s+\]", lambda mt: "[" + re.sub(r"\s*\n\s*", " ", mt.group(1)) + "]", text)
     with open(os.path.join(OUT, "llama.json"), "w") as f:
-        json.dump(doc, f, indent=1)
+        f.write(text + "\n")
     print("ok", {k: v["sha256"][:12] for k, v in files.items()},
           [(k["clean_top1"], round(k["clean_prob"], 4), round(k["knocked_prob"], 4)) for k in knockout["sequences"]])
 

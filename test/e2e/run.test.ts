@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileVariant } from '../../src/onnx/index.js';
+import { planFigures } from '../../src/report/html/figures.js';
 import { JOURNAL_FILE } from '../../src/report/journal.js';
 import type { Results } from '../../src/report/schema.js';
 import type { VariantManifest } from '../../src/onnx/variant.js';
@@ -105,4 +106,19 @@ test.serial('a row whose index lies outside a prompt is skipped for that fact on
   t.is(x.series.find((p) => p.key['k'] === '[-8]')!.n, long);
   t.is(x.series.find((p) => p.key['k'] === '[0]')!.n, results.examples.length);
   t.is(x.forwardPasses, long + results.examples.length);
+});
+
+test.serial("one row per token (`each`) over layers: the single-example view, drawn as a heatmap", async (t) => {
+  const source = informationFlowSource(3).replace(
+    /experiment flow \{[\s\S]*\}/,
+    'experiment view {\n  for l in layers all\n  for t in positions each -6..-1\n  block t -> last at layers window(l, 2)\n  measure probability\n}',
+  );
+  const { results } = await runSource({ source, limit: 1 });
+  const x = results.experiments[0]!;
+  const n = results.examples[0]!.tokens.length; // 8 tokens: every index -6..-1 exists
+  t.is(x.sweeps[1]!.values.length, 6);
+  t.is(x.values.length, 8 * Math.min(6, n));
+  const figures = planFigures(results).byExperiment.get('view')!;
+  t.deepEqual(figures.map((f) => f.kind), ['heatmap']);
+  t.deepEqual(figures[0]!.series, ['[-6]', '[-5]', '[-4]', '[-3]', '[-2]', '[-1]']);
 });

@@ -284,6 +284,11 @@ class Ids {
   }
 }
 
+/** A position sweep of single token indices (`for t in positions each a..b`). */
+function isTokenAxis(axis: SweepAxis): boolean {
+  return axis.kind === 'positions' && axis.values.every((v) => /^\[-?\d+\]$/.test(String(v)));
+}
+
 function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Figure[] {
   const numeric = x.sweeps.filter(isNumericAxis);
   const positions = x.sweeps.filter((s) => !isNumericAxis(s));
@@ -292,7 +297,21 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
   const sub = (pts: readonly Point[]): string => `mean over examples (${nText(pts)}), ${ciText(results)}`;
   const figs: Figure[] = [];
 
-  if (numeric.length === 1 && positions.length <= 1) {
+  const tokens = positions.length === 1 && isTokenAxis(positions[0]!) ? positions[0]! : undefined;
+  if (numeric.length === 1 && tokens) {
+    // One row per token (`each a..b`) × layers: the paper's single-example heatmap.
+    const L = numeric[0]!;
+    for (const m of orderedMeasures(x)) {
+      const pts = L.values.flatMap((a) => tokens.values.map((b) => idx.point({ [L.variable]: a, [tokens.variable]: b }, m, { x: a, y: b })));
+      const title = `${x.name}: ${m}`;
+      figs.push({
+        id: ids.take(x.name, m), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
+        spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: `token position (${tokens.variable})`, xOrder: L.values, yOrder: tokens.values, colorTitle: 'mean' }),
+        series: tokens.values.map(String),
+        tableHtml: pointsTable(pts, { x: L.variable, y: tokens.variable }),
+      });
+    }
+  } else if (numeric.length === 1 && positions.length <= 1) {
     const L = numeric[0]!;
     const P = positions[0];
     if (P) {
