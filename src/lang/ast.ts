@@ -123,6 +123,8 @@ export type MeasureItem =
       /** `top_tokens 10 ...` */
       readonly count?: IntValue;
       readonly site?: SiteExpr;
+      /** `without S`: the attention update recomputed locally with the keys S removed. */
+      readonly without?: PosExpr;
       readonly at?: PosExpr;
       readonly text: string;
       readonly span: Span;

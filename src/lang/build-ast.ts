@@ -278,12 +278,17 @@ class Builder {
     }
     const count = nodes(n, 'intValue')[0];
     const site = nodes(n, 'site')[0];
-    const at = nodes(n, 'positionExpr')[0];
+    // position expressions in source order: the `without` set (when written), then the `at` set
+    const exprs = nodes(n, 'positionExpr');
+    const hasWithout = optToken(n, 'Without') !== undefined;
+    const without = hasWithout ? exprs[0] : undefined;
+    const at = hasWithout ? exprs[1] : exprs[0];
     return {
       kind: 'named',
       name: ident(token(n, 'Name')),
       ...(count ? { count: this.intValue(count) } : {}),
       ...(site ? { site: this.site(site) } : {}),
+      ...(without ? { without: this.posExpr(without) } : {}),
       ...(at ? { at: this.posExpr(at) } : {}),
       text,
       span,

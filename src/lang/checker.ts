@@ -962,9 +962,39 @@ class Checker {
     }
     const site = this.site(item.site, scope, name);
     const at: PositionSet | undefined = item.at ? this.posExpr(item.at, scope) : { kind: 'named', name: 'last' };
-    if (!ok || !site || !at) return undefined;
-    if (name === 'top_tokens') return { kind: 'top_tokens', k: k!, site, at, label, span };
-    return { kind: name, site, at, label, span };
+    let without: PositionSet | undefined;
+    if (item.without) {
+      without = this.posExpr(item.without, scope);
+      if (!this.withoutAllowed(item, name)) ok = false;
+    }
+    if (!ok || !site || !at || (item.without && !without)) return undefined;
+    const extra = without ? { without } : {};
+    if (name === 'top_tokens') return { kind: 'top_tokens', k: k!, site, at, ...extra, label, span };
+    return { kind: name, site, at, ...extra, label, span };
+  }
+
+  /**
+   * `without S` recomputes block l's attention update at the last position: it needs
+   * `attention <l>`, no `at` other than last, and a probe that reads the projection's top
+   * tokens or the target's rank.
+   */
+  withoutAllowed(item: Extract<A.MeasureItem, { kind: 'named' }>, name: string): boolean {
+    const syntax = 'syntax: extraction | target_rank | top_tokens <k> of attention <l> without <positions>';
+    if (name === 'attributes_rate') {
+      this.error(item.name.span, 'attributes_rate cannot read a recomputed attention update (without)', syntax);
+      return false;
+    }
+    if (item.site!.kind.name !== 'attention') {
+      this.error(item.site!.kind.span, `without recomputes an attention update; it cannot read ${item.site!.kind.name}`,
+        `${syntax}  (the keys are removed from block l's attention at the last position)`);
+      return false;
+    }
+    if (item.at && !(item.at.kind === 'ref' && item.at.name === 'last')) {
+      this.error(item.at.span, 'a recomputed attention update exists at the last position only',
+        'drop the at clause (or write at last): without recomputes the last position\'s update');
+      return false;
+    }
+    return true;
   }
 
   /** top_tokens' count: an integer literal or an integer parameter (not a sweep variable). */
@@ -1020,6 +1050,15 @@ class Checker {
         continue;
       }
       labels.add(probe.label);
+      if (probe.kind !== 'attention_weight' && probe.without) {
+        const first = probes.find((p) => p.kind !== 'attention_weight' && p.without !== undefined);
+        if (first && first.kind !== 'attention_weight' && JSON.stringify(first.without) !== JSON.stringify(probe.without)) {
+          this.error(m.span, `an experiment recomputes with one removed set per row, but '${probe.label}' and '${first.label}' remove different sets`,
+            'sweep the set instead: for s in positions subject, last ... and measure ... without s (or use two experiments)');
+          ok = false;
+          continue;
+        }
+      }
       probes.push(probe);
     }
     return ok ? { measures, probes } : undefined;

@@ -113,6 +113,23 @@ const initialChoices: readonly Choice[] = [
     ],
     default: 'last',
   },
+  {
+    name: 'recompute',
+    about: 'how `<probe> of attention l without S` rebuilds the attention weights of the last position once the keys S are removed',
+    values: [
+      {
+        name: 'renormalise',
+        meaning: 'the removed weights become 0 and each head\'s remaining weights are divided by their sum (all removed: ' +
+          'every weight 0, so the update is the output projection\'s bias)',
+      },
+      {
+        name: 'paper_resoftmax',
+        meaning: 'as the paper\'s code: a softmax over the keys of the probabilities with the removed ones set to -1e6, so ' +
+          'the survivors get weights proportional to exp(p) (all removed: every weight 0, as the code\'s "block all")',
+      },
+    ],
+    default: 'renormalise',
+  },
 ];
 
 const registry = new Map<string, Choice>();

@@ -9,7 +9,7 @@ import {
   All, Arrow, At, AttentionWeight, Attributes, Block, Bos, Cancel, Choose, Comma, Dataset, DotDot, Each, Equals,
   Experiment, Fields, Filter, For, HeadMappings, Heads, Hidden, In, Integer, Layer, Layers, LBrace, LBracket, LParen,
   Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
-  StringLiteral, Summarize, Tokenizer, Top, Window, With, Within,
+  StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without,
 } from './lexer.js';
 
 function describeToken(tok: IToken): string {
@@ -351,6 +351,11 @@ export class DissectParser extends CstParser {
           this.OPTION3(() => {
             this.CONSUME(Of);
             this.SUBRULE(this.site);
+            // `without S`: the attention update recomputed with the keys S removed
+            this.OPTION5(() => {
+              this.CONSUME(Without);
+              this.SUBRULE4(this.positionExpr);
+            });
             this.OPTION4(() => {
               this.CONSUME2(At);
               this.SUBRULE3(this.positionExpr);
@@ -502,7 +507,7 @@ const ruleHints: Record<string, string> = {
   cancelStatement: 'syntax: cancel mlp | attention at layers <layers> [at positions <set>]',
   patchStatement: 'syntax: patch hidden <n> at positions <set> with [mean] hidden <n>',
   measureStatement: 'syntax: measure <measure>, <measure>, ...',
-  measureItem: 'a measure: rank | <probe> of <site> [at <positions>] | top_tokens <k> of <site> | attention_weight <set> -> <set> at layer <n>',
+  measureItem: 'a measure: rank | <probe> of <site> [without <positions>] [at <positions>] | top_tokens <k> of <site> | attention_weight <set> -> <set> at layer <n>',
   site: 'a site: hidden <n> | attention <n> | mlp <n> | heads <n>',
   summarizeStatement: 'syntax: summarize extraction [in layers <layers>]',
   positionExpr: 'a position set: a name, [indices], a + b, a - b or ( ... )',

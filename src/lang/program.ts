@@ -105,10 +105,29 @@ export type Site =
  *   logit lens is `choose projection = final_norm_unembedding`);
  * - attention_weight: the attention that query positions `target` give keys `source` at `layer`, summed over keys,
  *   averaged over query positions; heads `all` = mean over heads, `each` = per head.
+ *
+ * `without` (extraction, target_rank, top_tokens of `attention l`, at last only): the probe reads
+ * block l's attention update at the last position recomputed from that row's attention
+ * probabilities with the keys `without` removed (the `recompute` choice), not propagated.
  */
 export type Probe =
-  | { readonly kind: 'attributes_rate' | 'extraction' | 'target_rank'; readonly site: Site; readonly at: PositionSet; readonly label: string; readonly span: SourceSpan }
-  | { readonly kind: 'top_tokens'; readonly k: number; readonly site: Site; readonly at: PositionSet; readonly label: string; readonly span: SourceSpan }
+  | {
+      readonly kind: 'attributes_rate' | 'extraction' | 'target_rank';
+      readonly site: Site;
+      readonly at: PositionSet;
+      readonly without?: PositionSet;
+      readonly label: string;
+      readonly span: SourceSpan;
+    }
+  | {
+      readonly kind: 'top_tokens';
+      readonly k: number;
+      readonly site: Site;
+      readonly at: PositionSet;
+      readonly without?: PositionSet;
+      readonly label: string;
+      readonly span: SourceSpan;
+    }
   | {
       readonly kind: 'attention_weight';
       readonly source: PositionSet;

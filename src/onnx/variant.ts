@@ -45,9 +45,17 @@ export interface VariantRequest {
  * updates as added to the residual stream (after any gate), `heads` are each head's share
  * context_h · W_O[h] (no bias) times the attention gate, so Σ_h shares + gate·b_O = update.
  * At most one projection per site; `k` ≤ min(vocab, vocabLimit).
+ *
+ * Site `recomputed` (with `recompute`): block l's attention update at each row's last
+ * position (dissect_last_index) rebuilt from that row's attention probabilities with the keys
+ * of the bool input `dissect_recompute_remove` [batch, seq] removed: P' per RecomputeMode,
+ * then Σ_k P'[h, k]·V[h, k] merged over heads, times W_O, plus b_O. Nothing is propagated
+ * (the model's own forward pass is unchanged) and no attention gate applies. Its outputs
+ * have a position axis of 1 (not dissect_proj_positions), or 0 when the remove input is fed
+ * as [batch, 0]: then the recomputation and its projection cost nothing.
  */
 export interface ProjectionRequest {
-  readonly site: 'hidden' | 'attention' | 'mlp' | 'heads';
+  readonly site: 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed';
   /** Hidden-state indices (0..L) for `hidden`; block indices for the others. Sorted, unique. */
   readonly layers: readonly number[];
   /** `embedding`: h·Eᵀ with the input embedding, no final norm (the paper's code); `final_norm_unembedding`: ln_f then the LM head (with its bias). */
@@ -55,7 +63,17 @@ export interface ProjectionRequest {
   readonly k: number;
   /** Ids ≥ this get score −∞ before the top-k (GPT-J: 50400 embedding rows, 50257 tokens). */
   readonly vocabLimit: number;
+  /** Site `recomputed` only (required there): how the weights are rebuilt once keys are removed. */
+  readonly recompute?: RecomputeMode;
 }
+
+/**
+ * How `recomputed` rebuilds the last position's attention weights P (per head, over keys)
+ * once the keys R are removed; when every key of the row is removed both give P' = 0.
+ * - renormalise: P'_k = 0 for k ∈ R, P_k / Σ_{j∉R} P_j otherwise;
+ * - paper_resoftmax: P' = softmax_k(k ∈ R ? −1e6 : P_k) over the row's keys (the paper's code).
+ */
+export type RecomputeMode = 'renormalise' | 'paper_resoftmax';
 
 export type ManifestDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'bool';
 
@@ -126,6 +144,7 @@ export const VariantNames = {
   hiddenStates: 'dissect_hidden_states', // [batch, layers+1, seq, d]
   projPositions: 'dissect_proj_positions', // int64 [batch, proj_positions]
   projPrefix: 'dissect_proj_', // + site + _ids | _scores | _target_rank
+  recomputeRemove: 'dissect_recompute_remove', // bool [batch, seq | 0]: keys removed from the last position's attention
 } as const;
 
 /** onnxruntime session config key that points external data at a folder (in-memory models). */

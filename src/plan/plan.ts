@@ -29,7 +29,11 @@ export interface PatchPlan {
   readonly source: { readonly kind: 'hidden' | 'mean_hidden'; readonly index: number };
 }
 
-export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads';
+/**
+ * `recomputed`: block l's attention update at the last position rebuilt from the row's
+ * attention probabilities with the row's `recompute` keys removed (`... of attention l without S`).
+ */
+export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed';
 
 export type ProbePlan =
   | {
@@ -59,6 +63,8 @@ export interface PlanRow {
   readonly knockouts: readonly KnockoutEdges[];
   readonly gates: readonly GateCancel[];
   readonly patch?: PatchPlan;
+  /** Keys removed by the row's `without` probes (one set per row; the checker makes them agree). */
+  readonly recompute?: PositionSet;
   readonly probes: readonly ProbePlan[];
 }
 
@@ -184,7 +190,14 @@ function planProbe(p: Probe, env: Binding, ctx: PlanContext): ProbePlan {
   const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : evalInt(p.site.layer, env);
   // Extraction reads two so that a tie for the top is seen, not silently broken.
   const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : p.kind === 'extraction' ? 2 : 1;
-  return { kind: p.kind, label: p.label, site: p.site.kind, layer, at: substitute(p.at, env), k };
+  const site: SiteKind = p.without ? 'recomputed' : p.site.kind;
+  return { kind: p.kind, label: p.label, site, layer, at: substitute(p.at, env), k };
+}
+
+/** The row's removed keys: the one `without` set of its probes, substituted. */
+function recomputeSet(probes: readonly Probe[], env: Binding): PositionSet | undefined {
+  for (const p of probes) if (p.kind !== 'attention_weight' && p.without) return substitute(p.without, env);
+  return undefined;
 }
 
 function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
@@ -193,9 +206,11 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
   const expand = (depth: number, key: Record<string, SweepValue>): void => {
     const sweep = exp.sweeps[depth];
     if (!sweep) {
+      const recompute = recomputeSet(exp.probes, env);
       rows.push({
         key: { ...key },
         ...planInterventions(exp.interventions, env, ctx),
+        ...(recompute ? { recompute } : {}),
         probes: exp.probes.map((p) => planProbe(p, env, ctx)),
       });
       return;
@@ -240,8 +255,10 @@ function projections(rows: readonly PlanRow[], choices: Readonly<Record<string, 
     }
   }
   const via = choices['projection'] === 'final_norm_unembedding' ? 'final_norm_unembedding' : 'embedding';
+  const recompute = choices['recompute'] === 'paper_resoftmax' ? 'paper_resoftmax' : 'renormalise';
   return [...bySite].map(([site, { layers, k }]) => ({
     site, via, k, vocabLimit: vocab, layers: [...layers].sort((a, b) => a - b),
+    ...(site === 'recomputed' ? { recompute } : {}),
   }));
 }
 

@@ -12,7 +12,7 @@ const span = (line: number, column: number) => ({ file: FILE, line, column });
 const defaultChoices = {
   knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
   projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
-  head_mapping_side: 'unembedding', mapping_subject_token: 'last',
+  head_mapping_side: 'unembedding', mapping_subject_token: 'last', recompute: 'renormalise',
 };
 
 /** Checks `text` placed after the 3-line header (so its line 1 is file line 4). */

@@ -1,5 +1,5 @@
 // Model-level matching shared by the architecture families: the token embedding (and any
-// added position embedding) up to the first LayerNorm, the final norm's LM head and the
+// added position embedding) up to the first norm (a LayerNorm, or an RMSNorm for Llama), the final norm's LM head and the
 // logits output, the attention-mask input, and linear-layer descriptions.
 
 import { GraphIndex, nodeLabel } from '../graph.js';
@@ -8,7 +8,8 @@ import { DataType } from '../proto.js';
 import { attrInt, tensorDims } from '../tensor.js';
 import { Recorder, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  PatternBreak, fail, in0, isOp, matchLayerNorm, matchLinear, otherInput, out0, soleConsumer, type LinearMatch, type NormMatch,
+  PatternBreak, fail, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, type LinearMatch,
+  type NormMatch,
 } from './pattern.js';
 import type { LinearWeights } from './types.js';
 
@@ -16,18 +17,28 @@ export function weightsOf(m: LinearMatch): LinearWeights {
   return { weight: m.weight, ...(m.bias ? { bias: m.bias } : {}), op: m.op, layout: m.transposed ? 'oi' : 'io' };
 }
 
+/** The norm a family's blocks start with, and how messages name it. */
+export interface NormKind {
+  readonly match: (ix: GraphIndex, x: string) => NormMatch | undefined;
+  /** "a LayerNorm", "an RMSNorm" */
+  readonly what: string;
+}
+
+export const LAYER_NORM: NormKind = { match: matchLayerNorm, what: 'a LayerNorm' };
+export const RMS_NORM: NormKind = { match: matchRmsNorm, what: 'an RMSNorm' };
+
 export interface Embedding {
   ids: string;
   weight: string;
   output: string;
-  /** The residual stream entering block 0 (the first LayerNorm's input). */
+  /** The residual stream entering block 0 (the first norm's input). */
   r0: string;
   positionWeight?: string;
   positionIds?: string;
 }
 
-/** Gather(E, token ids) [+ Gather(P, positions) ...] up to the tensor the first LayerNorm reads. */
-export function findEmbedding(ix: GraphIndex, rec: Recorder): Embedding {
+/** Gather(E, token ids) [+ Gather(P, positions) ...] up to the tensor the first norm reads. */
+export function findEmbedding(ix: GraphIndex, rec: Recorder, norm: NormKind = LAYER_NORM): Embedding {
   const isIntInput = (t: string): boolean => {
     const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
     return ix.isGraphInput(t) && (et === DataType.INT64 || et === DataType.INT32);
@@ -42,8 +53,8 @@ export function findEmbedding(ix: GraphIndex, rec: Recorder): Embedding {
   const weight = rec.found('embedding', in0(tok));
   const emb: Embedding = { ids, weight, output: out0(tok), r0: '' };
   let t = out0(tok);
-  for (let guard = 0; guard < 6 && !matchLayerNorm(ix, t); guard++) {
-    const add = soleConsumer(ix, t, ['Add'], 'the embedding sum feeding the first LayerNorm');
+  for (let guard = 0; guard < 6 && !norm.match(ix, t); guard++) {
+    const add = soleConsumer(ix, t, ['Add'], `the embedding sum feeding the first ${norm.what.replace(/^an? /, '')}`);
     const other = ix.producer(otherInput(add, t));
     if (isOp(other, 'Gather') && ix.isConstant(in0(other))) {
       emb.positionWeight = rec.found('positionEmbedding', in0(other));
@@ -52,7 +63,7 @@ export function findEmbedding(ix: GraphIndex, rec: Recorder): Embedding {
     }
     t = out0(add);
   }
-  if (!matchLayerNorm(ix, t)) fail(ix, t, 'a LayerNorm reading the embeddings (the first block)');
+  if (!norm.match(ix, t)) fail(ix, t, `${norm.what} reading the embeddings (the first block)`);
   emb.r0 = t;
   return emb;
 }
@@ -97,11 +108,11 @@ export function findAttentionMask(ix: GraphIndex, rec: Recorder, emb: Embedding,
  * A norm with no Add beside it is the final norm. Records the block's findings.
  */
 export function enterBlock(
-  ix: GraphIndex, r: string, l: number, model: SectionFindings, layers: LayerFindings[],
+  ix: GraphIndex, r: string, l: number, model: SectionFindings, layers: LayerFindings[], kind: NormKind = LAYER_NORM,
 ): { kind: 'broken' } | { kind: 'final'; norm: NormMatch } | { kind: 'block'; norm: NormMatch; adds: NodeProto[]; rec: Recorder; findings: LayerFindings } {
-  const norm = matchLayerNorm(ix, r);
+  const norm = kind.match(ix, r);
   if (!norm) {
-    model.missing.push({ site: `layer ${l} or final norm`, expected: 'a LayerNorm reading the residual stream', at: nodeLabel(ix.dataConsumers(r)[0] ?? ix.producer(r)) });
+    model.missing.push({ site: `layer ${l} or final norm`, expected: `${kind.what} reading the residual stream`, at: nodeLabel(ix.dataConsumers(r)[0] ?? ix.producer(r)) });
     return { kind: 'broken' };
   }
   const adds = ix.dataConsumers(r).filter((n) => n.opType === 'Add' && !norm.nodes.has(n));

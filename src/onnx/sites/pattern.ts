@@ -4,7 +4,7 @@
 
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
-import { attrInt } from '../tensor.js';
+import { attrFloat, attrInt } from '../tensor.js';
 
 export class PatternBreak extends Error {
   constructor(readonly at: NodeProto | undefined, readonly tensor: string, readonly expected: string) {
@@ -54,9 +54,11 @@ export function otherInput(node: NodeProto, t: string): string {
 export interface NormMatch {
   readonly input: string;
   readonly output: string;
-  readonly op: 'LayerNormalization' | 'LayerNorm (decomposed)';
+  readonly op: 'LayerNormalization' | 'LayerNorm (decomposed)' | 'RMSNorm (decomposed)' | 'SimplifiedLayerNormalization' | 'RMSNormalization';
   readonly nodes: ReadonlySet<NodeProto>;
   readonly scale?: string;
+  /** The ε added to the variance (RMSNorm matches; absent when not a readable constant). */
+  readonly epsilon?: number;
 }
 
 /** A LayerNorm reading `x`: the fused op, or ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [· γ + β]. */
@@ -98,6 +100,88 @@ export function matchLayerNorm(ix: GraphIndex, x: string): NormMatch | undefined
     return { input: x, output: y, op: 'LayerNorm (decomposed)', nodes, ...(scale ? { scale } : {}) };
   }
   return undefined;
+}
+
+// ---- RMS norm ----
+
+const FUSED_RMS_NORMS = ['SimplifiedLayerNormalization', 'RMSNormalization'] as const;
+
+/** The single data consumer of `t` if it has one of `ops`. */
+function onlyConsumer(ix: GraphIndex, t: string, ...ops: string[]): NodeProto | undefined {
+  const c = ix.dataConsumers(t);
+  return c.length === 1 && isOp(c[0], ...ops) ? c[0] : undefined;
+}
+
+/**
+ * An RMSNorm reading `x` (Llama): the fused op (SimplifiedLayerNormalization, RMSNormalization),
+ * or [Cast →] x² (Pow 2 or Mul x·x) → ReduceMean → Add ε → Sqrt → Div(1, ·) | Reciprocal → Mul x
+ * (or Div(x, Sqrt)) [→ Cast] [· γ]. No mean is subtracted: a LayerNorm never matches.
+ */
+export function matchRmsNorm(ix: GraphIndex, x: string): NormMatch | undefined {
+  for (const c of ix.dataConsumers(x)) {
+    if (isOp(c, ...FUSED_RMS_NORMS) && in0(c) === x) {
+      const eps = attrFloat(c, 'epsilon', 1e-5);
+      return {
+        input: x, output: out0(c), op: c.opType as 'SimplifiedLayerNormalization' | 'RMSNormalization', nodes: new Set([c]),
+        ...(c.input?.[1] ? { scale: c.input[1] } : {}), ...(eps !== undefined ? { epsilon: eps } : {}),
+      };
+    }
+  }
+  // the normalised tensor may be an upcast of x (fp16 models compute the norm in float32)
+  const starts: { xs: string; cast?: NodeProto }[] = [{ xs: x }];
+  for (const c of ix.dataConsumers(x)) if (isOp(c, 'Cast') && in0(c) === x) starts.push({ xs: out0(c), cast: c });
+  for (const { xs, cast } of starts) {
+    for (const sq of ix.dataConsumers(xs)) {
+      const square = (isOp(sq, 'Pow') && in0(sq) === xs && ix.constantValues(sq.input?.[1] ?? '')?.[0] === 2)
+        || (isOp(sq, 'Mul') && sq.input?.[0] === xs && sq.input?.[1] === xs);
+      if (!square) continue;
+      const mean = onlyConsumer(ix, out0(sq), 'ReduceMean');
+      if (!mean || attrInt(mean, 'keepdims', 1) !== 1) continue;
+      const add = onlyConsumer(ix, out0(mean), 'Add');
+      if (!add || !ix.isConstant(otherInput(add, out0(mean)))) continue;
+      const sqrt = onlyConsumer(ix, out0(add), 'Sqrt');
+      if (!sqrt) continue;
+      const s = out0(sqrt);
+      const nodes = new Set<NodeProto>([sq, mean, add, sqrt]);
+      if (cast) nodes.add(cast);
+      let y: string | undefined;
+      const after = onlyConsumer(ix, s, 'Div', 'Reciprocal');
+      if (isOp(after, 'Div') && after.input?.[0] === xs && after.input?.[1] === s) {
+        nodes.add(after);
+        y = out0(after);
+      } else if (after && (after.opType === 'Reciprocal' || (after.input?.[1] === s && ix.constantValues(in0(after))?.[0] === 1))) {
+        const mul = onlyConsumer(ix, out0(after), 'Mul');
+        if (mul && otherInput(mul, out0(after)) === xs) {
+          nodes.add(after).add(mul);
+          y = out0(mul);
+        }
+      }
+      if (!y) continue;
+      const back = onlyConsumer(ix, y, 'Cast');
+      if (back) {
+        nodes.add(back);
+        y = out0(back);
+      }
+      let scale: string | undefined;
+      const mul = onlyConsumer(ix, y, 'Mul');
+      if (mul && ix.isConstant(otherInput(mul, y))) {
+        nodes.add(mul);
+        scale = otherInput(mul, y);
+        y = out0(mul);
+      }
+      const eps = ix.constantValues(otherInput(add, out0(mean)));
+      return {
+        input: x, output: y, op: 'RMSNorm (decomposed)', nodes,
+        ...(scale ? { scale } : {}), ...(eps?.length === 1 ? { epsilon: eps[0] } : {}),
+      };
+    }
+  }
+  return undefined;
+}
+
+/** A LayerNorm or an RMSNorm reading `x`. */
+export function matchNorm(ix: GraphIndex, x: string): NormMatch | undefined {
+  return matchLayerNorm(ix, x) ?? matchRmsNorm(ix, x);
 }
 
 // ---- linear layers ----

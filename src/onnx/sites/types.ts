@@ -2,14 +2,21 @@
 // rewrite, by name, per layer. Shapes use batch (b), heads (h), query positions (s), key
 // positions (kv = past + s), head size (dh), model width (d), MLP width (dm).
 //
-// Two block shapes exist. Sequential (GPT-2): r → LN → attention → (+ r = residMid) → LN →
-// MLP → (+ residMid = residPost). Parallel (GPT-J): one LN feeds both sublayers and
+// Two block shapes exist. Sequential (GPT-2, Llama): r → LN → attention → (+ r = residMid) → LN →
+// MLP → (+ residMid = residPost) (Llama: RMSNorm for LN). Parallel (GPT-J): one LN feeds both sublayers and
 // residPost = residIn + attnOut + mlpOut; no residual stream exists between the two
 // sublayers, so residMid is residIn (the stream the MLP's pre-norm reads, as in GPT-2) and
 // mlpNorm is attnNorm. Passes must not assume residPost − residMid = mlpOut: they gate an
 // update where attnAddOut / mlpAddOut's Add reads it.
+//
+// Llama (RMSNorm, gated SwiGLU MLP down(silu(gate(x)) ⊙ up(x)), rotary, grouped-query attention):
+// mlpPre and mlpAct are both the product silu(gate(x)) ⊙ up(x), the down projection's input —
+// the gated MLP has no single pre-activation whose activation is the down projection's input;
+// mlpFc is the gate projection and mlpUp the up projection. q, k and v are per query head:
+// with fewer key/value heads (ModelSites.kvHeads) k and v are read AFTER the repeat to the query
+// heads, so every site keeps the shapes below with h = query heads.
 
-export type ArchitectureFamily = 'gpt2' | 'gptj';
+export type ArchitectureFamily = 'gpt2' | 'gptj' | 'llama';
 
 export interface LayerSites {
   readonly layer: number;
@@ -44,9 +51,9 @@ export interface LayerSites {
   readonly residMid: string;
   /** Output of the MLP pre-norm [b, s, d] (parallel block: the shared norm, = attnNorm). */
   readonly mlpNorm: string;
-  /** MLP pre-activations, the activation's input [b, s, dm]. */
+  /** MLP pre-activations, the activation's input [b, s, dm] (Llama: the gated product, = mlpAct). */
   readonly mlpPre: string;
-  /** MLP activations, the output projection's input [b, s, dm]. */
+  /** MLP activations, the output projection's input [b, s, dm] (Llama: silu(gate) ⊙ up). */
   readonly mlpAct: string;
   /** MLP update added to the residual stream [b, s, d]. */
   readonly mlpOut: string;
@@ -60,14 +67,20 @@ export interface LayerSites {
   readonly attnAddOut: string;
   /** Output of the Add that reads mlpOut (sequential: residPost; parallel: see attnAddOut). */
   readonly mlpAddOut: string;
-  /** The q, k and v input projections: one fused q|k|v layer (offsets 0, d, 2d) or three layers (offset 0). */
+  /**
+   * The q, k and v input projections: one fused q|k|v layer (offsets 0, d, 2d) or three layers
+   * (offset 0). With grouped-query attention k and v have kvHeads · dh output units, and query
+   * head h reads key/value head ⌊h / (heads / kvHeads)⌋.
+   */
   readonly qProj: HeadProjection;
   readonly kProj: HeadProjection;
   readonly vProj: HeadProjection;
   /** The attention output projection (reads contextMerged, writes attnOut). */
   readonly attnProj: LinearWeights;
-  /** The MLP input projection (writes mlpPre). */
+  /** The MLP input projection (writes mlpPre; Llama: the gate projection, whose silu multiplies mlpUp's output). */
   readonly mlpFc: LinearWeights;
+  /** Gated MLP (Llama): the up projection; mlpPre = act(mlpFc · x) ⊙ (mlpUp · x). */
+  readonly mlpUp?: LinearWeights;
   /** The MLP output projection (reads mlpAct, writes mlpOut). */
   readonly mlpProj: LinearWeights;
 }
@@ -117,11 +130,14 @@ export interface ModelSites {
   /** ONNX element type of the activations (scores, logits): 1 = float32, 10 = float16 ... */
   readonly dtype: number;
   readonly activation: string;
-  /** Sequential (GPT-2: attention, then MLP) or parallel (GPT-J: both off one norm) blocks. */
+  /** Grouped-query attention (Llama): key/value heads, fewer than `heads` and dividing it; absent = heads. */
+  readonly kvHeads?: number;
+  /** Sequential (GPT-2, Llama: attention, then MLP) or parallel (GPT-J: both off one norm) blocks. */
   readonly block: 'sequential' | 'parallel';
-  /** Rotary position embedding on q and k: on the first `dims` of each head; 'interleaved' rotates pairs (2i, 2i+1) (GPT-J), 'half' pairs (i, i + dims/2) (NeoX). */
+  /** Rotary position embedding on q and k: on the first `dims` of each head; 'interleaved' rotates pairs (2i, 2i+1) (GPT-J), 'half' pairs (i, i + dims/2) (NeoX, Llama's rotate_half). */
   readonly rotary?: { readonly dims: number; readonly style: 'interleaved' | 'half' };
   readonly perLayer: readonly LayerSites[];
+  /** The final norm (op: as NormMatch.op — a LayerNorm, or an RMSNorm for Llama). */
   readonly finalNorm: { readonly input: string; readonly output: string; readonly op: string };
   /** The input embedding: a Gather on `weight` [vocab, d] with the token ids. */
   readonly embedding: { readonly weight: string; readonly output: string; readonly positionWeight?: string };
