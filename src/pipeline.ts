@@ -202,6 +202,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
         limit: options.selection.limit ?? null,
         sample: options.selection.sample ?? null,
         seed: options.selection.sample !== undefined ? (options.selection.seed ?? 0) : null,
+        ...(attributes ? { withoutAttributes: measured.examples.filter((e) => !attributes.has(e.subject)).length } : {}),
       },
       examples: measured.examples,
       experiments: measured.experiments,

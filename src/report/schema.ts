@@ -45,6 +45,8 @@ export interface ResultsData {
   readonly limit: number | null;
   readonly sample: number | null;
   readonly seed: number | null;
+  /** Kept facts whose subject has no attribute data: they get no attributes_rate (present when an attributes file is used). */
+  readonly withoutAttributes?: number;
 }
 
 export interface ResultsExample {
@@ -230,6 +232,7 @@ export const resultsSchema = {
         limit: nullableCount,
         sample: nullableCount,
         seed: nullableCount,
+        withoutAttributes: count,
       },
     },
     examples: {

@@ -147,7 +147,8 @@ export function formatSummary(results: Results, written?: WrittenResults, option
     .filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${n}`);
   const lines = [
-    `examples: ${d.kept} of ${d.total} kept${dropped.length > 0 ? ` (dropped: ${dropped.join(', ')})` : ''}`,
+    `examples: ${d.kept} of ${d.total} kept${dropped.length > 0 ? ` (dropped: ${dropped.join(', ')})` : ''}`
+      + (d.withoutAttributes ? `; ${d.withoutAttributes} without attribute data (no attributes rate)` : ''),
     '',
   ];
   for (const x of results.experiments) lines.push(...experimentSummary(x, results, options), '');

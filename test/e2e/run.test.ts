@@ -122,3 +122,18 @@ test.serial("one row per token (`each`) over layers: the single-example view, dr
   t.deepEqual(figures.map((f) => f.kind), ['heatmap']);
   t.deepEqual(figures[0]!.series, ['[-6]', '[-5]', '[-4]', '[-3]', '[-2]', '[-1]']);
 });
+
+test.serial('facts whose subject has no attribute data get no attributes rate, and are counted', async (t) => {
+  const all = JSON.parse(readFileSync(join(tinyGpt2, 'attributes.json'), 'utf8')) as Record<string, string[]>;
+  const facts = JSON.parse(readFileSync(join(tinyGpt2, 'facts.json'), 'utf8')) as { requested_rewrite: { subject: string } }[];
+  const first = facts[0]!.requested_rewrite.subject; // facts 0..5 share this subject
+  const file = join(tempDir(), 'partial.json');
+  writeFileSync(file, JSON.stringify(Object.fromEntries(Object.entries(all).filter(([s]) => s !== first))));
+  const source = informationFlowSource(3).replace(/experiment flow \{[\s\S]*\}/,
+    `attributes json "${file}" candidates 100 keep 10\nexperiment e {\n  measure attributes_rate of hidden 4 at subject_last\n}`);
+  const { results } = await runSource({ source, limit: 12 });
+  const without = results.examples.filter((e) => e.subject === first).length;
+  t.true(without > 0 && without < 12);
+  t.is(results.data.withoutAttributes, without);
+  t.is(results.experiments[0]!.series[0]!.n, 12 - without);
+});

@@ -11,28 +11,33 @@
 // Only the rows at the requested positions are gathered and projected: every layer of a site
 // is stacked and projected with one matrix product, reading the vocabulary matrix once.
 //   embedding:               x · Eᵀ, E the input embedding [V, d], no final norm.
-//   final_norm_unembedding:  the model's own final LayerNorm nodes (cloned: same weights, eps)
-//                            applied to x, then the LM head with its bias.
+//   final_norm_unembedding:  the model's own final norm nodes (cloned: same weights, eps) applied
+//                            to x — a LayerNorm, or an RMSNorm (Llama) — then the LM head with
+//                            its bias, if any.
 // Scores are cast to float32 before masking (ids ≥ vocabLimit → −∞) and TopK (sorted; ties:
 // lowest id first). Peak memory of a site: rows × V × 4 bytes (a few times), rows =
 // batch · n_layers · (heads ·) P.
 // onnxruntime computes every output whether it is fetched or not; feeding no positions
 // ([batch, 0]) makes every projection empty and free (opset ≥ 14: Reshape allowzero).
+// Site `recomputed` (recompute.ts) reads no positions: its position axis is each row's last
+// position (length 1), or empty when dissect_recompute_remove is fed as [batch, 0].
 // With `embedding`, onnxruntime prepacks E for the Gemm: one more copy of E in the session
 // (the session option session.disable_prepacking avoids it).
 
 import { UserError } from '../../errors.js';
 import { DataType } from '../proto.js';
 import type { Rewrite } from '../rewrite.js';
-import { matchLayerNorm } from '../sites/pattern.js';
+import { matchNorm } from '../sites/pattern.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { intAttr, intsAttr, tensorDims } from '../tensor.js';
 import { VariantNames, type ProjectionRequest } from '../variant.js';
 import { hiddenStateTensors } from './hidden.js';
+import { recomputeInputs, recomputedUpdate, type RecomputeInputs } from './recompute.js';
 
 const I64 = DataType.INT64;
 const F32 = DataType.FLOAT;
-const SITES = ['hidden', 'attention', 'mlp', 'heads'] as const;
+const SITES = ['hidden', 'attention', 'mlp', 'heads', 'recomputed'] as const;
+const RECOMPUTE_MODES = ['renormalise', 'paper_resoftmax'] as const;
 const VIAS = ['embedding', 'final_norm_unembedding'] as const;
 
 export type ProjectionPart = 'ids' | 'scores' | 'target_rank';
@@ -57,6 +62,10 @@ export function validateProjections(sites: ModelSites, requests: readonly Projec
     if (!(SITES as readonly string[]).includes(r.site)) throw new UserError(`${what}: unknown site (expected ${SITES.join(', ')})`);
     if (!(VIAS as readonly string[]).includes(r.via)) throw new UserError(`${what}: unknown projection '${String(r.via)}' (expected ${VIAS.join(', ')})`);
     if (seen.has(r.site)) throw new UserError(`${what}: requested twice; one projection per site (its outputs are named by the site)`);
+    if (r.site === 'recomputed' && !(RECOMPUTE_MODES as readonly string[]).includes(r.recompute ?? '')) {
+      throw new UserError(`${what}: recompute must be one of ${RECOMPUTE_MODES.join(', ')} (got ${String(r.recompute)})`);
+    }
+    if (r.site !== 'recomputed' && r.recompute !== undefined) throw new UserError(`${what}: recompute applies to the recomputed site only`);
     seen.add(r.site);
     const max = r.site === 'hidden' ? sites.layers : sites.layers - 1;
     if (!r.layers.length) throw new UserError(`${what}: no layers`);
@@ -80,8 +89,13 @@ export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readon
   if (!requests.length) return;
   validateProjections(sites, requests, (via) => projectionVocab(rw, sites, via));
   if (!rw.names.has(VariantNames.target)) throw new Error(`internal: the projections pass needs '${VariantNames.target}' (run the reduced outputs pass first)`);
-  const pos = rw.addInput(VariantNames.projPositions, I64, ['batch', 'proj_positions'], 'per row: the positions whose sites are projected');
-  const index = rw.unsqueeze(pos, [2], 'dissect/proj/positions', I64, ['batch', 'proj_positions', 1]);
+  // dissect_proj_positions exists when a site reads positions (every site but `recomputed`)
+  let index = '';
+  if (requests.some((r) => r.site !== 'recomputed')) {
+    const pos = rw.addInput(VariantNames.projPositions, I64, ['batch', 'proj_positions'], 'per row: the positions whose sites are projected');
+    index = rw.unsqueeze(pos, [2], 'dissect/proj/positions', I64, ['batch', 'proj_positions', 1]);
+  }
+  const recompute = requests.some((r) => r.site === 'recomputed') ? recomputeInputs(rw) : undefined;
   const masks = new Map<string, string>();
   const maskFor = (V: number, limit: number): string => {
     let m = masks.get(`${V}:${limit}`);
@@ -91,7 +105,7 @@ export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readon
     }
     return m;
   };
-  for (const req of requests) projectSite(rw, sites, req, index, opts, maskFor);
+  for (const req of requests) projectSite(rw, sites, req, index, opts, maskFor, recompute);
 }
 
 /** Rows of x [batch, seq, ...] at the positions: [batch, P, ...]. */
@@ -121,10 +135,10 @@ function headShares(rw: Rewrite, sites: ModelSites, L: LayerSites, index: string
   return shares;
 }
 
-/** Applies a copy of the model's final LayerNorm nodes (same weights and epsilon) to x. */
+/** Applies a copy of the model's final norm nodes (LayerNorm or RMSNorm; same weights and epsilon) to x. */
 function finalNorm(rw: Rewrite, sites: ModelSites, x: string, base: string): string {
-  const norm = matchLayerNorm(rw.ix, sites.finalNorm.input);
-  if (!norm || norm.output !== sites.finalNorm.output) throw new Error('internal: the final LayerNorm could not be matched again');
+  const norm = matchNorm(rw.ix, sites.finalNorm.input);
+  if (!norm || norm.output !== sites.finalNorm.output) throw new Error('internal: the final norm could not be matched again');
   const order = rw.ix.order;
   const nodes = [...norm.nodes].sort((a, b) => order.get(a)! - order.get(b)!);
   const map = new Map<string, string>([[norm.input, x]]);
@@ -142,7 +156,7 @@ function finalNorm(rw: Rewrite, sites: ModelSites, x: string, base: string): str
 }
 
 function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, index: string, opts: ProjectionOptions,
-  maskFor: (V: number, limit: number) => string): void {
+  maskFor: (V: number, limit: number) => string, recompute: RecomputeInputs | undefined): void {
   const base = `dissect/proj/${req.site}`;
   const d = sites.dModel;
   const nL = req.layers.length;
@@ -155,6 +169,7 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
     if (req.site === 'hidden') x = atPositions(rw, states[l]!, index, lb);
     else if (req.site === 'attention') x = atPositions(rw, rw.current(L!.attnOut), index, lb);
     else if (req.site === 'mlp') x = atPositions(rw, rw.current(L!.mlpOut), index, lb);
+    else if (req.site === 'recomputed') x = recomputedUpdate(rw, sites, L!, req.recompute!, recompute!, `dissect/recompute/layer${l}`);
     else x = headShares(rw, sites, L!, index, opts, lb);
     return rw.unsqueeze(x, [1], `${lb}/stacked`, rw.dtype(x));
   });
@@ -189,8 +204,9 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
   const allowZero = rw.opset >= 14 ? [intAttr('allowzero', 1)] : undefined;
   const fullShape = rw.op('Concat', [lead, rw.ints(`${base}/vocab_dim`, [V])], `${base}/full_shape`, I64, undefined, [intAttr('axis', 0)]);
   const S = rw.op('Reshape', [scores, fullShape], `${base}/scores`, F32, undefined, allowZero);
+  const positionsDim = req.site === 'recomputed' ? 'recompute_last' : 'proj_positions';
   const outShape = (last?: number): (number | string)[] =>
-    ['batch', nL, ...(heads ? [sites.heads] : []), 'proj_positions', ...(last !== undefined ? [last] : [])];
+    ['batch', nL, ...(heads ? [sites.heads] : []), positionsDim, ...(last !== undefined ? [last] : [])];
   // top-k over the rows [N, V] plus one sentinel row, sliced off after: onnxruntime's TopK
   // crashes (SIGFPE) on an empty input, which P = 0 would give
   const sentinel = rw.constant(`${base}/sentinel_row`, F32, [1, V], new Array<number>(V).fill(0));

@@ -9,12 +9,13 @@ import type { ModelProto } from '../proto.js';
 import { firstBreak, type Detection, type FamilyAttempt } from './findings.js';
 import { detectGpt2 } from './gpt2.js';
 import { detectGptj } from './gptj.js';
+import { detectLlama } from './llama.js';
 import type { ModelSites } from './types.js';
 
 type FamilyDetector = (ix: GraphIndex, dtypes: ReadonlyMap<string, number>) => Detection;
 
 /** One module per family (adding a family: a module exporting a FamilyDetector, listed here). */
-const FAMILIES: readonly FamilyDetector[] = [detectGpt2, detectGptj];
+const FAMILIES: readonly FamilyDetector[] = [detectGpt2, detectGptj, detectLlama];
 
 function foundCount(d: Detection): number {
   return d.model.found.length + d.layers.reduce((a, L) => a + L.found.length, 0);

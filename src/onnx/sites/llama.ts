@@ -1,0 +1,457 @@
+// Llama family: a token embedding (no position embedding), then sequential blocks
+//   r → RMSNorm → { q, k, v projections → heads → rotary (rotate_half) on q and k → k, v repeated
+//                   to the query heads (grouped-query attention) → q·kᵀ → scale / causal and
+//                   padding masks → Softmax → ·V → merge heads → output projection } → (+ r)
+//     → RMSNorm → down(silu(gate(x)) ⊙ up(x)) → (+)
+// and finally RMSNorm → LM head. Matched by structure only (the TorchScript export of Hugging
+// Face's LlamaForCausalLM maths; names are never read):
+//   - RMSNorm: x² → ReduceMean → + ε → Sqrt → 1/· (Div or Reciprocal) → · x [· γ], or the fused
+//     SimplifiedLayerNormalization / RMSNormalization op (pattern.ts matchRmsNorm);
+//   - attention: three linear layers on the pre-norm; forward from each, a region of reshapes,
+//     transposes, slices, Neg, Concat, Mul/Add, Unsqueeze/Expand/Tile reaches an activation ×
+//     activation MatMul: q and k meet in q·kᵀ (slots 0 and 1), v in probs·V;
+//   - rotary: the q and k regions each hold a Neg, a Concat and a Mul by a position-dependent
+//     (non-constant, outside) tensor; 'half' (rotate_half) unless pairs are sliced with step 2;
+//     its width is the head size unless the cos/sin Mul reads a Slice [0, r) of the head;
+//   - grouped-query attention: the head split of k (and v) has kvHeads ≤ heads heads, and when
+//     fewer, their regions repeat them (Expand or Tile, then Reshape) before the MatMuls. The k
+//     and v sites are the MatMul inputs (after the repeat): [b, heads, kv, dh] like q;
+//   - MLP: two linear layers on the second RMSNorm, gate and up; an elementwise activation of
+//     gate (Sigmoid·x, or one Silu / Swish node) times up, then the down projection. The
+//     product, the down projection's input, is both mlpPre and mlpAct (see types.ts).
+// A kv cache (past key/value inputs) is not supported.
+
+import { GraphIndex, nodeLabel } from '../graph.js';
+import { DataType, type NodeProto } from '../proto.js';
+import { attrInt, attrInts, tensorDims } from '../tensor.js';
+import { RMS_NORM, enterBlock, findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
+import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
+import {
+  PatternBreak, fail, forwardTo, in0, isOp, linearConsumers, matchActivation, matchLinear, otherInput, out0, soleConsumer,
+  type LinearMatch, type NormMatch,
+} from './pattern.js';
+import type { HeadProjection, LayerSites, LinearWeights, ModelSites } from './types.js';
+
+const FAMILY = 'llama';
+const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
+/** Ops between a q/k/v projection and its attention MatMul: head split, rotary, kv repeat, dtype casts. */
+const HEAD_REGION_OPS = ['Reshape', 'Transpose', 'Slice', 'Neg', 'Concat', 'Mul', 'Add', 'Sub', 'Unsqueeze', 'Squeeze', 'Cast', 'Identity',
+  'Split', 'Flatten', 'Expand', 'Tile'];
+const REPEAT_OPS = ['Expand', 'Tile'];
+const PROBS_PASS_OPS = ['Cast', 'Identity', 'Dropout'];
+const CAST_OPS = ['Cast', 'Identity'];
+const HEAD_REGION_LIMIT = 256;
+/** Single-node SiLU activations (Sigmoid·x is recognised by matchActivation). */
+const SILU_OPS = ['Silu', 'Swish'];
+
+// in matching order, so the first missing site is where matching stopped
+const ATTENTION_SITES = ['attnNorm', 'q', 'k', 'scores', 'probs', 'v', 'context', 'contextMerged'] as const;
+const MLP_SITES = ['mlpNorm', 'mlpPre', 'mlpAct'] as const;
+
+interface AttentionFacts {
+  heads?: number;
+  kvHeads?: number;
+  dHead?: number;
+  kLayout?: 'bhsd' | 'bhds';
+  softmaxNode?: string;
+  rotary?: { dims: number; style: 'interleaved' | 'half' };
+  qProj?: HeadProjection;
+  kProj?: HeadProjection;
+  vProj?: HeadProjection;
+  attnProj?: LinearWeights;
+}
+
+interface Region {
+  readonly lin: LinearMatch;
+  readonly nodes: readonly NodeProto[];
+  /** The activation × activation MatMul(s) reached, and the input slot read. */
+  readonly hits: readonly { readonly node: NodeProto; readonly slot: number }[];
+}
+
+/** Everything between a projection's output and the attention MatMul it reaches. */
+function headRegion(ix: GraphIndex, lin: LinearMatch): Region {
+  const nodes: NodeProto[] = [];
+  const hits: { node: NodeProto; slot: number }[] = [];
+  const seen = new Set<string>([lin.output]);
+  const stack = [lin.output];
+  while (stack.length) {
+    const t = stack.pop()!;
+    for (const n of ix.dataConsumers(t)) {
+      if (isOp(n, 'MatMul') && !ix.isConstant(n.input?.[1] ?? '') && !ix.isConstant(in0(n))) {
+        const slot = (n.input ?? []).indexOf(t);
+        if (!hits.some((h) => h.node === n && h.slot === slot)) hits.push({ node: n, slot });
+        continue;
+      }
+      if (!HEAD_REGION_OPS.includes(n.opType ?? '')) {
+        fail(ix, t, 'q, k and v reaching the attention MatMuls through head reshapes, transposes, the rotary embedding and the key/value repeat', n);
+      }
+      if (isOp(n, 'Concat') && (n.input ?? []).some((i) => ix.isGraphInput(i))) {
+        fail(ix, t, 'no past key/value inputs (a kv cache is not supported for llama)', n);
+      }
+      if (nodes.includes(n)) continue;
+      nodes.push(n);
+      if (nodes.length > HEAD_REGION_LIMIT) fail(ix, t, `an attention projection reaching its MatMul within ${HEAD_REGION_LIMIT} nodes`, n);
+      for (const o of n.output ?? []) {
+        if (o && !seen.has(o)) {
+          seen.add(o);
+          stack.push(o);
+        }
+      }
+    }
+  }
+  return { lin, nodes, hits };
+}
+
+function back(ix: GraphIndex, t: string, ops: readonly string[]): string {
+  let cur = t;
+  for (let guard = 0; guard < 8; guard++) {
+    const p = ix.producer(cur);
+    if (!p || !ops.includes(p.opType ?? '')) break;
+    cur = in0(p);
+  }
+  return cur;
+}
+
+function perm(node: NodeProto): string {
+  return (attrInts(node, 'perm') ?? []).join(',');
+}
+
+/** Constant 1-element int input of a Slice (starts, ends, axes, steps). */
+function sliceArg(ix: GraphIndex, n: NodeProto, i: number): number | undefined {
+  const t = n.input?.[i];
+  if (!t) return undefined;
+  const v = ix.constantValues(t);
+  return v?.length === 1 ? v[0] : undefined;
+}
+
+/** The head split of a projection: a Reshape to [b, s, heads, dh] with constant heads and dh. */
+function headSplit(ix: GraphIndex, g: Region): { heads: number; dHead: number } | undefined {
+  const split = ix.dataConsumers(g.lin.output).find((n) => isOp(n, 'Reshape') && in0(n) === g.lin.output);
+  const shape = split ? ix.partialShape(split.input?.[1] ?? '') : undefined;
+  if (!shape || shape.length !== 4 || shape[2] === undefined || shape[3] === undefined) return undefined;
+  return { heads: shape[2], dHead: shape[3] };
+}
+
+/** Rotary on the head dimension within a q or k region: its width and style, or undefined. */
+function rotaryOf(ix: GraphIndex, region: Region, dHead: number): { dims: number; style: 'interleaved' | 'half' } | undefined {
+  const inRegion = new Set(region.nodes.flatMap((n) => n.output ?? []));
+  inRegion.add(region.lin.output);
+  const has = (op: string): boolean => region.nodes.some((n) => n.opType === op);
+  const outside = (i: string): boolean => !!i && !inRegion.has(i) && !ix.isConstant(i);
+  const positional = region.nodes.filter((n) => isOp(n, 'Mul') && (n.input ?? []).some(outside));
+  if (!has('Neg') || !has('Concat') || !positional.length) return undefined;
+  const lastAxis = (n: NodeProto): boolean => {
+    const axis = sliceArg(ix, n, 3);
+    return axis === 3 || axis === -1;
+  };
+  const slices = region.nodes.filter((n) => isOp(n, 'Slice') && lastAxis(n));
+  const style = slices.some((n) => sliceArg(ix, n, 4) === 2) ? 'interleaved' as const : 'half' as const;
+  // partial rotary: the cos / sin Muls read a Slice [0, r) of the head; else the whole head rotates
+  let dims = dHead;
+  for (const m of positional) {
+    const x = (m.input ?? []).find((i) => inRegion.has(i));
+    const src = x ? ix.producer(x) : undefined;
+    if (!isOp(src, 'Slice') || !lastAxis(src)) continue;
+    const end = sliceArg(ix, src, 2);
+    if (sliceArg(ix, src, 1) === 0 && (sliceArg(ix, src, 4) ?? 1) === 1 && end !== undefined && end > 0 && end < dHead) dims = Math.min(dims, end);
+  }
+  return { dims, style };
+}
+
+function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut: string, facts: AttentionFacts): void {
+  const lnOut = rec.found('attnNorm', norm.output);
+  const linears = linearConsumers(ix, lnOut, 'a layer reading the attention\'s RMSNorm');
+  if (linears.length !== 3) {
+    fail(ix, lnOut, `three attention projections q, k and v reading the attention's RMSNorm (found ${linears.length}; a fused q|k|v layer is not supported for llama)`);
+  }
+  const regions = linears.map((lin) => headRegion(ix, lin));
+  for (const g of regions) {
+    if (g.hits.length !== 1) fail(ix, g.lin.output, `one attention MatMul reached from each of q, k, v (found ${g.hits.length})`, g.hits[1]?.node ?? g.lin.node);
+  }
+  const qkRegions = regions.filter((g) => regions.some((o) => o !== g && o.hits[0]!.node === g.hits[0]!.node));
+  const q = qkRegions.find((g) => g.hits[0]!.slot === 0);
+  const k = qkRegions.find((g) => g.hits[0]!.slot === 1);
+  const v = regions.find((g) => !qkRegions.includes(g));
+  if (qkRegions.length !== 2 || !q || !k || !v || v.hits[0]!.slot !== 1) {
+    fail(ix, lnOut, 'q and k meeting in one MatMul q·kᵀ (inputs 0 and 1) and v as input 1 of another (probs·V)', regions[0]!.hits[0]!.node);
+  }
+  const qk = q.hits[0]!.node;
+
+  // heads: the head splits [b, s, h, dh] of q, and of k and v (grouped-query attention: fewer heads)
+  const qs = headSplit(ix, q);
+  if (!qs) fail(ix, q.lin.output, 'a Reshape of q into heads [b, s, h, dh] with constant head count and head size', q.lin.node);
+  facts.heads = qs.heads;
+  facts.dHead = qs.dHead;
+  const ks = headSplit(ix, k);
+  const vs = headSplit(ix, v);
+  if (!ks || !vs || ks.dHead !== qs.dHead || vs.dHead !== qs.dHead || ks.heads !== vs.heads) {
+    fail(ix, (ks ? v : k).lin.output, `Reshapes of k and v into the same number of heads of size ${qs.dHead} [b, s, kv_heads, ${qs.dHead}]`, (ks ? v : k).lin.node);
+  }
+  if (ks.heads < 1 || ks.heads > qs.heads || qs.heads % ks.heads !== 0) {
+    fail(ix, k.lin.output, `key/value heads dividing the ${qs.heads} query heads (found ${ks.heads})`, k.lin.node);
+  }
+  facts.kvHeads = ks.heads;
+  if (ks.heads < qs.heads) {
+    for (const [name, g] of [['keys', k], ['values', v]] as const) {
+      if (!g.nodes.some((n) => REPEAT_OPS.includes(n.opType ?? ''))) {
+        fail(ix, g.lin.output, `the ${ks.heads} ${name} heads repeated to the ${qs.heads} query heads (Expand or Tile) before the attention MatMul`, g.hits[0]!.node);
+      }
+    }
+  }
+
+  // rotary on q and k
+  const rq = rotaryOf(ix, q, qs.dHead);
+  const rk = rotaryOf(ix, k, qs.dHead);
+  if (!rq || !rk) {
+    fail(ix, (rq ? k : q).lin.output, `a rotary position embedding on ${rq ? 'the keys' : 'the queries'} (Neg, Concat and a Mul by position-dependent sin/cos on the head dimension)`, qk);
+  }
+  if (rq.dims !== rk.dims || rq.style !== rk.style) {
+    fail(ix, k.lin.output, `the same rotary embedding on q and k (q: ${rq.dims} dims ${rq.style}, k: ${rk.dims} dims ${rk.style})`, qk);
+  }
+  facts.rotary = rq;
+
+  // q, k after rotary (and the repeat): the MatMul's inputs before dtype casts (and before the keys' transpose)
+  const inRegion = (g: Region, t: string): boolean => g.nodes.some((n) => (n.output ?? []).includes(t));
+  const qT = back(ix, qk.input?.[0] ?? '', CAST_OPS);
+  if (!inRegion(q, qT)) fail(ix, qk.input?.[0] ?? '', 'the queries computed in the q region', qk);
+  rec.found('q', qT);
+  let kT = back(ix, qk.input?.[1] ?? '', CAST_OPS);
+  const kTranspose = ix.producer(kT);
+  if (isOp(kTranspose, 'Transpose') && perm(kTranspose) === '0,1,3,2') {
+    kT = back(ix, in0(kTranspose), CAST_OPS);
+    facts.kLayout = 'bhsd';
+  } else {
+    facts.kLayout = 'bhds';
+  }
+  if (!inRegion(k, kT)) fail(ix, qk.input?.[1] ?? '', 'the keys computed in the k region', qk);
+  rec.found('k', kT);
+
+  const softmax = forwardTo(ix, out0(qk), SCORE_PASS_OPS, ['Softmax'], 'a Softmax over the attention scores (after scale and masks)').node;
+  const axis = attrInt(softmax, 'axis', -1);
+  if (axis !== -1 && axis !== 3) fail(ix, in0(softmax), 'a Softmax over the last axis (keys)', softmax);
+  facts.softmaxNode = softmax.name ?? '';
+  rec.found('scores', in0(softmax));
+  const probs = rec.found('probs', out0(softmax));
+
+  const pv = v.hits[0]!.node;
+  const reached = forwardTo(ix, probs, PROBS_PASS_OPS, ['MatMul'], 'the MatMul probs·V').node;
+  if (reached !== pv || back(ix, in0(pv), PROBS_PASS_OPS) !== probs) {
+    fail(ix, probs, `the probabilities as input 0 of the MatMul the values reach (${nodeLabel(pv)})`, reached);
+  }
+  const vT = back(ix, pv.input?.[1] ?? '', CAST_OPS);
+  if (!inRegion(v, vT)) fail(ix, pv.input?.[1] ?? '', 'the values computed in the v region', pv);
+  rec.found('v', vT);
+  const context = rec.found('context', out0(pv));
+
+  const cT = soleConsumer(ix, context, ['Transpose'], 'a Transpose of the context to [b, s, h, dh]');
+  if (perm(cT) !== '0,2,1,3') fail(ix, context, 'a Transpose with perm [0,2,1,3]', cT);
+  const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
+  const merged = rec.found('contextMerged', out0(merge));
+  const proj = matchLinear(ix, merged, 'attention output projection');
+  if (proj.output !== attnOut) {
+    fail(ix, proj.output, `the attention output projection to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));
+  }
+  facts.qProj = { ...weightsOf(q.lin), offset: 0 };
+  facts.kProj = { ...weightsOf(k.lin), offset: 0 };
+  facts.vProj = { ...weightsOf(v.lin), offset: 0 };
+  facts.attnProj = weightsOf(proj);
+}
+
+interface Mlp {
+  dMlp: number;
+  activation: string;
+  gate: LinearWeights;
+  up: LinearWeights;
+  down: LinearWeights;
+}
+
+/** act(gate) for a gate projection's output: one Silu / Swish node, or an elementwise region (Sigmoid·x). */
+function gateActivation(ix: GraphIndex, t: string): { output: string; kind: string } {
+  const single = ix.dataConsumers(t).filter((n) => isOp(n, ...SILU_OPS) && in0(n) === t);
+  if (single.length === 1 && ix.dataConsumers(t).length === 1) return { output: out0(single[0]!), kind: 'silu' };
+  const act = matchActivation(ix, t, 'gated MLP');
+  return { output: act.output, kind: act.kind };
+}
+
+function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string): Mlp {
+  const x = rec.found('mlpNorm', norm.output);
+  const linears = linearConsumers(ix, x, 'a layer reading the MLP\'s RMSNorm');
+  if (linears.length !== 2) {
+    fail(ix, x, `two MLP input projections, gate and up, reading the MLP's RMSNorm (found ${linears.length}): a gated (SwiGLU) MLP`);
+  }
+  let found: { gate: LinearMatch; up: LinearMatch; product: NodeProto; kind: string } | undefined;
+  for (const [gate, up] of [[linears[0]!, linears[1]!], [linears[1]!, linears[0]!]] as const) {
+    let act: { output: string; kind: string };
+    try {
+      act = gateActivation(ix, gate.output);
+    } catch (e) {
+      if (e instanceof PatternBreak) continue;
+      throw e;
+    }
+    const product = ix.dataConsumers(act.output).find((n) => isOp(n, 'Mul') && otherInput(n, act.output) === up.output);
+    if (product && ix.dataConsumers(up.output).length === 1) {
+      found = { gate, up, product, kind: act.kind };
+      break;
+    }
+  }
+  if (!found) {
+    fail(ix, x, 'a gated MLP: act(gate projection) (Sigmoid·x or Silu) times the up projection, both reading the MLP\'s RMSNorm', linears[0]!.node);
+  }
+  const product = out0(found.product);
+  rec.found('mlpPre', product);
+  rec.found('mlpAct', product);
+  const down = matchLinear(ix, product, 'MLP down projection');
+  if (down.output !== mlpOut) {
+    fail(ix, down.output, `the MLP down projection to be the update added to the residual stream ('${mlpOut}')`, ix.producer(mlpOut));
+  }
+  const dims = tensorDims(ix.constantTensor(found.gate.weight) ?? {});
+  return {
+    dMlp: (found.gate.transposed ? dims[0] : dims[1]) ?? 0, activation: found.kind,
+    gate: weightsOf(found.gate), up: weightsOf(found.up), down: weightsOf(down),
+  };
+}
+
+export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>): Detection {
+  const model: SectionFindings = { found: [], missing: [] };
+  const mrec = new Recorder(ix, model);
+  const layers: LayerFindings[] = [];
+  const notes: string[] = [];
+  const emb = mrec.attempt(['inputIds', 'embedding'], () => findEmbedding(ix, mrec, RMS_NORM));
+  if (!emb) return { family: FAMILY, matched: false, model, layers, notes };
+
+  const perLayer: LayerSites[] = [];
+  let heads: number | undefined;
+  let kvHeads: number | undefined;
+  let dHead: number | undefined;
+  let dMlp: number | undefined;
+  let rotary: AttentionFacts['rotary'];
+  let activation = '';
+  let r = emb.r0;
+  let finalNorm: NormMatch | undefined;
+  let complete = true;
+  for (let l = 0; l < 4096; l++) {
+    const entry = enterBlock(ix, r, l, model, layers, RMS_NORM);
+    if (entry.kind === 'broken') {
+      complete = false;
+      break;
+    }
+    if (entry.kind === 'final') {
+      finalNorm = entry.norm;
+      break;
+    }
+    const { norm: n1, adds: adds1, rec, findings: L } = entry;
+    const blockSites = ['attnOut', 'residMid', 'mlpOut', 'residPost'];
+    if (adds1.length > 1) {
+      rec.missing(blockSites, new PatternBreak(adds1[1], r, 'one residual Add reading the residual stream'));
+      complete = false;
+      break;
+    }
+    const add1 = adds1[0]!;
+    const attnOut = rec.found('attnOut', otherInput(add1, r));
+    const residMid = rec.found('residMid', out0(add1));
+    const facts: AttentionFacts = {};
+    rec.attempt([...ATTENTION_SITES], () => matchAttention(ix, rec, n1, attnOut, facts));
+
+    const n2 = RMS_NORM.match(ix, residMid);
+    const adds2 = ix.dataConsumers(residMid).filter((n) => n.opType === 'Add' && !n2?.nodes.has(n));
+    if (adds2.length !== 1) {
+      rec.missing(['mlpOut', 'residPost', ...MLP_SITES], new PatternBreak(adds2[1] ?? ix.dataConsumers(residMid)[0], residMid,
+        'one residual Add after the MLP (a sequential block: attention, then MLP)'));
+      complete = false;
+      break;
+    }
+    const add2 = adds2[0]!;
+    const mlpOut = rec.found('mlpOut', otherInput(add2, residMid));
+    const residPost = rec.found('residPost', out0(add2));
+    let mlp: Mlp | undefined;
+    if (!n2) {
+      rec.missing([...MLP_SITES], new PatternBreak(ix.dataConsumers(residMid)[0], residMid, 'an RMSNorm before the MLP'));
+    } else {
+      mlp = rec.attempt([...MLP_SITES], () => matchMlp(ix, rec, n2, mlpOut));
+      if (mlp) {
+        dMlp ??= mlp.dMlp;
+        activation ||= mlp.activation;
+      }
+    }
+    if (facts.heads !== undefined) {
+      if (heads !== undefined && (heads !== facts.heads || kvHeads !== facts.kvHeads)) {
+        notes.push(`layer ${l} has ${facts.heads} heads (${facts.kvHeads} key/value), layer 0 has ${heads} (${kvHeads})`);
+      }
+      heads ??= facts.heads;
+      kvHeads ??= facts.kvHeads;
+      dHead ??= facts.dHead;
+    }
+    if (facts.rotary) {
+      if (rotary && (rotary.dims !== facts.rotary.dims || rotary.style !== facts.rotary.style)) {
+        notes.push(`layer ${l} has rotary on ${facts.rotary.dims} dims (${facts.rotary.style}), layer 0 on ${rotary.dims} (${rotary.style})`);
+      }
+      rotary ??= facts.rotary;
+    }
+    if (L.missing.length || !mlp || !facts.qProj || !facts.kProj || !facts.vProj || !facts.attnProj) complete = false;
+    else {
+      const g = (s: string): string => rec.get(s)!;
+      perLayer.push({
+        layer: l, residIn: r, attnNorm: n1.output, q: g('q'), k: g('k'), kLayout: facts.kLayout!, v: g('v'),
+        scores: g('scores'), softmaxNode: facts.softmaxNode ?? '', probs: g('probs'), context: g('context'),
+        contextMerged: g('contextMerged'), attnOut, residMid, mlpNorm: n2!.output,
+        mlpPre: g('mlpPre'), mlpAct: g('mlpAct'), mlpOut, residPost,
+        attnAddOut: residMid, mlpAddOut: residPost,
+        qProj: facts.qProj, kProj: facts.kProj, vProj: facts.vProj, attnProj: facts.attnProj,
+        mlpFc: mlp.gate, mlpUp: mlp.up, mlpProj: mlp.down,
+      });
+    }
+    r = residPost;
+  }
+
+  // final RMSNorm and LM head (tied or untied; Llama's has no bias)
+  let head: LmHead | undefined;
+  if (finalNorm) {
+    mrec.found('finalNorm', finalNorm.output);
+    const fn = finalNorm;
+    head = mrec.attempt(['unembedding', 'logits'], () => matchLmHead(ix, mrec, fn));
+  } else if (complete) {
+    model.missing.push({ site: 'finalNorm', expected: 'a final RMSNorm', at: nodeLabel(ix.producer(r)) });
+  }
+  const attentionMask = findAttentionMask(ix, mrec, emb, new Set());
+
+  const dModel = tensorDims(ix.constantTensor(emb.weight) ?? {})[1] ?? 0;
+  if (heads !== undefined && dHead !== undefined && heads * dHead !== dModel) {
+    notes.push(`heads × head size = ${heads} × ${dHead} differs from the embedding width ${dModel}`);
+  }
+  if (finalNorm) notes.push(`norms: ${finalNorm.op}${finalNorm.epsilon !== undefined ? `, ε = ${finalNorm.epsilon}` : ''}`);
+  if (rotary) notes.push(`rotary position embedding on the first ${rotary.dims} of ${dHead ?? '?'} head dimensions of q and k (${rotary.style})`);
+  if (heads !== undefined && kvHeads !== undefined && kvHeads < heads) {
+    notes.push(`grouped-query attention: ${kvHeads} key/value heads for ${heads} query heads; k and v sites are after the repeat (per query head)`);
+  }
+  notes.push('gated MLP: mlpPre = mlpAct = act(gate) ⊙ up, the down projection\'s input');
+  const allFound = complete && !!finalNorm && !!head && model.missing.length === 0 && layers.every((L) => L.missing.length === 0) && perLayer.length > 0;
+  const dtype = dtypes.get(perLayer[0]?.scores ?? '') ?? dtypes.get(head?.logits ?? '') ?? DataType.FLOAT;
+  const detection: Detection = { family: FAMILY, matched: true, model, layers, notes };
+  if (!allFound || !head || !finalNorm || heads === undefined || dHead === undefined) return detection;
+  const sites: ModelSites = {
+    family: 'llama',
+    layers: perLayer.length,
+    heads,
+    ...(kvHeads !== undefined && kvHeads !== heads ? { kvHeads } : {}),
+    dHead,
+    dModel,
+    dMlp: dMlp ?? 0,
+    vocab: head.vocab,
+    dtype,
+    activation,
+    block: 'sequential',
+    ...(rotary ? { rotary } : {}),
+    perLayer,
+    finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
+    embedding: { weight: emb.weight, output: emb.output },
+    unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
+    logits: head.logits,
+    inputs: {
+      inputIds: emb.ids,
+      ...(attentionMask ? { attentionMask } : {}),
+      ...(emb.positionIds ? { positionIds: emb.positionIds } : {}),
+      past: [],
+    },
+  };
+  return { ...detection, sites };
+}
