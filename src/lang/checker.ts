@@ -965,7 +965,7 @@ class Checker {
     let without: PositionSet | undefined;
     if (item.without) {
       without = this.posExpr(item.without, scope);
-      if (!this.withoutAllowed(item, name)) ok = false;
+      if (!this.withoutAllowed(item, name, at)) ok = false;
     }
     if (!ok || !site || !at || (item.without && !without)) return undefined;
     const extra = without ? { without } : {};
@@ -978,7 +978,7 @@ class Checker {
    * `attention <l>`, no `at` other than last, and a probe that reads the projection's top
    * tokens or the target's rank.
    */
-  withoutAllowed(item: Extract<A.MeasureItem, { kind: 'named' }>, name: string): boolean {
+  withoutAllowed(item: Extract<A.MeasureItem, { kind: 'named' }>, name: string, at: PositionSet | undefined): boolean {
     const syntax = 'syntax: extraction | target_rank | top_tokens <k> of attention <l> without <positions>';
     if (name === 'attributes_rate') {
       this.error(item.name.span, 'attributes_rate cannot read a recomputed attention update (without)', syntax);
@@ -989,7 +989,9 @@ class Checker {
         `${syntax}  (the keys are removed from block l's attention at the last position)`);
       return false;
     }
-    if (item.at && !(item.at.kind === 'ref' && item.at.name === 'last')) {
+    const atLast = at === undefined || (at.kind === 'named' && at.name === 'last') ||
+      (at.kind === 'indices' && at.indices.length === 1 && at.indices[0] === -1);
+    if (item.at && !atLast) {
       this.error(item.at.span, 'a recomputed attention update exists at the last position only',
         'drop the at clause (or write at last): without recomputes the last position\'s update');
       return false;

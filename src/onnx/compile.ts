@@ -125,6 +125,11 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       meaning = 'positions projected to the vocabulary, per row (shared by every projection)';
       fill = 'indices in [0, seq); repeat a position to pad a row that needs fewer; shape [batch, 0] when the batch needs no projection ' +
         '(onnxruntime computes every output whether fetched or not: with no positions the projections cost nothing)';
+    } else if (name === VariantNames.recomputeRemove) {
+      const mode = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
+      meaning = `keys removed from each row's last-position attention when the attention update is recomputed (${mode}), per row`;
+      fill = 'true at the removed key positions, shape [batch, seq] (seq as input_ids); shape [batch, 0] when the batch needs no ' +
+        'recomputation (the recomputation and its projection then cost nothing)';
     } else {
       meaning = 'input of the source model';
       fill = 'as the source model expects';
@@ -150,10 +155,14 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
     hidden: 'hidden_states[l]', attention: 'the attention update of block l (as added to the residual stream, after any gate)',
     mlp: 'the MLP update of block l (as added to the residual stream, after any gate)',
     heads: 'each head\'s share of block l\'s attention update (context of head h · its rows of W_O; no bias; after any attention gate)',
+    recomputed: 'block l\'s attention update at each row\'s last position recomputed from the row\'s attention probabilities with the ' +
+      'keys of dissect_recompute_remove removed (not propagated; no gate)',
   };
   for (const p of request.projections ?? []) {
     const via = p.via === 'embedding' ? 'x·Eᵀ with the input embedding, no final norm' : 'the final norm then the LM head (with bias)';
-    const axes = `[batch, layer ∈ {${p.layers.join(', ')}}${p.site === 'heads' ? ', head' : ''}, position of dissect_proj_positions`;
+    const positions = p.site === 'recomputed' ? 'the last position (length 1; 0 when dissect_recompute_remove is [batch, 0])'
+      : 'position of dissect_proj_positions';
+    const axes = `[batch, layer ∈ {${p.layers.join(', ')}}${p.site === 'heads' ? ', head' : ''}, ${positions}`;
     const what = `${siteText[p.site]} projected to the vocabulary by ${via}; ids ≥ ${p.vocabLimit} excluded`;
     meanings[projectionName(p.site, 'ids')] = `top-${p.k} token ids of ${what}: ${axes}, rank]`;
     meanings[projectionName(p.site, 'scores')] = `float32 scores of dissect_proj_${p.site}_ids (descending; ties: lowest id first): ${axes}, rank]`;
@@ -194,6 +203,14 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
   if (request.projections?.length) {
     c.projections = 'only the rows at dissect_proj_positions are projected; scores cast to float32, ids ≥ vocabLimit set to −∞, ' +
       'TopK sorted (ties: lowest id); rank = count of strictly greater scores; final_norm_unembedding reuses the model\'s final LayerNorm nodes';
+  }
+  const recompute = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
+  if (recompute === 'renormalise') {
+    c.recompute = 'renormalise: P\' = P with the removed keys set to 0, divided per head by the kept sum (0 if that sum is 0); ' +
+      'out = merge_heads(P\'·V)·W_O + b_O at the last position, computed in float32 weights, not propagated';
+  } else if (recompute === 'paper_resoftmax') {
+    c.recompute = 'paper_resoftmax: P\' = softmax over the row\'s keys of (P with the removed keys set to −1e6), as the paper\'s code; ' +
+      'every key removed → P\' = 0; out = merge_heads(P\'·V)·W_O + b_O at the last position, not propagated';
   }
   return c;
 }

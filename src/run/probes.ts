@@ -5,11 +5,17 @@
 //
 // A probe at a set of several positions averages its per-position values; a set that is
 // empty for a fact (e.g. subject_next when the subject ends the prompt) gives no value.
+//
+// `... of attention l without S` reads site `recomputed`: the graph rebuilds block l's update
+// at the last position with the keys S removed (input dissect_recompute_remove, one set per
+// row) and projects it like the other sites; its position axis holds the last position only.
 
-import type { AttributesSpec } from '../lang/program.js';
+import * as ort from 'onnxruntime-node';
+import type { AttributesSpec, PositionSet } from '../lang/program.js';
 import { attributesRate } from '../measure/attributes.js';
-import type { ProjectionRequest } from '../onnx/variant.js';
+import type { ProjectionRequest, VariantManifest } from '../onnx/variant.js';
 import { VariantNames } from '../onnx/variant.js';
+import { buildFeeds, type BatchRow, type FeedManifest } from './batch.js';
 import type { ProbePlan, SiteKind } from '../plan/plan.js';
 import type { AttributeSets } from './attributes.js';
 import { InternalError } from './errors.js';
@@ -39,8 +45,40 @@ export interface ProbeResult {
 /** Positions of a row's projected sites: every position any of its projection probes reads, sorted. */
 export function projectionPositions(probes: readonly ProbePlan[], ex: Example): number[] {
   const set = new Set<number>();
-  for (const p of probes) if (p.kind !== 'attention_weight') for (const pos of resolvePositions(p.at, ex)) set.add(pos);
+  for (const p of probes) {
+    if (p.kind === 'attention_weight' || p.site === 'recomputed') continue;
+    for (const pos of resolvePositions(p.at, ex)) set.add(pos);
+  }
   return [...set].sort((a, b) => a - b);
+}
+
+/** The row's removed keys as a mask over the example's n tokens (1 = removed). */
+export function recomputeMask(set: PositionSet, ex: Example): Uint8Array {
+  const mask = new Uint8Array(ex.n);
+  for (const p of resolvePositions(set, ex)) mask[p] = 1;
+  return mask;
+}
+
+/**
+ * The feeds of a batch: buildFeeds for every input it knows, plus dissect_recompute_remove
+ * [batch, seq] from each row's mask (false where a row has none), or [batch, 0] when no row
+ * of the batch recomputes (the recomputation then costs nothing).
+ */
+export function feedsWithRecompute(manifest: FeedManifest & Pick<VariantManifest, 'inputs'>, rows: readonly BatchRow[],
+  removes: readonly (Uint8Array | undefined)[]): Record<string, ort.Tensor> {
+  const has = manifest.inputs.some((i) => i.name === VariantNames.recomputeRemove);
+  if (!has) return buildFeeds(manifest, rows);
+  const feeds = buildFeeds({ ...manifest, inputs: manifest.inputs.filter((i) => i.name !== VariantNames.recomputeRemove) }, rows);
+  const any = removes.some((r) => r !== undefined);
+  const S = any ? Math.max(...rows.map((r) => r.ids.length)) : 0;
+  const data = new Uint8Array(rows.length * S);
+  removes.forEach((r, b) => {
+    if (!r) return;
+    if (r.length !== rows[b]!.ids.length) throw new InternalError(`recompute mask of row ${b} has ${r.length} entries for ${rows[b]!.ids.length} tokens`);
+    data.set(r, b * S);
+  });
+  feeds[VariantNames.recomputeRemove] = new ort.Tensor('bool', data, [rows.length, S]);
+  return feeds;
 }
 
 /** Output names a row's probes need. */
@@ -115,7 +153,8 @@ function projectionProbe(p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ct
   const li = request?.layers.indexOf(p.layer) ?? -1;
   if (!request || li < 0) throw new InternalError(`no projection of ${p.site} ${p.layer} in the variant`);
   const positions = resolvePositions(p.at, ctx.example).map((pos) => {
-    const pi = ctx.positions.indexOf(pos);
+    // the recomputed site holds the last position only, at index 0
+    const pi = p.site === 'recomputed' ? (pos === ctx.example.lastIndex ? 0 : -1) : ctx.positions.indexOf(pos);
     if (pi < 0) throw new InternalError(`position ${pos} was not projected`);
     return { pos, pi };
   });

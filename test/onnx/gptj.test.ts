@@ -148,7 +148,7 @@ test('gptj: inspect names the family; GPT-2 graphs are still gpt2 and say gptj d
   const r = inspectModel(GPTJ);
   t.true(r.supported);
   t.is(r.family, 'gptj');
-  t.deepEqual(r.families.map((f) => [f.family, f.supported]), [['gpt2', false], ['gptj', true]]);
+  t.deepEqual(r.families.map((f) => [f.family, f.supported]), [['gpt2', false], ['gptj', true], ['llama', false]]);
   const text = renderInspectText(r);
   t.regex(text, /: gptj, 6 layers, 3 heads × 32, d_model 96, MLP 384, vocab 272, float32, gelu_tanh/);
   t.regex(text, /families: gpt2 partly matched, gptj recognised/);

@@ -53,17 +53,26 @@ export function findEmbedding(ix: GraphIndex, rec: Recorder, norm: NormKind = LA
   const weight = rec.found('embedding', in0(tok));
   const emb: Embedding = { ids, weight, output: out0(tok), r0: '' };
   let t = out0(tok);
-  for (let guard = 0; guard < 6 && !norm.match(ix, t); guard++) {
-    const add = soleConsumer(ix, t, ['Add'], `the embedding sum feeding the first ${norm.what.replace(/^an? /, '')}`);
-    const other = ix.producer(otherInput(add, t));
-    if (isOp(other, 'Gather') && ix.isConstant(in0(other))) {
-      emb.positionWeight = rec.found('positionEmbedding', in0(other));
-      const pos = other.input?.[1] ?? '';
-      if (ix.isGraphInput(pos)) emb.positionIds = rec.found('positionIds', pos);
+  try {
+    for (let guard = 0; guard < 6 && !norm.match(ix, t); guard++) {
+      const add = soleConsumer(ix, t, ['Add'], `the embedding sum feeding the first ${norm.what.replace(/^an? /, '')}`);
+      const other = ix.producer(otherInput(add, t));
+      if (isOp(other, 'Gather') && ix.isConstant(in0(other))) {
+        emb.positionWeight = rec.found('positionEmbedding', in0(other));
+        const pos = other.input?.[1] ?? '';
+        if (ix.isGraphInput(pos)) emb.positionIds = rec.found('positionIds', pos);
+      }
+      t = out0(add);
     }
-    t = out0(add);
+    if (!norm.match(ix, t)) fail(ix, t, `${norm.what} reading the embeddings (the first block)`);
+  } catch (e) {
+    // reported where the walk started: the token embedding's first reader
+    if (e instanceof PatternBreak) {
+      rec.missing(['firstNorm'], new PatternBreak(ix.dataConsumers(emb.output)[0], emb.output,
+        `${norm.what} reading the embeddings, after any position embeddings are added (the first block)`));
+    }
+    throw e;
   }
-  if (!norm.match(ix, t)) fail(ix, t, `${norm.what} reading the embeddings (the first block)`);
   emb.r0 = t;
   return emb;
 }

@@ -418,7 +418,7 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>)
   if (heads !== undefined && dHead !== undefined && heads * dHead !== dModel) {
     notes.push(`heads × head size = ${heads} × ${dHead} differs from the embedding width ${dModel}`);
   }
-  if (finalNorm) notes.push(`norms: ${finalNorm.op}${finalNorm.epsilon !== undefined ? `, ε = ${finalNorm.epsilon}` : ''}`);
+  if (finalNorm) notes.push(`norms: ${finalNorm.op}${finalNorm.epsilon !== undefined ? `, ε = ${Number(finalNorm.epsilon.toPrecision(6))}` : ''}`);
   if (rotary) notes.push(`rotary position embedding on the first ${rotary.dims} of ${dHead ?? '?'} head dimensions of q and k (${rotary.style})`);
   if (heads !== undefined && kvHeads !== undefined && kvHeads < heads) {
     notes.push(`grouped-query attention: ${kvHeads} key/value heads for ${heads} query heads; k and v sites are after the repeat (per query head)`);
