@@ -207,7 +207,7 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
   const recompute = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
   if (recompute === 'renormalise') {
     c.recompute = 'renormalise: P\' = P with the removed keys set to 0, divided per head by the kept sum (0 if that sum is 0); ' +
-      'out = merge_heads(P\'·V)·W_O + b_O at the last position, computed in float32 weights, not propagated';
+      'out = merge_heads(P\'·V)·W_O + b_O at the last position (weights in float32), not propagated';
   } else if (recompute === 'paper_resoftmax') {
     c.recompute = 'paper_resoftmax: P\' = softmax over the row\'s keys of (P with the removed keys set to −1e6), as the paper\'s code; ' +
       'every key removed → P\' = 0; out = merge_heads(P\'·V)·W_O + b_O at the last position, not propagated';

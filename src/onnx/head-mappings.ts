@@ -70,9 +70,12 @@ export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest
   const vp = L.vProj;
   const vDims = tensorDims(weight(vp.weight));
   const vOut = vDims[vp.layout === 'io' ? 1 : 0] ?? 0;
-  if (vOut < vp.offset + H * dh) {
-    throw new UserError(`head mapping: layer ${req.layer}'s value weight [${vDims.join(', ')}] has no ${H} × ${dh} value units from unit ${vp.offset}`);
+  // Grouped-query attention: query head h reads key/value head ⌊h / (H / kvHeads)⌋.
+  const kvHeads = sites.kvHeads ?? H;
+  if (vOut < vp.offset + kvHeads * dh) {
+    throw new UserError(`head mapping: layer ${req.layer}'s value weight [${vDims.join(', ')}] has no ${kvHeads} × ${dh} value units from unit ${vp.offset}`);
   }
+  const valueHead = Math.floor(req.head / (H / kvHeads));
 
   const nodes: NodeProto[] = [];
   const inits: TensorProto[] = [];
@@ -102,7 +105,7 @@ export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest
 
   // W_V^h [d, dh]: columns offset + h·dh … of the value weight ([d, 3d] fused q|k|v: offset 2d; a
   // separate v projection: offset 0); rows, then transposed, if the weight is [out, in]
-  const v0 = vp.offset + req.head * dh;
+  const v0 = vp.offset + valueHead * dh;
   const wv = vp.layout === 'io' ? sliceOf(vp.weight, 1, v0, v0 + dh) : T(sliceOf(vp.weight, 0, v0, v0 + dh));
   // W_O^h [dh, d]: the head's rows of the [d, d] output projection (its columns, transposed, if [out, in])
   const o0 = req.head * dh;

@@ -38,7 +38,8 @@ function reference(ref: ModelRef, layer: number, head: number, side: 'embedding'
   const v0 = L.vProj.offset;
   const E = side === 'embedding' ? ref.matrix(s.embedding.weight)
     : s.unembedding.layout === 'Vd' ? ref.matrix(s.unembedding.weight) : transpose(ref.matrix(s.unembedding.weight));
-  const wv = columns(ref.linearIo(L.vProj), v0 + head * dh, v0 + (head + 1) * dh);
+  const vh = Math.floor(head / (s.heads / (s.kvHeads ?? s.heads))); // grouped-query attention
+  const wv = columns(ref.linearIo(L.vProj), v0 + vh * dh, v0 + (vh + 1) * dh);
   const wo = rowsOf(ref.linearIo(L.attnProj), head * dh, (head + 1) * dh);
   return matmul(matmul(matmul(E, wv), wo), transpose(E));
 }
@@ -62,7 +63,10 @@ async function scan(path: string, req: HeadMappingRequest): Promise<{ ids: numbe
   return { ids, scores, vocab: g.vocab };
 }
 
-for (const [name, path] of [['gpt2-opset14.onnx', fixturePath('gpt2-opset14.onnx')], ['gpt2-fp16.onnx', fixturePath('gpt2-fp16.onnx')], ['skeleton', skeletonModel()]] as const) {
+for (const [name, path] of [
+  ['gpt2-opset14.onnx', fixturePath('gpt2-opset14.onnx')], ['gpt2-fp16.onnx', fixturePath('gpt2-fp16.onnx')],
+  ['llama-opset14.onnx (grouped-query)', fixturePath('llama-opset14.onnx')], ['skeleton', skeletonModel()],
+] as const) {
   test.serial(`${name}: head mappings scanned in chunks match a JS matmul`, async (t) => {
     const ref = new ModelRef(path);
     const rel = ref.fp16 ? 2e-2 : 1e-4;

@@ -9,7 +9,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
-import { buildHeadMappingGraph } from '../../src/onnx/head-mappings.js';
 import { GraphIndex, removeDeadNodes } from '../../src/onnx/graph.js';
 import { inspectModel, renderInspectText } from '../../src/onnx/inspect.js';
 import { encodeModel, readModel, writeModel, type ModelProto, type NodeProto } from '../../src/onnx/proto.js';
@@ -654,9 +653,3 @@ test.serial('llama: fused RMSNorm ops (SimplifiedLayerNormalization, RMSNormaliz
 
 // ---- what the family does not support yet ----
 
-test('llama: head mappings refuse grouped-query attention loudly (the value weight has kv_heads × dh units)', (t) => {
-  // head-mappings.ts slices W_V by query head; with 2 key/value heads for 4 query heads it would
-  // need head h → kv head ⌊h / 2⌋ (ModelSites.kvHeads). Until then it must fail, not mis-slice.
-  const e = t.throws(() => buildHeadMappingGraph(P14, { layer: 0, head: 1, side: 'embedding', k: 3, chunk: 10 }));
-  t.regex(e!.message, /value weight \[32, 16\] has no 4 × 8 value units/);
-});
