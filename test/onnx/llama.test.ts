@@ -650,6 +650,3 @@ test.serial('llama: fused RMSNorm ops (SimplifiedLayerNormalization, RMSNormaliz
     }
   }
 });
-
-// ---- what the family does not support yet ----
-
