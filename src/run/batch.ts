@@ -39,6 +39,8 @@ export interface BatchRow {
   readonly patch?: { readonly layer: number; readonly mask: Uint8Array; readonly values: Float32Array };
   /** Token positions whose sites are projected to the vocabulary (padded with 0 to the batch's longest list). */
   readonly projPositions?: readonly number[];
+  /** Keys removed from the local recomputation of attention (`without`), [n]. */
+  readonly recomputeRemove?: Uint8Array;
 }
 
 export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel'>>;
@@ -139,6 +141,16 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       const a = intBuffer(input, [B, P]);
       rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos)));
       feeds[name] = a.tensor;
+    } else if (name === VariantNames.recomputeRemove) {
+      // [batch, 0] when no row recomputes: the recomputation then costs nothing.
+      const R = rows.some((r) => r.recomputeRemove) ? S : 0;
+      const a = new Uint8Array(B * R);
+      rows.forEach((r, b) => {
+        if (!r.recomputeRemove) return;
+        if (r.recomputeRemove.length !== r.ids.length) throw new InternalError(`buildFeeds: row ${b}: recompute mask has ${r.recomputeRemove.length} entries for ${r.ids.length} tokens`);
+        a.set(r.recomputeRemove, b * R);
+      });
+      feeds[name] = new ort.Tensor('bool', a, [B, R]);
     } else if (name === VariantNames.lastIndex || name === VariantNames.target) {
       const a = intBuffer(input, [B]);
       rows.forEach((r, b) => a.set(b, name === VariantNames.target ? r.target : r.lastIndex));

@@ -11,13 +11,13 @@ import type { GateCancel, Plan, PlanRow } from '../plan/plan.js';
 import type { ResultsExample } from '../report/schema.js';
 import type { Journal } from '../report/journal.js';
 import type { AttributeSets } from './attributes.js';
-import type { BatchRow } from './batch.js';
+import { buildFeeds, type BatchRow } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask } from './knockout-mask.js';
 import { resolvePositions } from './positions.js';
-import { evaluateProbes, feedsWithRecompute, probeFetches, projectionPositions, recomputeMask, type TokenList } from './probes.js';
+import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, type TokenList } from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -136,7 +136,7 @@ async function cleanPass(input: Pick<ExecuteInput, 'session' | 'variant' | 'batc
   for (let i = 0; i < examples.length; i += input.batch) {
     const slice = examples.slice(i, i + input.batch);
     const rows = slice.map((e): BatchRow => ({ ids: e.ids, lastIndex: e.lastIndex, target: 0 }));
-    const r = await input.session.run(feedsWithRecompute(input.variant.manifest, rows, []), fetches);
+    const r = await input.session.run(buildFeeds(input.variant.manifest, rows), fetches);
     const top1 = numbers(r[VariantNames.top1]!.data);
     const prob = numbers(r[VariantNames.top1Prob]!.data);
     slice.forEach((e, j) => out.push({
@@ -197,8 +197,6 @@ interface RowItem {
   readonly example: Example;
   readonly target: number;
   readonly batchRow: BatchRow;
-  /** Keys removed by the row's `without` probes (dissect_recompute_remove). */
-  readonly remove?: Uint8Array;
   readonly fullyBlocked: number;
 }
 
@@ -230,9 +228,9 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
     ...(gates ? { gates } : {}),
     ...(row.patch ? { patch: patchOf(input, row.patch, example, clean) } : {}),
     ...(projPositions.length ? { projPositions } : {}),
+    ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
   };
-  const remove = row.recompute ? recomputeMask(row.recompute, example) : undefined;
-  return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, ...(remove ? { remove } : {}), fullyBlocked: mask.fullyBlockedRows };
+  return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
 }
 
 function gateArrays(gates: readonly GateCancel[], ex: Example, layers: number): BatchRow['gates'] {
@@ -273,7 +271,7 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
     const slice = items.slice(i, i + input.batch);
     const fetches = new Set<string>([VariantNames.targetProb, VariantNames.targetRank]);
     for (const it of slice) for (const f of probeFetches(it.plan.probes)) fetches.add(f);
-    const r = await input.session.run(feedsWithRecompute(manifest, slice.map((it) => it.batchRow), slice.map((it) => it.remove)), [...fetches]);
+    const r = await input.session.run(buildFeeds(manifest, slice.map((it) => it.batchRow)), [...fetches]);
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
     slice.forEach((it, j) => {

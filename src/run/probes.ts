@@ -10,12 +10,10 @@
 // at the last position with the keys S removed (input dissect_recompute_remove, one set per
 // row) and projects it like the other sites; its position axis holds the last position only.
 
-import * as ort from 'onnxruntime-node';
 import type { AttributesSpec, PositionSet } from '../lang/program.js';
 import { attributesRate } from '../measure/attributes.js';
-import type { ProjectionRequest, VariantManifest } from '../onnx/variant.js';
+import type { ProjectionRequest } from '../onnx/variant.js';
 import { VariantNames } from '../onnx/variant.js';
-import { buildFeeds, type BatchRow, type FeedManifest } from './batch.js';
 import type { ProbePlan, SiteKind } from '../plan/plan.js';
 import type { AttributeSets } from './attributes.js';
 import { InternalError } from './errors.js';
@@ -57,28 +55,6 @@ export function recomputeMask(set: PositionSet, ex: Example): Uint8Array {
   const mask = new Uint8Array(ex.n);
   for (const p of resolvePositions(set, ex)) mask[p] = 1;
   return mask;
-}
-
-/**
- * The feeds of a batch: buildFeeds for every input it knows, plus dissect_recompute_remove
- * [batch, seq] from each row's mask (false where a row has none), or [batch, 0] when no row
- * of the batch recomputes (the recomputation then costs nothing).
- */
-export function feedsWithRecompute(manifest: FeedManifest & Pick<VariantManifest, 'inputs'>, rows: readonly BatchRow[],
-  removes: readonly (Uint8Array | undefined)[]): Record<string, ort.Tensor> {
-  const has = manifest.inputs.some((i) => i.name === VariantNames.recomputeRemove);
-  if (!has) return buildFeeds(manifest, rows);
-  const feeds = buildFeeds({ ...manifest, inputs: manifest.inputs.filter((i) => i.name !== VariantNames.recomputeRemove) }, rows);
-  const any = removes.some((r) => r !== undefined);
-  const S = any ? Math.max(...rows.map((r) => r.ids.length)) : 0;
-  const data = new Uint8Array(rows.length * S);
-  removes.forEach((r, b) => {
-    if (!r) return;
-    if (r.length !== rows[b]!.ids.length) throw new InternalError(`recompute mask of row ${b} has ${r.length} entries for ${rows[b]!.ids.length} tokens`);
-    data.set(r, b * S);
-  });
-  feeds[VariantNames.recomputeRemove] = new ort.Tensor('bool', data, [rows.length, S]);
-  return feeds;
 }
 
 /** Output names a row's probes need. */
