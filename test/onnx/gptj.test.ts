@@ -12,10 +12,13 @@ import { readModel, writeModel, type ModelProto } from '../../src/onnx/proto.js'
 import { detectSites, runDetection, SiteError } from '../../src/onnx/sites/index.js';
 import type { ModelSites } from '../../src/onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../../src/onnx/variant.js';
-import { REPO, argmax, bool, fixturePath, int64, maxAbs, maxAbsDiff, numbers, session, softmax, tempDir } from './helpers.js';
 import {
-  ModelRef, activations, at, checkRow, feedsFor, gateTensor, harness, layerNorm, mlpUpdate, sameDtype, tap, topK, vecMat, vecMatT,
-  type Matrix,
+  REPO, anonymise, argmax, bool, fixturePath, int64, maxAbs, maxAbsDiff, numbers, session, softmax, tempDir, upstreamHas,
+  withoutSoftmax as withoutSoftmaxNode,
+} from './helpers.js';
+import {
+  ModelRef, at, checkFullyBlockedRows, checkKnockoutBlocks, checkRow, feedsFor, gateTensor, harness, layerNorm, mlpUpdate,
+  neutralFeeds, sameDtype, tap, topK, vecMat, vecMatT, type Matrix,
 } from './reference.js';
 
 const GPTJ = join(REPO, 'generated', 'tiny-gptj', 'model.onnx');
@@ -35,24 +38,6 @@ const hsDims = (b: number): number[] => [b, L + 1, n, d];
 const vec = (xs: readonly number[], dims: readonly number[], ...idx: number[]): number[] => xs.slice(at(dims, ...idx), at(dims, ...idx) + d);
 const sub = (a: readonly number[], b: readonly number[]): number[] => a.map((x, i) => x - b[i]!);
 const f32 = (x: number): number => Math.fround(x);
-
-/** Neutral dissect inputs for rows with their own masks and last indices. */
-function neutral(manifestInputs: readonly { name: string }[], b: number, last: readonly number[], target: readonly number[]): Record<string, ort.Tensor> {
-  const has = (name: string): boolean => manifestInputs.some((i) => i.name === name);
-  const f: Record<string, ort.Tensor> = {
-    dissect_last_index: int64(last, [b]),
-    dissect_target: int64(target, [b]),
-  };
-  if (has('dissect_knockout')) f.dissect_knockout = bool(new Uint8Array(b * L * n * n), [b, L, 1, n, n]);
-  for (const g of ['dissect_gate_attention', 'dissect_gate_mlp']) if (has(g)) f[g] = new ort.Tensor('float32', new Float32Array(b * L * n).fill(1), [b, L, n]);
-  if (has('dissect_patch_layer')) {
-    f.dissect_patch_layer = int64(new Array(b).fill(-1), [b]);
-    f.dissect_patch_mask = bool(new Uint8Array(b * n), [b, n]);
-    f.dissect_patch_values = activations(s, new Float64Array(b * n * d), [b, n, d]);
-  }
-  if (has('dissect_proj_positions')) f.dissect_proj_positions = int64(new Array(b).fill(0), [b, 1]);
-  return f;
-}
 
 // ---- detection ----
 
@@ -92,47 +77,13 @@ test('gptj: the sites of tiny-gptj', (t) => {
     t.truthy(Lx.mlpFc.bias);
     t.truthy(Lx.mlpProj.bias);
     // q and k are after the rotary embedding: a Neg lies upstream of each, not of v
-    t.true(upstreamHas(ref.ix.producer.bind(ref.ix), Lx.q, 'Neg', Lx.attnNorm), `layer ${Lx.layer}: q after rotary`);
-    t.true(upstreamHas(ref.ix.producer.bind(ref.ix), Lx.k, 'Neg', Lx.attnNorm), `layer ${Lx.layer}: k after rotary`);
-    t.false(upstreamHas(ref.ix.producer.bind(ref.ix), Lx.v, 'Neg', Lx.attnNorm));
+    t.true(upstreamHas(ref.ix, Lx.q, 'Neg', Lx.attnNorm), `layer ${Lx.layer}: q after rotary`);
+    t.true(upstreamHas(ref.ix, Lx.k, 'Neg', Lx.attnNorm), `layer ${Lx.layer}: k after rotary`);
+    t.false(upstreamHas(ref.ix, Lx.v, 'Neg', Lx.attnNorm));
   }
   for (let l = 1; l < L; l++) t.is(s.perLayer[l]!.residIn, s.perLayer[l - 1]!.residPost);
   t.is(s.finalNorm.input, s.perLayer[L - 1]!.residPost);
 });
-
-function upstreamHas(producer: (t: string) => { opType?: string | null; input?: string[] | null } | undefined, t: string, op: string, stop: string): boolean {
-  const seen = new Set<string>();
-  const stack = [t];
-  while (stack.length) {
-    const x = stack.pop()!;
-    if (x === stop || seen.has(x)) continue;
-    seen.add(x);
-    const p = producer(x);
-    if (!p) continue;
-    if (p.opType === op) return true;
-    stack.push(...(p.input ?? []).filter(Boolean));
-  }
-  return false;
-}
-
-/** Strips node names and renames every internal tensor. */
-function anonymise(m: ModelProto): void {
-  const g = m.graph!;
-  const keep = new Set([...(g.input ?? []), ...(g.output ?? [])].map((v) => v.name));
-  const map = new Map<string, string>();
-  const ren = (x: string): string => {
-    if (!x || keep.has(x)) return x;
-    if (!map.has(x)) map.set(x, `t${map.size}`);
-    return map.get(x)!;
-  };
-  for (const i of g.initializer ?? []) i.name = ren(i.name ?? '');
-  for (const x of g.node ?? []) {
-    x.name = '';
-    x.input = (x.input ?? []).map(ren);
-    x.output = (x.output ?? []).map(ren);
-  }
-  g.valueInfo = [];
-}
 
 test('gptj: detection works on an anonymised graph (names are hints only)', (t) => {
   const m = readModel(GPTJ);
@@ -162,16 +113,8 @@ test('gptj: inspect names the family; GPT-2 graphs are still gpt2 and say gptj d
   }
 });
 
-/** tiny-gptj without the Softmax of `layer` (its input wired to its readers). */
-function withoutSoftmax(layer: number): ModelProto {
-  const m = readModel(GPTJ);
-  const g = m.graph!;
-  const sm = g.node!.find((x) => x.opType === 'Softmax' && x.name === `/h.${layer}/attn/Softmax`)!;
-  const [scores, probs] = [sm.input![0]!, sm.output![0]!];
-  g.node = g.node!.filter((x) => x !== sm);
-  for (const x of g.node) x.input = (x.input ?? []).map((i) => (i === probs ? scores : i));
-  return m;
-}
+/** tiny-gptj without the Softmax of `layer`. */
+const withoutSoftmax = (layer: number): ModelProto => withoutSoftmaxNode(GPTJ, `/h.${layer}/attn/Softmax`);
 
 test('gptj: a broken GPT-J graph names the node where each family broke', (t) => {
   const e = t.throws(() => detectSites(withoutSoftmax(2), 'broken.onnx'), { instanceOf: SiteError });
@@ -215,7 +158,7 @@ test.serial('gptj: a variant without intervention reproduces the original logits
       const built = buildVariant(GPTJ, { ...req, logits: fromFull });
       t.is(built.manifest.family, 'gptj');
       const v = await session(built.bytes);
-      const out = await v.run({ ...feedsFor(s, ids, masks), ...neutral(built.manifest.inputs, 2, last, [121, 229]) });
+      const out = await v.run({ ...feedsFor(s, ids, masks), ...neutralFeeds(s, built.manifest.inputs, 2, n, last, [121, 229]) });
       if (fromFull) {
         const got = numbers(out[s.logits]!);
         const diff = maxAbsDiff(got, base);
@@ -251,53 +194,12 @@ async function knockoutHarness() {
 }
 
 test.serial('gptj: knockout — blocked weights are exactly 0, rows sum to 1, other rows untouched', async (t) => {
-  const { run, maskOf, row } = await knockoutHarness();
-  const base = await run(maskOf(1).m, 1);
-  const { m, set } = maskOf(1);
-  set(0, 0, 6, 1); set(0, 0, 6, 2); set(3, 0, 7, 0); set(3, 0, 7, 5);
-  const r = await run(m, 1);
-  for (let h = 0; h < H; h++) {
-    for (const [l, q, keys] of [[0, 6, [1, 2]], [3, 7, [0, 5]]] as const) {
-      const p = row(r, l, h, q);
-      for (const k of keys) t.is(p[k], 0, `layer ${l} head ${h} row ${q} key ${k}`);
-      t.true(p.every((x) => x >= 0));
-      t.true(Math.abs(p.reduce((a, x) => a + x, 0) - 1) <= 1e-6, `layer ${l} head ${h} row ${q} sums to 1`);
-      t.true(p.some((x, k) => k <= q && !(keys as readonly number[]).includes(k) && x > 0), 'open keys keep weight');
-    }
-    for (let q = 0; q < n; q++) if (q !== 6) t.deepEqual(row(r, 0, h, q), row(base, 0, h, q), `layer 0 head ${h} row ${q} untouched`);
-  }
-  t.notDeepEqual(r.logits, base.logits);
-  // blocking keys after the query changes nothing (GPT-J's future mask is finfo.min / √d_head, above B: the pass writes F there)
-  const future = maskOf(1);
-  for (let l = 0; l < L; l++) for (let q = 0; q < n; q++) for (let k = q + 1; k < n; k++) future.set(l, 0, q, k);
-  const f = await run(future.m, 1);
-  t.deepEqual(f.logits, base.logits);
-  t.deepEqual(f.probs, base.probs);
+  // keys after the query: GPT-J's future mask is finfo.min / √d_head, above B: the pass writes F there
+  await checkKnockoutBlocks(t, await knockoutHarness(), { L, H, n }, [[0, 6, [1, 2]], [3, 7, [0, 5]]]);
 });
 
 test.serial('gptj: knockout — a fully blocked row is uniform over its causal prefix; all blocked stays finite', async (t) => {
-  const { run, maskOf, row } = await knockoutHarness();
-  const { m, set } = maskOf(1);
-  for (const l of [0, 4]) for (const q of [2, 5]) for (let k = 0; k <= q; k++) set(l, 0, q, k);
-  const r = await run(m, 1);
-  for (const l of [0, 4]) {
-    for (let h = 0; h < H; h++) {
-      for (const q of [2, 5]) {
-        const p = row(r, l, h, q);
-        t.true(p.every((x, k) => Math.abs(x - (k <= q ? 1 / (q + 1) : 0)) <= 1e-7), `layer ${l} head ${h} row ${q}: ${p.join(' ')}`);
-        t.true(p.slice(q + 1).every((x) => x === 0), 'future keys get exactly 0');
-      }
-    }
-  }
-  // every edge blocked, with a right-padded row next to a full one
-  const all = await run(new Uint8Array(2 * L * n * n).fill(1), 1, [A, BP], [MASK_A, MASK_B]);
-  for (let l = 0; l < L; l++) {
-    for (let q = 0; q < n; q++) {
-      const p = all.probs[l]!.slice((0 * H * n + q) * n, (0 * H * n + q + 1) * n);
-      t.true(p.every((x, k) => Math.abs(x - (k <= q ? 1 / (q + 1) : 0)) <= 1e-7), `layer ${l} row 0 query ${q}`);
-    }
-  }
-  t.true([...all.logits, ...all.probs.flat()].every(Number.isFinite), 'no NaN or infinity');
+  await checkFullyBlockedRows(t, await knockoutHarness(), { L, H, n }, [0, 4], [A, BP], [MASK_A, MASK_B]);
 });
 
 test.serial('gptj: per-head knockout changes only the listed heads', async (t) => {
@@ -436,8 +338,8 @@ test.serial('gptj: patch replaces the block input on both paths (ln_1 and residu
   const tapNames = [s.perLayer[l]!.attnOut, s.perLayer[l]!.mlpOut];
   const built = buildVariant(GPTJ, { knockout: false, logits: false, patch: true, hiddenStates: true });
   const v = await session(tap(built.bytes, tapNames, 1));
-  const feeds = { ...feedsFor(s, [A]), ...neutral(built.manifest.inputs, 1, [n - 1], [0]) };
-  const tB = await v.run({ ...feedsFor(s, [BP]), ...neutral(built.manifest.inputs, 1, [n - 1], [0]) });
+  const feeds = { ...feedsFor(s, [A]), ...neutralFeeds(s, built.manifest.inputs, 1, n, [n - 1], [0]) };
+  const tB = await v.run({ ...feedsFor(s, [BP]), ...neutralFeeds(s, built.manifest.inputs, 1, n, [n - 1], [0]) });
   const tP = await v.run({
     ...feeds, dissect_patch_layer: int64([l], [1]), dissect_patch_mask: bool(new Uint8Array(n).fill(1), [1, n]),
     dissect_patch_values: sameDtype(tB.dissect_hidden_states!, [1, n, d], at(hsDims(1), 0, l)),

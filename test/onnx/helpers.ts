@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
+import type { GraphIndex } from '../../src/onnx/graph.js';
+import { readModel, type ModelProto } from '../../src/onnx/proto.js';
 import { fromHalfBits } from '../../src/onnx/tensor.js';
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -134,4 +136,50 @@ export function maxAbsDiff(a: readonly number[], b: readonly number[]): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return Number.isNaN(m) ? Infinity : m;
+}
+
+/** Whether an `op` node lies upstream of t, not looking past `stop`. */
+export function upstreamHas(ix: GraphIndex, t: string, op: string, stop: string): boolean {
+  const seen = new Set<string>();
+  const stack = [t];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (x === stop || seen.has(x)) continue;
+    seen.add(x);
+    const p = ix.producer(x);
+    if (!p) continue;
+    if (p.opType === op) return true;
+    stack.push(...(p.input ?? []).filter(Boolean));
+  }
+  return false;
+}
+
+/** Strips node names and renames every internal tensor: detection must not rely on names. */
+export function anonymise(m: ModelProto): void {
+  const g = m.graph!;
+  const keep = new Set([...(g.input ?? []), ...(g.output ?? [])].map((v) => v.name));
+  const map = new Map<string, string>();
+  const ren = (x: string): string => {
+    if (!x || keep.has(x)) return x;
+    if (!map.has(x)) map.set(x, `t${map.size}`);
+    return map.get(x)!;
+  };
+  for (const i of g.initializer ?? []) i.name = ren(i.name ?? '');
+  for (const x of g.node ?? []) {
+    x.name = '';
+    x.input = (x.input ?? []).map(ren);
+    x.output = (x.output ?? []).map(ren);
+  }
+  g.valueInfo = [];
+}
+
+/** The model at `path` without the Softmax node named `name` (its input wired to its readers). */
+export function withoutSoftmax(path: string, name: string): ModelProto {
+  const m = readModel(path);
+  const g = m.graph!;
+  const sm = g.node!.find((x) => x.opType === 'Softmax' && x.name === name)!;
+  const [scores, probs] = [sm.input![0]!, sm.output![0]!];
+  g.node = g.node!.filter((x) => x !== sm);
+  for (const x of g.node) x.input = (x.input ?? []).map((i) => (i === probs ? scores : i));
+  return m;
 }

@@ -17,9 +17,13 @@ import { matchRmsNorm, type NormMatch } from '../../src/onnx/sites/pattern.js';
 import type { ArchitectureFamily, ModelSites } from '../../src/onnx/sites/types.js';
 import { floatAttr, intAttr } from '../../src/onnx/tensor.js';
 import type { ProjectionRequest, VariantRequest } from '../../src/onnx/variant.js';
-import { FIXTURE_MODELS, REPO, argmax, bool, fixturePath, int64, maxAbs, maxAbsDiff, numbers, session, softmax, tempDir } from './helpers.js';
 import {
-  ModelRef, TINY_GPT2, activations, at, checkRow, feedsFor, gateTensor, harness, sameDtype, skeletonModel, topK, vecMat, vecMatT, type Matrix,
+  FIXTURE_MODELS, REPO, argmax, bool, fixturePath, int64, maxAbs, maxAbsDiff, numbers, session, softmax, tempDir, upstreamHas,
+  withoutSoftmax as withoutSoftmaxNode,
+} from './helpers.js';
+import {
+  ModelRef, TINY_GPT2, at, checkFullyBlockedRows, checkKnockoutBlocks, checkRow, feedsFor, gateTensor, harness, neutralFeeds,
+  sameDtype, skeletonModel, topK, vecMat, vecMatT, type Matrix,
 } from './reference.js';
 
 const P14 = fixturePath('llama-opset14.onnx');
@@ -78,36 +82,6 @@ function mlpRef(layer: number, r: ArrayLike<number>): number[] {
   const g = vecMat(h, ref.linearIo(Lx.mlpFc));
   const u = vecMat(h, ref.linearIo(Lx.mlpUp!));
   return vecMat(g.map((x, i) => silu(x) * u[i]!), ref.linearIo(Lx.mlpProj));
-}
-
-/** Neutral dissect inputs for rows with their own last indices and targets. */
-function neutral(manifestInputs: readonly { name: string }[], b: number, last: readonly number[], target: readonly number[], seq = n): Record<string, ort.Tensor> {
-  const has = (name: string): boolean => manifestInputs.some((i) => i.name === name);
-  const f: Record<string, ort.Tensor> = { dissect_last_index: int64(last, [b]), dissect_target: int64(target, [b]) };
-  if (has('dissect_knockout')) f.dissect_knockout = bool(new Uint8Array(b * L * seq * seq), [b, L, 1, seq, seq]);
-  for (const g of ['dissect_gate_attention', 'dissect_gate_mlp']) if (has(g)) f[g] = new ort.Tensor('float32', new Float32Array(b * L * seq).fill(1), [b, L, seq]);
-  if (has('dissect_patch_layer')) {
-    f.dissect_patch_layer = int64(new Array(b).fill(-1), [b]);
-    f.dissect_patch_mask = bool(new Uint8Array(b * seq), [b, seq]);
-    f.dissect_patch_values = activations(s, new Float64Array(b * seq * d), [b, seq, d]);
-  }
-  if (has('dissect_proj_positions')) f.dissect_proj_positions = int64(new Array(b).fill(0), [b, 1]);
-  return f;
-}
-
-function upstreamHas(ix: GraphIndex, t: string, op: string, stop: string): boolean {
-  const seen = new Set<string>();
-  const stack = [t];
-  while (stack.length) {
-    const x = stack.pop()!;
-    if (x === stop || seen.has(x)) continue;
-    seen.add(x);
-    const p = ix.producer(x);
-    if (!p) continue;
-    if (p.opType === op) return true;
-    stack.push(...(p.input ?? []).filter(Boolean));
-  }
-  return false;
 }
 
 // ---- detection ----
@@ -196,16 +170,8 @@ test('llama: inspect names the family; GPT-2 and GPT-J graphs detect as before a
   }
 });
 
-/** The opset-14 fixture without the Softmax of `layer` (its input wired to its readers). */
-function withoutSoftmax(layer: number): ModelProto {
-  const m = readModel(P14);
-  const g = m.graph!;
-  const sm = g.node!.find((x) => x.opType === 'Softmax' && x.name === `/layers.${layer}/self_attn/attn_softmax/Softmax`)!;
-  const [scores, probs] = [sm.input![0]!, sm.output![0]!];
-  g.node = g.node!.filter((x) => x !== sm);
-  for (const x of g.node) x.input = (x.input ?? []).map((i) => (i === probs ? scores : i));
-  return m;
-}
+/** The opset-14 fixture without the Softmax of `layer`. */
+const withoutSoftmax = (layer: number): ModelProto => withoutSoftmaxNode(P14, `/layers.${layer}/self_attn/attn_softmax/Softmax`);
 
 test('llama: a broken Llama graph names the node where matching broke', (t) => {
   const e = t.throws(() => detectSites(withoutSoftmax(1), 'broken.onnx'), { instanceOf: SiteError });
@@ -255,7 +221,7 @@ test.serial('llama: the original graphs and variants without intervention reprod
         const built = buildVariant(path, { ...req, logits: fromFull });
         t.is(built.manifest.family, 'llama');
         const v = await session(built.bytes);
-        const out = await v.run({ ...feedsFor(s, ids, masks), ...neutral(built.manifest.inputs, 2, last, targets) });
+        const out = await v.run({ ...feedsFor(s, ids, masks), ...neutralFeeds(s, built.manifest.inputs, 2, n, last, targets) });
         if (fromFull) {
           const got = numbers(out[s.logits]!);
           const diff = maxAbsDiff(got, base);
@@ -299,52 +265,11 @@ async function knockoutHarness(path = P14) {
 }
 
 test.serial('llama: knockout — blocked weights are exactly 0, rows sum to 1, other rows untouched', async (t) => {
-  const { run, maskOf, row } = await knockoutHarness();
-  const base = await run(maskOf(1).m, 1);
-  const { m, set } = maskOf(1);
-  set(0, 0, 6, 1); set(0, 0, 6, 2); set(1, 0, 5, 0); set(1, 0, 5, 4);
-  const r = await run(m, 1);
-  for (let h = 0; h < H; h++) {
-    for (const [l, q, keys] of [[0, 6, [1, 2]], [1, 5, [0, 4]]] as const) {
-      const p = row(r, l, h, q);
-      for (const k of keys) t.is(p[k], 0, `layer ${l} head ${h} row ${q} key ${k}`);
-      t.true(p.every((x) => x >= 0));
-      t.true(Math.abs(p.reduce((a, x) => a + x, 0) - 1) <= 1e-6, `layer ${l} head ${h} row ${q} sums to 1`);
-      t.true(p.some((x, k) => k <= q && !(keys as readonly number[]).includes(k) && x > 0), 'open keys keep weight');
-    }
-    for (let q = 0; q < n; q++) if (q !== 6) t.deepEqual(row(r, 0, h, q), row(base, 0, h, q), `layer 0 head ${h} row ${q} untouched`);
-  }
-  t.notDeepEqual(r.logits, base.logits);
-  // blocking keys after the query changes nothing
-  const future = maskOf(1);
-  for (let l = 0; l < L; l++) for (let q = 0; q < n; q++) for (let k = q + 1; k < n; k++) future.set(l, 0, q, k);
-  const f = await run(future.m, 1);
-  t.deepEqual(f.logits, base.logits);
-  t.deepEqual(f.probs, base.probs);
+  await checkKnockoutBlocks(t, await knockoutHarness(), { L, H, n }, [[0, 6, [1, 2]], [1, 5, [0, 4]]]);
 });
 
 test.serial('llama: knockout — a fully blocked row is uniform over its causal prefix; all blocked stays finite, padded row too', async (t) => {
-  const { run, maskOf, row } = await knockoutHarness();
-  const { m, set } = maskOf(1);
-  for (const l of [0, 1]) for (const q of [2, 5]) for (let k = 0; k <= q; k++) set(l, 0, q, k);
-  const r = await run(m, 1);
-  for (const l of [0, 1]) {
-    for (let h = 0; h < H; h++) {
-      for (const q of [2, 5]) {
-        const p = row(r, l, h, q);
-        t.true(p.every((x, k) => Math.abs(x - (k <= q ? 1 / (q + 1) : 0)) <= 1e-7), `layer ${l} head ${h} row ${q}: ${p.join(' ')}`);
-        t.true(p.slice(q + 1).every((x) => x === 0), 'future keys get exactly 0');
-      }
-    }
-  }
-  const all = await run(new Uint8Array(2 * L * n * n).fill(1), 1, [A, BP], [MASK_A, MASK_B]);
-  for (let l = 0; l < L; l++) {
-    for (let q = 0; q < n; q++) {
-      const p = all.probs[l]!.slice((0 * H * n + q) * n, (0 * H * n + q + 1) * n);
-      t.true(p.every((x, k) => Math.abs(x - (k <= q ? 1 / (q + 1) : 0)) <= 1e-7), `layer ${l} row 0 query ${q}`);
-    }
-  }
-  t.true([...all.logits, ...all.probs.flat()].every(Number.isFinite), 'no NaN or infinity');
+  await checkFullyBlockedRows(t, await knockoutHarness(), { L, H, n }, [0, 1], [A, BP], [MASK_A, MASK_B]);
 });
 
 test.serial('llama: per-head knockout changes only the listed heads (heads 0 and 1 share a key/value head)', async (t) => {

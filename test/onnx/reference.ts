@@ -3,6 +3,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
 import ort from 'onnxruntime-node';
 import { GraphIndex } from '../../src/onnx/graph.js';
 import { decodeModel, encodeModel, writeModel, type ModelProto } from '../../src/onnx/proto.js';
@@ -241,29 +242,37 @@ export async function harness(path: string, request: VariantRequest, taps: (site
   const bytes = tap(built.bytes, taps(built.sites), built.sites.dtype);
   const s = await session(bytes, built.manifest.weights.sessionConfig);
   const { sites, manifest } = built;
-  const has = (name: string): boolean => manifest.inputs.some((i) => i.name === name);
   return {
     sites, manifest, session: s,
     run: async (ids, extra = {}) => {
       const b = ids.length;
       const n = ids[0]!.length;
-      const L = sites.layers;
-      const f: Record<string, ort.Tensor> = { ...feedsFor(sites, ids) };
-      if (has(VariantNames.knockout)) f[VariantNames.knockout] = bool(new Uint8Array(b * L * n * n), [b, L, 1, n, n]);
-      f[VariantNames.lastIndex] = int64(new Array(b).fill(n - 1), [b]);
-      f[VariantNames.target] = int64(new Array(b).fill(0), [b]);
-      for (const g of [VariantNames.gateAttention, VariantNames.gateMlp]) {
-        if (has(g)) f[g] = new ort.Tensor('float32', new Float32Array(b * L * n).fill(1), [b, L, n]);
-      }
-      if (has(VariantNames.patchLayer)) {
-        f[VariantNames.patchLayer] = int64(new Array(b).fill(-1), [b]);
-        f[VariantNames.patchMask] = bool(new Uint8Array(b * n), [b, n]);
-        f[VariantNames.patchValues] = activations(sites, new Float64Array(b * n * sites.dModel), [b, n, sites.dModel]);
-      }
-      if (has(VariantNames.projPositions)) f[VariantNames.projPositions] = int64(new Array(b).fill(0), [b, 1]);
+      const f = { ...feedsFor(sites, ids), ...neutralFeeds(sites, manifest.inputs, b, n, new Array(b).fill(n - 1), new Array(b).fill(0)) };
       return s.run({ ...f, ...extra });
     },
   };
+}
+
+/** The variant's own inputs for rows of length n, set to change nothing, with each row's last index and target. */
+export function neutralFeeds(
+  sites: ModelSites, manifestInputs: readonly { name: string }[], b: number, n: number, last: readonly number[], target: readonly number[],
+): Record<string, ort.Tensor> {
+  const has = (name: string): boolean => manifestInputs.some((i) => i.name === name);
+  const L = sites.layers;
+  const f: Record<string, ort.Tensor> = {};
+  if (has(VariantNames.knockout)) f[VariantNames.knockout] = bool(new Uint8Array(b * L * n * n), [b, L, 1, n, n]);
+  f[VariantNames.lastIndex] = int64(last, [b]);
+  f[VariantNames.target] = int64(target, [b]);
+  for (const g of [VariantNames.gateAttention, VariantNames.gateMlp]) {
+    if (has(g)) f[g] = new ort.Tensor('float32', new Float32Array(b * L * n).fill(1), [b, L, n]);
+  }
+  if (has(VariantNames.patchLayer)) {
+    f[VariantNames.patchLayer] = int64(new Array(b).fill(-1), [b]);
+    f[VariantNames.patchMask] = bool(new Uint8Array(b * n), [b, n]);
+    f[VariantNames.patchValues] = activations(sites, new Float64Array(b * n * sites.dModel), [b, n, sites.dModel]);
+  }
+  if (has(VariantNames.projPositions)) f[VariantNames.projPositions] = int64(new Array(b).fill(0), [b, 1]);
+  return f;
 }
 
 /** Gate input [b, L, n] of ones with the listed (row, layer, position) entries set. */
@@ -271,4 +280,72 @@ export function gateTensor(b: number, L: number, n: number, set: readonly [numbe
   const g = new Float32Array(b * L * n).fill(1);
   for (const [row, layer, pos, value] of set) g[(row * L + layer) * n + pos] = value;
   return new ort.Tensor('float32', g, [b, L, n]);
+}
+
+export interface KnockoutProbe {
+  run(mask: Uint8Array, heads: number, rows?: readonly (readonly number[])[], masks?: readonly (readonly number[])[]): Promise<{ probs: number[][]; logits: number[] }>;
+  maskOf(heads: number): { m: Uint8Array; set(l: number, h: number, q: number, k: number): void };
+  row(r: { probs: number[][] }, l: number, h: number, q: number): number[];
+}
+
+export interface KnockoutDims { readonly L: number; readonly H: number; readonly n: number }
+
+/**
+ * Blocks the keys of each [layer, query, keys] (one mask for all heads): blocked weights are exactly 0, rows
+ * still sum to 1 and open keys keep weight; the first block's other rows are untouched; blocking keys after the query changes nothing.
+ */
+export async function checkKnockoutBlocks(
+  t: ExecutionContext, { run, maskOf, row }: KnockoutProbe, { L, H, n }: KnockoutDims, blocks: readonly (readonly [number, number, readonly number[]])[],
+): Promise<void> {
+  const base = await run(maskOf(1).m, 1);
+  const { m, set } = maskOf(1);
+  for (const [l, q, keys] of blocks) for (const k of keys) set(l, 0, q, k);
+  const r = await run(m, 1);
+  const [l0, q0] = blocks[0]!;
+  for (let h = 0; h < H; h++) {
+    for (const [l, q, keys] of blocks) {
+      const p = row(r, l, h, q);
+      for (const k of keys) t.is(p[k], 0, `layer ${l} head ${h} row ${q} key ${k}`);
+      t.true(p.every((x) => x >= 0));
+      t.true(Math.abs(p.reduce((a, x) => a + x, 0) - 1) <= 1e-6, `layer ${l} head ${h} row ${q} sums to 1`);
+      t.true(p.some((x, k) => k <= q && !keys.includes(k) && x > 0), 'open keys keep weight');
+    }
+    for (let q = 0; q < n; q++) if (q !== q0) t.deepEqual(row(r, l0, h, q), row(base, l0, h, q), `layer ${l0} head ${h} row ${q} untouched`);
+  }
+  t.notDeepEqual(r.logits, base.logits);
+  const future = maskOf(1);
+  for (let l = 0; l < L; l++) for (let q = 0; q < n; q++) for (let k = q + 1; k < n; k++) future.set(l, 0, q, k);
+  const f = await run(future.m, 1);
+  t.deepEqual(f.logits, base.logits);
+  t.deepEqual(f.probs, base.probs);
+}
+
+/**
+ * Fully blocked rows (queries 2 and 5 of `layers`) are uniform over their causal prefix; with every edge blocked,
+ * for `rows` whose second is right-padded, row 0 is too and nothing is NaN or infinite.
+ */
+export async function checkFullyBlockedRows(
+  t: ExecutionContext, { run, maskOf, row }: KnockoutProbe, { L, H, n }: KnockoutDims, layers: readonly number[],
+  rows: readonly (readonly number[])[], masks: readonly (readonly number[])[],
+): Promise<void> {
+  const { m, set } = maskOf(1);
+  for (const l of layers) for (const q of [2, 5]) for (let k = 0; k <= q; k++) set(l, 0, q, k);
+  const r = await run(m, 1);
+  for (const l of layers) {
+    for (let h = 0; h < H; h++) {
+      for (const q of [2, 5]) {
+        const p = row(r, l, h, q);
+        t.true(p.every((x, k) => Math.abs(x - (k <= q ? 1 / (q + 1) : 0)) <= 1e-7), `layer ${l} head ${h} row ${q}: ${p.join(' ')}`);
+        t.true(p.slice(q + 1).every((x) => x === 0), 'future keys get exactly 0');
+      }
+    }
+  }
+  const all = await run(new Uint8Array(2 * L * n * n).fill(1), 1, rows, masks);
+  for (let l = 0; l < L; l++) {
+    for (let q = 0; q < n; q++) {
+      const p = all.probs[l]!.slice((0 * H * n + q) * n, (0 * H * n + q + 1) * n);
+      t.true(p.every((x, k) => Math.abs(x - (k <= q ? 1 / (q + 1) : 0)) <= 1e-7), `layer ${l} row 0 query ${q}`);
+    }
+  }
+  t.true([...all.logits, ...all.probs.flat()].every(Number.isFinite), 'no NaN or infinity');
 }

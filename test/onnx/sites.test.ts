@@ -4,7 +4,7 @@ import { detectSites, runDetection, SiteError } from '../../src/onnx/sites/index
 import { LAYER_SITE_NAMES } from '../../src/onnx/sites/types.js';
 import { inspectModel, renderInspectJson, renderInspectText } from '../../src/onnx/inspect.js';
 import { encodeModel } from '../../src/onnx/proto.js';
-import { FIXTURE_MODELS, fixture, fixturePath } from './helpers.js';
+import { FIXTURE_MODELS, anonymise, fixture, fixturePath, withoutSoftmax as withoutSoftmaxNode } from './helpers.js';
 
 for (const name of FIXTURE_MODELS) {
   test(`sites of ${name} match its config`, (t) => {
@@ -41,25 +41,6 @@ for (const name of FIXTURE_MODELS) {
   });
 }
 
-/** Strips node names and renames every internal tensor: detection must not rely on names. */
-function anonymise(m: ModelProto): void {
-  const g = m.graph!;
-  const keep = new Set([...(g.input ?? []), ...(g.output ?? [])].map((v) => v.name));
-  const map = new Map<string, string>();
-  const ren = (x: string): string => {
-    if (!x || keep.has(x)) return x;
-    if (!map.has(x)) map.set(x, `t${map.size}`);
-    return map.get(x)!;
-  };
-  for (const t of g.initializer ?? []) t.name = ren(t.name ?? '');
-  for (const n of g.node ?? []) {
-    n.name = '';
-    n.input = (n.input ?? []).map(ren);
-    n.output = (n.output ?? []).map(ren);
-  }
-  g.valueInfo = [];
-}
-
 test('detection works on anonymised graphs (names are hints only)', (t) => {
   for (const name of ['gpt2-opset14.onnx', 'gpt2-optimum.onnx']) {
     const m = readModel(fixturePath(name));
@@ -71,15 +52,7 @@ test('detection works on anonymised graphs (names are hints only)', (t) => {
   }
 });
 
-function withoutSoftmax(layer: number): ModelProto {
-  const m = readModel(fixturePath('gpt2-opset14.onnx'));
-  const g = m.graph!;
-  const sm = g.node!.find((n) => n.opType === 'Softmax' && n.name === `/h.${layer}/attn/Softmax`)!;
-  const [scores, probs] = [sm.input![0]!, sm.output![0]!];
-  g.node = g.node!.filter((n) => n !== sm);
-  for (const n of g.node) n.input = (n.input ?? []).map((i) => (i === probs ? scores : i));
-  return m;
-}
+const withoutSoftmax = (layer: number): ModelProto => withoutSoftmaxNode(fixturePath('gpt2-opset14.onnx'), `/h.${layer}/attn/Softmax`);
 
 test('a graph without a Softmax fails naming the node where the pattern broke', (t) => {
   const e = t.throws(() => detectSites(withoutSoftmax(1), 'broken.onnx'), { instanceOf: SiteError });

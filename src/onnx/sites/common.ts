@@ -5,13 +5,17 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
 import { DataType } from '../proto.js';
-import { attrInt, tensorDims } from '../tensor.js';
+import { attrInt, attrInts, tensorDims } from '../tensor.js';
 import { Recorder, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, fail, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
 import type { LinearWeights } from './types.js';
+
+export function perm(node: NodeProto): string {
+  return (attrInts(node, 'perm') ?? []).join(',');
+}
 
 export function weightsOf(m: LinearMatch): LinearWeights {
   return { weight: m.weight, ...(m.bias ? { bias: m.bias } : {}), op: m.op, layout: m.transposed ? 'oi' : 'io' };

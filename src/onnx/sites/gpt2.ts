@@ -6,9 +6,9 @@
 // graphs (position_ids input, past key/value inputs concatenated before attention).
 
 import { GraphIndex, nodeLabel } from '../graph.js';
-import { DataType, type NodeProto } from '../proto.js';
-import { attrInt, attrInts, tensorDims } from '../tensor.js';
-import { enterBlock, findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
+import { DataType } from '../proto.js';
+import { attrInt, tensorDims } from '../tensor.js';
+import { enterBlock, findAttentionMask, findEmbedding, matchLmHead, perm, weightsOf, type LmHead } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLayerNorm, matchLinear, otherInput, out0,
@@ -32,10 +32,6 @@ interface AttentionFacts {
   pastValue?: string;
   qkvProj?: LinearWeights;
   attnProj?: LinearWeights;
-}
-
-function perm(node: NodeProto): string {
-  return (attrInts(node, 'perm') ?? []).join(',');
 }
 
 function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut: string, facts: AttentionFacts): void {

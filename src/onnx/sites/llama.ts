@@ -23,24 +23,21 @@
 
 import { GraphIndex, nodeLabel } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
-import { attrInt, attrInts, tensorDims } from '../tensor.js';
+import { tensorDims } from '../tensor.js';
+import { headSplit, matchRotaryAttention, type AttentionFacts, type Region, type RotaryFamily } from './attention-region.js';
 import { RMS_NORM, enterBlock, findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  PatternBreak, fail, forwardTo, in0, isOp, linearConsumers, matchActivation, matchLinear, otherInput, out0, soleConsumer,
-  type LinearMatch, type NormMatch,
+  PatternBreak, fail, in0, isOp, linearConsumers, matchActivation, matchLinear, otherInput, out0, type LinearMatch,
+  type NormMatch,
 } from './pattern.js';
-import type { HeadProjection, LayerSites, LinearWeights, ModelSites } from './types.js';
+import type { LayerSites, LinearWeights, ModelSites } from './types.js';
 
 const FAMILY = 'llama';
-const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
 /** Ops between a q/k/v projection and its attention MatMul: head split, rotary, kv repeat, dtype casts. */
 const HEAD_REGION_OPS = ['Reshape', 'Transpose', 'Slice', 'Neg', 'Concat', 'Mul', 'Add', 'Sub', 'Unsqueeze', 'Squeeze', 'Cast', 'Identity',
   'Split', 'Flatten', 'Expand', 'Tile'];
 const REPEAT_OPS = ['Expand', 'Tile'];
-const PROBS_PASS_OPS = ['Cast', 'Identity', 'Dropout'];
-const CAST_OPS = ['Cast', 'Identity'];
-const HEAD_REGION_LIMIT = 256;
 /** Single-node SiLU activations (Sigmoid·x is recognised by matchActivation). */
 const SILU_OPS = ['Silu', 'Swish'];
 
@@ -48,136 +45,23 @@ const SILU_OPS = ['Silu', 'Swish'];
 const ATTENTION_SITES = ['attnNorm', 'q', 'k', 'scores', 'probs', 'v', 'context', 'contextMerged'] as const;
 const MLP_SITES = ['mlpNorm', 'mlpPre', 'mlpAct'] as const;
 
-interface AttentionFacts {
-  heads?: number;
-  kvHeads?: number;
-  dHead?: number;
-  kLayout?: 'bhsd' | 'bhds';
-  softmaxNode?: string;
-  rotary?: { dims: number; style: 'interleaved' | 'half' };
-  qProj?: HeadProjection;
-  kProj?: HeadProjection;
-  vProj?: HeadProjection;
-  attnProj?: LinearWeights;
-}
-
-interface Region {
-  readonly lin: LinearMatch;
-  readonly nodes: readonly NodeProto[];
-  /** The activation × activation MatMul(s) reached, and the input slot read. */
-  readonly hits: readonly { readonly node: NodeProto; readonly slot: number }[];
-}
-
-/** Everything between a projection's output and the attention MatMul it reaches. */
-function headRegion(ix: GraphIndex, lin: LinearMatch): Region {
-  const nodes: NodeProto[] = [];
-  const hits: { node: NodeProto; slot: number }[] = [];
-  const seen = new Set<string>([lin.output]);
-  const stack = [lin.output];
-  while (stack.length) {
-    const t = stack.pop()!;
-    for (const n of ix.dataConsumers(t)) {
-      if (isOp(n, 'MatMul') && !ix.isConstant(n.input?.[1] ?? '') && !ix.isConstant(in0(n))) {
-        const slot = (n.input ?? []).indexOf(t);
-        if (!hits.some((h) => h.node === n && h.slot === slot)) hits.push({ node: n, slot });
-        continue;
-      }
-      if (!HEAD_REGION_OPS.includes(n.opType ?? '')) {
-        fail(ix, t, 'q, k and v reaching the attention MatMuls through head reshapes, transposes, the rotary embedding and the key/value repeat', n);
-      }
-      if (isOp(n, 'Concat') && (n.input ?? []).some((i) => ix.isGraphInput(i))) {
-        fail(ix, t, 'no past key/value inputs (a kv cache is not supported for llama)', n);
-      }
-      if (nodes.includes(n)) continue;
-      nodes.push(n);
-      if (nodes.length > HEAD_REGION_LIMIT) fail(ix, t, `an attention projection reaching its MatMul within ${HEAD_REGION_LIMIT} nodes`, n);
-      for (const o of n.output ?? []) {
-        if (o && !seen.has(o)) {
-          seen.add(o);
-          stack.push(o);
-        }
-      }
-    }
-  }
-  return { lin, nodes, hits };
-}
-
-function back(ix: GraphIndex, t: string, ops: readonly string[]): string {
-  let cur = t;
-  for (let guard = 0; guard < 8; guard++) {
-    const p = ix.producer(cur);
-    if (!p || !ops.includes(p.opType ?? '')) break;
-    cur = in0(p);
-  }
-  return cur;
-}
-
-function perm(node: NodeProto): string {
-  return (attrInts(node, 'perm') ?? []).join(',');
-}
-
-/** Constant 1-element int input of a Slice (starts, ends, axes, steps). */
-function sliceArg(ix: GraphIndex, n: NodeProto, i: number): number | undefined {
-  const t = n.input?.[i];
-  if (!t) return undefined;
-  const v = ix.constantValues(t);
-  return v?.length === 1 ? v[0] : undefined;
-}
-
-/** The head split of a projection: a Reshape to [b, s, heads, dh] with constant heads and dh. */
-function headSplit(ix: GraphIndex, g: Region): { heads: number; dHead: number } | undefined {
-  const split = ix.dataConsumers(g.lin.output).find((n) => isOp(n, 'Reshape') && in0(n) === g.lin.output);
-  const shape = split ? ix.partialShape(split.input?.[1] ?? '') : undefined;
-  if (!shape || shape.length !== 4 || shape[2] === undefined || shape[3] === undefined) return undefined;
-  return { heads: shape[2], dHead: shape[3] };
-}
-
-/** Rotary on the head dimension within a q or k region: its width and style, or undefined. */
-function rotaryOf(ix: GraphIndex, region: Region, dHead: number): { dims: number; style: 'interleaved' | 'half' } | undefined {
-  const inRegion = new Set(region.nodes.flatMap((n) => n.output ?? []));
-  inRegion.add(region.lin.output);
-  const has = (op: string): boolean => region.nodes.some((n) => n.opType === op);
-  const outside = (i: string): boolean => !!i && !inRegion.has(i) && !ix.isConstant(i);
-  const positional = region.nodes.filter((n) => isOp(n, 'Mul') && (n.input ?? []).some(outside));
-  if (!has('Neg') || !has('Concat') || !positional.length) return undefined;
-  const lastAxis = (n: NodeProto): boolean => {
-    const axis = sliceArg(ix, n, 3);
-    return axis === 3 || axis === -1;
-  };
-  const slices = region.nodes.filter((n) => isOp(n, 'Slice') && lastAxis(n));
-  const style = slices.some((n) => sliceArg(ix, n, 4) === 2) ? 'interleaved' as const : 'half' as const;
+const LLAMA: RotaryFamily = {
+  name: FAMILY,
+  regionOps: HEAD_REGION_OPS,
+  regionWhat: 'head reshapes, transposes, the rotary embedding and the key/value repeat',
+  heads: llamaHeads,
   // partial rotary: the cos / sin Muls read a Slice [0, r) of the head; else the whole head rotates
-  let dims = dHead;
-  for (const m of positional) {
+  partialRotary: (ix, { inRegion, positional, lastAxis }) => positional.flatMap((m) => {
     const x = (m.input ?? []).find((i) => inRegion.has(i));
     const src = x ? ix.producer(x) : undefined;
-    if (!isOp(src, 'Slice') || !lastAxis(src)) continue;
-    const end = sliceArg(ix, src, 2);
-    if (sliceArg(ix, src, 1) === 0 && (sliceArg(ix, src, 4) ?? 1) === 1 && end !== undefined && end > 0 && end < dHead) dims = Math.min(dims, end);
-  }
-  return { dims, style };
-}
+    return isOp(src, 'Slice') && lastAxis(src) ? [src] : [];
+  }),
+  updateWhat: 'the update added to the residual stream',
+  biasFree: false,
+};
 
-function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut: string, facts: AttentionFacts): void {
-  const lnOut = rec.found('attnNorm', norm.output);
-  const linears = linearConsumers(ix, lnOut, 'a layer reading the attention\'s RMSNorm');
-  if (linears.length !== 3) {
-    fail(ix, lnOut, `three attention projections q, k and v reading the attention's RMSNorm (found ${linears.length}; a fused q|k|v layer is not supported for llama)`);
-  }
-  const regions = linears.map((lin) => headRegion(ix, lin));
-  for (const g of regions) {
-    if (g.hits.length !== 1) fail(ix, g.lin.output, `one attention MatMul reached from each of q, k, v (found ${g.hits.length})`, g.hits[1]?.node ?? g.lin.node);
-  }
-  const qkRegions = regions.filter((g) => regions.some((o) => o !== g && o.hits[0]!.node === g.hits[0]!.node));
-  const q = qkRegions.find((g) => g.hits[0]!.slot === 0);
-  const k = qkRegions.find((g) => g.hits[0]!.slot === 1);
-  const v = regions.find((g) => !qkRegions.includes(g));
-  if (qkRegions.length !== 2 || !q || !k || !v || v.hits[0]!.slot !== 1) {
-    fail(ix, lnOut, 'q and k meeting in one MatMul q·kᵀ (inputs 0 and 1) and v as input 1 of another (probs·V)', regions[0]!.hits[0]!.node);
-  }
-  const qk = q.hits[0]!.node;
-
-  // heads: the head splits [b, s, h, dh] of q, and of k and v (grouped-query attention: fewer heads)
+/** The head splits [b, s, h, dh] of q, and of k and v (grouped-query attention: fewer heads). */
+function llamaHeads(ix: GraphIndex, q: Region, k: Region, v: Region, facts: AttentionFacts): void {
   const qs = headSplit(ix, q);
   if (!qs) fail(ix, q.lin.output, 'a Reshape of q into heads [b, s, h, dh] with constant head count and head size', q.lin.node);
   facts.heads = qs.heads;
@@ -198,63 +82,15 @@ function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut:
       }
     }
   }
+}
 
-  // rotary on q and k
-  const rq = rotaryOf(ix, q, qs.dHead);
-  const rk = rotaryOf(ix, k, qs.dHead);
-  if (!rq || !rk) {
-    fail(ix, (rq ? k : q).lin.output, `a rotary position embedding on ${rq ? 'the keys' : 'the queries'} (Neg, Concat and a Mul by position-dependent sin/cos on the head dimension)`, qk);
+function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut: string, facts: AttentionFacts): void {
+  const lnOut = rec.found('attnNorm', norm.output);
+  const linears = linearConsumers(ix, lnOut, 'a layer reading the attention\'s RMSNorm');
+  if (linears.length !== 3) {
+    fail(ix, lnOut, `three attention projections q, k and v reading the attention's RMSNorm (found ${linears.length}; a fused q|k|v layer is not supported for llama)`);
   }
-  if (rq.dims !== rk.dims || rq.style !== rk.style) {
-    fail(ix, k.lin.output, `the same rotary embedding on q and k (q: ${rq.dims} dims ${rq.style}, k: ${rk.dims} dims ${rk.style})`, qk);
-  }
-  facts.rotary = rq;
-
-  // q, k after rotary (and the repeat): the MatMul's inputs before dtype casts (and before the keys' transpose)
-  const inRegion = (g: Region, t: string): boolean => g.nodes.some((n) => (n.output ?? []).includes(t));
-  const qT = back(ix, qk.input?.[0] ?? '', CAST_OPS);
-  if (!inRegion(q, qT)) fail(ix, qk.input?.[0] ?? '', 'the queries computed in the q region', qk);
-  rec.found('q', qT);
-  let kT = back(ix, qk.input?.[1] ?? '', CAST_OPS);
-  const kTranspose = ix.producer(kT);
-  if (isOp(kTranspose, 'Transpose') && perm(kTranspose) === '0,1,3,2') {
-    kT = back(ix, in0(kTranspose), CAST_OPS);
-    facts.kLayout = 'bhsd';
-  } else {
-    facts.kLayout = 'bhds';
-  }
-  if (!inRegion(k, kT)) fail(ix, qk.input?.[1] ?? '', 'the keys computed in the k region', qk);
-  rec.found('k', kT);
-
-  const softmax = forwardTo(ix, out0(qk), SCORE_PASS_OPS, ['Softmax'], 'a Softmax over the attention scores (after scale and masks)').node;
-  const axis = attrInt(softmax, 'axis', -1);
-  if (axis !== -1 && axis !== 3) fail(ix, in0(softmax), 'a Softmax over the last axis (keys)', softmax);
-  facts.softmaxNode = softmax.name ?? '';
-  rec.found('scores', in0(softmax));
-  const probs = rec.found('probs', out0(softmax));
-
-  const pv = v.hits[0]!.node;
-  const reached = forwardTo(ix, probs, PROBS_PASS_OPS, ['MatMul'], 'the MatMul probs·V').node;
-  if (reached !== pv || back(ix, in0(pv), PROBS_PASS_OPS) !== probs) {
-    fail(ix, probs, `the probabilities as input 0 of the MatMul the values reach (${nodeLabel(pv)})`, reached);
-  }
-  const vT = back(ix, pv.input?.[1] ?? '', CAST_OPS);
-  if (!inRegion(v, vT)) fail(ix, pv.input?.[1] ?? '', 'the values computed in the v region', pv);
-  rec.found('v', vT);
-  const context = rec.found('context', out0(pv));
-
-  const cT = soleConsumer(ix, context, ['Transpose'], 'a Transpose of the context to [b, s, h, dh]');
-  if (perm(cT) !== '0,2,1,3') fail(ix, context, 'a Transpose with perm [0,2,1,3]', cT);
-  const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
-  const merged = rec.found('contextMerged', out0(merge));
-  const proj = matchLinear(ix, merged, 'attention output projection');
-  if (proj.output !== attnOut) {
-    fail(ix, proj.output, `the attention output projection to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));
-  }
-  facts.qProj = { ...weightsOf(q.lin), offset: 0 };
-  facts.kProj = { ...weightsOf(k.lin), offset: 0 };
-  facts.vProj = { ...weightsOf(v.lin), offset: 0 };
-  facts.attnProj = weightsOf(proj);
+  matchRotaryAttention(ix, rec, lnOut, linears, attnOut, facts, LLAMA);
 }
 
 interface Mlp {
