@@ -22,7 +22,8 @@ attention `_attn` (the notebook's way of masking scores). Measurements, per fact
   (e) control B: block l's input at the subject positions patched with the clean hidden 0/1/2;
   (f) logit lens: top-5 ids of hidden h at last under both projections;
   (g) control A, local form (the notebook's): at one layer, the attention update at last rebuilt from
-      the clean probabilities of row N-1 with some keys removed (two modes), nothing propagated.
+      the clean probabilities of row N-1 with some keys removed (two modes), nothing propagated;
+  (h) the embedding baseline of the attributes rate: the mean of the subject tokens' wte rows.
 The precise definitions are in SEMANTICS below, which is also written into the JSON.
 """
 import json
@@ -151,6 +152,11 @@ SEMANTICS = {
                          "float32, at layer l only; event[l] = 1 if top1 of the embedding projection of out == t, "
                          "target_rank[l] = t's rank there, tie[l] as in c_extraction. Check: P' = P gives the "
                          "clean attention l at N-1 (atol 1e-5)",
+    "h_attributes_rate_embedding": "the mean over the subject positions s..e-1 of wte[input_ids[q]] (token "
+                                   "embedding rows only, no wpe), then attributes_rate as above (embedding "
+                                   "projection, same cleaning and attribute set); null when nothing is kept; "
+                                   "embedding_baseline.top5 / .target_rank: the top 5 ids and t's rank of that "
+                                   "projection",
     "summary": "means over the stored facts, skipping nulls: attributes_rate[pos][h]; sublayer_knockout[mode]"
                "[start] and none; extraction per-layer event rates of attention and mlp; per-example rate = share "
                "of facts with >= 1 event over layers 0..L-1; control_a[set][l] and control_b[source][l] event "
@@ -187,7 +193,9 @@ t = the clean top-1. Key paths (`[l]` = layer 0..7, `[h]` = hidden 0..8, `[k]` =
   - (e) `control_b.<source>.{{event,p}}[l]`, source ∈ "0", "1", "2";
   - (f) `logit_lens.embedding[h]` and `logit_lens.final_norm_unembedding[h]`: 5 ids each;
   - (g) `control_a_local.<mode>.<set>.{{event,target_rank,tie}}[l]`, mode ∈ renormalise, paper_resoftmax,
-    set ∈ the `control_a_local_sets` (dissect position expressions, e.g. "subject_last + last", "all - [0]").
+    set ∈ the `control_a_local_sets` (dissect position expressions, e.g. "subject_last + last", "all - [0]");
+  - (h) `attributes_rate_embedding` (float or null): the rate of the mean wte row of the subject tokens;
+    `embedding_baseline.{{top5,target_rank}}`: that vector's top 5 ids and t's rank (embedding projection).
 
 Events are 0/1 integers, `tie` a boolean, every other float full precision.
 """
@@ -514,6 +522,12 @@ def main():
                     for key in ("event", "target_rank", "tie"):
                         loc[mode][sname][key].append(info[key])
         row["control_a_local"] = loc
+
+        # (h) embedding baseline: the mean of the subject tokens' wte rows (no position embedding)
+        subject_mean = E[ids[s:e]].mean(dim=0)
+        row["attributes_rate_embedding"] = attr_rate(subject_mean, A)[0]
+        row["embedding_baseline"] = {"top5": [int(i) for i in order(emb(subject_mean))[:LENS_K]],
+                                     "target_rank": rank_of(emb(subject_mean), t)}
         out_facts.append(row)
 
     def mean(xs):

@@ -113,8 +113,8 @@ export interface PatchStmt {
   readonly source: IntExpr;
   readonly span: Span;
 }
-/** `hidden E`, `attention E`, ...: `kind` is the word as written. */
-export interface SiteExpr { readonly kind: Ident; readonly index: IntExpr; readonly span: Span }
+/** `hidden E`, `attention E`, ..., `subject_embeddings` (no index): `kind` is the word as written. */
+export interface SiteExpr { readonly kind: Ident; readonly index?: IntExpr; readonly span: Span }
 /** One item of a measure statement; `text` is its source text with whitespace collapsed. */
 export type MeasureItem =
   | {

@@ -296,7 +296,8 @@ class Builder {
   }
 
   site(n: CstNode): SiteExpr {
-    return { kind: ident(token(n, 'Name')), index: this.intExpr(node(n, 'intExpr')), span: nodeSpan(n) };
+    const index = nodes(n, 'intExpr')[0];
+    return { kind: ident(token(n, 'Name')), ...(index ? { index: this.intExpr(index) } : {}), span: nodeSpan(n) };
   }
 
   summarize(n: CstNode): SummarizeStmt {

@@ -36,7 +36,7 @@ export const datasetFieldNames = ['prompt', 'subject', 'target'] as const;
 /** Every probe, as written after `measure`. */
 export const probeNames = ['attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight'] as const satisfies readonly Probe['kind'][];
 /** The site kinds a probe can read, as written after `of`. */
-export const siteNames = ['hidden', 'attention', 'mlp', 'heads'] as const satisfies readonly Site['kind'][];
+export const siteNames = ['hidden', 'attention', 'mlp', 'heads', 'subject_embeddings'] as const satisfies readonly Site['kind'][];
 export const attributesFormats = ['json', 'paragraphs'] as const;
 export const attributesOptions = ['candidates', 'keep', 'min_length', 'stopwords'] as const;
 export const stopwordLists = ['english', 'none'] as const;
@@ -884,10 +884,25 @@ class Checker {
   site(s: A.SiteExpr, scope: Scope, probe: string): Site | undefined {
     const kind = s.kind.name;
     const known = (siteNames as readonly string[]).includes(kind);
+    if (kind === 'subject_embeddings') {
+      if (s.index) {
+        this.intExpr(s.index, scope, 'a layer');
+        this.error(s.index.span, 'subject_embeddings takes no index',
+          'write: <probe> of subject_embeddings (the mean token embedding of the subject, read before any block)');
+        return undefined;
+      }
+      if (probe === 'extraction') {
+        this.error(s.kind.span, 'extraction cannot read subject_embeddings',
+          'subject_embeddings is a baseline for attributes_rate; it also allows target_rank and top_tokens');
+        return undefined;
+      }
+      return { kind: 'subject_embeddings' };
+    }
+    if (!s.index) throw new Error(`internal: site '${kind}' without an index passed the parser`);
     const index = this.intExpr(s.index, scope, kind === 'hidden' ? 'a hidden-state index' : 'a layer');
     if (!known) {
       this.error(s.kind.span, `unknown site '${kind}'`,
-        didYouMean(kind, siteNames, 'sites: hidden <n> (a hidden state), attention <n>, mlp <n>, heads <n> (a block\'s update)'));
+        didYouMean(kind, siteNames, 'sites: hidden <n> (a hidden state), attention <n>, mlp <n>, heads <n> (a block\'s update), subject_embeddings'));
       return undefined;
     }
     if (kind === 'heads' && (probe === 'attributes_rate' || probe === 'top_tokens')) {
@@ -961,7 +976,15 @@ class Checker {
       return undefined;
     }
     const site = this.site(item.site, scope, name);
-    const at: PositionSet | undefined = item.at ? this.posExpr(item.at, scope) : { kind: 'named', name: 'last' };
+    if (item.site.kind.name === 'subject_embeddings' && (item.at || item.without)) {
+      const extraSpan = item.at ? item.at.span : item.without!.span;
+      this.error(extraSpan, `subject_embeddings takes no ${item.at ? 'at' : 'without'} clause`,
+        'subject_embeddings is read over the subject\'s positions: write <probe> of subject_embeddings');
+      return undefined;
+    }
+    // subject_embeddings averages over the subject's positions: its `at` is `subject`
+    const implicitAt: PositionSet = { kind: 'named', name: item.site.kind.name === 'subject_embeddings' ? 'subject' : 'last' };
+    const at: PositionSet | undefined = item.at ? this.posExpr(item.at, scope) : implicitAt;
     let without: PositionSet | undefined;
     if (item.without) {
       without = this.posExpr(item.without, scope);

@@ -367,11 +367,30 @@ export class DissectParser extends CstParser {
     ]);
   });
 
-  /** `hidden E`, `attention E`, `mlp E`, `heads E`; the kind is checked by name. */
+  /**
+   * `hidden E`, `attention E`, `mlp E`, `heads E`; the kind is checked by name.
+   * `subject_embeddings` takes no index (an index written after it is reported by the checker).
+   */
   public site = this.RULE('site', () => {
-    this.CONSUME(Name);
-    this.SUBRULE(this.intExpr);
+    this.OR([
+      { GATE: () => this.LA(1).image === 'subject_embeddings' && !this.indexFollows(), ALT: () => this.CONSUME(Name), IGNORE_AMBIGUITIES: true },
+      {
+        ALT: () => {
+          this.CONSUME2(Name);
+          this.SUBRULE(this.intExpr);
+        },
+      },
+    ]);
   });
+
+  /** The token after the site's word could start an index (an integer, or a name on the same line that is not `at` / `without`). */
+  private indexFollows(): boolean {
+    const next = this.LA(2);
+    if (next.tokenType === Integer) return true;
+    if (next.tokenType === At || next.tokenType === Without || next.tokenType === EOF) return false;
+    if (!next.tokenType.CATEGORIES?.includes(Name) && next.tokenType !== Name) return false;
+    return !statementStarts.includes(next.tokenType) || next.startLine === this.LA(1).endLine;
+  }
 
   public summarizeStatement = this.RULE('summarizeStatement', () => {
     this.CONSUME(Summarize);

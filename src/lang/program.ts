@@ -91,10 +91,16 @@ export interface PatchIntervention {
 
 export type Intervention = BlockIntervention | CancelIntervention | PatchIntervention;
 
-/** Where a probe reads: a hidden state (0..L), or the attention / MLP update of a block, or each head's share of it. */
+/**
+ * Where a probe reads: a hidden state (0..L), or the attention / MLP update of a block, or each head's share of it;
+ * or `subject_embeddings`: the mean of the token input embeddings (embedding-matrix rows, no position embedding)
+ * of the fact's subject tokens — the attributes rate's embedding baseline. It has no index and no position of its
+ * own: its probe's `at` is always `subject` (the positions it averages over).
+ */
 export type Site =
   | { readonly kind: 'hidden'; readonly index: IntExpr }
-  | { readonly kind: 'attention' | 'mlp' | 'heads'; readonly layer: IntExpr };
+  | { readonly kind: 'attention' | 'mlp' | 'heads'; readonly layer: IntExpr }
+  | { readonly kind: 'subject_embeddings' };
 
 /**
  * A probe measures an internal site of each row (after that row's interventions):

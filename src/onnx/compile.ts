@@ -130,6 +130,9 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       meaning = `keys removed from each row's last-position attention when the attention update is recomputed (${mode}), per row`;
       fill = 'true at the removed key positions, shape [batch, seq] (seq as input_ids); shape [batch, 0] when the batch needs no ' +
         'recomputation (the recomputation and its projection then cost nothing)';
+    } else if (name === VariantNames.subjectWeights) {
+      meaning = 'per row: the weights of the positions averaged into the subject\'s mean token embedding';
+      fill = '1/|subject| on the row\'s subject positions, 0 elsewhere (zeros for a row that does not read it), shape [batch, seq]';
     } else {
       meaning = 'input of the source model';
       fill = 'as the source model expects';
@@ -157,11 +160,12 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
     heads: 'each head\'s share of block l\'s attention update (context of head h · its rows of W_O; no bias; after any attention gate)',
     recomputed: 'block l\'s attention update at each row\'s last position recomputed from the row\'s attention probabilities with the ' +
       'keys of dissect_recompute_remove removed (not propagated; no gate)',
+    subject_embeddings: 'the mean token embedding of the subject: Σ dissect_subject_weights[q] · Gather(E, input_ids)[q] (no position embedding)',
   };
   for (const p of request.projections ?? []) {
     const via = p.via === 'embedding' ? 'x·Eᵀ with the input embedding, no final norm' : 'the final norm then the LM head (with bias)';
     const positions = p.site === 'recomputed' ? 'the last position (length 1; 0 when dissect_recompute_remove is [batch, 0])'
-      : 'position of dissect_proj_positions';
+      : p.site === 'subject_embeddings' ? 'the subject (length 1)' : 'position of dissect_proj_positions';
     const axes = `[batch, layer ∈ {${p.layers.join(', ')}}${p.site === 'heads' ? ', head' : ''}, ${positions}`;
     const what = `${siteText[p.site]} projected to the vocabulary by ${via}; ids ≥ ${p.vocabLimit} excluded`;
     meanings[projectionName(p.site, 'ids')] = `top-${p.k} token ids of ${what}: ${axes}, rank]`;

@@ -53,10 +53,15 @@ export interface VariantRequest {
  * (the model's own forward pass is unchanged) and no attention gate applies. Its outputs
  * have a position axis of 1 (not dissect_proj_positions), or 0 when the remove input is fed
  * as [batch, 0]: then the recomputation and its projection cost nothing.
+ *
+ * Site `subject_embeddings` (layers [0], a placeholder): Σ_q w[q]·Gather(E, input_ids)[q] with
+ * the float32 input `dissect_subject_weights` [batch, seq] (1/|subject| on the row's subject
+ * positions, 0 elsewhere): the mean token embedding of the subject, read from the token
+ * embedding lookup (no position embedding). Its outputs have a position axis of 1.
  */
 export interface ProjectionRequest {
-  readonly site: 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed';
-  /** Hidden-state indices (0..L) for `hidden`; block indices for the others. Sorted, unique. */
+  readonly site: 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed' | 'subject_embeddings';
+  /** Hidden-state indices (0..L) for `hidden`; block indices for the others; [0] for `subject_embeddings`. Sorted, unique. */
   readonly layers: readonly number[];
   /** `embedding`: h·Eᵀ with the input embedding, no final norm (the paper's code); `final_norm_unembedding`: ln_f then the LM head (with its bias). */
   readonly via: 'embedding' | 'final_norm_unembedding';
@@ -145,6 +150,7 @@ export const VariantNames = {
   projPositions: 'dissect_proj_positions', // int64 [batch, proj_positions]
   projPrefix: 'dissect_proj_', // + site + _ids | _scores | _target_rank
   recomputeRemove: 'dissect_recompute_remove', // bool [batch, seq | 0]: keys removed from the last position's attention
+  subjectWeights: 'dissect_subject_weights', // float32 [batch, seq]: 1/|subject| on the subject positions, 0 elsewhere
 } as const;
 
 /** onnxruntime session config key that points external data at a folder (in-memory models). */

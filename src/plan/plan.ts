@@ -32,8 +32,9 @@ export interface PatchPlan {
 /**
  * `recomputed`: block l's attention update at the last position rebuilt from the row's
  * attention probabilities with the row's `recompute` keys removed (`... of attention l without S`).
+ * `subject_embeddings`: the mean token embedding of the subject (no layer: 0 stands in; `at` is `subject`).
  */
-export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed';
+export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed' | 'subject_embeddings';
 
 export type ProbePlan =
   | {
@@ -187,7 +188,7 @@ function planProbe(p: Probe, env: Binding, ctx: PlanContext): ProbePlan {
   if (p.kind === 'attention_weight') {
     return { kind: p.kind, label: p.label, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
   }
-  const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : evalInt(p.site.layer, env);
+  const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : p.site.kind === 'subject_embeddings' ? 0 : evalInt(p.site.layer, env);
   // Extraction reads two so that a tie for the top is seen, not silently broken.
   const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : p.kind === 'extraction' ? 2 : 1;
   const site: SiteKind = p.without ? 'recomputed' : p.site.kind;

@@ -10,6 +10,7 @@
 //                         true = query→key blocked; all false for a row without knockout
 //   dissect_last_index    [batch]         the row's own last index
 //   dissect_target        [batch]         the token whose probability / rank is read
+//   dissect_subject_weights float32 [batch, seq]  1/|subject| on the row's subject, 0 elsewhere (zeros: not read)
 // Integer inputs are int64 (int32 is accepted too).
 // Any other input is a contract error between compiler and runner (thrown).
 
@@ -41,6 +42,8 @@ export interface BatchRow {
   readonly projPositions?: readonly number[];
   /** Keys removed from the local recomputation of attention (`without`), [n]. */
   readonly recomputeRemove?: Uint8Array;
+  /** Weights of the subject's mean token embedding, [n] (1/|subject| on the subject); absent = zeros. */
+  readonly subjectWeights?: Float32Array;
 }
 
 export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel'>>;
@@ -151,6 +154,14 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
         a.set(r.recomputeRemove, b * R);
       });
       feeds[name] = new ort.Tensor('bool', a, [B, R]);
+    } else if (name === VariantNames.subjectWeights) {
+      const a = new Float32Array(B * S);
+      rows.forEach((r, b) => {
+        if (!r.subjectWeights) return;
+        if (r.subjectWeights.length !== r.ids.length) throw new InternalError(`buildFeeds: row ${b}: subject weights have ${r.subjectWeights.length} entries for ${r.ids.length} tokens`);
+        a.set(r.subjectWeights, b * S);
+      });
+      feeds[name] = new ort.Tensor('float32', a, [B, S]);
     } else if (name === VariantNames.lastIndex || name === VariantNames.target) {
       const a = intBuffer(input, [B]);
       rows.forEach((r, b) => a.set(b, name === VariantNames.target ? r.target : r.lastIndex));

@@ -17,7 +17,7 @@ import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask } from './knockout-mask.js';
 import { resolvePositions } from './positions.js';
-import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, type TokenList } from './probes.js';
+import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights, type TokenList } from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -222,6 +222,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
   const gates = gateArrays(row.gates, example, L);
   const projPositions = projectionPositions(row.probes, example);
+  const weights = subjectWeights(row.probes, example);
   const batchRow: BatchRow = {
     ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,
     ...(plan.variant.knockout ? { knockout: mask } : {}),
@@ -229,6 +230,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
     ...(row.patch ? { patch: patchOf(input, row.patch, example, clean) } : {}),
     ...(projPositions.length ? { projPositions } : {}),
     ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
+    ...(weights ? { subjectWeights: weights } : {}),
   };
   return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
 }

@@ -9,6 +9,10 @@
 // `... of attention l without S` reads site `recomputed`: the graph rebuilds block l's update
 // at the last position with the keys S removed (input dissect_recompute_remove, one set per
 // row) and projects it like the other sites; its position axis holds the last position only.
+//
+// `... of subject_embeddings` reads site `subject_embeddings`: the graph averages the token
+// embeddings of the subject with the weights of dissect_subject_weights (1/|subject| on the
+// subject) and projects the mean; its position axis holds that one vector (index 0).
 
 import type { AttributesSpec, PositionSet } from '../lang/program.js';
 import { attributesRate } from '../measure/attributes.js';
@@ -44,7 +48,7 @@ export interface ProbeResult {
 export function projectionPositions(probes: readonly ProbePlan[], ex: Example): number[] {
   const set = new Set<number>();
   for (const p of probes) {
-    if (p.kind === 'attention_weight' || p.site === 'recomputed') continue;
+    if (p.kind === 'attention_weight' || p.site === 'recomputed' || p.site === 'subject_embeddings') continue;
     for (const pos of resolvePositions(p.at, ex)) set.add(pos);
   }
   return [...set].sort((a, b) => a - b);
@@ -55,6 +59,15 @@ export function recomputeMask(set: PositionSet, ex: Example): Uint8Array {
   const mask = new Uint8Array(ex.n);
   for (const p of resolvePositions(set, ex)) mask[p] = 1;
   return mask;
+}
+
+/** The row's subject weights over the example's n tokens (1/|subject| on the subject), or undefined when no probe reads subject_embeddings. */
+export function subjectWeights(probes: readonly ProbePlan[], ex: Example): Float32Array | undefined {
+  if (!probes.some((p) => p.kind !== 'attention_weight' && p.site === 'subject_embeddings')) return undefined;
+  const w = new Float32Array(ex.n);
+  const { start, end } = ex.subject;
+  for (let q = start; q < end; q++) w[q] = 1 / (end - start);
+  return w;
 }
 
 /** Output names a row's probes need. */
@@ -128,7 +141,8 @@ function projectionProbe(p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ct
   const request = ctx.projections.find((r) => r.site === p.site);
   const li = request?.layers.indexOf(p.layer) ?? -1;
   if (!request || li < 0) throw new InternalError(`no projection of ${p.site} ${p.layer} in the variant`);
-  const positions = resolvePositions(p.at, ctx.example).map((pos) => {
+  // the subject_embeddings site holds one vector (the subject's mean), at index 0
+  const positions = p.site === 'subject_embeddings' ? [{ pos: ctx.example.subject.start, pi: 0 }] : resolvePositions(p.at, ctx.example).map((pos) => {
     // the recomputed site holds the last position only, at index 0
     const pi = p.site === 'recomputed' ? (pos === ctx.example.lastIndex ? 0 : -1) : ctx.positions.indexOf(pos);
     if (pi < 0) throw new InternalError(`position ${pos} was not projected`);

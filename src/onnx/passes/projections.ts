@@ -36,7 +36,7 @@ import { recomputeInputs, recomputedUpdate, type RecomputeInputs } from './recom
 
 const I64 = DataType.INT64;
 const F32 = DataType.FLOAT;
-const SITES = ['hidden', 'attention', 'mlp', 'heads', 'recomputed'] as const;
+const SITES = ['hidden', 'attention', 'mlp', 'heads', 'recomputed', 'subject_embeddings'] as const;
 const RECOMPUTE_MODES = ['renormalise', 'paper_resoftmax'] as const;
 const VIAS = ['embedding', 'final_norm_unembedding'] as const;
 
@@ -67,7 +67,7 @@ export function validateProjections(sites: ModelSites, requests: readonly Projec
     }
     if (r.site !== 'recomputed' && r.recompute !== undefined) throw new UserError(`${what}: recompute applies to the recomputed site only`);
     seen.add(r.site);
-    const max = r.site === 'hidden' ? sites.layers : sites.layers - 1;
+    const max = r.site === 'hidden' ? sites.layers : r.site === 'subject_embeddings' ? 0 : sites.layers - 1;
     if (!r.layers.length) throw new UserError(`${what}: no layers`);
     r.layers.forEach((l, i) => {
       if (!Number.isInteger(l) || l < 0 || l > max) throw new UserError(`${what}: layer ${l} is outside 0..${max}`);
@@ -89,9 +89,9 @@ export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readon
   if (!requests.length) return;
   validateProjections(sites, requests, (via) => projectionVocab(rw, sites, via));
   if (!rw.names.has(VariantNames.target)) throw new Error(`internal: the projections pass needs '${VariantNames.target}' (run the reduced outputs pass first)`);
-  // dissect_proj_positions exists when a site reads positions (every site but `recomputed`)
+  // dissect_proj_positions exists when a site reads positions (every site but `recomputed` and `subject_embeddings`)
   let index = '';
-  if (requests.some((r) => r.site !== 'recomputed')) {
+  if (requests.some((r) => r.site !== 'recomputed' && r.site !== 'subject_embeddings')) {
     const pos = rw.addInput(VariantNames.projPositions, I64, ['batch', 'proj_positions'], 'per row: the positions whose sites are projected');
     index = rw.unsqueeze(pos, [2], 'dissect/proj/positions', I64, ['batch', 'proj_positions', 1]);
   }
@@ -135,6 +135,20 @@ function headShares(rw: Rewrite, sites: ModelSites, L: LayerSites, index: string
   return shares;
 }
 
+/**
+ * The mean token embedding of each row's subject, [batch, 1, d]: dissect_subject_weights
+ * [batch, seq] (1/|subject| on the subject) times the token-embedding Gather's output
+ * [batch, seq, d] (the embedding rows of the ids, before any position embedding is added).
+ */
+function subjectEmbedding(rw: Rewrite, sites: ModelSites, base: string): string {
+  const emb = sites.embedding.output;
+  const dt = rw.dtype(emb);
+  let w = rw.addInput(VariantNames.subjectWeights, F32, ['batch', 'seq'], 'per row: 1/|subject| on the subject positions, 0 elsewhere');
+  if (dt !== F32) w = rw.op('Cast', [w], `${base}/weights_cast`, dt, ['batch', 'seq'], [intAttr('to', dt)]);
+  const row = rw.unsqueeze(w, [1], `${base}/weights_row`, dt, ['batch', 1, 'seq']);
+  return rw.op('MatMul', [row, emb], `${base}/mean`, dt, ['batch', 1, sites.dModel]);
+}
+
 /** Applies a copy of the model's final norm nodes (LayerNorm or RMSNorm; same weights and epsilon) to x. */
 function finalNorm(rw: Rewrite, sites: ModelSites, x: string, base: string): string {
   const norm = matchNorm(rw.ix, sites.finalNorm.input);
@@ -170,6 +184,7 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
     else if (req.site === 'attention') x = atPositions(rw, rw.current(L!.attnOut), index, lb);
     else if (req.site === 'mlp') x = atPositions(rw, rw.current(L!.mlpOut), index, lb);
     else if (req.site === 'recomputed') x = recomputedUpdate(rw, sites, L!, req.recompute!, recompute!, `dissect/recompute/layer${l}`);
+    else if (req.site === 'subject_embeddings') x = subjectEmbedding(rw, sites, lb);
     else x = headShares(rw, sites, L!, index, opts, lb);
     return rw.unsqueeze(x, [1], `${lb}/stacked`, rw.dtype(x));
   });
@@ -204,7 +219,7 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
   const allowZero = rw.opset >= 14 ? [intAttr('allowzero', 1)] : undefined;
   const fullShape = rw.op('Concat', [lead, rw.ints(`${base}/vocab_dim`, [V])], `${base}/full_shape`, I64, undefined, [intAttr('axis', 0)]);
   const S = rw.op('Reshape', [scores, fullShape], `${base}/scores`, F32, undefined, allowZero);
-  const positionsDim = req.site === 'recomputed' ? 'recompute_last' : 'proj_positions';
+  const positionsDim = req.site === 'recomputed' ? 'recompute_last' : req.site === 'subject_embeddings' ? 1 : 'proj_positions';
   const outShape = (last?: number): (number | string)[] =>
     ['batch', nL, ...(heads ? [sites.heads] : []), positionsDim, ...(last !== undefined ? [last] : [])];
   // top-k over the rows [N, V] plus one sentinel row, sliced off after: onnxruntime's TopK
