@@ -21,13 +21,8 @@ import { floatToHalfArray } from './half.js';
 
 export const PAD_ID = 0;
 
-/** One blocked edge: at `layer`, head slot `head` (0 when the mask is shared by all heads). */
-export type KnockoutEdge = readonly [layer: number, head: number, query: number, key: number];
-
-export type BatchKnockout =
-  /** Packed bool [layers, heads, seq, seq], nonzero = blocked; seq ≥ the row's length (knockout-mask.ts's KnockoutMask fits). */
-  | { readonly layers: number; readonly heads: number; readonly seq: number; readonly data: Uint8Array }
-  | { readonly layers: number; readonly heads: number; readonly blocked: readonly KnockoutEdge[] };
+/** Packed bool [layers, heads, seq, seq], nonzero = blocked; seq ≥ the row's length (knockout-mask.ts's KnockoutMask fits). */
+export interface BatchKnockout { readonly layers: number; readonly heads: number; readonly seq: number; readonly data: Uint8Array }
 
 export interface BatchRow {
   readonly ids: readonly number[];
@@ -219,28 +214,19 @@ function knockoutFeed(input: ManifestTensor, manifest: FeedManifest, rows: reado
     if (k.layers !== L || k.heads !== H) {
       throw new InternalError(`buildFeeds: row ${b}: knockout is [${k.layers} layers, ${k.heads} heads], the variant takes [${L}, ${H}]`);
     }
-    const n = r.ids.length;
     const base = b * rowSize;
-    if ('data' in k) {
-      if (k.data.length !== L * H * k.seq * k.seq) {
-        throw new InternalError(`buildFeeds: row ${b}: packed knockout has ${k.data.length} entries, expected ${L}·${H}·${k.seq}²`);
-      }
-      const m = Math.min(k.seq, S);
-      for (let s = 0; s < L * H; s++) {
-        const src = s * k.seq * k.seq;
-        const dst = base + s * slab;
-        if (k.seq === S) {
-          a.set(k.data.subarray(src, src + slab), dst);
-        } else {
-          for (let q = 0; q < m; q++) a.set(k.data.subarray(src + q * k.seq, src + q * k.seq + m), dst + q * S);
-        }
-      }
-    } else {
-      for (const [layer, head, q, key] of k.blocked) {
-        if (!(layer >= 0 && layer < L && head >= 0 && head < H && q >= 0 && q < n && key >= 0 && key < n)) {
-          throw new InternalError(`buildFeeds: row ${b}: blocked edge (layer ${layer}, head ${head}, ${q}→${key}) outside [${L}, ${H}, ${n}, ${n}]`);
-        }
-        a[base + (layer * H + head) * slab + q * S + key] = 1;
+    if (k.data.length !== L * H * k.seq * k.seq) {
+      throw new InternalError(`buildFeeds: row ${b}: packed knockout has ${k.data.length} entries, expected ${L}·${H}·${k.seq}²`);
+    }
+    if (k.seq < r.ids.length) throw new InternalError(`buildFeeds: row ${b}: knockout covers ${k.seq} of its ${r.ids.length} tokens`);
+    const m = Math.min(k.seq, S);
+    for (let s = 0; s < L * H; s++) {
+      const src = s * k.seq * k.seq;
+      const dst = base + s * slab;
+      if (k.seq === S) {
+        a.set(k.data.subarray(src, src + slab), dst);
+      } else {
+        for (let q = 0; q < m; q++) a.set(k.data.subarray(src + q * k.seq, src + q * k.seq + m), dst + q * S);
       }
     }
   });

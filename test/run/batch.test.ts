@@ -29,9 +29,16 @@ const stub: FeedManifest = {
 
 const big = (xs: number[]): bigint[] => xs.map(BigInt);
 
+/** A packed knockout [layers, heads, seq, seq] with the listed (layer, head, query, key) edges blocked. */
+function packed(layers: number, heads: number, seq: number, edges: readonly (readonly [number, number, number, number])[]) {
+  const data = new Uint8Array(layers * heads * seq * seq);
+  for (const [l, h, q, k] of edges) data[((l * heads + h) * seq + q) * seq + k] = 1;
+  return { layers, heads, seq, data };
+}
+
 test('stub manifest: every input, right padding, exact tensors', (t) => {
   const rows: BatchRow[] = [
-    { ids: [5, 6, 7], lastIndex: 2, target: 9, knockout: { layers: 2, heads: 1, blocked: [[1, 0, 2, 0], [0, 0, 2, 1]] } },
+    { ids: [5, 6, 7], lastIndex: 2, target: 9, knockout: packed(2, 1, 3, [[1, 0, 2, 0], [0, 0, 2, 1]]) },
     { ids: [8, 9], lastIndex: 1, target: 3 },
   ];
   const f = buildFeeds(stub, rows);
@@ -92,7 +99,7 @@ test('packed knockout (knockout-mask.ts) is re-strided into the padded sequence'
 
 test('per-head knockout input takes the manifest head count', (t) => {
   const m: FeedManifest = { ...stub, inputs: [tensor('dissect_knockout', 'bool', ['batch', 'layers', 'heads', 'seq', 'seq'])] };
-  const k = buildFeeds(m, [{ ids: [1, 2], lastIndex: 1, target: 0, knockout: { layers: 2, heads: 4, blocked: [[1, 3, 1, 0]] } }])['dissect_knockout']!;
+  const k = buildFeeds(m, [{ ids: [1, 2], lastIndex: 1, target: 0, knockout: packed(2, 4, 2, [[1, 3, 1, 0]]) }])['dissect_knockout']!;
   t.deepEqual(k.dims, [1, 2, 4, 2, 2]);
   const data = k.data as Uint8Array;
   t.is(data.reduce((a, b) => a + b, 0), 1);
@@ -125,8 +132,8 @@ test('contract errors are thrown as internal errors', (t) => {
   t.throws(() => buildFeeds(stub, [{ ...row, target: 64 }]), { instanceOf: InternalError, message: /target 64/ });
   t.throws(() => buildFeeds(stub, [{ ...row, ids: [1, 99] }]), { instanceOf: InternalError, message: /token id 99/ });
   t.throws(() => buildFeeds(stub, [{ ...row, ids: [] }]), { instanceOf: InternalError });
-  t.throws(() => buildFeeds(stub, [{ ...row, knockout: { layers: 2, heads: 4, blocked: [] } }]), { instanceOf: InternalError, message: /the variant takes \[2, 1\]/ });
-  t.throws(() => buildFeeds(stub, [{ ...row, knockout: { layers: 2, heads: 1, blocked: [[0, 0, 2, 0]] } }]), { instanceOf: InternalError, message: /outside/ });
+  t.throws(() => buildFeeds(stub, [{ ...row, knockout: packed(2, 4, 2, []) }]), { instanceOf: InternalError, message: /the variant takes \[2, 1\]/ });
+  t.throws(() => buildFeeds(stub, [{ ...row, knockout: packed(2, 1, 1, []) }]), { instanceOf: InternalError, message: /covers 1 of its 2 tokens/ });
   t.throws(() => buildFeeds({ ...stub, inputs: [tensor('input_ids', 'float32', ['batch', 'seq'])] }, [row]), { instanceOf: InternalError });
 });
 
