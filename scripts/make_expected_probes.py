@@ -23,7 +23,10 @@ attention `_attn` (the notebook's way of masking scores). Measurements, per fact
   (f) logit lens: top-5 ids of hidden h at last under both projections;
   (g) control A, local form (the notebook's): at one layer, the attention update at last rebuilt from
       the clean probabilities of row N-1 with some keys removed (two modes), nothing propagated;
-  (h) the embedding baseline of the attributes rate: the mean of the subject tokens' wte rows.
+  (h) the embedding baseline of the attributes rate: the mean of the subject tokens' wte rows;
+  (i) patching from a corrupted prompt: block l's input at the subject positions replaced by hidden 0 of
+      the same template filled with another subject (same token count); the pairs also go to
+      generated/tiny-gpt2/expected/pairs.jsonl (see PATCH_CORRUPTED).
 The precise definitions are in SEMANTICS below, which is also written into the JSON.
 """
 import json
@@ -57,6 +60,19 @@ LOCAL_SETS = ("subject", "last", "subject_last", "subject_last + last", "nonsubj
 LOCAL_MODES = ("renormalise", "paper_resoftmax")
 LENS_K = 5
 PROBES_MARKER = "\n## probes.json"
+CORRUPTED_STEP = 6         # facts come 6 per subject: the fact 6 records later has the next subject
+CORRUPTED_SOURCE = 0
+PATCH_CORRUPTED = (
+    "(i), a separate key so the other entries stay as they were. For each of the facts: the corrupted "
+    "prompt = requested_rewrite.prompt of THIS fact with '{}' replaced by the subject of facts.json record "
+    f"k+{CORRUPTED_STEP}, k+{2 * CORRUPTED_STEP}, ... (k = this fact's index in facts.json), the first whose "
+    "token count equals the prompt's; none found -> facts[i].patch_corrupted = null and no pair. Else "
+    f"patch_corrupted = {{corrupted_prompt, event[l], p[l]}}: a forward pre-hook on block l replaces its input at "
+    f"the subject positions with hidden {CORRUPTED_SOURCE} of the corrupted prompt's clean run at the same token "
+    "indices; p = softmax(logits[N-1])[t], event = extraction event of attention l at last (as c_extraction) "
+    "under that patch. pairs.jsonl: one line per pair {prompt, subject, target (= target_true.str), "
+    "corrupted_prompt, case_id}, in facts order"
+)
 
 # NLTK's English stopword list (corpora/stopwords/english as shipped with NLTK 3.4-3.8), written out
 # here so nothing is downloaded.
@@ -195,7 +211,10 @@ t = the clean top-1. Key paths (`[l]` = layer 0..7, `[h]` = hidden 0..8, `[k]` =
   - (g) `control_a_local.<mode>.<set>.{{event,target_rank,tie}}[l]`, mode ∈ renormalise, paper_resoftmax,
     set ∈ the `control_a_local_sets` (dissect position expressions, e.g. "subject_last + last", "all - [0]");
   - (h) `attributes_rate_embedding` (float or null): the rate of the mean wte row of the subject tokens;
-    `embedding_baseline.{{top5,target_rank}}`: that vector's top 5 ids and t's rank (embedding projection).
+    `embedding_baseline.{{top5,target_rank}}`: that vector's top 5 ids and t's rank (embedding projection);
+  - (i) `patch_corrupted` (null when no corrupted prompt of equal length): `corrupted_prompt`, `event[l]`,
+    `p[l]`, block l's input at the subject positions patched with hidden 0 of the corrupted prompt (the
+    top-level `patch_corrupted` says how); the pairs are in `pairs.jsonl`.
 
 Events are 0/1 integers, `tie` a boolean, every other float full precision.
 """
@@ -363,7 +382,8 @@ def main():
         return 100.0 * len(set(kept) & A) / len(kept), kept_ids
 
     out_facts = []
-    for fc in facts:
+    pairs = []
+    for fact_index, fc in enumerate(facts):
         if len(out_facts) == N_FACTS:
             break
         rr = fc["requested_rewrite"]
@@ -528,6 +548,27 @@ def main():
         row["attributes_rate_embedding"] = attr_rate(subject_mean, A)[0]
         row["embedding_baseline"] = {"top5": [int(i) for i in order(emb(subject_mean))[:LENS_K]],
                                      "target_rank": rank_of(emb(subject_mean), t)}
+
+        # (i) patching from a corrupted prompt (the same template, another subject, same token count)
+        row["patch_corrupted"] = None
+        for j in range(fact_index + CORRUPTED_STEP, len(facts), CORRUPTED_STEP):
+            other = facts[j]["requested_rewrite"]["subject"]
+            if other == rr["subject"]:
+                continue
+            cprompt = rr["prompt"].replace("{}", other)
+            cids = [x[0] for x in tok.encode_with_offsets(cprompt)]
+            if len(cids) != n:
+                continue
+            csrc = probe.run(cids)["hidden"][CORRUPTED_SOURCE]
+            pc = {"corrupted_prompt": cprompt, "event": [], "p": []}
+            for l in range(L):
+                rec = probe.run(ids, patch=(l, subject, csrc))
+                pc["event"].append(top_info(emb(rec["attention"][l][0, n - 1]), t)["event"])
+                pc["p"].append(float(torch.softmax(rec["logits"], -1)[t]))
+            row["patch_corrupted"] = pc
+            pairs.append({"prompt": prompt, "subject": rr["subject"], "target": rr["target_true"]["str"],
+                          "corrupted_prompt": cprompt, "case_id": fc["case_id"]})
+            break
         out_facts.append(row)
 
     def mean(xs):
@@ -576,11 +617,15 @@ def main():
         "control_a_local_modes": list(LOCAL_MODES),
         "summary": summary,
         "facts": F,
+        "patch_corrupted": PATCH_CORRUPTED,
     }
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, "probes.json")
     with open(path, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
+    with open(os.path.join(OUT, "pairs.jsonl"), "w") as f:
+        for pr in pairs:
+            f.write(json.dumps(pr) + "\n")
     readme = os.path.join(OUT, "README.md")
     text = open(readme).read() if os.path.exists(readme) else ""
     i = text.find(PROBES_MARKER)

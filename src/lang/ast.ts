@@ -110,6 +110,8 @@ export interface PatchStmt {
   readonly layer: IntExpr;
   readonly positions: PosExpr;
   readonly mean: boolean;
+  /** `with corrupted hidden S`: from the fact's corrupted prompt. */
+  readonly corrupted: boolean;
   readonly source: IntExpr;
   readonly span: Span;
 }

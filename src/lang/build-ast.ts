@@ -251,6 +251,7 @@ class Builder {
       layer: this.intExpr(ints[0]!),
       positions: this.posExpr(node(n, 'positionExpr')),
       mean: optToken(n, 'Mean') !== undefined,
+      corrupted: optToken(n, 'Corrupted') !== undefined,
       source: this.intExpr(ints[1]!),
       span: nodeSpan(n),
     };

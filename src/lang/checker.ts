@@ -8,7 +8,7 @@ import { allChoices, defaultChoices, describeValues, findChoice } from './choice
 import { closest, commandLineFile, didYouMean, error, hasErrors, sortDiagnostics, warning } from './diagnostics.js';
 import {
   measureNames, namedPositionSets,
-  type AttributesSpec, type BosPolicy, type DatasetSpec, type Diagnostic, type Experiment, type ExtractionSummary,
+  type AttributesSpec, type BosPolicy, type DatasetFields, type DatasetSpec, type Diagnostic, type Experiment, type ExtractionSummary,
   type FactFilter, type HeadMappingsSpec, type IntExpr, type Intervention, type LayerSet, type MeasureName, type ModelShape,
   type NamedPositionSet, type PositionSet, type Probe, type Program, type Site, type SourceSpan, type Sweep,
 } from './program.js';
@@ -32,7 +32,9 @@ export interface CheckResult {
 export const datasetFormats = ['counterfact', 'known', 'jsonl', 'csv'] as const;
 export const factFilters: readonly FactFilter[] = ['known', 'none'];
 export const bosPolicies: readonly BosPolicy[] = ['none', 'prepend'];
-export const datasetFieldNames = ['prompt', 'subject', 'target'] as const;
+export const datasetFieldNames = ['prompt', 'subject', 'target', 'corrupted'] as const;
+/** The fields every fields clause names (`corrupted` is optional). */
+const requiredFieldNames = ['prompt', 'subject', 'target'] as const;
 /** Every probe, as written after `measure`. */
 export const probeNames = ['attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight'] as const satisfies readonly Probe['kind'][];
 /** The site kinds a probe can read, as written after `of`. */
@@ -146,6 +148,8 @@ class Checker {
   shape: ModelShape | undefined;
   /** Set once the statements are known: whether the file has an attributes statement. */
   hasAttributes = false;
+  /** The dataset has a corrupted prompt per fact (a `corrupted` field mapping). */
+  hasCorrupted = false;
   /** Whether some experiment measures attributes_rate (else the attributes statement is unused). */
   usesAttributes = false;
   readonly dir: string;
@@ -334,7 +338,7 @@ class Checker {
     return undefined;
   }
 
-  fields(assigns: readonly A.FieldAssign[], fieldsSpan: A.Span): { prompt: string; subject: string; target: string } | undefined {
+  fields(assigns: readonly A.FieldAssign[], fieldsSpan: A.Span): DatasetFields | undefined {
     const out: Record<string, string> = {};
     const seen = new Map<string, A.FieldAssign>();
     let ok = true;
@@ -356,13 +360,13 @@ class Checker {
       if (value === undefined) ok = false;
       else out[name] = value;
     }
-    const missing = datasetFieldNames.filter((n) => !seen.has(n));
+    const missing = requiredFieldNames.filter((n) => !seen.has(n));
     if (missing.length > 0) {
       this.error(fieldsSpan, `missing field${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')}`,
-        'a fields clause names all of prompt, subject and target');
+        'a fields clause names all of prompt, subject and target (and optionally corrupted)');
       ok = false;
     }
-    return ok ? { prompt: out.prompt!, subject: out.subject!, target: out.target! } : undefined;
+    return ok ? { prompt: out.prompt!, subject: out.subject!, target: out.target!, ...(out.corrupted !== undefined ? { corrupted: out.corrupted } : {}) } : undefined;
   }
 
   attributes(): AttributesSpec | undefined {
@@ -873,8 +877,15 @@ class Checker {
         const positions = this.posExpr(item.positions, scope);
         const index = this.intExpr(item.source, scope, 'a hidden-state index');
         const okIndex = this.checkIndex(index, item.source, scope, 'hidden');
-        if (!layer || !okLayer || !positions || !index || !okIndex) return undefined;
-        return { kind: 'patch', layer, positions, source: { kind: item.mean ? 'mean_hidden' : 'hidden', index }, span };
+        let okSource = true;
+        if (item.corrupted && !this.hasCorrupted && this.statements('dataset').length > 0) {
+          this.error(item.span, 'patch with corrupted hidden needs a corrupted prompt per fact, but the dataset has no corrupted field',
+            'use a jsonl or csv dataset and map the corrupted prompt: fields prompt = "...", subject = "...", target = "...", corrupted = "<column>"');
+          okSource = false;
+        }
+        if (!layer || !okLayer || !positions || !index || !okIndex || !okSource) return undefined;
+        const kind = item.corrupted ? 'corrupted_hidden' : item.mean ? 'mean_hidden' : 'hidden';
+        return { kind: 'patch', layer, positions, source: { kind, index }, span };
       }
     }
   }
@@ -1303,6 +1314,8 @@ class Checker {
     this.collectPositionDefs();
     const model = this.model();
     const dataset = this.dataset();
+    // From the statement, so a dataset with other errors does not add this one too.
+    this.hasCorrupted = (this.statements('dataset')[0]?.fields ?? []).some((f) => f.name.name === 'corrupted');
     const attributesStmt = this.statements('attributes')[0];
     this.hasAttributes = attributesStmt !== undefined;
     const attributes = this.attributes();

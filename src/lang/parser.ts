@@ -8,7 +8,7 @@ import {
 import {
   All, Arrow, At, AttentionWeight, Attributes, Block, Bos, Cancel, Choose, Comma, Dataset, DotDot, Each, Equals,
   Experiment, Fields, Filter, For, HeadMappings, Heads, Hidden, In, Integer, Layer, Layers, LBrace, LBracket, LParen,
-  Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
+  Corrupted, Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
   StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without,
 } from './lexer.js';
 
@@ -307,7 +307,10 @@ export class DissectParser extends CstParser {
     this.CONSUME(Positions);
     this.SUBRULE(this.positionExpr);
     this.CONSUME(With);
-    this.OPTION(() => this.CONSUME(Mean));
+    this.OPTION(() => this.OR([
+      { ALT: () => this.CONSUME(Mean) },
+      { ALT: () => this.CONSUME(Corrupted) },
+    ]));
     this.CONSUME2(Hidden);
     this.SUBRULE2(this.intExpr);
   });
@@ -524,7 +527,7 @@ const ruleHints: Record<string, string> = {
   blockStatement: 'syntax: block <positions> -> <positions> at layers <layers> [heads <n>, ...]',
   headSet: 'syntax: heads all | heads <n>, <n>, ...',
   cancelStatement: 'syntax: cancel mlp | attention at layers <layers> [at positions <set>]',
-  patchStatement: 'syntax: patch hidden <n> at positions <set> with [mean] hidden <n>',
+  patchStatement: 'syntax: patch hidden <n> at positions <set> with [mean | corrupted] hidden <n>',
   measureStatement: 'syntax: measure <measure>, <measure>, ...',
   measureItem: 'a measure: rank | <probe> of <site> [without <positions>] [at <positions>] | top_tokens <k> of <site> | attention_weight <set> -> <set> at layer <n>',
   site: 'a site: hidden <n> | attention <n> | mlp <n> | heads <n>',

@@ -79,13 +79,14 @@ export interface CancelIntervention {
  * `patch hidden L at positions P with hidden S` / `with mean hidden S`: the input of
  * block L (= hidden_states[L], 0..L-1) at P is replaced by hidden_states[S] (0..L) of the
  * same prompt's clean run, or by the mean of hidden_states[S] over every token position of
- * every kept fact (one vector).
+ * every kept fact (one vector), or (`with corrupted hidden S`) by hidden_states[S] of the clean
+ * run of the fact's corrupted prompt (the dataset's `corrupted` field) at the same token indices.
  */
 export interface PatchIntervention {
   readonly kind: 'patch';
   readonly layer: IntExpr;
   readonly positions: PositionSet;
-  readonly source: { readonly kind: 'hidden' | 'mean_hidden'; readonly index: IntExpr };
+  readonly source: { readonly kind: 'hidden' | 'mean_hidden' | 'corrupted_hidden'; readonly index: IntExpr };
   readonly span: SourceSpan;
 }
 
@@ -169,7 +170,13 @@ export interface Experiment {
   readonly source: string;
 }
 
-export interface DatasetFields { readonly prompt: string; readonly subject: string; readonly target: string }
+/** Field (column) names of a jsonl / csv dataset; `corrupted` (optional) names the corrupted prompt of a clean/corrupted pair. */
+export interface DatasetFields {
+  readonly prompt: string;
+  readonly subject: string;
+  readonly target: string;
+  readonly corrupted?: string;
+}
 
 export type DatasetSpec =
   /** CounterFact: requested_rewrite.{prompt (with "{}"), subject, target_true.str}. */

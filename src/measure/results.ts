@@ -178,6 +178,34 @@ function extractionSummary(
       attentionFirst: pct(attentionFirst, both),
     };
   }
-  return { key, layerVariable, layers: within ?? null, examples: n, probes: perProbe, cross };
+  return { key, layerVariable, layers: within ?? null, examples: n, probes: perProbe, cross, ranks: rankAnalysis(probes, values) };
+}
+
+/**
+ * The paper's rank analysis: where the attention update's top token is the prediction
+ * (its target rank is 0), how far down the prediction ranked in a hidden state (typically
+ * the last subject token's), i.e. rank_hidden − rank_attention over those rows. Needs one
+ * `target_rank` probe of a hidden state and one of the attention update.
+ */
+function rankAnalysis(probes: readonly ProbePlan[], values: readonly ValueRow[]): ExtractionSummaryResult['ranks'] {
+  const ranks = probes.filter((p): p is SiteProbe => p.kind === 'target_rank');
+  const hidden = ranks.filter((p) => p.site === 'hidden');
+  const attention = ranks.filter((p) => p.site === 'attention');
+  if (hidden.length !== 1 || attention.length !== 1) return null;
+  const diffs: number[] = [];
+  for (const row of values) {
+    const a = row.values[attention[0]!.label];
+    const h = row.values[hidden[0]!.label];
+    if (a === 0 && h !== undefined) diffs.push(h - a);
+  }
+  diffs.sort((x, y) => x - y);
+  const mid = diffs.length >> 1;
+  return {
+    hidden: hidden[0]!.label, attention: attention[0]!.label, rows: diffs.length,
+    mean: diffs.length ? diffs.reduce((x, y) => x + y, 0) / diffs.length : null,
+    median: diffs.length ? (diffs.length % 2 ? diffs[mid]! : (diffs[mid - 1]! + diffs[mid]!) / 2) : null,
+    min: diffs.length ? diffs[0]! : null,
+    max: diffs.length ? diffs[diffs.length - 1]! : null,
+  };
 }
 

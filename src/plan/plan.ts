@@ -26,7 +26,7 @@ export interface PatchPlan {
   /** Block whose input is replaced (= hidden-state index), 0..L-1. */
   readonly layer: number;
   readonly positions: PositionSet;
-  readonly source: { readonly kind: 'hidden' | 'mean_hidden'; readonly index: number };
+  readonly source: { readonly kind: 'hidden' | 'mean_hidden' | 'corrupted_hidden'; readonly index: number };
 }
 
 /**

@@ -94,6 +94,11 @@ export interface ExtractionSummaryResult {
     readonly both: number | null; readonly attentionOnly: number | null; readonly mlpOnly: number | null;
     readonly neither: number | null; readonly attentionFirst: number | null;
   } | null;
+  /** The paper's rank analysis: rank in the hidden state − rank in the attention update, over rows where the latter is 0. */
+  readonly ranks?: {
+    readonly hidden: string; readonly attention: string; readonly rows: number;
+    readonly mean: number | null; readonly median: number | null; readonly min: number | null; readonly max: number | null;
+  } | null;
 }
 
 export interface ResultsExperiment {
@@ -318,6 +323,18 @@ export const resultsSchema = {
               type: 'object', additionalProperties: false,
               required: ['key', 'layerVariable', 'layers', 'examples', 'probes', 'cross'],
               properties: {
+                ranks: {
+                  oneOf: [
+                    { type: 'null' },
+                    {
+                      type: 'object', additionalProperties: false, required: ['hidden', 'attention', 'rows', 'mean', 'median', 'min', 'max'],
+                      properties: {
+                        hidden: nonEmpty, attention: nonEmpty, rows: count,
+                        mean: numberOrNull, median: numberOrNull, min: numberOrNull, max: numberOrNull,
+                      },
+                    },
+                  ],
+                },
                 key: sweepKey,
                 layerVariable: nonEmpty,
                 layers: { oneOf: [{ type: 'null' }, { type: 'array', items: count }] },

@@ -121,6 +121,10 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
       lines.push(`  ${where ? `${where}: ` : ''}${p.probe}: examples with an event ${pct(p.rateAnyLayer)}${range}; `
         + `event layers per example ${fixed(p.meanEventLayersAll)}`);
     }
+    if (e.ranks && e.ranks.rows > 0) {
+      lines.push(`  ${where ? `${where}: ` : ''}where ${e.ranks.attention} is 0 (${e.ranks.rows} rows), ${e.ranks.hidden} is `
+        + `${fixed(e.ranks.mean)} on average (median ${fixed(e.ranks.median)}, ${e.ranks.min}..${e.ranks.max})`);
+    }
     if (e.cross) {
       lines.push(`  ${where ? `${where}: ` : ''}attention and MLP events: both ${pct(e.cross.both)}, attention only ${pct(e.cross.attentionOnly)}, `
         + `MLP only ${pct(e.cross.mlpOnly)}, neither ${pct(e.cross.neither)}; attention first in ${pct(e.cross.attentionFirst)} of both`);

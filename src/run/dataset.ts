@@ -7,6 +7,8 @@
 //   such as "requested_rewrite.subject" walks into nested objects when no key has that name).
 // - csv: a header row, then records (RFC 4180 quoting, parsed by csv-parse); fields named by
 //   the mapping.
+// A jsonl / csv mapping may also name `corrupted`: each fact's corrupted prompt (for
+// `patch … with corrupted hidden`), required on every record then.
 // Fact ids: case_id / known_id; for jsonl and csv the record's "id" field when it has one,
 // else the 1-based record number. Errors name the file, the 1-based record number and what
 // was expected.
@@ -22,6 +24,8 @@ export interface Fact {
   readonly prompt: string;
   readonly subject: string;
   readonly target: string;
+  /** The corrupted prompt of a clean/corrupted pair (jsonl / csv with a `corrupted` mapping). */
+  readonly corrupted?: string;
   /** 1-based record number in the dataset file (for messages). */
   readonly record: number;
 }
@@ -150,12 +154,25 @@ function lookup(r: Json, name: string): unknown {
   return v;
 }
 
-const roles = ['prompt', 'subject', 'target'] as const;
+const baseRoles = ['prompt', 'subject', 'target'] as const;
+type Role = (typeof baseRoles)[number] | 'corrupted';
+
+/** The mapped roles: prompt, subject, target, and corrupted when the mapping names it. */
+function rolesOf(fields: DatasetFields): readonly Role[] {
+  return fields.corrupted !== undefined ? [...baseRoles, 'corrupted'] : baseRoles;
+}
+
+function factOf(id: string, out: Record<string, string>, record: number): Fact {
+  return {
+    id, prompt: out['prompt']!, subject: out['subject']!, target: out['target']!,
+    ...(out['corrupted'] !== undefined ? { corrupted: out['corrupted'] } : {}), record,
+  };
+}
 
 function mapped(r: Json, fields: DatasetFields, record: number, fail: Fail): Fact | RunError {
   const out: Record<string, string> = {};
-  for (const role of roles) {
-    const name = fields[role];
+  for (const role of rolesOf(fields)) {
+    const name = fields[role]!;
     const v = lookup(r, name);
     const how = `(fields mapping says ${role} = ${JSON.stringify(name)})`;
     if (v === undefined || v === null) return fail(`missing field '${role}' ${how}`, record);
@@ -166,7 +183,7 @@ function mapped(r: Json, fields: DatasetFields, record: number, fail: Fail): Fac
   }
   const idv = r['id'];
   const id = typeof idv === 'number' || (typeof idv === 'string' && idv.length > 0) ? String(idv) : String(record);
-  return { id, prompt: out['prompt']!, subject: out['subject']!, target: out['target']!, record };
+  return factOf(id, out, record);
 }
 
 function loadJsonl(text: string, fields: DatasetFields, fail: Fail): { facts: Fact[] } | RunError {
@@ -201,8 +218,9 @@ function loadCsv(text: string, fields: DatasetFields, fail: Fail): { facts: Fact
   if (rows.length === 0) return fail('empty CSV file: expected a header row naming the columns');
   const header = rows[0]!.map((h) => h.trim());
   const col: Record<string, number> = {};
+  const roles = rolesOf(fields);
   for (const role of roles) {
-    const i = header.indexOf(fields[role]);
+    const i = header.indexOf(fields[role]!);
     if (i < 0) {
       return fail(`no column ${JSON.stringify(fields[role])} for field '${role}' (fields mapping says ${role} = ${JSON.stringify(fields[role])}); the header has: ${header.map((h) => JSON.stringify(h)).join(', ')}`);
     }
@@ -220,7 +238,7 @@ function loadCsv(text: string, fields: DatasetFields, fail: Fail): { facts: Fact
       out[role] = v;
     }
     const id = idCol >= 0 && row[idCol] ? row[idCol]! : String(record);
-    facts.push({ id, prompt: out['prompt']!, subject: out['subject']!, target: out['target']!, record });
+    facts.push(factOf(id, out, record));
   }
   return { facts };
 }

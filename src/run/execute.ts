@@ -68,6 +68,11 @@ interface Prepared { readonly fact: Fact; readonly example: Example }
 interface Clean extends CleanOutput {
   /** hidden_states [layers+1, n, d] of the clean run, when patches need them. */
   readonly hidden?: Float32Array;
+  /**
+   * hidden_states [layers+1, n, d] of the clean run of the fact's corrupted prompt (same BOS
+   * policy), when a patch needs them and that prompt has the same token count n.
+   */
+  readonly corruptedHidden?: Float32Array;
 }
 
 /** Prepares a chunk of facts; the unusable ones are journaled as dropped. */
@@ -87,6 +92,26 @@ function prepareChunk(input: ExecuteInput, chunk: readonly Fact[]): Prepared[] {
 
 const needsHidden = (plan: Plan): boolean =>
   plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'hidden'));
+const needsCorrupted = (plan: Plan): boolean =>
+  plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'corrupted_hidden'));
+
+/**
+ * The model input of an example's corrupted prompt (the same BOS policy), or undefined when
+ * the fact has none, it cannot be tokenized, or its token count differs from the prompt's.
+ */
+function corruptedInput(ex: Example, tokenizer: Tokenizer): BatchRow | undefined {
+  const text = ex.fact.corrupted;
+  if (text === undefined) return undefined;
+  let ids: number[];
+  try {
+    ids = [...tokenizer.encode(text).ids];
+  } catch (e) {
+    if (e instanceof RunUserError) return undefined;
+    throw e;
+  }
+  if (ex.bos) ids = [tokenizer.bosId!, ...ids];
+  return ids.length === ex.n ? { ids, lastIndex: ids.length - 1, target: 0 } : undefined;
+}
 
 /** Runs every example not yet in the journal and journals it. */
 export async function executeExamples(input: ExecuteInput): Promise<void> {
@@ -97,7 +122,8 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
   // Examples go in chunks of `batch`: one clean pass per chunk, then its rows.
   for (let c = 0; c < todo.length; c += batch) {
     const prepared = prepareChunk(input, todo.slice(c, c + batch));
-    const cleans = await cleanPass(input, prepared.map((p) => p.example), needsHidden(input.plan));
+    const cleans = await cleanPass(input, prepared.map((p) => p.example), needsHidden(input.plan),
+      needsCorrupted(input.plan) ? input.tokenizer : undefined);
     const known: { p: Prepared; clean: Clean }[] = [];
     prepared.forEach((p, i) => {
       const clean = cleans[i]!;
@@ -130,7 +156,10 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
   }
 }
 
-async function cleanPass(input: Pick<ExecuteInput, 'session' | 'variant' | 'batch'>, examples: readonly Example[], withHidden: boolean): Promise<Clean[]> {
+/** Clean passes of the examples; with a tokenizer also of their corrupted prompts (hidden states only). */
+async function cleanPass(
+  input: Pick<ExecuteInput, 'session' | 'variant' | 'batch'>, examples: readonly Example[], withHidden: boolean, corrupted?: Tokenizer,
+): Promise<Clean[]> {
   const out: Clean[] = [];
   const fetches = [VariantNames.top1, VariantNames.top1Prob, ...(withHidden ? [VariantNames.hiddenStates] : [])];
   for (let i = 0; i < examples.length; i += input.batch) {
@@ -143,6 +172,19 @@ async function cleanPass(input: Pick<ExecuteInput, 'session' | 'variant' | 'batc
       targetId: top1[j]!, p0: prob[j]!,
       ...(withHidden ? { hidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, e.n) } : {}),
     }));
+  }
+  if (corrupted) {
+    const pending = examples.flatMap((e, i) => {
+      const row = corruptedInput(e, corrupted);
+      return row ? [{ i, row }] : [];
+    });
+    for (let c = 0; c < pending.length; c += input.batch) {
+      const slice = pending.slice(c, c + input.batch);
+      const r = await input.session.run(buildFeeds(input.variant.manifest, slice.map((s) => s.row)), [VariantNames.hiddenStates]);
+      slice.forEach((s, j) => {
+        out[s.i] = { ...out[s.i]!, corruptedHidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, s.row.ids.length) };
+      });
+    }
   }
   return out;
 }
@@ -202,10 +244,12 @@ interface RowItem {
 
 /**
  * One item per plan row of every experiment for one example. A row whose explicit
- * position index lies outside this prompt is left out: the fact gets no value there.
+ * position index lies outside this prompt, or that patches from a corrupted prompt this
+ * fact lacks (none, or a different token count), is left out: the fact gets no value there.
  */
 function rowItems(input: ExecuteInput, example: Example, clean: Clean): RowItem[] {
   const items = input.plan.experiments.flatMap((exp, e) => exp.rows.map((row, r): RowItem | undefined => {
+    if (row.patch?.source.kind === 'corrupted_hidden' && !clean.corruptedHidden) return undefined;
     try {
       return rowItem(input, example, clean, e, r, row);
     } catch (err) {
@@ -255,6 +299,9 @@ function patchOf(input: ExecuteInput, patch: NonNullable<PlanRow['patch']>, ex: 
   if (patch.source.kind === 'hidden') {
     if (!clean.hidden) throw new InternalError('patch from hidden states without a clean hidden-state pass');
     values.set(clean.hidden.subarray(patch.source.index * n * d, (patch.source.index + 1) * n * d));
+  } else if (patch.source.kind === 'corrupted_hidden') {
+    if (!clean.corruptedHidden) throw new InternalError('patch from a corrupted prompt without its hidden states');
+    values.set(clean.corruptedHidden.subarray(patch.source.index * n * d, (patch.source.index + 1) * n * d));
   } else {
     const m = input.meanHidden?.get(patch.source.index);
     if (!m) throw new InternalError(`no dataset mean of hidden ${patch.source.index}`);

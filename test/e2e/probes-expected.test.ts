@@ -134,6 +134,14 @@ test.serial('extraction events, target ranks, per-head decisions and attention w
   const withEvent = expected.facts.filter((f) => f.extraction.attention.event.some((e) => e === 1)).length;
   const s = r.experiments[0]!.extraction![0]!.probes.find((p) => p.probe === 'extraction of attention l')!;
   t.true(Math.abs(s.rateAnyLayer! - (100 * withEvent) / N) < 1e-9);
+  // The rank analysis: the last subject token's rank of the prediction where attention extracts it.
+  const diffs = expected.facts.flatMap((f) => f.extraction.attention.target_rank
+    .flatMap((r, l) => (r === 0 ? [f.extraction.hidden_subject_last_target_rank[l]!] : [])));
+  const ranks = r.experiments[0]!.extraction![0]!.ranks!;
+  t.is(ranks.rows, diffs.length);
+  t.true(diffs.length > 0);
+  t.true(Math.abs(ranks.mean! - diffs.reduce((a, b) => a + b, 0) / diffs.length) < 1e-9);
+  t.is(ranks.max, Math.max(...diffs));
 });
 
 test.serial('control A: edges blocked at the extraction layer, propagated to the end', async (t) => {
