@@ -22,8 +22,8 @@ import {
   withoutSoftmax as withoutSoftmaxNode,
 } from './helpers.js';
 import {
-  ModelRef, TINY_GPT2, at, checkFullyBlockedRows, checkKnockoutBlocks, checkRow, feedsFor, gateTensor, harness, neutralFeeds,
-  sameDtype, skeletonModel, topK, vecMat, vecMatT, type Matrix,
+  ModelRef, checkProjections, TINY_GPT2, at, checkFullyBlockedRows, checkKnockoutBlocks, checkRow, feedsFor, gateTensor, harness, neutralFeeds,
+  sameDtype, skeletonModel, topK, vecMat, vecMatT, type ProjectionSetup,
 } from './reference.js';
 
 const P14 = fixturePath('llama-opset14.onnx');
@@ -422,18 +422,8 @@ const fnorm = rmsOf(s.finalNorm.input);
 const U = ref.linearIo({ weight: s.unembedding.weight, op: s.unembedding.op, layout: s.unembedding.layout === 'Vd' ? 'oi' : 'io' });
 const project = (x: readonly number[], via: ProjectionRequest['via']): number[] =>
   via === 'embedding' ? vecMatT(x, E) : vecMat(rmsNorm(x, fnorm), U);
+const SETUP: ProjectionSetup = { sites: s, ref, L, n, d, dh, H, positions: POSITIONS, targets: TARGETS, project };
 
-function siteVector(out: Record<string, ort.Tensor>, site: ProjectionRequest['site'], row: number, l: number, pos: number, head: number): number[] {
-  const slice = (xs: number[], o: number) => xs.slice(o, o + d);
-  if (site === 'hidden') return slice(numbers(out.dissect_hidden_states!), at([2, L + 1, n, d], row, l, pos));
-  const Lx = s.perLayer[l]!;
-  if (site === 'attention') return slice(numbers(out[Lx.attnOut]!), at([2, n, d], row, pos));
-  if (site === 'mlp') return slice(numbers(out[Lx.mlpOut]!), at([2, n, d], row, pos));
-  const o = at([2, n, d], row, pos) + head * dh;
-  const ctx = numbers(out[Lx.contextMerged]!).slice(o, o + dh);
-  const wo: Matrix = ref.linearIo(Lx.attnProj);
-  return vecMat(ctx, { rows: dh, cols: d, data: wo.data.slice(head * dh * d, (head + 1) * dh * d) });
-}
 
 async function compareProjections(t: ExecutionContext, projections: ProjectionRequest[], path = P14): Promise<Record<string, ort.Tensor>> {
   const h = await harness(path, { knockout: false, logits: true, hiddenStates: true, projections },
@@ -448,28 +438,7 @@ async function compareProjections(t: ExecutionContext, projections: ProjectionRe
     renamed[Ly.mlpOut] = out[Lx.mlpOut]!;
     renamed[Ly.contextMerged] = out[Lx.contextMerged]!;
   });
-  for (const pr of projections) {
-    const heads = pr.site === 'heads' ? H : 1;
-    const dims = [2, pr.layers.length, ...(pr.site === 'heads' ? [H] : []), P];
-    const I = numbers(out[`dissect_proj_${pr.site}_ids`]!);
-    const S = numbers(out[`dissect_proj_${pr.site}_scores`]!);
-    const R = numbers(out[`dissect_proj_${pr.site}_target_rank`]!);
-    t.deepEqual(out[`dissect_proj_${pr.site}_ids`]!.dims, [...dims, pr.k]);
-    for (let b = 0; b < 2; b++) {
-      pr.layers.forEach((l, li) => {
-        for (let hd = 0; hd < heads; hd++) {
-          for (let pi = 0; pi < P; pi++) {
-            const o = at(dims, ...(pr.site === 'heads' ? [b, li, hd, pi] : [b, li, pi]));
-            const x = siteVector(renamed, pr.site, b, l, POSITIONS[b]![pi]!, hd);
-            const r = topK(project(x, pr.via), pr.k, TARGETS[b]!, pr.vocabLimit);
-            const got = { ids: I.slice(o * pr.k, (o + 1) * pr.k), scores: S.slice(o * pr.k, (o + 1) * pr.k), rank: R[o]! };
-            checkRow(t, got, r, TARGETS[b]!, 1e-4, `${pr.site} ${pr.via} limit ${pr.vocabLimit} row ${b} layer ${l}${pr.site === 'heads' ? ` head ${hd}` : ''} position ${POSITIONS[b]![pi]}`);
-            t.true(got.ids.every((id) => id < pr.vocabLimit));
-          }
-        }
-      });
-    }
-  }
+  checkProjections(t, out, renamed, projections, SETUP);
   return out;
 }
 

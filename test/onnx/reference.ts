@@ -13,8 +13,8 @@ import { matchLayerNorm } from '../../src/onnx/sites/pattern.js';
 import type { LinearWeights, ModelSites } from '../../src/onnx/sites/types.js';
 import { attrFloat, tensorDims, tensorValues, toHalfBits } from '../../src/onnx/tensor.js';
 import { buildVariant } from '../../src/onnx/compile.js';
-import { VariantNames, type VariantManifest, type VariantRequest } from '../../src/onnx/variant.js';
-import { FIXTURE_MODELS, REPO, bool, fixturePath, int64, maxAbs, session, tempDir } from './helpers.js';
+import { VariantNames, type ProjectionRequest, type VariantManifest, type VariantRequest } from '../../src/onnx/variant.js';
+import { FIXTURE_MODELS, REPO, bool, fixturePath, int64, maxAbs, numbers, session, tempDir } from './helpers.js';
 
 export const TINY_GPT2 = join(REPO, 'generated', 'tiny-gpt2', 'model.onnx');
 
@@ -348,4 +348,64 @@ export async function checkFullyBlockedRows(
     }
   }
   t.true([...all.logits, ...all.probs.flat()].every(Number.isFinite), 'no NaN or infinity');
+}
+
+/** A model's projection-test setup: its sites, weights, sizes, probed positions / targets and the JS vocabulary projection. */
+export interface ProjectionSetup {
+  readonly sites: ModelSites;
+  readonly ref: ModelRef;
+  readonly L: number;
+  readonly n: number;
+  readonly d: number;
+  readonly dh: number;
+  readonly H: number;
+  readonly positions: readonly (readonly number[])[];
+  readonly targets: readonly number[];
+  readonly project: (x: readonly number[], via: ProjectionRequest['via']) => number[];
+}
+
+/** The [d] vector a projection site reads at (row, layer l, position pos, head) from the tapped outputs. */
+export function projectionSiteVector(
+  c: ProjectionSetup, out: Record<string, ort.Tensor>, site: ProjectionRequest['site'], row: number, l: number, pos: number, head: number,
+): number[] {
+  const { L, n, d, dh } = c;
+  const slice = (xs: number[], o: number) => xs.slice(o, o + d);
+  if (site === 'hidden') return slice(numbers(out.dissect_hidden_states!), at([2, L + 1, n, d], row, l, pos));
+  const Lx = c.sites.perLayer[l]!;
+  if (site === 'attention') return slice(numbers(out[Lx.attnOut]!), at([2, n, d], row, pos));
+  if (site === 'mlp') return slice(numbers(out[Lx.mlpOut]!), at([2, n, d], row, pos));
+  const o = at([2, n, d], row, pos) + head * dh;
+  const ctx = numbers(out[Lx.contextMerged]!).slice(o, o + dh);
+  const wo: Matrix = c.ref.linearIo(Lx.attnProj);
+  return vecMat(ctx, { rows: dh, cols: d, data: wo.data.slice(head * dh * d, (head + 1) * dh * d) });
+}
+
+/** Every projection output (ids, scores, target rank) in `out` against the JS reference on the `tapped` site tensors. */
+export function checkProjections(
+  t: ExecutionContext, out: Record<string, ort.Tensor>, tapped: Record<string, ort.Tensor>, projections: readonly ProjectionRequest[], c: ProjectionSetup,
+): void {
+  const { H, positions: POSITIONS, targets: TARGETS } = c;
+  const P = POSITIONS[0]!.length;
+  for (const pr of projections) {
+    const heads = pr.site === 'heads' ? H : 1;
+    const dims = [2, pr.layers.length, ...(pr.site === 'heads' ? [H] : []), P];
+    const I = numbers(out[`dissect_proj_${pr.site}_ids`]!);
+    const S = numbers(out[`dissect_proj_${pr.site}_scores`]!);
+    const R = numbers(out[`dissect_proj_${pr.site}_target_rank`]!);
+    t.deepEqual(out[`dissect_proj_${pr.site}_ids`]!.dims, [...dims, pr.k]);
+    for (let b = 0; b < 2; b++) {
+      pr.layers.forEach((l, li) => {
+        for (let hd = 0; hd < heads; hd++) {
+          for (let pi = 0; pi < P; pi++) {
+            const o = at(dims, ...(pr.site === 'heads' ? [b, li, hd, pi] : [b, li, pi]));
+            const x = projectionSiteVector(c, tapped, pr.site, b, l, POSITIONS[b]![pi]!, hd);
+            const r = topK(c.project(x, pr.via), pr.k, TARGETS[b]!, pr.vocabLimit);
+            const got = { ids: I.slice(o * pr.k, (o + 1) * pr.k), scores: S.slice(o * pr.k, (o + 1) * pr.k), rank: R[o]! };
+            checkRow(t, got, r, TARGETS[b]!, 1e-4, `${pr.site} ${pr.via} limit ${pr.vocabLimit} row ${b} layer ${l}${pr.site === 'heads' ? ` head ${hd}` : ''} position ${POSITIONS[b]![pi]}`);
+            t.true(got.ids.every((id) => id < pr.vocabLimit));
+          }
+        }
+      });
+    }
+  }
 }

@@ -11,7 +11,8 @@ import {
   PatternBreak, fail, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
-import type { LinearWeights } from './types.js';
+import type { ArchitectureFamily, KvCacheInput, LayerSites, LinearWeights, ModelSites } from './types.js';
+import type { Detection } from './findings.js';
 
 export function perm(node: NodeProto): string {
   return (attrInts(node, 'perm') ?? []).join(',');
@@ -120,9 +121,11 @@ export function findAttentionMask(ix: GraphIndex, rec: Recorder, emb: Embedding,
  * The start of block l at residual stream r: its pre-norm and the residual Adds reading r.
  * A norm with no Add beside it is the final norm. Records the block's findings.
  */
+export interface BlockEntry { kind: 'block'; norm: NormMatch; adds: NodeProto[]; rec: Recorder; findings: LayerFindings }
+
 export function enterBlock(
   ix: GraphIndex, r: string, l: number, model: SectionFindings, layers: LayerFindings[], kind: NormKind = LAYER_NORM,
-): { kind: 'broken' } | { kind: 'final'; norm: NormMatch } | { kind: 'block'; norm: NormMatch; adds: NodeProto[]; rec: Recorder; findings: LayerFindings } {
+): { kind: 'broken' } | { kind: 'final'; norm: NormMatch } | BlockEntry {
   const norm = kind.match(ix, r);
   if (!norm) {
     model.missing.push({ site: `layer ${l} or final norm`, expected: `${kind.what} reading the residual stream`, at: nodeLabel(ix.dataConsumers(r)[0] ?? ix.producer(r)) });
@@ -135,4 +138,180 @@ export function enterBlock(
   const rec = new Recorder(ix, L);
   rec.found('residIn', r);
   return { kind: 'block', norm, adds, rec, findings: L };
+}
+
+/**
+ * Walk the blocks from the residual stream r0 until the final norm (or a break). `step` matches
+ * block l entered at r and returns the residual stream after it, or undefined to stop (incomplete).
+ */
+export function walkBlocks(
+  ix: GraphIndex, r0: string, model: SectionFindings, layers: LayerFindings[], kind: NormKind,
+  step: (entry: BlockEntry, r: string, l: number) => string | undefined,
+): { finalNorm?: NormMatch; complete: boolean; r: string } {
+  let r = r0;
+  for (let l = 0; l < 4096; l++) {
+    const entry = enterBlock(ix, r, l, model, layers, kind);
+    if (entry.kind === 'broken') return { complete: false, r };
+    if (entry.kind === 'final') return { finalNorm: entry.norm, complete: true, r };
+    const next = step(entry, r, l);
+    if (next === undefined) return { complete: false, r };
+    r = next;
+  }
+  return { complete: true, r };
+}
+
+// in matching order, so the first missing site is where matching stopped
+export const SEQUENTIAL_ATTENTION_SITES = ['attnNorm', 'q', 'k', 'scores', 'probs', 'v', 'context', 'contextMerged'] as const;
+export const SEQUENTIAL_MLP_SITES = ['mlpNorm', 'mlpPre', 'mlpAct'] as const;
+
+export interface SequentialBlock<M> {
+  attnOut: string;
+  residMid: string;
+  mlpOut: string;
+  residPost: string;
+  mlpNorm?: NormMatch;
+  mlp?: M;
+}
+
+/**
+ * A sequential block entered at r: r → norm → attention → (+ r) → norm → MLP → (+). Undefined when
+ * the residual Adds do not have that shape (recorded as missing).
+ */
+export function matchSequentialBlock<M>(
+  ix: GraphIndex, r: string, entry: BlockEntry, kind: NormKind, mlpAddWhat: string,
+  attention: (norm: NormMatch, attnOut: string) => void, mlp: (norm: NormMatch, mlpOut: string) => M,
+): SequentialBlock<M> | undefined {
+  const { norm: n1, adds: adds1, rec } = entry;
+  const blockSites = ['attnOut', 'residMid', 'mlpOut', 'residPost'];
+  if (adds1.length > 1) {
+    rec.missing(blockSites, new PatternBreak(adds1[1], r, 'one residual Add reading the residual stream'));
+    return undefined;
+  }
+  const add1 = adds1[0]!;
+  const attnOut = rec.found('attnOut', otherInput(add1, r));
+  const residMid = rec.found('residMid', out0(add1));
+  rec.attempt([...SEQUENTIAL_ATTENTION_SITES], () => attention(n1, attnOut));
+
+  const n2 = kind.match(ix, residMid);
+  const adds2 = ix.dataConsumers(residMid).filter((n) => n.opType === 'Add' && !n2?.nodes.has(n));
+  if (adds2.length !== 1) {
+    rec.missing(['mlpOut', 'residPost', ...SEQUENTIAL_MLP_SITES], new PatternBreak(adds2[1] ?? ix.dataConsumers(residMid)[0], residMid, mlpAddWhat));
+    return undefined;
+  }
+  const add2 = adds2[0]!;
+  const mlpOut = rec.found('mlpOut', otherInput(add2, residMid));
+  const residPost = rec.found('residPost', out0(add2));
+  if (!n2) {
+    rec.missing([...SEQUENTIAL_MLP_SITES], new PatternBreak(ix.dataConsumers(residMid)[0], residMid, `${kind.what} before the MLP`));
+    return { attnOut, residMid, mlpOut, residPost };
+  }
+  const m = rec.attempt([...SEQUENTIAL_MLP_SITES], () => mlp(n2, mlpOut));
+  return { attnOut, residMid, mlpOut, residPost, mlpNorm: n2, ...(m !== undefined ? { mlp: m } : {}) };
+}
+
+type Rotary = NonNullable<ModelSites['rotary']>;
+
+/** Model-wide shapes taken from the first layer that has them; later layers that differ are noted. */
+export class LayerTally {
+  heads?: number;
+  kvHeads?: number;
+  dHead?: number;
+  dMlp?: number;
+  activation = '';
+  rotary?: Rotary;
+
+  constructor(private readonly notes: string[]) {}
+
+  mlp(m: { dMlp: number; activation: string } | undefined): void {
+    if (!m) return;
+    this.dMlp ??= m.dMlp;
+    this.activation ||= m.activation;
+  }
+
+  /** Head count and size; withKv: also key/value heads (grouped-query attention). */
+  attention(l: number, facts: { heads?: number; kvHeads?: number; dHead?: number }, withKv = false): void {
+    if (facts.heads === undefined) return;
+    if (withKv) {
+      if (this.heads !== undefined && (this.heads !== facts.heads || this.kvHeads !== facts.kvHeads)) {
+        this.notes.push(`layer ${l} has ${facts.heads} heads (${facts.kvHeads} key/value), layer 0 has ${this.heads} (${this.kvHeads})`);
+      }
+    } else if (this.heads !== undefined && this.heads !== facts.heads) {
+      this.notes.push(`layer ${l} has ${facts.heads} heads, layer 0 has ${this.heads}`);
+    }
+    this.heads ??= facts.heads;
+    if (withKv) this.kvHeads ??= facts.kvHeads;
+    this.dHead ??= facts.dHead;
+  }
+
+  rotaryOf(l: number, facts: { rotary?: Rotary }): void {
+    if (!facts.rotary) return;
+    const rotary = this.rotary;
+    if (rotary && (rotary.dims !== facts.rotary.dims || rotary.style !== facts.rotary.style)) {
+      this.notes.push(`layer ${l} has rotary on ${facts.rotary.dims} dims (${facts.rotary.style}), layer 0 on ${rotary.dims} (${rotary.style})`);
+    }
+    this.rotary ??= facts.rotary;
+  }
+}
+
+/** The final norm's findings and the LM head reading it (or the final norm missing, when the blocks all matched). */
+export function matchFinal(
+  ix: GraphIndex, mrec: Recorder, model: SectionFindings, walk: { finalNorm?: NormMatch; r: string }, complete: boolean, kind: NormKind,
+): LmHead | undefined {
+  const fn = walk.finalNorm;
+  if (fn) {
+    mrec.found('finalNorm', fn.output);
+    return mrec.attempt(['unembedding', 'logits'], () => matchLmHead(ix, mrec, fn));
+  }
+  if (complete) model.missing.push({ site: 'finalNorm', expected: `a final ${kind.what.replace(/^an? /, '')}`, at: nodeLabel(ix.producer(walk.r)) });
+  return undefined;
+}
+
+/** The model width (the embedding's), noting when heads × head size differs from it. */
+export function modelWidth(ix: GraphIndex, emb: Embedding, tally: LayerTally, notes: string[]): number {
+  const dModel = tensorDims(ix.constantTensor(emb.weight) ?? {})[1] ?? 0;
+  const { heads, dHead } = tally;
+  if (heads !== undefined && dHead !== undefined && heads * dHead !== dModel) {
+    notes.push(`heads × head size = ${heads} × ${dHead} differs from the embedding width ${dModel}`);
+  }
+  return dModel;
+}
+
+/** The detection, with the model's sites when every site was found. */
+export function assembleDetection(a: {
+  family: ArchitectureFamily; dtypes: ReadonlyMap<string, number>; model: SectionFindings; layers: LayerFindings[]; notes: string[];
+  complete: boolean; finalNorm?: NormMatch; head?: LmHead; perLayer: LayerSites[]; tally: LayerTally; dModel: number;
+  emb: Embedding; attentionMask?: string; past: KvCacheInput[]; block: ModelSites['block']; positionWeight: boolean;
+}): Detection {
+  const { family, model, layers, notes, finalNorm, head, perLayer, tally, emb, attentionMask } = a;
+  const { heads, kvHeads, dHead, rotary } = tally;
+  const allFound = a.complete && !!finalNorm && !!head && model.missing.length === 0 && layers.every((L) => L.missing.length === 0) && perLayer.length > 0;
+  const dtype = a.dtypes.get(perLayer[0]?.scores ?? '') ?? a.dtypes.get(head?.logits ?? '') ?? DataType.FLOAT;
+  const detection: Detection = { family, matched: true, model, layers, notes };
+  if (!allFound || !head || !finalNorm || heads === undefined || dHead === undefined) return detection;
+  const sites: ModelSites = {
+    family,
+    layers: perLayer.length,
+    heads,
+    ...(kvHeads !== undefined && kvHeads !== heads ? { kvHeads } : {}),
+    dHead,
+    dModel: a.dModel,
+    dMlp: tally.dMlp ?? 0,
+    vocab: head.vocab,
+    dtype,
+    activation: tally.activation,
+    block: a.block,
+    ...(rotary ? { rotary } : {}),
+    perLayer,
+    finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
+    embedding: { weight: emb.weight, output: emb.output, ...(a.positionWeight && emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },
+    unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
+    logits: head.logits,
+    inputs: {
+      inputIds: emb.ids,
+      ...(attentionMask ? { attentionMask } : {}),
+      ...(emb.positionIds ? { positionIds: emb.positionIds } : {}),
+      past: a.past,
+    },
+  };
+  return { ...detection, sites };
 }

@@ -6,22 +6,19 @@
 // graphs (position_ids input, past key/value inputs concatenated before attention).
 
 import { GraphIndex, nodeLabel } from '../graph.js';
-import { DataType } from '../proto.js';
 import { attrInt, tensorDims } from '../tensor.js';
-import { enterBlock, findAttentionMask, findEmbedding, matchLmHead, perm, weightsOf, type LmHead } from './common.js';
+import {
+  LAYER_NORM, LayerTally, assembleDetection, findAttentionMask, findEmbedding, matchFinal, matchSequentialBlock, modelWidth, perm,
+  walkBlocks, weightsOf,
+} from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLayerNorm, matchLinear, otherInput, out0,
-  soleConsumer, type NormMatch,
+  backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLinear, out0, soleConsumer, type NormMatch,
 } from './pattern.js';
-import type { KvCacheInput, LayerSites, LinearWeights, ModelSites } from './types.js';
+import type { KvCacheInput, LayerSites, LinearWeights } from './types.js';
 
 const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
 const HEAD_PATH_OPS = ['Transpose', 'Concat', 'Reshape', 'Identity'];
-
-// in matching order, so the first missing site is where matching stopped
-const ATTENTION_SITES = ['attnNorm', 'q', 'k', 'scores', 'probs', 'v', 'context', 'contextMerged'] as const;
-const MLP_SITES = ['mlpNorm', 'mlpPre', 'mlpAct'] as const;
 
 interface AttentionFacts {
   heads?: number;
@@ -137,63 +134,19 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
 
   const perLayer: LayerSites[] = [];
   const past: KvCacheInput[] = [];
-  let heads: number | undefined;
-  let dHead: number | undefined;
-  let dMlp: number | undefined;
-  let activation = '';
-  let r = emb.r0;
-  let finalNorm: NormMatch | undefined;
-  let complete = true;
-  for (let l = 0; l < 4096; l++) {
-    const entry = enterBlock(ix, r, l, model, layers);
-    if (entry.kind === 'broken') {
-      complete = false;
-      break;
-    }
-    if (entry.kind === 'final') {
-      finalNorm = entry.norm;
-      break;
-    }
-    const { norm: ln1, adds: adds1, rec, findings: L } = entry;
-    const blockSites = ['attnOut', 'residMid', 'mlpOut', 'residPost'];
-    if (adds1.length > 1) {
-      rec.missing(blockSites, new PatternBreak(adds1[1], r, 'one residual Add reading the residual stream'));
-      complete = false;
-      break;
-    }
-    const add1 = adds1[0]!;
-    const attnOut = rec.found('attnOut', otherInput(add1, r));
-    const residMid = rec.found('residMid', out0(add1));
+  const tally = new LayerTally(notes);
+  let layersOk = true;
+  const walk = walkBlocks(ix, emb.r0, model, layers, LAYER_NORM, (entry, r, l) => {
+    const { rec, findings: L } = entry;
     const facts: AttentionFacts = {};
-    rec.attempt([...ATTENTION_SITES], () => matchAttention(ix, rec, ln1, attnOut, facts));
-
-    const ln2 = matchLayerNorm(ix, residMid);
-    const adds2 = ix.dataConsumers(residMid).filter((n) => n.opType === 'Add' && !ln2?.nodes.has(n));
-    if (adds2.length !== 1) {
-      rec.missing(['mlpOut', 'residPost', ...MLP_SITES], new PatternBreak(adds2[1] ?? ix.dataConsumers(residMid)[0], residMid, 'one residual Add after the MLP'));
-      complete = false;
-      break;
-    }
-    const add2 = adds2[0]!;
-    const mlpOut = rec.found('mlpOut', otherInput(add2, residMid));
-    const residPost = rec.found('residPost', out0(add2));
-    let mlp: ReturnType<typeof matchMlp> | undefined;
-    if (!ln2) {
-      rec.missing([...MLP_SITES], new PatternBreak(ix.dataConsumers(residMid)[0], residMid, 'a LayerNorm before the MLP'));
-    } else {
-      mlp = rec.attempt([...MLP_SITES], () => matchMlp(ix, rec, ln2, mlpOut));
-      if (mlp) {
-        dMlp ??= mlp.dMlp;
-        activation ||= mlp.activation;
-      }
-    }
-    if (facts.heads !== undefined) {
-      if (heads !== undefined && heads !== facts.heads) notes.push(`layer ${l} has ${facts.heads} heads, layer 0 has ${heads}`);
-      heads ??= facts.heads;
-      dHead ??= facts.dHead;
-    }
+    const block = matchSequentialBlock(ix, r, entry, LAYER_NORM, 'one residual Add after the MLP',
+      (ln1, attnOut) => matchAttention(ix, rec, ln1, attnOut, facts), (ln2, mlpOut) => matchMlp(ix, rec, ln2, mlpOut));
+    if (!block) return undefined;
+    const { mlp } = block;
+    tally.mlp(mlp);
+    tally.attention(l, facts);
     if (facts.pastKey && facts.pastValue) past.push({ layer: l, key: facts.pastKey, value: facts.pastValue });
-    if (L.missing.length || !mlp || !facts.qkvProj || !facts.attnProj) complete = false;
+    if (L.missing.length || !mlp || !facts.qkvProj || !facts.attnProj) layersOk = false;
     else {
       const g = (s: string): string => rec.get(s)!;
       perLayer.push({
@@ -207,54 +160,19 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
         attnProj: facts.attnProj, mlpFc: mlp.fc, mlpProj: mlp.proj,
       });
     }
-    r = residPost;
-  }
+    return block.residPost;
+  });
+  const complete = walk.complete && layersOk;
 
   // final norm and LM head
-  let head: LmHead | undefined;
-  if (finalNorm) {
-    mrec.found('finalNorm', finalNorm.output);
-    const fn = finalNorm;
-    head = mrec.attempt(['unembedding', 'logits'], () => matchLmHead(ix, mrec, fn));
-  } else if (complete) {
-    model.missing.push({ site: 'finalNorm', expected: 'a final LayerNorm', at: nodeLabel(ix.producer(r)) });
-  }
+  const head = matchFinal(ix, mrec, model, walk, complete, LAYER_NORM);
 
   const pastNames = new Set(past.flatMap((p) => [p.key, p.value]));
   const attentionMask = findAttentionMask(ix, mrec, emb, pastNames);
 
-  const wteDims = tensorDims(ix.constantTensor(emb.weight) ?? {});
-  const dModel = wteDims[1] ?? 0;
-  if (heads !== undefined && dHead !== undefined && heads * dHead !== dModel) {
-    notes.push(`heads × head size = ${heads} × ${dHead} differs from the embedding width ${dModel}`);
-  }
-  const allFound = complete && !!finalNorm && !!head && model.missing.length === 0 && layers.every((L) => L.missing.length === 0) && perLayer.length > 0;
-  const dtype = dtypes.get(perLayer[0]?.scores ?? '') ?? dtypes.get(head?.logits ?? '') ?? DataType.FLOAT;
-  const detection: Detection = { family: 'gpt2', matched: true, model, layers, notes };
-  if (!allFound || !head || !finalNorm || heads === undefined || dHead === undefined) return detection;
-  const sites: ModelSites = {
-    family: 'gpt2',
-    layers: perLayer.length,
-    heads,
-    dHead,
-    dModel,
-    dMlp: dMlp ?? 0,
-    vocab: head.vocab,
-    dtype,
-    activation,
-    block: 'sequential',
-    perLayer,
-    finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
-    embedding: { weight: emb.weight, output: emb.output, ...(emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },
-    unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
-    logits: head.logits,
-    inputs: {
-      inputIds: emb.ids,
-      ...(attentionMask ? { attentionMask } : {}),
-      ...(emb.positionIds ? { positionIds: emb.positionIds } : {}),
-      past,
-    },
-  };
-  return { ...detection, sites };
+  const dModel = modelWidth(ix, emb, tally, notes);
+  return assembleDetection({
+    family: 'gpt2', dtypes, model, layers, notes, complete, ...(walk.finalNorm ? { finalNorm: walk.finalNorm } : {}), ...(head ? { head } : {}),
+    perLayer, tally, dModel, emb, ...(attentionMask ? { attentionMask } : {}), past, block: 'sequential', positionWeight: true,
+  });
 }
-

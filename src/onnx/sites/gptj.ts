@@ -22,16 +22,18 @@
 // attnAddOut / mlpAddOut are the Add(s) that sum the updates, where the gates act.
 
 import { GraphIndex, nodeLabel } from '../graph.js';
-import { DataType, type NodeProto } from '../proto.js';
+import type { NodeProto } from '../proto.js';
 import { tensorDims } from '../tensor.js';
 import { headReshape, headSplit, matchRotaryAttention, type AttentionFacts, type Region, type RotaryFamily } from './attention-region.js';
-import { enterBlock, findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
+import {
+  LAYER_NORM, LayerTally, assembleDetection, findAttentionMask, findEmbedding, matchFinal, modelWidth, walkBlocks, weightsOf,
+} from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, fail, in0, isOp, linearConsumers, matchActivation, matchLayerNorm, matchLinear, otherInput, out0, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
-import type { LayerSites, LinearWeights, ModelSites } from './types.js';
+import type { LayerSites, LinearWeights } from './types.js';
 
 const FAMILY = 'gptj';
 /** Ops between a q/k/v projection and its attention MatMul: head split, rotary, dtype casts. */
@@ -148,53 +150,27 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
   if (!emb) return { family: FAMILY, matched: false, model, layers, notes };
 
   const perLayer: LayerSites[] = [];
-  let heads: number | undefined;
-  let dHead: number | undefined;
-  let dMlp: number | undefined;
-  let rotary: AttentionFacts['rotary'];
-  let activation = '';
-  let r = emb.r0;
-  let finalNorm: NormMatch | undefined;
-  let complete = true;
-  for (let l = 0; l < 4096; l++) {
-    const entry = enterBlock(ix, r, l, model, layers);
-    if (entry.kind === 'broken') {
-      complete = false;
-      break;
-    }
-    if (entry.kind === 'final') {
-      finalNorm = entry.norm;
-      break;
-    }
+  const tally = new LayerTally(notes);
+  let layersOk = true;
+  let unmatched = false;
+  const walk = walkBlocks(ix, emb.r0, model, layers, LAYER_NORM, (entry, r, l) => {
     const { norm: ln, adds, rec, findings: L } = entry;
     if (adds.length > 1) {
       rec.missing([...BLOCK_SITES, ...ATTENTION_SITES], new PatternBreak(adds[1], r, 'one residual Add reading the residual stream'));
-      complete = false;
-      break;
+      return undefined;
     }
     const block = rec.attempt([...BLOCK_SITES, ...ATTENTION_SITES], () => matchBlock(ix, rec, r, adds[0]!, ln));
     if (!block) {
-      complete = false;
       // not a parallel block at all: the gptj signature does not match this graph
-      if (l === 0) return { family: FAMILY, matched: false, model, layers, notes };
-      break;
+      if (l === 0) unmatched = true;
+      return undefined;
     }
-    dMlp ??= block.dMlp;
-    activation ||= block.activation;
+    tally.mlp(block);
     const facts: AttentionFacts = {};
     rec.attempt([...ATTENTION_SITES], () => matchAttention(ix, rec, ln.output, block.attnLinears, block.attnOut, facts));
-    if (facts.heads !== undefined) {
-      if (heads !== undefined && heads !== facts.heads) notes.push(`layer ${l} has ${facts.heads} heads, layer 0 has ${heads}`);
-      heads ??= facts.heads;
-      dHead ??= facts.dHead;
-    }
-    if (facts.rotary) {
-      if (rotary && (rotary.dims !== facts.rotary.dims || rotary.style !== facts.rotary.style)) {
-        notes.push(`layer ${l} has rotary on ${facts.rotary.dims} dims (${facts.rotary.style}), layer 0 on ${rotary.dims} (${rotary.style})`);
-      }
-      rotary ??= facts.rotary;
-    }
-    if (L.missing.length || !facts.qProj || !facts.kProj || !facts.vProj || !facts.attnProj) complete = false;
+    tally.attention(l, facts);
+    tally.rotaryOf(l, facts);
+    if (L.missing.length || !facts.qProj || !facts.kProj || !facts.vProj || !facts.attnProj) layersOk = false;
     else {
       const g = (s: string): string => rec.get(s)!;
       perLayer.push({
@@ -206,60 +182,31 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
         qProj: facts.qProj, kProj: facts.kProj, vProj: facts.vProj, attnProj: facts.attnProj, mlpFc: block.mlpFc, mlpProj: block.mlpProj,
       });
     }
-    r = block.residPost;
-  }
+    return block.residPost;
+  });
+  if (unmatched) return { family: FAMILY, matched: false, model, layers, notes };
+  const complete = walk.complete && layersOk;
+  const { finalNorm } = walk;
 
   // final norm and LM head: untied, with a bias
-  let head: LmHead | undefined;
-  if (finalNorm) {
-    mrec.found('finalNorm', finalNorm.output);
-    const fn = finalNorm;
-    head = mrec.attempt(['unembedding', 'logits'], () => matchLmHead(ix, mrec, fn));
-    const headNode = head ? ix.dataConsumers(head.weight)[0] : undefined;
-    if (head && head.weight === emb.weight) {
+  const head = matchFinal(ix, mrec, model, walk, complete, LAYER_NORM);
+  if (head) {
+    const headNode = ix.dataConsumers(head.weight)[0];
+    if (head.weight === emb.weight) {
       model.missing.push({ site: 'unembedding', expected: 'an untied LM head (its own weight, not the input embedding: gptj)', at: nodeLabel(headNode) });
     }
-    if (head && !head.bias) {
+    if (!head.bias) {
       model.missing.push({ site: 'unembeddingBias', expected: 'an LM head with a bias (gptj)', at: nodeLabel(headNode) });
     }
-  } else if (complete) {
-    model.missing.push({ site: 'finalNorm', expected: 'a final LayerNorm', at: nodeLabel(ix.producer(r)) });
   }
   const attentionMask = findAttentionMask(ix, mrec, emb, new Set());
 
-  const dModel = tensorDims(ix.constantTensor(emb.weight) ?? {})[1] ?? 0;
-  if (heads !== undefined && dHead !== undefined && heads * dHead !== dModel) {
-    notes.push(`heads × head size = ${heads} × ${dHead} differs from the embedding width ${dModel}`);
-  }
+  const dModel = modelWidth(ix, emb, tally, notes);
+  const { dHead, rotary } = tally;
   notes.push('parallel blocks: attention and MLP read one LayerNorm; residMid is the block input, mlpNorm = attnNorm');
   if (rotary) notes.push(`rotary position embedding on the first ${rotary.dims} of ${dHead ?? '?'} head dimensions of q and k (${rotary.style})`);
-  const allFound = complete && !!finalNorm && !!head && model.missing.length === 0 && layers.every((L) => L.missing.length === 0) && perLayer.length > 0;
-  const dtype = dtypes.get(perLayer[0]?.scores ?? '') ?? dtypes.get(head?.logits ?? '') ?? DataType.FLOAT;
-  const detection: Detection = { family: FAMILY, matched: true, model, layers, notes };
-  if (!allFound || !head || !finalNorm || heads === undefined || dHead === undefined) return detection;
-  const sites: ModelSites = {
-    family: 'gptj',
-    layers: perLayer.length,
-    heads,
-    dHead,
-    dModel,
-    dMlp: dMlp ?? 0,
-    vocab: head.vocab,
-    dtype,
-    activation,
-    block: 'parallel',
-    ...(rotary ? { rotary } : {}),
-    perLayer,
-    finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
-    embedding: { weight: emb.weight, output: emb.output, ...(emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },
-    unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
-    logits: head.logits,
-    inputs: {
-      inputIds: emb.ids,
-      ...(attentionMask ? { attentionMask } : {}),
-      ...(emb.positionIds ? { positionIds: emb.positionIds } : {}),
-      past: [],
-    },
-  };
-  return { ...detection, sites };
+  return assembleDetection({
+    family: FAMILY, dtypes, model, layers, notes, complete, ...(finalNorm ? { finalNorm } : {}), ...(head ? { head } : {}),
+    perLayer, tally, dModel, emb, ...(attentionMask ? { attentionMask } : {}), past: [], block: 'parallel', positionWeight: true,
+  });
 }

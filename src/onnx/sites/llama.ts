@@ -21,17 +21,20 @@
 //     product, the down projection's input, is both mlpPre and mlpAct (see types.ts).
 // A kv cache (past key/value inputs) is not supported.
 
-import { GraphIndex, nodeLabel } from '../graph.js';
-import { DataType, type NodeProto } from '../proto.js';
+import { GraphIndex } from '../graph.js';
+import type { NodeProto } from '../proto.js';
 import { tensorDims } from '../tensor.js';
 import { headSplit, matchRotaryAttention, type AttentionFacts, type Region, type RotaryFamily } from './attention-region.js';
-import { RMS_NORM, enterBlock, findAttentionMask, findEmbedding, matchLmHead, weightsOf, type LmHead } from './common.js';
+import {
+  LayerTally, RMS_NORM, assembleDetection, findAttentionMask, findEmbedding, matchFinal, matchSequentialBlock, modelWidth, walkBlocks,
+  weightsOf,
+} from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
   PatternBreak, fail, in0, isOp, linearConsumers, matchActivation, matchLinear, otherInput, out0, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
-import type { LayerSites, LinearWeights, ModelSites } from './types.js';
+import type { LayerSites, LinearWeights } from './types.js';
 
 const FAMILY = 'llama';
 /** Ops between a q/k/v projection and its attention MatMul: head split, rotary, kv repeat, dtype casts. */
@@ -40,10 +43,6 @@ const HEAD_REGION_OPS = ['Reshape', 'Transpose', 'Slice', 'Neg', 'Concat', 'Mul'
 const REPEAT_OPS = ['Expand', 'Tile'];
 /** Single-node SiLU activations (Sigmoid·x is recognised by matchActivation). */
 const SILU_OPS = ['Silu', 'Swish'];
-
-// in matching order, so the first missing site is where matching stopped
-const ATTENTION_SITES = ['attnNorm', 'q', 'k', 'scores', 'probs', 'v', 'context', 'contextMerged'] as const;
-const MLP_SITES = ['mlpNorm', 'mlpPre', 'mlpAct'] as const;
 
 const LLAMA: RotaryFamily = {
   name: FAMILY,
@@ -156,138 +155,50 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>)
   if (!emb) return { family: FAMILY, matched: false, model, layers, notes };
 
   const perLayer: LayerSites[] = [];
-  let heads: number | undefined;
-  let kvHeads: number | undefined;
-  let dHead: number | undefined;
-  let dMlp: number | undefined;
-  let rotary: AttentionFacts['rotary'];
-  let activation = '';
-  let r = emb.r0;
-  let finalNorm: NormMatch | undefined;
-  let complete = true;
-  for (let l = 0; l < 4096; l++) {
-    const entry = enterBlock(ix, r, l, model, layers, RMS_NORM);
-    if (entry.kind === 'broken') {
-      complete = false;
-      break;
-    }
-    if (entry.kind === 'final') {
-      finalNorm = entry.norm;
-      break;
-    }
-    const { norm: n1, adds: adds1, rec, findings: L } = entry;
-    const blockSites = ['attnOut', 'residMid', 'mlpOut', 'residPost'];
-    if (adds1.length > 1) {
-      rec.missing(blockSites, new PatternBreak(adds1[1], r, 'one residual Add reading the residual stream'));
-      complete = false;
-      break;
-    }
-    const add1 = adds1[0]!;
-    const attnOut = rec.found('attnOut', otherInput(add1, r));
-    const residMid = rec.found('residMid', out0(add1));
+  const tally = new LayerTally(notes);
+  let layersOk = true;
+  const walk = walkBlocks(ix, emb.r0, model, layers, RMS_NORM, (entry, r, l) => {
+    const { norm: n1, rec, findings: L } = entry;
     const facts: AttentionFacts = {};
-    rec.attempt([...ATTENTION_SITES], () => matchAttention(ix, rec, n1, attnOut, facts));
-
-    const n2 = RMS_NORM.match(ix, residMid);
-    const adds2 = ix.dataConsumers(residMid).filter((n) => n.opType === 'Add' && !n2?.nodes.has(n));
-    if (adds2.length !== 1) {
-      rec.missing(['mlpOut', 'residPost', ...MLP_SITES], new PatternBreak(adds2[1] ?? ix.dataConsumers(residMid)[0], residMid,
-        'one residual Add after the MLP (a sequential block: attention, then MLP)'));
-      complete = false;
-      break;
-    }
-    const add2 = adds2[0]!;
-    const mlpOut = rec.found('mlpOut', otherInput(add2, residMid));
-    const residPost = rec.found('residPost', out0(add2));
-    let mlp: Mlp | undefined;
-    if (!n2) {
-      rec.missing([...MLP_SITES], new PatternBreak(ix.dataConsumers(residMid)[0], residMid, 'an RMSNorm before the MLP'));
-    } else {
-      mlp = rec.attempt([...MLP_SITES], () => matchMlp(ix, rec, n2, mlpOut));
-      if (mlp) {
-        dMlp ??= mlp.dMlp;
-        activation ||= mlp.activation;
-      }
-    }
-    if (facts.heads !== undefined) {
-      if (heads !== undefined && (heads !== facts.heads || kvHeads !== facts.kvHeads)) {
-        notes.push(`layer ${l} has ${facts.heads} heads (${facts.kvHeads} key/value), layer 0 has ${heads} (${kvHeads})`);
-      }
-      heads ??= facts.heads;
-      kvHeads ??= facts.kvHeads;
-      dHead ??= facts.dHead;
-    }
-    if (facts.rotary) {
-      if (rotary && (rotary.dims !== facts.rotary.dims || rotary.style !== facts.rotary.style)) {
-        notes.push(`layer ${l} has rotary on ${facts.rotary.dims} dims (${facts.rotary.style}), layer 0 on ${rotary.dims} (${rotary.style})`);
-      }
-      rotary ??= facts.rotary;
-    }
-    if (L.missing.length || !mlp || !facts.qProj || !facts.kProj || !facts.vProj || !facts.attnProj) complete = false;
+    const block = matchSequentialBlock(ix, r, entry, RMS_NORM, 'one residual Add after the MLP (a sequential block: attention, then MLP)',
+      (norm, attnOut) => matchAttention(ix, rec, norm, attnOut, facts), (n2, mlpOut) => matchMlp(ix, rec, n2, mlpOut));
+    if (!block) return undefined;
+    const { attnOut, residMid, mlpOut, residPost, mlp } = block;
+    tally.mlp(mlp);
+    tally.attention(l, facts, true);
+    tally.rotaryOf(l, facts);
+    if (L.missing.length || !mlp || !facts.qProj || !facts.kProj || !facts.vProj || !facts.attnProj) layersOk = false;
     else {
       const g = (s: string): string => rec.get(s)!;
       perLayer.push({
         layer: l, residIn: r, attnNorm: n1.output, q: g('q'), k: g('k'), kLayout: facts.kLayout!, v: g('v'),
         scores: g('scores'), softmaxNode: facts.softmaxNode ?? '', probs: g('probs'), context: g('context'),
-        contextMerged: g('contextMerged'), attnOut, residMid, mlpNorm: n2!.output,
+        contextMerged: g('contextMerged'), attnOut, residMid, mlpNorm: block.mlpNorm!.output,
         mlpPre: g('mlpPre'), mlpAct: g('mlpAct'), mlpOut, residPost,
         attnAddOut: residMid, mlpAddOut: residPost,
         qProj: facts.qProj, kProj: facts.kProj, vProj: facts.vProj, attnProj: facts.attnProj,
         mlpFc: mlp.gate, mlpUp: mlp.up, mlpProj: mlp.down,
       });
     }
-    r = residPost;
-  }
+    return residPost;
+  });
+  const complete = walk.complete && layersOk;
+  const { finalNorm } = walk;
 
   // final RMSNorm and LM head (tied or untied; Llama's has no bias)
-  let head: LmHead | undefined;
-  if (finalNorm) {
-    mrec.found('finalNorm', finalNorm.output);
-    const fn = finalNorm;
-    head = mrec.attempt(['unembedding', 'logits'], () => matchLmHead(ix, mrec, fn));
-  } else if (complete) {
-    model.missing.push({ site: 'finalNorm', expected: 'a final RMSNorm', at: nodeLabel(ix.producer(r)) });
-  }
+  const head = matchFinal(ix, mrec, model, walk, complete, RMS_NORM);
   const attentionMask = findAttentionMask(ix, mrec, emb, new Set());
 
-  const dModel = tensorDims(ix.constantTensor(emb.weight) ?? {})[1] ?? 0;
-  if (heads !== undefined && dHead !== undefined && heads * dHead !== dModel) {
-    notes.push(`heads × head size = ${heads} × ${dHead} differs from the embedding width ${dModel}`);
-  }
+  const dModel = modelWidth(ix, emb, tally, notes);
+  const { heads, kvHeads, dHead, rotary } = tally;
   if (finalNorm) notes.push(`norms: ${finalNorm.op}${finalNorm.epsilon !== undefined ? `, ε = ${Number(finalNorm.epsilon.toPrecision(6))}` : ''}`);
   if (rotary) notes.push(`rotary position embedding on the first ${rotary.dims} of ${dHead ?? '?'} head dimensions of q and k (${rotary.style})`);
   if (heads !== undefined && kvHeads !== undefined && kvHeads < heads) {
     notes.push(`grouped-query attention: ${kvHeads} key/value heads for ${heads} query heads; k and v sites are after the repeat (per query head)`);
   }
   notes.push('gated MLP: mlpPre = mlpAct = act(gate) ⊙ up, the down projection\'s input');
-  const allFound = complete && !!finalNorm && !!head && model.missing.length === 0 && layers.every((L) => L.missing.length === 0) && perLayer.length > 0;
-  const dtype = dtypes.get(perLayer[0]?.scores ?? '') ?? dtypes.get(head?.logits ?? '') ?? DataType.FLOAT;
-  const detection: Detection = { family: FAMILY, matched: true, model, layers, notes };
-  if (!allFound || !head || !finalNorm || heads === undefined || dHead === undefined) return detection;
-  const sites: ModelSites = {
-    family: 'llama',
-    layers: perLayer.length,
-    heads,
-    ...(kvHeads !== undefined && kvHeads !== heads ? { kvHeads } : {}),
-    dHead,
-    dModel,
-    dMlp: dMlp ?? 0,
-    vocab: head.vocab,
-    dtype,
-    activation,
-    block: 'sequential',
-    ...(rotary ? { rotary } : {}),
-    perLayer,
-    finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
-    embedding: { weight: emb.weight, output: emb.output },
-    unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
-    logits: head.logits,
-    inputs: {
-      inputIds: emb.ids,
-      ...(attentionMask ? { attentionMask } : {}),
-      ...(emb.positionIds ? { positionIds: emb.positionIds } : {}),
-      past: [],
-    },
-  };
-  return { ...detection, sites };
+  return assembleDetection({
+    family: FAMILY, dtypes, model, layers, notes, complete, ...(finalNorm ? { finalNorm } : {}), ...(head ? { head } : {}),
+    perLayer, tally, dModel, emb, ...(attentionMask ? { attentionMask } : {}), past: [], block: 'sequential', positionWeight: false,
+  });
 }
