@@ -45,8 +45,33 @@ export class SiteError extends UserError {
   }
 }
 
+/** Ops of onnxruntime's transformer optimizer that hide the sites dissect rewrites. */
+const FUSED_OPS = new Set([
+  'Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'PackedAttention', 'DecoderMaskedMultiHeadAttention',
+  'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization', 'EmbedLayerNormalization', 'BiasGelu', 'FastGelu', 'FusedMatMul',
+]);
+
+/**
+ * Graph shapes dissect refuses before matching, with what to do instead: a merged decoder
+ * (an If choosing the cached branch) and graphs fused by onnxruntime's optimizer.
+ */
+function refuseUnsupportedShape(model: ModelProto, source: string): void {
+  const nodes = model.graph?.node ?? [];
+  const branch = nodes.find((n) => n.opType === 'If');
+  if (branch) {
+    throw new UserError(`${source}: node '${branch.name ?? ''}' (If) selects between two decoder graphs: a merged decoder (use_cache_branch) is not supported`,
+      'export the decoder without the merged cache branch, e.g. Optimum\'s decoder_model.onnx, or `optimum-cli export onnx --task text-generation` and take the file without past inputs');
+  }
+  const fused = nodes.find((n) => n.domain === 'com.microsoft' && FUSED_OPS.has(n.opType ?? ''));
+  if (fused) {
+    throw new UserError(`${source}: node '${fused.name ?? ''}' is the fused com.microsoft ${fused.opType}: it hides the attention scores and sublayer updates dissect rewrites`,
+      'use the model as the PyTorch exporter wrote it, before onnxruntime\'s transformer optimizer; dissect lets onnxruntime fuse the rewritten graph at load time');
+  }
+}
+
 /** The sites of a supported model, or a SiteError naming the node where matching broke. */
 export function detectSites(model: ModelProto, source = 'model'): ModelSites {
+  refuseUnsupportedShape(model, source);
   const d = runDetection(model);
   if (d.sites) return d.sites;
   const others = (d.attempts ?? []).filter((a) => a.family !== d.family).map((a) => `${a.family}: ${a.broke ?? 'not matched'}`);
