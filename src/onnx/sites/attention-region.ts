@@ -6,9 +6,9 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
 import { attrInt } from '../tensor.js';
-import { perm, weightsOf } from './common.js';
+import { matchOutputProjection, perm, weightsOf } from './common.js';
 import type { Recorder } from './findings.js';
-import { fail, forwardTo, in0, isOp, matchLinear, out0, soleConsumer, type LinearMatch } from './pattern.js';
+import { fail, forwardTo, in0, isOp, out0, type LinearMatch } from './pattern.js';
 import type { HeadProjection, LinearWeights } from './types.js';
 
 const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
@@ -222,15 +222,8 @@ export function matchRotaryAttention(
   rec.found('v', vT);
   const context = rec.found('context', out0(pv));
 
-  const cT = soleConsumer(ix, context, ['Transpose'], 'a Transpose of the context to [b, s, h, dh]');
-  if (perm(cT) !== '0,2,1,3') fail(ix, context, 'a Transpose with perm [0,2,1,3]', cT);
-  const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
-  const merged = rec.found('contextMerged', out0(merge));
-  const proj = matchLinear(ix, merged, 'attention output projection');
-  if (proj.output !== attnOut) {
-    fail(ix, proj.output, `the attention output projection to be ${family.updateWhat} ('${attnOut}')`, ix.producer(attnOut));
-  }
-  if (family.biasFree && proj.bias) fail(ix, merged, `an attention output projection without bias (${family.name})`, proj.node);
+  const proj = matchOutputProjection(ix, rec, context, attnOut, family.updateWhat);
+  if (family.biasFree && proj.bias) fail(ix, proj.input, `an attention output projection without bias (${family.name})`, proj.node);
   facts.qProj = { ...weightsOf(q.lin), offset: 0 };
   facts.kProj = { ...weightsOf(k.lin), offset: 0 };
   facts.vProj = { ...weightsOf(v.lin), offset: 0 };

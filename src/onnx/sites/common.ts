@@ -315,3 +315,20 @@ export function assembleDetection(a: {
   };
   return { ...detection, sites };
 }
+
+/**
+ * From the per-head context (probs·V, [b, h, s, dh]) to the attention update: heads moved
+ * back with a Transpose [0,2,1,3], merged by a Reshape, then the output projection, which
+ * must produce `attnOut` (`what` says what that tensor is, for the message).
+ */
+export function matchOutputProjection(ix: GraphIndex, rec: Recorder, context: string, attnOut: string, what: string): LinearMatch {
+  const cT = soleConsumer(ix, context, ['Transpose'], 'a Transpose of the context to [b, s, h, dh]');
+  if (perm(cT) !== '0,2,1,3') fail(ix, context, 'a Transpose with perm [0,2,1,3]', cT);
+  const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
+  const merged = rec.found('contextMerged', out0(merge));
+  const proj = matchLinear(ix, merged, 'attention output projection');
+  if (proj.output !== attnOut) {
+    fail(ix, proj.output, `the attention output projection to be ${what} ('${attnOut}')`, ix.producer(attnOut));
+  }
+  return proj;
+}

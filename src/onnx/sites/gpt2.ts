@@ -8,7 +8,7 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import { attrInt, tensorDims } from '../tensor.js';
 import {
-  LAYER_NORM, LayerTally, assembleDetection, findAttentionMask, findEmbedding, matchFinal, matchSequentialBlock, modelWidth, perm,
+  LAYER_NORM, LayerTally, assembleDetection, findAttentionMask, findEmbedding, matchFinal, matchSequentialBlock, matchOutputProjection, modelWidth, perm,
   walkBlocks, weightsOf,
 } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
@@ -91,14 +91,7 @@ function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut:
   rec.found('v', vSide);
   const context = rec.found('context', out0(pv));
 
-  const cT = soleConsumer(ix, context, ['Transpose'], 'a Transpose of the context to [b, s, h, dh]');
-  if (perm(cT) !== '0,2,1,3') fail(ix, context, 'a Transpose with perm [0,2,1,3]', cT);
-  const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
-  const merged = rec.found('contextMerged', out0(merge));
-  const proj = matchLinear(ix, merged, 'attention output projection');
-  if (proj.output !== attnOut) {
-    fail(ix, proj.output, `the attention output projection to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));
-  }
+  const proj = matchOutputProjection(ix, rec, context, attnOut, 'the update added to the residual stream');
   facts.attnProj = weightsOf(proj);
 }
 
