@@ -409,3 +409,31 @@ export function checkProjections(
     }
   }
 }
+
+/**
+ * Per-head knockout at `layer`: head `full` loses every key before its query q, so all its
+ * weight lands on q itself; head `one` loses key 0 of its query. Every other (layer up to
+ * `layer`, head, row) is unchanged. Returns the runs without and with the knockout.
+ */
+export async function checkPerHeadKnockout(
+  t: ExecutionContext, { run, maskOf, row }: KnockoutProbe, { H, n }: KnockoutDims, layer: number,
+  full: { head: number; q: number }, one: { head: number; q: number },
+): Promise<{ probs: number[][]; logits: number[] }[]> {
+  const base = await run(maskOf(H).m, H);
+  const { m, set } = maskOf(H);
+  for (let k = 0; k < full.q; k++) set(layer, full.head, full.q, k);
+  set(layer, one.head, one.q, 0);
+  const r = await run(m, H);
+  for (let l = 0; l <= layer; l++) {
+    for (let h = 0; h < H; h++) {
+      for (let q = 0; q < n; q++) {
+        if (l === layer && ((h === full.head && q === full.q) || (h === one.head && q === one.q))) continue;
+        t.deepEqual(row(r, l, h, q), row(base, l, h, q), `layer ${l} head ${h} row ${q} unchanged`);
+      }
+    }
+  }
+  t.deepEqual(row(r, layer, full.head, full.q), Array.from({ length: n }, (_, k) => (k === full.q ? 1 : 0)));
+  t.is(row(r, layer, one.head, one.q)[0], 0);
+  t.notDeepEqual(row(r, layer, one.head, one.q), row(base, layer, one.head, one.q));
+  return [base, r];
+}
