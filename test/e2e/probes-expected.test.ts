@@ -134,6 +134,23 @@ test.serial('extraction events, target ranks, per-head decisions and attention w
   const withEvent = expected.facts.filter((f) => f.extraction.attention.event.some((e) => e === 1)).length;
   const s = r.experiments[0]!.extraction![0]!.probes.find((p) => p.probe === 'extraction of attention l')!;
   t.true(Math.abs(s.rateAnyLayer! - (100 * withEvent) / N) < 1e-9);
+  // The attention × MLP table and the share whose first attention event is no later than the first MLP one.
+  const first = (events: PerLayer) => events.findIndex((e) => e === 1);
+  const cells = { both: 0, attentionOnly: 0, mlpOnly: 0, neither: 0, attentionFirst: 0 };
+  let eventLayers = 0;
+  for (const f of expected.facts) {
+    const a = first(f.extraction.attention.event);
+    const m = first(f.extraction.mlp.event);
+    eventLayers += f.extraction.attention.event.filter((e) => e === 1).length;
+    if (a >= 0 && m >= 0) { cells.both++; if (a <= m) cells.attentionFirst++; }
+    else if (a >= 0) cells.attentionOnly++;
+    else if (m >= 0) cells.mlpOnly++;
+    else cells.neither++;
+  }
+  const cross = r.experiments[0]!.extraction![0]!.cross!;
+  for (const k of ['both', 'attentionOnly', 'mlpOnly', 'neither'] as const) t.true(Math.abs(cross[k]! - (100 * cells[k]) / N) < 1e-9, k);
+  if (cells.both) t.true(Math.abs(cross.attentionFirst! - (100 * cells.attentionFirst) / cells.both) < 1e-9);
+  t.true(Math.abs(s.meanEventLayersAll! - eventLayers / N) < 1e-9);
   // The rank analysis: the last subject token's rank of the prediction where attention extracts it.
   const diffs = expected.facts.flatMap((f) => f.extraction.attention.target_rank
     .flatMap((r, l) => (r === 0 ? [f.extraction.hidden_subject_last_target_rank[l]!] : [])));
