@@ -43,11 +43,21 @@ export interface HeadMappingGraph {
 
 export const HeadMappingNames = { rowStart: 'row_start', ids: 'ids', scores: 'scores' } as const;
 
-export function buildHeadMappingGraph(modelPath: string, req: HeadMappingRequest): HeadMappingGraph {
+/** A model read once for the graphs of all its heads (reading a large model per head would dominate). */
+export interface HeadMappingSource {
+  readonly path: string;
+  readonly files: readonly string[];
+  readonly sites: ModelSites;
+  readonly ix: GraphIndex;
+}
+
+export function readHeadMappingSource(modelPath: string): HeadMappingSource {
   const model = decodeModel(readFileSync(modelPath), modelPath);
-  const files = checkExternalData(model, modelPath);
-  const sites = detectSites(model, modelPath);
-  const ix = new GraphIndex(model.graph!);
+  return { path: modelPath, files: checkExternalData(model, modelPath), sites: detectSites(model, modelPath), ix: new GraphIndex(model.graph!) };
+}
+
+export function buildHeadMappingGraph(source: string | HeadMappingSource, req: HeadMappingRequest): HeadMappingGraph {
+  const { path: modelPath, files, sites, ix } = typeof source === 'string' ? readHeadMappingSource(source) : source;
   const { layers, heads: H, dHead: dh } = sites;
   if (!Number.isInteger(req.layer) || req.layer < 0 || req.layer >= layers) throw new UserError(`head mapping: layer ${req.layer} is outside 0..${layers - 1}`);
   if (!Number.isInteger(req.head) || req.head < 0 || req.head >= H) throw new UserError(`head mapping: head ${req.head} is outside 0..${H - 1}`);

@@ -3,7 +3,7 @@
 // |V|×|V| (about 10 GB per head for GPT-2), so a small generated graph computes it a chunk
 // of rows at a time with a top-k per row, and this module keeps the running top pairs.
 
-import { buildHeadMappingGraph, HeadMappingNames } from '../onnx/head-mappings.js';
+import { buildHeadMappingGraph, HeadMappingNames, readHeadMappingSource } from '../onnx/head-mappings.js';
 import * as ort from 'onnxruntime-node';
 import { orThrow } from './errors.js';
 import { createSession, type SessionOptions } from './session.js';
@@ -89,9 +89,10 @@ export async function headMappings(
     wanted.set(key, [...(wanted.get(key) ?? []), f.id]);
   }
   const out: HeadMapping[] = [];
+  const source = readHeadMappingSource(modelPath);
   for (const layer of opts.layers) {
     for (let head = 0; head < opts.heads; head++) {
-      const graph = buildHeadMappingGraph(modelPath, { layer, head, side: opts.side, k: opts.top, chunk, vocabLimit: opts.vocabLimit });
+      const graph = buildHeadMappingGraph(source, { layer, head, side: opts.side, k: opts.top, chunk, vocabLimit: opts.vocabLimit });
       const session = orThrow(await createSession(graph.bytes, {
         ...opts.session, ...(graph.sessionConfig ? { sessionConfig: graph.sessionConfig } : {}),
       }));
