@@ -247,6 +247,7 @@ function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, mo
     model,
     weights,
     family: p.sites.family,
+    ...(p.sites.expandedFusedOps ? { expandedFusedOps: p.sites.expandedFusedOps } : {}),
     layers: p.sites.layers,
     heads: p.sites.heads,
     dModel: p.sites.dModel,

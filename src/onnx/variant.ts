@@ -119,6 +119,8 @@ export interface VariantManifest {
     readonly sessionConfig?: Readonly<Record<string, string>>;
   };
   readonly family: string;
+  /** onnxruntime's fused ops that were expanded into standard ops before rewriting, op → count. */
+  readonly expandedFusedOps?: Readonly<Record<string, number>>;
   readonly layers: number;
   readonly heads: number;
   readonly dModel: number;

@@ -17,6 +17,8 @@ export interface ResultsProvenance {
     readonly path: string;
     readonly sha256: string;
     readonly family: string;
+    /** onnxruntime's fused ops expanded into standard ops before rewriting, op → count. */
+    readonly expandedFusedOps?: Readonly<Record<string, number>>;
     readonly layers: number;
     readonly heads: number;
     readonly vocab: number;
@@ -196,7 +198,10 @@ export const resultsSchema = {
       properties: {
         model: {
           type: 'object', additionalProperties: false, required: ['path', 'sha256', 'family', 'layers', 'heads', 'vocab'],
-          properties: { path: nonEmpty, sha256, family: nonEmpty, layers: positive, heads: positive, vocab: positive },
+          properties: {
+            path: nonEmpty, sha256, family: nonEmpty, layers: positive, heads: positive, vocab: positive,
+            expandedFusedOps: { type: 'object', additionalProperties: positive },
+          },
         },
         tokenizer: {
           type: 'object', additionalProperties: false, required: ['path', 'sha256'],

@@ -3,6 +3,7 @@
 // family whose signature matched (most sites found), with every family's first break.
 
 import { UserError } from '../../errors.js';
+import { expandFusedOps } from '../expand-fused.js';
 import { GraphIndex } from '../graph.js';
 import { inferDtypes } from '../infer.js';
 import type { ModelProto } from '../proto.js';
@@ -22,10 +23,12 @@ function foundCount(d: Detection): number {
 }
 
 /**
- * Runs every family detector; returns the first that found every site, else the matched
+ * Expands onnxruntime's fused ops in place (see expand-fused.ts), then runs every family
+ * detector; returns the first that found every site, else the matched
  * one that found most, else the first attempt — with `attempts` listing every family.
  */
-export function runDetection(model: ModelProto): Detection {
+export function runDetection(model: ModelProto, source = 'model'): Detection {
+  const expanded = expandFusedOps(model, source);
   const ix = new GraphIndex(model.graph ?? {});
   const dtypes = inferDtypes(ix);
   const all = FAMILIES.map((f) => f(ix, dtypes));
@@ -35,7 +38,10 @@ export function runDetection(model: ModelProto): Detection {
     const broke = firstBreak(d);
     return { family: d.family, matched: d.matched, supported: !!d.sites, ...(broke ? { broke } : {}) };
   });
-  return { ...chosen, attempts };
+  const fused = Object.entries(expanded).map(([op, count]) => `${count} × ${op}`);
+  if (!fused.length) return { ...chosen, attempts };
+  const notes = [`expanded onnxruntime's fused com.microsoft ops into standard ops: ${fused.join(', ')}`, ...chosen.notes];
+  return { ...chosen, notes, attempts, ...(chosen.sites ? { sites: { ...chosen.sites, expandedFusedOps: expanded } } : {}) };
 }
 
 export class SiteError extends UserError {
@@ -45,34 +51,22 @@ export class SiteError extends UserError {
   }
 }
 
-/** Ops of onnxruntime's transformer optimizer that hide the sites dissect rewrites. */
-const FUSED_OPS = new Set([
-  'Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'PackedAttention', 'DecoderMaskedMultiHeadAttention',
-  'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization', 'EmbedLayerNormalization', 'BiasGelu', 'FastGelu', 'FusedMatMul',
-]);
-
 /**
- * Graph shapes dissect refuses before matching, with what to do instead: a merged decoder
- * (an If choosing the cached branch) and graphs fused by onnxruntime's optimizer.
+ * A merged decoder (an If choosing the cached branch) is refused before matching, with what to
+ * export instead.
  */
-function refuseUnsupportedShape(model: ModelProto, source: string): void {
-  const nodes = model.graph?.node ?? [];
-  const branch = nodes.find((n) => n.opType === 'If');
+function refuseMergedDecoder(model: ModelProto, source: string): void {
+  const branch = (model.graph?.node ?? []).find((n) => n.opType === 'If');
   if (branch) {
     throw new UserError(`${source}: node '${branch.name ?? ''}' (If) selects between two decoder graphs: a merged decoder (use_cache_branch) is not supported`,
       'export the decoder without the merged cache branch, e.g. Optimum\'s decoder_model.onnx, or `optimum-cli export onnx --task text-generation` and take the file without past inputs');
-  }
-  const fused = nodes.find((n) => n.domain === 'com.microsoft' && FUSED_OPS.has(n.opType ?? ''));
-  if (fused) {
-    throw new UserError(`${source}: node '${fused.name ?? ''}' is the fused com.microsoft ${fused.opType}: it hides the attention scores and sublayer updates dissect rewrites`,
-      'use the model as the PyTorch exporter wrote it, before onnxruntime\'s transformer optimizer; dissect lets onnxruntime fuse the rewritten graph at load time');
   }
 }
 
 /** The sites of a supported model, or a SiteError naming the node where matching broke. */
 export function detectSites(model: ModelProto, source = 'model'): ModelSites {
-  refuseUnsupportedShape(model, source);
-  const d = runDetection(model);
+  refuseMergedDecoder(model, source);
+  const d = runDetection(model, source);
   if (d.sites) return d.sites;
   const others = (d.attempts ?? []).filter((a) => a.family !== d.family).map((a) => `${a.family}: ${a.broke ?? 'not matched'}`);
   throw new SiteError(`${source}: not a recognised ${d.matched ? d.family + ' ' : ''}transformer graph: ${firstBreak(d)}` +

@@ -152,4 +152,6 @@ export interface ModelSites {
   /** The graph output holding the logits [b, s, vocab]. */
   readonly logits: string;
   readonly inputs: ModelInputs;
+  /** onnxruntime's fused ops expanded back into standard ops before matching, op → count. */
+  readonly expandedFusedOps?: Readonly<Record<string, number>>;
 }
