@@ -1,4 +1,4 @@
-"""Write small random-weight GPT-2 ONNX fixtures and their PyTorch reference logits.
+"""Write small random-weight GPT-2 (and one GPT-J) ONNX fixtures and their PyTorch reference logits.
 
 Regenerate with: /usr/bin/python3 scripts/make_fixtures.py   (from the repo root; writes generated/fixtures/)
 
@@ -7,7 +7,9 @@ Fixtures (all share the same seeded weights: 2 layers, d_model 32, 4 heads, voca
   gpt2-opset17.onnx  same at opset 17 (LayerNormalization op)
   gpt2-optimum.onnx  Optimum-style: + position_ids, past_key_values.{i}.key/value in; present.{i}.* out
   gpt2-fp16.onnx     gpt2-opset14 converted to float16 with the onnx package (IO logits float16)
-  fixtures.json      configs + reference logits for 3 token sequences
+  gptj-optimum.onnx  a GPT-J (seed 2468, scripts/dissect_models/gptj.py; 2 layers, d_model 32, 4 heads,
+                     rotary_dim 4, vocab 64) exported Optimum-style like gpt2-optimum, anonymised
+  fixtures.json      configs + reference logits for 3 token sequences (+ gptj-optimum after a past)
 """
 import hashlib
 import json
@@ -20,11 +22,16 @@ import torch
 from onnx import numpy_helper, TensorProto
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dissect_models.gpt2 import GPT2Config, GPT2LMHeadModel, OptimumWrapper  # noqa: E402
+from dissect_models.gpt2 import GPT2Config, GPT2LMHeadModel  # noqa: E402
+from dissect_models.gptj import GPTJConfig, GPTJForCausalLM  # noqa: E402
+from dissect_models.onnx_export import anonymise, export_optimum, run_optimum  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "generated", "fixtures")
 SEED = 1234
+GPTJ_SEED = 2468
+# the reference with a non-empty past: SEQS[1] split after this many positions
+WITH_PAST = 3
 
 SEQS = [
     {"input_ids": [5, 17, 42, 3, 60], "attention_mask": [1, 1, 1, 1, 1]},
@@ -37,13 +44,22 @@ def sig7(x):
     return float(f"{float(x):.7g}")
 
 
-def build_model():
-    torch.manual_seed(SEED)
-    cfg = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4, initializer_range=0.02)
-    m = GPT2LMHeadModel(cfg)
+ARCHS = {
+    "gpt2": (GPT2LMHeadModel, GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                         initializer_range=0.02), SEED),
+    # rotary on half of each 8-wide head, so a partial rotary is exercised as in GPT-J 6B (64 of 256)
+    "gptj": (GPTJForCausalLM, GPTJConfig(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                         rotary_dim=4), GPTJ_SEED),
+}
+
+
+def build_model(arch="gpt2"):
+    model_class, cfg, seed = ARCHS[arch]
+    torch.manual_seed(seed)
+    m = model_class(cfg)
     # Make every parameter non-trivial (random LN gains/biases, Conv1D biases, larger weights) so
     # that the reference logits discriminate between correct and subtly wrong implementations.
-    g = torch.Generator().manual_seed(SEED + 1)
+    g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in m.named_parameters():
             if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name.endswith("ln_f.weight"):
@@ -69,36 +85,6 @@ def export_plain(model, path, opset):
         dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                       "logits": {0: "batch", 1: "seq"}},
         do_constant_folding=True)
-
-
-def export_optimum(model, path):
-    cfg = model.config
-    L, H, dh = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
-    ids = torch.tensor([SEQS[1]["input_ids"]], dtype=torch.long)
-    am = torch.ones_like(ids)
-    pos = torch.arange(ids.size(1)).unsqueeze(0)
-    # trace with a non-empty past so the concat is not special-cased; fed empty at run time
-    past_len = 2
-    am_full = torch.ones(1, past_len + ids.size(1), dtype=torch.long)
-    pos = pos + past_len
-    past = []
-    names_in = ["input_ids", "attention_mask", "position_ids"]
-    names_out = ["logits"]
-    dyn = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "past_seq+seq"},
-           "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
-    for i in range(L):
-        for kv in ("key", "value"):
-            past.append(torch.zeros(1, H, past_len, dh))
-            n = f"past_key_values.{i}.{kv}"
-            names_in.append(n)
-            dyn[n] = {0: "batch", 2: "past_seq"}
-            o = f"present.{i}.{kv}"
-            names_out.append(o)
-            dyn[o] = {0: "batch", 2: "past_seq+seq"}
-    w = OptimumWrapper(model).eval()
-    torch.onnx.export(w, (ids, am_full, pos, *past), path, opset_version=14,
-                      input_names=names_in, output_names=names_out, dynamic_axes=dyn,
-                      do_constant_folding=True)
 
 
 FP16_MAX = 65504.0
@@ -136,20 +122,24 @@ def convert_fp16(src, dst):
     onnx.save(m, dst)
 
 
-def ref_logits(model, seq, optimum=False):
-    ids = torch.tensor([seq["input_ids"]], dtype=torch.long)
-    am = torch.tensor([seq["attention_mask"]], dtype=torch.long)
-    with torch.no_grad():
-        if optimum:
-            cfg = model.config
-            dh = cfg.n_embd // cfg.n_head
-            pos = torch.arange(ids.size(1)).unsqueeze(0)
-            past = [(torch.zeros(1, cfg.n_head, 0, dh), torch.zeros(1, cfg.n_head, 0, dh))
-                    for _ in range(cfg.n_layer)]
-            logits, _ = model(ids, am, pos, past)
-        else:
-            logits = model(ids, am)
-    return [[sig7(v) for v in row] for row in logits[0].tolist()]
+def d_head(cfg):
+    return cfg.n_embd // cfg.n_head
+
+
+def ref_logits(model, seq, optimum=False, past_from=0):
+    cfg = model.config
+    if optimum:
+        logits = run_optimum(model, seq["input_ids"], seq["attention_mask"], cfg.n_layer, cfg.n_head, d_head(cfg),
+                             past_from)
+    else:
+        with torch.no_grad():
+            logits = model(torch.tensor([seq["input_ids"]]), torch.tensor([seq["attention_mask"]]))[0]
+    return [[sig7(v) for v in row] for row in logits.tolist()]
+
+
+def config_of(cfg, **extra):
+    return {"layers": cfg.n_layer, "heads": cfg.n_head, "d_model": cfg.n_embd, "vocab": cfg.vocab_size,
+            "n_positions": cfg.n_positions, "d_head": d_head(cfg), **extra}
 
 
 def sha256(path):
@@ -165,9 +155,16 @@ def main():
     p14 = os.path.join(OUT, "gpt2-opset14.onnx")
     export_plain(model, p14, 14)
     export_plain(model, os.path.join(OUT, "gpt2-opset17.onnx"), 17)
-    export_optimum(model, os.path.join(OUT, "gpt2-optimum.onnx"))
+    export_optimum(model, os.path.join(OUT, "gpt2-optimum.onnx"), SEQS[1]["input_ids"], cfg.n_layer, cfg.n_head,
+                   d_head(cfg))
     convert_fp16(p14, os.path.join(OUT, "gpt2-fp16.onnx"))
-    for f in ("gpt2-opset14.onnx", "gpt2-opset17.onnx", "gpt2-optimum.onnx"):
+    gptj = build_model("gptj")
+    gcfg = gptj.config
+    export_optimum(gptj, os.path.join(OUT, "gptj-optimum.onnx"), SEQS[1]["input_ids"], gcfg.n_layer, gcfg.n_head,
+                   d_head(gcfg))
+    # names would take a third of the file
+    anonymise(os.path.join(OUT, "gptj-optimum.onnx"))
+    for f in ("gpt2-opset14.onnx", "gpt2-opset17.onnx", "gpt2-optimum.onnx", "gptj-optimum.onnx"):
         onnx.checker.check_model(onnx.load(os.path.join(OUT, f)))
 
     # fp16 reference: the fp16-rounded weights, run in float32 in PyTorch (CPU torch 1.13 lacks
@@ -177,29 +174,40 @@ def main():
         for p in m16.parameters():
             p.copy_(p.half().float())
 
-    config = {"layers": cfg.n_layer, "heads": cfg.n_head, "d_model": cfg.n_embd, "vocab": cfg.vocab_size,
-              "n_positions": cfg.n_positions, "d_head": cfg.n_embd // cfg.n_head, "tied_embeddings": True}
+    config = config_of(cfg, tied_embeddings=True)
+    optimum_inputs = {"past_inputs": "past_key_values.{i}.key/.value float32 [batch, heads, 0, d_head] (empty)",
+                      "position_ids": "arange(seq) for every sequence"}
     sequences = [dict(s) for s in SEQS]
     fixtures = {}
     for name, opset, mdl, optimum, extra in [
-        ("gpt2-opset14.onnx", 14, model, False, {}),
-        ("gpt2-opset17.onnx", 17, model, False, {}),
-        ("gpt2-optimum.onnx", 14, model, True,
-         {"past_inputs": "past_key_values.{i}.key/.value float32 [batch, heads, 0, d_head] (empty)",
-          "position_ids": "arange(seq) for every sequence"}),
+        ("gpt2-opset14.onnx", 14, model, False, {"config": config}),
+        ("gpt2-opset17.onnx", 17, model, False, {"config": config}),
+        ("gpt2-optimum.onnx", 14, model, True, {"config": config, **optimum_inputs}),
         ("gpt2-fp16.onnx", 14, m16, False,
-         {"note": "reference computed in float32 with the fp16-rounded weights; ONNX graph runs in "
+         {"config": config,
+          "note": "reference computed in float32 with the fp16-rounded weights; ONNX graph runs in "
                   "float16, so compare with a loose tolerance (e.g. abs 0.05 + rel 0.01) and argmax",
           "dtype": "float16"}),
+        ("gptj-optimum.onnx", 14, gptj, True,
+         {"config": config_of(gcfg, rotary_dim=gcfg.rotary_dim, tied_embeddings=False), "seed": GPTJ_SEED,
+          "architecture": "GPT-J (HF GPTJForCausalLM maths, scripts/dissect_models/gptj.py): parallel blocks, "
+                          "rotary (interleaved) on the first rotary_dim of each head, MLP 4 d_model, untied "
+                          "LM head with bias",
+          **optimum_inputs,
+          "with_past": {"sequence": 1, "past_length": WITH_PAST,
+                        "how": f"positions 0..{WITH_PAST - 1} run first, their present.* fed as the past of "
+                               "the rest (attention_mask over all 7, position_ids 3..6)",
+                        "logits": ref_logits(gptj, SEQS[1], True, WITH_PAST)}}),
     ]:
         path = os.path.join(OUT, name)
         fixtures[name] = {
-            "config": config, "opset": opset, "sha256": sha256(path), **extra,
+            "config": extra.pop("config"), "opset": opset, "sha256": sha256(path), **extra,
             "sequences": [{"input_ids": s["input_ids"], "attention_mask": s["attention_mask"],
                            "logits": ref_logits(mdl, s, optimum)} for s in sequences],
         }
     doc = {
-        "description": "Random-weight GPT-2 fixtures (HF GPT2LMHeadModel maths). Reference logits "
+        "description": "Random-weight GPT-2 fixtures (HF GPT2LMHeadModel maths) and an Optimum-style GPT-J. "
+                       "Reference logits "
                        "[seq][vocab] from the PyTorch module, 7 significant digits, one sequence per "
                        "forward pass (batch 1). Padded positions (attention_mask 0) still have logits.",
         "seed": SEED,

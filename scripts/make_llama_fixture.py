@@ -1,8 +1,11 @@
 """Write a tiny random-weight Llama-style ONNX fixture and its PyTorch reference numbers.
 
 Regenerate with: /usr/bin/python3 scripts/make_llama_fixture.py   (from the repo root; writes
-generated/fixtures/llama-opset14.onnx, llama-opset17.onnx, llama.json). llama-opset17.onnx is
-anonymised after export: no node names, every tensor but the inputs and logits renamed t0, t1, ...
+generated/fixtures/llama-opset14.onnx, llama-opset17.onnx, llama-optimum.onnx, llama.json).
+llama-opset17.onnx is anonymised after export: no node names, every tensor but the inputs and logits
+renamed t0, t1, ... llama-optimum.onnx is the Optimum-style export (text-generation-with-past: past
+key/value inputs of the 2 key/value heads, after rotary and before the repeat; present.* outputs),
+anonymised too.
 
 The model is written here in plain PyTorch with the maths and module names of Hugging Face's
 LlamaForCausalLM (transformers 4.36, eager attention):
@@ -21,11 +24,15 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, asdict
 
 import onnx
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dissect_models.onnx_export import anonymise, export_optimum, run_optimum  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "generated", "fixtures")
@@ -37,6 +44,9 @@ SEQS = [
     {"input_ids": [7, 28, 51, 2, 19, 0, 0], "attention_mask": [1, 1, 1, 1, 1, 0, 0]},
 ]
 KNOCKOUT_LAYER = 1
+OPTIMUM = "llama-optimum.onnx"
+# the reference with a non-empty past: SEQS[1] split after this many positions
+WITH_PAST = 3
 KNOCKOUT_KEYS = [0, 1]
 
 
@@ -122,13 +132,18 @@ class LlamaAttention(nn.Module):
         self.rotary_emb = LlamaRotaryEmbedding(self.head_dim, cfg.max_position_embeddings, cfg.rope_theta)
         self.attn_softmax = ScoresSoftmax()
 
-    def forward(self, x, mask4d, position_ids):
+    def forward(self, x, mask4d, position_ids, layer_past=None):
         b, s, _ = x.size()
         q = self.q_proj(x).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, s, self.num_key_value_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, s, self.num_key_value_heads, self.head_dim).transpose(1, 2)
-        cos, sin = self.rotary_emb(s)
+        cos, sin = self.rotary_emb(s if layer_past is None else s + layer_past[0].size(-2))
         q, k = apply_rotary_pos_emb(q, k, cos, sin, position_ids)
+        # the cache holds the key/value heads after rotary, before the repeat to the query heads
+        if layer_past is not None:
+            k = torch.cat((layer_past[0], k), dim=2)
+            v = torch.cat((layer_past[1], v), dim=2)
+        self._present = (k, v)
         k = repeat_kv(k, self.num_key_value_groups)
         v = repeat_kv(v, self.num_key_value_groups)
         w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
@@ -159,8 +174,8 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = LlamaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = LlamaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x, mask4d, position_ids):
-        x = x + self.self_attn(self.input_layernorm(x), mask4d, position_ids)
+    def forward(self, x, mask4d, position_ids, layer_past=None):
+        x = x + self.self_attn(self.input_layernorm(x), mask4d, position_ids, layer_past)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -172,15 +187,19 @@ class LlamaModel(nn.Module):
         self.norm = LlamaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-def causal_mask_4d(attention_mask, dtype):
-    """HF 4.36 _prepare_4d_causal_attention_mask: 0 where allowed, finfo.min elsewhere."""
+def causal_mask_4d(attention_mask, dtype, past=None):
+    """HF 4.36 _prepare_4d_causal_attention_mask: 0 where allowed, finfo.min elsewhere, [b, 1, q, kv];
+    with a cache of `past` positions the mask covers past + q keys and every query sees the past."""
     b, s = attention_mask.shape
     mn = torch.finfo(dtype).min
-    mask = torch.full((s, s), mn)
-    cond = torch.arange(s)
-    mask = mask.masked_fill(cond < (cond + 1).view(s, 1), 0.0)
-    causal = mask[None, None, :, :].expand(b, 1, s, s)
-    inverted = 1.0 - attention_mask[:, None, None, :].expand(b, 1, s, s).to(dtype)
+    q = s if past is None else s - past
+    mask = torch.full((q, q), mn)
+    cond = torch.arange(q)
+    mask = mask.masked_fill(cond < (cond + 1).view(q, 1), 0.0)
+    if past is not None:
+        mask = torch.cat([torch.zeros(q, past), mask], dim=-1)
+    causal = mask[None, None, :, :].expand(b, 1, q, s)
+    inverted = 1.0 - attention_mask[:, None, None, :].expand(b, 1, q, s).to(dtype)
     return causal.masked_fill(inverted.to(torch.bool), mn)
 
 
@@ -191,16 +210,24 @@ class LlamaForCausalLM(nn.Module):
         self.model = LlamaModel(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
 
-    def forward(self, input_ids, attention_mask, return_hidden=False):
+    def forward(self, input_ids, attention_mask, position_ids=None, past_key_values=None, return_hidden=False):
+        """logits; with past_key_values (list of (k, v) [b, kv_heads, past, dh]; attention_mask then
+        covers past + seq) (logits, presents); with return_hidden (logits, hidden states)."""
         s = input_ids.size(1)
-        position_ids = torch.arange(0, s, dtype=torch.long).unsqueeze(0)
+        if position_ids is None:
+            position_ids = torch.arange(0, s, dtype=torch.long).unsqueeze(0)
         x = self.model.embed_tokens(input_ids)
-        mask4d = causal_mask_4d(attention_mask, x.dtype)
+        past = None if past_key_values is None else past_key_values[0][0].size(-2)
+        mask4d = causal_mask_4d(attention_mask, x.dtype, past)
         hidden = [x]
-        for layer in self.model.layers:
-            x = layer(x, mask4d, position_ids)
+        presents = []
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, mask4d, position_ids, None if past_key_values is None else past_key_values[i])
+            presents.append(layer.self_attn._present)
             hidden.append(x)
         logits = self.lm_head(self.model.norm(x)).float()
+        if past_key_values is not None:
+            return logits, presents
         return (logits, hidden) if return_hidden else logits
 
 
@@ -219,32 +246,6 @@ def build_model():
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
     m.eval()
     return m
-
-
-def anonymise(path):
-    """Strips node names and renames every tensor but the graph inputs and outputs (t0, t1, ...):
-    detection must not need names, and the file gets smaller."""
-    m = onnx.load(path)
-    g = m.graph
-    keep = {v.name for v in list(g.input) + list(g.output)}
-    names = {}
-
-    def ren(x):
-        if not x or x in keep:
-            return x
-        if x not in names:
-            names[x] = f"t{len(names)}"
-        return names[x]
-
-    for t in g.initializer:
-        t.name = ren(t.name)
-    for n in g.node:
-        n.name = ""
-        n.input[:] = [ren(x) for x in n.input]
-        n.output[:] = [ren(x) for x in n.output]
-    del g.value_info[:]
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
 
 
 def export(model, path, opset):
@@ -307,8 +308,20 @@ def main():
         if opset == 17:
             anonymise(os.path.join(OUT, name))
         files[name] = {"opset": opset, "sha256": sha256(os.path.join(OUT, name))}
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    cache = (cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim)
+    optimum = os.path.join(OUT, OPTIMUM)
+    export_optimum(model, optimum, SEQS[1]["input_ids"], *cache)
+    anonymise(optimum)
+    files[OPTIMUM] = {"opset": 14, "sha256": sha256(optimum)}
 
-    sequences = [{**s, "logits": [[float(v) for v in row] for row in run(model, s).tolist()]} for s in SEQS]
+    def logits_of(t):
+        return [[float(v) for v in row] for row in t.tolist()]
+
+    sequences = [{**s, "logits": logits_of(run(model, s))} for s in SEQS]
+    # with an empty past the Optimum graph's maths is the plain one's: its reference is `sequences`
+    for s in SEQS:
+        assert torch.equal(run_optimum(model, s["input_ids"], s["attention_mask"], *cache), run(model, s))
     # sanity: the right-padded row equals the unpadded run on its real positions
     real = sum(SEQS[2]["attention_mask"])
     short = run(model, {"input_ids": SEQS[2]["input_ids"][:real], "attention_mask": [1] * real})
@@ -332,6 +345,19 @@ def main():
         "files": files,
         "sequences": sequences,
         "knockout": knockout,
+        "optimum": {
+            "file": OPTIMUM,
+            "inputs": "input_ids, attention_mask [batch, past_seq+seq], position_ids (arange(seq)), "
+                      f"past_key_values.{{i}}.key/.value float32 [batch, {cfg.num_key_value_heads} (key/value heads, "
+                      f"before the repeat), past_seq, {head_dim}]",
+            "outputs": "logits, present.{i}.key/.value [batch, kv_heads, past_seq+seq, head_dim]",
+            "empty_past": "fed with past_seq = 0 the logits are `sequences` (equal in PyTorch, checked)",
+            "with_past": {"sequence": 1, "past_length": WITH_PAST,
+                          "how": f"positions 0..{WITH_PAST - 1} run first, their present.* fed as the past of "
+                                 "the rest (attention_mask over all 7, position_ids 3..6)",
+                          "logits": logits_of(run_optimum(model, SEQS[1]["input_ids"], SEQS[1]["attention_mask"],
+                                                          *cache, past_from=WITH_PAST))},
+        },
     }
     text = json.dumps(doc, indent=1)
     # one line per logits row (keeps the file small and readable)

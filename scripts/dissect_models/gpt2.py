@@ -231,19 +231,3 @@ class GPT2LMHeadModel(nn.Module):
             return logits, hidden
         return logits
 
-
-class OptimumWrapper(nn.Module):
-    """Optimum-style signature: input_ids, attention_mask, position_ids, then the flattened
-    past_key_values.{i}.key/value; outputs logits and flattened present.{i}.key/value."""
-
-    def __init__(self, model: GPT2LMHeadModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, position_ids, *past):
-        pkv = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        logits, presents = self.model(input_ids, attention_mask, position_ids, pkv)
-        out = [logits]
-        for k, v in presents:
-            out += [k, v]
-        return tuple(out)

@@ -104,7 +104,7 @@ class GPTJAttention(nn.Module):
         w = self.attn_dropout(w)
         return torch.matmul(w, v), w
 
-    def forward(self, x, ext_mask, position_ids):
+    def forward(self, x, ext_mask, position_ids, layer_past=None):
         q = self._split_heads(self.q_proj(x), True)
         k = self._split_heads(self.k_proj(x), True)
         v = self._split_heads(self.v_proj(x), False)
@@ -115,6 +115,11 @@ class GPTJAttention(nn.Module):
         q = torch.cat([apply_rotary_pos_emb(q[:, :, :, :r], sin, cos), q[:, :, :, r:]], dim=-1)
         k = k.permute(0, 2, 1, 3)
         q = q.permute(0, 2, 1, 3)
+        if layer_past is not None:
+            pk, pv = layer_past
+            k = torch.cat((pk, k), dim=-2)
+            v = torch.cat((pv, v), dim=-2)
+        self._present = (k, v)
         a, _ = self._attn(q, k, v, ext_mask)
         a = self._merge_heads(a)
         a = self.out_proj(a)
@@ -146,9 +151,9 @@ class GPTJBlock(nn.Module):
         self.attn = GPTJAttention(cfg)
         self.mlp = GPTJMLP(cfg)
 
-    def forward(self, x, ext_mask, position_ids):
+    def forward(self, x, ext_mask, position_ids, layer_past=None):
         h = self.ln_1(x)
-        return self.attn(h, ext_mask, position_ids) + self.mlp(h) + x
+        return self.attn(h, ext_mask, position_ids, layer_past) + self.mlp(h) + x
 
 
 class GPTJModel(nn.Module):
@@ -180,7 +185,10 @@ class GPTJForCausalLM(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, return_hidden=False):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, return_hidden=False):
+        """Returns logits [batch, seq, vocab]; with past_key_values (list of (k, v) [b, h, past, dh],
+        concatenated before the keys and values of the new positions; pass position_ids then)
+        returns (logits, presents), with return_hidden=True (logits, hidden_states)."""
         t = self.transformer
         seq = input_ids.size(-1)
         if position_ids is None:
@@ -192,12 +200,16 @@ class GPTJForCausalLM(nn.Module):
             ext = (1.0 - ext) * torch.finfo(dtype).min
         x = t.drop(t.wte(input_ids))
         hidden = [x]
-        for block in t.h:
-            x = block(x, ext, position_ids)
+        presents = []
+        for i, block in enumerate(t.h):
+            x = block(x, ext, position_ids, None if past_key_values is None else past_key_values[i])
+            presents.append(block.attn._present)
             hidden.append(x)
         x = t.ln_f(x)
         hidden[-1] = x
         logits = self.lm_head(x).to(torch.float32)
+        if past_key_values is not None:
+            return logits, presents
         if return_hidden:
             return logits, hidden
         return logits

@@ -2,19 +2,28 @@
 // from each projection, a region of head reshapes, rotary and repeat ops reaches an activation ×
 // activation MatMul; q and k meet in q·kᵀ (slots 0 and 1), v in probs·V. The families differ
 // in which ops the region may hold, how heads are split, and where a partial rotary is sliced.
+// Optimum-style exports (text-generation-with-past) add a kv cache: the k and v regions each
+// concatenate a past input before the new positions (the present.* outputs read that Concat),
+// and the rotary's sin/cos are gathered with a position_ids input instead of a range over the
+// sequence length.
 
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
+import { DataType } from '../proto.js';
 import { attrInt } from '../tensor.js';
-import { matchOutputProjection, perm, weightsOf } from './common.js';
+import { matchOutputProjection, perm, weightsOf, type Embedding } from './common.js';
 import type { Recorder } from './findings.js';
 import { fail, forwardTo, in0, isOp, out0, type LinearMatch } from './pattern.js';
-import type { HeadProjection, LinearWeights } from './types.js';
+import type { HeadProjection, KvCacheInput, LinearWeights } from './types.js';
 
 const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
 const PROBS_PASS_OPS = ['Cast', 'Identity', 'Dropout'];
 const CAST_OPS = ['Cast', 'Identity'];
 const HEAD_REGION_LIMIT = 256;
+/** Ops that read only their input's shape: a position trace through them reads no input's values. */
+const SHAPE_OPS = ['Shape', 'Size'];
+/** How far back from the rotary's sin/cos a position_ids input is looked for. */
+const POSITION_TRACE_LIMIT = 64;
 
 export interface Rotary {
   dims: number;
@@ -32,6 +41,10 @@ export interface AttentionFacts {
   kProj?: HeadProjection;
   vProj?: HeadProjection;
   attnProj?: LinearWeights;
+  /** The kv-cache inputs concatenated before the keys and values (Optimum exports). */
+  past?: { key: string; value: string };
+  /** The graph input the rotary's sin/cos are gathered with (Optimum's position_ids). */
+  positionIds?: string;
 }
 
 export interface Region {
@@ -39,6 +52,8 @@ export interface Region {
   readonly nodes: readonly NodeProto[];
   /** The activation × activation MatMul(s) reached, and the input slot read. */
   readonly hits: readonly { readonly node: NodeProto; readonly slot: number }[];
+  /** Concats reading a graph input: a kv cache (checked once q, k and v are known). */
+  readonly past: readonly NodeProto[];
 }
 
 /** What the rotary detection sees of a q or k region, for a family to pick its partial-rotary Slices. */
@@ -71,6 +86,7 @@ export interface RotaryFamily {
 function headRegion(ix: GraphIndex, lin: LinearMatch, family: RotaryFamily): Region {
   const nodes: NodeProto[] = [];
   const hits: { node: NodeProto; slot: number }[] = [];
+  const past: NodeProto[] = [];
   const seen = new Set<string>([lin.output]);
   const stack = [lin.output];
   while (stack.length) {
@@ -84,11 +100,9 @@ function headRegion(ix: GraphIndex, lin: LinearMatch, family: RotaryFamily): Reg
       if (!family.regionOps.includes(n.opType ?? '')) {
         fail(ix, t, `q, k and v reaching the attention MatMuls through ${family.regionWhat}`, n);
       }
-      if (isOp(n, 'Concat') && (n.input ?? []).some((i) => ix.isGraphInput(i))) {
-        fail(ix, t, `no past key/value inputs (a kv cache is not supported for ${family.name})`, n);
-      }
       if (nodes.includes(n)) continue;
       nodes.push(n);
+      if (isOp(n, 'Concat') && (n.input ?? []).some((i) => ix.isGraphInput(i))) past.push(n);
       if (nodes.length > HEAD_REGION_LIMIT) fail(ix, t, `an attention projection reaching its MatMul within ${HEAD_REGION_LIMIT} nodes`, n);
       for (const o of n.output ?? []) {
         if (o && !seen.has(o)) {
@@ -98,7 +112,60 @@ function headRegion(ix: GraphIndex, lin: LinearMatch, family: RotaryFamily): Reg
       }
     }
   }
-  return { lin, nodes, hits };
+  return { lin, nodes, hits, past };
+}
+
+/**
+ * The past input a k or v region concatenates before its new positions: a graph input as the
+ * first of two Concat inputs on the sequence axis of [b, heads, seq, dh] (the knockout counts
+ * the past's keys first).
+ */
+function cacheInput(ix: GraphIndex, g: Region, what: 'keys' | 'values'): string | undefined {
+  const [concat, other] = g.past;
+  if (other) fail(ix, g.lin.output, `one kv-cache Concat on the ${what}`, other);
+  if (!concat) return undefined;
+  const axis = attrInt(concat, 'axis', 0);
+  if ((concat.input ?? []).length !== 2 || !ix.isGraphInput(in0(concat)) || (axis !== 2 && axis !== -2)) {
+    fail(ix, g.lin.output, `the past ${what} (a graph input [b, heads, past, dh]) concatenated before the new ones on axis 2`, concat);
+  }
+  return in0(concat);
+}
+
+/** The Muls of a q or k region by a position-dependent (non-constant, outside) tensor: the rotary's cos / sin. */
+function positionalMuls(ix: GraphIndex, region: Region, inRegion: ReadonlySet<string>): NodeProto[] {
+  const outside = (i: string): boolean => !!i && !inRegion.has(i) && !ix.isConstant(i);
+  return region.nodes.filter((n) => isOp(n, 'Mul') && (n.input ?? []).some(outside));
+}
+
+function outputsOf(region: Region): Set<string> {
+  const s = new Set(region.nodes.flatMap((n) => n.output ?? []));
+  s.add(region.lin.output);
+  return s;
+}
+
+/**
+ * The integer graph input whose values the rotary's sin/cos depend on: position_ids, when the
+ * export takes them as an input. A plain export derives positions from the sequence length,
+ * whose trace ends at a Shape (it reads no input's values), so it has none.
+ */
+function positionInput(ix: GraphIndex, region: Region): string | undefined {
+  const inRegion = outputsOf(region);
+  const stack = positionalMuls(ix, region, inRegion).flatMap((m) => (m.input ?? []).filter((i) => !inRegion.has(i)));
+  const seen = new Set<string>();
+  const found = new Set<string>();
+  while (stack.length && seen.size < POSITION_TRACE_LIMIT) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    if (ix.isGraphInput(t)) {
+      const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
+      if (et === DataType.INT64 || et === DataType.INT32) found.add(t);
+      continue;
+    }
+    const p = ix.producer(t);
+    if (p && !SHAPE_OPS.includes(p.opType ?? '')) stack.push(...(p.input ?? []).filter(Boolean));
+  }
+  return found.size === 1 ? [...found][0] : undefined;
 }
 
 function back(ix: GraphIndex, t: string, ops: readonly string[]): string {
@@ -134,11 +201,10 @@ export function headSplit(ix: GraphIndex, g: Region): { heads: number; dHead: nu
 
 /** Rotary on the head dimension within a q or k region: its width and style, or undefined. */
 function rotaryOf(ix: GraphIndex, region: Region, dHead: number, family: RotaryFamily): Rotary | undefined {
-  const inRegion = new Set(region.nodes.flatMap((n) => n.output ?? []));
-  inRegion.add(region.lin.output);
-  const has = (op: string): boolean => region.nodes.some((n) => n.opType === op);
-  const outside = (i: string): boolean => !!i && !inRegion.has(i) && !ix.isConstant(i);
-  const positional = region.nodes.filter((n) => isOp(n, 'Mul') && (n.input ?? []).some(outside));
+  const inRegion = outputsOf(region);
+  // a kv-cache Concat is not the rotary's
+  const has = (op: string): boolean => region.nodes.some((n) => n.opType === op && !region.past.includes(n));
+  const positional = positionalMuls(ix, region, inRegion);
   if (!has('Neg') || !has('Concat') || !positional.length) return undefined;
   const lastAxis = (n: NodeProto): boolean => {
     const axis = sliceArg(ix, n, 3);
@@ -173,6 +239,13 @@ export function matchRotaryAttention(
 
   family.heads(ix, q, k, v, facts);
   const dHead = facts.dHead!;
+  if (q.past.length) fail(ix, q.lin.output, 'queries with no past input concatenated (only keys and values are cached)', q.past[0]);
+  const pastKey = cacheInput(ix, k, 'keys');
+  const pastValue = cacheInput(ix, v, 'values');
+  if (!pastKey !== !pastValue) {
+    fail(ix, (pastKey ? v : k).lin.output, `past ${pastKey ? 'values' : 'keys'} concatenated too (a kv cache holds both, or neither)`, qk);
+  }
+  if (pastKey && pastValue) facts.past = { key: pastKey, value: pastValue };
   if (family.biasFree) {
     for (const [name, g] of [['q', q], ['k', k], ['v', v]] as const) {
       if (g.lin.bias) fail(ix, g.lin.output, `a ${name} projection without bias (${family.name})`, g.lin.node);
@@ -188,6 +261,8 @@ export function matchRotaryAttention(
     fail(ix, k.lin.output, `the same rotary embedding on q and k (q: ${rq.dims} dims ${rq.style}, k: ${rk.dims} dims ${rk.style})`, qk);
   }
   facts.rotary = rq;
+  const positionIds = positionInput(ix, q);
+  if (positionIds) facts.positionIds = positionIds;
 
   // q, k after rotary (and any repeat): the MatMul's inputs before dtype casts (and before the keys' transpose)
   const inRegion = (g: Region, t: string): boolean => g.nodes.some((n) => (n.output ?? []).includes(t));
@@ -228,4 +303,31 @@ export function matchRotaryAttention(
   facts.kProj = { ...weightsOf(k.lin), offset: 0 };
   facts.vProj = { ...weightsOf(v.lin), offset: 0 };
   facts.attnProj = weightsOf(proj);
+}
+
+/** What the attention layers read from graph inputs, gathered over the layers: kv cache and position ids. */
+export class AttentionInputs {
+  readonly past: KvCacheInput[] = [];
+  private positionIds?: string;
+
+  add(layer: number, facts: AttentionFacts): void {
+    if (facts.past) this.past.push({ layer, ...facts.past });
+    this.positionIds ??= facts.positionIds;
+  }
+
+  pastNames(): Set<string> {
+    return new Set(this.past.flatMap((p) => [p.key, p.value]));
+  }
+
+  /** The embedding's facts with the position ids the rotary reads (recorded as a model site), if any. */
+  embedding(rec: Recorder, emb: Embedding): Embedding {
+    return this.positionIds ? { ...emb, positionIds: rec.found('positionIds', this.positionIds) } : emb;
+  }
+
+  /** Names the kv-cache inputs (`holds`: what the cached heads are), for inspect. */
+  note(notes: string[], holds: string): void {
+    if (!this.past.length) return;
+    notes.push(`kv cache (fed empty: past length 0), concatenated before attention, ${holds}: ` +
+      this.past.map((p) => `layer ${p.layer} ${p.key}, ${p.value}`).join('; '));
+  }
 }

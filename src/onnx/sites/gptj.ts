@@ -16,7 +16,10 @@
 //   - rotary: the q and k regions each hold a Neg, a Concat and a Mul by a position-dependent
 //     (non-constant, outside) tensor; its width is the Slice [0, r) of the head dimension
 //     (r = head size when there is none), interleaved when pairs are taken with step 2;
-//   - no bias on q, k, v and the output projection; an untied LM head with a bias.
+//   - no bias on q, k, v and the output projection; an untied LM head with a bias;
+//   - Optimum exports (text-generation-with-past): the k and v regions concatenate past inputs
+//     [b, h, past, dh] before the new positions (keys after the rotary); the k and v sites are
+//     those Concats (the present.* outputs read them). position_ids, a graph input, feeds the sin/cos.
 //
 // Sites in a parallel block: residMid = residIn and mlpNorm = attnNorm (see types.ts);
 // attnAddOut / mlpAddOut are the Add(s) that sum the updates, where the gates act.
@@ -24,7 +27,7 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
 import { tensorDims } from '../tensor.js';
-import { headReshape, headSplit, matchRotaryAttention, type AttentionFacts, type Region, type RotaryFamily } from './attention-region.js';
+import { AttentionInputs, headReshape, headSplit, matchRotaryAttention, type AttentionFacts, type Region, type RotaryFamily } from './attention-region.js';
 import {
   LAYER_NORM, LayerTally, assembleDetection, findAttentionMask, findEmbedding, matchFinal, modelWidth, walkBlocks, weightsOf,
 } from './common.js';
@@ -151,6 +154,7 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
 
   const perLayer: LayerSites[] = [];
   const tally = new LayerTally(notes);
+  const inputs = new AttentionInputs();
   let layersOk = true;
   let unmatched = false;
   const walk = walkBlocks(ix, emb.r0, model, layers, LAYER_NORM, (entry, r, l) => {
@@ -170,6 +174,7 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
     rec.attempt([...ATTENTION_SITES], () => matchAttention(ix, rec, ln.output, block.attnLinears, block.attnOut, facts));
     tally.attention(l, facts);
     tally.rotaryOf(l, facts);
+    inputs.add(l, facts);
     if (L.missing.length || !facts.qProj || !facts.kProj || !facts.vProj || !facts.attnProj) layersOk = false;
     else {
       const g = (s: string): string => rec.get(s)!;
@@ -199,14 +204,16 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
       model.missing.push({ site: 'unembeddingBias', expected: 'an LM head with a bias (gptj)', at: nodeLabel(headNode) });
     }
   }
-  const attentionMask = findAttentionMask(ix, mrec, emb, new Set());
+  const withPositions = inputs.embedding(mrec, emb);
+  const attentionMask = findAttentionMask(ix, mrec, withPositions, inputs.pastNames());
 
   const dModel = modelWidth(ix, emb, tally, notes);
   const { dHead, rotary } = tally;
   notes.push('parallel blocks: attention and MLP read one LayerNorm; residMid is the block input, mlpNorm = attnNorm');
   if (rotary) notes.push(`rotary position embedding on the first ${rotary.dims} of ${dHead ?? '?'} head dimensions of q and k (${rotary.style})`);
+  inputs.note(notes, 'keys after the rotary embedding');
   return assembleDetection({
     family: FAMILY, dtypes, model, layers, notes, complete, ...(finalNorm ? { finalNorm } : {}), ...(head ? { head } : {}),
-    perLayer, tally, dModel, emb, ...(attentionMask ? { attentionMask } : {}), past: [], block: 'parallel', positionWeight: true,
+    perLayer, tally, dModel, emb: withPositions, ...(attentionMask ? { attentionMask } : {}), past: inputs.past, block: 'parallel', positionWeight: true,
   });
 }

@@ -19,12 +19,15 @@
 //   - MLP: two linear layers on the second RMSNorm, gate and up; an elementwise activation of
 //     gate (Sigmoid·x, or one Silu / Swish node) times up, then the down projection. The
 //     product, the down projection's input, is both mlpPre and mlpAct (see types.ts).
-// A kv cache (past key/value inputs) is not supported.
+//   - Optimum exports (text-generation-with-past): the k and v regions concatenate past inputs
+//     [b, kv_heads, past, dh] after the rotary and before the repeat (the present.* outputs read
+//     those Concats); the k and v sites stay after the repeat. position_ids, a graph input,
+//     feeds the sin/cos.
 
 import { GraphIndex } from '../graph.js';
 import type { NodeProto } from '../proto.js';
 import { tensorDims } from '../tensor.js';
-import { headSplit, matchRotaryAttention, type AttentionFacts, type Region, type RotaryFamily } from './attention-region.js';
+import { AttentionInputs, headSplit, matchRotaryAttention, type AttentionFacts, type Region, type RotaryFamily } from './attention-region.js';
 import {
   LayerTally, RMS_NORM, assembleDetection, findAttentionMask, findEmbedding, matchFinal, matchSequentialBlock, modelWidth, walkBlocks,
   weightsOf,
@@ -156,6 +159,7 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>)
 
   const perLayer: LayerSites[] = [];
   const tally = new LayerTally(notes);
+  const inputs = new AttentionInputs();
   let layersOk = true;
   const walk = walkBlocks(ix, emb.r0, model, layers, RMS_NORM, (entry, r, l) => {
     const { norm: n1, rec, findings: L } = entry;
@@ -167,6 +171,7 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>)
     tally.mlp(mlp);
     tally.attention(l, facts, true);
     tally.rotaryOf(l, facts);
+    inputs.add(l, facts);
     if (L.missing.length || !mlp || !facts.qProj || !facts.kProj || !facts.vProj || !facts.attnProj) layersOk = false;
     else {
       const g = (s: string): string => rec.get(s)!;
@@ -187,7 +192,8 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>)
 
   // final RMSNorm and LM head (tied or untied; Llama's has no bias)
   const head = matchFinal(ix, mrec, model, walk, complete, RMS_NORM);
-  const attentionMask = findAttentionMask(ix, mrec, emb, new Set());
+  const withPositions = inputs.embedding(mrec, emb);
+  const attentionMask = findAttentionMask(ix, mrec, withPositions, inputs.pastNames());
 
   const dModel = modelWidth(ix, emb, tally, notes);
   const { heads, kvHeads, dHead, rotary } = tally;
@@ -196,9 +202,10 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>)
   if (heads !== undefined && kvHeads !== undefined && kvHeads < heads) {
     notes.push(`grouped-query attention: ${kvHeads} key/value heads for ${heads} query heads; k and v sites are after the repeat (per query head)`);
   }
+  inputs.note(notes, `keys after the rotary embedding, ${kvHeads ?? '?'} key/value heads (before the repeat)`);
   notes.push('gated MLP: mlpPre = mlpAct = act(gate) ⊙ up, the down projection\'s input');
   return assembleDetection({
     family: FAMILY, dtypes, model, layers, notes, complete, ...(finalNorm ? { finalNorm } : {}), ...(head ? { head } : {}),
-    perLayer, tally, dModel, emb, ...(attentionMask ? { attentionMask } : {}), past: [], block: 'sequential', positionWeight: false,
+    perLayer, tally, dModel, emb: withPositions, ...(attentionMask ? { attentionMask } : {}), past: inputs.past, block: 'sequential', positionWeight: false,
   });
 }
