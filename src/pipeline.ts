@@ -228,6 +228,7 @@ async function headMappingResults(
   });
   const heads = await headMappings(program.model.onnx, {
     layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: Math.min(tokenizer.vocabSize, sites.vocab),
+    normalisation: program.choices['head_mapping_normalisation'] === 'token_frequency' ? 'token_frequency' : 'none',
     session: { device: options.device, ...(options.threads ? { threads: options.threads } : {}) },
   }, tokenizer, facts);
   return { side, subjectToken, top: spec.top, heads };

@@ -114,6 +114,19 @@ const initialChoices: readonly Choice[] = [
     default: 'last',
   },
   {
+    name: 'head_mapping_normalisation',
+    about: 'whether `head_mappings` divides M by per-token normalisers before taking its top entries',
+    values: [
+      { name: 'none', meaning: 'M as it is' },
+      {
+        name: 'token_frequency',
+        meaning: 'M[s, t] / (n_in[s] · n_out[t]), n_in[t] = 1e-9 + mean |S·W_V| of token t and n_out[t] = 1e-9 + mean |W_O·Sᵀ| ' +
+          'over every head of every layer of the model: our reading of Dar et al.\'s notebook, unconfirmed against the paper',
+      },
+    ],
+    default: 'none',
+  },
+  {
     name: 'recompute',
     about: 'how `<probe> of attention l without S` rebuilds the attention weights of the last position once the keys S are removed',
     values: [

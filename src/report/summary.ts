@@ -145,6 +145,11 @@ const pct = (v: number | null): string => (v === null ? '–' : `${v.toFixed(1)}
 const fixed = (v: number | null): string => (v === null ? '–' : v.toFixed(2));
 
 /** The whole after-run text, ending with a newline. */
+/** ", token-frequency normalised" when `head_mapping_normalisation` is on: the scores are then on another scale. */
+export function headMappingNormalisationNote(results: Results): string {
+  return results.choices['head_mapping_normalisation'] === 'token_frequency' ? ', token-frequency normalised' : '';
+}
+
 export function formatSummary(results: Results, written?: WrittenResults, options: SummaryOptions = {}): string {
   const d = results.data;
   const dropped = Object.entries(d.dropped)
@@ -159,7 +164,7 @@ export function formatSummary(results: Results, written?: WrittenResults, option
   const mappings = results.headMappings;
   if (mappings) {
     const flagged = mappings.heads.filter((h) => h.subjectAttributeFacts.length > 0);
-    lines.push(`head mappings (${mappings.side}, top ${mappings.top}): ${mappings.heads.length} heads, `
+    lines.push(`head mappings (${mappings.side}${headMappingNormalisationNote(results)}, top ${mappings.top}): ${mappings.heads.length} heads, `
       + `${flagged.length} map a fact's ${mappings.subjectToken === 'last' ? 'last subject token' : 'subject tokens'} to its prediction`
       + (flagged.length ? `: ${flagged.map((h) => `${h.layer}.${h.head} (${h.subjectAttributeFacts.length} facts)`).join(', ')}` : ''), '');
   }

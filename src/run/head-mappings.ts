@@ -2,11 +2,16 @@
 // M = S · W_V^h · W_O^h · Sᵀ, reduced to its largest entries as token → token pairs. M is
 // |V|×|V| (about 10 GB per head for GPT-2), so a small generated graph computes it a chunk
 // of rows at a time with a top-k per row, and this module keeps the running top pairs.
+// The `token_frequency` normalisation first scans the vocabulary once for its per-token
+// normalisers, which every head's graph then divides by.
 
-import { buildHeadMappingGraph, HeadMappingNames, readHeadMappingSource } from '../onnx/head-mappings.js';
+import {
+  buildHeadMappingGraph, buildTokenNormaliserGraph, HeadMappingNames, readHeadMappingSource, TokenNormaliserNames,
+  type HeadMappingGraph, type HeadMappingSource, type TokenNormalisers, type VocabularySide,
+} from '../onnx/head-mappings.js';
 import * as ort from 'onnxruntime-node';
 import { orThrow } from './errors.js';
-import { createSession, type SessionOptions } from './session.js';
+import { createSession, type DecodedTensor, type SessionOptions } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export interface MappingPair {
@@ -37,10 +42,12 @@ export interface HeadMappingOptions {
   readonly layers: readonly number[];
   readonly heads: number;
   readonly top: number;
-  readonly side: 'embedding' | 'unembedding';
+  readonly side: VocabularySide;
+  /** The `head_mapping_normalisation` choice. */
+  readonly normalisation: 'none' | 'token_frequency';
   /** Rows and columns ≥ this are not tokens (GPT-J's padded embedding). */
   readonly vocabLimit: number;
-  /** Rows of M per forward pass. */
+  /** Rows of M (and of S, for the normalisers) per forward pass. */
   readonly chunk?: number;
   readonly session?: SessionOptions;
 }
@@ -79,6 +86,32 @@ class TopPairs {
   }
 }
 
+/** Runs `graph` on every chunk of its rows, handing each run's outputs to `take` with the chunk's first row. */
+async function scanRows(
+  graph: HeadMappingGraph, rows: number, chunk: number, session: SessionOptions | undefined,
+  take: (outputs: Record<string, DecodedTensor>, start: number) => void,
+): Promise<void> {
+  const s = orThrow(await createSession(graph.bytes, { ...session, ...(graph.sessionConfig ? { sessionConfig: graph.sessionConfig } : {}) }));
+  for (let start = 0; start < rows; start += chunk) {
+    take(await s.run({ [HeadMappingNames.rowStart]: new ort.Tensor('int64', BigInt64Array.from([BigInt(start)]), []) }), start);
+  }
+  await s.release();
+}
+
+/** n_in and n_out of every token of S, over all heads of the model. */
+async function tokenNormalisers(
+  source: HeadMappingSource, side: VocabularySide, chunk: number, session?: SessionOptions,
+): Promise<TokenNormalisers> {
+  const graph = buildTokenNormaliserGraph(source, { side, chunk });
+  const input = new Float32Array(graph.vocab);
+  const output = new Float32Array(graph.vocab);
+  await scanRows(graph, graph.vocab, chunk, session, (r, start) => {
+    input.set(r[TokenNormaliserNames.input]!.data as Float32Array, start);
+    output.set(r[TokenNormaliserNames.output]!.data as Float32Array, start);
+  });
+  return { input, output };
+}
+
 export async function headMappings(
   modelPath: string, opts: HeadMappingOptions, tokenizer: Tokenizer, facts: readonly FactPair[],
 ): Promise<HeadMapping[]> {
@@ -90,24 +123,22 @@ export async function headMappings(
   }
   const out: HeadMapping[] = [];
   const source = readHeadMappingSource(modelPath);
+  const normalisers = opts.normalisation === 'token_frequency' ? await tokenNormalisers(source, opts.side, chunk, opts.session) : undefined;
   for (const layer of opts.layers) {
     for (let head = 0; head < opts.heads; head++) {
-      const graph = buildHeadMappingGraph(source, { layer, head, side: opts.side, k: opts.top, chunk, vocabLimit: opts.vocabLimit });
-      const session = orThrow(await createSession(graph.bytes, {
-        ...opts.session, ...(graph.sessionConfig ? { sessionConfig: graph.sessionConfig } : {}),
-      }));
+      const graph = buildHeadMappingGraph(source, {
+        layer, head, side: opts.side, k: opts.top, chunk, vocabLimit: opts.vocabLimit, ...(normalisers ? { normalisers } : {}),
+      });
       const top = new TopPairs(opts.top);
       const rows = Math.min(graph.vocab, opts.vocabLimit);
-      for (let start = 0; start < rows; start += chunk) {
-        const r = await session.run({ [HeadMappingNames.rowStart]: new ort.Tensor('int64', BigInt64Array.from([BigInt(start)]), []) });
+      await scanRows(graph, rows, chunk, opts.session, (r, start) => {
         const ids = r[HeadMappingNames.ids]!;
         const scores = r[HeadMappingNames.scores]!.data as Float32Array;
         const [n, k] = ids.dims as [number, number];
         for (let i = 0; i < n && start + i < rows; i++) {
           for (let j = 0; j < k; j++) top.push(scores[i * k + j]!, start + i, Number(ids.data[i * k + j]!));
         }
-      }
-      await session.release();
+      });
       const pairs = top.sorted().map((p) => ({
         from: p.row, to: p.col, fromToken: tokenizer.decode(p.row), toToken: tokenizer.decode(p.col), score: p.score,
       }));

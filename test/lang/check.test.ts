@@ -64,7 +64,7 @@ const expected: Program = {
   choices: {
     knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'none',
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
-    head_mapping_side: 'unembedding', mapping_subject_token: 'last', recompute: 'renormalise',
+    head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
   },
   params: {
     model: '../models/tiny/model.onnx',
@@ -180,7 +180,7 @@ test('defaults: filter known, bos none, every choice at its default', (t) => {
   t.deepEqual(p.choices, {
     knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
-    head_mapping_side: 'unembedding', mapping_subject_token: 'last', recompute: 'renormalise',
+    head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
   });
   t.deepEqual(p.dataset, { format: 'known', path: '/virtual/exp/k.json', span: { file: FILE, line: 2, column: 1 } });
   t.deepEqual(p.params, {});

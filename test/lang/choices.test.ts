@@ -14,6 +14,7 @@ test('the initial registry', (t) => {
     ['cancel_attention', 'uniform', ['uniform', 'zero_update']],
     ['head_mapping_side', 'unembedding', ['unembedding', 'embedding']],
     ['mapping_subject_token', 'last', ['last', 'any']],
+    ['head_mapping_normalisation', 'none', ['none', 'token_frequency']],
     ['recompute', 'renormalise', ['renormalise', 'paper_resoftmax']],
   ]);
   for (const c of allChoices()) for (const v of c.values) t.false(v.meaning.includes('\n'), `${c.name}.${v.name} meaning is one line`);
@@ -23,7 +24,7 @@ test('defaults fill every choice', (t) => {
   t.deepEqual(defaultChoices(), {
     knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
-    head_mapping_side: 'unembedding', mapping_subject_token: 'last', recompute: 'renormalise',
+    head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
   });
 });
 

@@ -170,7 +170,7 @@ test('an unknown choice and an unknown choice value', (t) => {
   t.deepEqual(problems(source), ["4:8 unknown choice 'knockout_windw'", "5:13 unknown value 'percentile' for choice 'ci'"]);
   t.is(hintOf(source, 0),
     "did you mean 'knockout_window'? choices: knockout_window, knockout_value, ci, projection, cancel_mlp, cancel_attention, " +
-    'head_mapping_side, mapping_subject_token, recompute');
+    'head_mapping_side, mapping_subject_token, head_mapping_normalisation, recompute');
   t.is(hintOf(source, 1),
     'allowed: bootstrap_percentile (95% percentile bootstrap over examples, 1000 resamples with a fixed seed (as seaborn draws it)); ' +
     'none (no interval; means only)');

@@ -12,7 +12,7 @@ const span = (line: number, column: number) => ({ file: FILE, line, column });
 const defaultChoices = {
   knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
   projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
-  head_mapping_side: 'unembedding', mapping_subject_token: 'last', recompute: 'renormalise',
+  head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
 };
 
 /** Checks `text` placed after the 3-line header (so its line 1 is file line 4). */
@@ -28,6 +28,7 @@ model model tokenizer "t.json"
 dataset counterfact "facts.json"
 choose head_mapping_side = embedding
 choose mapping_subject_token = any
+choose head_mapping_normalisation = token_frequency
 head_mappings layers 7, 4..5, 5 top k
 `;
 
@@ -40,10 +41,10 @@ test('head_mappings checks to layers sorted without duplicates, and the choices 
     dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', span: span(4, 1) },
     filter: 'known',
     bos: 'none',
-    choices: { ...defaultChoices, head_mapping_side: 'embedding', mapping_subject_token: 'any' },
+    choices: { ...defaultChoices, head_mapping_side: 'embedding', mapping_subject_token: 'any', head_mapping_normalisation: 'token_frequency' },
     params: { model: 'm.onnx', k: 20 },
     experiments: [],
-    headMappings: { layers: [4, 5, 7], top: 20, span: span(7, 1) },
+    headMappings: { layers: [4, 5, 7], top: 20, span: span(8, 1) },
   };
   t.deepEqual(r.program, expected);
 });
@@ -54,6 +55,11 @@ test('head_mappings layers all, a single layer, and a clipped window', (t) => {
   t.deepEqual(of('head_mappings layers 5 top 100'), { layers: [5], top: 100, span: span(4, 1) });
   t.deepEqual(of('head_mappings layers window(11, 4) top 3'), { layers: [9, 10, 11], top: 3, span: span(4, 1) });
   t.deepEqual(of('head_mappings layers 0..20 within 10..11 top 3'), { layers: [10, 11], top: 3, span: span(4, 1) });
+});
+
+test('head_mapping_normalisation takes only its two values', (t) => {
+  t.deepEqual(body('choose head_mapping_normalisation = none\n'), []);
+  t.deepEqual(body('choose head_mapping_normalisation = frequency\n'), ["4:37 unknown value 'frequency' for choice 'head_mapping_normalisation'"]);
 });
 
 test('without head_mappings the Program has no headMappings', (t) => {

@@ -212,6 +212,7 @@ const expected: Program = {
     cancel_attention: 'uniform',
     head_mapping_side: 'unembedding',
     mapping_subject_token: 'last',
+    head_mapping_normalisation: 'none',
     recompute: 'renormalise',
   },
   params: { attrs: 'attributes.json', k: 5, top: 9 },

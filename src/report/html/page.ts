@@ -6,6 +6,7 @@
 import type { ExtractionSummaryResult, Results, ResultsExperiment, ResultsHeadMappings, TokenRow } from '../schema.js';
 import type { Figure, ReportPlan } from './figures.js';
 import { decimalsFor, esc, num, numCell, pct, rawCell, shortHash, table, type CellLike } from './format.js';
+import { headMappingNormalisationNote } from '../summary.js';
 
 /** Examples whose logit-lens tokens are shown. */
 export const TOKEN_EXAMPLES = 3;
@@ -252,7 +253,7 @@ ${figureHtml(f, sources)}
 }
 
 /** Head mappings: flagged heads first, each with its top pairs (the first ten shown). */
-function headMappingsSection(m: ResultsHeadMappings): string {
+function headMappingsSection(m: ResultsHeadMappings, normalisationNote: string): string {
   const heads = [...m.heads].sort((a, b) => b.subjectAttributeFacts.length - a.subjectAttributeFacts.length || a.layer - b.layer || a.head - b.head);
   const flagged = heads.filter((h) => h.subjectAttributeFacts.length > 0).length;
   const rows = heads.map((h): CellLike[] => [
@@ -261,7 +262,7 @@ function headMappingsSection(m: ResultsHeadMappings): string {
   ]);
   return `<section class="mappings" id="head-mappings">
 <h2>Head mappings</h2>
-<p class="meta">each head's OV circuit in token space, ${code(m.side)} side, top ${m.top} pairs · ${flagged} of ${m.heads.length} heads map a fact's ${m.subjectToken === 'last' ? 'last subject token' : 'subject tokens'} to its prediction</p>
+<p class="meta">each head's OV circuit in token space, ${code(m.side)} side${normalisationNote}, top ${m.top} pairs · ${flagged} of ${m.heads.length} heads map a fact's ${m.subjectToken === 'last' ? 'last subject token' : 'subject tokens'} to its prediction</p>
 ${table(['layer', 'head', 'facts', 'top pairs (first 10)'], rows, 'mappings')}
 </section>`;
 }
@@ -278,7 +279,7 @@ export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<s
     body.push(experimentSection(x, r, (plan.byExperiment.get(x.name) ?? []).map(get)));
     for (const c of plan.comparisons.filter((c) => c.after === x.name)) body.push(comparisonSection(get(c.figure), r));
   }
-  if (r.headMappings) body.push(headMappingsSection(r.headMappings));
+  if (r.headMappings) body.push(headMappingsSection(r.headMappings, headMappingNormalisationNote(r)));
   const name = r.provenance.source.path.split(/[\\/]/).pop() ?? 'results';
   return `<!DOCTYPE html>
 <html lang="en">
