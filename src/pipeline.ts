@@ -9,8 +9,8 @@ import { UserError } from './errors.js';
 import { findChoice, formatDiagnostics, frontEnd, hasErrors } from './lang/index.js';
 import type { Diagnostic, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
-import { buildVariant, detectSites, readModel, type BuiltVariant, type ModelSites } from './onnx/index.js';
-import { planProgram, type Plan } from './plan/plan.js';
+import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites } from './onnx/index.js';
+import { planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { Journal, runFingerprint } from './report/journal.js';
 import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './report/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
@@ -55,11 +55,12 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
   let sites: ModelSites | undefined;
   const out = frontEnd(sourceText, path, {
     overrides,
-    shapeOf: (onnxPath) => {
+    shapeOf: (onnxPath, overrides) => {
       try {
-        sites = detectSites(readModel(onnxPath), onnxPath);
+        sites = detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides));
         return { layers: sites.layers, heads: sites.heads, vocab: sites.vocab };
       } catch (e) {
+        if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
         if (e instanceof UserError) return { error: e.message };
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
         throw e;
@@ -180,6 +181,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
       provenance: {
         model: {
           path: program.model.onnx, sha256: hashes.model, family: sites.family,
+          ...(sites.expandedFusedOps ? { expandedFusedOps: sites.expandedFusedOps } : {}),
           layers: sites.layers, heads: sites.heads, vocab: sites.vocab,
         },
         tokenizer: { path: program.model.tokenizer, sha256: hashes.tokenizer },
@@ -229,6 +231,7 @@ async function headMappingResults(
   const heads = await headMappings(program.model.onnx, {
     layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: Math.min(tokenizer.vocabSize, sites.vocab),
     normalisation: program.choices['head_mapping_normalisation'] === 'token_frequency' ? 'token_frequency' : 'none',
+    siteOverrides: siteOverridesOf(program.siteOverrides),
     session: { device: options.device, ...(options.threads ? { threads: options.threads } : {}) },
   }, tokenizer, facts);
   return { side, subjectToken, top: spec.top, heads };

@@ -152,9 +152,18 @@ export interface ExperimentStmt {
   readonly span: Span;
 }
 
+/** `site <name> at layers <layers> = <tensor>` */
+export interface SiteStmt {
+  readonly kind: 'site';
+  readonly name: Ident;
+  readonly layers: LayerExpr;
+  readonly tensor: Value;
+  readonly span: Span;
+}
+
 export type Statement =
   | ParamStmt | ModelStmt | DatasetStmt | AttributesStmt | FilterStmt | BosStmt | ChooseStmt | PositionsStmt
-  | HeadMappingsStmt | ExperimentStmt;
+  | HeadMappingsStmt | SiteStmt | ExperimentStmt;
 
 export interface Document {
   readonly file: string;

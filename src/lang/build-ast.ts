@@ -107,6 +107,10 @@ class Builder {
         return { kind: 'positions', name: ident(token(n, 'Name')), expr: this.posExpr(node(n, 'positionExpr')), span };
       case 'headMappingsStatement':
         return this.headMappings(n, span);
+      case 'siteStatement':
+        return {
+          kind: 'site', name: ident(token(n, 'Name')), layers: this.layerSet(node(n, 'layerSet')), tensor: this.value(node(n, 'value')), span,
+        };
       case 'experimentStatement':
         return this.experiment(n, span);
       default:

@@ -7,13 +7,18 @@ import type * as A from './ast.js';
 import { allChoices, defaultChoices, describeValues, findChoice } from './choices.js';
 import { closest, commandLineFile, didYouMean, error, hasErrors, sortDiagnostics, warning } from './diagnostics.js';
 import {
-  measureNames, namedPositionSets,
+  measureNames, namedPositionSets, overridableSites,
   type AttributesSpec, type BosPolicy, type DatasetFields, type DatasetSpec, type Diagnostic, type Experiment, type ExtractionSummary,
   type FactFilter, type HeadMappingsSpec, type IntExpr, type Intervention, type LayerSet, type MeasureName, type ModelShape,
-  type NamedPositionSet, type PositionSet, type Probe, type Program, type Site, type SourceSpan, type Sweep,
+  type NamedPositionSet, type PositionSet, type OverridableSite, type Probe, type Program, type Site, type SiteOverrideSpec, type SourceSpan,
+  type Sweep,
 } from './program.js';
 
-export type ShapeOf = (onnxPath: string) => ModelShape | { error: string };
+/**
+ * Reads the model's shape, detecting its sites with the file's `site` overrides. An error
+ * caused by one override gives its index, so that it is reported at that statement.
+ */
+export type ShapeOf = (onnxPath: string, sites: readonly SiteOverrideSpec[]) => ModelShape | { error: string; site?: number };
 
 export interface CheckOptions {
   /** The .dissect source text (experiments quote their own lines). */
@@ -137,6 +142,13 @@ const positionHint = `position sets: ${namedSetList}, [indices], a + b, a - b, o
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** A checked `site` statement and the statement, for errors found once the model is read. */
+interface CheckedSite { readonly spec: SiteOverrideSpec; readonly stmt: A.SiteStmt }
+
+function overlaps(a: 'all' | readonly number[], b: 'all' | readonly number[]): boolean {
+  return a === 'all' || b === 'all' || a.some((l) => b.includes(l));
 }
 
 class Checker {
@@ -272,7 +284,7 @@ class Checker {
 
   // ---- model, data, options ----------------------------------------------------------------
 
-  model(): Program['model'] | undefined {
+  model(sites: readonly CheckedSite[]): Program['model'] | undefined {
     const m = this.single('model');
     if (!m) {
       this.error(
@@ -290,8 +302,12 @@ class Checker {
       this.error(m.span, 'the model statement has no tokenizer', 'add: tokenizer "path/to/tokenizer.json" after the model path');
     }
     if (onnx !== undefined) {
-      const shape = this.options.shapeOf(onnx);
-      if ('error' in shape) {
+      const shape = this.options.shapeOf(onnx, sites.map((s) => s.spec));
+      const culprit = 'error' in shape && shape.site !== undefined ? sites[shape.site] : undefined;
+      if ('error' in shape && culprit) {
+        this.error(culprit.stmt.tensor.span, shape.error.replace(/\s*\n\s*/g, ' '),
+          'a site override names a tensor of the graph; `dissect inspect MODEL` lists the tensors detection found');
+      } else if ('error' in shape) {
         this.error(m.onnx.span, `cannot read the model ${onnx}: ${shape.error.replace(/\s*\n\s*/g, ' ')}`,
           `model paths are relative to the .dissect file's folder (${this.dir})`);
       } else {
@@ -1258,6 +1274,61 @@ class Checker {
     return out;
   }
 
+  // ---- site overrides ----------------------------------------------------------------------
+
+  /**
+   * The `site` statements, checked before the model is read because detection needs them; their
+   * layers are checked against the model once its shape is known (siteLayersInRange).
+   */
+  siteOverrides(): CheckedSite[] {
+    const out: CheckedSite[] = [];
+    for (const stmt of this.statements('site')) {
+      const name = stmt.name.name;
+      const site = (overridableSites as readonly string[]).includes(name) ? name as OverridableSite : undefined;
+      if (!site) this.error(stmt.name.span, `unknown site '${name}'`, didYouMean(name, overridableSites, `sites: ${overridableSites.join(', ')}`));
+      const layers = this.overrideLayers(stmt.layers);
+      const tensor = this.stringValue(stmt.tensor, 'a tensor name');
+      const placeholder = tensor?.match(/\{(?!layer\})[^}]*\}/)?.[0];
+      if (placeholder) {
+        this.error(stmt.tensor.span, `unknown placeholder ${placeholder} in the tensor name`, 'the only placeholder is {layer}, the layer number');
+      }
+      if (!site || !layers || tensor === undefined || placeholder) continue;
+      const clash = out.find((o) => o.spec.site === site && overlaps(o.spec.layers, layers));
+      if (clash) {
+        this.error(stmt.span, `site ${site} is overridden twice for the same layer`, `the other override is at line ${clash.stmt.span.line}; give each layer one tensor`);
+        continue;
+      }
+      out.push({ spec: { site, layers, tensor, span: this.span(stmt.span) }, stmt });
+    }
+    return out;
+  }
+
+  /** all, a constant layer or a constant range: what can be read before the model is. */
+  overrideLayers(l: A.LayerExpr): 'all' | number[] | undefined {
+    if (l.kind === 'all') return 'all';
+    const set = l.kind === 'single' || l.kind === 'range' ? this.layerSet(l, emptyScope) : undefined;
+    if (l.kind !== 'single' && l.kind !== 'range') {
+      this.error(l.span, 'a site override takes all, a layer or a range a..b', 'write e.g. site mlp_act at layers 0..11 = "..."');
+    }
+    if (set?.kind === 'single' && set.layer.kind === 'int') return [set.layer.value];
+    if (set?.kind === 'range' && set.from.kind === 'int' && set.to.kind === 'int') {
+      return Array.from({ length: set.to.value - set.from.value + 1 }, (_, i) => set.from.kind === 'int' ? set.from.value + i : 0);
+    }
+    return undefined;
+  }
+
+  siteLayersInRange(sites: readonly CheckedSite[]): void {
+    if (!this.shape) return;
+    const L = this.shape.layers;
+    for (const { spec, stmt } of sites) {
+      const beyond = spec.layers === 'all' ? undefined : spec.layers.find((l) => l >= L);
+      if (beyond !== undefined) {
+        this.error(stmt.layers.span, `layer ${beyond} is out of range: the model has ${plural(L, 'layer')} (0..${L - 1})`,
+          'layers are numbered from 0 (the first block)');
+      }
+    }
+  }
+
   // ---- head mappings -----------------------------------------------------------------------
 
   headMappings(): HeadMappingsSpec | undefined {
@@ -1312,7 +1383,9 @@ class Checker {
   run(): CheckResult {
     this.resolveParams();
     this.collectPositionDefs();
-    const model = this.model();
+    const sites = this.siteOverrides();
+    const model = this.model(sites);
+    this.siteLayersInRange(sites);
     const dataset = this.dataset();
     // From the statement, so a dataset with other errors does not add this one too.
     this.hasCorrupted = (this.statements('dataset')[0]?.fields ?? []).some((f) => f.name.name === 'corrupted');
@@ -1338,6 +1411,7 @@ class Checker {
       program: {
         file: this.absFile, model, dataset, ...(attributes ? { attributes } : {}), filter, bos, choices, params, experiments,
         ...(headMappings ? { headMappings } : {}),
+        siteOverrides: sites.map((s) => s.spec),
       },
       diagnostics,
     };

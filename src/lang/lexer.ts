@@ -60,13 +60,14 @@ export const Top = keyword('top');
 export const Each = keyword('each');
 export const Without = keyword('without');
 export const Corrupted = keyword('corrupted');
+export const Site = keyword('site');
 
 /** Every keyword token, in declaration order. */
 export const keywordTokens: readonly TokenType[] = [
   Param, Model, Tokenizer, Dataset, Fields, Filter, Bos, Choose, Positions, Experiment,
   For, In, Layers, Block, At, Heads, Measure, All, Window,
   Attributes, Hidden, Within, Cancel, Patch, With, Mean, Of, Layer, AttentionWeight, Summarize,
-  HeadMappings, Top, Each, Without, Corrupted,
+  HeadMappings, Top, Each, Without, Corrupted, Site,
 ];
 
 /** The keywords as the user writes them. */

@@ -9,7 +9,7 @@ import {
   All, Arrow, At, AttentionWeight, Attributes, Block, Bos, Cancel, Choose, Comma, Dataset, DotDot, Each, Equals,
   Experiment, Fields, Filter, For, HeadMappings, Heads, Hidden, In, Integer, Layer, Layers, LBrace, LBracket, LParen,
   Corrupted, Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
-  StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without,
+  Site, StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without,
 } from './lexer.js';
 
 function describeToken(tok: IToken): string {
@@ -60,7 +60,7 @@ const messages: IParserErrorMessageProvider = {
 
 /** Keywords that begin a statement (at the top level or inside an experiment). */
 const statementStarts: readonly TokenType[] = [
-  Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Experiment,
+  Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment,
   For, Block, Cancel, Patch, Measure, Summarize,
 ];
 
@@ -103,6 +103,7 @@ export class DissectParser extends CstParser {
       { ALT: () => this.SUBRULE(this.chooseStatement) },
       { ALT: () => this.SUBRULE(this.positionsStatement) },
       { ALT: () => this.SUBRULE(this.headMappingsStatement) },
+      { ALT: () => this.SUBRULE(this.siteStatement) },
       { ALT: () => this.SUBRULE(this.experimentStatement) },
     ]);
   });
@@ -197,6 +198,17 @@ export class DissectParser extends CstParser {
     this.AT_LEAST_ONE_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.layerSet) });
     this.CONSUME(Top);
     this.SUBRULE(this.intValue);
+  });
+
+  /** `site <name> at layers <layers> = <tensor>`: names a site's tensor where detection fails. */
+  public siteStatement = this.RULE('siteStatement', () => {
+    this.CONSUME(Site);
+    this.CONSUME(Name);
+    this.CONSUME(At);
+    this.CONSUME(Layers);
+    this.SUBRULE(this.layerSet);
+    this.CONSUME(Equals);
+    this.SUBRULE(this.value);
   });
 
   public experimentStatement = this.RULE('experimentStatement', () => {
@@ -506,8 +518,8 @@ export const parser = new DissectParser();
 
 /** A hint per rule: the syntax of the construct being parsed when the error happened. */
 const ruleHints: Record<string, string> = {
-  document: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings or experiment',
-  statement: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings or experiment',
+  document: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings, site or experiment',
+  statement: 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings, site or experiment',
   paramStatement: 'syntax: param <name> = "<string>" | <integer>',
   modelStatement: 'syntax: model <path> tokenizer <path>   (each a "string" or a parameter name)',
   value: 'a value is a "string" literal or the name of a string parameter',
@@ -520,6 +532,7 @@ const ruleHints: Record<string, string> = {
   chooseStatement: 'syntax: choose <choice> = <value>',
   positionsStatement: 'syntax: positions <name> = <position set>',
   headMappingsStatement: 'syntax: head_mappings layers <layers>, ... top <k>',
+  siteStatement: 'syntax: site <site> at layers all | <n> | <a>..<b> = "<tensor name>"   ({layer} in the name stands for the layer)',
   experimentStatement: 'syntax: experiment <name> { for ... / block ... / cancel ... / patch ... / measure ... / summarize ... }',
   experimentItem: 'inside an experiment: for, block, cancel, patch, measure or summarize',
   forStatement: 'syntax: for <variable> in layers <layers>, ...  |  in hidden <indices>, ...  |  in positions <set>, ...  |  in positions each <a>..<b>',
@@ -563,7 +576,7 @@ export interface ParseResult {
   readonly errors: SyntaxError[];
 }
 
-const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Experiment];
+const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment];
 
 /**
  * Parses tokens into a CST; errors carry 1-based positions. When the parser gives up before

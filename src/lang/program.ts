@@ -219,6 +219,26 @@ export interface HeadMappingsSpec {
   readonly span: SourceSpan;
 }
 
+/** The layer sites a `site` statement can name: the model's per-layer sites, in snake_case. */
+export const overridableSites = [
+  'resid_in', 'attn_norm', 'q', 'k', 'v', 'scores', 'probs', 'context', 'context_merged', 'attn_out',
+  'resid_mid', 'mlp_norm', 'mlp_pre', 'mlp_act', 'mlp_out', 'resid_post',
+] as const;
+export type OverridableSite = (typeof overridableSites)[number];
+
+/**
+ * `site <name> at layers R = "<tensor>"`: in each layer l of R, site detection takes the named
+ * tensor for the site (where it would find another one, or none) and matches on from it.
+ */
+export interface SiteOverrideSpec {
+  readonly site: OverridableSite;
+  /** 'all', or block indices (sorted, unique). */
+  readonly layers: 'all' | readonly number[];
+  /** The tensor's name; `{layer}` stands for the layer number. */
+  readonly tensor: string;
+  readonly span: SourceSpan;
+}
+
 export type FactFilter = 'known' | 'none';
 export type BosPolicy = 'none' | 'prepend';
 
@@ -237,6 +257,8 @@ export interface Program {
   readonly experiments: readonly Experiment[];
   /** Present when the file has a `head_mappings` statement. */
   readonly headMappings?: HeadMappingsSpec;
+  /** `site` statements, in source order. */
+  readonly siteOverrides: readonly SiteOverrideSpec[];
 }
 
 /** What the checker needs to know about the model. */

@@ -234,7 +234,7 @@ function prepare(modelPath: string, request: VariantRequest): Prepared {
   const source = readFileSync(modelPath);
   const model = decodeModel(source, modelPath);
   const files = checkExternalData(model, modelPath);
-  const sites = detectSites(model, modelPath);
+  const sites = detectSites(model, modelPath, request.siteOverrides);
   rewriteModel(model, sites, request, modelPath);
   return { source, model, sites, files };
 }

@@ -20,7 +20,7 @@ import { checkExternalData } from './external.js';
 import { GraphIndex, tensorValueInfo } from './graph.js';
 import { DataType, decodeModel, encodeModel, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
 import { detectSites } from './sites/index.js';
-import type { ModelSites } from './sites/types.js';
+import type { ModelSites, SiteOverride } from './sites/types.js';
 import { intAttr, intsAttr, isExternal, makeTensor, tensorDims } from './tensor.js';
 import { EXTERNAL_FOLDER_CONFIG } from './variant.js';
 
@@ -74,9 +74,10 @@ export interface HeadMappingSource {
   readonly ix: GraphIndex;
 }
 
-export function readHeadMappingSource(modelPath: string): HeadMappingSource {
+export function readHeadMappingSource(modelPath: string, overrides: readonly SiteOverride[] = []): HeadMappingSource {
   const model = decodeModel(readFileSync(modelPath), modelPath);
-  return { path: modelPath, files: checkExternalData(model, modelPath), sites: detectSites(model, modelPath), ix: new GraphIndex(model.graph!) };
+  const sites = detectSites(model, modelPath, overrides); // first: it expands fused ops in place
+  return { path: modelPath, files: checkExternalData(model, modelPath), sites, ix: new GraphIndex(model.graph!) };
 }
 
 function checkChunk(chunk: number): void {

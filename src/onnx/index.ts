@@ -2,7 +2,8 @@
 export { buildVariant, compileVariant, rewriteModel, type BuiltVariant, type CompiledVariant } from './compile.js';
 export { inspectModel, renderInspectJson, renderInspectText, type InspectReport } from './inspect.js';
 export { detectSites, runDetection, SiteError, type FamilyAttempt } from './sites/index.js';
-export type { ModelSites, LayerSites, ModelInputs, KvCacheInput } from './sites/types.js';
+export { SiteOverrideError } from './sites/findings.js';
+export type { ModelSites, LayerSites, ModelInputs, KvCacheInput, SiteOverride } from './sites/types.js';
 export { readModel, writeModel, decodeModel, encodeModel, DataType } from './proto.js';
 export { checkExternalData, externalRefs, externalizeInitializers } from './external.js';
 export { knockoutValue } from './passes/knockout.js';

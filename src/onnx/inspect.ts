@@ -100,7 +100,7 @@ function shapeText(t: InspectTensor): string {
 
 function siteLine(f: FoundSite, width: number): string {
   const by = f.op === 'initializer' || f.op === 'input' ? f.op : `${f.op}${f.node ? ` '${f.node}'` : ''}`;
-  return `  ${f.site.padEnd(width)} ${f.tensor}  ← ${by}`;
+  return `  ${f.site.padEnd(width)} ${f.tensor}  ← ${by}${f.override ? ' (site override)' : ''}`;
 }
 
 function missingLine(m: MissingSite, width: number): string {

@@ -2,6 +2,8 @@
 // variant takes and gives. The manifest is written beside the variant so that it can be
 // run without dissect.
 
+import type { SiteOverride } from './sites/types.js';
+
 /** What the compiled variant must be able to do. Interventions are inputs, not shape. */
 export interface VariantRequest {
   /** Add the `dissect_knockout` input (attention-edge knockout, per row). */
@@ -32,6 +34,8 @@ export interface VariantRequest {
   readonly hiddenStates?: boolean;
   /** Vocabulary projections with in-graph top-k; see ProjectionRequest. */
   readonly projections?: readonly ProjectionRequest[];
+  /** Tensors the user names for sites (`.dissect` `site` statements), applied during site detection. */
+  readonly siteOverrides?: readonly SiteOverride[];
 }
 
 /**

@@ -4,9 +4,17 @@
 // concrete indices. The plan also decides what the compiled variant must offer.
 
 import type {
-  Experiment, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SourceSpan,
+  Experiment, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SiteOverrideSpec, SourceSpan,
 } from '../lang/program.js';
+import type { LayerSiteName, SiteOverride } from '../onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
+
+/** The language's snake_case site names are the model's camelCase ones (`mlp_act` is mlpAct). */
+export function siteOverridesOf(specs: readonly SiteOverrideSpec[]): SiteOverride[] {
+  return specs.map((s) => ({
+    site: s.site.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()) as LayerSiteName, layers: s.layers, tensor: s.tensor,
+  }));
+}
 
 export interface KnockoutEdges {
   readonly layers: readonly number[];
@@ -288,6 +296,7 @@ export function planProgram(program: Program, shape: ModelShape, tokenVocab = sh
     ...(gates.length ? { gates: gateModes } : {}),
     ...(patches.length ? { patch: true, hiddenStates: true } : {}),
     ...(projected.length ? { projections: projected } : {}),
+    ...(program.siteOverrides.length ? { siteOverrides: siteOverridesOf(program.siteOverrides) } : {}),
   };
   return {
     experiments,

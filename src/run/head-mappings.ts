@@ -13,6 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { orThrow } from './errors.js';
 import { createSession, type DecodedTensor, type SessionOptions } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
+import type { SiteOverride } from '../onnx/sites/types.js';
 
 export interface MappingPair {
   readonly from: number;
@@ -45,6 +46,8 @@ export interface HeadMappingOptions {
   readonly side: VocabularySide;
   /** The `head_mapping_normalisation` choice. */
   readonly normalisation: 'none' | 'token_frequency';
+  /** The program's site overrides, for detection. */
+  readonly siteOverrides?: readonly SiteOverride[];
   /** Rows and columns ≥ this are not tokens (GPT-J's padded embedding). */
   readonly vocabLimit: number;
   /** Rows of M (and of S, for the normalisers) per forward pass. */
@@ -122,7 +125,7 @@ export async function headMappings(
     wanted.set(key, [...(wanted.get(key) ?? []), f.id]);
   }
   const out: HeadMapping[] = [];
-  const source = readHeadMappingSource(modelPath);
+  const source = readHeadMappingSource(modelPath, opts.siteOverrides);
   const normalisers = opts.normalisation === 'token_frequency' ? await tokenNormalisers(source, opts.side, chunk, opts.session) : undefined;
   for (const layer of opts.layers) {
     for (let head = 0; head < opts.heads; head++) {

@@ -52,6 +52,7 @@ const edges = {
 
 const expected: Program = {
   file: FILE,
+  siteOverrides: [],
   model: { onnx: '/virtual/models/tiny/model.onnx', tokenizer: '/abs/tokenizer.json', span: span(9, 1) },
   dataset: {
     format: 'jsonl',

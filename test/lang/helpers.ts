@@ -1,7 +1,7 @@
 // Shared helpers for the language tests.
 
 import { frontEnd, parseDissect } from '../../src/lang/index.js';
-import type { BlockIntervention, Diagnostic, Intervention, ModelShape } from '../../src/lang/program.js';
+import type { BlockIntervention, Diagnostic, Intervention, ModelShape, SiteOverrideSpec } from '../../src/lang/program.js';
 
 export const FILE = '/virtual/exp/test.dissect';
 
@@ -14,21 +14,26 @@ export const header = [
   'dataset counterfact "facts.json"',
 ].join('\n');
 
+type ShapeAnswer = ModelShape | { error: string; site?: number };
+
 export interface RunOptions {
   readonly overrides?: Record<string, string>;
-  readonly shape?: ModelShape | { error: string };
+  /** The model's shape, or what reading the model answers given the site overrides. */
+  readonly shape?: ShapeAnswer | ((sites: readonly SiteOverrideSpec[]) => ShapeAnswer);
 }
 
 export function run(source: string, options: RunOptions = {}) {
   const seen: string[] = [];
+  const sitesSeen: (readonly SiteOverrideSpec[])[] = [];
   const result = frontEnd(source, FILE, {
     overrides: options.overrides ?? {},
-    shapeOf: (p) => {
+    shapeOf: (p, sites) => {
       seen.push(p);
-      return options.shape ?? shape;
+      sitesSeen.push(sites);
+      return typeof options.shape === 'function' ? options.shape(sites) : options.shape ?? shape;
     },
   });
-  return { ...result, shapeCalls: seen };
+  return { ...result, shapeCalls: seen, sitesSeen };
 }
 
 /** The block interventions of a list (the others fail the test's expectations by being left out). */

@@ -37,6 +37,7 @@ test('head_mappings checks to layers sorted without duplicates, and the choices 
   t.deepEqual(brief(r.diagnostics), []);
   const expected: Program = {
     file: FILE,
+    siteOverrides: [],
     model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(3, 1) },
     dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', span: span(4, 1) },
     filter: 'known',
@@ -138,6 +139,7 @@ test('each a..b expands to one singleton index set per index, labelled [i]', (t)
   t.deepEqual(brief(r.diagnostics), []);
   const expected: Program = {
     file: FILE,
+    siteOverrides: [],
     model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(2, 1) },
     dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', span: span(3, 1) },
     filter: 'known',

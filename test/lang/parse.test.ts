@@ -27,7 +27,7 @@ test('the lexer knows exactly these keywords', (t) => {
     'param', 'model', 'tokenizer', 'dataset', 'fields', 'filter', 'bos', 'choose', 'positions', 'experiment',
     'for', 'in', 'layers', 'block', 'at', 'heads', 'measure', 'all', 'window',
     'attributes', 'hidden', 'within', 'cancel', 'patch', 'with', 'mean', 'of', 'layer', 'attention_weight', 'summarize',
-    'head_mappings', 'top', 'each', 'without', 'corrupted',
+    'head_mappings', 'top', 'each', 'without', 'corrupted', 'site',
   ]);
 });
 

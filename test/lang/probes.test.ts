@@ -190,6 +190,7 @@ const experiments: Experiment[] = [
 
 const expected: Program = {
   file: FILE,
+  siteOverrides: [],
   model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(5, 1) },
   dataset: { format: 'known', path: '/virtual/exp/k.json', span: span(6, 1) },
   attributes: {

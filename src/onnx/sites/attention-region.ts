@@ -11,12 +11,11 @@ import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
 import { DataType } from '../proto.js';
 import { attrInt } from '../tensor.js';
-import { matchOutputProjection, perm, weightsOf, type Embedding } from './common.js';
+import { matchOutputProjection, matchSoftmax, perm, weightsOf, type Embedding } from './common.js';
 import type { Recorder } from './findings.js';
 import { fail, forwardTo, in0, isOp, out0, type LinearMatch } from './pattern.js';
 import type { HeadProjection, KvCacheInput, LinearWeights } from './types.js';
 
-const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
 const PROBS_PASS_OPS = ['Cast', 'Identity', 'Dropout'];
 const CAST_OPS = ['Cast', 'Identity'];
 const HEAD_REGION_LIMIT = 256;
@@ -280,12 +279,8 @@ export function matchRotaryAttention(
   if (!inRegion(k, kT)) fail(ix, qk.input?.[1] ?? '', 'the keys computed in the k region', qk);
   rec.found('k', kT);
 
-  const softmax = forwardTo(ix, out0(qk), SCORE_PASS_OPS, ['Softmax'], 'a Softmax over the attention scores (after scale and masks)').node;
-  const axis = attrInt(softmax, 'axis', -1);
-  if (axis !== -1 && axis !== 3) fail(ix, in0(softmax), 'a Softmax over the last axis (keys)', softmax);
-  facts.softmaxNode = softmax.name ?? '';
-  rec.found('scores', in0(softmax));
-  const probs = rec.found('probs', out0(softmax));
+  const { softmaxNode, probs } = matchSoftmax(ix, rec, out0(qk));
+  facts.softmaxNode = softmaxNode;
 
   const pv = v.hits[0]!.node;
   const reached = forwardTo(ix, probs, PROBS_PASS_OPS, ['MatMul'], 'the MatMul probs·V').node;

@@ -6,12 +6,12 @@ import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
 import { DataType } from '../proto.js';
 import { attrInt, attrInts, tensorDims } from '../tensor.js';
-import { Recorder, type LayerFindings, type SectionFindings } from './findings.js';
+import { Recorder, overridesOfLayer, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  PatternBreak, fail, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, type LinearMatch,
+  PatternBreak, fail, forwardTo, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, soleProducer, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
-import type { ArchitectureFamily, KvCacheInput, LayerSites, LinearWeights, ModelSites } from './types.js';
+import type { ArchitectureFamily, KvCacheInput, LayerSites, LinearWeights, ModelSites, SiteOverride } from './types.js';
 import type { Detection } from './findings.js';
 
 export function perm(node: NodeProto): string {
@@ -125,6 +125,7 @@ export interface BlockEntry { kind: 'block'; norm: NormMatch; adds: NodeProto[];
 
 export function enterBlock(
   ix: GraphIndex, r: string, l: number, model: SectionFindings, layers: LayerFindings[], kind: NormKind = LAYER_NORM,
+  overrides: readonly SiteOverride[] = [],
 ): { kind: 'broken' } | { kind: 'final'; norm: NormMatch } | BlockEntry {
   const norm = kind.match(ix, r);
   if (!norm) {
@@ -135,7 +136,7 @@ export function enterBlock(
   if (adds.length === 0) return { kind: 'final', norm };
   const L: LayerFindings = { layer: l, found: [], missing: [] };
   layers.push(L);
-  const rec = new Recorder(ix, L);
+  const rec = new Recorder(ix, L, overridesOfLayer(overrides, l));
   rec.found('residIn', r);
   return { kind: 'block', norm, adds, rec, findings: L };
 }
@@ -146,11 +147,11 @@ export function enterBlock(
  */
 export function walkBlocks(
   ix: GraphIndex, r0: string, model: SectionFindings, layers: LayerFindings[], kind: NormKind,
-  step: (entry: BlockEntry, r: string, l: number) => string | undefined,
+  step: (entry: BlockEntry, r: string, l: number) => string | undefined, overrides: readonly SiteOverride[] = [],
 ): { finalNorm?: NormMatch; complete: boolean; r: string } {
   let r = r0;
   for (let l = 0; l < 4096; l++) {
-    const entry = enterBlock(ix, r, l, model, layers, kind);
+    const entry = enterBlock(ix, r, l, model, layers, kind, overrides);
     if (entry.kind === 'broken') return { complete: false, r };
     if (entry.kind === 'final') return { finalNorm: entry.norm, complete: true, r };
     const next = step(entry, r, l);
@@ -314,6 +315,24 @@ export function assembleDetection(a: {
     },
   };
   return { ...detection, sites };
+}
+
+/** What lies between q·kᵀ and the Softmax: scale, causal and padding masks. */
+const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
+
+/**
+ * The attention Softmax after q·kᵀ (`qk` is the MatMul's output), or the one producing the
+ * tensor a site override names for probs; records scores (its input) and probs.
+ */
+export function matchSoftmax(ix: GraphIndex, rec: Recorder, qk: string): { softmaxNode: string; probs: string } {
+  const probs = rec.override('probs')
+    ?? out0(forwardTo(ix, qk, SCORE_PASS_OPS, ['Softmax'], 'a Softmax over the attention scores (after scale and masks)').node);
+  const softmax = soleProducer(ix, probs, 'Softmax', 'a Softmax producing the attention probabilities');
+  const axis = attrInt(softmax, 'axis', -1);
+  if (axis !== -1 && axis !== 3) fail(ix, in0(softmax), 'a Softmax over the last axis (keys)', softmax);
+  rec.found('scores', in0(softmax));
+  rec.found('probs', probs);
+  return { softmaxNode: softmax.name ?? '', probs };
 }
 
 /**

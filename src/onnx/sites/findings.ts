@@ -3,7 +3,8 @@
 // detectSites turns a complete record into ModelSites; inspect shows any record.
 
 import { GraphIndex, nodeLabel } from '../graph.js';
-import type { ModelSites } from './types.js';
+import { UserError } from '../../errors.js';
+import type { ModelSites, SiteOverride } from './types.js';
 import { PatternBreak } from './pattern.js';
 
 export interface FoundSite {
@@ -12,6 +13,8 @@ export interface FoundSite {
   /** Op and name of the node producing the tensor ('input' / 'initializer' otherwise). */
   readonly op: string;
   readonly node: string;
+  /** Named by a site override rather than found by the pattern. */
+  readonly override?: true;
 }
 
 export interface MissingSite {
@@ -65,14 +68,49 @@ export function firstBreak(d: Detection): string | undefined {
     : 'no layers found';
 }
 
-export class Recorder {
-  constructor(private readonly ix: GraphIndex, readonly into: SectionFindings) {}
+/** A site override naming a tensor the graph does not have; `index` is the override's position in the list. */
+export class SiteOverrideError extends UserError {
+  constructor(message: string, readonly index: number) {
+    super(message, 'a site override names a tensor of the graph; `dissect inspect MODEL` lists the tensors detection found');
+    this.name = 'SiteOverrideError';
+  }
+}
 
+/** The overrides that apply to layer l, site → tensor (with {layer} replaced), and each one's index. */
+export function overridesOfLayer(overrides: readonly SiteOverride[], l: number): Map<string, { tensor: string; index: number }> {
+  const out = new Map<string, { tensor: string; index: number }>();
+  overrides.forEach((o, index) => {
+    if (o.layers === 'all' || o.layers.includes(l)) out.set(o.site, { tensor: o.tensor.replaceAll('{layer}', String(l)), index });
+  });
+  return out;
+}
+
+export class Recorder {
+  constructor(
+    private readonly ix: GraphIndex, readonly into: SectionFindings,
+    private readonly overrides: ReadonlyMap<string, { tensor: string; index: number }> = new Map(),
+  ) {}
+
+  /** Records `tensor` for `site` (the override's tensor instead, if the site has one); returns what it recorded. */
   found(site: string, tensor: string): string {
-    const p = this.ix.producer(tensor);
-    const op = p ? p.opType ?? '?' : this.ix.initializers.has(tensor) ? 'initializer' : this.ix.inputs.has(tensor) ? 'input' : '?';
-    this.into.found.push({ site, tensor, op, node: p?.name ?? '' });
-    return tensor;
+    const chosen = this.override(site) ?? tensor;
+    const p = this.ix.producer(chosen);
+    const op = p ? p.opType ?? '?' : this.ix.initializers.has(chosen) ? 'initializer' : 'input';
+    this.into.found.push({ site, tensor: chosen, op, node: p?.name ?? '', ...(this.overrides.has(site) ? { override: true as const } : {}) });
+    return chosen;
+  }
+
+  /**
+   * The tensor a site override names for `site`, if any. Matchers ask before locating a site whose
+   * pattern may not match, and record it with `found` once what follows it has matched.
+   */
+  override(site: string): string | undefined {
+    const o = this.overrides.get(site);
+    if (o && !this.ix.producer(o.tensor) && !this.ix.inputs.has(o.tensor) && !this.ix.initializers.has(o.tensor)) {
+      const where = 'layer' in this.into ? ` at layer ${(this.into as LayerFindings).layer}` : '';
+      throw new SiteOverrideError(`site override ${site}${where}: the graph has no tensor named '${o.tensor}'`, o.index);
+    }
+    return o?.tensor;
   }
 
   missing(sites: readonly string[], e: unknown): void {

@@ -6,18 +6,17 @@
 // graphs (position_ids input, past key/value inputs concatenated before attention).
 
 import { GraphIndex, nodeLabel } from '../graph.js';
-import { attrInt, tensorDims } from '../tensor.js';
+import { tensorDims } from '../tensor.js';
 import {
   LAYER_NORM, LayerTally, assembleDetection, findAttentionMask, findEmbedding, matchFinal, matchSequentialBlock, matchOutputProjection, modelWidth, perm,
-  walkBlocks, weightsOf,
+  matchSoftmax, walkBlocks, weightsOf,
 } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  backThrough, fail, forwardTo, in0, isOp, matchActivation, matchLinear, out0, soleConsumer, type NormMatch,
+  backThrough, fail, isOp, matchActivation, matchLinear, out0, soleConsumer, type NormMatch,
 } from './pattern.js';
-import type { KvCacheInput, LayerSites, LinearWeights } from './types.js';
+import type { KvCacheInput, LayerSites, LinearWeights, SiteOverride } from './types.js';
 
-const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
 const HEAD_PATH_OPS = ['Transpose', 'Concat', 'Reshape', 'Identity'];
 
 interface AttentionFacts {
@@ -74,12 +73,8 @@ function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut:
     }
   }
 
-  const softmax = forwardTo(ix, out0(qk), SCORE_PASS_OPS, ['Softmax'], 'a Softmax over the attention scores (after scale and masks)').node;
-  const axis = attrInt(softmax, 'axis', -1);
-  if (axis !== -1 && axis !== 3) fail(ix, in0(softmax), 'a Softmax over the last axis (keys)', softmax);
-  facts.softmaxNode = softmax.name ?? '';
-  rec.found('scores', in0(softmax));
-  const probs = rec.found('probs', out0(softmax));
+  const { softmaxNode, probs } = matchSoftmax(ix, rec, out0(qk));
+  facts.softmaxNode = softmaxNode;
 
   const pv = soleConsumer(ix, probs, ['MatMul'], 'the MatMul probs·V', 0);
   const vSide = pv.input?.[1] ?? '';
@@ -99,16 +94,21 @@ function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string
   rec.found('mlpNorm', norm.output);
   const fc = matchLinear(ix, norm.output, 'MLP input projection');
   const pre = rec.found('mlpPre', fc.output);
-  const act = matchActivation(ix, pre, 'MLP');
-  rec.found('mlpAct', act.output);
-  const proj = matchLinear(ix, act.output, 'MLP output projection');
+  let kind = 'named by a site override';
+  const act = rec.override('mlpAct') ?? (() => {
+    const m = matchActivation(ix, pre, 'MLP');
+    kind = m.kind;
+    return m.output;
+  })();
+  const proj = matchLinear(ix, act, 'MLP output projection');
+  rec.found('mlpAct', act);
   if (proj.output !== mlpOut) {
     fail(ix, proj.output, `the MLP output projection to be the update added to the residual stream ('${mlpOut}')`, ix.producer(mlpOut));
   }
   const w = ix.constantTensor(fc.weight);
   const dims = w ? tensorDims(w) : [];
   const dMlp = (fc.transposed ? dims[0] : dims[1]) ?? 0;
-  return { dMlp, activation: act.kind, fc: weightsOf(fc), proj: weightsOf(proj) };
+  return { dMlp, activation: kind, fc: weightsOf(fc), proj: weightsOf(proj) };
 }
 
 /** A third of the fused q|k|v layer's output units: where k and v start. */
@@ -117,7 +117,7 @@ function third(ix: GraphIndex, w: LinearWeights): number {
   return ((w.layout === 'io' ? dims[1] : dims[0]) ?? 0) / 3;
 }
 
-export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>): Detection {
+export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>, overrides: readonly SiteOverride[] = []): Detection {
   const model: SectionFindings = { found: [], missing: [] };
   const mrec = new Recorder(ix, model);
   const layers: LayerFindings[] = [];
@@ -154,7 +154,7 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
       });
     }
     return block.residPost;
-  });
+  }, overrides);
   const complete = walk.complete && layersOk;
 
   // final norm and LM head

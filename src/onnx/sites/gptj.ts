@@ -36,7 +36,7 @@ import {
   PatternBreak, fail, in0, isOp, linearConsumers, matchActivation, matchLayerNorm, matchLinear, otherInput, out0, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
-import type { LayerSites, LinearWeights } from './types.js';
+import type { LayerSites, LinearWeights, SiteOverride } from './types.js';
 
 const FAMILY = 'gptj';
 /** Ops between a q/k/v projection and its attention MatMul: head split, rotary, dtype casts. */
@@ -84,9 +84,10 @@ function matchBlock(ix: GraphIndex, rec: Recorder, r: string, add1: NodeProto, l
   const shape = residualShape(ix, r, add1);
   const linears = linearConsumers(ix, ln.output, 'a layer reading the block\'s LayerNorm');
   let mlp: { fc: LinearMatch; pre: string; act: string; kind: string; proj: LinearMatch } | undefined;
+  const named = rec.override('mlpAct');
   for (const fc of linears) {
     try {
-      const act = matchActivation(ix, fc.output, 'MLP');
+      const act = named !== undefined ? { output: named, kind: 'named by a site override' } : matchActivation(ix, fc.output, 'MLP');
       const proj = matchLinear(ix, act.output, 'MLP output projection');
       if (shape.updates.includes(proj.output)) {
         mlp = { fc, pre: fc.output, act: act.output, kind: act.kind, proj };
@@ -144,7 +145,7 @@ function matchAttention(ix: GraphIndex, rec: Recorder, lnOut: string, linears: r
   matchRotaryAttention(ix, rec, lnOut, linears, attnOut, facts, GPTJ);
 }
 
-export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>): Detection {
+export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>, overrides: readonly SiteOverride[] = []): Detection {
   const model: SectionFindings = { found: [], missing: [] };
   const mrec = new Recorder(ix, model);
   const layers: LayerFindings[] = [];
@@ -188,7 +189,7 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>):
       });
     }
     return block.residPost;
-  });
+  }, overrides);
   if (unmatched) return { family: FAMILY, matched: false, model, layers, notes };
   const complete = walk.complete && layersOk;
   const { finalNorm } = walk;

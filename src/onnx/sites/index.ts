@@ -11,9 +11,9 @@ import { firstBreak, type Detection, type FamilyAttempt } from './findings.js';
 import { detectGpt2 } from './gpt2.js';
 import { detectGptj } from './gptj.js';
 import { detectLlama } from './llama.js';
-import type { ModelSites } from './types.js';
+import type { ModelSites, SiteOverride } from './types.js';
 
-type FamilyDetector = (ix: GraphIndex, dtypes: ReadonlyMap<string, number>) => Detection;
+type FamilyDetector = (ix: GraphIndex, dtypes: ReadonlyMap<string, number>, overrides: readonly SiteOverride[]) => Detection;
 
 /** One module per family (adding a family: a module exporting a FamilyDetector, listed here). */
 const FAMILIES: readonly FamilyDetector[] = [detectGpt2, detectGptj, detectLlama];
@@ -27,11 +27,11 @@ function foundCount(d: Detection): number {
  * detector; returns the first that found every site, else the matched
  * one that found most, else the first attempt — with `attempts` listing every family.
  */
-export function runDetection(model: ModelProto, source = 'model'): Detection {
+export function runDetection(model: ModelProto, source = 'model', overrides: readonly SiteOverride[] = []): Detection {
   const expanded = expandFusedOps(model, source);
   const ix = new GraphIndex(model.graph ?? {});
   const dtypes = inferDtypes(ix);
-  const all = FAMILIES.map((f) => f(ix, dtypes));
+  const all = FAMILIES.map((f) => f(ix, dtypes, overrides));
   const matched = all.filter((d) => d.matched).sort((a, b) => foundCount(b) - foundCount(a));
   const chosen = all.find((d) => d.sites) ?? matched[0] ?? all[0]!;
   const attempts: FamilyAttempt[] = all.map((d) => {
@@ -64,9 +64,9 @@ function refuseMergedDecoder(model: ModelProto, source: string): void {
 }
 
 /** The sites of a supported model, or a SiteError naming the node where matching broke. */
-export function detectSites(model: ModelProto, source = 'model'): ModelSites {
+export function detectSites(model: ModelProto, source = 'model', overrides: readonly SiteOverride[] = []): ModelSites {
   refuseMergedDecoder(model, source);
-  const d = runDetection(model, source);
+  const d = runDetection(model, source, overrides);
   if (d.sites) return d.sites;
   const others = (d.attempts ?? []).filter((a) => a.family !== d.family).map((a) => `${a.family}: ${a.broke ?? 'not matched'}`);
   throw new SiteError(`${source}: not a recognised ${d.matched ? d.family + ' ' : ''}transformer graph: ${firstBreak(d)}` +

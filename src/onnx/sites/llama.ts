@@ -37,7 +37,7 @@ import {
   PatternBreak, fail, in0, isOp, linearConsumers, matchActivation, matchLinear, otherInput, out0, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
-import type { LayerSites, LinearWeights } from './types.js';
+import type { LayerSites, LinearWeights, SiteOverride } from './types.js';
 
 const FAMILY = 'llama';
 /** Ops between a q/k/v projection and its attention MatMul: head split, rotary, kv repeat, dtype casts. */
@@ -149,7 +149,7 @@ function matchMlp(ix: GraphIndex, rec: Recorder, norm: NormMatch, mlpOut: string
   };
 }
 
-export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>): Detection {
+export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>, overrides: readonly SiteOverride[] = []): Detection {
   const model: SectionFindings = { found: [], missing: [] };
   const mrec = new Recorder(ix, model);
   const layers: LayerFindings[] = [];
@@ -186,7 +186,7 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>)
       });
     }
     return residPost;
-  });
+  }, overrides);
   const complete = walk.complete && layersOk;
   const { finalNorm } = walk;
 

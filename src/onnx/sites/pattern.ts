@@ -35,6 +35,13 @@ export function soleConsumer(ix: GraphIndex, t: string, ops: readonly string[], 
   throw new PatternBreak(hits[1], t, `${expected} (found ${hits.length} candidates: ${hits.map(nodeLabel).join(', ')})`);
 }
 
+/** The node producing `t`, which must be a `op`. */
+export function soleProducer(ix: GraphIndex, t: string, op: string, expected: string): NodeProto {
+  const p = ix.producer(t);
+  if (!isOp(p, op)) fail(ix, t, expected, p);
+  return p;
+}
+
 export function out0(node: NodeProto): string {
   return node.output?.[0] ?? '';
 }

@@ -105,6 +105,17 @@ export const LAYER_SITE_NAMES = [
 ] as const;
 export type LayerSiteName = (typeof LAYER_SITE_NAMES)[number];
 
+/**
+ * A tensor the user names for a layer site (a `.dissect` `site` statement): detection records it
+ * for the site, where it would have found another tensor or none, and matches on from it.
+ */
+export interface SiteOverride {
+  readonly site: LayerSiteName;
+  readonly layers: 'all' | readonly number[];
+  /** `{layer}` stands for the layer number. */
+  readonly tensor: string;
+}
+
 export interface KvCacheInput {
   readonly layer: number;
   /** Graph inputs holding past keys and values [b, h, past, dh], fed with past = 0. */
