@@ -9,7 +9,7 @@ import { UserError } from './errors.js';
 import { findChoice, formatDiagnostics, frontEnd, hasErrors } from './lang/index.js';
 import type { Diagnostic, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
-import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites } from './onnx/index.js';
+import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
 import { planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { Journal, runFingerprint } from './report/journal.js';
 import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './report/schema.js';
@@ -71,6 +71,30 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
   const tokenizer = orThrow(loadTokenizer(out.program.model.tokenizer));
   const plan = planProgram(out.program, sites, tokenizer.vocabSize);
   return { file: path, sourceText, program: out.program, sites, plan, tokenizer, warnings: out.diagnostics };
+}
+
+/**
+ * The model a .dissect file names and its `site` statements, without reading the model: for
+ * `dissect inspect FILE.dissect`, which must work exactly when detection fails.
+ */
+export function modelStatementOf(file: string, overrides: Readonly<Record<string, string>> = {}): { onnx: string; siteOverrides: SiteOverride[] } {
+  const path = resolve(file);
+  let sourceText: string;
+  try {
+    sourceText = readFileSync(path, 'utf8');
+  } catch {
+    throw new UserError(`cannot read ${file}`, 'check the path of the .dissect file');
+  }
+  let named: { onnx: string; siteOverrides: SiteOverride[] } | undefined;
+  const out = frontEnd(sourceText, path, {
+    overrides,
+    shapeOf: (onnx, sites) => {
+      named = { onnx, siteOverrides: siteOverridesOf(sites) };
+      return { error: 'not read' }; // the caller reads it
+    },
+  });
+  if (!named) throw new DiagnosticsError(out.diagnostics, sourceText);
+  return named;
 }
 
 export function sha256File(path: string): string {

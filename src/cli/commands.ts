@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { formatDiagnostics } from '../lang/index.js';
 import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
-import { loadProgram, readParamsFile, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
+import { loadProgram, modelStatementOf, readParamsFile, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../report/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
@@ -95,9 +95,11 @@ export async function reportCommand(resultsFile: string, opts: { out?: string })
   process.stdout.write(`wrote ${report.html}\n${report.svgs.length} plots in ${join(dirname(report.html), PLOTS_DIR)} (SVG${pngs})\n`);
 }
 
-export function inspectCommand(model: string, opts: { json?: boolean }): void {
+/** `dissect inspect MODEL`, or `dissect inspect FILE.dissect` for its model with its site statements. */
+export function inspectCommand(target: string, opts: { json?: boolean }): void {
+  const { onnx: model, siteOverrides } = target.endsWith('.dissect') ? modelStatementOf(target) : { onnx: target, siteOverrides: [] };
   readModel(model); // a missing or unreadable file fails here with its own message
-  const report = inspectModel(model);
+  const report = inspectModel(model, siteOverrides);
   process.stdout.write((opts.json ? renderInspectJson(report) : renderInspectText(report)) + '\n');
   if (!report.supported) process.exitCode = 1;
 }

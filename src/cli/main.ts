@@ -67,7 +67,7 @@ program.command('report <results>')
   .action(reportCommand);
 
 program.command('inspect <model>')
-  .description('print the sites found in an ONNX model, layer by layer')
+  .description('print the sites found in an ONNX model, layer by layer, and how confidently; given a .dissect file, its model with its site statements')
   .option('--json', 'machine-readable output')
   .action(inspectCommand);
 

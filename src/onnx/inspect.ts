@@ -1,6 +1,7 @@
 // `dissect inspect MODEL`: what the compiler sees in a model — format facts, inputs and
-// outputs, external data, and per layer which sites were found (tensor, producing op) and
-// which were not (what was expected, where matching broke). Never reads external weights.
+// outputs, external data, and per layer which sites were found (tensor, producing op, how
+// it was matched) and which were not (what was expected, where matching broke), with a
+// confidence per layer. Never reads external weights.
 
 import { readFileSync } from 'node:fs';
 import { checkExternalData, externalRefs } from './external.js';
@@ -8,12 +9,30 @@ import { valueInfoShape } from './graph.js';
 import { decodeModel, dtypeName, int, type ValueInfoProto } from './proto.js';
 import { runDetection } from './sites/index.js';
 import type { FamilyAttempt, FoundSite, LayerFindings, MissingSite } from './sites/findings.js';
-import { LAYER_SITE_NAMES } from './sites/types.js';
+import { LAYER_SITE_NAMES, type SiteOverride } from './sites/types.js';
 
 export interface InspectTensor {
   readonly name: string;
   readonly dtype: string;
   readonly shape: readonly (number | string)[];
+}
+
+/**
+ * How a site was matched: `pattern` by the family's op pattern; `shared` the same tensor as an
+ * earlier site of the layer, by the block's shape (GPT-J's one norm feeds both sublayers, so
+ * mlpNorm is attnNorm); `override` named by a `site` statement, not checked by any pattern.
+ */
+export type SiteMatch = 'pattern' | 'shared' | 'override';
+
+/**
+ * A layer's confidence: `high` when every site matched by pattern (or shared) and the layer's
+ * shapes agree with the model's; `medium` when every site is there but some were named by an
+ * override or a note flags the layer; `low` when sites are missing.
+ */
+export interface LayerReport extends LayerFindings {
+  readonly matches: Readonly<Record<string, SiteMatch>>;
+  readonly confidence: 'high' | 'medium' | 'low';
+  readonly why: string;
 }
 
 export interface InspectReport {
@@ -39,11 +58,30 @@ export interface InspectReport {
     readonly dMlp: number; readonly vocab: number; readonly dtype: string; readonly activation: string;
   };
   readonly model: { readonly found: readonly FoundSite[]; readonly missing: readonly MissingSite[] };
-  readonly layers: readonly LayerFindings[];
+  readonly layers: readonly LayerReport[];
   readonly notes: readonly string[];
 }
 
-export function inspectModel(path: string): InspectReport {
+function layerReport(L: LayerFindings, notes: readonly string[]): LayerReport {
+  const found = sortSites(L.found);
+  const matches: Record<string, SiteMatch> = {};
+  const seen = new Set<string>();
+  for (const f of found) {
+    matches[f.site] = f.override ? 'override' : seen.has(f.tensor) ? 'shared' : 'pattern';
+    seen.add(f.tensor);
+  }
+  const overridden = found.filter((f) => f.override).map((f) => f.site);
+  const flagged = notes.filter((n) => n.startsWith(`layer ${L.layer} `));
+  const total = found.length + L.missing.length;
+  const [confidence, why]: [LayerReport['confidence'], string] = L.missing.length
+    ? ['low', `${L.missing.length} of ${total} sites not found`]
+    : overridden.length || flagged.length
+      ? ['medium', [overridden.length ? `${overridden.join(', ')} named by a site override` : '', ...flagged].filter(Boolean).join('; ')]
+      : ['high', `all ${total} sites matched by pattern${Object.values(matches).includes('shared') ? `, ${Object.values(matches).filter((m) => m === 'shared').length} shared by the block's shape` : ''}`];
+  return { layer: L.layer, found, missing: L.missing, matches, confidence, why };
+}
+
+export function inspectModel(path: string, overrides: readonly SiteOverride[] = []): InspectReport {
   const model = decodeModel(readFileSync(path), path);
   const g = model.graph!;
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
@@ -62,7 +100,7 @@ export function inspectModel(path: string): InspectReport {
       files = [...new Set(refs.map((r) => r.location))];
     }
   }
-  const d = runDetection(model);
+  const d = runDetection(model, path, overrides);
   const s = d.sites;
   return {
     path,
@@ -84,7 +122,7 @@ export function inspectModel(path: string): InspectReport {
       },
     } : {}),
     model: d.model,
-    layers: d.layers.map((L) => ({ layer: L.layer, found: sortSites(L.found), missing: L.missing })),
+    layers: d.layers.map((L) => layerReport(L, d.notes)),
     notes: d.notes,
   };
 }
@@ -98,9 +136,10 @@ function shapeText(t: InspectTensor): string {
   return `${t.name} ${t.dtype} [${t.shape.join(', ')}]`;
 }
 
-function siteLine(f: FoundSite, width: number): string {
+function siteLine(f: FoundSite, width: number, match?: SiteMatch): string {
   const by = f.op === 'initializer' || f.op === 'input' ? f.op : `${f.op}${f.node ? ` '${f.node}'` : ''}`;
-  return `  ${f.site.padEnd(width)} ${f.tensor}  ← ${by}${f.override ? ' (site override)' : ''}`;
+  const how = match === 'override' ? ' (site override)' : match === 'shared' ? ' (shared)' : '';
+  return `  ${f.site.padEnd(width)} ${f.tensor}  ← ${by}${how}`;
 }
 
 function missingLine(m: MissingSite, width: number): string {
@@ -128,11 +167,13 @@ export function renderInspectText(r: InspectReport): string {
   for (const m of r.model.missing) lines.push(missingLine(m, modelWidth));
   const width = Math.max(...LAYER_SITE_NAMES.map((n) => n.length));
   for (const L of r.layers) {
-    lines.push(`layer ${L.layer}:${L.missing.length ? ` ${L.missing.length} site(s) missing` : ''}`);
-    for (const f of L.found) lines.push(siteLine(f, width));
+    lines.push(`layer ${L.layer}: confidence ${L.confidence} (${L.why})`);
+    for (const f of L.found) lines.push(siteLine(f, width, L.matches[f.site]));
     for (const m of L.missing) lines.push(missingLine(m, width));
   }
   for (const n of r.notes) lines.push(`note: ${n}`);
+  const count = (c: LayerReport['confidence']): number => r.layers.filter((L) => L.confidence === c).length;
+  lines.push(`confidence: ${r.layers.length} layers: ${count('high')} high, ${count('medium')} medium, ${count('low')} low`);
   lines.push(r.supported ? 'supported: yes' : 'supported: no');
   return lines.join('\n') + '\n';
 }

@@ -2,7 +2,7 @@
 
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,4 +126,25 @@ test('--example runs one fact and prints everything measured about it', (t) => {
   const wrong = dissect('run', example, '--out', out, '--example', 'nope', '--fresh');
   t.is(wrong.code, 1);
   t.regex(wrong.stderr, /--example nope: no fact has that id/);
+});
+
+test('inspect FILE.dissect applies its site statements; one naming a missing tensor is a clear error', (t) => {
+  const dir = workspace({
+    'x.dissect': [
+      `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "tok.json"`,
+      'dataset counterfact "facts.json"',
+      'site probs at layers 1 = "/h.1/attn/Softmax_output_0"',
+      'site mlp_act at layers 0 = "no_such_tensor"',
+      '',
+    ].join('\n'),
+  });
+  const r = dissect('inspect', join(dir, 'x.dissect'));
+  t.is(r.code, 1);
+  t.regex(r.stderr, /site override mlpAct at layer 0: the graph has no tensor named 'no_such_tensor'/);
+  t.true(noStack(r.stderr));
+  writeFileSync(join(dir, 'x.dissect'), readFileSync(join(dir, 'x.dissect'), 'utf8').replace(/site mlp_act.*\n/, ''));
+  const ok = dissect('inspect', join(dir, 'x.dissect'));
+  t.is(ok.code, 0, ok.stderr);
+  t.regex(ok.stdout, /layer 1: confidence medium \(probs named by a site override\)/);
+  t.regex(ok.stdout, /layer 0: confidence high/);
 });

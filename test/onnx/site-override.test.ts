@@ -4,19 +4,19 @@
 // output projection, so detection breaks there until the Clip's output is named as mlp_act.
 
 import test from 'ava';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
-import { readModel, type ModelProto } from '../../src/onnx/proto.js';
+import { inspectModel, renderInspectText } from '../../src/onnx/inspect.js';
+import { encodeModel, readModel, type ModelProto } from '../../src/onnx/proto.js';
 import { SiteOverrideError } from '../../src/onnx/sites/findings.js';
 import { detectSites, runDetection, SiteError } from '../../src/onnx/sites/index.js';
 import type { SiteOverride } from '../../src/onnx/sites/types.js';
 import { makeTensor } from '../../src/onnx/tensor.js';
 import { VariantNames, type VariantRequest } from '../../src/onnx/variant.js';
-import { encodeModel } from '../../src/onnx/proto.js';
-import { fixturePath, maxAbs, maxAbsDiff, numbers, session, int64, tempDir } from './helpers.js';
+import { fixturePath, int64, maxAbs, maxAbsDiff, numbers, session, tempDir } from './helpers.js';
 import { feedsFor, gateTensor } from './reference.js';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 
 const PLAIN = fixturePath('gpt2-opset14.onnx');
 
@@ -94,4 +94,20 @@ test('an override naming no tensor of the graph is an error with its index; one 
     instanceOf: SiteError,
   })!;
   t.regex(notSoftmax.message, /layer 0: .*expected a Softmax producing the attention probabilities/);
+});
+
+test('inspect grades each layer: high by pattern, medium with an override, low with sites missing', (t) => {
+  const plain = inspectModel(PLAIN);
+  t.deepEqual(plain.layers.map((L) => [L.confidence, L.why]), [['high', 'all 16 sites matched by pattern'], ['high', 'all 16 sites matched by pattern']]);
+  const broken = inspectModel(CLIPPED);
+  t.is(broken.layers[0]!.confidence, 'low');
+  t.regex(broken.layers[0]!.why, /^\d+ of 16 sites not found$/);
+  const overridden = inspectModel(CLIPPED, [MLP_ACT]);
+  t.deepEqual(overridden.layers.map((L) => [L.confidence, L.why]), [['medium', 'mlpAct named by a site override'], ['medium', 'mlpAct named by a site override']]);
+  t.is(overridden.layers[1]!.matches['mlpAct'], 'override');
+  t.is(overridden.layers[1]!.matches['mlpPre'], 'pattern');
+  const text = renderInspectText(overridden);
+  t.regex(text, /layer 1: confidence medium \(mlpAct named by a site override\)\n/);
+  t.regex(text, /  mlpAct +clip_1  ← Clip 'Clip_1' \(site override\)\n/);
+  t.regex(text, /confidence: 2 layers: 0 high, 2 medium, 0 low\n/);
 });
