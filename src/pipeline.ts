@@ -43,15 +43,18 @@ export interface LoadedProgram {
   readonly warnings: readonly Diagnostic[];
 }
 
-/** Reads, parses and checks a .dissect file against its model, and plans it. */
-export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}): LoadedProgram {
+function readSource(file: string): { path: string; sourceText: string } {
   const path = resolve(file);
-  let sourceText: string;
   try {
-    sourceText = readFileSync(path, 'utf8');
+    return { path, sourceText: readFileSync(path, 'utf8') };
   } catch {
     throw new UserError(`cannot read ${file}`, 'check the path of the .dissect file');
   }
+}
+
+/** Reads, parses and checks a .dissect file against its model, and plans it. */
+export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}): LoadedProgram {
+  const { path, sourceText } = readSource(file);
   let sites: ModelSites | undefined;
   const out = frontEnd(sourceText, path, {
     overrides,
@@ -78,13 +81,7 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
  * `dissect inspect FILE.dissect`, which must work exactly when detection fails.
  */
 export function modelStatementOf(file: string, overrides: Readonly<Record<string, string>> = {}): { onnx: string; siteOverrides: SiteOverride[] } {
-  const path = resolve(file);
-  let sourceText: string;
-  try {
-    sourceText = readFileSync(path, 'utf8');
-  } catch {
-    throw new UserError(`cannot read ${file}`, 'check the path of the .dissect file');
-  }
+  const { path, sourceText } = readSource(file);
   let named: { onnx: string; siteOverrides: SiteOverride[] } | undefined;
   const out = frontEnd(sourceText, path, {
     overrides,

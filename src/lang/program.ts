@@ -209,7 +209,8 @@ export interface AttributesSpec {
  * read in token space (Dar et al. 2023), M = S · W_V^h · W_O^h · Sᵀ (|V| × |V|), S per the
  * `head_mapping_side` choice, no biases or norms; its `top` largest entries as token → token
  * pairs, with the heads flagged whose pairs hold a subject → attribute pair of the data
- * (subject tokens per the `mapping_subject_token` choice).
+ * (subject tokens per the `mapping_subject_token` choice). The `head_mapping_normalisation`
+ * choice can divide M by per-token normalisers first (Dar et al.'s notebook).
  */
 export interface HeadMappingsSpec {
   /** Block indices, sorted, without duplicates, each in 0..L-1. */

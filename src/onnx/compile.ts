@@ -93,7 +93,7 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       fill = '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions)';
     } else if (past.has(name)) {
       meaning = past.get(name)!;
-      fill = `empty: shape [batch, ${sites.heads}, 0, ${sites.dHead}] of ${dtype} (no past)`;
+      fill = `empty: shape [batch, ${sites.kvHeads ?? sites.heads}, 0, ${sites.dHead}] of ${dtype} (no past)`;
     } else if (name === VariantNames.knockout) {
       meaning = 'attention edges to block: [batch row, layer, head (or 1 for all heads), query position, key position]';
       fill = 'true where the edge query→key is blocked in that layer (and head); dim 2 is 1 to block in all heads or the head count ' +

@@ -197,11 +197,12 @@ export function feedsFor(sites: ModelSites, ids: readonly (readonly number[])[],
   const f: Record<string, ort.Tensor> = { [sites.inputs.inputIds]: int64(ids.flat(), [b, n]) };
   if (sites.inputs.attentionMask) f[sites.inputs.attentionMask] = int64(masks ? masks.flat() : new Array(b * n).fill(1), [b, n]);
   if (sites.inputs.positionIds) f[sites.inputs.positionIds] = int64(ids.flatMap((r) => r.map((_, i) => i)), [b, n]);
+  const kvHeads = sites.kvHeads ?? sites.heads; // a grouped-query cache holds the key/value heads
   for (const p of sites.inputs.past) {
     for (const t of [p.key, p.value]) {
       f[t] = sites.dtype === 10
-        ? new ort.Tensor('float16', new Uint16Array(0), [b, sites.heads, 0, sites.dHead])
-        : new ort.Tensor('float32', new Float32Array(0), [b, sites.heads, 0, sites.dHead]);
+        ? new ort.Tensor('float16', new Uint16Array(0), [b, kvHeads, 0, sites.dHead])
+        : new ort.Tensor('float32', new Float32Array(0), [b, kvHeads, 0, sites.dHead]);
     }
   }
   return f;

@@ -118,7 +118,7 @@ export interface SiteOverride {
 
 export interface KvCacheInput {
   readonly layer: number;
-  /** Graph inputs holding past keys and values [b, h, past, dh], fed with past = 0. */
+  /** Graph inputs holding past keys and values [b, kvHeads, past, dh] (grouped-query: the key/value heads), fed with past = 0. */
   readonly key: string;
   readonly value: string;
 }
