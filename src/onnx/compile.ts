@@ -8,6 +8,7 @@ import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { checkExternalData, hardlinkWeights } from './external.js';
 import { valueInfoShape } from './graph.js';
 import { knockoutPass, knockoutValue } from './passes/knockout.js';
+import { lastPositionPass } from './passes/last-position.js';
 import { gatesPass } from './passes/gates.js';
 import { hiddenStatesPass } from './passes/hidden.js';
 import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './passes/outputs.js';
@@ -20,7 +21,7 @@ import { version } from '../version.js';
 import { detectSites } from './sites/index.js';
 import type { ModelSites } from './sites/types.js';
 import {
-  EXTERNAL_FOLDER_CONFIG, VariantNames, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
+  EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
   type WeightsLayout,
 } from './variant.js';
 
@@ -51,10 +52,12 @@ function manifestDtype(dt: number): ManifestDtype {
   }
 }
 
-/** Applies the passes of `request` to `model` (in place) and returns it. */
-export function rewriteModel(model: ModelProto, sites: ModelSites, request: VariantRequest, source = 'model'): ModelProto {
+/** Applies the passes of `request` to `model` (in place); returns where the cache goes, if it asked for one. */
+export function rewriteModel(model: ModelProto, sites: ModelSites, request: VariantRequest, source = 'model'): { cache?: CacheEntry[] } {
   const rw = new Rewrite(model, source);
-  // interventions first (they redirect site tensors), then the reads, which see rw.current(site)
+  // the cache first: every later pass reads keys and values with the past in front
+  const cache = request.lastPosition ? lastPositionPass(rw, sites) : undefined;
+  // interventions next (they redirect site tensors), then the reads, which see rw.current(site)
   if (request.knockout) knockoutPass(rw, sites);
   if (request.gates && (request.gates.attention || request.gates.mlp)) gatesPass(rw, sites, request.gates);
   if (request.patch) patchPass(rw, sites);
@@ -65,7 +68,7 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   if (!request.logits) rw.removeOutput(sites.logits);
   rw.finish();
   (model.metadataProps ??= []).push({ key: 'dissect.variant', value: JSON.stringify(request) });
-  return model;
+  return cache ? { cache } : {};
 }
 
 function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
@@ -88,9 +91,13 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
     } else if (name === sites.inputs.attentionMask) {
       meaning = 'attention mask';
       fill = '1 for real tokens, 0 for padding' + (sites.inputs.past.length ? ' (length past + seq; past is 0)' : '');
-    } else if (name === sites.inputs.positionIds) {
-      meaning = 'position ids';
-      fill = '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions)';
+    } else if (name === sites.inputs.positionIds || name === VariantNames.positionIds) {
+      meaning = 'position ids' + (name === VariantNames.positionIds ? ' (they replace the positions the source model derives from the sequence length)' : '');
+      fill = '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions); past + 0, … when past keys and values are fed';
+    } else if (name.startsWith(VariantNames.pastKeyPrefix) || name.startsWith(VariantNames.pastValuePrefix)) {
+      const what = name.startsWith(VariantNames.pastKeyPrefix) ? 'keys' : 'values';
+      meaning = `layer ${name.slice(name.lastIndexOf('_') + 1)}'s ${what} of the positions before this run's tokens, from an earlier run's dissect_${what.slice(0, -1)}_* output`;
+      fill = `empty (past = 0) for a whole prompt; for one token, the clean run's ${what} of the prompt before it (right-padded, with attention_mask 0 on the padding)`;
     } else if (past.has(name)) {
       meaning = past.get(name)!;
       fill = `empty: shape [batch, ${sites.kvHeads ?? sites.heads}, 0, ${sites.dHead}] of ${dtype} (no past)`;
@@ -150,7 +157,11 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
     [VariantNames.top1Prob]: 'softmax probability (float32) of dissect_top1',
     [sites.logits]: 'the source model\'s logits [batch, seq, vocab]',
   };
-  for (const L of sites.perLayer) meanings[attentionProbsName(L.layer)] = `attention probabilities of layer ${L.layer} [batch, heads, query, key], float32`;
+  for (const L of sites.perLayer) {
+    meanings[attentionProbsName(L.layer)] = `attention probabilities of layer ${L.layer} [batch, heads, query, key], float32`;
+    meanings[`${VariantNames.keyPrefix}${L.layer}`] = `layer ${L.layer}'s keys of this run's tokens (after any rotary embedding), as dissect_past_key_${L.layer} takes them`;
+    meanings[`${VariantNames.valuePrefix}${L.layer}`] = `layer ${L.layer}'s values of this run's tokens, as dissect_past_value_${L.layer} takes them`;
+  }
   meanings[VariantNames.hiddenStates] = `hidden states [batch, ${sites.layers + 1}, seq, d_model]: entry l < ${sites.layers} is block l's input ` +
     `(0 = embedding output; patched if patched), entry ${sites.layers} the residual stream after the last block, before the final norm ` +
     '(Hugging Face\'s last hidden state is after ln_f; this one is not)';
@@ -228,6 +239,7 @@ interface Prepared {
   model: ModelProto;
   sites: ModelSites;
   files: string[];
+  cache?: CacheEntry[];
 }
 
 function prepare(modelPath: string, request: VariantRequest): Prepared {
@@ -235,8 +247,8 @@ function prepare(modelPath: string, request: VariantRequest): Prepared {
   const model = decodeModel(source, modelPath);
   const files = checkExternalData(model, modelPath);
   const sites = detectSites(model, modelPath, request.siteOverrides);
-  rewriteModel(model, sites, request, modelPath);
-  return { source, model, sites, files };
+  const { cache } = rewriteModel(model, sites, request, modelPath);
+  return { source, model, sites, files, ...(cache ? { cache } : {}) };
 }
 
 function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, model: string, weights: VariantManifest['weights']): VariantManifest {
@@ -256,6 +268,7 @@ function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, mo
     inputs: describeInputs(p.model, p.sites, request),
     outputs: describeOutputs(p.model, p.sites, request),
     choices: choices(p.sites, request),
+    ...(p.cache ? { cache: p.cache } : {}),
   };
 }
 

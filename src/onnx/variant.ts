@@ -34,6 +34,12 @@ export interface VariantRequest {
   readonly hiddenStates?: boolean;
   /** Vocabulary projections with in-graph top-k; see ProjectionRequest. */
   readonly projections?: readonly ProjectionRequest[];
+  /**
+   * Last-position rows: per-layer past keys and values as inputs (concatenated where attention
+   * reads them), this run's keys and values as outputs, and token positions as an input, so a
+   * row can run only its last token against the clean run's cache (see passes/last-position.ts).
+   */
+  readonly lastPosition?: boolean;
   /** Tensors the user names for sites (`.dissect` `site` statements), applied during site detection. */
   readonly siteOverrides?: readonly SiteOverride[];
 }
@@ -106,6 +112,16 @@ export interface ManifestTensor {
  */
 export type WeightsLayout = 'embedded' | 'hardlinked' | 'external-beside-source' | 'external-source-folder';
 
+/** Where one layer's keys or values enter a variant (as past) and leave it (past and this run's). */
+export interface CacheSlot {
+  readonly input: string;
+  readonly output: string;
+  /** The sequence axis of both tensors (2 for [batch, heads, seq, d_head]; 3 for keys kept transposed). */
+  readonly seqAxis: number;
+}
+
+export interface CacheEntry { readonly layer: number; readonly key: CacheSlot; readonly value: CacheSlot }
+
 export interface VariantManifest {
   readonly format: 'dissect-variant/1';
   readonly tool: { readonly name: 'dissect'; readonly version: string };
@@ -135,6 +151,8 @@ export interface VariantManifest {
   readonly outputs: readonly ManifestTensor[];
   /** Semantic choices baked into the graph (e.g. knockout replacement value). */
   readonly choices: Readonly<Record<string, string>>;
+  /** Present when the variant takes past keys and values (last-position rows), per layer. */
+  readonly cache?: readonly CacheEntry[];
 }
 
 /** Input and output names added by the rewrite. */
@@ -157,6 +175,11 @@ export const VariantNames = {
   projPrefix: 'dissect_proj_', // + site + _ids | _scores | _target_rank
   recomputeRemove: 'dissect_recompute_remove', // bool [batch, seq | 0]: keys removed from the last position's attention
   subjectWeights: 'dissect_subject_weights', // float32 [batch, seq]: 1/|subject| on the subject positions, 0 elsewhere
+  pastKeyPrefix: 'dissect_past_key_', // + layer: [batch, heads, past, d_head] (or [batch, heads, d_head, past])
+  pastValuePrefix: 'dissect_past_value_', // + layer: [batch, heads, past, d_head]
+  keyPrefix: 'dissect_key_', // + layer: past and this run's keys, as the layer's past input takes them
+  valuePrefix: 'dissect_value_', // + layer: past and this run's values
+  positionIds: 'dissect_position_ids', // int64 [batch, seq], where the model has no position_ids input
 } as const;
 
 /** onnxruntime session config key that points external data at a folder (in-memory models). */

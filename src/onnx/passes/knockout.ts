@@ -20,12 +20,17 @@ import { isFloatType, lowestFinite } from '../tensor.js';
 import { VariantNames } from '../variant.js';
 import { intAttr } from '../tensor.js';
 
+/** The name of the key axis: 'kv_seq' (past + seq) once the graph takes past keys, its own or dissect's. */
+export function keyAxis(rw: Rewrite, sites: ModelSites): string {
+  return sites.inputs.past.length || rw.ix.inputs.has(`${VariantNames.pastKeyPrefix}0`) ? 'kv_seq' : 'seq';
+}
+
 export function knockoutValue(dtype: number): number {
   return lowestFinite(dtype) / 2;
 }
 
 export function knockoutPass(rw: Rewrite, sites: ModelSites): void {
-  const kvDim = sites.inputs.past.length ? 'kv_seq' : 'seq';
+  const kvDim = keyAxis(rw, sites);
   const K = rw.addInput(VariantNames.knockout, DataType.BOOL, ['batch', sites.layers, 'heads_or_1', 'seq', kvDim],
     'true = attention edge query→key blocked at that layer (all heads when dim 2 is 1, else per head)');
   // causal[q, k] = k ≤ q + (kv − seq), from the knockout input's own shape

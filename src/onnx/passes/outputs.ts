@@ -7,6 +7,7 @@ import type { Rewrite } from '../rewrite.js';
 import type { ModelSites } from '../sites/types.js';
 import { intAttr } from '../tensor.js';
 import { VariantNames } from '../variant.js';
+import { keyAxis } from './knockout.js';
 
 export interface ReducedOptions {
   /** Read the last position from the full logits (exactly the model's numbers) instead of
@@ -62,7 +63,7 @@ export function attentionProbsName(layer: number): string {
 }
 
 export function attentionProbsPass(rw: Rewrite, sites: ModelSites): void {
-  const kvDim = sites.inputs.past.length ? 'kv_seq' : 'seq';
+  const kvDim = keyAxis(rw, sites);
   for (const L of sites.perLayer) {
     const dt = rw.dtype(L.probs);
     const shape = ['batch', sites.heads, 'seq', kvDim];

@@ -1,0 +1,104 @@
+// Last-position rows against cached keys and values. Knockout into the last position changes
+// only that position's row: every other position's keys and values, at every layer, are the
+// clean run's. So a variant that takes keys and values of earlier positions as inputs can run
+// one token per row instead of the whole prompt. With an empty past every number is unchanged.
+//
+// The cache: a model exported with one (Optimum's past_key_values.* inputs, concatenated
+// before attention) keeps its own inputs, so that what it derives from the past length (the
+// rotary angles a Llama slices to past + seq) stays right; the pass only exposes each Concat's
+// output, this run's full keys and values. A plain export gets inputs dissect_past_key_{l} /
+// dissect_past_value_{l}, concatenated where attention reads its keys and values (every reader,
+// shape readers included, so masks built from the key length see the past).
+//
+// The position of the one token must be fed: through the model's position_ids input, or, for
+// a GPT-2 export that derives positions from the sequence length, through dissect_position_ids,
+// which replaces the indices of the position-embedding Gather. A plain GPT-J or Llama export
+// derives its rotary angles inside the graph and runs every row in full.
+
+import { DataType, type NodeProto } from '../proto.js';
+import type { Rewrite } from '../rewrite.js';
+import { forwardTo } from '../sites/pattern.js';
+import type { LayerSites, ModelSites } from '../sites/types.js';
+import { attrInt, intAttr } from '../tensor.js';
+import { VariantNames, type CacheEntry, type CacheSlot } from '../variant.js';
+
+/** Why the variant cannot run last-position rows, or undefined when it can. */
+export function lastPositionUnsupported(sites: ModelSites): string | undefined {
+  if (sites.inputs.positionIds || sites.embedding.positionWeight) return undefined;
+  return `the ${sites.family} graph derives token positions (its rotary angles) from the sequence length and has no position_ids input; ` +
+    'an export with position_ids (Optimum) allows last-position rows';
+}
+
+/** Rewrites `rw` for last-position rows; returns where each layer's cache goes in and comes out. */
+export function lastPositionPass(rw: Rewrite, sites: ModelSites): CacheEntry[] {
+  const unsupported = lastPositionUnsupported(sites);
+  if (unsupported) throw new Error(`internal: last-position rows requested although ${unsupported}`);
+  const cache = sites.inputs.past.length ? modelCache(rw, sites) : addedCache(rw, sites);
+  // the mask covers past + seq keys: it must not share the token axis's symbolic name
+  const mask = sites.inputs.attentionMask ? rw.ix.inputs.get(sites.inputs.attentionMask) : undefined;
+  const maskDims = mask?.type?.tensorType?.shape?.dim;
+  if (maskDims?.[1]?.dimParam === 'seq') maskDims[1] = { dimParam: 'kv_seq' };
+  if (!sites.inputs.positionIds) {
+    const weight = sites.embedding.positionWeight!;
+    const gathers = rw.ix.consumersOf(weight).filter((n) => n.opType === 'Gather' && n.input?.[0] === weight);
+    if (gathers.length !== 1) throw new Error(`internal: expected one Gather of the position embedding, found ${gathers.length}`);
+    const positions = rw.addInput(VariantNames.positionIds, DataType.INT64, ['batch', 'seq'], 'position of each token in its prompt');
+    rw.replaceInput(gathers[0]!, gathers[0]!.input![1]!, positions);
+  }
+  return cache;
+}
+
+/** Optimum-style: the model's past inputs stay; each past Concat's output becomes an output. */
+function modelCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
+  const slot = (layer: number, input: string, what: 'keys' | 'values'): CacheSlot => {
+    const concat = rw.ix.consumersOf(input).find((n): n is NodeProto => n.opType === 'Concat');
+    if (!concat) throw new Error(`internal: no Concat reads the past input '${input}'`);
+    const full = concat.output![0]!;
+    const axis = attrInt(concat, 'axis')!;
+    const dt = rw.dtype(full);
+    const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${layer}`;
+    const dims: (string | number)[] = ['batch', sites.kvHeads ?? sites.heads, sites.dHead, sites.dHead];
+    dims[axis < 0 ? axis + 4 : axis] = 'kv_seq';
+    rw.addOutput(output, full, dt, dims, `layer ${layer}'s ${what}, past and this run's, as ${input} takes them`);
+    return { input, output, seqAxis: axis < 0 ? axis + 4 : axis };
+  };
+  return sites.inputs.past.map((p) => ({ layer: p.layer, key: slot(p.layer, p.key, 'keys'), value: slot(p.layer, p.value, 'values') }));
+}
+
+/** A plain export: inputs concatenated before the k and v sites; the sites become outputs. */
+function addedCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
+  const H = sites.heads;
+  const dh = sites.dHead;
+  return sites.perLayer.map((L) => {
+    const slot = (site: string, layout: 'bhsd' | 'bhds', what: 'keys' | 'values'): CacheSlot => {
+      const dt = rw.dtype(site);
+      const seqAxis = layout === 'bhsd' ? 2 : 3;
+      const dims = (len: string): (string | number)[] => (layout === 'bhsd' ? ['batch', H, len, dh] : ['batch', H, dh, len]);
+      const input = rw.addInput(`${what === 'keys' ? VariantNames.pastKeyPrefix : VariantNames.pastValuePrefix}${L.layer}`, dt, dims('past'),
+        `layer ${L.layer}'s ${what} of the positions before this run's tokens (empty: none)`);
+      const full = rw.redirect(site, (t) => rw.op('Concat', [input, t], `dissect/last_position/layer${L.layer}/${what}`, dt, dims('kv_seq'),
+        [intAttr('axis', seqAxis)]));
+      const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${L.layer}`;
+      rw.addOutput(output, full, dt, dims('kv_seq'), `layer ${L.layer}'s ${what}, past and this run's, as ${input} takes them`);
+      return { input, output, seqAxis };
+    };
+    const keys = scoredKeys(rw, L);
+    return { layer: L.layer, key: slot(keys.tensor, keys.layout, 'keys'), value: slot(L.v, 'bhsd', 'values') };
+  });
+}
+
+/**
+ * The keys the scores are computed from. Usually the k site itself (maybe transposed on the
+ * way to q·kᵀ), but an export may transpose the heads twice, once for the k site and once,
+ * off it, for q·kᵀ: then the cache goes in front of q·kᵀ's own input, [b, h, d_head, kv].
+ */
+function scoredKeys(rw: Rewrite, L: LayerSites): { tensor: string; layout: 'bhsd' | 'bhds' } {
+  const qk = forwardTo(rw.ix, L.q, ['Cast', 'Identity'], ['MatMul'], 'the MatMul q·kᵀ').node;
+  const keySide = qk.input![1]!;
+  for (let t: string | undefined = keySide, guard = 0; t && guard < 8; guard++) {
+    if (t === L.k) return { tensor: L.k, layout: L.kLayout };
+    const p = rw.ix.producer(t);
+    t = p && ['Transpose', 'Cast', 'Identity'].includes(p.opType ?? '') ? p.input?.[0] : undefined;
+  }
+  return { tensor: keySide, layout: 'bhds' };
+}
