@@ -10,7 +10,8 @@ import { findChoice, formatDiagnostics, frontEnd, hasErrors } from './lang/index
 import type { Diagnostic, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
 import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
-import { planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
+import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
+import { lastPositionUnsupported } from './onnx/passes/last-position.js';
 import { Journal, runFingerprint } from './report/journal.js';
 import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './report/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
@@ -72,8 +73,25 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
   });
   if (hasErrors(out.diagnostics) || !out.program || !sites) throw new DiagnosticsError(out.diagnostics, sourceText);
   const tokenizer = orThrow(loadTokenizer(out.program.model.tokenizer));
-  const plan = planProgram(out.program, sites, tokenizer.vocabSize);
+  const plan = withLastPosition(planProgram(out.program, sites, tokenizer.vocabSize), sites);
   return { file: path, sourceText, program: out.program, sites, plan, tokenizer, warnings: out.diagnostics };
+}
+
+/** Asks the variant for a cache when some row may run its last token alone and the model allows it. */
+function withLastPosition(plan: Plan, sites: ModelSites): Plan {
+  const wanted = plan.experiments.some((e) => e.rows.some(mayRunLastPosition));
+  return wanted && !lastPositionUnsupported(sites) ? { ...plan, variant: { ...plan.variant, lastPosition: true } } : plan;
+}
+
+/** How a run executes its rows, and why (recorded in results.json). */
+function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNullable<Results['provenance']['rows']> {
+  if (plan.variant.lastPosition && !options.fullRows) {
+    return { mode: 'last_position', reason: 'rows that only block edges into the last position ran that token alone against the clean run\'s keys and values' };
+  }
+  const reason = options.fullRows ? '--full-rows'
+    : !plan.experiments.some((e) => e.rows.some(mayRunLastPosition)) ? 'no row only blocks attention edges'
+      : lastPositionUnsupported(sites) ?? 'not requested';
+  return { mode: 'full', reason };
 }
 
 /**
@@ -108,6 +126,8 @@ export interface RunOptions {
   /** argv as typed, recorded in results.json. */
   readonly command: readonly string[];
   readonly onProgress?: (done: number, total: number) => void;
+  /** Run every row over its whole prompt (cross-checks the last-position rows). */
+  readonly fullRows?: boolean;
 }
 
 export interface RunOutcome {
@@ -149,6 +169,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
   const { program, plan, sites, tokenizer } = loaded;
   const { selected } = selectedFacts(program, options.selection);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
+  const rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;
   const hashes = {
     model: variant.manifest.source.sha256,
@@ -177,7 +198,10 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
       ...(variant.manifest.weights.sessionConfig ? { sessionConfig: variant.manifest.weights.sessionConfig } : {}),
     }));
     try {
-      const context = { program, plan, variant, session, tokenizer, facts: selected, journal, batch: options.batch };
+      const context = {
+        program, plan, variant, session, tokenizer, facts: selected, journal, batch: options.batch,
+        lastPosition: rows.mode === 'last_position',
+      };
       const meanHidden = await datasetMeanHidden(context);
       await executeExamples({
         ...context,
@@ -212,6 +236,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
         env: { NVIDIA_TF32_OVERRIDE: process.env.NVIDIA_TF32_OVERRIDE ?? null },
         onnxruntime: { version: doctorInfo().ortVersion },
         node: process.version,
+        rows,
       },
       choices: program.choices,
       choiceMeanings: choiceMeanings(program.choices),

@@ -53,6 +53,7 @@ interface RunFlags extends Overrides {
   threads?: number;
   fresh?: boolean;
   example?: string;
+  fullRows?: boolean;
 }
 
 export async function runCommand(file: string, opts: RunFlags): Promise<void> {
@@ -73,6 +74,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     device: opts.device,
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     ...(opts.fresh ? { fresh: true } : {}),
+    ...(opts.fullRows ? { fullRows: true } : {}),
     command: process.argv.slice(2),
     onProgress: (done, total) => {
       if (!bar) return;

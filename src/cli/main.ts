@@ -59,6 +59,7 @@ withSet(program.command('run <file>'))
   .option('--device <device>', 'cpu | cuda | cuda:N', 'cpu')
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
   .option('--fresh', 'discard an existing journal in --out instead of resuming')
+  .option('--full-rows', 'run every row over its whole prompt, never its last token alone against the clean run\'s cache (to cross-check)')
   .action(runCommand);
 
 program.command('report <results>')

@@ -100,7 +100,9 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       fill = `empty (past = 0) for a whole prompt; for one token, the clean run's ${what} of the prompt before it (right-padded, with attention_mask 0 on the padding)`;
     } else if (past.has(name)) {
       meaning = past.get(name)!;
-      fill = `empty: shape [batch, ${sites.kvHeads ?? sites.heads}, 0, ${sites.dHead}] of ${dtype} (no past)`;
+      fill = `empty: shape [batch, ${sites.kvHeads ?? sites.heads}, 0, ${sites.dHead}] of ${dtype} (no past)` + (request.lastPosition
+        ? `; for one token, the ${meaning.startsWith('past keys') ? 'dissect_key' : 'dissect_value'}_${name.match(/\d+/)?.[0]} output of a whole-prompt run cut to the positions before it`
+        : '');
     } else if (name === VariantNames.knockout) {
       meaning = 'attention edges to block: [batch row, layer, head (or 1 for all heads), query position, key position]';
       fill = 'true where the edge query→key is blocked in that layer (and head); dim 2 is 1 to block in all heads or the head count ' +

@@ -118,6 +118,8 @@ export interface CacheSlot {
   readonly output: string;
   /** The sequence axis of both tensors (2 for [batch, heads, seq, d_head]; 3 for keys kept transposed). */
   readonly seqAxis: number;
+  /** The input's dims after the batch axis, 0 on the sequence axis (e.g. [heads, 0, d_head]). */
+  readonly dims: readonly number[];
 }
 
 export interface CacheEntry { readonly layer: number; readonly key: CacheSlot; readonly value: CacheSlot }

@@ -95,6 +95,15 @@ export interface Plan {
   readonly passesPerExample: number;
 }
 
+/**
+ * Rows that may run their last token alone against the clean run's keys and values (whether
+ * they do depends on each example: see run/execute.ts): rows that block attention edges, and
+ * neither cancel, patch, recompute nor probe inside the model.
+ */
+export function mayRunLastPosition(row: PlanRow): boolean {
+  return row.knockouts.length > 0 && !row.gates.length && !row.patch && !row.recompute && !row.probes.length;
+}
+
 /** Layers of the paper's centred window: max(0, c-⌊k/2⌋) .. min(L-1, c+⌈k/2⌉-1). */
 export function centredWindow(center: number, size: number, layers: number): number[] {
   const from = Math.max(0, center - Math.floor(size / 2));

@@ -33,6 +33,12 @@ export interface ResultsProvenance {
   readonly env: { readonly NVIDIA_TF32_OVERRIDE: string | null };
   readonly onnxruntime: { readonly version: string };
   readonly node?: string;
+  /**
+   * How rows ran: `last_position` when rows that change only the last position's attention ran
+   * that token alone against the clean run's keys and values (the same numbers, fewer passes
+   * over the prompt), else `full`; `reason` says why.
+   */
+  readonly rows?: { readonly mode: 'last_position' | 'full'; readonly reason: string };
 }
 
 export interface ResultsData {
@@ -225,6 +231,10 @@ export const resultsSchema = {
           properties: { version: nonEmpty },
         },
         node: nonEmpty,
+        rows: {
+          type: 'object', additionalProperties: false, required: ['mode', 'reason'],
+          properties: { mode: { enum: ['last_position', 'full'] }, reason: nonEmpty },
+        },
       },
     },
     choices: { type: 'object', additionalProperties: { type: 'string' } },

@@ -11,11 +11,16 @@
 //   dissect_last_index    [batch]         the row's own last index
 //   dissect_target        [batch]         the token whose probability / rank is read
 //   dissect_subject_weights float32 [batch, seq]  1/|subject| on the row's subject, 0 elsewhere (zeros: not read)
+//   the manifest's cache inputs    empty for whole prompts; for last-position rows the clean run's
+//                                  keys / values of the earlier positions, right-padded to the
+//                                  batch's longest past P, whose keys come first: attention_mask is
+//                                  then [batch, P + 1], 0 on each row's padding, and the knockout
+//                                  input [batch, layers, heads|1, 1, P + 1], the token itself at key P
 // Integer inputs are int64 (int32 is accepted too).
 // Any other input is a contract error between compiler and runner (thrown).
 
 import * as ort from 'onnxruntime-node';
-import { VariantNames, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
+import { VariantNames, type CacheSlot, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
 import { InternalError } from './errors.js';
 import { floatToHalfArray } from './half.js';
 
@@ -23,6 +28,16 @@ export const PAD_ID = 0;
 
 /** Packed bool [layers, heads, seq, seq], nonzero = blocked; seq ≥ the row's length (knockout-mask.ts's KnockoutMask fits). */
 export interface BatchKnockout { readonly layers: number; readonly heads: number; readonly seq: number; readonly data: Uint8Array }
+
+/** One cache slot of a last-position row: the clean run's tensor without its batch axis, `position` entries on its sequence axis. */
+export interface CachedSlot { readonly dims: readonly number[]; readonly data: Float32Array }
+
+/**
+ * A last-position row: `ids` is the prompt's last token alone, at `position` (the number of
+ * tokens before it); `slots` follow the manifest's cache (per layer, keys then values); the
+ * row's `knockout` is [layers, heads, 1, position + 1], key `position` being the token itself.
+ */
+export interface PastOfRow { readonly position: number; readonly slots: readonly CachedSlot[] }
 
 export interface BatchRow {
   readonly ids: readonly number[];
@@ -39,9 +54,11 @@ export interface BatchRow {
   readonly recomputeRemove?: Uint8Array;
   /** Weights of the subject's mean token embedding, [n] (1/|subject| on the subject); absent = zeros. */
   readonly subjectWeights?: Float32Array;
+  /** Present for a last-position row (then every row of the batch is one). */
+  readonly past?: PastOfRow;
 }
 
-export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel'>>;
+export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel' | 'cache'>>;
 
 const PAST = /^past_key_values\.|^past\.|^past_/;
 
@@ -88,6 +105,13 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
     }
     if (n > S) S = n;
   });
+  const decoding = rows[0]!.past !== undefined;
+  if (rows.some((r) => (r.past !== undefined) !== decoding)) throw new InternalError('buildFeeds: last-position rows and whole prompts in one batch');
+  if (decoding && !manifest.cache) throw new InternalError('buildFeeds: last-position rows for a variant without a cache');
+  // positions before each row's tokens, and the longest: the keys are [past padded to P, tokens]
+  const before = rows.map((r) => r.past?.position ?? 0);
+  const P = Math.max(...before);
+  const slots = new Map((manifest.cache ?? []).flatMap((c) => [c.key, c.value]).map((slot, i) => [slot.input, { slot, i }]));
 
   const feeds: Record<string, ort.Tensor> = {};
   for (const input of manifest.inputs) {
@@ -107,19 +131,26 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       });
       feeds[name] = a.tensor;
     } else if (name === 'attention_mask') {
-      const a = intBuffer(input, [B, S]);
-      rows.forEach((r, b) => a.fill(1, b * S, b * S + r.ids.length));
+      const K = P + S;
+      const a = intBuffer(input, [B, K]);
+      rows.forEach((r, b) => {
+        a.fill(1, b * K, b * K + before[b]!);
+        a.fill(1, b * K + P, b * K + P + r.ids.length);
+      });
       feeds[name] = a.tensor;
-    } else if (name === 'position_ids') {
+    } else if (name === 'position_ids' || name === VariantNames.positionIds) {
       const a = intBuffer(input, [B, S]);
-      for (let b = 0; b < B; b++) for (let i = 0; i < S; i++) a.set(b * S + i, i);
+      for (let b = 0; b < B; b++) for (let i = 0; i < S; i++) a.set(b * S + i, before[b]! + i);
       feeds[name] = a.tensor;
+    } else if (slots.has(name)) {
+      const { slot, i } = slots.get(name)!;
+      feeds[name] = cacheFeed(input, slot, rows.map((r) => r.past?.slots[i]), P);
     } else if (PAST.test(name)) {
       const dims = input.shape.map((d, i) => (i === 0 ? B : typeof d === 'number' ? d : /head/i.test(d) ? manifest.heads : 0));
       if (!dims.includes(0)) throw new InternalError(`manifest input ${name} ${JSON.stringify(input.shape)}: no axis can be empty`);
       feeds[name] = emptyTensor(input, dims);
     } else if (name === VariantNames.knockout) {
-      feeds[name] = knockoutFeed(input, manifest, rows, S);
+      feeds[name] = decoding ? lastRowKnockoutFeed(input, manifest, rows, P) : knockoutFeed(input, manifest, rows, S);
     } else if (name === VariantNames.gateAttention || name === VariantNames.gateMlp) {
       feeds[name] = gateFeed(manifest, rows, S, name === VariantNames.gateAttention ? 'attention' : 'mlp');
     } else if (name === VariantNames.patchLayer) {
@@ -193,6 +224,47 @@ function patchValuesFeed(input: ManifestTensor, manifest: FeedManifest & { dMode
   if (input.dtype === 'float32') return new ort.Tensor('float32', values, [rows.length, S, d]);
   if (input.dtype === 'float16') return new ort.Tensor('float16', floatToHalfArray(values), [rows.length, S, d]);
   throw new InternalError(`manifest input ${input.name} is ${input.dtype}; patch values are float32 or float16`);
+}
+
+/** A cache input: each row's slot (absent for a whole prompt: empty), right-padded to P entries on the sequence axis. */
+function cacheFeed(input: ManifestTensor, slot: CacheSlot, values: readonly (CachedSlot | undefined)[], P: number): ort.Tensor {
+  const dims = [values.length, ...slot.dims];
+  dims[slot.seqAxis] = P;
+  const outer = dims.slice(1, slot.seqAxis).reduce((a, b) => a * b, 1);
+  const inner = dims.slice(slot.seqAxis + 1).reduce((a, b) => a * b, 1);
+  const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
+  values.forEach((v, b) => {
+    if (!v) return;
+    const len = v.dims[slot.seqAxis - 1]!;
+    if (v.data.length !== outer * len * inner) throw new InternalError(`buildFeeds: row ${b}: cache ${slot.input} holds ${v.data.length} values, expected ${outer}·${len}·${inner}`);
+    for (let o = 0; o < outer; o++) data.set(v.data.subarray(o * len * inner, (o + 1) * len * inner), (b * outer + o) * P * inner);
+  });
+  if (input.dtype === 'float32') return new ort.Tensor('float32', data, dims);
+  if (input.dtype === 'float16') return new ort.Tensor('float16', floatToHalfArray(data), dims);
+  throw new InternalError(`manifest input ${input.name} is ${input.dtype}; a cache is float32 or float16`);
+}
+
+/** Last-position rows: each row's [layers, heads, 1, position + 1], key `position` (the token itself) moved to P. */
+function lastRowKnockoutFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], P: number): ort.Tensor {
+  if (input.shape.length !== 5) throw new InternalError(`manifest input ${input.name} must be [batch, layers, heads|1, seq, kv]`);
+  const L = manifest.layers;
+  const H = rows.find((r) => r.knockout)?.knockout?.heads ?? 1;
+  const K = P + 1;
+  const a = new Uint8Array(rows.length * L * H * K);
+  rows.forEach((r, b) => {
+    const k = r.knockout;
+    if (!k) return;
+    const n = r.past!.position + 1;
+    if (k.layers !== L || k.heads !== H || k.seq !== 1 || k.data.length !== L * H * n) {
+      throw new InternalError(`buildFeeds: row ${b}: a last-position knockout must be [${L}, ${H}, 1, ${n}]`);
+    }
+    for (let s = 0; s < L * H; s++) {
+      const dst = (b * L * H + s) * K;
+      a.set(k.data.subarray(s * n, s * n + n - 1), dst);
+      a[dst + P] = k.data[s * n + n - 1]!;
+    }
+  });
+  return new ort.Tensor('bool', a, [rows.length, L, H, 1, K]);
 }
 
 function knockoutFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number): ort.Tensor {

@@ -7,15 +7,15 @@ import type { Program } from '../lang/program.js';
 import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
 import { VariantNames } from '../onnx/variant.js';
-import type { GateCancel, Plan, PlanRow } from '../plan/plan.js';
+import { mayRunLastPosition, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
 import type { ResultsExample } from '../report/schema.js';
 import type { Journal } from '../report/journal.js';
 import type { AttributeSets } from './attributes.js';
-import { buildFeeds, type BatchRow } from './batch.js';
+import { buildFeeds, type BatchRow, type CachedSlot } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
-import { buildKnockoutMask } from './knockout-mask.js';
+import { buildKnockoutMask, type KnockoutMask } from './knockout-mask.js';
 import { resolvePositions } from './positions.js';
 import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights, type TokenList } from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
@@ -61,6 +61,8 @@ export interface ExecuteInput {
   readonly meanHidden?: ReadonlyMap<number, Float32Array>;
   /** Rows per forward pass. */
   readonly batch: number;
+  /** Run rows that change only the last position's attention as that token alone, against the clean run's cache. */
+  readonly lastPosition?: boolean;
   readonly onProgress?: (doneExamples: number, totalExamples: number) => void;
 }
 
@@ -68,6 +70,8 @@ interface Prepared { readonly fact: Fact; readonly example: Example }
 interface Clean extends CleanOutput {
   /** hidden_states [layers+1, n, d] of the clean run, when patches need them. */
   readonly hidden?: Float32Array;
+  /** The clean run's keys and values of positions 0 … n−2, per manifest cache slot, for last-position rows. */
+  readonly cache?: readonly CachedSlot[];
   /**
    * hidden_states [layers+1, n, d] of the clean run of the fact's corrupted prompt (same BOS
    * policy), when a patch needs them and that prompt has the same token count n.
@@ -123,7 +127,7 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
   for (let c = 0; c < todo.length; c += batch) {
     const prepared = prepareChunk(input, todo.slice(c, c + batch));
     const cleans = await cleanPass(input, prepared.map((p) => p.example), needsHidden(input.plan),
-      needsCorrupted(input.plan) ? input.tokenizer : undefined);
+      needsCorrupted(input.plan) ? input.tokenizer : undefined, input.lastPosition);
     const known: { p: Prepared; clean: Clean }[] = [];
     prepared.forEach((p, i) => {
       const clean = cleans[i]!;
@@ -137,9 +141,10 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
     // Rows of every known fact of the chunk share forward passes, then each fact is journaled whole.
     const measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
     // Experiment-major order keeps rows with the same needs (projections, patches) in the
-    // same batches: onnxruntime computes every output of a batch, fetched or not.
+    // same batches: onnxruntime computes every output of a batch, fetched or not. Last-position
+    // rows come first: they cannot share a batch with whole prompts.
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
-      .sort((a, b) => a.item.exp - b.item.exp);
+      .sort((a, b) => Number(!a.item.batchRow.past) - Number(!b.item.batchRow.past) || a.item.exp - b.item.exp);
     const records = await runRows(input, order.map((o) => o.item));
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
     order.forEach((o, i) => { rowsOf[o.owner]![o.item.exp]![o.item.row] = records[i]!; });
@@ -156,12 +161,17 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
   }
 }
 
-/** Clean passes of the examples; with a tokenizer also of their corrupted prompts (hidden states only). */
+/**
+ * Clean passes of the examples; with a tokenizer also of their corrupted prompts (hidden states
+ * only); with `withCache` each example keeps its keys and values for last-position rows.
+ */
 async function cleanPass(
   input: Pick<ExecuteInput, 'session' | 'variant' | 'batch'>, examples: readonly Example[], withHidden: boolean, corrupted?: Tokenizer,
+  withCache = false,
 ): Promise<Clean[]> {
   const out: Clean[] = [];
-  const fetches = [VariantNames.top1, VariantNames.top1Prob, ...(withHidden ? [VariantNames.hiddenStates] : [])];
+  const cacheSlots = withCache ? (input.variant.manifest.cache ?? []).flatMap((c) => [c.key, c.value]) : [];
+  const fetches = [VariantNames.top1, VariantNames.top1Prob, ...(withHidden ? [VariantNames.hiddenStates] : []), ...cacheSlots.map((s) => s.output)];
   for (let i = 0; i < examples.length; i += input.batch) {
     const slice = examples.slice(i, i + input.batch);
     const rows = slice.map((e): BatchRow => ({ ids: e.ids, lastIndex: e.lastIndex, target: 0 }));
@@ -171,6 +181,7 @@ async function cleanPass(
     slice.forEach((e, j) => out.push({
       targetId: top1[j]!, p0: prob[j]!,
       ...(withHidden ? { hidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, e.n) } : {}),
+      ...(cacheSlots.length ? { cache: cacheSlots.map((s) => cachePrefix(r[s.output]!, j, s.seqAxis, e.n - 1)) } : {}),
     }));
   }
   if (corrupted) {
@@ -187,6 +198,23 @@ async function cleanPass(
     }
   }
   return out;
+}
+
+/** One batch row of a cache output [batch, …, seq, …] (sequence on `axis`), cut to its first `take` positions. */
+function cachePrefix(t: DecodedTensor, row: number, axis: number, take: number): CachedSlot {
+  const dims = t.dims;
+  const outer = dims.slice(1, axis).reduce((a, b) => a * b, 1);
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const seq = dims[axis]!;
+  const data = new Float32Array(outer * take * inner);
+  const src = t.data as Float32Array;
+  for (let o = 0; o < outer; o++) {
+    const from = (row * outer + o) * seq * inner;
+    data.set(src.subarray(from, from + take * inner), o * take * inner);
+  }
+  const kept = dims.slice(1);
+  kept[axis - 1] = take;
+  return { dims: kept, data };
 }
 
 /** One batch row of dissect_hidden_states [batch, layers+1, seq, d], cut to the row's n tokens. */
@@ -265,6 +293,17 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   const L = variant.manifest.layers;
   const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
   const gates = gateArrays(row.gates, example, L);
+  if (input.lastPosition && clean.cache && mayRunLastPosition(row) && onlyLastQuery(mask, example)) {
+    const n = example.n;
+    const last = new Uint8Array(mask.layers * mask.heads * n);
+    for (let s = 0; s < mask.layers * mask.heads; s++) last.set(mask.data.subarray((s * n + n - 1) * n, (s * n + n) * n), s * n);
+    const batchRow: BatchRow = {
+      ids: [example.ids[n - 1]!], lastIndex: 0, target: clean.targetId,
+      knockout: { layers: mask.layers, heads: mask.heads, seq: 1, data: last },
+      past: { position: n - 1, slots: clean.cache },
+    };
+    return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
+  }
   const projPositions = projectionPositions(row.probes, example);
   const weights = subjectWeights(row.probes, example);
   const batchRow: BatchRow = {
@@ -277,6 +316,17 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
     ...(weights ? { subjectWeights: weights } : {}),
   };
   return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
+}
+
+/** Every blocked edge of the mask is the last position's: the other positions run as in the clean pass. */
+function onlyLastQuery(mask: KnockoutMask, ex: Example): boolean {
+  const n = mask.seq;
+  if (ex.lastIndex !== ex.n - 1 || n !== ex.n) return false;
+  for (let s = 0; s < mask.layers * mask.heads; s++) {
+    const from = s * n * n;
+    if (mask.data.subarray(from, from + (n - 1) * n).some((v) => v !== 0)) return false;
+  }
+  return true;
 }
 
 function gateArrays(gates: readonly GateCancel[], ex: Example, layers: number): BatchRow['gates'] {
@@ -316,8 +366,13 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
   const { manifest } = input.variant;
   const projections = input.plan.variant.projections ?? [];
   const attributes = input.program.attributes && input.attributes ? { spec: input.program.attributes, sets: input.attributes } : undefined;
-  for (let i = 0; i < items.length; i += input.batch) {
-    const slice = items.slice(i, i + input.batch);
+  for (let i = 0; i < items.length;) {
+    // a batch holds rows of one kind: last-position rows or whole prompts
+    let end = Math.min(items.length, i + input.batch);
+    const kind = !!items[i]!.batchRow.past;
+    for (let j = i + 1; j < end; j++) if (!!items[j]!.batchRow.past !== kind) end = j;
+    const slice = items.slice(i, end);
+    i = end;
     const fetches = new Set<string>([VariantNames.targetProb, VariantNames.targetRank]);
     for (const it of slice) for (const f of probeFetches(it.plan.probes)) fetches.add(f);
     const r = await input.session.run(buildFeeds(manifest, slice.map((it) => it.batchRow)), [...fetches]);

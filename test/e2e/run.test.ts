@@ -88,7 +88,8 @@ test.serial('the compiled variant runs in plain onnxruntime from its manifest an
       });
       const p = (out['dissect_target_prob']!.data as Float32Array)[0]!;
       const v = results.experiments[0]!.values.find((r) => r.example === ex.id && r.key['l'] === l && r.key['blocked'] === 'subject')!;
-      t.true(closeRel(p, v.values['probability']!, 1e-6), `example ${ex.id} l=${l}: ${p} vs ${v.values['probability']}`);
+      // dissect runs these rows as the last token against the clean cache: float32 rounding differs
+      t.true(closeRel(p, v.values['probability']!, 1e-5), `example ${ex.id} l=${l}: ${p} vs ${v.values['probability']}`);
     }
   }
   await session.release();

@@ -57,10 +57,11 @@ function modelCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
     const axis = attrInt(concat, 'axis')!;
     const dt = rw.dtype(full);
     const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${layer}`;
-    const dims: (string | number)[] = ['batch', sites.kvHeads ?? sites.heads, sites.dHead, sites.dHead];
-    dims[axis < 0 ? axis + 4 : axis] = 'kv_seq';
-    rw.addOutput(output, full, dt, dims, `layer ${layer}'s ${what}, past and this run's, as ${input} takes them`);
-    return { input, output, seqAxis: axis < 0 ? axis + 4 : axis };
+    const seqAxis = axis < 0 ? axis + 4 : axis;
+    // [heads, seq, d_head], or keys kept transposed [heads, d_head, seq]
+    const inner = seqAxis === 2 ? [sites.kvHeads ?? sites.heads, 0, sites.dHead] : [sites.kvHeads ?? sites.heads, sites.dHead, 0];
+    rw.addOutput(output, full, dt, ['batch', ...inner.map((d) => d || 'kv_seq')], `layer ${layer}'s ${what}, past and this run's, as ${input} takes them`);
+    return { input, output, seqAxis, dims: inner };
   };
   return sites.inputs.past.map((p) => ({ layer: p.layer, key: slot(p.layer, p.key, 'keys'), value: slot(p.layer, p.value, 'values') }));
 }
@@ -80,7 +81,7 @@ function addedCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
         [intAttr('axis', seqAxis)]));
       const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${L.layer}`;
       rw.addOutput(output, full, dt, dims('kv_seq'), `layer ${L.layer}'s ${what}, past and this run's, as ${input} takes them`);
-      return { input, output, seqAxis };
+      return { input, output, seqAxis, dims: dims('').slice(1).map((d) => (typeof d === 'number' ? d : 0)) };
     };
     const keys = scoredKeys(rw, L);
     return { layer: L.layer, key: slot(keys.tensor, keys.layout, 'keys'), value: slot(L.v, 'bhsd', 'values') };
