@@ -7,8 +7,9 @@
 // (test/lang/grammar.test.ts fails while the committed files are stale).
 
 import { createSyntaxDiagramsCode, type ISerializedGast, type TokenType } from 'chevrotain';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   Comment, Identifier, Integer, keywords, keywordTokens, punctuationTokens, StringLiteral,
@@ -116,9 +117,18 @@ export function renderEbnf(): string {
   return lines.join('\n');
 }
 
-/** Chevrotain's railroad diagrams of every rule, as a standalone HTML page. */
+/**
+ * Chevrotain's railroad diagrams of every rule, as a standalone HTML page. Chevrotain's page
+ * loads its scripts and stylesheet from a CDN; they ship in its npm package, so they are
+ * inlined: the page opens offline, from a clone or an archived run.
+ */
 export function renderDiagrams(): string {
-  return createSyntaxDiagramsCode(parser.getSerializedGastProductions());
+  const diagrams = join(dirname(createRequire(import.meta.url).resolve('chevrotain')), '..', '..', 'diagrams');
+  const cdn = /https:\/\/unpkg\.com\/chevrotain@[^/]+\/diagrams\/([\w/.-]+)/;
+  const inline = (path: string): string => readFileSync(join(diagrams, path), 'utf8').replaceAll('</script', '<\\/script');
+  return createSyntaxDiagramsCode(parser.getSerializedGastProductions())
+    .replace(new RegExp(`<script src='${cdn.source}'></script>`, 'g'), (_, path: string) => `<script>/* chevrotain/diagrams/${path} */\n${inline(path)}</script>`)
+    .replace(new RegExp(`<link rel='stylesheet' href='${cdn.source}'>`, 'g'), (_, path: string) => `<style>/* chevrotain/diagrams/${path} */\n${inline(path)}</style>`);
 }
 
 function alternatives(words: readonly string[]): string {

@@ -1,102 +1,78 @@
-// report.html in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
-// playwright-core, which downloads no browser) loads the page from disk and every section
+// report.html in a real browser (test/browser.ts): the page loads from disk and every section
 // and plot must be there and drawn, with no console error, no page error and no request
-// other than the page itself. Skipped when /usr/bin/chromium is missing: CI installs it
-// with .ci/install-chromium.
+// other than the page itself.
 
-import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import { browserTest } from '../browser.js';
 import { allFigures, planFigures, writeReport } from '../../src/report/html/index.js';
 import { richResults } from './html-fixture.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
+browserTest('report.html renders in headless Chromium: every section and plot, no console errors', async (t, browser) => {
+  const results = richResults();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-browser-'));
+  const written = await writeReport(dir, results, { png: false });
+  const plan = planFigures(results);
+  const figures = allFigures(results, plan);
 
-const title = 'report.html renders in headless Chromium: every section and plot, no console errors';
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const problems: string[] = [];
+  const requests: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('request', (r) => requests.push(r.url()));
+  const url = pathToFileURL(written.html).href;
+  await page.goto(url, { waitUntil: 'load' });
 
-if (!fs.existsSync(CHROMIUM) && process.env['CI']) {
-  // CI installs Chromium first (.ci/run): a missing browser there is a failure, not a skip.
-  test(title, (t) => t.fail(`${CHROMIUM} not found: .ci/install-chromium should have installed it`));
-} else if (!fs.existsSync(CHROMIUM)) {
-  test.skip(`${title} (SKIPPED: ${CHROMIUM} not found; install it with .ci/install-chromium)`, () => {});
-} else {
-  test(title, async (t) => {
-    const results = richResults();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-browser-'));
-    const written = await writeReport(dir, results, { png: false });
-    const plan = planFigures(results);
-    const figures = allFigures(results, plan);
-
-    let browser: Browser | undefined;
-    try {
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
-      const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-      const problems: string[] = [];
-      const requests: string[] = [];
-      page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-      page.on('request', (r) => requests.push(r.url()));
-      const url = pathToFileURL(written.html).href;
-      await page.goto(url, { waitUntil: 'load' });
-
-      const seen = await page.evaluate(() => {
-        const box = (e: Element) => { const r = e.getBoundingClientRect(); return { w: r.width, h: r.height }; };
+  const seen = await page.evaluate(() => {
+    const box = (e: Element) => { const r = e.getBoundingClientRect(); return { w: r.width, h: r.height }; };
+    return {
+      experiments: [...document.querySelectorAll('section.experiment')].map((s) => ({
+        name: s.getAttribute('data-experiment') ?? '',
+        heading: s.querySelector('h2')?.textContent ?? '',
+        ...box(s),
+      })),
+      comparisons: document.querySelectorAll('section.comparison').length,
+      sections: document.querySelectorAll('section').length,
+      figures: [...document.querySelectorAll('figure.plot')].map((f) => {
+        const svg = f.querySelector('svg');
         return {
-          experiments: [...document.querySelectorAll('section.experiment')].map((s) => ({
-            name: s.getAttribute('data-experiment') ?? '',
-            heading: s.querySelector('h2')?.textContent ?? '',
-            ...box(s),
-          })),
-          comparisons: document.querySelectorAll('section.comparison').length,
-          sections: document.querySelectorAll('section').length,
-          figures: [...document.querySelectorAll('figure.plot')].map((f) => {
-            const svg = f.querySelector('svg');
-            return {
-              id: f.getAttribute('data-plot'),
-              kind: f.getAttribute('data-kind'),
-              series: Number(f.getAttribute('data-series')),
-              svgs: f.querySelectorAll('svg').length,
-              ...(svg ? box(svg) : { w: 0, h: 0 }),
-              lines: f.querySelectorAll('g.mark-line path').length,
-              cells: f.querySelectorAll('g.mark-rect path').length,
-              // A line drawn is a path with a non-empty geometry.
-              drawnLines: [...f.querySelectorAll('g.mark-line path')].filter((p) => (p as SVGPathElement).getTotalLength() > 0).length,
-              hasTable: !!f.querySelector('details.data table'),
-              hasSource: !!f.querySelector('details.source pre')?.textContent?.includes('experiment '),
-            };
-          }),
-          svgs: document.querySelectorAll('svg').length,
+          id: f.getAttribute('data-plot'),
+          kind: f.getAttribute('data-kind'),
+          series: Number(f.getAttribute('data-series')),
+          svgs: f.querySelectorAll('svg').length,
+          ...(svg ? box(svg) : { w: 0, h: 0 }),
+          lines: f.querySelectorAll('g.mark-line path').length,
+          cells: f.querySelectorAll('g.mark-rect path').length,
+          // A line drawn is a path with a non-empty geometry.
+          drawnLines: [...f.querySelectorAll('g.mark-line path')].filter((p) => (p as SVGPathElement).getTotalLength() > 0).length,
+          hasTable: !!f.querySelector('details.data table'),
+          hasSource: !!f.querySelector('details.source pre')?.textContent?.includes('experiment '),
         };
-      });
-
-      t.deepEqual(seen.experiments.map((e) => e.name), results.experiments.map((x) => x.name));
-      for (const e of seen.experiments) {
-        t.is(e.heading, e.name);
-        t.true(e.w > 0 && e.h > 0, `section ${e.name} is laid out`);
-      }
-      t.is(seen.comparisons, plan.comparisons.length);
-      t.is(seen.sections, 1 + results.experiments.length + plan.comparisons.length + 1); // summary, experiments, comparisons, program
-      t.deepEqual(seen.figures.map((f) => f.id), figures.map((f) => f.id));
-      t.is(seen.svgs, figures.length, 'one inline <svg> per plot, nothing else');
-      for (const f of seen.figures) {
-        t.is(f.svgs, 1, `${f.id}: one svg`);
-        t.true(f.w > 100 && f.h > 50, `${f.id}: drawn at ${f.w}×${f.h}`);
-        t.true(f.hasTable, `${f.id}: data table`);
-        t.true(f.hasSource, `${f.id}: .dissect source`);
-        if (f.kind === 'line') t.is(f.drawnLines, f.series, `${f.id}: one drawn line per series`);
-        if (f.kind === 'heatmap') t.true(f.cells > 0, `${f.id}: cells`);
-      }
-      t.deepEqual(problems, []);
-      t.deepEqual(requests, [url], 'the page loads nothing but itself');
-    } finally {
-      await browser?.close();
-    }
+      }),
+      svgs: document.querySelectorAll('svg').length,
+    };
   });
-}
+
+  t.deepEqual(seen.experiments.map((e) => e.name), results.experiments.map((x) => x.name));
+  for (const e of seen.experiments) {
+    t.is(e.heading, e.name);
+    t.true(e.w > 0 && e.h > 0, `section ${e.name} is laid out`);
+  }
+  t.is(seen.comparisons, plan.comparisons.length);
+  t.is(seen.sections, 1 + results.experiments.length + plan.comparisons.length + 1); // summary, experiments, comparisons, program
+  t.deepEqual(seen.figures.map((f) => f.id), figures.map((f) => f.id));
+  t.is(seen.svgs, figures.length, 'one inline <svg> per plot, nothing else');
+  for (const f of seen.figures) {
+    t.is(f.svgs, 1, `${f.id}: one svg`);
+    t.true(f.w > 100 && f.h > 50, `${f.id}: drawn at ${f.w}×${f.h}`);
+    t.true(f.hasTable, `${f.id}: data table`);
+    t.true(f.hasSource, `${f.id}: .dissect source`);
+    if (f.kind === 'line') t.is(f.drawnLines, f.series, `${f.id}: one drawn line per series`);
+    if (f.kind === 'heatmap') t.true(f.cells > 0, `${f.id}: cells`);
+  }
+  t.deepEqual(problems, []);
+  t.deepEqual(requests, [url], 'the page loads nothing but itself');
+});
