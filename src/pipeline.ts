@@ -86,10 +86,14 @@ function withLastPosition(plan: Plan, sites: ModelSites): Plan {
 /** How a run executes its rows, and why (recorded in results.json). */
 function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNullable<Results['provenance']['rows']> {
   if (plan.variant.lastPosition && !options.fullRows) {
-    return { mode: 'last_position', reason: 'rows that only block edges into the last position ran that token alone against the clean run\'s keys and values' };
+    return {
+      mode: 'last_position',
+      reason: 'rows whose blocked edges and probes are all at the last position ran that token alone against the clean run\'s keys and values',
+    };
   }
   const reason = options.fullRows ? '--full-rows'
-    : !plan.experiments.some((e) => e.rows.some(mayRunLastPosition)) ? 'no row only blocks attention edges'
+    : !plan.experiments.some((e) => e.rows.some(mayRunLastPosition))
+      ? 'every row cancels, patches, recomputes, or reads attention weights or subject embeddings'
       : lastPositionUnsupported(sites) ?? 'not requested';
   return { mode: 'full', reason };
 }
@@ -169,7 +173,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
   const { program, plan, sites, tokenizer } = loaded;
   const { selected } = selectedFacts(program, options.selection);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
-  const rows = rowExecution(plan, sites, options);
+  let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;
   const hashes = {
     model: variant.manifest.source.sha256,
@@ -203,12 +207,13 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
         lastPosition: rows.mode === 'last_position',
       };
       const meanHidden = await datasetMeanHidden(context);
-      await executeExamples({
+      const counts = await executeExamples({
         ...context,
         ...(attributes ? { attributes } : {}),
         ...(meanHidden ? { meanHidden } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
+      rows = { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full };
     } finally {
       await session.release();
     }

@@ -95,13 +95,19 @@ export interface Plan {
   readonly passesPerExample: number;
 }
 
+/** Sites a last-position run computes for its one token as the whole prompt would. */
+const LAST_POSITION_SITES: ReadonlySet<SiteKind> = new Set(['hidden', 'attention', 'mlp', 'heads']);
+
 /**
- * Rows that may run their last token alone against the clean run's keys and values (whether
- * they do depends on each example: see run/execute.ts): rows that block attention edges, and
- * neither cancel, patch, recompute nor probe inside the model.
+ * Rows that may run their last token alone against the clean run's keys and values: rows that
+ * neither cancel, patch nor recompute, and whose probes project hidden states or updates (no
+ * attention weights, no subject embeddings). Whether a row does, for a given fact, depends on
+ * its positions there: every blocked edge into the last position, every probe at it (see
+ * run/execute.ts).
  */
 export function mayRunLastPosition(row: PlanRow): boolean {
-  return row.knockouts.length > 0 && !row.gates.length && !row.patch && !row.recompute && !row.probes.length;
+  return !row.gates.length && !row.patch && !row.recompute
+    && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site));
 }
 
 /** Layers of the paper's centred window: max(0, c-⌊k/2⌋) .. min(L-1, c+⌈k/2⌉-1). */

@@ -38,7 +38,13 @@ export interface ResultsProvenance {
    * that token alone against the clean run's keys and values (the same numbers, fewer passes
    * over the prompt), else `full`; `reason` says why.
    */
-  readonly rows?: { readonly mode: 'last_position' | 'full'; readonly reason: string };
+  readonly rows?: {
+    readonly mode: 'last_position' | 'full';
+    readonly reason: string;
+    /** Rows this invocation ran each way (a resumed run counts only what it ran itself). */
+    readonly lastPositionRows?: number;
+    readonly fullRows?: number;
+  };
 }
 
 export interface ResultsData {
@@ -233,7 +239,10 @@ export const resultsSchema = {
         node: nonEmpty,
         rows: {
           type: 'object', additionalProperties: false, required: ['mode', 'reason'],
-          properties: { mode: { enum: ['last_position', 'full'] }, reason: nonEmpty },
+          properties: {
+            mode: { enum: ['last_position', 'full'] }, reason: nonEmpty,
+            lastPositionRows: { type: 'integer', minimum: 0 }, fullRows: { type: 'integer', minimum: 0 },
+          },
         },
       },
     },

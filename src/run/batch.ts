@@ -110,7 +110,7 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
   if (decoding && !manifest.cache) throw new InternalError('buildFeeds: last-position rows for a variant without a cache');
   // positions before each row's tokens, and the longest: the keys are [past padded to P, tokens]
   const before = rows.map((r) => r.past?.position ?? 0);
-  const P = Math.max(...before);
+  const pastLength = Math.max(...before);
   const slots = new Map((manifest.cache ?? []).flatMap((c) => [c.key, c.value]).map((slot, i) => [slot.input, { slot, i }]));
 
   const feeds: Record<string, ort.Tensor> = {};
@@ -131,11 +131,11 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       });
       feeds[name] = a.tensor;
     } else if (name === 'attention_mask') {
-      const K = P + S;
+      const K = pastLength + S;
       const a = intBuffer(input, [B, K]);
       rows.forEach((r, b) => {
         a.fill(1, b * K, b * K + before[b]!);
-        a.fill(1, b * K + P, b * K + P + r.ids.length);
+        a.fill(1, b * K + pastLength, b * K + pastLength + r.ids.length);
       });
       feeds[name] = a.tensor;
     } else if (name === 'position_ids' || name === VariantNames.positionIds) {
@@ -144,13 +144,13 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       feeds[name] = a.tensor;
     } else if (slots.has(name)) {
       const { slot, i } = slots.get(name)!;
-      feeds[name] = cacheFeed(input, slot, rows.map((r) => r.past?.slots[i]), P);
+      feeds[name] = cacheFeed(input, slot, rows.map((r) => r.past?.slots[i]), pastLength);
     } else if (PAST.test(name)) {
       const dims = input.shape.map((d, i) => (i === 0 ? B : typeof d === 'number' ? d : /head/i.test(d) ? manifest.heads : 0));
       if (!dims.includes(0)) throw new InternalError(`manifest input ${name} ${JSON.stringify(input.shape)}: no axis can be empty`);
       feeds[name] = emptyTensor(input, dims);
     } else if (name === VariantNames.knockout) {
-      feeds[name] = decoding ? lastRowKnockoutFeed(input, manifest, rows, P) : knockoutFeed(input, manifest, rows, S);
+      feeds[name] = decoding ? lastRowKnockoutFeed(input, manifest, rows, pastLength) : knockoutFeed(input, manifest, rows, S);
     } else if (name === VariantNames.gateAttention || name === VariantNames.gateMlp) {
       feeds[name] = gateFeed(manifest, rows, S, name === VariantNames.gateAttention ? 'attention' : 'mlp');
     } else if (name === VariantNames.patchLayer) {
@@ -168,7 +168,8 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       // and empty positions make the projections free.
       const P = Math.max(0, ...rows.map((r) => r.projPositions?.length ?? 0));
       const a = intBuffer(input, [B, P]);
-      rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos)));
+      // positions count from the prompt's start; a last-position row's tokens start at its past
+      rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos - before[b]!)));
       feeds[name] = a.tensor;
     } else if (name === VariantNames.recomputeRemove) {
       // [batch, 0] when no row recomputes: the recomputation then costs nothing.

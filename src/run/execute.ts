@@ -117,9 +117,13 @@ function corruptedInput(ex: Example, tokenizer: Tokenizer): BatchRow | undefined
   return ids.length === ex.n ? { ids, lastIndex: ids.length - 1, target: 0 } : undefined;
 }
 
+/** Rows this call ran, by how: its last token against the clean cache, or the whole prompt. */
+export interface RowCounts { lastPosition: number; full: number }
+
 /** Runs every example not yet in the journal and journals it. */
-export async function executeExamples(input: ExecuteInput): Promise<void> {
+export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   const { facts, journal, batch } = input;
+  const counts: RowCounts = { lastPosition: 0, full: 0 };
   const todo = facts.filter((f) => !journal.has(f.id));
   const progress = (): void => input.onProgress?.(facts.filter((f) => journal.has(f.id)).length, facts.length);
   progress();
@@ -146,6 +150,7 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
       .sort((a, b) => Number(!a.item.batchRow.past) - Number(!b.item.batchRow.past) || a.item.exp - b.item.exp);
     const records = await runRows(input, order.map((o) => o.item));
+    for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
     order.forEach((o, i) => { rowsOf[o.owner]![o.item.exp]![o.item.row] = records[i]!; });
     for (const [owner, { k }] of measurable.entries()) {
@@ -159,6 +164,7 @@ export async function executeExamples(input: ExecuteInput): Promise<void> {
     }
     progress();
   }
+  return counts;
 }
 
 /**
@@ -293,18 +299,19 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   const L = variant.manifest.layers;
   const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
   const gates = gateArrays(row.gates, example, L);
-  if (input.lastPosition && clean.cache && mayRunLastPosition(row) && onlyLastQuery(mask, example)) {
-    const n = example.n;
+  const projPositions = projectionPositions(row.probes, example);
+  const n = example.n;
+  if (input.lastPosition && clean.cache && mayRunLastPosition(row) && onlyLastQuery(mask, example) && projPositions.every((p) => p === n - 1)) {
     const last = new Uint8Array(mask.layers * mask.heads * n);
     for (let s = 0; s < mask.layers * mask.heads; s++) last.set(mask.data.subarray((s * n + n - 1) * n, (s * n + n) * n), s * n);
     const batchRow: BatchRow = {
       ids: [example.ids[n - 1]!], lastIndex: 0, target: clean.targetId,
-      knockout: { layers: mask.layers, heads: mask.heads, seq: 1, data: last },
+      ...(plan.variant.knockout ? { knockout: { layers: mask.layers, heads: mask.heads, seq: 1, data: last } } : {}),
+      ...(projPositions.length ? { projPositions } : {}),
       past: { position: n - 1, slots: clean.cache },
     };
     return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
   }
-  const projPositions = projectionPositions(row.probes, example);
   const weights = subjectWeights(row.probes, example);
   const batchRow: BatchRow = {
     ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,

@@ -1,6 +1,7 @@
-// Last-position rows end to end: the paper's information flow on the default model, run with
-// rows as the last token against the clean run's cache and again over whole prompts
-// (--full-rows), gives the same numbers; results.json says which way rows ran and why.
+// Last-position rows end to end: the paper's information flow, extraction under knockout
+// (control A), the logit lens and enrichment on the default model, run with rows as the last
+// token against the clean run's cache and again over whole prompts (--full-rows), give the
+// same numbers; results.json says which way rows ran and why.
 
 import test from 'ava';
 import { join } from 'node:path';
@@ -17,35 +18,65 @@ async function run(source: string, fullRows: boolean) {
   })).results;
 }
 
-test.serial('information flow: last-position rows equal whole-prompt rows, and results say how rows ran', async (t) => {
-  const source = informationFlowSource(3);
+const experiments = [
+  'experiment blocked {',
+  '  for l in layers all',
+  '  for blocked in positions subject, subject_last, nonsubject',
+  '  block blocked -> last at layers l',
+  '  measure extraction of attention l, extraction of heads l, target_rank of mlp l at last',
+  '}',
+  'experiment lens {',
+  '  for h in hidden all',
+  '  measure top_tokens 5 of hidden h at last, target_rank of hidden h at last',
+  '}',
+  'experiment enrichment_ranks {',
+  '  for p in positions subject_last, last',
+  '  measure target_rank of hidden 4 at p',
+  '}',
+].join('\n');
+
+test.serial('last-position rows equal whole-prompt rows, probes included, and results say how rows ran', async (t) => {
+  const source = `${informationFlowSource(3)}\n${experiments}\n`;
   const [fast, full] = await Promise.all([run(source, false), run(source, true)]);
   t.deepEqual(fast.provenance.rows?.mode, 'last_position');
-  t.deepEqual(full.provenance.rows, { mode: 'full', reason: '--full-rows' });
-  const a = fast.experiments[0]!.values;
-  const b = full.experiments[0]!.values;
-  t.is(a.length, b.length);
-  t.true(a.length > 100);
-  // probabilities within 1e-5 absolute, their change (in percent of p0) within 1e-3 points
+  t.deepEqual(full.provenance.rows?.mode, 'full');
+  t.deepEqual(full.provenance.rows?.reason, '--full-rows');
+  // every row runs as its last token, except the probe at subject_last where the subject does not end the prompt
+  const rows = fast.experiments.reduce((n, x) => n + x.forwardPasses, 0);
+  const inside = fast.examples.filter((x) => x.subjectRange[1] !== x.tokens.length).length;
+  t.true(inside > 0);
+  t.is(fast.provenance.rows?.fullRows, inside);
+  t.is(fast.provenance.rows?.lastPositionRows, rows - inside);
+  t.is(full.provenance.rows?.lastPositionRows, 0);
+  // probabilities within 1e-5 absolute, their change (in percent of p0) within 1e-3 points; ranks and extraction exact
   const tolerance: Record<string, number> = { probability: 1e-5, probability_change: 1e-3 };
   let worst = { by: 0, what: '' };
-  a.forEach((row, i) => {
-    t.deepEqual([row.example, row.key], [b[i]!.example, b[i]!.key]);
-    for (const [k, v] of Object.entries(row.values)) {
-      const w = b[i]!.values[k]!;
-      if (k === 'rank') t.is(v, w, `${row.example} ${JSON.stringify(row.key)} rank`);
-      const by = Math.abs((v ?? 0) - (w ?? 0)) / tolerance[k]!;
-      if (k !== 'rank' && by > worst.by) worst = { by, what: `${row.example} ${JSON.stringify(row.key)} ${k}: ${v} vs ${w}` };
-    }
+  let compared = 0;
+  fast.experiments.forEach((x, e) => {
+    const a = x.values;
+    const b = full.experiments[e]!.values;
+    t.is(a.length, b.length, x.name);
+    a.forEach((row, i) => {
+      t.deepEqual([row.example, row.key], [b[i]!.example, b[i]!.key]);
+      for (const [k, v] of Object.entries(row.values)) {
+        const w = b[i]!.values[k]!;
+        compared++;
+        if (tolerance[k] === undefined) t.is(v, w, `${x.name} ${row.example} ${JSON.stringify(row.key)} ${k}`);
+        const by = tolerance[k] === undefined ? 0 : Math.abs((v ?? 0) - (w ?? 0)) / tolerance[k]!;
+        if (by > worst.by) worst = { by, what: `${row.example} ${JSON.stringify(row.key)} ${k}: ${v} vs ${w}` };
+      }
+    });
+    t.deepEqual(x.forwardPasses, full.experiments[e]!.forwardPasses);
+    t.deepEqual(x.tokens ?? [], full.experiments[e]!.tokens ?? [], `${x.name} top tokens`);
   });
   t.true(worst.by <= 1, `worst: ${worst.what}`);
-  t.deepEqual(fast.experiments[0]!.forwardPasses, full.experiments[0]!.forwardPasses);
+  t.true(compared > 1000, `${compared} values compared`);
 });
 
 test.serial('a GPT-J export without position ids runs every row in full and says why', async (t) => {
   const { results } = await runSource({ source: informationFlowSource(3, '', tinyGptj), limit: 3 });
   t.is(results.provenance.rows?.mode, 'full');
   t.regex(results.provenance.rows?.reason ?? '', /derives token positions .* no position_ids input/);
-  const probes = await runSource({ source: informationFlowSource(3).replace('measure probability_change, probability, rank', 'measure probability, extraction of attention l'), limit: 2 });
-  t.deepEqual(probes.results.provenance.rows, { mode: 'full', reason: 'no row only blocks attention edges' });
+  const weights = await runSource({ source: informationFlowSource(3).replace('measure probability_change, probability, rank', 'measure attention_weight subject -> last at layer l'), limit: 2 });
+  t.like(weights.results.provenance.rows, { mode: 'full', reason: 'every row cancels, patches, recomputes, or reads attention weights or subject embeddings', lastPositionRows: 0 });
 });
