@@ -134,13 +134,14 @@ export function richResults(): Results {
     createdAt: '2025-01-31T12:00:00.000Z',
     command: ['run', 'rich.dissect', '--out', 'out'],
     provenance: {
-      model: { path: '/m/gpt2.onnx', sha256: hash('a'), family: 'gpt2', layers: 4, heads: 3, vocab: 50257 },
+      model: { path: '/m/gpt2.onnx', sha256: hash('a'), family: 'gpt2', layers: 4, heads: 3, vocab: 50257, expandedFusedOps: { Attention: 4, FastGelu: 4 } },
       tokenizer: { path: '/m/tokenizer.json', sha256: hash('b') },
       dataset: { path: '/d/counterfact.json', sha256: hash('c'), format: 'counterfact' },
       source: { path: '/p/rich.dissect', sha256: hash('d'), text: experiments.map((x) => x.source).join('\n\n') + '\n' },
       device: 'cpu',
       env: { NVIDIA_TF32_OVERRIDE: null },
       onnxruntime: { version: '1.30.0' },
+      rows: { mode: 'last_position', reason: 'rows at the last position ran that token alone', lastPositionRows: 30, fullRows: 12 },
     },
     choices: { knockout_window: 'centred_clipped', cancel_mlp: 'zero_preactivation' },
     choiceMeanings: {

@@ -64,7 +64,8 @@ function summarySection(r: Results, plan: ReportPlan): string {
   const dropped = Object.entries(d.dropped).filter(([, n]) => n > 0);
   const droppedSum = dropped.reduce((a, [, n]) => a + n, 0);
   const rows: [string, string][] = [
-    ['Model', `${code(p.model.path)}<br>${esc(p.model.family)}, ${p.model.layers} layers, ${p.model.heads} heads, vocabulary ${p.model.vocab}, sha256 ${code(shortHash(p.model.sha256))}`],
+    ['Model', `${code(p.model.path)}<br>${esc(p.model.family)}, ${p.model.layers} layers, ${p.model.heads} heads, vocabulary ${p.model.vocab}, sha256 ${code(shortHash(p.model.sha256))}` +
+      (p.model.expandedFusedOps ? `<br>fused onnxruntime ops expanded into standard ops: ${esc(Object.entries(p.model.expandedFusedOps).map(([op, n]) => `${n} × ${op}`).join(', '))}` : '')],
     ['Tokenizer', `${code(p.tokenizer.path)}, sha256 ${code(shortHash(p.tokenizer.sha256))}`],
     ['Dataset', `${code(p.dataset.path)} (${esc(p.dataset.format)}), sha256 ${code(shortHash(p.dataset.sha256))}`],
     ['Examples', `<b>${d.kept}</b> kept of ${d.total} read, ${droppedSum} dropped${dropped.length ? ` (${dropped.map(([k, n]) => `${esc(k)}: ${n}`).join(', ')})` : ''}`],
@@ -78,6 +79,8 @@ function summarySection(r: Results, plan: ReportPlan): string {
   }
   rows.push(
     ['Selection', `filter ${code(d.filter)}, bos ${code(d.bos)}, limit ${d.limit ?? '–'}, sample ${d.sample ?? '–'}, seed ${d.seed ?? '–'}`],
+    ...(p.rows ? [['Rows', `${esc(p.rows.mode === 'last_position' ? 'last position where possible' : 'whole prompts')}: ${esc(p.rows.reason)}` +
+      (p.rows.lastPositionRows !== undefined ? ` (${p.rows.lastPositionRows} as the last token, ${p.rows.fullRows ?? 0} over the whole prompt)` : '')] as [string, string]] : []),
     ['Device', `${esc(p.device)}, onnxruntime ${esc(p.onnxruntime.version)}${p.node ? `, node ${esc(p.node)}` : ''}, NVIDIA_TF32_OVERRIDE ${p.env.NVIDIA_TF32_OVERRIDE === null ? 'unset' : code(p.env.NVIDIA_TF32_OVERRIDE)}`],
     ['Confidence intervals', r.ci.method === 'none' ? 'none' : `${Math.round(r.ci.level * 100)}% ${esc(r.ci.method.replace(/_/g, ' '))}, ${r.ci.resamples} resamples, seed ${r.ci.seed}`],
     ['Program', `${code(p.source.path)}, sha256 ${code(shortHash(p.source.sha256))}`],
