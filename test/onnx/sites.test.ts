@@ -28,6 +28,8 @@ for (const name of FIXTURE_MODELS) {
       t.is(s.inputs.positionIds, 'position_ids');
       t.deepEqual(s.inputs.past.map((p) => [p.layer, p.key, p.value]),
         [0, 1].map((l) => [l, `past_key_values.${l}.key`, `past_key_values.${l}.value`]));
+      t.regex(runDetection(readModel(fixturePath(name))).notes.join('\n'),
+        /kv cache .*keys and values per head: layer 0 past_key_values\.0\.key, past_key_values\.0\.value; layer 1/);
     } else {
       t.is(s.inputs.past.length, 0);
     }

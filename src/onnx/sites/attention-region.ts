@@ -305,7 +305,7 @@ export class AttentionInputs {
   readonly past: KvCacheInput[] = [];
   private positionIds?: string;
 
-  add(layer: number, facts: AttentionFacts): void {
+  add(layer: number, facts: Pick<AttentionFacts, 'past' | 'positionIds'>): void {
     if (facts.past) this.past.push({ layer, ...facts.past });
     this.positionIds ??= facts.positionIds;
   }
@@ -322,7 +322,7 @@ export class AttentionInputs {
   /** Names the kv-cache inputs (`holds`: what the cached heads are), for inspect. */
   note(notes: string[], holds: string): void {
     if (!this.past.length) return;
-    notes.push(`kv cache (fed empty: past length 0), concatenated before attention, ${holds}: ` +
+    notes.push(`kv cache (fed empty for whole prompts, the clean run's for last-position rows), concatenated before attention, ${holds}: ` +
       this.past.map((p) => `layer ${p.layer} ${p.key}, ${p.value}`).join('; '));
   }
 }

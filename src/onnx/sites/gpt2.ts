@@ -15,7 +15,8 @@ import { Recorder, type Detection, type LayerFindings, type SectionFindings } fr
 import {
   backThrough, fail, isOp, matchActivation, matchLinear, out0, soleConsumer, type NormMatch,
 } from './pattern.js';
-import type { KvCacheInput, LayerSites, LinearWeights, SiteOverride } from './types.js';
+import { AttentionInputs } from './attention-region.js';
+import type { LayerSites, LinearWeights, SiteOverride } from './types.js';
 
 const HEAD_PATH_OPS = ['Transpose', 'Concat', 'Reshape', 'Identity'];
 
@@ -25,7 +26,8 @@ interface AttentionFacts {
   kLayout?: 'bhsd' | 'bhds';
   softmaxNode?: string;
   pastKey?: string;
-  pastValue?: string;
+  /** The kv-cache inputs, when both keys and values concatenate one (Optimum exports). */
+  past?: { key: string; value: string };
   qkvProj?: LinearWeights;
   attnProj?: LinearWeights;
 }
@@ -82,7 +84,7 @@ function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut:
   if (vTrace.origin !== vPart) fail(ix, vSide, `values coming from output 2 of the qkv Split ${nodeLabel(split)}`, pv);
   const vConcat = vTrace.via.find((n) => n.opType === 'Concat');
   const pastV = vConcat ? (vConcat.input ?? []).find((i) => ix.isGraphInput(i)) : undefined;
-  if (pastV) facts.pastValue = pastV;
+  if (facts.pastKey && pastV) facts.past = { key: facts.pastKey, value: pastV };
   rec.found('v', vSide);
   const context = rec.found('context', out0(pv));
 
@@ -126,7 +128,7 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>, 
   if (!emb) return { family: 'gpt2', matched: false, model, layers, notes };
 
   const perLayer: LayerSites[] = [];
-  const past: KvCacheInput[] = [];
+  const inputs = new AttentionInputs();
   const tally = new LayerTally(notes);
   let layersOk = true;
   const walk = walkBlocks(ix, emb.r0, model, layers, LAYER_NORM, (entry, r, l) => {
@@ -138,7 +140,7 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>, 
     const { mlp } = block;
     tally.mlp(mlp);
     tally.attention(l, facts);
-    if (facts.pastKey && facts.pastValue) past.push({ layer: l, key: facts.pastKey, value: facts.pastValue });
+    inputs.add(l, facts);
     if (L.missing.length || !mlp || !facts.qkvProj || !facts.attnProj) layersOk = false;
     else {
       const g = (s: string): string => rec.get(s)!;
@@ -160,12 +162,12 @@ export function detectGpt2(ix: GraphIndex, dtypes: ReadonlyMap<string, number>, 
   // final norm and LM head
   const head = matchFinal(ix, mrec, model, walk, complete, LAYER_NORM);
 
-  const pastNames = new Set(past.flatMap((p) => [p.key, p.value]));
-  const attentionMask = findAttentionMask(ix, mrec, emb, pastNames);
+  const attentionMask = findAttentionMask(ix, mrec, emb, inputs.pastNames());
+  inputs.note(notes, 'keys and values per head');
 
   const dModel = modelWidth(ix, emb, tally, notes);
   return assembleDetection({
     family: 'gpt2', dtypes, model, layers, notes, complete, ...(walk.finalNorm ? { finalNorm: walk.finalNorm } : {}), ...(head ? { head } : {}),
-    perLayer, tally, dModel, emb, ...(attentionMask ? { attentionMask } : {}), past, block: 'sequential', positionWeight: true,
+    perLayer, tally, dModel, emb, ...(attentionMask ? { attentionMask } : {}), past: inputs.past, block: 'sequential', positionWeight: true,
   });
 }
