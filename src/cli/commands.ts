@@ -7,6 +7,7 @@ import { SingleBar } from 'cli-progress';
 import { formatDiagnostics } from '../lang/index.js';
 import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import { loadProgram, modelStatementOf, readParamsFile, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
+import { mayRunLastPosition } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../report/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
@@ -30,7 +31,11 @@ export function checkCommand(file: string, opts: Overrides): void {
     `${file}: ok`,
     `model: ${sites.family}, ${sites.layers} layers, ${sites.heads} heads, d_model ${sites.dModel}, vocab ${sites.vocab}`,
     `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time)`,
-    ...plan.experiments.map((e) => `experiment ${e.name}: ${e.rows.length} configurations per example`),
+    ...plan.experiments.map((e) => {
+      const fast = plan.variant.lastPosition ? e.rows.filter(mayRunLastPosition).length : 0;
+      const how = fast === 0 ? '' : fast === e.rows.length ? ', each run as the last token alone' : `, ${fast} run as the last token alone`;
+      return `experiment ${e.name}: ${e.rows.length} configurations per example${how}`;
+    }),
     `forward passes: ${plan.passesPerExample} per example (1 clean + configurations), `
       + `at most ${plan.passesPerExample * selected.length} for ${selected.length} facts`,
   ];

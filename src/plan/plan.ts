@@ -98,16 +98,20 @@ export interface Plan {
 /** Sites a last-position run computes for its one token as the whole prompt would. */
 const LAST_POSITION_SITES: ReadonlySet<SiteKind> = new Set(['hidden', 'attention', 'mlp', 'heads']);
 
+/** `last`, or the index −1: the last position whatever the prompt. */
+function lastOnly(set: PositionSet): boolean {
+  return set.kind === 'named' ? set.name === 'last' : set.kind === 'indices' && set.indices.length > 0 && set.indices.every((i) => i === -1);
+}
+
 /**
- * Rows that may run their last token alone against the clean run's keys and values: rows that
- * neither cancel, patch nor recompute, and whose probes project hidden states or updates (no
- * attention weights, no subject embeddings). Whether a row does, for a given fact, depends on
- * its positions there: every blocked edge into the last position, every probe at it (see
- * run/execute.ts).
+ * Rows that run their last token alone against the clean run's keys and values: rows that
+ * neither cancel, patch nor recompute, whose blocked edges all go into the last position, and
+ * whose probes all project a hidden state or update there (no attention weights, no subject
+ * embeddings). run/execute.ts checks each fact's positions again before it runs a row so.
  */
 export function mayRunLastPosition(row: PlanRow): boolean {
-  return !row.gates.length && !row.patch && !row.recompute
-    && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site));
+  return !row.gates.length && !row.patch && !row.recompute && row.knockouts.every((k) => lastOnly(k.target))
+    && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site) && lastOnly(p.at));
 }
 
 /** Layers of the paper's centred window: max(0, c-⌊k/2⌋) .. min(L-1, c+⌈k/2⌉-1). */

@@ -41,12 +41,10 @@ test.serial('last-position rows equal whole-prompt rows, probes included, and re
   t.deepEqual(fast.provenance.rows?.mode, 'last_position');
   t.deepEqual(full.provenance.rows?.mode, 'full');
   t.deepEqual(full.provenance.rows?.reason, '--full-rows');
-  // every row runs as its last token, except the probe at subject_last where the subject does not end the prompt
+  // every row runs as its last token but the probe at subject_last, one per fact
   const rows = fast.experiments.reduce((n, x) => n + x.forwardPasses, 0);
-  const inside = fast.examples.filter((x) => x.subjectRange[1] !== x.tokens.length).length;
-  t.true(inside > 0);
-  t.is(fast.provenance.rows?.fullRows, inside);
-  t.is(fast.provenance.rows?.lastPositionRows, rows - inside);
+  t.is(fast.provenance.rows?.fullRows, fast.examples.length);
+  t.is(fast.provenance.rows?.lastPositionRows, rows - fast.examples.length);
   t.is(full.provenance.rows?.lastPositionRows, 0);
   // probabilities within 1e-5 absolute, their change (in percent of p0) within 1e-3 points; ranks and extraction exact
   const tolerance: Record<string, number> = { probability: 1e-5, probability_change: 1e-3 };
