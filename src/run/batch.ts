@@ -227,6 +227,24 @@ function patchValuesFeed(input: ManifestTensor, manifest: FeedManifest & { dMode
   throw new InternalError(`manifest input ${input.name} is ${input.dtype}; patch values are float32 or float16`);
 }
 
+/** A last-position row's slot from a whole-prompt run's cache output [batch, …, seq, …] (sequence on `axis`): batch row `row`, its first `take` positions. */
+export function cachedSlot(t: { readonly dims: readonly number[]; readonly data: unknown }, row: number, axis: number, take: number): CachedSlot {
+  // the session decodes float16 outputs: a cache arrives as float32 whatever the model's dtype
+  if (!(t.data instanceof Float32Array)) throw new InternalError('a cache output must arrive decoded to float32');
+  const dims = t.dims;
+  const outer = dims.slice(1, axis).reduce((a, b) => a * b, 1);
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const seq = dims[axis]!;
+  const data = new Float32Array(outer * take * inner);
+  for (let o = 0; o < outer; o++) {
+    const from = (row * outer + o) * seq * inner;
+    data.set(t.data.subarray(from, from + take * inner), o * take * inner);
+  }
+  const kept = dims.slice(1);
+  kept[axis - 1] = take;
+  return { dims: kept, data };
+}
+
 /** A cache input: each row's slot (absent for a whole prompt: empty), right-padded to P entries on the sequence axis. */
 function cacheFeed(input: ManifestTensor, slot: CacheSlot, values: readonly (CachedSlot | undefined)[], P: number): ort.Tensor {
   const dims = [values.length, ...slot.dims];

@@ -11,7 +11,7 @@ import { mayRunLastPosition, type GateCancel, type Plan, type PlanRow } from '..
 import type { ResultsExample } from '../report/schema.js';
 import type { Journal } from '../report/journal.js';
 import type { AttributeSets } from './attributes.js';
-import { buildFeeds, type BatchRow, type CachedSlot } from './batch.js';
+import { buildFeeds, cachedSlot, type BatchRow, type CachedSlot } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
@@ -187,7 +187,7 @@ async function cleanPass(
     slice.forEach((e, j) => out.push({
       targetId: top1[j]!, p0: prob[j]!,
       ...(withHidden ? { hidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, e.n) } : {}),
-      ...(cacheSlots.length ? { cache: cacheSlots.map((s) => cachePrefix(r[s.output]!, j, s.seqAxis, e.n - 1)) } : {}),
+      ...(cacheSlots.length ? { cache: cacheSlots.map((s) => cachedSlot(r[s.output]!, j, s.seqAxis, e.n - 1)) } : {}),
     }));
   }
   if (corrupted) {
@@ -204,23 +204,6 @@ async function cleanPass(
     }
   }
   return out;
-}
-
-/** One batch row of a cache output [batch, …, seq, …] (sequence on `axis`), cut to its first `take` positions. */
-function cachePrefix(t: DecodedTensor, row: number, axis: number, take: number): CachedSlot {
-  const dims = t.dims;
-  const outer = dims.slice(1, axis).reduce((a, b) => a * b, 1);
-  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const seq = dims[axis]!;
-  const data = new Float32Array(outer * take * inner);
-  const src = t.data as Float32Array;
-  for (let o = 0; o < outer; o++) {
-    const from = (row * outer + o) * seq * inner;
-    data.set(src.subarray(from, from + take * inner), o * take * inner);
-  }
-  const kept = dims.slice(1);
-  kept[axis - 1] = take;
-  return { dims: kept, data };
 }
 
 /** One batch row of dissect_hidden_states [batch, layers+1, seq, d], cut to the row's n tokens. */

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import { buildVariant, VariantNames } from '../../src/onnx/index.js';
-import { buildFeeds, type BatchRow } from '../../src/run/batch.js';
+import { buildFeeds, cachedSlot, type BatchRow } from '../../src/run/batch.js';
 import { orThrow } from '../../src/run/errors.js';
 import { buildKnockoutMask } from '../../src/run/knockout-mask.js';
 import { createSession } from '../../src/run/session.js';
@@ -44,4 +44,36 @@ test('knockout on fp16 equals fp32 within 2e-3 in probability, same top-1', asyn
   t.log(`worst |p16 - p32| = ${worst.toExponential(2)} over ${fp32.target.length} rows`);
   t.true(worst <= 2e-3, `worst ${worst}`);
   t.true(fp16.target.every((p) => Number.isFinite(p)), 'no NaN, also in the fully blocked rows');
+});
+
+test('fp16: rows as the last token against the clean cache equal whole-prompt rows within 2e-3', async (t) => {
+  const variant = buildVariant(fixture('gpt2-fp16.onnx'), { knockout: true, logits: false, lastPosition: true });
+  const session = orThrow(await createSession(variant.bytes));
+  const cache = variant.manifest.cache!.flatMap((c) => [c.key, c.value]);
+  t.true(variant.manifest.inputs.filter((i) => cache.some((s) => s.input === i.name)).every((i) => i.dtype === 'float16'));
+  const prompts = [[5, 9, 17, 33, 2, 41, 7], [12, 3, 60, 8, 19]];
+  const L = variant.manifest.layers;
+  const clean = await session.run(buildFeeds(variant.manifest, prompts.map((ids) => ({ ids, lastIndex: ids.length - 1, target: ids[0]! }))),
+    cache.map((s) => s.output));
+  const whole: BatchRow[] = [];
+  const last: BatchRow[] = [];
+  prompts.forEach((ids, r) => {
+    const n = ids.length;
+    for (let layer = 0; layer < L; layer++) {
+      const mask = buildKnockoutMask([{ layers: [layer], heads: 'all', source: { kind: 'named', name: 'nonsubject' }, target: { kind: 'named', name: 'last' } }],
+        { n, subject: { start: 1, end: 3 } }, L, 1, n);
+      whole.push({ ids, lastIndex: n - 1, target: ids[0]!, knockout: mask });
+      last.push({
+        ids: [ids[n - 1]!], lastIndex: 0, target: ids[0]!,
+        knockout: { layers: L, heads: 1, seq: 1, data: mask.data.filter((_, i) => Math.floor(i / n) % n === n - 1) },
+        past: { position: n - 1, slots: cache.map((s) => cachedSlot(clean[s.output]!, r, s.seqAxis, n - 1)) },
+      });
+    }
+  });
+  const a = Array.from((await session.run(buildFeeds(variant.manifest, whole), [VariantNames.targetProb]))[VariantNames.targetProb]!.data as Float32Array);
+  const b = Array.from((await session.run(buildFeeds(variant.manifest, last), [VariantNames.targetProb]))[VariantNames.targetProb]!.data as Float32Array);
+  await session.release();
+  const worst = Math.max(...a.map((p, i) => Math.abs(p - b[i]!)));
+  t.true(worst <= 2e-3, `worst ${worst}`);
+  t.true(a.some((p, i) => i > 0 && Math.abs(p - a[0]!) > 1e-3), 'the knockout moved the numbers');
 });
