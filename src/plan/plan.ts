@@ -96,7 +96,7 @@ export interface Plan {
 }
 
 /** Sites a last-position run computes for its one token as the whole prompt would. */
-const LAST_POSITION_SITES: ReadonlySet<SiteKind> = new Set(['hidden', 'attention', 'mlp', 'heads']);
+const LAST_POSITION_SITES: ReadonlySet<SiteKind> = new Set(['hidden', 'attention', 'mlp', 'heads', 'recomputed']);
 
 /** `last`, or the index −1: the last position whatever the prompt. */
 function lastOnly(set: PositionSet): boolean {
@@ -105,12 +105,13 @@ function lastOnly(set: PositionSet): boolean {
 
 /**
  * Rows that run their last token alone against the clean run's keys and values: rows that
- * neither cancel, patch nor recompute, whose blocked edges all go into the last position, and
- * whose probes all project a hidden state or update there (no attention weights, no subject
- * embeddings). run/execute.ts checks each fact's positions again before it runs a row so.
+ * neither cancel nor patch, whose blocked edges all go into the last position, and whose
+ * probes all project a hidden state or an update there, recomputed ones included (no
+ * attention weights, no subject embeddings). run/execute.ts checks each fact's positions
+ * again before it runs a row so.
  */
 export function mayRunLastPosition(row: PlanRow): boolean {
-  return !row.gates.length && !row.patch && !row.recompute && row.knockouts.every((k) => lastOnly(k.target))
+  return !row.gates.length && !row.patch && row.knockouts.every((k) => lastOnly(k.target))
     && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site) && lastOnly(p.at));
 }
 

@@ -172,13 +172,16 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos - before[b]!)));
       feeds[name] = a.tensor;
     } else if (name === VariantNames.recomputeRemove) {
-      // [batch, 0] when no row recomputes: the recomputation then costs nothing.
-      const R = rows.some((r) => r.recomputeRemove) ? S : 0;
+      // [batch, 0] when no row recomputes: the recomputation then costs nothing. Over keys:
+      // a last-position row's mask covers its prompt, whose last key moves behind the padded past.
+      const R = rows.some((r) => r.recomputeRemove) ? pastLength + S : 0;
       const a = new Uint8Array(B * R);
       rows.forEach((r, b) => {
         if (!r.recomputeRemove) return;
-        if (r.recomputeRemove.length !== r.ids.length) throw new InternalError(`buildFeeds: row ${b}: recompute mask has ${r.recomputeRemove.length} entries for ${r.ids.length} tokens`);
-        a.set(r.recomputeRemove, b * R);
+        const n = before[b]! + r.ids.length;
+        if (r.recomputeRemove.length !== n) throw new InternalError(`buildFeeds: row ${b}: recompute mask has ${r.recomputeRemove.length} entries for ${n} tokens`);
+        a.set(r.recomputeRemove.subarray(0, before[b]!), b * R);
+        a.set(r.recomputeRemove.subarray(before[b]!), b * R + pastLength);
       });
       feeds[name] = new ort.Tensor('bool', a, [B, R]);
     } else if (name === VariantNames.subjectWeights) {

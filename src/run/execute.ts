@@ -291,6 +291,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
       ids: [example.ids[n - 1]!], lastIndex: 0, target: clean.targetId,
       ...(plan.variant.knockout ? { knockout: { layers: mask.layers, heads: mask.heads, seq: 1, data: last } } : {}),
       ...(projPositions.length ? { projPositions } : {}),
+      ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
       past: { position: n - 1, slots: clean.cache },
     };
     return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };

@@ -57,6 +57,9 @@ for (const mode of ['renormalise', 'paper_resoftmax'] as const) {
   measure extraction of attention l without s, target_rank of attention l without s, probability
 }`, `choose recompute = ${mode}`);
     t.is(r.examples.length, N);
+    // these rows run as the last token against the clean cache: the comparison covers that path
+    t.is(r.provenance.rows?.fullRows, 0);
+    t.is(r.provenance.rows?.lastPositionRows, r.experiments[0]!.forwardPasses);
     let compared = 0;
     let ties = 0;
     const mismatches: string[] = [];

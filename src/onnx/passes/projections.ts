@@ -95,7 +95,7 @@ export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readon
     const pos = rw.addInput(VariantNames.projPositions, I64, ['batch', 'proj_positions'], 'per row: the positions whose sites are projected');
     index = rw.unsqueeze(pos, [2], 'dissect/proj/positions', I64, ['batch', 'proj_positions', 1]);
   }
-  const recompute = requests.some((r) => r.site === 'recomputed') ? recomputeInputs(rw) : undefined;
+  const recompute = requests.some((r) => r.site === 'recomputed') ? recomputeInputs(rw, sites) : undefined;
   const masks = new Map<string, string>();
   const maskFor = (V: number, limit: number): string => {
     let m = masks.get(`${V}:${limit}`);

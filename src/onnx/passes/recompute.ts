@@ -3,8 +3,10 @@
 // (dissect_last_index), from the probabilities P[h, q, :] the row's own forward pass computed:
 //   R = dissect_recompute_remove [batch, kv]  (true = key removed)
 //   renormalise:      P'[h, k] = R_k ? 0 : P[h, k] / Σ_{j ∉ R} P[h, j]   (0 where that sum is 0)
-//   paper_resoftmax:  P'[h, :] = softmax_k(R_k ? −1e6 : P[h, k]) over the row's keys 0..q
-//                     (padding keys k > q excluded); every key removed → P' = 0
+//   paper_resoftmax:  P'[h, :] = softmax_k(R_k ? −1e6 : P[h, k]) over the row's keys (those
+//                     attention_mask marks: padding excluded, wherever it lies: after q in a
+//                     whole prompt, between the past and the token in a last-position run;
+//                     without a mask input, the keys 0..q); every key removed → P' = 0
 //   out = (concat_h Σ_k P'[h, k] · V[h, k, :]) · W_O + b_O            [batch, 1, d]
 // Nothing is propagated: the model's forward pass is untouched; `out` only feeds the
 // projection of site `recomputed` (projections.ts). Computed in float32 (P' is cast back
@@ -31,7 +33,7 @@ export const PAPER_REMOVED_VALUE = -1e6;
 export interface RecomputeInputs {
   /** Removed keys [b, 1, 1, kv'] (kv' = the remove input's length: seq, or 0). */
   readonly removed: string;
-  /** Keys of the row, k ≤ last, [b, 1, 1, kv']. */
+  /** Keys of the row (attention_mask 1; without a mask k ≤ last), [b, 1, 1, kv']. */
   readonly real: string;
   /** Each row's last index as a gather index [b, Q, 1], Q = min(1, kv'). */
   readonly lastIndex: string;
@@ -39,7 +41,7 @@ export interface RecomputeInputs {
   readonly kvLen: string;
 }
 
-export function recomputeInputs(rw: Rewrite): RecomputeInputs {
+export function recomputeInputs(rw: Rewrite, sites: ModelSites): RecomputeInputs {
   const base = 'dissect/recompute';
   if (!rw.names.has(VariantNames.lastIndex)) throw new Error(`internal: the recompute pass needs '${VariantNames.lastIndex}'`);
   const R = rw.addInput(VariantNames.recomputeRemove, BOOL, ['batch', 'recompute_seq'],
@@ -52,10 +54,19 @@ export function recomputeInputs(rw: Rewrite): RecomputeInputs {
     ['batch', 'recompute_last']);
   const lastIndex = rw.unsqueeze(lastQ, [2], `${base}/last_index`, I64, ['batch', 'recompute_last', 1]);
   const removed = rw.unsqueeze(R, [1, 2], `${base}/removed`, BOOL, ['batch', 1, 1, 'recompute_seq']);
-  const kvScalar = rw.squeeze(kvLen, [0], `${base}/kv_scalar`, I64, []);
-  const keys = rw.op('Range', [rw.scalarInt(`${base}/zero`, 0), kvScalar, rw.scalarInt(`${base}/step`, 1)], `${base}/keys`, I64, ['recompute_seq']);
-  const last4 = rw.unsqueeze(VariantNames.lastIndex, [1, 2, 3], `${base}/last_4d`, I64, ['batch', 1, 1, 1]);
-  const real = rw.op('LessOrEqual', [keys, last4], `${base}/real_keys`, BOOL, ['batch', 1, 1, 'recompute_seq']);
+  const mask = sites.inputs.attentionMask;
+  let real: string;
+  if (mask) {
+    const cut = rw.op('Slice', [mask, rw.ints(`${base}/mask_start`, [0]), kvLen, rw.ints(`${base}/mask_axis`, [1])], `${base}/mask_keys`, rw.dtype(mask),
+      ['batch', 'recompute_seq']);
+    const attended = rw.op('Cast', [cut], `${base}/mask_bool`, BOOL, ['batch', 'recompute_seq'], [intAttr('to', BOOL)]);
+    real = rw.unsqueeze(attended, [1, 2], `${base}/real_keys`, BOOL, ['batch', 1, 1, 'recompute_seq']);
+  } else {
+    const kvScalar = rw.squeeze(kvLen, [0], `${base}/kv_scalar`, I64, []);
+    const keys = rw.op('Range', [rw.scalarInt(`${base}/zero`, 0), kvScalar, rw.scalarInt(`${base}/step`, 1)], `${base}/keys`, I64, ['recompute_seq']);
+    const last4 = rw.unsqueeze(VariantNames.lastIndex, [1, 2, 3], `${base}/last_4d`, I64, ['batch', 1, 1, 1]);
+    real = rw.op('LessOrEqual', [keys, last4], `${base}/real_keys`, BOOL, ['batch', 1, 1, 'recompute_seq']);
+  }
   return { removed, real, lastIndex, kvLen };
 }
 
@@ -95,7 +106,8 @@ export function recomputedUpdate(rw: Rewrite, sites: ModelSites, L: LayerSites, 
     throw new Error(`internal: unknown recompute mode '${String(mode)}'`);
   }
   if (dt !== F32) Pn = rw.op('Cast', [Pn], `${base}/weights_model_dtype`, dt, undefined, [intAttr('to', dt)]);
-  const V = kvAxis(L.v, 2, 'values', rw.dtype(L.v));
+  // the values attention reads: with a cache, the past's in front (rw.current)
+  const V = kvAxis(rw.current(L.v), 2, 'values', rw.dtype(L.v));
   const context = rw.op('MatMul', [Pn, V], `${base}/context`, dt, ['batch', H, 'recompute_last', dh]);
   const perQuery = rw.op('Transpose', [context], `${base}/context_by_query`, dt, ['batch', 'recompute_last', H, dh], [intsAttr('perm', [0, 2, 1, 3])]);
   const merged = rw.op('Reshape', [perQuery, rw.ints(`${base}/merge_shape`, [0, 0, d])], `${base}/context_merged`, dt, ['batch', 'recompute_last', d]);
