@@ -15,11 +15,12 @@ import { VariantNames } from '../../src/onnx/variant.js';
 import { REPO, bool, fixturePath, int64, numbers, session } from './helpers.js';
 
 const MODELS = [
-  { name: 'gpt2-opset14', path: fixturePath('gpt2-opset14.onnx'), vocab: 64 },
-  { name: 'gpt2-optimum', path: fixturePath('gpt2-optimum.onnx'), vocab: 64 },
-  { name: 'gptj-optimum', path: fixturePath('gptj-optimum.onnx'), vocab: 64 },
-  { name: 'llama-optimum', path: fixturePath('llama-optimum.onnx'), vocab: 64 },
-  { name: 'tiny-gpt2', path: join(REPO, 'generated', 'tiny-gpt2', 'model.onnx'), vocab: 264 },
+  { name: 'gpt2-opset14', path: fixturePath('gpt2-opset14.onnx') },
+  { name: 'gpt2-optimum', path: fixturePath('gpt2-optimum.onnx') },
+  { name: 'gpt2-ort-fused', path: fixturePath('gpt2-ort-fused.onnx') },
+  { name: 'gptj-optimum', path: fixturePath('gptj-optimum.onnx') },
+  { name: 'llama-optimum', path: fixturePath('llama-optimum.onnx') },
+  { name: 'tiny-gpt2', path: join(REPO, 'generated', 'tiny-gpt2', 'model.onnx') },
 ];
 
 const PROMPTS = [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2]];
