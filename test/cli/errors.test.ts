@@ -21,20 +21,23 @@ function workspace(files: Record<string, string>): string {
   return dir;
 }
 
+/** The first lines of a .dissect file on the GPT-2 fixture (its tokenizer and dataset never read). */
+const fixtureHeader = [`model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "tok.json"`, 'dataset counterfact "facts.json"'];
+
+/** A folder holding x.dissect: the fixture header, then `lines`. */
+function fixtureProgram(...lines: string[]): string {
+  return workspace({ 'x.dissect': [...fixtureHeader, ...lines, ''].join('\n') });
+}
+
 const noStack = (s: string) => !/\n\s+at .+:\d+:\d+\)?\n/.test(s);
 
 test('a layer out of range is reported at its position with a hint, exit 1', (t) => {
-  const dir = workspace({
-    'x.dissect': [
-      `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "tok.json"`,
-      'dataset counterfact "facts.json"',
-      'experiment e {',
-      '  block subject -> last at layers 5',
-      '  measure probability',
-      '}',
-      '',
-    ].join('\n'),
-  });
+  const dir = fixtureProgram(
+    'experiment e {',
+    '  block subject -> last at layers 5',
+    '  measure probability',
+    '}',
+  );
   const r = dissect('check', join(dir, 'x.dissect'));
   t.is(r.code, 1);
   t.regex(r.stderr, /x\.dissect:4:\d+: error: layer 5 is out of range: the model has 2 layers \(0\.\.1\)/);
@@ -43,17 +46,12 @@ test('a layer out of range is reported at its position with a hint, exit 1', (t)
 });
 
 test('several errors are reported in one pass', (t) => {
-  const dir = workspace({
-    'x.dissect': [
-      `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "tok.json"`,
-      'dataset counterfact "facts.json"',
-      'experiment e {',
-      '  block subjct -> last at layers 7',
-      '  measure probability',
-      '}',
-      '',
-    ].join('\n'),
-  });
+  const dir = fixtureProgram(
+    'experiment e {',
+    '  block subjct -> last at layers 7',
+    '  measure probability',
+    '}',
+  );
   const r = dissect('check', join(dir, 'x.dissect'));
   t.is(r.code, 1);
   t.regex(r.stderr, /x\.dissect:4:9: error: .*subjct/);
@@ -129,15 +127,10 @@ test('--example runs one fact and prints everything measured about it', (t) => {
 });
 
 test('inspect FILE.dissect applies its site statements; one naming a missing tensor is a clear error', (t) => {
-  const dir = workspace({
-    'x.dissect': [
-      `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "tok.json"`,
-      'dataset counterfact "facts.json"',
-      'site probs at layers 1 = "/h.1/attn/Softmax_output_0"',
-      'site mlp_act at layers 0 = "no_such_tensor"',
-      '',
-    ].join('\n'),
-  });
+  const dir = fixtureProgram(
+    'site probs at layers 1 = "/h.1/attn/Softmax_output_0"',
+    'site mlp_act at layers 0 = "no_such_tensor"',
+  );
   const r = dissect('inspect', join(dir, 'x.dissect'));
   t.is(r.code, 1);
   t.regex(r.stderr, /site override mlpAct at layer 0: the graph has no tensor named 'no_such_tensor'/);
