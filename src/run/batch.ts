@@ -139,8 +139,11 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
       });
       feeds[name] = a.tensor;
     } else if (name === 'position_ids' || name === VariantNames.positionIds) {
-      const a = intBuffer(input, [B, S]);
-      for (let b = 0; b < B; b++) for (let i = 0; i < S; i++) a.set(b * S + i, before[b]! + i);
+      // [1, seq]: one row of positions for the whole batch (rows then share their past length)
+      const rowsFed = input.shape[0] === 1 ? 1 : B;
+      if (rowsFed === 1 && before.some((p) => p !== before[0])) throw new InternalError(`buildFeeds: ${name} is shared by the batch, but its rows start at ${[...new Set(before)].join(', ')}`);
+      const a = intBuffer(input, [rowsFed, S]);
+      for (let b = 0; b < rowsFed; b++) for (let i = 0; i < S; i++) a.set(b * S + i, before[b]! + i);
       feeds[name] = a.tensor;
     } else if (slots.has(name)) {
       const { slot, i } = slots.get(name)!;

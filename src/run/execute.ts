@@ -146,9 +146,11 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     const measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
     // Experiment-major order keeps rows with the same needs (projections, patches) in the
     // same batches: onnxruntime computes every output of a batch, fetched or not. Last-position
-    // rows come first: they cannot share a batch with whole prompts.
+    // rows come first (they cannot share a batch with whole prompts), by past length (less
+    // padding; a variant whose positions are one row for the batch needs them equal).
+    const past = (it: RowItem): number => it.batchRow.past?.position ?? Infinity;
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
-      .sort((a, b) => Number(!a.item.batchRow.past) - Number(!b.item.batchRow.past) || a.item.exp - b.item.exp);
+      .sort((a, b) => past(a.item) - past(b.item) || a.item.exp - b.item.exp);
     const records = await runRows(input, order.map((o) => o.item));
     for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
@@ -357,11 +359,13 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
   const { manifest } = input.variant;
   const projections = input.plan.variant.projections ?? [];
   const attributes = input.program.attributes && input.attributes ? { spec: input.program.attributes, sets: input.attributes } : undefined;
+  const sharedPositions = manifest.inputs.some((t) => t.name === VariantNames.positionIds && t.shape[0] === 1);
   for (let i = 0; i < items.length;) {
-    // a batch holds rows of one kind: last-position rows or whole prompts
+    // a batch holds rows of one kind, last-position rows or whole prompts, and the former of
+    // one past length where the variant's positions are shared by the batch
     let end = Math.min(items.length, i + input.batch);
-    const kind = !!items[i]!.batchRow.past;
-    for (let j = i + 1; j < end; j++) if (!!items[j]!.batchRow.past !== kind) end = j;
+    const kind = (it: RowItem): string => (!it.batchRow.past ? 'whole' : sharedPositions ? `past ${it.batchRow.past.position}` : 'past');
+    for (let j = i + 1; j < end; j++) if (kind(items[j]!) !== kind(items[i]!)) end = j;
     const slice = items.slice(i, end);
     i = end;
     const fetches = new Set<string>([VariantNames.targetProb, VariantNames.targetRank]);

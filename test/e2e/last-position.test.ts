@@ -5,7 +5,7 @@
 
 import test from 'ava';
 import { join } from 'node:path';
-import { informationFlowSource, runSource, tempDir, tinyGptj } from './helpers.js';
+import { informationFlowSource, runSource, tempDir } from './helpers.js';
 import { loadProgram, runProgram } from '../../src/pipeline.js';
 import { writeFileSync } from 'node:fs';
 
@@ -71,10 +71,7 @@ test.serial('last-position rows equal whole-prompt rows, probes included, and re
   t.true(compared > 1000, `${compared} values compared`);
 });
 
-test.serial('a GPT-J export without position ids runs every row in full and says why', async (t) => {
-  const { results } = await runSource({ source: informationFlowSource(3, '', tinyGptj), limit: 3 });
-  t.is(results.provenance.rows?.mode, 'full');
-  t.regex(results.provenance.rows?.reason ?? '', /derives token positions .* no position_ids input/);
+test.serial('rows that read attention weights run in full, and results say why', async (t) => {
   const weights = await runSource({ source: informationFlowSource(3).replace('measure probability_change, probability, rank', 'measure attention_weight subject -> last at layer l'), limit: 2 });
   t.like(weights.results.provenance.rows, { mode: 'full', reason: 'every row cancels, patches, recomputes, or reads attention weights or subject embeddings', lastPositionRows: 0 });
 });

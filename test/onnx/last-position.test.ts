@@ -21,9 +21,12 @@ const MODELS = [
   { name: 'gptj-optimum', path: fixturePath('gptj-optimum.onnx') },
   { name: 'llama-optimum', path: fixturePath('llama-optimum.onnx') },
   { name: 'tiny-gpt2', path: join(REPO, 'generated', 'tiny-gpt2', 'model.onnx') },
+  { name: 'tiny-gptj', path: join(REPO, 'generated', 'tiny-gptj', 'model.onnx') },
 ];
 
 const PROMPTS = [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2]];
+/** For variants whose positions are one row for the batch (GPT-J's rotary lookup): rows of one length. */
+const EQUAL_PROMPTS = [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2, 19, 33]];
 const TARGETS = [11, 40];
 
 /** Entries [0, take) of `t` along `axis`, for batch row `row`, right-padded to `to` entries. */
@@ -55,7 +58,7 @@ function modelInputs(sites: ModelSites, ids: number[][], mask: number[][], posit
   const s = ids[0]!.length;
   const f: Record<string, ort.Tensor> = { [sites.inputs.inputIds]: int64(ids.flat(), [b, s]) };
   if (sites.inputs.attentionMask) f[sites.inputs.attentionMask] = int64(mask.flat(), [b, mask[0]!.length]);
-  f[sites.inputs.positionIds ?? VariantNames.positionIds] = int64(positions.flat(), [b, s]);
+  f[sites.inputs.positionIds ?? VariantNames.positionIds] = int64(positions.flat(), [positions.length, s]);
   return f;
 }
 
@@ -69,6 +72,8 @@ for (const m of MODELS) {
     t.is(cache[0]!.key.input, sites.inputs.past[0]?.key ?? `${VariantNames.pastKeyPrefix}0`, 'a model with a cache keeps its own inputs');
     const s = await session(built.bytes);
     const L = sites.layers;
+    const shared = built.manifest.inputs.find((i) => i.name === VariantNames.positionIds)?.shape[0] === 1;
+    const prompts = shared ? EQUAL_PROMPTS : PROMPTS;
     const shapes = Object.fromEntries(built.manifest.inputs.map((i) => [i.name, i.shape]));
     const emptyCache = (b: number): Record<string, ort.Tensor> => Object.fromEntries(cache.flatMap((c) => [c.key, c.value].map((slot) => {
       const dims = shapes[slot.input]!.map((d, i) => (i === 0 ? b : i === slot.seqAxis ? 0 : d as number));
@@ -79,7 +84,7 @@ for (const m of MODELS) {
       for (const l of [0, 1]) for (let key = 0; key < q; key++) k[base + (l * width + (width === n ? q : 0)) * n + key] = 1;
     };
     const whole: { clean: number; cut: number; out: Record<string, ort.Tensor> }[] = [];
-    for (const [i, ids] of PROMPTS.entries()) {
+    for (const [i, ids] of prompts.entries()) {
       const n = ids.length;
       const run = async (cut: boolean): Promise<Record<string, ort.Tensor>> => {
         const k = new Uint8Array(L * n * n);
@@ -96,9 +101,9 @@ for (const m of MODELS) {
     t.true(Math.abs(whole[0]!.cut - whole[0]!.clean) > 0.05 * whole[0]!.clean, `the knockout changes the whole-prompt number (${whole[0]!.cut} vs ${whole[0]!.clean})`);
 
     // both rows in one batch: one token each, the past right-padded to the longer prefix
-    const P = PROMPTS.map((ids) => ids.length - 1);
+    const P = prompts.map((ids) => ids.length - 1);
     const Pmax = Math.max(...P);
-    const b = PROMPTS.length;
+    const b = prompts.length;
     const past: Record<string, ort.Tensor> = {};
     for (const c of cache) {
       for (const slot of [c.key, c.value]) {
@@ -113,7 +118,7 @@ for (const m of MODELS) {
       const k = new Uint8Array(b * L * (Pmax + 1));
       if (cut) P.forEach((p, r) => cutKeys(Pmax + 1, p, 1, k, r * L * (Pmax + 1)));
       const out = await s.run({
-        ...modelInputs(sites, PROMPTS.map((ids) => [ids[ids.length - 1]!]), mask, P.map((p) => [p]), b), ...past,
+        ...modelInputs(sites, prompts.map((ids) => [ids[ids.length - 1]!]), mask, (shared ? P.slice(0, 1) : P).map((p) => [p]), b), ...past,
         [VariantNames.knockout]: bool(k, [b, L, 1, 1, Pmax + 1]), [VariantNames.lastIndex]: int64([0, 0], [b]), [VariantNames.target]: int64(TARGETS, [b]),
       });
       return numbers(out[VariantNames.targetProb]!);
@@ -127,7 +132,9 @@ for (const m of MODELS) {
   });
 }
 
-test('families whose positions hide inside the graph say why they run every row in full', (t) => {
-  const sites = detectSites(readModel(join(REPO, 'generated', 'tiny-gptj', 'model.onnx')));
-  t.regex(lastPositionUnsupported(sites) ?? '', /^the gptj graph derives token positions .* no position_ids input/);
+test('a plain Llama export, whose rotary table is cut to the sequence length, says why it runs every row in full', (t) => {
+  const sites = detectSites(readModel(fixturePath('llama-opset14.onnx')));
+  t.is(sites.rotaryPositions, undefined);
+  t.regex(lastPositionUnsupported(sites) ?? '', /^the llama graph derives its rotary angles from the sequence length \(no position_ids input, no plain table lookup\)/);
+  t.is(detectSites(readModel(join(REPO, 'generated', 'tiny-gptj', 'model.onnx'))).rotaryPositions, '/Unsqueeze_output_0', 'GPT-J looks positions up in a table');
 });

@@ -11,9 +11,10 @@
 // shape readers included, so masks built from the key length see the past).
 //
 // The position of the one token must be fed: through the model's position_ids input, or, for
-// a GPT-2 export that derives positions from the sequence length, through dissect_position_ids,
-// which replaces the indices of the position-embedding Gather. A plain GPT-J or Llama export
-// derives its rotary angles inside the graph and runs every row in full.
+// an export that derives positions from the sequence length, through dissect_position_ids,
+// which replaces the indices of the position-embedding Gather (GPT-2) or of the rotary's
+// sin/cos table lookups (GPT-J). A plain Llama export slices its sin/cos table to the sequence
+// length before looking positions up, so it cannot take a later position: it runs in full.
 
 import { DataType, type NodeProto } from '../proto.js';
 import type { Rewrite } from '../rewrite.js';
@@ -24,8 +25,8 @@ import { VariantNames, type CacheEntry, type CacheSlot } from '../variant.js';
 
 /** Why the variant cannot run last-position rows, or undefined when it can. */
 export function lastPositionUnsupported(sites: ModelSites): string | undefined {
-  if (sites.inputs.positionIds || sites.embedding.positionWeight) return undefined;
-  return `the ${sites.family} graph derives token positions (its rotary angles) from the sequence length and has no position_ids input; ` +
+  if (sites.inputs.positionIds || sites.embedding.positionWeight || sites.rotaryPositions) return undefined;
+  return `the ${sites.family} graph derives its rotary angles from the sequence length (no position_ids input, no plain table lookup); ` +
     'an export with position_ids (Optimum) allows last-position rows';
 }
 
@@ -38,13 +39,18 @@ export function lastPositionPass(rw: Rewrite, sites: ModelSites): CacheEntry[] {
   const mask = sites.inputs.attentionMask ? rw.ix.inputs.get(sites.inputs.attentionMask) : undefined;
   const maskDims = mask?.type?.tensorType?.shape?.dim;
   if (maskDims?.[1]?.dimParam === 'seq') maskDims[1] = { dimParam: 'kv_seq' };
-  if (!sites.inputs.positionIds) {
-    const weight = sites.embedding.positionWeight!;
-    const gathers = rw.ix.consumersOf(weight).filter((n) => n.opType === 'Gather' && n.input?.[0] === weight);
-    if (gathers.length !== 1) throw new Error(`internal: expected one Gather of the position embedding, found ${gathers.length}`);
-    const positions = rw.addInput(VariantNames.positionIds, DataType.INT64, ['batch', 'seq'], 'position of each token in its prompt');
-    rw.replaceInput(gathers[0]!, gathers[0]!.input![1]!, positions);
+  if (sites.inputs.positionIds) return cache;
+  if (sites.rotaryPositions) {
+    // the export traced its lookup with one row of positions: every row of a batch shares it
+    const shared = rw.addInput(VariantNames.positionIds, DataType.INT64, [1, 'seq'], 'positions of the tokens, the same for every row of the batch');
+    for (const n of rw.ix.consumersOf(sites.rotaryPositions)) rw.replaceInput(n, sites.rotaryPositions, shared);
+    return cache;
   }
+  const positions = rw.addInput(VariantNames.positionIds, DataType.INT64, ['batch', 'seq'], 'position of each token in its prompt');
+  const weight = sites.embedding.positionWeight!;
+  const gathers = rw.ix.consumersOf(weight).filter((n) => n.opType === 'Gather' && n.input?.[0] === weight);
+  if (gathers.length !== 1) throw new Error(`internal: expected one Gather of the position embedding, found ${gathers.length}`);
+  rw.replaceInput(gathers[0]!, gathers[0]!.input![1]!, positions);
   return cache;
 }
 

@@ -10,7 +10,7 @@
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
 import { DataType } from '../proto.js';
-import { attrInt } from '../tensor.js';
+import { attrInt, tensorDims } from '../tensor.js';
 import { matchOutputProjection, matchSoftmax, perm, weightsOf, type Embedding } from './common.js';
 import type { Recorder } from './findings.js';
 import { fail, forwardTo, in0, isOp, out0, type LinearMatch } from './pattern.js';
@@ -44,6 +44,8 @@ export interface AttentionFacts {
   past?: { key: string; value: string };
   /** The graph input the rotary's sin/cos are gathered with (Optimum's position_ids). */
   positionIds?: string;
+  /** A plain export's positions, computed in the graph, that the rotary looks its sin/cos up by. */
+  rotaryPositions?: string;
 }
 
 export interface Region {
@@ -167,6 +169,32 @@ function positionInput(ix: GraphIndex, region: Region): string | undefined {
   return found.size === 1 ? [...found][0] : undefined;
 }
 
+/**
+ * The positions a plain export's rotary looks its sin/cos up by: the indices of Gathers from a
+ * constant table (GPT-J's embed_positions), derived inside the graph from the sequence length.
+ * Undefined when the lookup is not that simple (a table sliced to the sequence length first,
+ * as Llama's, would not take positions beyond it), or when the positions are an input.
+ */
+function rotaryTablePositions(ix: GraphIndex, region: Region): string | undefined {
+  const inRegion = outputsOf(region);
+  const stack = positionalMuls(ix, region, inRegion).flatMap((m) => (m.input ?? []).filter((i) => !inRegion.has(i)));
+  const seen = new Set<string>();
+  const indices = new Set<string>();
+  while (stack.length && seen.size < POSITION_TRACE_LIMIT) {
+    const t = stack.pop()!;
+    if (seen.has(t) || ix.isConstant(t)) continue;
+    seen.add(t);
+    if (ix.isGraphInput(t)) return undefined;
+    const p = ix.producer(t);
+    if (!p || SHAPE_OPS.includes(p.opType ?? '')) continue;
+    const table = ix.isConstant(in0(p)) && tensorDims(ix.constantTensor(in0(p)) ?? {}).length >= 2;
+    if (table && isOp(p, 'Gather') && attrInt(p, 'axis', 0) === 0) indices.add(p.input![1]!);
+    else if (table) return undefined; // a table cut or read otherwise: positions beyond the sequence would not be looked up
+    else stack.push(...(p.input ?? []).filter(Boolean));
+  }
+  return indices.size === 1 ? [...indices][0] : undefined;
+}
+
 function back(ix: GraphIndex, t: string, ops: readonly string[]): string {
   let cur = t;
   for (let guard = 0; guard < 8; guard++) {
@@ -262,6 +290,8 @@ export function matchRotaryAttention(
   facts.rotary = rq;
   const positionIds = positionInput(ix, q);
   if (positionIds) facts.positionIds = positionIds;
+  const tablePositions = positionIds ? undefined : rotaryTablePositions(ix, q);
+  if (tablePositions && tablePositions === rotaryTablePositions(ix, k)) facts.rotaryPositions = tablePositions;
 
   // q, k after rotary (and any repeat): the MatMul's inputs before dtype casts (and before the keys' transpose)
   const inRegion = (g: Region, t: string): boolean => g.nodes.some((n) => (n.output ?? []).includes(t));
@@ -304,10 +334,17 @@ export function matchRotaryAttention(
 export class AttentionInputs {
   readonly past: KvCacheInput[] = [];
   private positionIds?: string;
+  private readonly tablePositions = new Set<string | undefined>();
 
-  add(layer: number, facts: Pick<AttentionFacts, 'past' | 'positionIds'>): void {
+  add(layer: number, facts: Pick<AttentionFacts, 'past' | 'positionIds' | 'rotaryPositions'>): void {
     if (facts.past) this.past.push({ layer, ...facts.past });
     this.positionIds ??= facts.positionIds;
+    this.tablePositions.add(facts.rotaryPositions);
+  }
+
+  /** The positions every layer's rotary looks its sin/cos up by, when they all use the same tensor. */
+  rotaryPositions(): string | undefined {
+    return this.tablePositions.size === 1 ? [...this.tablePositions][0] : undefined;
   }
 
   pastNames(): Set<string> {

@@ -282,6 +282,7 @@ export function assembleDetection(a: {
   family: ArchitectureFamily; dtypes: ReadonlyMap<string, number>; model: SectionFindings; layers: LayerFindings[]; notes: string[];
   complete: boolean; finalNorm?: NormMatch; head?: LmHead; perLayer: LayerSites[]; tally: LayerTally; dModel: number;
   emb: Embedding; attentionMask?: string; past: KvCacheInput[]; block: ModelSites['block']; positionWeight: boolean;
+  rotaryPositions?: string;
 }): Detection {
   const { family, model, layers, notes, finalNorm, head, perLayer, tally, emb, attentionMask } = a;
   const { heads, kvHeads, dHead, rotary } = tally;
@@ -307,6 +308,7 @@ export function assembleDetection(a: {
     embedding: { weight: emb.weight, output: emb.output, ...(a.positionWeight && emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },
     unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
     logits: head.logits,
+    ...(a.rotaryPositions ? { rotaryPositions: a.rotaryPositions } : {}),
     inputs: {
       inputIds: emb.ids,
       ...(attentionMask ? { attentionMask } : {}),

@@ -215,6 +215,6 @@ export function detectGptj(ix: GraphIndex, dtypes: ReadonlyMap<string, number>, 
   inputs.note(notes, 'keys after the rotary embedding');
   return assembleDetection({
     family: FAMILY, dtypes, model, layers, notes, complete, ...(finalNorm ? { finalNorm } : {}), ...(head ? { head } : {}),
-    perLayer, tally, dModel, emb: withPositions, ...(attentionMask ? { attentionMask } : {}), past: inputs.past, block: 'parallel', positionWeight: true,
+    perLayer, tally, dModel, emb: withPositions, ...(attentionMask ? { attentionMask } : {}), past: inputs.past, ...(inputs.rotaryPositions() ? { rotaryPositions: inputs.rotaryPositions()! } : {}), block: 'parallel', positionWeight: true,
   });
 }

@@ -206,6 +206,6 @@ export function detectLlama(ix: GraphIndex, dtypes: ReadonlyMap<string, number>,
   notes.push('gated MLP: mlpPre = mlpAct = act(gate) ⊙ up, the down projection\'s input');
   return assembleDetection({
     family: FAMILY, dtypes, model, layers, notes, complete, ...(finalNorm ? { finalNorm } : {}), ...(head ? { head } : {}),
-    perLayer, tally, dModel, emb: withPositions, ...(attentionMask ? { attentionMask } : {}), past: inputs.past, block: 'sequential', positionWeight: false,
+    perLayer, tally, dModel, emb: withPositions, ...(attentionMask ? { attentionMask } : {}), past: inputs.past, ...(inputs.rotaryPositions() ? { rotaryPositions: inputs.rotaryPositions()! } : {}), block: 'sequential', positionWeight: false,
   });
 }

@@ -163,6 +163,11 @@ export interface ModelSites {
   /** The graph output holding the logits [b, s, vocab]. */
   readonly logits: string;
   readonly inputs: ModelInputs;
+  /**
+   * A plain rotary export's token positions [1 or b, s], computed in the graph from the sequence
+   * length, that every layer looks its sin/cos up by in a constant table (GPT-J's embed_positions).
+   */
+  readonly rotaryPositions?: string;
   /** onnxruntime's fused ops expanded back into standard ops before matching, op → count. */
   readonly expandedFusedOps?: Readonly<Record<string, number>>;
 }
