@@ -93,7 +93,8 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       fill = '1 for real tokens, 0 for padding' + (sites.inputs.past.length ? ' (length past + seq; past is 0)' : '');
     } else if (name === sites.inputs.positionIds || name === VariantNames.positionIds) {
       meaning = 'position ids' + (name === VariantNames.positionIds ? ' (they replace the positions the source model derives from the sequence length)' : '');
-      fill = '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions); past + 0, … when past keys and values are fed';
+      fill = (dims[0] === 1 ? 'one row for the whole batch (so its rows share one past length): ' : '') +
+        '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions); past + 0, … when past keys and values are fed';
     } else if (name.startsWith(VariantNames.pastKeyPrefix) || name.startsWith(VariantNames.pastValuePrefix)) {
       const what = name.startsWith(VariantNames.pastKeyPrefix) ? 'keys' : 'values';
       meaning = `layer ${name.slice(name.lastIndexOf('_') + 1)}'s ${what} of the positions before this run's tokens, from an earlier run's dissect_${what.slice(0, -1)}_* output`;
