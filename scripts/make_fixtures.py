@@ -24,7 +24,7 @@ from onnx import numpy_helper, TensorProto
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dissect_models.gpt2 import GPT2Config, GPT2LMHeadModel  # noqa: E402
 from dissect_models.gptj import GPTJConfig, GPTJForCausalLM  # noqa: E402
-from dissect_models.onnx_export import anonymise, export_optimum, run_optimum  # noqa: E402
+from dissect_models.onnx_export import anonymise, export_optimum, export_plain, run_optimum  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "generated", "fixtures")
@@ -74,17 +74,6 @@ def build_model(arch="gpt2"):
                 p.copy_(0.25 * torch.randn(p.shape, generator=g))
     m.eval()
     return m
-
-
-def export_plain(model, path, opset):
-    ids = torch.tensor([SEQS[1]["input_ids"]], dtype=torch.long)
-    am = torch.ones_like(ids)
-    torch.onnx.export(
-        model, (ids, am), path, opset_version=opset,
-        input_names=["input_ids", "attention_mask"], output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                      "logits": {0: "batch", 1: "seq"}},
-        do_constant_folding=True)
 
 
 FP16_MAX = 65504.0
@@ -153,8 +142,8 @@ def main():
     model = build_model()
     cfg = model.config
     p14 = os.path.join(OUT, "gpt2-opset14.onnx")
-    export_plain(model, p14, 14)
-    export_plain(model, os.path.join(OUT, "gpt2-opset17.onnx"), 17)
+    export_plain(model, p14, SEQS[1]["input_ids"], 14)
+    export_plain(model, os.path.join(OUT, "gpt2-opset17.onnx"), SEQS[1]["input_ids"], 17)
     export_optimum(model, os.path.join(OUT, "gpt2-optimum.onnx"), SEQS[1]["input_ids"], cfg.n_layer, cfg.n_head,
                    d_head(cfg))
     convert_fp16(p14, os.path.join(OUT, "gpt2-fp16.onnx"))

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dissect_models.onnx_export import anonymise, export_optimum, run_optimum  # noqa: E402
+from dissect_models.onnx_export import anonymise, export_optimum, export_plain, run_optimum  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "generated", "fixtures")
@@ -249,14 +249,7 @@ def build_model():
 
 
 def export(model, path, opset):
-    ids = torch.tensor([SEQS[1]["input_ids"]], dtype=torch.long)
-    am = torch.ones_like(ids)
-    torch.onnx.export(
-        model, (ids, am), path, opset_version=opset,
-        input_names=["input_ids", "attention_mask"], output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                      "logits": {0: "batch", 1: "seq"}},
-        do_constant_folding=True)
+    export_plain(model, path, SEQS[1]["input_ids"], opset)
     onnx.checker.check_model(onnx.load(path))
 
 

@@ -1,5 +1,6 @@
 """ONNX export helpers of the fixture scripts: anonymisation, and Optimum-style exports (as
-`optimum-cli export onnx --task text-generation-with-past` writes them) of the plain-PyTorch causal LMs.
+`optimum-cli export onnx --task text-generation-with-past` writes them) and plain exports of the
+plain-PyTorch causal LMs.
 
 Regenerate with: (library module) used by /usr/bin/python3 scripts/make_fixtures.py and
 scripts/make_llama_fixture.py
@@ -60,6 +61,18 @@ class OptimumWrapper(nn.Module):
         for k, v in presents:
             out += [k, v]
         return tuple(out)
+
+
+def export_plain(model, path, input_ids, opset):
+    """torch.onnx.export of a plain causal LM: input_ids and attention_mask in, logits out, batch
+    and sequence dynamic (the way the fixtures without a cache are written)."""
+    ids = torch.tensor([input_ids], dtype=torch.long)
+    torch.onnx.export(
+        model, (ids, torch.ones_like(ids)), path, opset_version=opset,
+        input_names=["input_ids", "attention_mask"], output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                      "logits": {0: "batch", 1: "seq"}},
+        do_constant_folding=True)
 
 
 def empty_past(layers, kv_heads, d_head, length=0):
