@@ -145,27 +145,39 @@ function outputsOf(region: Region): Set<string> {
 }
 
 /**
- * The integer graph input whose values the rotary's sin/cos depend on: position_ids, when the
- * export takes them as an input. A plain export derives positions from the sequence length,
- * whose trace ends at a Shape (it reads no input's values), so it has none.
+ * Walks back from what the rotary's sin/cos Muls read (outside the region), tensor by tensor
+ * (shape computations excluded: they read no values): `step` says whether to go on to the
+ * producer's inputs, stop at this tensor, or give up (false is returned).
  */
-function positionInput(ix: GraphIndex, region: Region): string | undefined {
+function traceRotaryInputs(ix: GraphIndex, region: Region, step: (t: string) => 'expand' | 'stop' | 'abort'): boolean {
   const inRegion = outputsOf(region);
   const stack = positionalMuls(ix, region, inRegion).flatMap((m) => (m.input ?? []).filter((i) => !inRegion.has(i)));
   const seen = new Set<string>();
-  const found = new Set<string>();
   while (stack.length && seen.size < POSITION_TRACE_LIMIT) {
     const t = stack.pop()!;
     if (seen.has(t)) continue;
     seen.add(t);
-    if (ix.isGraphInput(t)) {
-      const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
-      if (et === DataType.INT64 || et === DataType.INT32) found.add(t);
-      continue;
-    }
+    const verdict = step(t);
+    if (verdict === 'abort') return false;
     const p = ix.producer(t);
-    if (p && !SHAPE_OPS.includes(p.opType ?? '')) stack.push(...(p.input ?? []).filter(Boolean));
+    if (verdict === 'expand' && p && !SHAPE_OPS.includes(p.opType ?? '')) stack.push(...(p.input ?? []).filter(Boolean));
   }
+  return true;
+}
+
+/**
+ * The integer graph input whose values the rotary's sin/cos depend on: position_ids, when the
+ * export takes them as an input. A plain export derives positions from the sequence length,
+ * whose trace ends at a Shape, so it has none.
+ */
+function positionInput(ix: GraphIndex, region: Region): string | undefined {
+  const found = new Set<string>();
+  traceRotaryInputs(ix, region, (t) => {
+    if (!ix.isGraphInput(t)) return 'expand';
+    const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
+    if (et === DataType.INT64 || et === DataType.INT32) found.add(t);
+    return 'stop';
+  });
   return found.size === 1 ? [...found][0] : undefined;
 }
 
@@ -176,23 +188,18 @@ function positionInput(ix: GraphIndex, region: Region): string | undefined {
  * as Llama's, would not take positions beyond it), or when the positions are an input.
  */
 function rotaryTablePositions(ix: GraphIndex, region: Region): string | undefined {
-  const inRegion = outputsOf(region);
-  const stack = positionalMuls(ix, region, inRegion).flatMap((m) => (m.input ?? []).filter((i) => !inRegion.has(i)));
-  const seen = new Set<string>();
   const indices = new Set<string>();
-  while (stack.length && seen.size < POSITION_TRACE_LIMIT) {
-    const t = stack.pop()!;
-    if (seen.has(t) || ix.isConstant(t)) continue;
-    seen.add(t);
-    if (ix.isGraphInput(t)) return undefined;
+  const simple = traceRotaryInputs(ix, region, (t) => {
+    if (ix.isConstant(t)) return 'stop';
+    if (ix.isGraphInput(t)) return 'abort';
     const p = ix.producer(t);
-    if (!p || SHAPE_OPS.includes(p.opType ?? '')) continue;
-    const table = ix.isConstant(in0(p)) && tensorDims(ix.constantTensor(in0(p)) ?? {}).length >= 2;
-    if (table && isOp(p, 'Gather') && attrInt(p, 'axis', 0) === 0) indices.add(p.input![1]!);
-    else if (table) return undefined; // a table cut or read otherwise: positions beyond the sequence would not be looked up
-    else stack.push(...(p.input ?? []).filter(Boolean));
-  }
-  return indices.size === 1 ? [...indices][0] : undefined;
+    const table = !!p && ix.isConstant(in0(p)) && tensorDims(ix.constantTensor(in0(p)) ?? {}).length >= 2;
+    if (!table) return 'expand';
+    if (!isOp(p, 'Gather') || attrInt(p, 'axis', 0) !== 0) return 'abort'; // a table cut or read otherwise: no position beyond the sequence
+    indices.add(p.input![1]!);
+    return 'stop';
+  });
+  return simple && indices.size === 1 ? [...indices][0] : undefined;
 }
 
 function back(ix: GraphIndex, t: string, ops: readonly string[]): string {
