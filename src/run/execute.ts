@@ -283,7 +283,6 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   const { plan, variant } = input;
   const L = variant.manifest.layers;
   const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
-  const gates = gateArrays(row.gates, example, L);
   const projPositions = projectionPositions(row.probes, example);
   const n = example.n;
   if (input.lastPosition && clean.cache && mayRunLastPosition(row) && onlyLastQuery(mask, example) && projPositions.every((p) => p === n - 1)) {
@@ -298,6 +297,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
     };
     return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
   }
+  const gates = gateArrays(row.gates, example, L);
   const weights = subjectWeights(row.probes, example);
   const batchRow: BatchRow = {
     ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,
