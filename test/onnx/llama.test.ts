@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
-import { GraphIndex, removeDeadNodes } from '../../src/onnx/graph.js';
+import { GraphIndex, removeDeadNodes, topoSort } from '../../src/onnx/graph.js';
 import { inspectModel, renderInspectText } from '../../src/onnx/inspect.js';
 import { encodeModel, readModel, writeModel, type ModelProto, type NodeProto } from '../../src/onnx/proto.js';
 import { detectSites, runDetection, SiteError } from '../../src/onnx/sites/index.js';
@@ -526,5 +526,47 @@ test.serial('llama: fused RMSNorm ops (SimplifiedLayerNormalization, RMSNormaliz
         checkRow(t, { ids: I.slice(o * 4, o * 4 + 4), scores: S.slice(o * 4, o * 4 + 4), rank: R[o]! }, r, 7, 1e-4, `${op} layer ${l} position ${p}`);
       });
     }
+  }
+});
+
+test.serial('llama: SkipSimplifiedLayerNormalization (a residual add fused into the RMSNorm) is expanded; every output as on the export', async (t) => {
+  const m = fusedNorms('SimplifiedLayerNormalization');
+  const g = m.graph!;
+  const ix = new GraphIndex(g);
+  let fused = 0;
+  for (const stream of s.perLayer.flatMap((Lx) => [Lx.residMid, Lx.residPost])) {
+    const add = ix.producer(stream);
+    const norm = ix.consumersOf(stream).find((x) => x.opType === 'SimplifiedLayerNormalization');
+    if (add?.opType !== 'Add' || !norm) continue;
+    // onnxruntime's fusion: the norm takes the add's operands and writes the sum as its 4th output
+    Object.assign(norm, {
+      opType: 'SkipSimplifiedLayerNormalization', domain: 'com.microsoft', input: [...add.input!, norm.input![1]!], output: [norm.output![0]!, '', '', stream],
+      attribute: norm.attribute!.filter((a) => a.name === 'epsilon'),
+    });
+    g.node = g.node!.filter((x) => x !== add);
+    fused++;
+  }
+  t.is(fused, 2 * L, 'every residual sum feeds a norm (the last one the final norm)');
+  topoSort(g);
+  m.opsetImport = [...(m.opsetImport ?? []), { domain: 'com.microsoft', version: 1 }];
+  const path = join(tempDir('llama-skip'), 'skip.onnx');
+  writeModel(path, m);
+  const base = numbers((await (await session(P14)).run(feedsFor(s, [A])))[s.logits]!);
+  t.true(maxAbsDiff(numbers((await (await session(path)).run(feedsFor(s, [A])))[s.logits]!), base) <= 1e-5 * maxAbs(base),
+    'onnxruntime runs the fused graph to the same logits');
+  t.deepEqual(detectSites(readModel(path)).expandedFusedOps, { SkipSimplifiedLayerNormalization: fused });
+  const request: VariantRequest = {
+    knockout: true, logits: true, hiddenStates: true, gates: { attention: 'zero_update', mlp: 'zero_update' },
+    projections: (['hidden', 'attention', 'mlp'] as const).map((site) => ({ site, layers: [0, 1], via: 'final_norm_unembedding' as const, k: 4, vocabLimit: V })),
+  };
+  const [plain, expanded] = [buildVariant(P14, request), buildVariant(path, request)];
+  const feeds = {
+    ...neutralFeeds(s, plain.manifest.inputs, 1, n, [n - 1], [7]), ...feedsFor(s, [A]),
+    dissect_gate_mlp: gateTensor(1, L, n, [[0, 0, n - 1, 0]]), dissect_proj_positions: int64([n - 1, 2], [1, 2]),
+  };
+  const [want, got] = await Promise.all([plain, expanded].map(async (v) => (await session(v.bytes)).run(feeds)));
+  for (const o of plain.manifest.outputs) {
+    const [w, x] = [numbers(want![o.name]!), numbers(got![o.name]!)];
+    t.true(maxAbsDiff(x, w) <= 1e-5 * Math.max(1, maxAbs(w)), o.name);
   }
 });
