@@ -128,3 +128,38 @@ test('fused ops the expansion cannot reproduce are refused, naming the node and 
     message: /node 'Attention_0' is the fused com\.microsoft MultiHeadAttention: its query, key and value arrive already projected/,
   });
 });
+
+/** The fused fixture with each FastGelu(x, bias) turned into `op`: BiasGelu(x, bias), or GemmFastGelu(input, W, bias) absorbing its MatMul. */
+function reGelu(op: 'BiasGelu' | 'GemmFastGelu'): string {
+  return mutated((m) => {
+    const g = m.graph!;
+    for (const n of g.node!.filter((x) => x.opType === 'FastGelu')) {
+      if (op === 'BiasGelu') { n.opType = 'BiasGelu'; continue; }
+      const mm = g.node!.find((x) => x.output?.[0] === n.input![0])!;
+      Object.assign(n, { opType: 'GemmFastGelu', input: [mm.input![0]!, mm.input![1]!, n.input![1]!] });
+      g.node = g.node!.filter((x) => x !== mm);
+    }
+  });
+}
+
+for (const op of ['BiasGelu', 'GemmFastGelu'] as const) {
+  test(`${op} expands into its bias add (the MLP pre-activations) and the bias-free activation; the variant computes what the fused graph does`, async (t) => {
+    const path = reGelu(op);
+    const sites = detectSites(readModel(path), path);
+    t.is(sites.expandedFusedOps?.[op], 2);
+    t.is(sites.activation, op === 'BiasGelu' ? 'gelu' : 'gelu_tanh');
+    const seq = REFERENCE.sequences[0]!;
+    const n = seq.input_ids.length;
+    const model = { input_ids: int64(seq.input_ids, [1, n]), attention_mask: int64(seq.attention_mask, [1, n]) };
+    // onnxruntime has no CPU kernel for GemmFastGelu: the graph it replaced computes the same
+    const want = numbers((await (await session(op === 'GemmFastGelu' ? FUSED : path)).run(model)).logits!);
+    const built = buildVariant(path, { knockout: false, logits: true, gates: { mlp: 'zero_preactivation' } });
+    const v = await session(built.bytes);
+    const run = async (gate: number): Promise<number[]> => numbers((await v.run({
+      ...model, [VariantNames.lastIndex]: int64([n - 1], [1]), [VariantNames.target]: int64([0], [1]),
+      [VariantNames.gateMlp]: gateTensor(1, 2, n, [[0, 1, n - 1, gate]]),
+    })).logits!);
+    t.true(maxAbsDiff(await run(1), want) <= 1e-5 * maxAbs(want), 'no intervention: the fused graph\'s own logits');
+    t.true(maxAbsDiff(await run(0), want) > 1e-3, 'the cancelled pre-activations change the output');
+  });
+}
