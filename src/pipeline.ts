@@ -213,7 +213,9 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
         ...(meanHidden ? { meanHidden } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
-      rows = { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full };
+      rows = counts.disagreement
+        ? { mode: 'full', reason: `the cross-check of a last-position row disagreed (${counts.disagreement}): every row ran over its whole prompt`, lastPositionRows: 0, fullRows: counts.full }
+        : { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full };
     } finally {
       await session.release();
     }

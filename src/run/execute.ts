@@ -117,13 +117,32 @@ function corruptedInput(ex: Example, tokenizer: Tokenizer): BatchRow | undefined
   return ids.length === ex.n ? { ids, lastIndex: ids.length - 1, target: 0 } : undefined;
 }
 
-/** Rows this call ran, by how: its last token against the clean cache, or the whole prompt. */
-export interface RowCounts { lastPosition: number; full: number }
+/**
+ * Rows this call ran, by how: its last token against the clean cache, or the whole prompt;
+ * `disagreement` when the cross-check of the first last-position row failed (every row then
+ * ran over its whole prompt).
+ */
+export interface RowCounts { lastPosition: number; full: number; disagreement?: string }
+
+/**
+ * Runs one last-position row also over its whole prompt. A model whose masks or positions do
+ * not follow the cache (say, a causal mask built from the key length without the past offset)
+ * would give other numbers: then undefined is returned with what differed, and the run falls
+ * back to whole prompts rather than report wrong numbers.
+ */
+async function crossCheck(input: ExecuteInput, item: RowItem, clean: Clean): Promise<string | undefined> {
+  const whole = rowItem({ ...input, lastPosition: false }, item.example, clean, item.exp, item.row, item.plan);
+  const [fast, full] = await runRows(input, [item, whole]);
+  const tolerance = input.variant.manifest.dtype === 'float32' ? 1e-4 : 2e-3;
+  if (Math.abs(fast!.pNew - full!.pNew) <= tolerance && fast!.rank === full!.rank) return undefined;
+  return `fact ${item.example.fact.id}, ${input.plan.experiments[item.exp]!.name} row ${item.row}: p ${fast!.pNew} as the last token, ${full!.pNew} over the whole prompt`;
+}
 
 /** Runs every example not yet in the journal and journals it. */
 export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   const { facts, journal, batch } = input;
   const counts: RowCounts = { lastPosition: 0, full: 0 };
+  let checked = !input.lastPosition;
   const todo = facts.filter((f) => !journal.has(f.id));
   const progress = (): void => input.onProgress?.(facts.filter((f) => journal.has(f.id)).length, facts.length);
   progress();
@@ -143,7 +162,18 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     });
     progress();
     // Rows of every known fact of the chunk share forward passes, then each fact is journaled whole.
-    const measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
+    let measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
+    if (!checked) {
+      const first = measurable.find((m) => m.items.some((it) => it.batchRow.past));
+      if (first) {
+        checked = true;
+        counts.disagreement = await crossCheck(input, first.items.find((it) => it.batchRow.past)!, first.k.clean);
+        if (counts.disagreement) {
+          input = { ...input, lastPosition: false };
+          measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
+        }
+      }
+    }
     // Experiment-major order keeps rows with the same needs (projections, patches) in the
     // same batches: onnxruntime computes every output of a batch, fetched or not. Last-position
     // rows come first (they cannot share a batch with whole prompts), by past length (less
