@@ -132,6 +132,8 @@ export interface RunOptions {
   readonly onProgress?: (done: number, total: number) => void;
   /** Run every row over its whole prompt (cross-checks the last-position rows). */
   readonly fullRows?: boolean;
+  /** Output folders of other runs of this run (its shards) whose finished examples are taken, not recomputed. */
+  readonly merge?: readonly string[];
 }
 
 export interface RunOutcome {
@@ -190,11 +192,18 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
     modelSha256: hashes.model,
     tokenizerSha256: hashes.tokenizer,
     datasetSha256: hashes.dataset,
-    selection: { filter: program.filter, bos: program.bos, ...options.selection },
+    // a shard is a part of the same run: its journal merges into the others'
+    selection: { filter: program.filter, bos: program.bos, ...options.selection, shard: undefined },
     extra: { tool: version, device: options.device, ...(hashes.attributes ? { attributes: hashes.attributes } : {}) },
   });
   const journal = Journal.open<ExampleRecord>(options.out, fingerprint, { fresh: options.fresh ?? false });
-  const resumed = journal.resumed;
+  let resumed = journal.resumed;
+  try {
+    for (const dir of options.merge ?? []) resumed += journal.importFrom(dir);
+  } catch (e) {
+    journal.close();
+    throw e;
+  }
   try {
     const session = orThrow(await createSession(variant.bytes, {
       device: options.device,
@@ -257,6 +266,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
         limit: options.selection.limit ?? null,
         sample: options.selection.sample ?? null,
         seed: options.selection.sample !== undefined ? (options.selection.seed ?? 0) : null,
+        ...(options.selection.shard ? { shard: options.selection.shard } : {}),
         ...(attributes ? { withoutAttributes: measured.examples.filter((e) => !attributes.has(e.subject)).length } : {}),
       },
       examples: measured.examples,

@@ -59,6 +59,8 @@ interface RunFlags extends Overrides {
   fresh?: boolean;
   example?: string;
   fullRows?: boolean;
+  shard?: { index: number; count: number };
+  merge: string[];
 }
 
 export async function runCommand(file: string, opts: RunFlags): Promise<void> {
@@ -74,12 +76,14 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
       ...(opts.sample !== undefined ? { sample: opts.sample } : {}),
       seed: opts.seed,
       ...(opts.example !== undefined ? { example: opts.example } : {}),
+      ...(opts.shard ? { shard: opts.shard } : {}),
     },
     batch: opts.batch,
     device: opts.device,
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     ...(opts.fresh ? { fresh: true } : {}),
     ...(opts.fullRows ? { fullRows: true } : {}),
+    ...(opts.merge.length ? { merge: opts.merge.map((d) => resolve(d)) } : {}),
     command: process.argv.slice(2),
     onProgress: (done, total) => {
       if (!bar) return;

@@ -28,6 +28,19 @@ function nonNegativeInt(value: string): number {
   return n;
 }
 
+/** `k/n`: the k-th of n shards, 0 ≤ k < n. */
+function parseShard(value: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(value);
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (!m || count < 1 || index >= count) throw new InvalidArgumentError(`expected k/n with 0 ≤ k < n (e.g. 0/4), got "${value}"`);
+  return { index, count };
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 const program = new Command()
   .name('dissect')
   .description('Compile and run interpretability experiments on ONNX transformer models')
@@ -60,6 +73,8 @@ withSet(program.command('run <file>'))
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
   .option('--fresh', 'discard an existing journal in --out instead of resuming')
   .option('--full-rows', 'run every row over its whole prompt, never its last token alone against the clean run\'s cache (to cross-check)')
+  .option('--shard <k/n>', 'run only facts k, k+n, k+2n, … of the selection (0 ≤ k < n), e.g. one per machine', parseShard)
+  .option('--merge <dir>', 'take the finished facts of another --out folder of this run (a shard) instead of computing them (repeatable)', collect, [])
   .action(runCommand);
 
 program.command('report <results>')

@@ -175,6 +175,67 @@ function takeLock(dir: string): string {
   throw new Error(`could not take the lock ${lock}`);
 }
 
+/** What a journal file holds: its header (absent when not even that line was finished) and entries. */
+interface JournalContents<T> {
+  readonly header?: Header;
+  readonly loaded: { id: ExampleId; data: T }[];
+  /** Bytes of whole lines; a torn last line lies beyond. */
+  readonly keep: number;
+  readonly size: number;
+  readonly discarded: boolean;
+}
+
+function readJournal<T>(file: string): JournalContents<T> {
+  const buf = fs.readFileSync(file);
+  const lastNewline = buf.lastIndexOf(0x0a);
+  if (lastNewline < 0) return { loaded: [], keep: 0, size: buf.length, discarded: buf.length > 0 };
+  const complete = buf.subarray(0, lastNewline).toString('utf8').split('\n');
+  let keep = lastNewline + 1;
+  let discarded = keep < buf.length;
+
+  let header: Header;
+  try {
+    header = decodeLine(complete[0]!) as Header;
+  } catch {
+    throw new JournalCorruptError(file, 'its first line is not a journal header');
+  }
+  if (header === null || typeof header !== 'object' || header.format !== JOURNAL_FORMAT || typeof header.fingerprint !== 'string') {
+    throw new JournalCorruptError(file, `not a ${JOURNAL_FORMAT} file`);
+  }
+
+  const loaded: { id: ExampleId; data: T }[] = [];
+  let offset = Buffer.byteLength(complete[0]!, 'utf8') + 1;
+  for (let i = 1; i < complete.length; i++) {
+    const line = complete[i]!;
+    const lineStart = offset;
+    offset += Buffer.byteLength(line, 'utf8') + 1;
+    if (line.trim() === '') continue;
+    let entry: unknown;
+    try {
+      entry = decodeLine(line);
+    } catch {
+      entry = undefined;
+    }
+    const ok = entry !== null && typeof entry === 'object' && isExampleId((entry as { id?: unknown }).id) && 'data' in (entry as object);
+    if (!ok) {
+      if (i === complete.length - 1 && !discarded) {
+        // A torn final line that happens to end in '\n' bytes (e.g. zero-filled after a crash).
+        keep = lineStart;
+        discarded = true;
+        break;
+      }
+      throw new JournalCorruptError(file, `line ${i + 1} is not a journal entry`);
+    }
+    loaded.push(entry as { id: ExampleId; data: T });
+  }
+  return { header, loaded, keep, size: buf.length, discarded };
+}
+
+function changedParts(header: Header, fingerprint: Fingerprint): string[] {
+  const old = header.parts ?? {};
+  return Object.keys(fingerprint.parts).filter((k) => old[k] !== fingerprint.parts[k]);
+}
+
 /** The journal of one run in one output folder. `T` is whatever the runner stores per example. */
 export class Journal<T> {
   /** Examples finished by earlier attempts of this run, in journal order. */
@@ -191,6 +252,7 @@ export class Journal<T> {
     loaded: { id: ExampleId; data: T }[],
     discarded: boolean,
     private readonly durability: 'fsync' | 'flush',
+    private readonly fingerprint: Fingerprint,
   ) {
     this.fd = fd;
     for (const e of loaded) {
@@ -219,69 +281,20 @@ export class Journal<T> {
   private static openLocked<T>(dir: string, lock: string, fingerprint: Fingerprint, options: JournalOptions): Journal<T> {
     const file = path.join(dir, JOURNAL_FILE);
     const durability = options.durability ?? 'fsync';
-    const exists = fs.existsSync(file);
-    if (options.fresh === true || !exists) return Journal.create<T>(file, lock, fingerprint, durability);
-
-    const buf = fs.readFileSync(file);
-    const lastNewline = buf.lastIndexOf(0x0a);
-    if (lastNewline < 0) {
-      // Not even the header was finished: nothing to resume.
-      return Journal.create<T>(file, lock, fingerprint, durability, buf.length > 0);
-    }
-    const complete = buf.subarray(0, lastNewline).toString('utf8').split('\n');
-    let keep = lastNewline + 1; // bytes of the file that stay
-    let discarded = keep < buf.length;
-
-    let header: Header;
-    try {
-      header = decodeLine(complete[0]!) as Header;
-    } catch {
-      throw new JournalCorruptError(file, 'its first line is not a journal header');
-    }
-    if (header === null || typeof header !== 'object' || header.format !== JOURNAL_FORMAT || typeof header.fingerprint !== 'string') {
-      throw new JournalCorruptError(file, `not a ${JOURNAL_FORMAT} file`);
-    }
-    if (header.fingerprint !== fingerprint.hash) {
-      const old = header.parts ?? {};
-      const changed = Object.keys(fingerprint.parts).filter((k) => old[k] !== fingerprint.parts[k]);
-      throw new JournalMismatchError(file, changed);
-    }
-
-    const loaded: { id: ExampleId; data: T }[] = [];
-    let offset = Buffer.byteLength(complete[0]!, 'utf8') + 1;
-    for (let i = 1; i < complete.length; i++) {
-      const line = complete[i]!;
-      const lineStart = offset;
-      offset += Buffer.byteLength(line, 'utf8') + 1;
-      if (line.trim() === '') continue;
-      let entry: unknown;
-      try {
-        entry = decodeLine(line);
-      } catch {
-        entry = undefined;
-      }
-      const ok = entry !== null && typeof entry === 'object' && isExampleId((entry as { id?: unknown }).id) && 'data' in (entry as object);
-      if (!ok) {
-        if (i === complete.length - 1 && !discarded) {
-          // A torn final line that happens to end in '\n' bytes (e.g. zero-filled after a crash).
-          keep = lineStart;
-          discarded = true;
-          break;
-        }
-        throw new JournalCorruptError(file, `line ${i + 1} is not a journal entry`);
-      }
-      loaded.push(entry as { id: ExampleId; data: T });
-    }
-
-    if (keep < buf.length) fs.truncateSync(file, keep);
+    if (options.fresh === true || !fs.existsSync(file)) return Journal.create<T>(file, lock, fingerprint, durability);
+    const read = readJournal<T>(file);
+    // Not even the header was finished: nothing to resume.
+    if (!read.header) return Journal.create<T>(file, lock, fingerprint, durability, read.size > 0);
+    if (read.header.fingerprint !== fingerprint.hash) throw new JournalMismatchError(file, changedParts(read.header, fingerprint));
+    if (read.keep < read.size) fs.truncateSync(file, read.keep);
     const fd = fs.openSync(file, 'a');
-    return new Journal<T>(file, lock, fd, loaded, discarded, durability);
+    return new Journal<T>(file, lock, fd, read.loaded, read.discarded, durability, fingerprint);
   }
 
   private static create<T>(file: string, lock: string, fingerprint: Fingerprint, durability: 'fsync' | 'flush', discarded = false): Journal<T> {
     const fd = fs.openSync(file, 'w');
     const header: Header = { format: JOURNAL_FORMAT, fingerprint: fingerprint.hash, parts: fingerprint.parts, createdAt: new Date().toISOString() };
-    const j = new Journal<T>(file, lock, fd, [], discarded, durability);
+    const j = new Journal<T>(file, lock, fd, [], discarded, durability, fingerprint);
     j.writeLine(encodeLine(header));
     return j;
   }
@@ -318,6 +331,29 @@ export class Journal<T> {
     const entry = { id, data: decodeLine(encodeLine(data)) as T };
     this.done.delete(keyOf(id));
     this.done.set(keyOf(id), entry);
+  }
+
+  /**
+   * Copies into this journal the finished examples of another folder's journal of the same run
+   * (a shard run with --shard, whose fingerprint is this run's); returns how many were new.
+   */
+  importFrom(dir: string): number {
+    const file = path.join(dir, JOURNAL_FILE);
+    if (!fs.existsSync(file)) throw new UserError(`${dir} holds no ${JOURNAL_FILE} to merge`, 'merge the --out folders of earlier runs of this program (e.g. its shards)');
+    const read = readJournal<T>(file);
+    if (!read.header) return 0;
+    if (read.header.fingerprint !== this.fingerprint.hash) {
+      const changed = changedParts(read.header, this.fingerprint);
+      throw new UserError(`${file} is the journal of a different run (changed: ${changed.join(', ') || 'the run settings'}), so it cannot be merged`,
+        'merge only runs of the same program, model, data, choices and selection; --shard does not count');
+    }
+    let added = 0;
+    for (const e of read.loaded) {
+      if (this.has(e.id)) continue;
+      this.append(e.id, e.data);
+      added++;
+    }
+    return added;
   }
 
   /** Close the file and release the folder. Safe to call twice. */

@@ -59,6 +59,8 @@ export interface ResultsData {
   readonly limit: number | null;
   readonly sample: number | null;
   readonly seed: number | null;
+  /** Present on a shard's results (`--shard index/count`): they cover that part of the facts only. */
+  readonly shard?: { readonly index: number; readonly count: number };
   /** Kept facts whose subject has no attribute data: they get no attributes_rate (present when an attributes file is used). */
   readonly withoutAttributes?: number;
 }
@@ -261,6 +263,10 @@ export const resultsSchema = {
         limit: nullableCount,
         sample: nullableCount,
         seed: nullableCount,
+        shard: {
+          type: 'object', additionalProperties: false, required: ['index', 'count'],
+          properties: { index: { type: 'integer', minimum: 0 }, count: { type: 'integer', minimum: 1 } },
+        },
         withoutAttributes: count,
       },
     },

@@ -252,6 +252,8 @@ export interface Selection {
   readonly seed?: number;
   /** Keep only the fact with this id (`--example`); applied first. */
   readonly example?: string;
+  /** Keep every `count`-th fact from the `index`-th on (`--shard index/count`); applied last. */
+  readonly shard?: { readonly index: number; readonly count: number };
 }
 
 /**
@@ -279,5 +281,10 @@ export function selectFacts(facts: readonly Fact[], sel: Selection = {}): Fact[]
     out = chosen.map((i) => out[i]!);
   }
   if (sel.limit !== undefined) out = out.slice(0, sel.limit);
+  if (sel.shard) {
+    const { index, count } = sel.shard;
+    if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) throw new InternalError(`selectFacts: shard ${index}/${count}`);
+    out = out.filter((_, i) => i % count === index);
+  }
   return out;
 }
