@@ -36,9 +36,9 @@ export function lastPositionPass(rw: Rewrite, sites: ModelSites): CacheEntry[] {
   if (unsupported) throw new Error(`internal: last-position rows requested although ${unsupported}`);
   const cache = sites.inputs.past.length ? modelCache(rw, sites) : addedCache(rw, sites);
   // the mask covers past + seq keys: it must not share the token axis's symbolic name
-  const mask = sites.inputs.attentionMask ? rw.ix.inputs.get(sites.inputs.attentionMask) : undefined;
-  const maskDims = mask?.type?.tensorType?.shape?.dim;
-  if (maskDims?.[1]?.dimParam === 'seq') maskDims[1] = { dimParam: 'kv_seq' };
+  const tokens = rw.ix.inputs.get(sites.inputs.inputIds)?.type?.tensorType?.shape?.dim?.[1]?.dimParam;
+  const maskDims = sites.inputs.attentionMask ? rw.ix.inputs.get(sites.inputs.attentionMask)?.type?.tensorType?.shape?.dim : undefined;
+  if (tokens && maskDims?.[1]?.dimParam === tokens) maskDims[1] = { dimParam: 'kv_seq' };
   if (sites.inputs.positionIds) return cache;
   if (sites.rotaryPositions) {
     // the export traced its lookup with one row of positions: every row of a batch shares it
