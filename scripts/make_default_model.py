@@ -12,7 +12,6 @@ attributes.json (subject -> attribute words), card.json and README.md (model car
 measurements computed in PyTorch on the eval facts).
 """
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -27,6 +26,7 @@ from dissect_models import train as T  # noqa: E402
 from dissect_models import analysis as A  # noqa: E402
 from dissect_models.gpt2 import GPT2Config, GPT2LMHeadModel  # noqa: E402
 from dissect_models.gptj import GPTJConfig, GPTJForCausalLM  # noqa: E402
+from dissect_models.onnx_export import sha256  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -214,10 +214,6 @@ def write_readme(out, card, arch):
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def main():

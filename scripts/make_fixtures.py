@@ -11,7 +11,6 @@ Fixtures (all share the same seeded weights: 2 layers, d_model 32, 4 heads, voca
                      rotary_dim 4, vocab 64) exported Optimum-style like gpt2-optimum, anonymised
   fixtures.json      configs + reference logits for 3 token sequences (+ gptj-optimum after a past)
 """
-import hashlib
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ from onnx import numpy_helper, TensorProto
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dissect_models.gpt2 import GPT2Config, GPT2LMHeadModel  # noqa: E402
 from dissect_models.gptj import GPTJConfig, GPTJForCausalLM  # noqa: E402
-from dissect_models.onnx_export import anonymise, export_optimum, export_plain, run_optimum  # noqa: E402
+from dissect_models.onnx_export import anonymise, export_optimum, export_plain, run_optimum, sha256  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "generated", "fixtures")
@@ -130,10 +129,6 @@ def config_of(cfg, **extra):
     return {"layers": cfg.n_layer, "heads": cfg.n_head, "d_model": cfg.n_embd, "vocab": cfg.vocab_size,
             "n_positions": cfg.n_positions, "d_head": d_head(cfg), **extra}
 
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def main():

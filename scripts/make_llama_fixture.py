@@ -19,7 +19,6 @@ keys (HF AttentionMaskConverter: masked_fill, no sum of two finfo.min) ; p = sof
 Knockout reference: a forward pre-hook on model.layers[l].self_attn.attn_softmax (the module whose
 input is the pre-softmax scores) replaces the blocked entries by finfo.min.
 """
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dissect_models.onnx_export import anonymise, export_optimum, export_plain, run_optimum  # noqa: E402
+from dissect_models.onnx_export import anonymise, export_optimum, export_plain, run_optimum, sha256  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "generated", "fixtures")
@@ -283,10 +282,6 @@ def knockout_probs(model, seq, layer, keys):
     return {"input_ids": seq["input_ids"], "attention_mask": seq["attention_mask"], "last": last,
             "clean_top1": top1, "clean_prob": p_clean, "knocked_prob": p_knocked}
 
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def main():

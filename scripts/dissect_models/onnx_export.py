@@ -10,9 +10,17 @@ Optimum graph signature: in input_ids [batch, seq], attention_mask [batch, past_
 present.{i}.key / .value [batch, kv_heads, past_seq+seq, d_head]. The model's forward must take
 (input_ids, attention_mask, position_ids, past_key_values) and return (logits, presents).
 """
+import hashlib
+
 import onnx
 import torch
 import torch.nn as nn
+
+
+def sha256(path):
+    """The hex SHA-256 of a file (recorded beside each fixture and model)."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def anonymise(path):

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline.js';
+import type { Results } from '../../src/report/schema.js';
 
 export const tinyGpt2 = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
 export const tinyGptj = fileURLToPath(new URL('../../../generated/tiny-gptj/', import.meta.url));
@@ -59,4 +60,20 @@ export async function runSource(setup: RunSetup): Promise<RunOutcome & { out: st
 /** |a - b| ≤ rel · max(|a|, |b|), with a floor for values near 0. */
 export function closeRel(a: number, b: number, rel: number, floor = 1e-12): boolean {
   return Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), floor);
+}
+
+/** A program's first lines on the default GPT-2: model, dataset, the known filter, then `lines`. */
+export function tinyGpt2Program(...lines: string[]): string {
+  return [
+    `model "${join(tinyGpt2, 'model.onnx')}" tokenizer "${join(tinyGpt2, 'tokenizer.json')}"`,
+    `dataset counterfact "${join(tinyGpt2, 'facts.json')}"`,
+    'filter known',
+    ...lines,
+  ].join('\n');
+}
+
+/** The value of `measure` for fact `id` at a sweep binding of experiment `e`; undefined when absent. */
+export function valueAt(r: Results, e: number, id: number, key: Record<string, number | string>, measure: string): number | undefined {
+  const row = r.experiments[e]!.values.find((v) => v.example === String(id) && Object.entries(key).every(([k, x]) => v.key[k] === x));
+  return row?.values[measure];
 }

@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Results } from '../../src/report/schema.js';
-import { runSource, tinyGpt2 } from './helpers.js';
+import { runSource, tinyGpt2, tinyGpt2Program, valueAt } from './helpers.js';
 
 type PerLayer = number[];
 interface Fact {
@@ -32,24 +32,9 @@ const vocab = JSON.parse(readFileSync(join(tinyGpt2, 'tokenizer.json'), 'utf8'))
 const N = expected.n_facts;
 const L = expected.layers;
 
-function header(extra = ''): string {
-  return [
-    `model "${join(tinyGpt2, 'model.onnx')}" tokenizer "${join(tinyGpt2, 'tokenizer.json')}"`,
-    `dataset counterfact "${join(tinyGpt2, 'facts.json')}"`,
-    `attributes json "${join(tinyGpt2, 'attributes.json')}" candidates 100 keep 10 min_length 3 stopwords english`,
-    'filter known',
-    extra,
-  ].join('\n');
-}
-
 async function run(body: string, extra = ''): Promise<Results> {
-  return (await runSource({ source: `${header(extra)}\n${body}\n`, limit: N })).results;
-}
-
-/** The value of `measure` for a fact at a sweep binding; undefined when absent. */
-function value(r: Results, e: number, id: number, key: Record<string, number | string>, measure: string): number | undefined {
-  const row = r.experiments[e]!.values.find((v) => v.example === String(id) && Object.entries(key).every(([k, x]) => v.key[k] === x));
-  return row?.values[measure];
+  const attributes = `attributes json "${join(tinyGpt2, 'attributes.json')}" candidates 100 keep 10 min_length 3 stopwords english`;
+  return (await runSource({ source: `${tinyGpt2Program(attributes, extra)}\n${body}\n`, limit: N })).results;
 }
 
 function compare(t: ExecutionContext, got: number | undefined, want: number | null, what: string, tol = 0): void {
@@ -72,7 +57,7 @@ test.serial('attributes rate per hidden state and position', async (t) => {
 }`);
   for (const f of expected.facts) {
     for (const [pos, rates] of Object.entries(f.attributes_rate)) {
-      rates.forEach((want, h) => compare(t, value(r, 0, f.case_id, { h, p: pos }, 'attributes_rate of hidden h at p'), want, `${f.case_id} ${pos} h${h}`, 0.01));
+      rates.forEach((want, h) => compare(t, valueAt(r, 0, f.case_id, { h, p: pos }, 'attributes_rate of hidden h at p'), want, `${f.case_id} ${pos} h${h}`, 0.01));
     }
   }
 });
@@ -96,8 +81,8 @@ experiment none {
 }`, choice);
     for (const f of expected.facts) {
       (f.sublayer_knockout[mode] as (number | null)[]).forEach((want, start) =>
-        compare(t, value(r, 0, f.case_id, { start }, 'attributes_rate of hidden 7 at subject_last'), want, `${f.case_id} start ${start}`, 0.01));
-      compare(t, value(r, 1, f.case_id, {}, 'attributes_rate of hidden 7 at subject_last'), f.sublayer_knockout['none'] as number, `${f.case_id} none`, 0.01);
+        compare(t, valueAt(r, 0, f.case_id, { start }, 'attributes_rate of hidden 7 at subject_last'), want, `${f.case_id} start ${start}`, 0.01));
+      compare(t, valueAt(r, 1, f.case_id, {}, 'attributes_rate of hidden 7 at subject_last'), f.sublayer_knockout['none'] as number, `${f.case_id} none`, 0.01);
     }
   });
 }
@@ -115,7 +100,7 @@ test.serial('extraction events, target ranks, per-head decisions and attention w
   for (const f of expected.facts) {
     const x = f.extraction;
     for (let l = 0; l < L; l++) {
-      const at = (m: string) => value(r, 0, f.case_id, { l }, m);
+      const at = (m: string) => valueAt(r, 0, f.case_id, { l }, m);
       compare(t, at('extraction of attention l'), x.attention.event[l]!, `${f.case_id} attention l${l}`);
       compare(t, at('extraction of mlp l'), x.mlp.event[l]!, `${f.case_id} mlp l${l}`);
       compare(t, at('target_rank of attention l at last'), x.attention.target_rank[l]!, `${f.case_id} attention rank l${l}`);
@@ -171,7 +156,7 @@ test.serial('control A: edges blocked at the extraction layer, propagated to the
   for (const f of expected.facts) {
     for (const [set, { event }] of Object.entries(f.control_a)) {
       const label = set === 'nonsubject+last' ? 'nonsubject + last' : set;
-      event.forEach((want, l) => compare(t, value(r, 0, f.case_id, { l, blocked: label }, 'extraction of attention l'), want, `${f.case_id} ${set} l${l}`));
+      event.forEach((want, l) => compare(t, valueAt(r, 0, f.case_id, { l, blocked: label }, 'extraction of attention l'), want, `${f.case_id} ${set} l${l}`));
     }
   }
 });
@@ -187,8 +172,8 @@ test.serial('control B: subject positions patched with early hidden states', asy
     for (const [source, { event, p }] of Object.entries(f.control_b)) {
       for (let l = 0; l < L; l++) {
         const key = { l, source: Number(source) };
-        compare(t, value(r, 0, f.case_id, key, 'extraction of attention l'), event[l]!, `${f.case_id} src ${source} l${l}`);
-        const got = value(r, 0, f.case_id, key, 'probability')!;
+        compare(t, valueAt(r, 0, f.case_id, key, 'extraction of attention l'), event[l]!, `${f.case_id} src ${source} l${l}`);
+        const got = valueAt(r, 0, f.case_id, key, 'probability')!;
         t.true(Math.abs(got - p[l]!) <= 1e-5 * Math.max(p[l]!, 1e-6) + 1e-7, `${f.case_id} p src ${source} l${l}: ${got} vs ${p[l]}`);
       }
     }

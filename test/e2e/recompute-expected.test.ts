@@ -7,7 +7,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Results } from '../../src/report/schema.js';
-import { runSource, tinyGpt2 } from './helpers.js';
+import { runSource, tinyGpt2, tinyGpt2Program, valueAt } from './helpers.js';
 
 type Mode = 'renormalise' | 'paper_resoftmax';
 interface PerLayer { event: number[]; target_rank: number[]; tie: boolean[] }
@@ -24,22 +24,8 @@ const N = expected.n_facts;
 const L = expected.layers;
 const SETS = expected.control_a_local_sets;
 
-function header(extra: string): string {
-  return [
-    `model "${join(tinyGpt2, 'model.onnx')}" tokenizer "${join(tinyGpt2, 'tokenizer.json')}"`,
-    `dataset counterfact "${join(tinyGpt2, 'facts.json')}"`,
-    'filter known',
-    extra,
-  ].join('\n');
-}
-
 async function run(body: string, extra = ''): Promise<Results> {
-  return (await runSource({ source: `${header(extra)}\n${body}\n`, limit: N })).results;
-}
-
-function value(r: Results, e: number, id: number, key: Record<string, number | string>, measure: string): number | undefined {
-  const row = r.experiments[e]!.values.find((v) => v.example === String(id) && Object.entries(key).every(([k, x]) => v.key[k] === x));
-  return row?.values[measure];
+  return (await runSource({ source: `${tinyGpt2Program(extra)}\n${body}\n`, limit: N })).results;
 }
 
 test('the expected values cover the paper\'s removed sets and both modes', (t) => {
@@ -68,12 +54,12 @@ for (const mode of ['renormalise', 'paper_resoftmax'] as const) {
         const want = f.control_a_local[mode][set]!;
         for (let l = 0; l < L; l++) {
           const key = { l, s: set };
-          const event = value(r, 0, f.case_id, key, 'extraction of attention l without s');
-          const rank = value(r, 0, f.case_id, key, 'target_rank of attention l without s');
+          const event = valueAt(r, 0, f.case_id, key, 'extraction of attention l without s');
+          const rank = valueAt(r, 0, f.case_id, key, 'target_rank of attention l without s');
           if (event !== want.event[l]) mismatches.push(`${f.case_id} ${set} l${l}: event ${event} vs ${want.event[l]}`);
           if (rank !== want.target_rank[l]) mismatches.push(`${f.case_id} ${set} l${l}: rank ${rank} vs ${want.target_rank[l]}`);
           // nothing is propagated: the output is the clean one
-          const p = value(r, 0, f.case_id, key, 'probability')!;
+          const p = valueAt(r, 0, f.case_id, key, 'probability')!;
           if (Math.abs(p - f.p0) > 1e-6 * Math.max(f.p0, 1e-6) + 1e-7) mismatches.push(`${f.case_id} ${set} l${l}: probability ${p} vs p0 ${f.p0}`);
           if (want.tie[l]) ties++;
           compared++;
@@ -102,9 +88,9 @@ experiment propagated {
   for (const f of expected.facts) {
     const want = f.control_a_local.renormalise['subject_last + last']!;
     for (let l = 0; l < L; l++) {
-      t.is(value(r, 0, f.case_id, { l }, 'extraction of attention l without subject_last + last'), want.event[l], `${f.case_id} l${l}`);
-      t.is(value(r, 0, f.case_id, { l }, 'target_rank of attention l without subject_last + last at last'), want.target_rank[l], `${f.case_id} l${l}`);
-      t.is(value(r, 1, f.case_id, { l }, 'target_rank of attention l'), f.control_a_local.renormalise['subject_last']!.target_rank[l], `${f.case_id} l${l} propagated`);
+      t.is(valueAt(r, 0, f.case_id, { l }, 'extraction of attention l without subject_last + last'), want.event[l], `${f.case_id} l${l}`);
+      t.is(valueAt(r, 0, f.case_id, { l }, 'target_rank of attention l without subject_last + last at last'), want.target_rank[l], `${f.case_id} l${l}`);
+      t.is(valueAt(r, 1, f.case_id, { l }, 'target_rank of attention l'), f.control_a_local.renormalise['subject_last']!.target_rank[l], `${f.case_id} l${l} propagated`);
     }
   }
 });
