@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { buildVariant, compileVariant } from '../src/onnx/compile.js';
 import type { VariantRequest } from '../src/onnx/variant.js';
 import { GPTJ_SIZE, writeSkeleton, type SkeletonShape } from './skeleton.js';
+import { OutputFolder } from '../src/output/folder.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -44,7 +45,7 @@ try {
     `graph ${mib(statSync(path).size)}, external weights ${(weights / 2 ** 30).toFixed(1)} GiB (sparse) in ${(performance.now() - t).toFixed(0)} ms`);
   const rssBefore = process.resourceUsage().maxRSS * 1024;
   t = performance.now();
-  const c = compileVariant(path, request, join(dir, 'variant'));
+  const c = compileVariant(path, request, OutputFolder.open(join(dir, 'variant')));
   const compileMs = performance.now() - t;
   t = performance.now();
   const built = buildVariant(path, request);

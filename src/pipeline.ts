@@ -12,7 +12,9 @@ import type { CiOptions } from './measure/stats.js';
 import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
-import { Journal, runFingerprint } from './report/journal.js';
+import { Journal, JOURNAL_FILE, runFingerprint } from './report/journal.js';
+import { writeReport, type WriteReportOptions, type WrittenReport } from './report/html/index.js';
+import { withOutputFolder, type OutputFolder } from './output/folder.js';
 import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './report/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, type Fact, type Selection } from './run/dataset.js';
@@ -121,7 +123,12 @@ export function sha256File(path: string): string {
 }
 
 export interface RunOptions {
+  /** The output folder (opened and locked by runProgram for the whole run). */
   readonly out: string;
+  /** Write into a non-empty folder that is not a dissect output. */
+  readonly force?: boolean;
+  /** Also write report.html and plots/ (the CLI does; most tests need only results). */
+  readonly report?: WriteReportOptions | boolean;
   readonly selection: Selection;
   readonly batch: number;
   readonly device: string;
@@ -139,6 +146,7 @@ export interface RunOptions {
 export interface RunOutcome {
   readonly results: Results;
   readonly written: WrittenResults;
+  readonly report?: WrittenReport;
   /** Examples taken from an earlier, interrupted run's journal. */
   readonly resumed: number;
 }
@@ -172,6 +180,15 @@ export function readParamsFile(file: string): Record<string, string> {
 }
 
 export async function runProgram(loaded: LoadedProgram, options: RunOptions): Promise<RunOutcome> {
+  return withOutputFolder(options.out, { force: options.force ?? false }, async (out) => {
+    const outcome = await runInFolder(loaded, options, out);
+    if (!options.report) return outcome;
+    const report = await writeReport(out, outcome.results, options.report === true ? {} : options.report);
+    return { ...outcome, report };
+  });
+}
+
+async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
   const { program, plan, sites, tokenizer } = loaded;
   const { selected } = selectedFacts(program, options.selection);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
@@ -196,7 +213,8 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
     selection: { filter: program.filter, bos: program.bos, ...options.selection, shard: undefined },
     extra: { tool: version, device: options.device, ...(hashes.attributes ? { attributes: hashes.attributes } : {}) },
   });
-  const journal = Journal.open<ExampleRecord>(options.out, fingerprint, { fresh: options.fresh ?? false });
+  out.claim(JOURNAL_FILE);
+  const journal = Journal.open<ExampleRecord>(out.dir, fingerprint, { fresh: options.fresh ?? false });
   let resumed = journal.resumed;
   try {
     for (const dir of options.merge ?? []) resumed += journal.importFrom(dir);
@@ -274,7 +292,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
       ...(mappings ? { headMappings: mappings } : {}),
       ci: ci.method === 'none' ? { method: 'none' } : ci,
     };
-    return { results, written: writeResults(options.out, results), resumed };
+    return { results, written: writeResults(out, results), resumed };
   } finally {
     journal.close();
   }

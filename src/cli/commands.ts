@@ -13,6 +13,7 @@ import { resultsSchema } from '../report/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
 import { orThrow } from '../run/errors.js';
+import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
 
 type Overrides = { set: Record<string, string>; params?: string };
@@ -42,14 +43,15 @@ export function checkCommand(file: string, opts: Overrides): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-export function compileCommand(file: string, opts: Overrides & { out: string }): void {
+export async function compileCommand(file: string, opts: Overrides & { out: string; force?: boolean }): Promise<void> {
   const loaded = load(file, opts);
-  const compiled = compileVariant(loaded.program.model.onnx, loaded.plan.variant, opts.out);
+  const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.program.model.onnx, loaded.plan.variant, out));
   process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
 }
 
 interface RunFlags extends Overrides {
   out: string;
+  force?: boolean;
   limit?: number;
   sample?: number;
   seed: number;
@@ -82,6 +84,8 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     device: opts.device,
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     ...(opts.fresh ? { fresh: true } : {}),
+    ...(opts.force ? { force: true } : {}),
+    report: true,
     ...(opts.fullRows ? { fullRows: true } : {}),
     ...(opts.merge.length ? { merge: opts.merge.map((d) => resolve(d)) } : {}),
     command: process.argv.slice(2),
@@ -94,14 +98,14 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   if (outcome.resumed > 0) process.stdout.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
   if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
   else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
-  const report = await writeReport(resolve(opts.out), outcome.results);
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.
-  (opts.example !== undefined ? process.stderr : process.stdout).write(`report:  ${report.html}\n`);
+  (opts.example !== undefined ? process.stderr : process.stdout).write(`report:  ${outcome.report!.html}\n`);
 }
 
-export async function reportCommand(resultsFile: string, opts: { out?: string }): Promise<void> {
+export async function reportCommand(resultsFile: string, opts: { out?: string; force?: boolean }): Promise<void> {
   const results = readResultsFile(resultsFile);
-  const report = await writeReport(opts.out ?? dirname(resolve(resultsFile)), results);
+  const dir = opts.out ?? dirname(resolve(resultsFile));
+  const report = await withOutputFolder(dir, { force: opts.force ?? false }, (out) => writeReport(out, results));
   const pngs = report.pngs.length ? `, ${report.pngs.length} PNG` : report.pngSkipped ? ` (no PNG: ${report.pngSkipped})` : '';
   process.stdout.write(`wrote ${report.html}\n${report.svgs.length} plots in ${join(dirname(report.html), PLOTS_DIR)} (SVG${pngs})\n`);
 }

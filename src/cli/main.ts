@@ -59,6 +59,7 @@ withSet(program.command('check <file>'))
 withSet(program.command('compile <file>'))
   .description('write the compiled ONNX variant and its manifest.json')
   .requiredOption('--out <dir>', 'output folder')
+  .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .action(compileCommand);
 
 withSet(program.command('run <file>'))
@@ -72,6 +73,7 @@ withSet(program.command('run <file>'))
   .option('--device <device>', 'cpu | cuda | cuda:N', 'cpu')
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
   .option('--fresh', 'discard an existing journal in --out instead of resuming')
+  .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .option('--full-rows', 'run every row over its whole prompt, never its last token alone against the clean run\'s cache (to cross-check)')
   .option('--shard <k/n>', 'run only facts k, k+n, k+2n, … of the selection (0 ≤ k < n), e.g. one per machine', parseShard)
   .option('--merge <dir>', 'take the finished facts of another --out folder of this run (a shard) instead of computing them (repeatable)', collect, [])
@@ -80,6 +82,7 @@ withSet(program.command('run <file>'))
 program.command('report <results>')
   .description('rebuild report.html and plots/ from a results.json, without the model')
   .option('--out <dir>', 'output folder (default: the folder of results.json)')
+  .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .action(reportCommand);
 
 program.command('inspect <model>')

@@ -3,7 +3,7 @@
 // manifest so that the variant runs without dissect.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { checkExternalData, hardlinkWeights } from './external.js';
 import { valueInfoShape } from './graph.js';
@@ -18,6 +18,7 @@ import { DataType, decodeModel, dtypeName, encodeModel, type ModelProto } from '
 import { lowestFinite } from './tensor.js';
 import { Rewrite } from './rewrite.js';
 import { version } from '../version.js';
+import type { OutputFolder } from '../output/folder.js';
 import { detectSites } from './sites/index.js';
 import type { ModelSites } from './sites/types.js';
 import {
@@ -295,21 +296,19 @@ export interface CompileOptions {
   readonly weights?: 'auto' | 'beside-source';
 }
 
-/** Writes the variant graph and manifest.json into `outDir` (see WeightsLayout for where the graph goes). */
-export function compileVariant(modelPath: string, request: VariantRequest, outDir: string, opts: CompileOptions = {}): CompiledVariant {
+/** Writes the variant graph and manifest.json into `out` (see WeightsLayout for where the graph goes). */
+export function compileVariant(modelPath: string, request: VariantRequest, out: OutputFolder, opts: CompileOptions = {}): CompiledVariant {
   const p = prepare(modelPath, request);
   const bytes = encodeModel(p.model);
   const srcDir = dirname(resolve(modelPath));
-  const out = resolve(outDir);
-  mkdirSync(out, { recursive: true });
   let layout: WeightsLayout = 'embedded';
-  let target = join(out, 'model.onnx');
-  if (target === resolve(modelPath)) target = join(out, 'variant.onnx');
+  let target = out.file('model.onnx');
+  if (target === resolve(modelPath)) target = out.file('variant.onnx');
   let folder: string | undefined;
   if (p.files.length) {
     if (opts.weights !== 'beside-source' && hardlinkWeights(p.files, srcDir, out)) {
       layout = 'hardlinked';
-      folder = out;
+      folder = out.dir;
     } else {
       layout = 'external-beside-source';
       folder = srcDir;
@@ -318,11 +317,11 @@ export function compileVariant(modelPath: string, request: VariantRequest, outDi
     }
   }
   if (existsSync(target) && target === resolve(modelPath)) throw new Error('internal: refusing to overwrite the source model');
-  writeFileSync(target, bytes);
-  const manifest = manifestFor(p, modelPath, request, relative(out, target), {
+  if (folder === srcDir) writeFileSync(target, bytes);
+  else out.write(relative(out.dir, target), bytes);
+  const manifest = manifestFor(p, modelPath, request, relative(out.dir, target), {
     layout, files: p.files, ...(folder ? { folder } : {}),
   });
-  const manifestPath = join(out, 'manifest.json');
-  writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+  const manifestPath = out.write('manifest.json', JSON.stringify(manifest, null, 2) + '\n');
   return { modelPath: target, manifestPath, manifest, sites: p.sites };
 }

@@ -11,6 +11,7 @@ import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'no
 import { UserError } from '../errors.js';
 import { DataLocation, type GraphProto, type ModelProto, type TensorProto } from './proto.js';
 import { elementCount, tensorDims } from './tensor.js';
+import type { OutputFolder } from '../output/folder.js';
 
 export interface ExternalRef {
   readonly tensor: string;
@@ -101,20 +102,22 @@ export function checkExternalData(model: ModelProto, modelPath: string): string[
  * Makes `files` (relative to `srcDir`) available in `outDir` under the same relative paths
  * as hardlinks. Returns false (and removes any links it made) when the filesystem refuses.
  */
-export function hardlinkWeights(files: readonly string[], srcDir: string, outDir: string): boolean {
+export function hardlinkWeights(files: readonly string[], srcDir: string, out: OutputFolder): boolean {
   const made: string[] = [];
   try {
     for (const f of files) {
       const src = join(srcDir, f);
-      const dst = join(outDir, f);
+      const dst = out.file(f);
       if (resolve(src) === resolve(dst)) continue;
       mkdirSync(dirname(dst), { recursive: true });
       if (existsSync(dst)) {
         const a = statSync(src);
         const b = statSync(dst);
         if (a.ino === b.ino && a.dev === b.dev) continue;
+        if (!out.owns(f)) throw new UserError(`cannot link the weights file ${f} into ${out.dir}: a file of that name is in the way`, 'dissect never replaces files it did not write: move it, or choose another --out');
         unlinkSync(dst);
       }
+      out.claim(f);
       linkSync(src, dst);
       made.push(dst);
     }

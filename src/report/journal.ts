@@ -21,7 +21,6 @@ import * as path from 'node:path';
 import { UserError } from '../errors.js';
 
 export const JOURNAL_FILE = 'journal.jsonl';
-export const JOURNAL_LOCK = 'journal.lock';
 export const JOURNAL_FORMAT = 'dissect-journal/1' as const;
 
 export type ExampleId = string | number;
@@ -95,14 +94,6 @@ export class JournalCorruptError extends UserError {
   }
 }
 
-/** Another live process is writing into the same output folder. */
-export class JournalLockedError extends UserError {
-  constructor(readonly file: string, readonly pid: number) {
-    super(`another dissect process (pid ${pid}) is writing to this output folder (${file})`, 'Wait for it to finish, or choose another output folder with --out.');
-    this.name = 'JournalLockedError';
-  }
-}
-
 function replacer(_key: string, v: unknown): unknown {
   if (typeof v === 'number' && !Number.isFinite(v)) return { $num: String(v) };
   if (typeof v === 'bigint') return { $bigint: v.toString() };
@@ -148,31 +139,6 @@ export interface JournalOptions {
 
 function isExampleId(x: unknown): x is ExampleId {
   return typeof x === 'string' || (typeof x === 'number' && Number.isInteger(x));
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function takeLock(dir: string): string {
-  const lock = path.join(dir, JOURNAL_LOCK);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
-      return lock;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number.parseInt(fs.readFileSync(lock, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) throw new JournalLockedError(lock, pid);
-      fs.rmSync(lock, { force: true }); // stale: its process is gone
-    }
-  }
-  throw new Error(`could not take the lock ${lock}`);
 }
 
 /** What a journal file holds: its header (absent when not even that line was finished) and entries. */
@@ -247,7 +213,6 @@ export class Journal<T> {
 
   private constructor(
     readonly file: string,
-    private readonly lock: string,
     fd: number,
     loaded: { id: ExampleId; data: T }[],
     discarded: boolean,
@@ -264,37 +229,27 @@ export class Journal<T> {
   }
 
   /**
-   * Open (creating the folder and the journal if needed) for a run with `fingerprint`.
-   * Throws JournalMismatchError, JournalCorruptError or JournalLockedError.
+   * Open (creating the journal if needed) for a run with `fingerprint`, in a folder the
+   * caller holds (OutputFolder). Throws JournalMismatchError or JournalCorruptError.
    */
   static open<T>(dir: string, fingerprint: Fingerprint, options: JournalOptions = {}): Journal<T> {
     fs.mkdirSync(dir, { recursive: true });
-    const lock = takeLock(dir);
-    try {
-      return Journal.openLocked<T>(dir, lock, fingerprint, options);
-    } catch (e) {
-      fs.rmSync(lock, { force: true });
-      throw e;
-    }
-  }
-
-  private static openLocked<T>(dir: string, lock: string, fingerprint: Fingerprint, options: JournalOptions): Journal<T> {
     const file = path.join(dir, JOURNAL_FILE);
     const durability = options.durability ?? 'fsync';
-    if (options.fresh === true || !fs.existsSync(file)) return Journal.create<T>(file, lock, fingerprint, durability);
+    if (options.fresh === true || !fs.existsSync(file)) return Journal.create<T>(file, fingerprint, durability);
     const read = readJournal<T>(file);
     // Not even the header was finished: nothing to resume.
-    if (!read.header) return Journal.create<T>(file, lock, fingerprint, durability, read.size > 0);
+    if (!read.header) return Journal.create<T>(file, fingerprint, durability, read.size > 0);
     if (read.header.fingerprint !== fingerprint.hash) throw new JournalMismatchError(file, changedParts(read.header, fingerprint));
     if (read.keep < read.size) fs.truncateSync(file, read.keep);
     const fd = fs.openSync(file, 'a');
-    return new Journal<T>(file, lock, fd, read.loaded, read.discarded, durability, fingerprint);
+    return new Journal<T>(file, fd, read.loaded, read.discarded, durability, fingerprint);
   }
 
-  private static create<T>(file: string, lock: string, fingerprint: Fingerprint, durability: 'fsync' | 'flush', discarded = false): Journal<T> {
+  private static create<T>(file: string, fingerprint: Fingerprint, durability: 'fsync' | 'flush', discarded = false): Journal<T> {
     const fd = fs.openSync(file, 'w');
     const header: Header = { format: JOURNAL_FORMAT, fingerprint: fingerprint.hash, parts: fingerprint.parts, createdAt: new Date().toISOString() };
-    const j = new Journal<T>(file, lock, fd, [], discarded, durability, fingerprint);
+    const j = new Journal<T>(file, fd, [], discarded, durability, fingerprint);
     j.writeLine(encodeLine(header));
     return j;
   }
@@ -356,12 +311,11 @@ export class Journal<T> {
     return added;
   }
 
-  /** Close the file and release the folder. Safe to call twice. */
+  /** Close the file. Safe to call twice. */
   close(): void {
     if (this.fd !== undefined) {
       fs.closeSync(this.fd);
       this.fd = undefined;
-      fs.rmSync(this.lock, { force: true });
     }
   }
 }

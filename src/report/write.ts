@@ -1,9 +1,7 @@
 // Writing a run's results: results.json (validated first) and a long-format results.csv
-// beside it. Both are written to a temporary name and renamed, so a reader never sees a
-// half-written file.
+// beside it, each atomically (see OutputFolder.write).
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import type { OutputFolder } from '../output/folder.js';
 import { validateResults, type Results } from './schema.js';
 
 export const RESULTS_JSON = 'results.json';
@@ -116,25 +114,9 @@ export function resultsCsv(results: Results): string {
   return lines.join('\n') + '\n';
 }
 
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
-/** Validate, then write results.json and results.csv into `outDir` (created if needed). */
-export function writeResults(outDir: string, results: Results): WrittenResults {
+/** Validate, then write results.json and results.csv into the output folder. */
+export function writeResults(out: OutputFolder, results: Results): WrittenResults {
   const errors = validateResults(results);
   if (errors.length > 0) throw new ResultsValidationError(errors);
-  fs.mkdirSync(outDir, { recursive: true });
-  const json = path.join(outDir, RESULTS_JSON);
-  const csv = path.join(outDir, RESULTS_CSV);
-  writeAtomic(json, formatJson(results));
-  writeAtomic(csv, resultsCsv(results));
-  return { json, csv };
+  return { json: out.write(RESULTS_JSON, formatJson(results)), csv: out.write(RESULTS_CSV, resultsCsv(results)) };
 }

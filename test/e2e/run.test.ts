@@ -12,6 +12,7 @@ import { JOURNAL_FILE } from '../../src/report/journal.js';
 import type { Results } from '../../src/report/schema.js';
 import type { VariantManifest } from '../../src/onnx/variant.js';
 import { closeRel, informationFlowSource, runSource, tempDir, tinyGpt2 } from './helpers.js';
+import { OutputFolder } from '../../src/output/folder.js';
 
 function values(results: Results): Map<string, Record<string, number | undefined>> {
   return new Map(results.experiments[0]!.values.map((v) => [`${v.example}|${v.key['l']}|${v.key['blocked']}`, v.values]));
@@ -62,7 +63,7 @@ test.serial('the compiled variant runs in plain onnxruntime from its manifest an
   const source = informationFlowSource(3);
   const { results } = await runSource({ source, limit: 3 });
   const dir = tempDir();
-  const compiled = compileVariant(join(tinyGpt2, 'model.onnx'), { knockout: true, logits: false }, dir);
+  const compiled = compileVariant(join(tinyGpt2, 'model.onnx'), { knockout: true, logits: false }, OutputFolder.open(dir));
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as VariantManifest;
   const session = await ort.InferenceSession.create(join(dir, manifest.model), { intraOpNumThreads: 1, interOpNumThreads: 1 });
   t.is(compiled.manifest.layers, manifest.layers);

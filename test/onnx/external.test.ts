@@ -7,6 +7,7 @@ import { externalizeInitializers } from '../../src/onnx/external.js';
 import { inspectModel } from '../../src/onnx/inspect.js';
 import { readModel, writeModel } from '../../src/onnx/proto.js';
 import { bool, fixture, fixturePath, int64, maxAbs, maxAbsDiff, modelFeeds, numbers, session, tempDir } from './helpers.js';
+import { OutputFolder } from '../../src/output/folder.js';
 
 const NAME = 'gpt2-opset14.onnx';
 
@@ -51,7 +52,7 @@ test.serial('an external-data model compiles without its weights and the variant
   const file = join(src, 'weights.bin');
   blankWeights(file); // compiling must not need the weights' contents
   const out = join(tempDir('ext-out'), 'variant');
-  const c = compileVariant(path, { knockout: true, logits: true }, out);
+  const c = compileVariant(path, { knockout: true, logits: true }, OutputFolder.open(out));
   t.is(c.manifest.weights.layout, 'hardlinked');
   t.deepEqual(c.manifest.weights.files, ['weights.bin']);
   t.is(c.modelPath, join(out, 'model.onnx'));
@@ -86,7 +87,7 @@ test.serial('without hardlinks the variant is written beside the source model', 
   const src = tempDir('ext-beside');
   const { path } = externalModel(src);
   const out = tempDir('ext-beside-out');
-  const c = compileVariant(path, { knockout: false, logits: true }, out, { weights: 'beside-source' });
+  const c = compileVariant(path, { knockout: false, logits: true }, OutputFolder.open(out), { weights: 'beside-source' });
   t.is(c.manifest.weights.layout, 'external-beside-source');
   t.is(c.manifest.weights.folder, src);
   t.regex(c.modelPath, /model\.dissect-[0-9a-f]{12}\.onnx$/);
@@ -107,7 +108,7 @@ test.serial('a real cross-device hardlink failure falls back to beside-source', 
   const src = tempDir('ext-xdev');
   const { path } = externalModel(src);
   const out = tempDir('xdev', shm);
-  const c = compileVariant(path, { knockout: false, logits: false }, out);
+  const c = compileVariant(path, { knockout: false, logits: false }, OutputFolder.open(out));
   t.is(c.manifest.weights.layout, 'external-beside-source');
 });
 

@@ -6,6 +6,7 @@ import { buildVariant, compileVariant } from '../../src/onnx/compile.js';
 import { decodeModel } from '../../src/onnx/proto.js';
 import { VariantNames, type VariantManifest, type VariantRequest } from '../../src/onnx/variant.js';
 import { fixturePath, tempDir } from './helpers.js';
+import { OutputFolder } from '../../src/output/folder.js';
 
 const MODEL = fixturePath('gpt2-opset14.onnx');
 const MODEL_INPUTS = ['input_ids', 'attention_mask'];
@@ -60,7 +61,7 @@ test('the manifest describes every new input (meaning, fill, dtype, shape) and o
     ],
   };
   const out = tempDir('passes-manifest');
-  const c = compileVariant(MODEL, request, out);
+  const c = compileVariant(MODEL, request, OutputFolder.open(out));
   const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as VariantManifest;
   t.deepEqual(m, c.manifest);
   const input = (name: string) => m.inputs.find((i) => i.name === name)!;

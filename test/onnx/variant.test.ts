@@ -5,6 +5,7 @@ import ort from 'onnxruntime-node';
 import { buildVariant, compileVariant } from '../../src/onnx/compile.js';
 import { decodeModel } from '../../src/onnx/proto.js';
 import type { VariantManifest } from '../../src/onnx/variant.js';
+import { OutputFolder } from '../../src/output/folder.js';
 import {
   FIXTURE_MODELS, argmax, bool, fixture, fixturePath, int64, lastReal, maxAbs, maxAbsDiff, modelFeeds, numbers, padRows,
   rankOf, session, softmax, tempDir, type Row,
@@ -120,7 +121,7 @@ function feedsFromManifest(m: VariantManifest, ids: readonly number[]): Record<s
 for (const name of ['gpt2-opset14.onnx', 'gpt2-optimum.onnx']) {
   test.serial(`${name}: a compiled variant runs in plain onnxruntime from its manifest alone`, async (t) => {
     const out = tempDir('manifest');
-    const compiled = compileVariant(fixturePath(name), { knockout: true, logits: false }, out);
+    const compiled = compileVariant(fixturePath(name), { knockout: true, logits: false }, OutputFolder.open(out));
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as VariantManifest;
     t.deepEqual(manifest, compiled.manifest);
     t.is(manifest.weights.layout, 'embedded');

@@ -9,11 +9,12 @@ import { pathToFileURL } from 'node:url';
 import { browserTest } from '../browser.js';
 import { allFigures, planFigures, writeReport } from '../../src/report/html/index.js';
 import { richResults } from './html-fixture.js';
+import { OutputFolder } from '../../src/output/folder.js';
 
 browserTest('report.html renders in headless Chromium: every section and plot, no console errors', async (t, browser) => {
   const results = richResults();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-browser-'));
-  const written = await writeReport(dir, results, { png: false });
+  const written = await writeReport(OutputFolder.open(dir), results, { png: false });
   const plan = planFigures(results);
   const figures = allFigures(results, plan);
 

@@ -13,6 +13,7 @@ import { renameIds } from '../../src/report/html/render.js';
 import { validateResults, type Results } from '../../src/report/schema.js';
 import { makeResults } from './fixture.js';
 import { EXAMPLES, richResults } from './html-fixture.js';
+import { OutputFolder } from '../../src/output/folder.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-html-'));
@@ -191,10 +192,7 @@ test('renameIds renumbers ids and their references in order of appearance', (t) 
 test('writeReport writes report.html and one standalone SVG (and PNG) per plot', async (t) => {
   const dir = tmp();
   const r = richResults();
-  fs.mkdirSync(path.join(dir, 'plots'));
-  fs.writeFileSync(path.join(dir, 'plots', 'stale--from-an-earlier-program.svg'), '<svg/>');
-  const out = await writeReport(dir, r);
-  t.false(fs.existsSync(path.join(dir, 'plots', 'stale--from-an-earlier-program.svg')));
+  const out = await writeReport(OutputFolder.open(dir), r);
   t.is(out.html, path.join(dir, 'report.html'));
   const figures = allFigures(r, (await rich()).plan);
   t.deepEqual(out.svgs, figures.map((f) => path.join(dir, 'plots', `${f.id}.svg`)));
@@ -217,7 +215,7 @@ test('writeReport writes report.html and one standalone SVG (and PNG) per plot',
 test('`dissect report results.json` rebuilds the same bytes from results.json alone', async (t) => {
   const dir = tmp();
   const r = richResults();
-  await writeReport(path.join(dir, 'run'), r, { png: false });
+  await writeReport(OutputFolder.open(path.join(dir, 'run')), r, { png: false });
   const saved = path.join(dir, 'saved', 'results.json');
   fs.mkdirSync(path.dirname(saved));
   fs.writeFileSync(saved, JSON.stringify(r, null, 1));

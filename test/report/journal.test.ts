@@ -9,9 +9,7 @@ import {
   encodeLine,
   Journal,
   JOURNAL_FILE,
-  JOURNAL_LOCK,
   JournalCorruptError,
-  JournalLockedError,
   JournalMismatchError,
   runFingerprint,
   type FingerprintInputs,
@@ -64,9 +62,7 @@ test('write, close, resume: finished examples are reloaded', (t) => {
   t.is(j.resumed, 0);
   for (let i = 0; i < 3; i++) j.append(i, raw(i));
   j.append('ex-x', raw(9));
-  t.true(fs.existsSync(path.join(dir, JOURNAL_LOCK)));
   j.close();
-  t.false(fs.existsSync(path.join(dir, JOURNAL_LOCK)));
   t.is(lines(dir).length, 1 + 4 + 1); // header, 4 entries, final ''
   t.deepEqual(JSON.parse(lines(dir)[1]!), { id: 0, data: { p0: 0.5, pNew: [0.25, 0], rank: [0, 0] } });
 
@@ -133,7 +129,7 @@ test('a real SIGKILL in the middle of a run loses nothing but the example in fli
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
 
-  const j = Journal.open<{ i: number; pad: string }>(dir, fp); // the dead child's lock is stale
+  const j = Journal.open<{ i: number; pad: string }>(dir, fp);
   t.true(j.resumed >= 30, `resumed ${j.resumed}`);
   t.deepEqual(j.entries().map((e) => e.data.i), [...Array(j.resumed).keys()]);
   j.close();
@@ -150,7 +146,6 @@ test('a different run is refused with a clear message', (t) => {
   t.regex(e!.message, /belongs to a different run \(changed: params, dataset\)/);
   t.true(e instanceof UserError); // the CLI prints message + hint, no stack
   t.regex(e!.hint!, /another output folder with --out, or pass --fresh/);
-  t.false(fs.existsSync(path.join(dir, JOURNAL_LOCK)));
   // --fresh discards it.
   const fresh = Journal.open<Raw>(dir, other, { fresh: true });
   t.is(fresh.resumed, 0);
@@ -171,14 +166,4 @@ test('damage before the last line is an error, not silently skipped', (t) => {
   t.throws(() => Journal.open<Raw>(dir, fp), { instanceOf: JournalCorruptError, message: /line 2 is not a journal entry/ });
   fs.writeFileSync(path.join(dir, JOURNAL_FILE), 'hello\n');
   t.throws(() => Journal.open<Raw>(dir, fp), { instanceOf: JournalCorruptError, message: /first line/ });
-});
-
-test('a live writer locks the folder; a dead one does not', (t) => {
-  const dir = tmp();
-  fs.writeFileSync(path.join(dir, JOURNAL_LOCK), `${process.ppid}\n`); // alive: our parent
-  t.throws(() => Journal.open<Raw>(dir, fp), { instanceOf: JournalLockedError, message: new RegExp(`pid ${process.ppid}`) });
-  fs.writeFileSync(path.join(dir, JOURNAL_LOCK), '2147483646\n'); // no such process
-  const j = Journal.open<Raw>(dir, fp);
-  t.is(fs.readFileSync(path.join(dir, JOURNAL_LOCK), 'utf8'), `${process.pid}\n`);
-  j.close();
 });

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { csvField, formatJson, resultsCsv, ResultsValidationError, writeResults } from '../../src/report/write.js';
 import { makeResults, mutable } from './fixture.js';
+import { OutputFolder } from '../../src/output/folder.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-write-'));
 
@@ -60,14 +61,14 @@ test('formatJson keeps short values on one line and round-trips', (t) => {
 test('writeResults writes both files beside each other', (t) => {
   const dir = path.join(tmp(), 'out', 'nested');
   const r = makeResults({ method: 'bootstrap_percentile', resamples: 1000, level: 0.95, seed: 0 });
-  const w = writeResults(dir, r);
+  const w = writeResults(OutputFolder.open(dir), r);
   t.is(w.json, path.join(dir, 'results.json'));
   t.is(w.csv, path.join(dir, 'results.csv'));
   const back = JSON.parse(fs.readFileSync(w.json, 'utf8'));
   t.deepEqual(back, JSON.parse(JSON.stringify(r)));
   t.deepEqual(back.experiments[0].series[0].ci, [-50, -25]);
   t.is(fs.readFileSync(w.csv, 'utf8'), resultsCsv(r));
-  t.deepEqual(fs.readdirSync(dir).sort(), ['results.csv', 'results.json']); // no temp files left
+  t.deepEqual(fs.readdirSync(dir).sort(), ['.dissect-output.json', 'dissect.lock', 'results.csv', 'results.json']); // no temp files left
 });
 
 test('an invalid results object is an internal error and nothing is written', (t) => {
@@ -75,7 +76,9 @@ test('an invalid results object is an internal error and nothing is written', (t
   const r = mutable(makeResults());
   r.data.kept = 5;
   delete r.tool;
-  const e = t.throws(() => writeResults(dir, r), { instanceOf: ResultsValidationError });
+  const out = OutputFolder.open(dir);
+  const e = t.throws(() => writeResults(out, r), { instanceOf: ResultsValidationError });
+  out.release();
   t.regex(e!.message, /^internal error: /);
   t.regex(e!.message, /must have required property 'tool'/);
   t.true(e!.internal);

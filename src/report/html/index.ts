@@ -4,8 +4,8 @@
 // the same bytes.
 
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { UserError } from '../../errors.js';
+import type { OutputFolder } from '../../output/folder.js';
 import { validateResults, type Results } from '../schema.js';
 import { allFigures, planFigures, type ReportPlan } from './figures.js';
 import { renderPage, type RenderedFigure } from './page.js';
@@ -47,48 +47,34 @@ export interface WrittenReport {
   readonly pngSkipped?: string;
 }
 
-function writeAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
-}
-
 export interface WriteReportOptions {
   /** Write PNG files beside the SVGs (default true; skipped where resvg does not load). */
   readonly png?: boolean;
 }
 
 /**
- * Writes outDir/report.html and outDir/plots/<figure>.svg (and .png); other .svg and .png
- * files in outDir/plots (an earlier report's) are removed.
+ * Writes report.html and plots/<figure>.svg (and .png) into the output folder, and removes
+ * the plots an earlier report of this folder wrote that this one does not (they would
+ * mislead). Files dissect did not write are never touched.
  */
-export async function writeReport(outDir: string, results: Results, options: WriteReportOptions = {}): Promise<WrittenReport> {
+export async function writeReport(out: OutputFolder, results: Results, options: WriteReportOptions = {}): Promise<WrittenReport> {
   const rendered = await renderReport(results);
-  const dir = path.resolve(outDir);
-  const plots = path.join(dir, PLOTS_DIR);
-  fs.mkdirSync(plots, { recursive: true });
   const svgs: string[] = [];
   const pngs: string[] = [];
   let pngSkipped: string | undefined;
   const toPng = options.png === false ? new Error('PNG output is off') : await loadPngRenderer();
   if (toPng instanceof Error) pngSkipped = toPng.message;
+  const written = new Set<string>();
+  const put = (rel: string, data: string | Uint8Array, list: string[]) => {
+    list.push(out.write(rel, data));
+    written.add(rel);
+  };
   for (const f of rendered.figures) {
-    const svgFile = path.join(plots, `${f.figure.id}.svg`);
-    writeAtomic(svgFile, `<?xml version="1.0" encoding="UTF-8"?>\n${f.svg}\n`);
-    svgs.push(svgFile);
-    if (!(toPng instanceof Error)) {
-      const pngFile = path.join(plots, `${f.figure.id}.png`);
-      writeAtomic(pngFile, toPng(f.svg));
-      pngs.push(pngFile);
-    }
+    put(`${PLOTS_DIR}/${f.figure.id}.svg`, `<?xml version="1.0" encoding="UTF-8"?>\n${f.svg}\n`, svgs);
+    if (!(toPng instanceof Error)) put(`${PLOTS_DIR}/${f.figure.id}.png`, toPng(f.svg), pngs);
   }
-  // Plots of an earlier report from this folder (another program) would mislead: remove them.
-  const written = new Set([...svgs, ...pngs].map((f) => path.basename(f)));
-  for (const f of fs.readdirSync(plots)) {
-    if (/\.(svg|png)$/.test(f) && !written.has(f)) fs.rmSync(path.join(plots, f), { force: true });
-  }
-  const html = path.join(dir, REPORT_HTML);
-  writeAtomic(html, rendered.html);
+  out.removeOwnedExcept(PLOTS_DIR, written);
+  const html = out.write(REPORT_HTML, rendered.html);
   return { html, svgs, pngs, ...(pngSkipped !== undefined && rendered.figures.length > 0 ? { pngSkipped } : {}) };
 }
 

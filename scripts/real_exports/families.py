@@ -1,0 +1,227 @@
+"""The ten model families of the real-export zoo: tiny seeded configs built from transformers' own
+config classes, the model built by transformers' own *ForCausalLM class, and a weight re-initialisation
+that makes attention sharp (so attention knockouts move the last position's prediction).
+
+Nothing here re-implements a model: every forward pass is transformers' code.
+"""
+import math
+
+import torch
+import transformers
+
+VOCAB = 256          # shared by every family, so one id set works for all
+MAX_POS = 64
+D_MODEL = 32
+N_LAYERS = 2
+N_HEADS = 4
+SEED = 20240601
+
+# token ids shared by every family (bos/eos/pad inside the shared vocabulary)
+SPECIAL = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+def _cfg(name):
+    T = transformers
+    common = dict(vocab_size=VOCAB, **SPECIAL)
+    if name == "gpt2":
+        return T.GPT2Config(n_layer=N_LAYERS, n_embd=D_MODEL, n_head=N_HEADS, n_positions=MAX_POS,
+                            n_inner=4 * D_MODEL, **common)
+    if name == "gptj":
+        return T.GPTJConfig(n_layer=N_LAYERS, n_embd=D_MODEL, n_head=N_HEADS, n_positions=MAX_POS,
+                            rotary_dim=4, n_inner=4 * D_MODEL, tie_word_embeddings=False, **common)
+    if name == "gpt_neox":   # Pythia-style: parallel residual, partial rotary 0.25, untied
+        return T.GPTNeoXConfig(num_hidden_layers=N_LAYERS, hidden_size=D_MODEL, num_attention_heads=N_HEADS,
+                               intermediate_size=4 * D_MODEL, max_position_embeddings=MAX_POS,
+                               rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False, **common)
+    if name == "opt":
+        return T.OPTConfig(num_hidden_layers=N_LAYERS, hidden_size=D_MODEL, num_attention_heads=N_HEADS,
+                           ffn_dim=4 * D_MODEL, max_position_embeddings=MAX_POS, word_embed_proj_dim=D_MODEL,
+                           do_layer_norm_before=True, **common)
+    llama_like = dict(num_hidden_layers=N_LAYERS, hidden_size=D_MODEL, num_attention_heads=N_HEADS,
+                      num_key_value_heads=2, intermediate_size=2 * D_MODEL, max_position_embeddings=MAX_POS,
+                      **common)
+    if name == "llama":
+        return T.LlamaConfig(tie_word_embeddings=False, **llama_like)
+    if name == "mistral":
+        return T.MistralConfig(tie_word_embeddings=False, **llama_like)   # sliding_window left at upstream default
+    if name == "qwen2":
+        return T.Qwen2Config(tie_word_embeddings=False, **llama_like)     # q/k/v biases
+    if name == "phi3":       # fused qkv_proj and gate_up_proj; multi-head (kv heads = heads) like Phi-3-mini
+        kw = dict(llama_like, num_key_value_heads=N_HEADS)
+        return T.Phi3Config(tie_word_embeddings=False, original_max_position_embeddings=MAX_POS, **kw)
+    if name == "gemma":      # head_dim 16 != d/h = 8 (upstream allows it), tied, embedding * sqrt(d)
+        return T.GemmaConfig(head_dim=16, hidden_activation="gelu_pytorch_tanh", **llama_like)
+    if name == "gemma2":     # sandwich norms, attn logit soft-capping, sliding window 4 on layer 0, final softcap
+        return T.Gemma2Config(head_dim=16, hidden_activation="gelu_pytorch_tanh", sliding_window=4,
+                              query_pre_attn_scalar=16, attn_logit_softcapping=20.0,
+                              final_logit_softcapping=15.0, **llama_like)
+    raise KeyError(name)
+
+
+FAMILIES = ["gpt2", "gptj", "gpt_neox", "opt", "llama", "mistral", "qwen2", "phi3", "gemma", "gemma2"]
+
+# module paths (for hooks) per family: (layers list, attention attr, mlp attr or None, final norm path)
+PATHS = {
+    "gpt2": ("transformer.h", "attn", "mlp", "transformer.ln_f"),
+    "gptj": ("transformer.h", "attn", "mlp", "transformer.ln_f"),
+    "gpt_neox": ("gpt_neox.layers", "attention", "mlp", "gpt_neox.final_layer_norm"),
+    "opt": ("model.decoder.layers", "self_attn", "fc2", "model.decoder.final_layer_norm"),
+    "llama": ("model.layers", "self_attn", "mlp", "model.norm"),
+    "mistral": ("model.layers", "self_attn", "mlp", "model.norm"),
+    "qwen2": ("model.layers", "self_attn", "mlp", "model.norm"),
+    "phi3": ("model.layers", "self_attn", "mlp", "model.norm"),
+    "gemma": ("model.layers", "self_attn", "mlp", "model.norm"),
+    "gemma2": ("model.layers", "self_attn", "mlp", "model.norm"),
+}
+
+DESCRIPTION = {
+    "gpt2": dict(norm="LayerNorm", parallel_block=False, rotary="none (learned absolute positions wpe)",
+                 linear="Conv1D (x @ W + b), fused c_attn", mlp="gelu_new(c_fc) -> c_proj"),
+    "gptj": dict(norm="LayerNorm (one per block)", parallel_block=True,
+                 rotary="interleaved (rotate_every_two) on the first rotary_dim=4 of each head, sin/cos table gathered by position_ids",
+                 linear="separate q/k/v/out_proj, no bias", mlp="gelu_new(fc_in) -> fc_out"),
+    "gpt_neox": dict(norm="LayerNorm (input_layernorm, post_attention_layernorm)", parallel_block=True,
+                     rotary="rotate_half on the first 25% of each head (2 of 8 dims)",
+                     linear="fused query_key_value, laid out per head as [q|k|v] (view(..., heads, 3*hd))",
+                     mlp="gelu(dense_h_to_4h) -> dense_4h_to_h"),
+    "opt": dict(norm="LayerNorm (pre-norm, do_layer_norm_before=True)", parallel_block=False,
+                rotary="none (learned positions, offset 2, positions from cumsum(attention_mask))",
+                linear="separate q/k/v/out_proj with bias; q scaled by head_dim**-0.5 inside the module",
+                mlp="relu(fc1) -> fc2"),
+    "llama": dict(norm="RMSNorm", parallel_block=False, rotary="rotate_half, full head dim",
+                  linear="q/k/v/o no bias, GQA", mlp="down(silu(gate) * up)"),
+    "mistral": dict(norm="RMSNorm", parallel_block=False, rotary="rotate_half, full head dim",
+                    linear="q/k/v/o no bias, GQA", mlp="down(silu(gate) * up)"),
+    "qwen2": dict(norm="RMSNorm", parallel_block=False, rotary="rotate_half, full head dim",
+                  linear="q/k/v with bias, o no bias, GQA", mlp="down(silu(gate) * up)"),
+    "phi3": dict(norm="RMSNorm", parallel_block=False, rotary="rotate_half, full head dim",
+                 linear="fused qkv_proj [q rows | k rows | v rows], o_proj; fused gate_up_proj",
+                 mlp="down(up * silu(gate)), gate_up_proj chunked"),
+    "gemma": dict(norm="RMSNorm with (1 + weight), computed in float32", parallel_block=False,
+                  rotary="rotate_half, full head dim (16)",
+                  linear="q/k/v/o no bias, GQA, head_dim 16 != d/h", mlp="down(gelu_tanh(gate) * up)",
+                  embedding="embed_tokens(ids) * sqrt(d_model) (normalizer cast to the dtype)"),
+    "gemma2": dict(norm="RMSNorm with (1 + weight); sandwich: input, post_attention, pre_feedforward, post_feedforward",
+                   parallel_block=False, rotary="rotate_half, full head dim (16)",
+                   linear="q/k/v/o no bias, GQA, head_dim 16", mlp="down(gelu_tanh(gate) * up)",
+                   embedding="embed_tokens(ids) * sqrt(d_model)",
+                   attention="scores * query_pre_attn_scalar**-0.5, tanh soft-cap 20, sliding window 4 on layer 0, global on layer 1",
+                   final="logits = tanh(logits/15)*15"),
+}
+
+# Sharpening: q and k weights (and biases) are multiplied by QK_SCALE each after the re-init below, so
+# attention scores scale by QK_SCALE**2.
+QK_SCALE = 2.0
+# output peakedness: untied lm_head N(0, (LM_HEAD_GAIN^2)/d); tied embedding table N(0, EMBED_STD_TIED^2)
+LM_HEAD_GAIN = 2.5
+EMBED_STD_TIED = 0.4
+
+
+def _get(model, path):
+    m = model
+    for p in path.split("."):
+        m = getattr(m, p)
+    return m
+
+
+def _qk_slices(family, name, param, cfg):
+    """Rows (or columns for GPT-2's Conv1D) of a fused or separate projection that feed q and k."""
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    if family == "gpt2" and name.endswith("attn.c_attn.weight"):
+        d = cfg.n_embd
+        return [(slice(None), slice(0, 2 * d))]          # Conv1D weight [in, 3d]: q cols then k cols
+    if family == "gpt2" and name.endswith("attn.c_attn.bias"):
+        return [(slice(0, 2 * cfg.n_embd),)]
+    if family == "gpt_neox" and "query_key_value" in name:
+        sl = []
+        for h in range(cfg.num_attention_heads):       # per head: [q | k | v] rows of 3*hd
+            sl.append((slice(h * 3 * hd, h * 3 * hd + 2 * hd),))
+        return sl
+    if family == "phi3" and "qkv_proj" in name:
+        nq = cfg.num_attention_heads * hd
+        nk = cfg.num_key_value_heads * hd
+        return [(slice(0, nq + nk),)]
+    leaf = name.split(".")[-2]
+    if leaf in ("q_proj", "k_proj"):
+        return [(slice(None),)]
+    return []
+
+
+def build(family, dtype=torch.float32, attn="eager"):
+    """A seeded model of `family` with sharp attention, in eval mode."""
+    cfg = _cfg(family)
+    torch.manual_seed(SEED)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation=attn)
+    reinit(family, model)
+    model = model.to(dtype).eval()
+    return model
+
+
+def reinit(family, model):
+    """Deterministic re-init: matrices N(0, 1/fan_in), embeddings N(0, 1), biases N(0, 0.1^2),
+    norm weights 1 + N(0, 0.1^2) (Gemma's (1 + w) norms: N(0, 0.1^2)); then q and k scaled by QK_SCALE."""
+    cfg = model.config
+    g = torch.Generator().manual_seed(SEED + 1)
+    gemma_norm = family in ("gemma", "gemma2")
+    out_w = model.get_output_embeddings().weight
+    tied = out_w is model.get_input_embeddings().weight
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            leaf = name.split(".")[-1]
+            owner = _get(model, name.rsplit(".", 1)[0])
+            kind = type(owner).__name__
+            if "Norm" in kind or "norm" in name.split(".")[-2] or "ln" in name.split(".")[-2]:
+                if leaf == "weight":
+                    base = 0.0 if gemma_norm else 1.0
+                    p.copy_(base + 0.1 * torch.randn(p.shape, generator=g))
+                else:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif isinstance(owner, torch.nn.Embedding):
+                std = EMBED_STD_TIED if tied and p is out_w else 1.0
+                p.copy_(std * torch.randn(p.shape, generator=g))
+            elif leaf == "bias":
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif p.dim() == 2:
+                fan_in = p.shape[0] if kind == "Conv1D" else p.shape[1]
+                gain = LM_HEAD_GAIN if p is out_w else 1.0
+                p.copy_(gain * torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+            else:
+                raise RuntimeError(f"unhandled parameter {name} {tuple(p.shape)} {kind}")
+        for name, p in model.named_parameters():
+            for sl in _qk_slices(family, name, p, cfg):
+                p[sl] *= QK_SCALE
+    # tied embeddings stay tied (named_parameters yields a tied tensor once)
+    return model
+
+
+def describe(family, model):
+    cfg = model.config
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    out = dict(
+        model_class=type(model).__name__,
+        config_class=type(cfg).__name__,
+        model_type=cfg.model_type,
+        n_layers=cfg.num_hidden_layers,
+        n_heads=cfg.num_attention_heads,
+        n_kv_heads=getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
+        head_dim=hd,
+        d_model=cfg.hidden_size,
+        vocab=cfg.vocab_size,
+        max_positions=MAX_POS,
+        tied_embeddings=bool(model.get_output_embeddings().weight is model.get_input_embeddings().weight),
+        n_parameters=sum(p.numel() for p in model.parameters()),
+        qk_scale=QK_SCALE,
+        init="matrices N(0,1/fan_in) (untied lm_head: N(0, 2.5^2/fan_in)); embeddings N(0,1) (tied table: N(0,0.4^2)); biases N(0,0.01); norm weights 1+N(0,0.01) "
+             "(gemma-style (1+w) norms: N(0,0.01)); then q and k rows (and biases) * qk_scale",
+        module_paths=dict(zip(["layers", "attention", "mlp", "final_norm"], PATHS[family])),
+        config=_plain(cfg.to_dict()),
+    )
+    out.update(DESCRIPTION[family])
+    if family == "gpt2":
+        out["n_inner"] = cfg.n_inner
+    return out
+
+
+def _plain(d):
+    import json
+    return json.loads(json.dumps(d, default=str))
