@@ -2,7 +2,7 @@
 // names, node insertion, topological order, dead-node removal.
 
 import { int, type GraphProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
-import { getAttr, tensorValues } from './tensor.js';
+import { attrInt, getAttr, tensorValues } from './tensor.js';
 
 /** Ops that read only their input's shape, not its values. */
 const SHAPE_READERS = new Set(['Shape', 'Size']);
@@ -120,6 +120,12 @@ export class GraphIndex {
     if (p.opType === 'Unsqueeze') {
       const inner = p.input?.[0] ? this.constantValues(p.input[0]) : undefined;
       return [inner?.length === 1 ? inner[0] : undefined];
+    }
+    if (p.opType === 'Shape') {
+      // the dynamo exporter reads dimensions as Shape(x, start, end): end − start run-time values
+      const start = attrInt(p, 'start');
+      const end = attrInt(p, 'end');
+      if (start !== undefined && end !== undefined && start >= 0 && end > start) return new Array<undefined>(end - start).fill(undefined);
     }
     return undefined;
   }

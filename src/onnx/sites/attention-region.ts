@@ -225,12 +225,31 @@ export function headReshape(ix: GraphIndex, g: Region): NodeProto | undefined {
   return ix.dataConsumers(g.lin.output).find((n) => isOp(n, 'Reshape') && in0(n) === g.lin.output);
 }
 
-/** The head split of a projection: a Reshape to [b, s, heads, dh] with constant heads and dh. */
+/** Output units of a linear layer. */
+export function linearWidth(ix: GraphIndex, lin: LinearMatch): number | undefined {
+  const dims = tensorDims(ix.constantTensor(lin.weight) ?? {});
+  return lin.transposed ? dims[0] : dims[1];
+}
+
+/**
+ * The head split of a projection: a Reshape to [b, s, heads, dh] whose heads and dh are
+ * constants, or one of them −1 (transformers writes `view(*input_shape, -1, head_dim)`),
+ * inferred from the projection's width.
+ */
 export function headSplit(ix: GraphIndex, g: Region): { heads: number; dHead: number } | undefined {
   const split = headReshape(ix, g);
-  const shape = split ? ix.partialShape(split.input?.[1] ?? '') : undefined;
-  if (!shape || shape.length !== 4 || shape[2] === undefined || shape[3] === undefined) return undefined;
-  return { heads: shape[2], dHead: shape[3] };
+  return split ? headsOf(ix, split, linearWidth(ix, g.lin)) : undefined;
+}
+
+/** Heads and head size of a Reshape to [b, s, heads, dh] of `width` units (one of heads and dh may be −1). */
+export function headsOf(ix: GraphIndex, reshape: NodeProto, width: number | undefined): { heads: number; dHead: number } | undefined {
+  const shape = ix.partialShape(reshape.input?.[1] ?? '');
+  if (!shape || shape.length !== 4) return undefined;
+  let [, , heads, dHead] = shape;
+  if (heads === -1 && dHead !== undefined && dHead > 0 && width !== undefined) heads = width / dHead;
+  if (dHead === -1 && heads !== undefined && heads > 0 && width !== undefined) dHead = width / heads;
+  if (heads === undefined || dHead === undefined || !Number.isInteger(heads) || !Number.isInteger(dHead) || heads < 1 || dHead < 1) return undefined;
+  return { heads, dHead };
 }
 
 /** Rotary on the head dimension within a q or k region: its width and style, or undefined. */

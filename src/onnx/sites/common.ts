@@ -8,7 +8,7 @@ import { DataType } from '../proto.js';
 import { attrInt, attrInts, tensorDims } from '../tensor.js';
 import { Recorder, overridesOfLayer, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  PatternBreak, fail, forwardTo, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, soleProducer, type LinearMatch,
+  PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, soleProducer, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
 import type { ArchitectureFamily, KvCacheInput, LayerSites, LinearWeights, ModelSites, SiteOverride } from './types.js';
@@ -42,32 +42,47 @@ export interface Embedding {
   positionIds?: string;
 }
 
-/** Gather(E, token ids) [+ Gather(P, positions) ...] up to the tensor the first norm reads. */
+/** Ops that change only the shape or integer type of token ids (transformers' `input_ids.view(-1, seq)`). */
+const ID_RESHAPE_OPS = ['Reshape', 'Unsqueeze', 'Squeeze', 'Flatten', 'Cast', 'Identity'];
+
+/** The integer graph input `t` is a reshape of, if any. */
+function idsInput(ix: GraphIndex, t: string): string | undefined {
+  const origin = backThrough(ix, t, ID_RESHAPE_OPS).origin;
+  const et = ix.inputs.get(origin)?.type?.tensorType?.elemType;
+  return ix.isGraphInput(origin) && (et === DataType.INT64 || et === DataType.INT32) ? origin : undefined;
+}
+
+/**
+ * Gather(E, token ids) [+ Gather(P, positions) …] [· √d, Gemma] up to the tensor the first norm
+ * reads. The ids may be reshaped on the way from the graph input.
+ */
 export function findEmbedding(ix: GraphIndex, rec: Recorder, norm: NormKind = LAYER_NORM): Embedding {
-  const isIntInput = (t: string): boolean => {
-    const et = ix.inputs.get(t)?.type?.tensorType?.elemType;
-    return ix.isGraphInput(t) && (et === DataType.INT64 || et === DataType.INT32);
-  };
-  const gathers = ix.nodes.filter((n) => n.opType === 'Gather' && ix.isConstant(in0(n)) && isIntInput(n.input?.[1] ?? '')
+  const gathers = ix.nodes.filter((n) => n.opType === 'Gather' && ix.isConstant(in0(n)) && idsInput(ix, n.input?.[1] ?? '')
     && tensorDims(ix.constantTensor(in0(n)) ?? {}).length === 2 && attrInt(n, 'axis', 0) === 0);
   if (!gathers.length) {
-    throw new PatternBreak(undefined, '', 'a Gather of token ids (a graph input) from a 2-D embedding table');
+    throw new PatternBreak(undefined, '', 'a Gather of token ids (a graph input, possibly reshaped) from a 2-D embedding table');
   }
-  const tok = gathers.find((n) => /input_ids|ids/i.test(n.input?.[1] ?? '')) ?? gathers[0]!;
-  const ids = rec.found('inputIds', tok.input![1]!);
+  const idsOf = (n: NodeProto): string => idsInput(ix, n.input?.[1] ?? '')!;
+  const tok = gathers.find((n) => /input_ids|ids/i.test(idsOf(n))) ?? gathers[0]!;
+  const ids = rec.found('inputIds', idsOf(tok));
   const weight = rec.found('embedding', in0(tok));
   const emb: Embedding = { ids, weight, output: out0(tok), r0: '' };
   let t = out0(tok);
   try {
     for (let guard = 0; guard < 6 && !norm.match(ix, t); guard++) {
-      const add = soleConsumer(ix, t, ['Add'], `the embedding sum feeding the first ${norm.what.replace(/^an? /, '')}`);
-      const other = ix.producer(otherInput(add, t));
+      const step = soleConsumer(ix, t, ['Add', 'Mul'], `the embedding sum (or scale) feeding the first ${norm.what.replace(/^an? /, '')}`);
+      if (step.opType === 'Mul') {
+        if (!ix.isConstant(otherInput(step, t))) fail(ix, t, 'the embeddings scaled by a constant (√d_model)', step);
+        t = out0(step);
+        continue;
+      }
+      const other = ix.producer(otherInput(step, t));
       if (isOp(other, 'Gather') && ix.isConstant(in0(other))) {
         emb.positionWeight = rec.found('positionEmbedding', in0(other));
         const pos = other.input?.[1] ?? '';
         if (ix.isGraphInput(pos)) emb.positionIds = rec.found('positionIds', pos);
       }
-      t = out0(add);
+      t = out0(step);
     }
     if (!norm.match(ix, t)) fail(ix, t, `${norm.what} reading the embeddings (the first block)`);
   } catch (e) {

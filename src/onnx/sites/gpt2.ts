@@ -15,7 +15,7 @@ import { Recorder, type Detection, type LayerFindings, type SectionFindings } fr
 import {
   backThrough, fail, isOp, matchActivation, matchLinear, out0, soleConsumer, type NormMatch,
 } from './pattern.js';
-import { AttentionInputs } from './attention-region.js';
+import { AttentionInputs, headsOf } from './attention-region.js';
 import type { LayerSites, LinearWeights, SiteOverride } from './types.js';
 
 const HEAD_PATH_OPS = ['Transpose', 'Concat', 'Reshape', 'Identity'];
@@ -42,12 +42,10 @@ function matchAttention(ix: GraphIndex, rec: Recorder, norm: NormMatch, attnOut:
 
   // q: Split → Reshape [b, s, h, dh] → Transpose [b, h, s, dh]
   const qReshape = soleConsumer(ix, qPart, ['Reshape'], 'a Reshape of q into heads [b, s, h, dh]');
-  const shape = ix.partialShape(qReshape.input?.[1] ?? '');
-  if (!shape || shape.length !== 4 || shape[2] === undefined || shape[3] === undefined) {
-    fail(ix, qPart, 'a head split whose target shape has constant head count and head size', qReshape);
-  }
-  facts.heads = shape[2];
-  facts.dHead = shape[3];
+  const split4 = headsOf(ix, qReshape, third(ix, facts.qkvProj));
+  if (!split4) fail(ix, qPart, 'a head split whose target shape has constant head count and head size', qReshape);
+  facts.heads = split4.heads;
+  facts.dHead = split4.dHead;
   const qT = soleConsumer(ix, out0(qReshape), ['Transpose'], 'a Transpose of q to [b, h, s, dh]');
   if (perm(qT) !== '0,2,1,3') fail(ix, out0(qReshape), 'a Transpose with perm [0,2,1,3]', qT);
   const q = rec.found('q', out0(qT));

@@ -3,6 +3,7 @@
 // family whose signature matched (most sites found), with every family's first break.
 
 import { UserError } from '../../errors.js';
+import { canonicalise } from '../canonical.js';
 import { expandFusedOps } from '../expand-fused.js';
 import { GraphIndex } from '../graph.js';
 import { inferDtypes } from '../infer.js';
@@ -29,6 +30,7 @@ function foundCount(d: Detection): number {
  */
 export function runDetection(model: ModelProto, source = 'model', overrides: readonly SiteOverride[] = []): Detection {
   const expanded = expandFusedOps(model, source);
+  const noOps = canonicalise(model);
   const ix = new GraphIndex(model.graph ?? {});
   const dtypes = inferDtypes(ix);
   const all = FAMILIES.map((f) => f(ix, dtypes, overrides));
@@ -38,9 +40,10 @@ export function runDetection(model: ModelProto, source = 'model', overrides: rea
     const broke = firstBreak(d);
     return { family: d.family, matched: d.matched, supported: !!d.sites, ...(broke ? { broke } : {}) };
   });
-  const fused = Object.entries(expanded).map(([op, count]) => `${count} × ${op}`);
-  if (!fused.length) return { ...chosen, attempts };
-  const notes = [`expanded onnxruntime's fused com.microsoft ops into standard ops: ${fused.join(', ')}`, ...chosen.notes];
+  const counted = (ops: Record<string, number>) => Object.entries(ops).map(([op, count]) => `${count} × ${op}`).join(', ');
+  const removedNote = Object.keys(noOps).length ? [`removed exporter no-ops (reading their input instead): ${counted(noOps)}`] : [];
+  if (!Object.keys(expanded).length) return { ...chosen, notes: [...removedNote, ...chosen.notes], attempts };
+  const notes = [`expanded onnxruntime's fused com.microsoft ops into standard ops: ${counted(expanded)}`, ...removedNote, ...chosen.notes];
   return { ...chosen, notes, attempts, ...(chosen.sites ? { sites: { ...chosen.sites, expandedFusedOps: expanded } } : {}) };
 }
 
