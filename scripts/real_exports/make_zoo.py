@@ -150,6 +150,9 @@ class Zoo:
         return self.refs[key]
 
     def record(self, rec):
+        if os.path.exists(MANIFEST):   # re-read: another make_zoo process may have written records meanwhile
+            with open(MANIFEST) as f:
+                self.manifest = json.load(f)
         ex = self.manifest["exports"]
         ex[:] = [r for r in ex if r.get("file") != rec.get("file")]
         ex.append(rec)
