@@ -9,6 +9,8 @@
   * one top-level node `If(use_cache_branch)` named "optimum::if": then_branch = the with-past graph,
     else_branch = the no-past graph, both with their inputs removed (they read the outer-scope inputs and
     initializers) and their outputs keeping the names logits, present.{i}.key/.value (as Optimum does);
+  * dynamo exports name values val_<n>, so a node output of one branch can carry the name of an initializer
+    of the other export (now in the outer scope): only those node outputs are renamed "<branch>/<name>";
   * top-level inputs: the with-past inputs + `use_cache_branch` (bool [1]); outputs: the with-past outputs.
 
 This is a layout construction from two untouched exporter graphs; no node of either graph is changed.
@@ -44,6 +46,22 @@ def merge(no_past_path, with_past_path, out_path):
     nop = onnx.load(no_past_path)
     wp = onnx.load(with_past_path)
     assert [o.version for o in nop.opset_import] == [o.version for o in wp.opset_import] or True
+    def rename_outputs(g, tag, taken):
+        # dynamo graphs name values val_<n>: a node output of one graph can carry the name of an initializer
+        # of the other (outer scope after the merge). Only such node outputs are renamed "<tag>/<name>".
+        clash = {o: f"{tag}/{o}" for n in g.node for o in n.output if o in taken}
+        if clash:
+            for n in g.node:
+                for i, o in enumerate(n.output):
+                    if o in clash:
+                        n.output[i] = clash[o]
+            _rename_inputs(g, clash)
+            for v in g.value_info:
+                if v.name in clash:
+                    v.name = clash[v.name]
+
+    wp_outer = {t.name for t in wp.graph.initializer} | {i.name for i in wp.graph.input} | {"use_cache_branch"}
+    rename_outputs(nop.graph, "no_past", wp_outer)
     shared = {}
     inits = []
     for t in wp.graph.initializer:
@@ -51,6 +69,7 @@ def merge(no_past_path, with_past_path, out_path):
         inits.append(t)
     names = {t.name for t in inits}
     mapping = {}
+    added = set()
     for t in nop.graph.initializer:
         k = _key(t)
         if k in shared:
@@ -65,10 +84,16 @@ def merge(no_past_path, with_past_path, out_path):
             t2.name = new
             inits.append(t2)
             names.add(new)
+            added.add(new)
     _rename_inputs(nop.graph, mapping)
+    rename_outputs(wp.graph, "with_past", added)
 
     def branch(g, name):
-        b = helper.make_graph(list(g.node), name, [], list(g.output), value_info=list(g.value_info))
+        # value_info kept for node outputs only (dynamo also annotates initializers, whose names the
+        # deduplication may have moved)
+        produced = {o for n in g.node for o in n.output}
+        vi = [v for v in g.value_info if v.name in produced]
+        b = helper.make_graph(list(g.node), name, [], list(g.output), value_info=vi)
         return b
 
     then_b = branch(wp.graph, "with_past")
