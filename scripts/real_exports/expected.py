@@ -61,7 +61,7 @@ def knockout_cases(family, model):
         for sname, srcs in source_sets(p).items():
             plans = [(f"layer{l}", {l: None}) for l in range(n_layers)]
             plans.append(("all_layers", {l: None for l in range(n_layers)}))
-            for l in (0, n_layers - 1):
+            for l in (n_layers - 1,):
                 for h in range(n_heads):
                     plans.append((f"layer{l}_head{h}", {l: [h]}))
             for cname, layers in plans:

@@ -124,10 +124,14 @@ def export(model, path, exporter, opset, layout="plain", external=False):
                     "logits": {0: "batch", 1: "seq"}}
             if layout != "plain":
                 axes["position_ids"] = {0: "batch", 1: "seq"}
-                for nm in pin:
-                    axes[nm] = {0: "batch", 2: "past_seq"}
-                for nm in pout:
-                    axes[nm] = {0: "batch", 2: "total_seq"}
+                types = getattr(model.config, "layer_types", None) or ["full_attention"] * n
+                for i, nm in enumerate(pin):
+                    sliding = types[i // 2] == "sliding_attention"
+                    axes[nm] = {0: "batch", 2: "past_sliding_seq" if sliding else "past_seq"}
+                for i, nm in enumerate(pout):
+                    # a sliding-window layer's cache keeps at most sliding_window - 1 entries (DynamicSlidingWindowLayer)
+                    sliding = types[i // 2] == "sliding_attention"
+                    axes[nm] = {0: "batch", 2: "present_sliding_seq" if sliding else "total_seq"}
             if layout == "plain":
                 axes["attention_mask"] = {0: "batch", 1: "seq"}
             torch.onnx.export(mod, args, path, input_names=in_names, output_names=out_names,

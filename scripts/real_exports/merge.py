@@ -138,6 +138,6 @@ def build_merged(zoo, family, exporter, opset):
     except Exception as e:  # noqa: BLE001
         rec["onnx_checker"] = Z._last_line(e)
     rec.update(Z.file_record(path))
-    zoo._check(rec, path, family, "fp32", "merged")
+    zoo._check(rec, path, family, "fp32", "merged", "eager")
     zoo.record(rec)
     return rec

@@ -1,7 +1,9 @@
 """onnxruntime's Python transformer optimizer (onnxruntime.transformers.optimizer.optimize_model) run on
 TorchScript exports of the zoo. Kept: the graphs it writes that contain contrib ops (domain com.microsoft),
 named <source stem>-ort<opt_level>-<model_type>.onnx, layout "ort<opt_level>". A crash is recorded with the
-traceback's last line; a graph without contrib ops is recorded (op types) but not kept.
+traceback's last line; a graph without contrib ops is recorded (op types) but not kept, and so (budget) is a
+graph whose contrib ops equal those of a graph already kept for the family, or whose whole op histogram
+equals one kept for another family (status duplicate_not_kept, duplicate_of).
 
 model_type per family: onnxruntime 1.30's optimizer knows bert, gpt2, gpt_neox, phi, qwen3, ... (no llama /
 mistral / gemma / opt / gptj): decoder families without their own type use "gpt2", whose fusions (LayerNorm,
@@ -27,15 +29,21 @@ SOURCES = {   # family: (source export file, [model types])
     "gemma2": ("ts-17-eager-fp32.onnx", ["gpt2"]),
 }
 LEVELS = (1, 99)
+_KEPT_FAMILY = {}
+_KEPT_HIST = {}
 
 
 def contrib_ops(model):
+    """com.microsoft ops, and onnxruntime's ops registered in the default domain that ONNX does not define
+    (e.g. SimplifiedLayerNormalization), the latter listed as "ai.onnx:<op>"."""
     c = Counter()
 
     def walk(g):
         for n in g.node:
             if n.domain == "com.microsoft":
                 c[n.op_type] += 1
+            elif n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type):
+                c["ai.onnx:" + n.op_type] += 1
             for a in n.attribute:
                 if a.type == onnx.AttributeProto.GRAPH:
                     walk(a.g)
@@ -80,12 +88,24 @@ def run(zoo, family):
             ops = contrib_ops(model)
             rec["contrib_op_counts"] = ops
             rec["contrib_ops"] = list(ops)
-            rec["op_types"] = dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+            hist = dict(sorted(Counter((n.domain or "") + ":" + n.op_type for n in model.graph.node).items()))
+            rec["op_types"] = hist
             if not ops:
                 rec.update(status="no_contrib_ops", kept=False)
                 print("[zoo]   no contrib ops; not kept", flush=True)
                 zoo.record(rec)
                 continue
+            # budget: not kept when the same contrib ops are already kept for this family, or when a graph
+            # with exactly the same op histogram is kept for another family
+            dup = _KEPT_FAMILY.get((family, tuple(sorted(ops.items()))))
+            dup = dup or _KEPT_HIST.get(tuple(sorted(hist.items())))
+            if dup:
+                rec.update(status="duplicate_not_kept", kept=False, duplicate_of=dup)
+                print(f"[zoo]   same ops as {dup}; not kept", flush=True)
+                zoo.record(rec)
+                continue
+            _KEPT_FAMILY[(family, tuple(sorted(ops.items())))] = rec["file"]
+            _KEPT_HIST[tuple(sorted(hist.items()))] = rec["file"]
             onnx.save(model, path)
             rec.update(Z.file_record(path))
             rec["kept"] = True
