@@ -5,14 +5,22 @@
 // read the input instead, so patterns see one tensor where the model has one value.
 // A node is kept when its output is a graph output or is read from inside a subgraph (an
 // If branch reads outer tensors by name).
+//
+// The dynamo exporter also merges attention heads straight from [b, s, h, dh] to the 2-D input
+// of a Gemm, so no tensor holds the merged heads per position; a Reshape to [b, s, h·dh] is put
+// in front (`[0, 0, -1]`), so the context has its usual site.
 
-import { GraphIndex } from './graph.js';
 import { inferDtypes } from './infer.js';
-import { AttributeType, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
-import { attrInt } from './tensor.js';
+import { GraphIndex, NameAllocator } from './graph.js';
+import { AttributeType, DataType, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
+import { attrInt, attrInts, makeTensor } from './tensor.js';
 
-/** Removed nodes, op type → count. */
-export type Canonicalised = Record<string, number>;
+export interface Canonicalised {
+  /** Removed no-op nodes, op type → count. */
+  readonly removed: Record<string, number>;
+  /** Head merges given a per-position Reshape. */
+  readonly mergedHeads: number;
+}
 
 /** Every tensor name a subgraph of `graph` (at any depth) reads. */
 function namesReadInSubgraphs(graph: GraphProto): Set<string> {
@@ -41,17 +49,48 @@ function isNoOp(node: NodeProto, dtypes: ReadonlyMap<string, number>): boolean {
   return from !== undefined && from === attrInt(node, 'to');
 }
 
-/** Removes, in place, the main graph's no-op Identity and Cast nodes (see the file comment). */
+/** A Reshape of heads [b, s, h, dh] (a Transpose's output) straight to 2-D, read by a Gemm. */
+function mergesHeadsTo2d(ix: GraphIndex, n: NodeProto): boolean {
+  if (n.opType !== 'Reshape') return false;
+  const heads = ix.producer(n.input?.[0] ?? '');
+  const shape = ix.constantValues(n.input?.[1] ?? '');
+  return heads?.opType === 'Transpose' && attrInts(heads, 'perm')?.length === 4 && shape?.length === 2
+    && ix.dataConsumers(n.output?.[0] ?? '').some((c) => c.opType === 'Gemm');
+}
+
+/** Puts a Reshape to [b, s, h·dh] in front of each 2-D head merge (see the file comment); returns how many. */
+function mergeHeadsPerPosition(graph: GraphProto): number {
+  const ix = new GraphIndex(graph);
+  const merges = (graph.node ?? []).filter((n) => mergesHeadsTo2d(ix, n));
+  if (!merges.length) return 0;
+  const names = new NameAllocator(graph);
+  const shape = names.fresh('dissect/canonical/merge_heads_shape');
+  (graph.initializer ??= []).push(makeTensor(shape, DataType.INT64, [3], [0, 0, -1]));
+  const nodes: NodeProto[] = [];
+  for (const n of graph.node ?? []) {
+    if (merges.includes(n)) {
+      const merged = names.fresh(`${n.name || 'merge'}/heads_merged`);
+      nodes.push({ opType: 'Reshape', name: names.fresh(`${n.name || 'merge'}/merge_heads`), input: [n.input![0]!, shape], output: [merged] });
+      n.input = [merged, n.input![1]!];
+    }
+    nodes.push(n);
+  }
+  graph.node = nodes;
+  return merges.length;
+}
+
+/** Removes, in place, the main graph's no-op Identity and Cast nodes and gives 2-D head merges a per-position step (see the file comment). */
 export function canonicalise(model: ModelProto): Canonicalised {
   const graph = model.graph;
-  if (!graph?.node?.length) return {};
+  if (!graph?.node?.length) return { removed: {}, mergedHeads: 0 };
+  const mergedHeads = mergeHeadsPerPosition(graph);
   const ix = new GraphIndex(graph);
   const dtypes = inferDtypes(ix);
   const pinned = namesReadInSubgraphs(graph);
   for (const o of graph.output ?? []) if (o.name) pinned.add(o.name);
   const alias = new Map<string, string>();
   const resolve = (t: string): string => alias.get(t) ?? t;
-  const removed: Canonicalised = {};
+  const removed: Record<string, number> = {};
   const kept: NodeProto[] = [];
   for (const node of graph.node) {
     if (node.input) node.input = node.input.map((i) => (i ? resolve(i) : i));
@@ -63,8 +102,7 @@ export function canonicalise(model: ModelProto): Canonicalised {
     }
     kept.push(node);
   }
-  if (!alias.size) return {};
   graph.node = kept;
   graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? ''));
-  return removed;
+  return { removed, mergedHeads };
 }

@@ -170,6 +170,9 @@ class TokenSpaceGraph {
   valueWeight(layer: number, first: number, end: number): string {
     const { dHead: dh, kvHeads, heads } = this.sites;
     const vp = this.sites.perLayer[layer]!.vProj;
+    if (vp.headStride !== undefined) {
+      throw new UserError(`head mapping: layer ${layer}'s values come from a q|k|v projection fused per head (GPT-NeoX layout), which head mappings do not read yet`);
+    }
     const vDims = tensorDims(this.weight(vp.weight));
     const vOut = vDims[vp.layout === 'io' ? 1 : 0] ?? 0;
     const units = (kvHeads ?? heads) * dh;

@@ -8,7 +8,7 @@ import { checkExternalData, externalRefs } from './external.js';
 import { valueInfoShape } from './graph.js';
 import { decodeModel, dtypeName, int, type ValueInfoProto } from './proto.js';
 import { runDetection } from './sites/index.js';
-import type { FamilyAttempt, FoundSite, LayerFindings, MissingSite } from './sites/findings.js';
+import { firstBreak, type FoundSite, type LayerFindings, type MissingSite } from './sites/findings.js';
 import { LAYER_SITE_NAMES, type SiteOverride } from './sites/types.js';
 
 export interface InspectTensor {
@@ -47,8 +47,8 @@ export interface InspectReport {
   readonly externalData: { readonly tensors: number; readonly files: readonly string[]; readonly problem?: string };
   /** The family recognised (or, when none is supported, the one whose structure matched best). */
   readonly family: string;
-  /** Every family tried: matched, supported, and where its matching broke. */
-  readonly families: readonly FamilyAttempt[];
+  /** Where matching broke first, when not every site was found. */
+  readonly broke?: string;
   /** The family's overall structure was recognised. */
   readonly matched: boolean;
   /** Every site was found: the model can be compiled. */
@@ -112,7 +112,7 @@ export function inspectModel(path: string, overrides: readonly SiteOverride[] = 
     outputs: (g.output ?? []).map(tensor),
     externalData: { tensors: refs.length, files, ...(problem ? { problem } : {}) },
     family: d.family,
-    families: d.attempts ?? [],
+    ...(d.sites ? {} : { broke: firstBreak(d) ?? 'no layers found' }),
     matched: d.matched,
     supported: !!s,
     ...(s ? {
@@ -156,8 +156,7 @@ export function renderInspectText(r: InspectReport): string {
   lines.push(`IR ${r.irVersion}; opsets ${r.opsets.map((o) => `${o.domain} ${o.version}`).join(', ')}; ${r.nodes} nodes${r.producer ? `; producer ${r.producer}` : ''}`);
   lines.push(`inputs:  ${r.inputs.map(shapeText).join('; ')}`);
   lines.push(`outputs: ${r.outputs.map(shapeText).join('; ')}`);
-  lines.push(`families: ${r.families.map((f) => `${f.family} ${f.supported ? 'recognised' : f.matched ? 'partly matched' : 'not matched'}`).join(', ')}`);
-  if (!r.supported) for (const f of r.families) if (f.broke) lines.push(`  ${f.family}: broke at ${f.broke}`);
+  if (r.broke) lines.push(`broke at ${r.broke}`);
   if (r.externalData.tensors) {
     lines.push(`external data: ${r.externalData.tensors} tensors in ${r.externalData.files.join(', ')}${r.externalData.problem ? ` — PROBLEM: ${r.externalData.problem}` : ''}`);
   }

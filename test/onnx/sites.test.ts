@@ -29,7 +29,7 @@ for (const name of FIXTURE_MODELS) {
       t.deepEqual(s.inputs.past.map((p) => [p.layer, p.key, p.value]),
         [0, 1].map((l) => [l, `past_key_values.${l}.key`, `past_key_values.${l}.value`]));
       t.regex(runDetection(readModel(fixturePath(name))).notes.join('\n'),
-        /kv cache .*keys and values per head: layer 0 past_key_values\.0\.key, past_key_values\.0\.value; layer 1/);
+        /kv cache .*keys, 4 key\/value heads \(before any repeat\): layer 0 past_key_values\.0\.key, past_key_values\.0\.value; layer 1/);
     } else {
       t.is(s.inputs.past.length, 0);
     }

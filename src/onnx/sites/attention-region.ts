@@ -1,11 +1,10 @@
-// Attention with separate q, k, v projections and a rotary embedding (GPT-J, Llama): forward
-// from each projection, a region of head reshapes, rotary and repeat ops reaches an activation ×
-// activation MatMul; q and k meet in q·kᵀ (slots 0 and 1), v in probs·V. The families differ
-// in which ops the region may hold, how heads are split, and where a partial rotary is sliced.
-// Optimum-style exports (text-generation-with-past) add a kv cache: the k and v regions each
-// concatenate a past input before the new positions (the present.* outputs read that Concat),
-// and the rotary's sin/cos are gathered with a position_ids input instead of a range over the
-// sequence length.
+// Attention from its q, k, v parts (three projections, or the parts of a fused one) to the output
+// projection: forward from each part, a region of head reshapes, transposes, rotary, scale and
+// repeat ops reaches an activation × activation MatMul; q and k meet in q·kᵀ (slots 0 and 1),
+// v in probs·V. Optimum-style exports (text-generation-with-past) add a kv cache: the k and v
+// regions each concatenate a past input before the new positions (the present.* outputs read
+// that Concat), and the rotary's sin/cos are gathered with a position_ids input instead of a
+// range over the sequence length.
 
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
@@ -46,9 +45,24 @@ export interface AttentionFacts {
   positionIds?: string;
   /** A plain export's positions, computed in the graph, that the rotary looks its sin/cos up by. */
   rotaryPositions?: string;
+  /** The attention update passes through a norm before the residual add (Gemma 2). */
+  attnPostNorm?: boolean;
+}
+
+/** q, k or v: a projection's output, or a part of a fused projection's (at `offset` units; per head with `perHead`). */
+export interface QkvPart {
+  readonly lin: LinearMatch;
+  /** The tensor the part's head region starts from. */
+  readonly start: string;
+  readonly offset: number;
+  /** Units of a fused projection's part (absent: the projection's whole width). */
+  readonly width?: number;
+  /** GPT-NeoX: the fused output was split into heads first, each head holding q | k | v (stride 3·dh). */
+  readonly perHead?: { readonly heads: number; readonly dHead: number; readonly stride: number };
 }
 
 export interface Region {
+  readonly part: QkvPart;
   readonly lin: LinearMatch;
   readonly nodes: readonly NodeProto[];
   /** The activation × activation MatMul(s) reached, and the input slot read. */
@@ -57,39 +71,19 @@ export interface Region {
   readonly past: readonly NodeProto[];
 }
 
-/** What the rotary detection sees of a q or k region, for a family to pick its partial-rotary Slices. */
-export interface RotaryScan {
-  readonly inRegion: ReadonlySet<string>;
-  /** The Muls by a position-dependent (non-constant, outside) tensor: cos / sin. */
-  readonly positional: readonly NodeProto[];
-  /** Slices on the head dimension. */
-  readonly slices: readonly NodeProto[];
-  readonly lastAxis: (n: NodeProto) => boolean;
-}
+/** Ops between a q/k/v part and its attention MatMul: head split, rotary, scale, kv repeat, dtype casts. */
+const HEAD_REGION_OPS = ['Reshape', 'Transpose', 'Slice', 'Neg', 'Concat', 'Mul', 'Add', 'Sub', 'Div', 'Unsqueeze', 'Squeeze', 'Cast', 'Identity',
+  'Split', 'Flatten', 'Expand', 'Tile'];
+const HEAD_REGION_WHAT = 'head reshapes, transposes, a rotary embedding, a scale and the key/value repeat';
+const REPEAT_OPS = ['Expand', 'Tile'];
 
-export interface RotaryFamily {
-  readonly name: string;
-  /** Ops between a q/k/v projection and its attention MatMul. */
-  readonly regionOps: readonly string[];
-  /** Those ops, for the message when another is met. */
-  readonly regionWhat: string;
-  /** Records heads and dHead (and kvHeads) in facts as each is found: a later break leaves the earlier ones reported. */
-  readonly heads: (ix: GraphIndex, q: Region, k: Region, v: Region, facts: AttentionFacts) => void;
-  /** Slices whose [0, r) would make the rotary partial (r < head size). */
-  readonly partialRotary: (ix: GraphIndex, scan: RotaryScan) => readonly NodeProto[];
-  /** How messages name the update the output projection must write. */
-  readonly updateWhat: string;
-  /** q, k, v and the output projection must have no bias. */
-  readonly biasFree: boolean;
-}
-
-/** Everything between a projection's output and the attention MatMul it reaches. */
-function headRegion(ix: GraphIndex, lin: LinearMatch, family: RotaryFamily): Region {
+/** Everything between a part and the attention MatMul it reaches. */
+function headRegion(ix: GraphIndex, part: QkvPart): Region {
   const nodes: NodeProto[] = [];
   const hits: { node: NodeProto; slot: number }[] = [];
   const past: NodeProto[] = [];
-  const seen = new Set<string>([lin.output]);
-  const stack = [lin.output];
+  const seen = new Set<string>([part.start]);
+  const stack = [part.start];
   while (stack.length) {
     const t = stack.pop()!;
     for (const n of ix.dataConsumers(t)) {
@@ -98,9 +92,7 @@ function headRegion(ix: GraphIndex, lin: LinearMatch, family: RotaryFamily): Reg
         if (!hits.some((h) => h.node === n && h.slot === slot)) hits.push({ node: n, slot });
         continue;
       }
-      if (!family.regionOps.includes(n.opType ?? '')) {
-        fail(ix, t, `q, k and v reaching the attention MatMuls through ${family.regionWhat}`, n);
-      }
+      if (!HEAD_REGION_OPS.includes(n.opType ?? '')) fail(ix, t, `q, k and v reaching the attention MatMuls through ${HEAD_REGION_WHAT}`, n);
       if (nodes.includes(n)) continue;
       nodes.push(n);
       if (isOp(n, 'Concat') && (n.input ?? []).some((i) => ix.isGraphInput(i))) past.push(n);
@@ -113,7 +105,7 @@ function headRegion(ix: GraphIndex, lin: LinearMatch, family: RotaryFamily): Reg
       }
     }
   }
-  return { lin, nodes, hits, past };
+  return { part, lin: part.lin, nodes, hits, past };
 }
 
 /**
@@ -140,7 +132,7 @@ function positionalMuls(ix: GraphIndex, region: Region, inRegion: ReadonlySet<st
 
 function outputsOf(region: Region): Set<string> {
   const s = new Set(region.nodes.flatMap((n) => n.output ?? []));
-  s.add(region.lin.output);
+  s.add(region.part.start);
   return s;
 }
 
@@ -220,9 +212,9 @@ function sliceArg(ix: GraphIndex, n: NodeProto, i: number): number | undefined {
   return v?.length === 1 ? v[0] : undefined;
 }
 
-/** The Reshape splitting a projection into heads, if it reads the projection directly. */
-export function headReshape(ix: GraphIndex, g: Region): NodeProto | undefined {
-  return ix.dataConsumers(g.lin.output).find((n) => isOp(n, 'Reshape') && in0(n) === g.lin.output);
+/** The Reshape splitting a part into heads, if it reads the part directly. */
+function headReshape(ix: GraphIndex, g: Region): NodeProto | undefined {
+  return ix.dataConsumers(g.part.start).find((n) => isOp(n, 'Reshape') && in0(n) === g.part.start);
 }
 
 /** Output units of a linear layer. */
@@ -236,9 +228,10 @@ export function linearWidth(ix: GraphIndex, lin: LinearMatch): number | undefine
  * constants, or one of them −1 (transformers writes `view(*input_shape, -1, head_dim)`),
  * inferred from the projection's width.
  */
-export function headSplit(ix: GraphIndex, g: Region): { heads: number; dHead: number } | undefined {
+function headSplit(ix: GraphIndex, g: Region): { heads: number; dHead: number } | undefined {
+  if (g.part.perHead) return g.part.perHead;
   const split = headReshape(ix, g);
-  return split ? headsOf(ix, split, linearWidth(ix, g.lin)) : undefined;
+  return split ? headsOf(ix, split, g.part.width ?? linearWidth(ix, g.lin)) : undefined;
 }
 
 /** Heads and head size of a Reshape to [b, s, heads, dh] of `width` units (one of heads and dh may be −1). */
@@ -253,7 +246,12 @@ export function headsOf(ix: GraphIndex, reshape: NodeProto, width: number | unde
 }
 
 /** Rotary on the head dimension within a q or k region: its width and style, or undefined. */
-function rotaryOf(ix: GraphIndex, region: Region, dHead: number, family: RotaryFamily): Rotary | undefined {
+/**
+ * Rotary on the head dimension within a q or k region: its width and style, or undefined. Its
+ * width is the head size unless the cos / sin Muls read a Slice [0, r) of the head (Llama's,
+ * GPT-NeoX's partial rotary) or, interleaved (GPT-J), a Slice [0, r) is taken of a whole head.
+ */
+function rotaryOf(ix: GraphIndex, region: Region, dHead: number): Rotary | undefined {
   const inRegion = outputsOf(region);
   // a kv-cache Concat is not the rotary's
   const has = (op: string): boolean => region.nodes.some((n) => n.opType === op && !region.past.includes(n));
@@ -265,61 +263,93 @@ function rotaryOf(ix: GraphIndex, region: Region, dHead: number, family: RotaryF
   };
   const slices = region.nodes.filter((n) => isOp(n, 'Slice') && lastAxis(n));
   const style = slices.some((n) => sliceArg(ix, n, 4) === 2) ? 'interleaved' as const : 'half' as const;
+  const readByPositional = positional.flatMap((m) => {
+    const x = (m.input ?? []).find((i) => inRegion.has(i));
+    const src = x ? ix.producer(x) : undefined;
+    return isOp(src, 'Slice') && lastAxis(src) ? [src] : [];
+  });
+  const ofWholeHead = style === 'interleaved' ? slices.filter((n) => isOp(ix.producer(in0(n)), 'Reshape', 'Transpose')) : [];
   let dims = dHead;
-  for (const n of family.partialRotary(ix, { inRegion, positional, slices, lastAxis })) {
+  for (const n of [...readByPositional, ...ofWholeHead]) {
     const end = sliceArg(ix, n, 2);
     if (sliceArg(ix, n, 1) === 0 && (sliceArg(ix, n, 4) ?? 1) === 1 && end !== undefined && end > 0 && end < dHead) dims = Math.min(dims, end);
   }
   return { dims, style };
 }
 
-/** The attention from its three projections (already counted by the family) to the output projection writing attnOut. */
-export function matchRotaryAttention(
-  ix: GraphIndex, rec: Recorder, lnOut: string, linears: readonly LinearMatch[], attnOut: string, facts: AttentionFacts, family: RotaryFamily,
+/** The heads of q, k and v (grouped-query attention: fewer key/value heads, repeated before the MatMuls); recorded in facts as found. */
+function matchHeads(ix: GraphIndex, q: Region, k: Region, v: Region, facts: AttentionFacts): void {
+  const qs = headSplit(ix, q);
+  if (!qs) fail(ix, q.part.start, 'a Reshape of q into heads [b, s, h, dh] with constant head count and head size', q.lin.node);
+  facts.heads = qs.heads;
+  facts.dHead = qs.dHead;
+  const ks = headSplit(ix, k);
+  const vs = headSplit(ix, v);
+  if (!ks || !vs || ks.dHead !== qs.dHead || vs.dHead !== qs.dHead || ks.heads !== vs.heads) {
+    fail(ix, (ks ? v : k).part.start, `Reshapes of k and v into the same number of heads of size ${qs.dHead} [b, s, kv_heads, ${qs.dHead}]`, (ks ? v : k).lin.node);
+  }
+  if (ks.heads < 1 || ks.heads > qs.heads || qs.heads % ks.heads !== 0) {
+    fail(ix, k.part.start, `key/value heads dividing the ${qs.heads} query heads (found ${ks.heads})`, k.lin.node);
+  }
+  facts.kvHeads = ks.heads;
+  if (ks.heads < qs.heads) {
+    for (const [name, g] of [['keys', k], ['values', v]] as const) {
+      if (!g.nodes.some((n) => REPEAT_OPS.includes(n.opType ?? ''))) {
+        fail(ix, g.part.start, `the ${ks.heads} ${name} heads repeated to the ${qs.heads} query heads (Expand or Tile) before the attention MatMul`, g.hits[0]!.node);
+      }
+    }
+  }
+}
+
+/** The per-head projection of a part: its weights, where its units start and, split per head, how far apart heads are. */
+function headProjection(part: QkvPart): HeadProjection {
+  return { ...weightsOf(part.lin), offset: part.offset, ...(part.perHead ? { headStride: part.perHead.stride } : {}) };
+}
+
+/** The attention from its q, k, v parts to the output projection writing attnOut (directly, or through a norm: Gemma 2). */
+export function matchRegionAttention(
+  ix: GraphIndex, rec: Recorder, normOut: string, parts: readonly QkvPart[], attnOut: string, facts: AttentionFacts,
 ): void {
-  const regions = linears.map((lin) => headRegion(ix, lin, family));
+  const regions = parts.map((p) => headRegion(ix, p));
   for (const g of regions) {
-    if (g.hits.length !== 1) fail(ix, g.lin.output, `one attention MatMul reached from each of q, k, v (found ${g.hits.length})`, g.hits[1]?.node ?? g.lin.node);
+    if (g.hits.length !== 1) fail(ix, g.part.start, `one attention MatMul reached from each of q, k, v (found ${g.hits.length})`, g.hits[1]?.node ?? g.lin.node);
   }
   const qkRegions = regions.filter((g) => regions.some((o) => o !== g && o.hits[0]!.node === g.hits[0]!.node));
   const q = qkRegions.find((g) => g.hits[0]!.slot === 0);
   const k = qkRegions.find((g) => g.hits[0]!.slot === 1);
   const v = regions.find((g) => !qkRegions.includes(g));
   if (qkRegions.length !== 2 || !q || !k || !v || v.hits[0]!.slot !== 1) {
-    fail(ix, lnOut, 'q and k meeting in one MatMul q·kᵀ (inputs 0 and 1) and v as input 1 of another (probs·V)', regions[0]!.hits[0]!.node);
+    fail(ix, normOut, 'q and k meeting in one MatMul q·kᵀ (inputs 0 and 1) and v as input 1 of another (probs·V)', regions[0]!.hits[0]!.node);
   }
   const qk = q.hits[0]!.node;
 
-  family.heads(ix, q, k, v, facts);
+  matchHeads(ix, q, k, v, facts);
   const dHead = facts.dHead!;
-  if (q.past.length) fail(ix, q.lin.output, 'queries with no past input concatenated (only keys and values are cached)', q.past[0]);
+  if (q.past.length) fail(ix, q.part.start, 'queries with no past input concatenated (only keys and values are cached)', q.past[0]);
   const pastKey = cacheInput(ix, k, 'keys');
   const pastValue = cacheInput(ix, v, 'values');
   if (!pastKey !== !pastValue) {
-    fail(ix, (pastKey ? v : k).lin.output, `past ${pastKey ? 'values' : 'keys'} concatenated too (a kv cache holds both, or neither)`, qk);
+    fail(ix, (pastKey ? v : k).part.start, `past ${pastKey ? 'values' : 'keys'} concatenated too (a kv cache holds both, or neither)`, qk);
   }
   if (pastKey && pastValue) facts.past = { key: pastKey, value: pastValue };
-  if (family.biasFree) {
-    for (const [name, g] of [['q', q], ['k', k], ['v', v]] as const) {
-      if (g.lin.bias) fail(ix, g.lin.output, `a ${name} projection without bias (${family.name})`, g.lin.node);
+
+  const rq = rotaryOf(ix, q, dHead);
+  const rk = rotaryOf(ix, k, dHead);
+  if (!rq !== !rk) {
+    fail(ix, (rq ? k : q).part.start, `a rotary position embedding on ${rq ? 'the keys' : 'the queries'} too (Neg, Concat and a Mul by position-dependent sin/cos on the head dimension)`, qk);
+  }
+  if (rq && rk) {
+    if (rq.dims !== rk.dims || rq.style !== rk.style) {
+      fail(ix, k.part.start, `the same rotary embedding on q and k (q: ${rq.dims} dims ${rq.style}, k: ${rk.dims} dims ${rk.style})`, qk);
     }
+    facts.rotary = rq;
+    const positionIds = positionInput(ix, q);
+    if (positionIds) facts.positionIds = positionIds;
+    const tablePositions = positionIds ? undefined : rotaryTablePositions(ix, q);
+    if (tablePositions && tablePositions === rotaryTablePositions(ix, k)) facts.rotaryPositions = tablePositions;
   }
 
-  const rq = rotaryOf(ix, q, dHead, family);
-  const rk = rotaryOf(ix, k, dHead, family);
-  if (!rq || !rk) {
-    fail(ix, (rq ? k : q).lin.output, `a rotary position embedding on ${rq ? 'the keys' : 'the queries'} (Neg, Concat and a Mul by position-dependent sin/cos on the head dimension)`, qk);
-  }
-  if (rq.dims !== rk.dims || rq.style !== rk.style) {
-    fail(ix, k.lin.output, `the same rotary embedding on q and k (q: ${rq.dims} dims ${rq.style}, k: ${rk.dims} dims ${rk.style})`, qk);
-  }
-  facts.rotary = rq;
-  const positionIds = positionInput(ix, q);
-  if (positionIds) facts.positionIds = positionIds;
-  const tablePositions = positionIds ? undefined : rotaryTablePositions(ix, q);
-  if (tablePositions && tablePositions === rotaryTablePositions(ix, k)) facts.rotaryPositions = tablePositions;
-
-  // q, k after rotary (and any repeat): the MatMul's inputs before dtype casts (and before the keys' transpose)
+  // q, k after any rotary (and repeat): the MatMul's inputs before dtype casts (and before the keys' transpose)
   const inRegion = (g: Region, t: string): boolean => g.nodes.some((n) => (n.output ?? []).includes(t));
   const qT = back(ix, qk.input?.[0] ?? '', CAST_OPS);
   if (!inRegion(q, qT)) fail(ix, qk.input?.[0] ?? '', 'the queries computed in the q region', qk);
@@ -348,11 +378,11 @@ export function matchRotaryAttention(
   rec.found('v', vT);
   const context = rec.found('context', out0(pv));
 
-  const proj = matchOutputProjection(ix, rec, context, attnOut, family.updateWhat);
-  if (family.biasFree && proj.bias) fail(ix, proj.input, `an attention output projection without bias (${family.name})`, proj.node);
-  facts.qProj = { ...weightsOf(q.lin), offset: 0 };
-  facts.kProj = { ...weightsOf(k.lin), offset: 0 };
-  facts.vProj = { ...weightsOf(v.lin), offset: 0 };
+  const { proj, postNorm } = matchOutputProjection(ix, rec, context, attnOut);
+  if (postNorm) facts.attnPostNorm = true;
+  facts.qProj = headProjection(q.part);
+  facts.kProj = headProjection(k.part);
+  facts.vProj = headProjection(v.part);
   facts.attnProj = weightsOf(proj);
 }
 

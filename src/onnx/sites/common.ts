@@ -8,7 +8,7 @@ import { DataType } from '../proto.js';
 import { attrInt, attrInts, tensorDims } from '../tensor.js';
 import { Recorder, overridesOfLayer, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchLayerNorm, matchLinear, matchRmsNorm, otherInput, out0, soleConsumer, soleProducer, type LinearMatch,
+  PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchLayerNorm, matchLinear, matchNorm, matchRmsNorm, otherInput, out0, soleConsumer, soleProducer, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
 import type { ArchitectureFamily, KvCacheInput, LayerSites, LinearWeights, ModelSites, SiteOverride } from './types.js';
@@ -40,6 +40,14 @@ export interface Embedding {
   r0: string;
   positionWeight?: string;
   positionIds?: string;
+  /**
+   * The position table is looked up at 0, 1, … of the sequence (a Range) or at a position_ids
+   * input, so a last-position row can be fed its position; not when the indices are computed
+   * otherwise (OPT derives them from the attention mask, offset by 2).
+   */
+  plainPositions?: boolean;
+  /** The constant the embeddings are scaled by (Gemma: √d). */
+  scale?: string;
 }
 
 /** Ops that change only the shape or integer type of token ids (transformers' `input_ids.view(-1, seq)`). */
@@ -50,6 +58,14 @@ function idsInput(ix: GraphIndex, t: string): string | undefined {
   const origin = backThrough(ix, t, ID_RESHAPE_OPS).origin;
   const et = ix.inputs.get(origin)?.type?.tensorType?.elemType;
   return ix.isGraphInput(origin) && (et === DataType.INT64 || et === DataType.INT32) ? origin : undefined;
+}
+
+/** Whether position indices are a graph input or 0, 1, … (a Range from 0 by 1), through reshapes. */
+function plainPositions(ix: GraphIndex, t: string): boolean {
+  const origin = backThrough(ix, t, [...ID_RESHAPE_OPS, 'Expand']).origin;
+  if (ix.isGraphInput(origin)) return true;
+  const range = ix.producer(origin);
+  return isOp(range, 'Range') && ix.constantValues(in0(range))?.[0] === 0 && ix.constantValues(range.input?.[2] ?? '')?.[0] === 1;
 }
 
 /**
@@ -73,6 +89,7 @@ export function findEmbedding(ix: GraphIndex, rec: Recorder, norm: NormKind = LA
       const step = soleConsumer(ix, t, ['Add', 'Mul'], `the embedding sum (or scale) feeding the first ${norm.what.replace(/^an? /, '')}`);
       if (step.opType === 'Mul') {
         if (!ix.isConstant(otherInput(step, t))) fail(ix, t, 'the embeddings scaled by a constant (√d_model)', step);
+        emb.scale = otherInput(step, t);
         t = out0(step);
         continue;
       }
@@ -81,6 +98,7 @@ export function findEmbedding(ix: GraphIndex, rec: Recorder, norm: NormKind = LA
         emb.positionWeight = rec.found('positionEmbedding', in0(other));
         const pos = other.input?.[1] ?? '';
         if (ix.isGraphInput(pos)) emb.positionIds = rec.found('positionIds', pos);
+        emb.plainPositions = plainPositions(ix, pos);
       }
       t = out0(step);
     }
@@ -355,16 +373,16 @@ export function matchSoftmax(ix: GraphIndex, rec: Recorder, qk: string): { softm
 /**
  * From the per-head context (probs·V, [b, h, s, dh]) to the attention update: heads moved
  * back with a Transpose [0,2,1,3], merged by a Reshape, then the output projection, which
- * must produce `attnOut` (`what` says what that tensor is, for the message).
+ * must produce `attnOut`, directly or through a norm of its own (Gemma 2's post-attention norm).
  */
-export function matchOutputProjection(ix: GraphIndex, rec: Recorder, context: string, attnOut: string, what: string): LinearMatch {
+export function matchOutputProjection(ix: GraphIndex, rec: Recorder, context: string, attnOut: string): { proj: LinearMatch; postNorm?: NormMatch } {
   const cT = soleConsumer(ix, context, ['Transpose'], 'a Transpose of the context to [b, s, h, dh]');
   if (perm(cT) !== '0,2,1,3') fail(ix, context, 'a Transpose with perm [0,2,1,3]', cT);
   const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
   const merged = rec.found('contextMerged', out0(merge));
   const proj = matchLinear(ix, merged, 'attention output projection');
-  if (proj.output !== attnOut) {
-    fail(ix, proj.output, `the attention output projection to be ${what} ('${attnOut}')`, ix.producer(attnOut));
-  }
-  return proj;
+  if (proj.output === attnOut) return { proj };
+  const postNorm = matchNorm(ix, proj.output);
+  if (postNorm?.output === attnOut) return { proj, postNorm };
+  return fail(ix, proj.output, `the attention output projection (or a norm of it) to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));
 }

@@ -1,4 +1,4 @@
-// The record a family detector keeps while matching: what it found (tensor and the op that
+// The record the detector keeps while matching: what it found (tensor and the op that
 // produces it) and what it did not (what was expected, and the node where matching broke).
 // detectSites turns a complete record into ModelSites; inspect shows any record.
 
@@ -33,15 +33,6 @@ export interface LayerFindings extends SectionFindings {
   readonly layer: number;
 }
 
-/** One family detector's verdict on a graph (every family is tried). */
-export interface FamilyAttempt {
-  readonly family: string;
-  readonly matched: boolean;
-  readonly supported: boolean;
-  /** Where its matching broke first ("layer 1: scores not found: at 'x' (MatMul): expected …"); absent when supported. */
-  readonly broke?: string;
-}
-
 export interface Detection {
   readonly family: string;
   /** The family's signature matched (embedding, blocks): its findings are meaningful. */
@@ -51,8 +42,6 @@ export interface Detection {
   readonly notes: string[];
   /** Present when every site was found. */
   readonly sites?: ModelSites;
-  /** Every family tried, in order (set by runDetection). */
-  readonly attempts?: readonly FamilyAttempt[];
 }
 
 /** The first site a detection missed, as text, and how many more it missed. */
@@ -119,6 +108,7 @@ export class Recorder {
     const already = new Set(this.into.missing.map((m) => m.site));
     for (const site of sites) {
       if (have.has(site) || already.has(site)) continue;
+      already.add(site);
       this.into.missing.push({ site, expected: e.expected, at: nodeLabel(e.at) });
     }
   }

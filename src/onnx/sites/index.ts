@@ -1,6 +1,6 @@
-// Site detection over all known architecture families. Every family module matches by
-// structure; the first that finds every site decides. Otherwise the report is that of the
-// family whose signature matched (most sites found), with every family's first break.
+// Site detection: onnxruntime's fused ops expanded and exporter no-ops removed, then one
+// structural matcher for decoder-only transformers (decoder.ts), whose families are names for
+// the combinations of parts it finds.
 
 import { UserError } from '../../errors.js';
 import { canonicalise } from '../canonical.js';
@@ -8,43 +8,28 @@ import { expandFusedOps } from '../expand-fused.js';
 import { GraphIndex } from '../graph.js';
 import { inferDtypes } from '../infer.js';
 import type { ModelProto } from '../proto.js';
-import { firstBreak, type Detection, type FamilyAttempt } from './findings.js';
-import { detectGpt2 } from './gpt2.js';
-import { detectGptj } from './gptj.js';
-import { detectLlama } from './llama.js';
+import { firstBreak, type Detection } from './findings.js';
+import { detectDecoder } from './decoder.js';
 import type { ModelSites, SiteOverride } from './types.js';
 
-type FamilyDetector = (ix: GraphIndex, dtypes: ReadonlyMap<string, number>, overrides: readonly SiteOverride[]) => Detection;
-
-/** One module per family (adding a family: a module exporting a FamilyDetector, listed here). */
-const FAMILIES: readonly FamilyDetector[] = [detectGpt2, detectGptj, detectLlama];
-
-function foundCount(d: Detection): number {
-  return d.model.found.length + d.layers.reduce((a, L) => a + L.found.length, 0);
-}
-
 /**
- * Expands onnxruntime's fused ops in place (see expand-fused.ts), then runs every family
- * detector; returns the first that found every site, else the matched
- * one that found most, else the first attempt — with `attempts` listing every family.
+ * Expands onnxruntime's fused ops (expand-fused.ts) and removes exporter no-ops (canonical.ts),
+ * in place, then matches the decoder's skeleton; what was changed is noted.
  */
 export function runDetection(model: ModelProto, source = 'model', overrides: readonly SiteOverride[] = []): Detection {
   const expanded = expandFusedOps(model, source);
-  const noOps = canonicalise(model);
+  const canonical = canonicalise(model);
   const ix = new GraphIndex(model.graph ?? {});
-  const dtypes = inferDtypes(ix);
-  const all = FAMILIES.map((f) => f(ix, dtypes, overrides));
-  const matched = all.filter((d) => d.matched).sort((a, b) => foundCount(b) - foundCount(a));
-  const chosen = all.find((d) => d.sites) ?? matched[0] ?? all[0]!;
-  const attempts: FamilyAttempt[] = all.map((d) => {
-    const broke = firstBreak(d);
-    return { family: d.family, matched: d.matched, supported: !!d.sites, ...(broke ? { broke } : {}) };
-  });
+  const d = detectDecoder(ix, inferDtypes(ix), overrides);
   const counted = (ops: Record<string, number>) => Object.entries(ops).map(([op, count]) => `${count} × ${op}`).join(', ');
-  const removedNote = Object.keys(noOps).length ? [`removed exporter no-ops (reading their input instead): ${counted(noOps)}`] : [];
-  if (!Object.keys(expanded).length) return { ...chosen, notes: [...removedNote, ...chosen.notes], attempts };
-  const notes = [`expanded onnxruntime's fused com.microsoft ops into standard ops: ${counted(expanded)}`, ...removedNote, ...chosen.notes];
-  return { ...chosen, notes, attempts, ...(chosen.sites ? { sites: { ...chosen.sites, expandedFusedOps: expanded } } : {}) };
+  const notes = [
+    ...(Object.keys(expanded).length ? [`expanded onnxruntime's fused com.microsoft ops into standard ops: ${counted(expanded)}`] : []),
+    ...(Object.keys(canonical.removed).length ? [`removed exporter no-ops (reading their input instead): ${counted(canonical.removed)}`] : []),
+    ...(canonical.mergedHeads ? [`${canonical.mergedHeads} attention head merges straight to 2-D given a Reshape to [b, s, d] first (the context site)`] : []),
+    ...d.notes,
+  ];
+  const fused = Object.keys(expanded).length && d.sites ? { sites: { ...d.sites, expandedFusedOps: expanded } } : {};
+  return { ...d, notes, ...fused };
 }
 
 export class SiteError extends UserError {
@@ -71,10 +56,8 @@ export function detectSites(model: ModelProto, source = 'model', overrides: read
   refuseMergedDecoder(model, source);
   const d = runDetection(model, source, overrides);
   if (d.sites) return d.sites;
-  const others = (d.attempts ?? []).filter((a) => a.family !== d.family).map((a) => `${a.family}: ${a.broke ?? 'not matched'}`);
-  throw new SiteError(`${source}: not a recognised ${d.matched ? d.family + ' ' : ''}transformer graph: ${firstBreak(d)}` +
-    (others.length ? `; other families tried: ${others.join('; ')}` : ''), d);
+  throw new SiteError(`${source}: not a recognised ${d.matched ? d.family + ' ' : ''}transformer graph: ${firstBreak(d)}`, d);
 }
 
 export type { ModelSites, LayerSites, ModelInputs, KvCacheInput } from './types.js';
-export type { Detection, FamilyAttempt, FoundSite, MissingSite, LayerFindings } from './findings.js';
+export type { Detection, FoundSite, MissingSite, LayerFindings } from './findings.js';

@@ -68,14 +68,17 @@ export interface NormMatch {
   readonly epsilon?: number;
 }
 
-/** A LayerNorm reading `x`: the fused op, or ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [· γ + β]. */
-export function matchLayerNorm(ix: GraphIndex, x: string): NormMatch | undefined {
+/**
+ * A LayerNorm reading `x`: the fused op, or ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [· γ + β].
+ * Nodes in `skip` are not taken as a norm's first node (to find a second norm reading `x`).
+ */
+export function matchLayerNorm(ix: GraphIndex, x: string, skip: ReadonlySet<NodeProto> = new Set()): NormMatch | undefined {
   for (const c of ix.dataConsumers(x)) {
-    if (c.opType === 'LayerNormalization' && in0(c) === x) {
+    if (c.opType === 'LayerNormalization' && in0(c) === x && !skip.has(c)) {
       return { input: x, output: out0(c), op: 'LayerNormalization', nodes: new Set([c]), ...(c.input?.[1] ? { scale: c.input[1] } : {}) };
     }
   }
-  for (const mean of ix.dataConsumers(x).filter((n) => n.opType === 'ReduceMean' && in0(n) === x)) {
+  for (const mean of ix.dataConsumers(x).filter((n) => n.opType === 'ReduceMean' && in0(n) === x && !skip.has(n))) {
     const m = out0(mean);
     const sub = ix.dataConsumers(x).find((n) => n.opType === 'Sub' && n.input?.[0] === x && n.input?.[1] === m);
     if (!sub) continue;
@@ -124,9 +127,9 @@ function onlyConsumer(ix: GraphIndex, t: string, ...ops: string[]): NodeProto | 
  * or [Cast →] x² (Pow 2 or Mul x·x) → ReduceMean → Add ε → Sqrt → Div(1, ·) | Reciprocal → Mul x
  * (or Div(x, Sqrt)) [→ Cast] [· γ]. No mean is subtracted: a LayerNorm never matches.
  */
-export function matchRmsNorm(ix: GraphIndex, x: string): NormMatch | undefined {
+export function matchRmsNorm(ix: GraphIndex, x: string, skip: ReadonlySet<NodeProto> = new Set()): NormMatch | undefined {
   for (const c of ix.dataConsumers(x)) {
-    if (isOp(c, ...FUSED_RMS_NORMS) && in0(c) === x) {
+    if (isOp(c, ...FUSED_RMS_NORMS) && in0(c) === x && !skip.has(c)) {
       const eps = attrFloat(c, 'epsilon', 1e-5);
       return {
         input: x, output: out0(c), op: c.opType as 'SimplifiedLayerNormalization' | 'RMSNormalization', nodes: new Set([c]),
@@ -136,9 +139,9 @@ export function matchRmsNorm(ix: GraphIndex, x: string): NormMatch | undefined {
   }
   // the normalised tensor may be an upcast of x (fp16 models compute the norm in float32)
   const starts: { xs: string; cast?: NodeProto }[] = [{ xs: x }];
-  for (const c of ix.dataConsumers(x)) if (isOp(c, 'Cast') && in0(c) === x) starts.push({ xs: out0(c), cast: c });
+  for (const c of ix.dataConsumers(x)) if (isOp(c, 'Cast') && in0(c) === x && !skip.has(c)) starts.push({ xs: out0(c), cast: c });
   for (const { xs, cast } of starts) {
-    for (const sq of ix.dataConsumers(xs)) {
+    for (const sq of ix.dataConsumers(xs).filter((n) => !skip.has(n))) {
       const square = (isOp(sq, 'Pow') && in0(sq) === xs && ix.constantValues(sq.input?.[1] ?? '')?.[0] === 2)
         || (isOp(sq, 'Mul') && sq.input?.[0] === xs && sq.input?.[1] === xs);
       if (!square) continue;
@@ -187,8 +190,19 @@ export function matchRmsNorm(ix: GraphIndex, x: string): NormMatch | undefined {
 }
 
 /** A LayerNorm or an RMSNorm reading `x`. */
-export function matchNorm(ix: GraphIndex, x: string): NormMatch | undefined {
-  return matchLayerNorm(ix, x) ?? matchRmsNorm(ix, x);
+export function matchNorm(ix: GraphIndex, x: string, skip: ReadonlySet<NodeProto> = new Set()): NormMatch | undefined {
+  return matchLayerNorm(ix, x, skip) ?? matchRmsNorm(ix, x, skip);
+}
+
+/** Every norm reading `x` (GPT-NeoX's parallel block reads the residual stream with two). */
+export function normsReading(ix: GraphIndex, x: string): NormMatch[] {
+  const norms: NormMatch[] = [];
+  const skip = new Set<NodeProto>();
+  for (let n = matchNorm(ix, x); n; n = matchNorm(ix, x, skip)) {
+    norms.push(n);
+    for (const node of n.nodes) skip.add(node);
+  }
+  return norms;
 }
 
 // ---- linear layers ----

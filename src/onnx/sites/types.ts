@@ -16,7 +16,8 @@
 // with fewer key/value heads (ModelSites.kvHeads) k and v are read AFTER the repeat to the query
 // heads, so every site keeps the shapes below with h = query heads.
 
-export type ArchitectureFamily = 'gpt2' | 'gptj' | 'llama';
+/** A name for the combination of parts a graph is built from (sites/decoder.ts); `decoder` when no family has that combination. */
+export type ArchitectureFamily = 'gpt2' | 'opt' | 'gptj' | 'gpt_neox' | 'llama' | 'gemma' | 'gemma2' | 'phi3' | 'decoder';
 
 export interface LayerSites {
   readonly layer: number;
@@ -83,6 +84,11 @@ export interface LayerSites {
   readonly mlpUp?: LinearWeights;
   /** The MLP output projection (reads mlpAct, writes mlpOut). */
   readonly mlpProj: LinearWeights;
+  /**
+   * The attention or MLP update passes through its own norm before the residual add (Gemma 2):
+   * attnOut / mlpOut are the normed updates, so a head's share of attnOut is not additive.
+   */
+  readonly postNorms?: true;
 }
 
 /** A linear layer's constant weight (and bias), as the graph holds them. */
@@ -94,9 +100,13 @@ export interface LinearWeights {
   readonly layout: 'io' | 'oi';
 }
 
-/** q, k or v: output units [offset, offset + d) of a linear layer (a fused q|k|v layer: offsets 0, d, 2d). */
+/**
+ * q, k or v: output units [offset, offset + d) of a linear layer (a fused q|k|v layer: offsets 0, d, 2d);
+ * with headStride, a fused layer split per head (GPT-NeoX): head h's units start at offset + h · headStride.
+ */
 export interface HeadProjection extends LinearWeights {
   readonly offset: number;
+  readonly headStride?: number;
 }
 
 export const LAYER_SITE_NAMES = [
