@@ -1,4 +1,4 @@
-// Exporters write nodes that compute nothing: Identity, and a Cast to the type its input
+// Exporters write nodes that compute nothing: Identity, a Concat of one tensor, and a Cast to the type its input
 // already has (Hugging Face's RMSNorm upcasts with `.to(float32)`, a no-op in a float32
 // model, and the TorchScript exporter then feeds the Cast's output to the residual Add as
 // well as to the norm). Before site detection such nodes are removed and their readers
@@ -43,7 +43,8 @@ function namesReadInSubgraphs(graph: GraphProto): Set<string> {
 function isNoOp(node: NodeProto, dtypes: ReadonlyMap<string, number>): boolean {
   const x = node.input?.[0];
   if (!x || (node.output ?? []).length !== 1) return false;
-  if (node.opType === 'Identity') return true;
+  // a Concat of one tensor (the TorchScript exporter writes one for a DynamicCache's first layer)
+  if (node.opType === 'Identity' || (node.opType === 'Concat' && (node.input ?? []).filter(Boolean).length === 1)) return true;
   if (node.opType !== 'Cast') return false;
   const from = dtypes.get(x);
   return from !== undefined && from === attrInt(node, 'to');

@@ -8,6 +8,7 @@ import type { ModelSites } from '../sites/types.js';
 import { intAttr } from '../tensor.js';
 import { VariantNames } from '../variant.js';
 import { keyAxis } from './knockout.js';
+import { applyLmHead } from './lm-head.js';
 
 export interface ReducedOptions {
   /** Read the last position from the full logits (exactly the model's numbers) instead of
@@ -30,14 +31,7 @@ export function reducedOutputsPass(rw: Rewrite, sites: ModelSites, opts: Reduced
   } else {
     const hidden = rw.op('GatherND', [sites.finalNorm.output, lastCol], `${base}/last_hidden`, rw.dtype(sites.finalNorm.output),
       ['batch', sites.dModel], [intAttr('batch_dims', 1)]);
-    const u = sites.unembedding;
-    if (u.op === 'Gemm') {
-      lastLogits = rw.op('Gemm', [hidden, u.weight, ...(u.bias ? [u.bias] : [])], `${base}/last_logits`, dt, ['batch', V],
-        [intAttr('transB', u.layout === 'Vd' ? 1 : 0)]);
-    } else {
-      lastLogits = rw.op('MatMul', [hidden, u.weight], `${base}/last_logits`, dt, ['batch', V]);
-      if (u.bias) lastLogits = rw.op('Add', [lastLogits, u.bias], `${base}/last_logits_biased`, dt, ['batch', V]);
-    }
+    lastLogits = applyLmHead(rw, sites, hidden, `${base}/last_logits`, ['batch', V]);
   }
   const logits = dt === F32 ? lastLogits : rw.op('Cast', [lastLogits], `${base}/last_logits_f32`, F32, ['batch', V], [intAttr('to', F32)]);
   const probs = rw.op('Softmax', [logits], `${base}/probs`, F32, ['batch', V], [intAttr('axis', -1)]);

@@ -32,6 +32,7 @@ import type { LayerSites, ModelSites } from '../sites/types.js';
 import { intAttr, intsAttr, tensorDims } from '../tensor.js';
 import { VariantNames, type ProjectionRequest } from '../variant.js';
 import { hiddenStateTensors } from './hidden.js';
+import { applyLmHead } from './lm-head.js';
 import { recomputeInputs, recomputedUpdate, type RecomputeInputs } from './recompute.js';
 
 const I64 = DataType.INT64;
@@ -202,14 +203,7 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
     const x3 = rw.op('Reshape', [rows, rw.ints(`${base}/norm_in_shape`, [1, -1, d])], `${base}/norm_in`, dt, undefined);
     const normed = rw.op('Reshape', [finalNorm(rw, sites, x3, `${base}/final_norm`), rw.ints(`${base}/norm_out_shape`, [-1, d])],
       `${base}/normed`, dt, undefined);
-    const u = sites.unembedding;
-    if (u.layout === 'Vd' || u.op === 'Gemm') {
-      scores = rw.op('Gemm', [normed, u.weight, ...(u.bias ? [u.bias] : [])], `${base}/scores_model`, dt, undefined,
-        [intAttr('transB', u.layout === 'Vd' ? 1 : 0)]);
-    } else {
-      scores = rw.op('MatMul', [normed, u.weight], `${base}/scores_model`, dt, undefined);
-      if (u.bias) scores = rw.op('Add', [scores, u.bias], `${base}/scores_biased`, dt, undefined);
-    }
+    scores = applyLmHead(rw, sites, normed, `${base}/scores_model`);
   }
   if (dt !== F32) scores = rw.op('Cast', [scores], `${base}/scores_f32`, F32, undefined, [intAttr('to', F32)]);
   if (req.vocabLimit < V) {

@@ -301,6 +301,17 @@ function matchHeads(ix: GraphIndex, q: Region, k: Region, v: Region, facts: Atte
   }
 }
 
+/**
+ * The probabilities after an sdpa export's guard Where(IsNaN(p), 0, p) (a fully masked row's
+ * NaNs become 0), or `p` itself. The probs site stays the Softmax output.
+ */
+function nanGuarded(ix: GraphIndex, p: string): string {
+  const readers = ix.dataConsumers(p);
+  const isNan = readers.find((n) => isOp(n, 'IsNaN'));
+  const where = readers.find((n) => isOp(n, 'Where') && n.input?.[0] === out0(isNan ?? {}) && n.input?.[2] === p && ix.isConstant(n.input?.[1] ?? ''));
+  return isNan && where && readers.length === 2 && ix.dataConsumers(out0(isNan)).length === 1 ? out0(where) : p;
+}
+
 /** The per-head projection of a part: its weights, where its units start and, split per head, how far apart heads are. */
 function headProjection(part: QkvPart): HeadProjection {
   return { ...weightsOf(part.lin), offset: part.offset, ...(part.perHead ? { headStride: part.perHead.stride } : {}) };
@@ -369,8 +380,9 @@ export function matchRegionAttention(
   facts.softmaxNode = softmaxNode;
 
   const pv = v.hits[0]!.node;
-  const reached = forwardTo(ix, probs, PROBS_PASS_OPS, ['MatMul'], 'the MatMul probs·V').node;
-  if (reached !== pv || back(ix, in0(pv), PROBS_PASS_OPS) !== probs) {
+  const guarded = nanGuarded(ix, probs);
+  const reached = forwardTo(ix, guarded, PROBS_PASS_OPS, ['MatMul'], 'the MatMul probs·V').node;
+  if (reached !== pv || back(ix, in0(pv), PROBS_PASS_OPS) !== guarded) {
     fail(ix, probs, `the probabilities as input 0 of the MatMul the values reach (${nodeLabel(pv)})`, reached);
   }
   const vT = back(ix, pv.input?.[1] ?? '', CAST_OPS);

@@ -122,23 +122,48 @@ export interface LmHead {
   layout: 'dV' | 'Vd';
   logits: string;
   vocab: number;
+  /** Soft-capped logits c · tanh(z / c) (Gemma 2): c. */
+  softcap?: number;
 }
 
-/** The LM head reading the final norm, up to the logits graph output (through Identity / Cast / Reshape). */
+/** c when `y` is soft-capped, c · tanh(y / c) (Div or Mul by 1/c, Tanh, Mul by c): the capped tensor and c. */
+function softcapOf(ix: GraphIndex, y: string): { output: string; cap: number } | undefined {
+  const [scale] = ix.dataConsumers(y);
+  if (ix.dataConsumers(y).length !== 1 || !isOp(scale, 'Div', 'Mul') || in0(scale) !== y) return undefined;
+  const k = ix.constantValues(scale.input?.[1] ?? '');
+  const tanh = ix.dataConsumers(out0(scale))[0];
+  const mul = tanh && isOp(tanh, 'Tanh') ? ix.dataConsumers(out0(tanh))[0] : undefined;
+  const c = mul && isOp(mul, 'Mul') ? ix.constantValues(otherInput(mul, out0(tanh!))) : undefined;
+  if (k?.length !== 1 || c?.length !== 1) return undefined;
+  const inverse = scale.opType === 'Div' ? k[0]! : 1 / k[0]!;
+  return Math.abs(inverse - c[0]!) <= 1e-6 * Math.abs(c[0]!) ? { output: out0(mul!), cap: c[0]! } : undefined;
+}
+
+/** The LM head reading the final norm, up to the logits graph output (through Identity / Cast / Reshape and a soft-cap). */
 export function matchLmHead(ix: GraphIndex, rec: Recorder, finalNorm: NormMatch): LmHead {
   const lin = matchLinear(ix, finalNorm.output, 'the LM head');
   let y = lin.output;
-  for (let guard = 0; guard < 4 && !ix.outputs.has(y); guard++) {
+  let softcap: number | undefined;
+  for (let guard = 0; guard < 6 && !ix.outputs.has(y); guard++) {
+    const capped = softcap === undefined ? softcapOf(ix, y) : undefined;
+    if (capped) {
+      softcap = capped.cap;
+      y = capped.output;
+      continue;
+    }
     const next = ix.dataConsumers(y);
     if (next.length !== 1 || !isOp(next[0], 'Identity', 'Cast', 'Reshape')) break;
     y = out0(next[0]);
   }
-  if (!ix.outputs.has(y)) fail(ix, y, 'the logits to be a graph output');
+  if (!ix.outputs.has(y)) fail(ix, y, 'the logits to be a graph output (after the LM head, at most a reshape, a cast and a soft-cap c·tanh(z/c))');
   const dims = tensorDims(ix.constantTensor(lin.weight) ?? {});
   rec.found('unembedding', lin.weight);
   rec.found('logits', y);
   const layout = lin.transposed ? 'Vd' as const : 'dV' as const;
-  return { weight: lin.weight, ...(lin.bias ? { bias: lin.bias } : {}), op: lin.op, layout, logits: y, vocab: (layout === 'dV' ? dims[1] : dims[0]) ?? 0 };
+  return {
+    weight: lin.weight, ...(lin.bias ? { bias: lin.bias } : {}), op: lin.op, layout, logits: y, vocab: (layout === 'dV' ? dims[1] : dims[0]) ?? 0,
+    ...(softcap !== undefined ? { softcap } : {}),
+  };
 }
 
 /** The attention-mask input: named so, else the one other int64 input. */
@@ -339,7 +364,9 @@ export function assembleDetection(a: {
     perLayer,
     finalNorm: { input: finalNorm.input, output: finalNorm.output, op: finalNorm.op },
     embedding: { weight: emb.weight, output: emb.output, ...(a.positionWeight && emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },
-    unembedding: { weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op },
+    unembedding: {
+      weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op, ...(head.softcap !== undefined ? { softcap: head.softcap } : {}),
+    },
     logits: head.logits,
     ...(a.rotaryPositions ? { rotaryPositions: a.rotaryPositions } : {}),
     inputs: {
@@ -352,8 +379,8 @@ export function assembleDetection(a: {
   return { ...detection, sites };
 }
 
-/** What lies between q·kᵀ and the Softmax: scale, causal and padding masks. */
-const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity'];
+/** What lies between q·kᵀ and the Softmax: scale, soft-cap (Gemma 2: c·tanh(s/c)), causal and padding masks. */
+const SCORE_PASS_OPS = ['Div', 'Mul', 'Cast', 'Where', 'Add', 'Sub', 'Identity', 'Tanh'];
 
 /**
  * The attention Softmax after q·kᵀ (`qk` is the MatMul's output), or the one producing the

@@ -20,6 +20,7 @@
 
 import { GraphIndex } from '../graph.js';
 import type { NodeProto } from '../proto.js';
+import { attrFloat } from '../tensor.js';
 import {
   AttentionInputs, headsOf, linearWidth, matchRegionAttention, type AttentionFacts, type QkvPart,
 } from './attention-region.js';
@@ -139,9 +140,14 @@ interface Mlp {
   postNorm?: NormMatch;
 }
 
-/** act(gate) for a gate's output: one Silu / Swish node, or an elementwise region (Sigmoid·x, gelu). */
+/** A single-node SiLU: Silu, Swish, or onnxruntime's QuickGelu x·σ(αx) with α = 1. */
+function isSilu(n: NodeProto): boolean {
+  return isOp(n, ...SILU_OPS) || (isOp(n, 'QuickGelu') && attrFloat(n, 'alpha', 1.702) === 1);
+}
+
+/** act(gate) for a gate's output: one SiLU node, or an elementwise region (Sigmoid·x, gelu). */
 function gateActivation(ix: GraphIndex, t: string): { output: string; kind: string } {
-  const single = ix.dataConsumers(t).filter((n) => isOp(n, ...SILU_OPS) && in0(n) === t);
+  const single = ix.dataConsumers(t).filter((n) => isSilu(n) && in0(n) === t);
   if (single.length === 1 && ix.dataConsumers(t).length === 1) return { output: out0(single[0]!), kind: 'silu' };
   const act = matchActivation(ix, t, 'gated MLP');
   return { output: act.output, kind: act.kind };

@@ -272,7 +272,7 @@ export function linearConsumers(ix: GraphIndex, x: string, what: string): Linear
 
 // ---- activations ----
 
-const ACTIVATION_OPS = new Set(['Mul', 'Add', 'Pow', 'Tanh', 'Div', 'Erf', 'Sigmoid', 'Sqrt', 'Cast', 'Gelu', 'FastGelu', 'Relu', 'BiasGelu']);
+const ACTIVATION_OPS = new Set(['Mul', 'Add', 'Pow', 'Tanh', 'Div', 'Erf', 'Sigmoid', 'Sqrt', 'Cast', 'Gelu', 'FastGelu', 'Relu', 'BiasGelu', 'QuickGelu']);
 
 export interface ActivationMatch {
   readonly input: string;
@@ -313,6 +313,7 @@ export function matchActivation(ix: GraphIndex, x: string, what: string): Activa
     : ops.has('Erf') ? 'gelu_erf'
     : ops.has('Gelu') || ops.has('BiasGelu') ? 'gelu'
     : ops.has('Sigmoid') ? 'silu'
+    : ops.has('QuickGelu') ? 'quick_gelu'
     : ops.has('Relu') ? 'relu' : 'elementwise';
   return { input: x, output: leaving[0]!, kind, nodes };
 }

@@ -169,6 +169,8 @@ export interface ModelSites {
     readonly layout: 'dV' | 'Vd';
     readonly bias?: string;
     readonly op: 'MatMul' | 'Gemm';
+    /** The logits are soft-capped, c · tanh(z / c) (Gemma 2): c. */
+    readonly softcap?: number;
   };
   /** The graph output holding the logits [b, s, vocab]. */
   readonly logits: string;
