@@ -2,7 +2,8 @@
 // names, node insertion, topological order, dead-node removal.
 
 import { int, type GraphProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
-import { attrInt, getAttr, tensorValues } from './tensor.js';
+import { StaticShapes } from './static-shapes.js';
+import { getAttr, tensorValues } from './tensor.js';
 
 /** Ops that read only their input's shape, not its values. */
 const SHAPE_READERS = new Set(['Shape', 'Size']);
@@ -99,35 +100,11 @@ export class GraphIndex {
     return init ? tensorValues(init) : undefined;
   }
 
-  /**
-   * What is known of a 1-D int64 shape tensor: a list with numbers where constant and
-   * undefined where computed at run time; undefined if even its length is unknown.
-   */
-  partialShape(t: string): (number | undefined)[] | undefined {
-    const c = this.constantValues(t);
-    if (c) return c;
-    const p = this.producer(t);
-    if (!p) return undefined;
-    if (p.opType === 'Concat') {
-      const parts: (number | undefined)[] = [];
-      for (const i of p.input ?? []) {
-        const sub = this.partialShape(i);
-        if (!sub) return undefined;
-        parts.push(...sub);
-      }
-      return parts;
-    }
-    if (p.opType === 'Unsqueeze') {
-      const inner = p.input?.[0] ? this.constantValues(p.input[0]) : undefined;
-      return [inner?.length === 1 ? inner[0] : undefined];
-    }
-    if (p.opType === 'Shape') {
-      // the dynamo exporter reads dimensions as Shape(x, start, end): end − start run-time values
-      const start = attrInt(p, 'start');
-      const end = attrInt(p, 'end');
-      if (start !== undefined && end !== undefined && start >= 0 && end > start) return new Array<undefined>(end - start).fill(undefined);
-    }
-    return undefined;
+  private staticShapes?: StaticShapes;
+
+  /** Shape arithmetic the graph fixes (static-shapes.ts), evaluated on demand and memoised. */
+  get shapes(): StaticShapes {
+    return (this.staticShapes ??= new StaticShapes(this));
   }
 
   /** Every tensor name appearing in the graph (inputs, outputs, initializers, node outputs). */

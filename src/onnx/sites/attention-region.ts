@@ -236,7 +236,7 @@ function headSplit(ix: GraphIndex, g: Region): { heads: number; dHead: number } 
 
 /** Heads and head size of a Reshape to [b, s, heads, dh] of `width` units (one of heads and dh may be −1). */
 export function headsOf(ix: GraphIndex, reshape: NodeProto, width: number | undefined): { heads: number; dHead: number } | undefined {
-  const shape = ix.partialShape(reshape.input?.[1] ?? '');
+  const shape = ix.shapes.values(reshape.input?.[1] ?? '');
   if (!shape || shape.length !== 4) return undefined;
   let [, , heads, dHead] = shape;
   if (heads === -1 && dHead !== undefined && dHead > 0 && width !== undefined) heads = width / dHead;
@@ -361,7 +361,7 @@ export function matchRegionAttention(
   }
 
   // q, k after any rotary (and repeat): the MatMul's inputs before dtype casts (and before the keys' transpose)
-  const inRegion = (g: Region, t: string): boolean => g.nodes.some((n) => (n.output ?? []).includes(t));
+  const inRegion = (g: Region, t: string): boolean => t === g.part.start || g.nodes.some((n) => (n.output ?? []).includes(t));
   const qT = back(ix, qk.input?.[0] ?? '', CAST_OPS);
   if (!inRegion(q, qT)) fail(ix, qk.input?.[0] ?? '', 'the queries computed in the q region', qk);
   rec.found('q', qT);

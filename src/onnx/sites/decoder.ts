@@ -20,7 +20,7 @@
 
 import { GraphIndex } from '../graph.js';
 import type { NodeProto } from '../proto.js';
-import { attrFloat } from '../tensor.js';
+import { attrFloat, attrInts } from '../tensor.js';
 import {
   AttentionInputs, headsOf, linearWidth, matchRegionAttention, type AttentionFacts, type QkvPart,
 } from './attention-region.js';
@@ -157,12 +157,14 @@ function gateActivation(ix: GraphIndex, t: string): { output: string; kind: stri
 function lastAxisParts(ix: GraphIndex, t: string, rank: number): { tensor: string; offset: number; width?: number }[] | undefined {
   const readers = ix.dataConsumers(t);
   const lastAxis = (axis: number | undefined): boolean => axis === -1 || axis === rank - 1;
+  const total = ix.shapes.dims(t)?.[rank - 1];
   if (readers.length === 1 && isOp(readers[0], 'Split')) {
     const split = readers[0];
     const axisAttr = split.attribute?.find((a) => a.name === 'axis');
     const axis = axisAttr ? Number(axisAttr.i ?? 0) : 0;
     if (!lastAxis(axis)) return undefined;
-    const sizes = split.input?.[1] ? ix.constantValues(split.input[1]) : undefined;
+    const sizes = split.input?.[1] ? ix.shapes.values(split.input[1]) : undefined;
+    if (sizes?.some((x) => x === undefined)) return undefined;
     const outs = split.output ?? [];
     let offset = 0;
     return outs.map((o, i) => {
@@ -173,9 +175,12 @@ function lastAxisParts(ix: GraphIndex, t: string, rank: number): { tensor: strin
   }
   if (readers.length >= 2 && readers.every((n) => isOp(n, 'Slice'))) {
     const parts = readers.map((n) => {
-      const [start, end, axes, steps] = [1, 2, 3, 4].map((i) => (n.input?.[i] ? ix.constantValues(n.input[i]!) : undefined));
+      const [start, end, axes, steps] = [1, 2, 3, 4].map((i) => (n.input?.[i] ? ix.shapes.values(n.input[i]!) : undefined));
+      if ([start, end, axes, steps].some((v) => v?.includes(undefined))) return undefined;
       if (start?.length !== 1 || end?.length !== 1 || (axes && (axes.length !== 1 || !lastAxis(axes[0]))) || (steps && steps[0] !== 1)) return undefined;
-      return { tensor: out0(n), offset: start[0]!, width: Math.min(end[0]!, 2 ** 52) - start[0]! };
+      // an open end (INT64_MAX) stops at the last unit
+      const stop = Math.min(end[0]!, total ?? 2 ** 52);
+      return { tensor: out0(n), offset: start[0]!, width: stop - start[0]! };
     });
     if (parts.some((x) => !x)) return undefined;
     return (parts as { tensor: string; offset: number; width: number }[]).sort((a, b) => a.offset - b.offset);
@@ -256,10 +261,12 @@ function qkvParts(ix: GraphIndex, linears: readonly LinearMatch[], normOut: stri
     const third = (linearWidth(ix, lin) ?? 0) / 3;
     return { parts: direct.map((p, i) => ({ lin, start: p.tensor, offset: p.width === undefined ? i * third : p.offset, width: p.width ?? third })), qkv: 'fused' };
   }
-  // GPT-NeoX: view(b, s, h, 3·dh), then q, k, v are thirds of each head
+  // GPT-NeoX: view(b, s, h, 3·dh) [then heads first], and q, k, v are thirds of each head
   const reshape = ix.dataConsumers(lin.output).find((n) => isOp(n, 'Reshape') && in0(n) === lin.output);
   const perHead = reshape ? headsOf(ix, reshape, linearWidth(ix, lin)) : undefined;
-  const split = reshape ? lastAxisParts(ix, out0(reshape), 4) : undefined;
+  const heads = reshape ? ix.dataConsumers(out0(reshape)) : [];
+  const transposed = heads.length === 1 && isOp(heads[0], 'Transpose') && attrInts(heads[0], 'perm')?.join(',') === '0,2,1,3' ? out0(heads[0]) : undefined;
+  const split = reshape ? lastAxisParts(ix, transposed ?? out0(reshape), 4) : undefined;
   if (!reshape || !perHead || split?.length !== 3 || perHead.dHead % 3 !== 0) {
     return fail(ix, lin.output, 'the fused q|k|v projection split into three on its last axis (Split or Slices), directly or per head after a Reshape to [b, s, h, 3·dh]', ix.dataConsumers(lin.output)[0]);
   }
