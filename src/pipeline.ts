@@ -12,14 +12,15 @@ import type { CiOptions } from './measure/stats.js';
 import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
-import { Journal, JOURNAL_FILE, runFingerprint } from './report/journal.js';
+import { Journal, JOURNAL_FILE, runFingerprint } from './run/journal.js';
 import { writeReport, type WriteReportOptions, type WrittenReport } from './report/html/index.js';
 import { withOutputFolder, type OutputFolder } from './output/folder.js';
-import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './report/schema.js';
+import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, type Fact, type Selection } from './run/dataset.js';
 import { orThrow } from './run/errors.js';
-import { datasetMeanHidden, executeExamples, type ExampleRecord } from './run/execute.js';
+import { datasetMeanHidden, executeExamples } from './run/execute.js';
+import type { ExampleRecord } from './measure/record.js';
 import { measureRecords } from './measure/results.js';
 import { loadAttributeSets } from './run/attributes.js';
 import { headMappings } from './run/head-mappings.js';
@@ -247,7 +248,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       await session.release();
     }
     const records = selected.map((f) => journal.get(f.id)!);
-    const measured = measureRecords(program, plan, sites.heads, records, ci);
+    const measured = measureRecords(program, plan, records, ci);
     const mappings = program.headMappings
       ? await headMappingResults(program, sites, tokenizer, measured.examples, options)
       : undefined;

@@ -6,8 +6,10 @@
 import type {
   Experiment, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SiteOverrideSpec, SourceSpan,
 } from '../lang/program.js';
+import type { MeasureDescriptor } from '../measure/descriptor.js';
 import type { LayerSiteName, SiteOverride } from '../onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
+import { experimentDescriptors, probeDescriptors } from './measures.js';
 
 /** The language's snake_case site names are the model's camelCase ones (`mlp_act` is mlpAct). */
 export function siteOverridesOf(specs: readonly SiteOverrideSpec[]): SiteOverride[] {
@@ -47,7 +49,8 @@ export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed' |
 export type ProbePlan =
   | {
       readonly kind: 'attributes_rate' | 'extraction' | 'target_rank' | 'top_tokens';
-      readonly label: string;
+      /** The ids of its measure descriptors: one, or one per head (site `heads`). */
+      readonly ids: readonly string[];
       readonly site: SiteKind;
       /** Hidden-state index for `hidden`, block index otherwise. */
       readonly layer: number;
@@ -57,7 +60,8 @@ export type ProbePlan =
     }
   | {
       readonly kind: 'attention_weight';
-      readonly label: string;
+      /** The ids of its measure descriptors: one, or one per head (`heads each`). */
+      readonly ids: readonly string[];
       readonly layer: number;
       readonly source: PositionSet;
       readonly target: PositionSet;
@@ -79,7 +83,11 @@ export interface PlanRow {
 
 export interface ExperimentPlan {
   readonly name: string;
-  readonly measures: readonly MeasureName[];
+  /** Every measure the experiment reports, output measures first. */
+  readonly measures: readonly MeasureDescriptor[];
+  readonly outputMeasures: readonly MeasureName[];
+  /** Which kinds of intervention its rows apply. */
+  readonly interventions: readonly Intervention['kind'][];
   readonly sweeps: readonly { readonly variable: string; readonly values: readonly SweepValue[] }[];
   readonly rows: readonly PlanRow[];
   readonly source: string;
@@ -212,15 +220,15 @@ function planInterventions(interventions: readonly Intervention[], env: Binding,
   return { knockouts, gates, ...(patch ? { patch } : {}) };
 }
 
-function planProbe(p: Probe, env: Binding, ctx: PlanContext): ProbePlan {
+function planProbe(p: Probe, ids: readonly string[], env: Binding, ctx: PlanContext): ProbePlan {
   if (p.kind === 'attention_weight') {
-    return { kind: p.kind, label: p.label, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
+    return { kind: p.kind, ids, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
   }
   const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : p.site.kind === 'subject_embeddings' ? 0 : evalInt(p.site.layer, env);
   // Extraction reads two so that a tie for the top is seen, not silently broken.
   const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : p.kind === 'extraction' ? 2 : 1;
   const site: SiteKind = p.without ? 'recomputed' : p.site.kind;
-  return { kind: p.kind, label: p.label, site, layer, at: substitute(p.at, env), k };
+  return { kind: p.kind, ids, site, layer, at: substitute(p.at, env), k };
 }
 
 /** The row's removed keys: the one `without` set of its probes, substituted. */
@@ -232,6 +240,7 @@ function recomputeSet(probes: readonly Probe[], env: Binding): PositionSet | und
 function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
   const rows: PlanRow[] = [];
   const env = new Map<string, Bound>();
+  const probeIds = exp.probes.map((p) => probeDescriptors(p, ctx.shape.heads).map((d) => d.id));
   const expand = (depth: number, key: Record<string, SweepValue>): void => {
     const sweep = exp.sweeps[depth];
     if (!sweep) {
@@ -240,7 +249,7 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
         key: { ...key },
         ...planInterventions(exp.interventions, env, ctx),
         ...(recompute ? { recompute } : {}),
-        probes: exp.probes.map((p) => planProbe(p, env, ctx)),
+        probes: exp.probes.map((p, i) => planProbe(p, probeIds[i]!, env, ctx)),
       });
       return;
     }
@@ -260,7 +269,9 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
   expand(0, {});
   return {
     name: exp.name,
-    measures: exp.measures,
+    measures: experimentDescriptors(exp, ctx.shape.heads),
+    outputMeasures: exp.measures,
+    interventions: [...new Set(exp.interventions.map((i) => i.kind))],
     sweeps: exp.sweeps.map((s) => ({
       variable: s.variable,
       values: s.kind === 'positions' ? s.values.map((v) => v.label) : [...s.values],

@@ -108,3 +108,30 @@ experiment b {
   t.true(plan.variant.patch);
   t.true(plan.variant.hiddenStates);
 });
+
+test('every measure of an experiment is a typed descriptor; a per-head probe gives one per head', (t) => {
+  const plan = planProgram(program(`
+experiment ex {
+  for l in layers 0..2
+  for removed in positions subject, all - (subject_last + last)
+  block subject -> last at layers l
+  measure rank
+  measure extraction of heads l, target_rank of hidden l + 1 at subject_last
+  measure attention_weight subject + [0] -> last at layer l - 1 + 1 heads each
+  measure top_tokens 3 of attention l without removed
+}`, { layers: 4, heads: 2, vocab: 100 }), { layers: 4, heads: 2, vocab: 100 });
+  const [exp] = plan.experiments;
+  const l = { constant: 0, variables: { l: 1 } };
+  t.deepEqual(exp!.measures.map(({ label: _label, ...d }) => d), [
+    { id: 'rank', probe: 'rank', site: 'logits', layer: null, positions: 'last' },
+    { id: 'extraction of heads l [head 0]', probe: 'extraction', site: 'heads', layer: l, positions: 'last', head: 0 },
+    { id: 'extraction of heads l [head 1]', probe: 'extraction', site: 'heads', layer: l, positions: 'last', head: 1 },
+    { id: 'target_rank of hidden l + 1 at subject_last', probe: 'target_rank', site: 'hidden', layer: { constant: 1, variables: { l: 1 } }, positions: 'subject_last' },
+    { id: 'attention_weight subject + [0] -> last at layer l - 1 + 1 heads each [head 0]', probe: 'attention_weight', site: 'attention_probs', layer: l, positions: 'last', keys: 'subject + [0]', head: 0 },
+    { id: 'attention_weight subject + [0] -> last at layer l - 1 + 1 heads each [head 1]', probe: 'attention_weight', site: 'attention_probs', layer: l, positions: 'last', keys: 'subject + [0]', head: 1 },
+    { id: 'top_tokens 3 of attention l without removed', probe: 'top_tokens', site: 'recomputed', layer: l, positions: 'last', without: 'removed', k: 3 },
+  ]);
+  t.deepEqual(exp!.interventions, ['block']);
+  // each row's probes write exactly these ids
+  t.deepEqual(exp!.rows[0]!.probes.flatMap((p) => p.ids), exp!.measures.slice(1).map((d) => d.id));
+});
