@@ -304,19 +304,20 @@ async function headMappingResults(
   program: Program, sites: ModelSites, tokenizer: Tokenizer, examples: readonly ResultsExample[], options: RunOptions,
 ): Promise<ResultsHeadMappings> {
   const spec = program.headMappings!;
-  const side = program.choices['head_mapping_side'] === 'embedding' ? 'embedding' : 'unembedding';
-  const subjectToken = program.choices['mapping_subject_token'] === 'any' ? 'any' : 'last';
+  const side = program.choices.head_mapping_side;
+  const subjectToken = program.choices.mapping_subject_token;
+  const normalisation = program.choices.head_mapping_normalisation;
   const facts = examples.map((e) => {
     const ids = e.tokens.slice(e.subjectRange[0], e.subjectRange[1]).map((t) => tokenizer.tokenId(t)!);
     return { id: e.id, subjectTokens: subjectToken === 'last' ? ids.slice(-1) : ids, target: e.cleanTop1.id };
   });
   const heads = await headMappings(program.model.onnx, {
     layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: Math.min(tokenizer.vocabSize, sites.vocab),
-    normalisation: program.choices['head_mapping_normalisation'] === 'token_frequency' ? 'token_frequency' : 'none',
+    normalisation,
     siteOverrides: siteOverridesOf(program.siteOverrides),
     session: { device: options.device, ...(options.threads ? { threads: options.threads } : {}) },
   }, tokenizer, facts);
-  return { side, subjectToken, top: spec.top, heads };
+  return { side, subjectToken, normalisation, top: spec.top, heads };
 }
 
 function ciOptions(program: Program, seed: number): CiOptions {

@@ -143,8 +143,9 @@ const ExperimentSchema = Closed({
 });
 
 const HeadMappingsSchema = Closed({
-  side: NonEmpty,
-  subjectToken: NonEmpty,
+  side: Type.Union([Type.Literal('unembedding'), Type.Literal('embedding')], { description: 'the head_mapping_side choice' }),
+  subjectToken: Type.Union([Type.Literal('last'), Type.Literal('any')], { description: 'the mapping_subject_token choice' }),
+  normalisation: Type.Union([Type.Literal('none'), Type.Literal('token_frequency')], { description: 'the head_mapping_normalisation choice' }),
   top: Positive,
   heads: Type.Array(Closed({
     layer: Count,

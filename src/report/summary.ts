@@ -3,7 +3,7 @@
 // where the result files are.
 
 import { isNumeric, type MeasureDescriptor } from '../measure/descriptor.js';
-import type { Results, ResultsExperiment, SeriesPoint, SweepAxis } from '../measure/schema.js';
+import type { Results, ResultsExperiment, ResultsHeadMappings, SeriesPoint, SweepAxis } from '../measure/schema.js';
 import type { WrittenResults } from './write.js';
 
 export interface SummaryOptions {
@@ -143,8 +143,8 @@ const fixed = (v: number | null): string => (v === null ? '–' : v.toFixed(2));
 
 /** The whole after-run text, ending with a newline. */
 /** ", token-frequency normalised" when `head_mapping_normalisation` is on: the scores are then on another scale. */
-export function headMappingNormalisationNote(results: Results): string {
-  return results.choices['head_mapping_normalisation'] === 'token_frequency' ? ', token-frequency normalised' : '';
+export function headMappingNormalisationNote(mappings: ResultsHeadMappings): string {
+  return mappings.normalisation === 'token_frequency' ? ', token-frequency normalised' : '';
 }
 
 export function formatSummary(results: Results, written?: WrittenResults, options: SummaryOptions = {}): string {
@@ -161,7 +161,7 @@ export function formatSummary(results: Results, written?: WrittenResults, option
   const mappings = results.headMappings;
   if (mappings) {
     const flagged = mappings.heads.filter((h) => h.subjectAttributeFacts.length > 0);
-    lines.push(`head mappings (${mappings.side}${headMappingNormalisationNote(results)}, top ${mappings.top}): ${mappings.heads.length} heads, `
+    lines.push(`head mappings (${mappings.side}${headMappingNormalisationNote(mappings)}, top ${mappings.top}): ${mappings.heads.length} heads, `
       + `${flagged.length} map a fact's ${mappings.subjectToken === 'last' ? 'last subject token' : 'subject tokens'} to its prediction`
       + (flagged.length ? `: ${flagged.map((h) => `${h.layer}.${h.head} (${h.subjectAttributeFacts.length} facts)`).join(', ')}` : ''), '');
   }

@@ -65,6 +65,7 @@ function keyed(results: Record<string, any>, measureOf: (experiment: Record<stri
   const rest = new Map<string, unknown>();
   const { createdAt: _c, command: _m, provenance: _p, fingerprint: _f, format: _v, experiments, ...run } = results;
   leaves(run, '', rest);
+  rest.delete('/headMappings/normalisation'); // new in format 2: the choice, formerly read from choices
   for (const x of experiments as Record<string, any>[]) {
     const key = (...parts: unknown[]) => JSON.stringify([x.name, ...parts]);
     for (const row of x.values) for (const [id, v] of Object.entries(row.values)) values.set(key(row.example, row.key, measureOf(x, id)), v);
@@ -88,5 +89,6 @@ test('paper.dissect on 10 facts gives the pre-refactor numbers, keyed by measure
     const differing = [...want[part]].filter(([k, v]) => JSON.stringify(got[part].get(k)) !== JSON.stringify(v));
     t.deepEqual(differing.map(([k, v]) => `${k}: ${JSON.stringify(got[part].get(k))} vs ${JSON.stringify(v)}`), [], part);
   }
+  t.is(results.headMappings?.normalisation, 'none');
   t.true(want.values.size > 4000, `every value is compared (${want.values.size})`);
 });

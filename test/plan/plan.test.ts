@@ -4,7 +4,7 @@
 import test from 'ava';
 import { frontEnd } from '../../src/lang/index.js';
 import type { ModelShape, Program } from '../../src/lang/program.js';
-import { centredWindow, planProgram } from '../../src/plan/plan.js';
+import { planProgram, windowLayers } from '../../src/plan/plan.js';
 
 const gpt2xl: ModelShape = { layers: 48, heads: 25, vocab: 50257 };
 
@@ -16,7 +16,7 @@ function program(body: string, shape: ModelShape = gpt2xl): Program {
 }
 
 test("the knockout window is the paper's: centred, clipped at both ends", (t) => {
-  const span = (l: number, k: number) => { const w = centredWindow(l, k, 48); return [w[0], w[w.length - 1], w.length]; };
+  const span = (l: number, k: number) => { const w = windowLayers('centred_clipped', l, k, 48); return [w[0], w[w.length - 1], w.length]; };
   t.deepEqual(span(0, 9), [0, 4, 5]);
   t.deepEqual(span(20, 9), [16, 24, 9]);
   t.deepEqual(span(47, 9), [43, 47, 5]);
@@ -40,7 +40,7 @@ experiment flow {
   t.deepEqual(rows[2]!.knockouts[0]!.layers, [16, 17, 18, 19, 20, 21, 22, 23, 24]);
   t.deepEqual(rows[2]!.knockouts[0]!.source, { kind: 'named', name: 'subject' });
   t.is(plan.passesPerExample, 7);
-  t.deepEqual(plan.variant, { knockout: true, logits: false });
+  t.deepEqual(plan.variant, { knockout: 'replace_half_min', logits: false });
   t.is(plan.knockoutHeads, 1);
 });
 

@@ -286,13 +286,13 @@ test('head mappings get a section: flagged heads first, with their pairs', async
   const results = {
     ...richResults(),
     headMappings: {
-      side: 'unembedding', subjectToken: 'last', top: 2,
+      side: 'unembedding', subjectToken: 'last', normalisation: 'none', top: 2,
       heads: [
         { layer: 0, head: 0, pairs: [pair(1, 2), pair(3, 4)], subjectAttributeFacts: [] },
         { layer: 1, head: 1, pairs: [pair(5, 6), pair(7, 8)], subjectAttributeFacts: [richResults().examples[0]!.id] },
       ],
     },
-  };
+  } as const;
   t.deepEqual(validateResults(results), []);
   const { html } = await renderReport(results);
   const section = html.slice(html.indexOf('<section class="mappings"'));

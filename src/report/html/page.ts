@@ -282,7 +282,7 @@ export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<s
     body.push(experimentSection(x, r, (plan.byExperiment.get(x.name) ?? []).map(get)));
     for (const c of plan.comparisons.filter((c) => c.after === x.name)) body.push(comparisonSection(get(c.figure), r));
   }
-  if (r.headMappings) body.push(headMappingsSection(r.headMappings, headMappingNormalisationNote(r)));
+  if (r.headMappings) body.push(headMappingsSection(r.headMappings, headMappingNormalisationNote(r.headMappings)));
   const name = r.provenance.source.path.split(/[\\/]/).pop() ?? 'results';
   return `<!DOCTYPE html>
 <html lang="en">
