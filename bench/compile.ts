@@ -26,7 +26,7 @@ const shape: SkeletonShape = {
 const blocks = Array.from({ length: shape.layers }, (_, l) => l);
 const request: VariantRequest = process.argv.includes('--all')
   ? {
-    knockout: true, logits: false, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true,
+    knockout: 'replace_half_min', logits: false, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true,
     projections: [
       { site: 'hidden', layers: [...blocks, shape.layers], via: 'embedding', k: 500, vocabLimit: 50257 },
       { site: 'attention', layers: blocks, via: 'final_norm_unembedding', k: 50, vocabLimit: 50257 },
@@ -34,7 +34,7 @@ const request: VariantRequest = process.argv.includes('--all')
       { site: 'heads', layers: blocks, via: 'final_norm_unembedding', k: 50, vocabLimit: 50257 },
     ],
   }
-  : { knockout: true, logits: false };
+  : { knockout: 'replace_half_min', logits: false };
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const dir = mkdtempSync(join(tmpdir(), 'dissect-bench-'));
 try {

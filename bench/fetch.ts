@@ -21,7 +21,7 @@ function request(sites: ModelSites, k: number): VariantRequest {
   const all = (site: ProjectionRequest['site'], via: ProjectionRequest['via']): ProjectionRequest =>
     ({ site, layers: site === 'hidden' ? [...blocks, sites.layers] : blocks, via, k, vocabLimit: sites.vocab });
   return {
-    knockout: true, logits: false, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true, hiddenStates: true,
+    knockout: 'replace_half_min', logits: false, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true, hiddenStates: true,
     projections: [all('hidden', 'final_norm_unembedding'), all('attention', 'embedding'), all('mlp', 'embedding'), all('heads', 'final_norm_unembedding')],
   };
 }
@@ -59,7 +59,7 @@ async function time(label: string, path: string, b: number, n: number, P: number
   const s = await ort.InferenceSession.create(built.bytes, {
     intraOpNumThreads: 1, interOpNumThreads: 1, ...(built.manifest.weights.sessionConfig ? { extra: built.manifest.weights.sessionConfig } : {}),
   });
-  const plain = buildVariant(path, { knockout: true, logits: false, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true });
+  const plain = buildVariant(path, { knockout: 'replace_half_min', logits: false, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true });
   const sp = await ort.InferenceSession.create(plain.bytes, {
     intraOpNumThreads: 1, interOpNumThreads: 1, ...(plain.manifest.weights.sessionConfig ? { extra: plain.manifest.weights.sessionConfig } : {}),
   });

@@ -12,14 +12,15 @@ import type { CiOptions } from './measure/stats.js';
 import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
-import { Journal, JOURNAL_FILE, runFingerprint } from './report/journal.js';
+import { Journal, JOURNAL_FILE, runFingerprint } from './run/journal.js';
 import { writeReport, type WriteReportOptions, type WrittenReport } from './report/html/index.js';
 import { withOutputFolder, type OutputFolder } from './output/folder.js';
-import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './report/schema.js';
+import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, type Fact, type Selection } from './run/dataset.js';
 import { orThrow } from './run/errors.js';
-import { datasetMeanHidden, executeExamples, type ExampleRecord } from './run/execute.js';
+import { datasetMeanHidden, executeExamples } from './run/execute.js';
+import type { ExampleRecord } from './measure/record.js';
 import { measureRecords } from './measure/results.js';
 import { loadAttributeSets } from './run/attributes.js';
 import { headMappings } from './run/head-mappings.js';
@@ -247,7 +248,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       await session.release();
     }
     const records = selected.map((f) => journal.get(f.id)!);
-    const measured = measureRecords(program, plan, sites.heads, records, ci);
+    const measured = measureRecords(program, plan, records, ci);
     const mappings = program.headMappings
       ? await headMappingResults(program, sites, tokenizer, measured.examples, options)
       : undefined;
@@ -303,19 +304,20 @@ async function headMappingResults(
   program: Program, sites: ModelSites, tokenizer: Tokenizer, examples: readonly ResultsExample[], options: RunOptions,
 ): Promise<ResultsHeadMappings> {
   const spec = program.headMappings!;
-  const side = program.choices['head_mapping_side'] === 'embedding' ? 'embedding' : 'unembedding';
-  const subjectToken = program.choices['mapping_subject_token'] === 'any' ? 'any' : 'last';
+  const side = program.choices.head_mapping_side;
+  const subjectToken = program.choices.mapping_subject_token;
+  const normalisation = program.choices.head_mapping_normalisation;
   const facts = examples.map((e) => {
     const ids = e.tokens.slice(e.subjectRange[0], e.subjectRange[1]).map((t) => tokenizer.tokenId(t)!);
     return { id: e.id, subjectTokens: subjectToken === 'last' ? ids.slice(-1) : ids, target: e.cleanTop1.id };
   });
   const heads = await headMappings(program.model.onnx, {
     layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: Math.min(tokenizer.vocabSize, sites.vocab),
-    normalisation: program.choices['head_mapping_normalisation'] === 'token_frequency' ? 'token_frequency' : 'none',
+    normalisation,
     siteOverrides: siteOverridesOf(program.siteOverrides),
     session: { device: options.device, ...(options.threads ? { threads: options.threads } : {}) },
   }, tokenizer, facts);
-  return { side, subjectToken, top: spec.top, heads };
+  return { side, subjectToken, normalisation, top: spec.top, heads };
 }
 
 function ciOptions(program: Program, seed: number): CiOptions {

@@ -9,7 +9,7 @@ import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspe
 import { loadProgram, modelStatementOf, readParamsFile, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { mayRunLastPosition } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
-import { resultsSchema } from '../report/schema.js';
+import { resultsSchema } from '../measure/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
 import { orThrow } from '../run/errors.js';

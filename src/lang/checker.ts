@@ -4,7 +4,7 @@
 
 import { dirname, resolve } from 'node:path';
 import type * as A from './ast.js';
-import { allChoices, defaultChoices, describeValues, findChoice } from './choices.js';
+import { allChoices, choicesInForce, describeValues, findChoice, type Choices } from './choices.js';
 import { closest, commandLineFile, didYouMean, error, hasErrors, sortDiagnostics, warning } from './diagnostics.js';
 import {
   measureNames, namedPositionSets, overridableSites,
@@ -474,8 +474,8 @@ class Checker {
     return fallback;
   }
 
-  choices(): Record<string, string> {
-    const chosen = defaultChoices();
+  choices(): Choices {
+    const chosen: Record<string, string> = {};
     const seen = new Map<string, A.ChooseStmt>();
     for (const c of this.statements('choose')) {
       const name = c.name.name;
@@ -501,7 +501,7 @@ class Checker {
       }
       chosen[name] = value;
     }
-    return chosen;
+    return choicesInForce(chosen);
   }
 
   // ---- position sets -----------------------------------------------------------------------

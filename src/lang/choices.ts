@@ -1,7 +1,10 @@
 // Named semantic choices: decisions where reasonable implementations differ (or where the
 // paper's code and text differ). Each is an enumeration with a default; a program can pick a
 // value with `choose name = value`, and every report records the values in force.
-// Later issues add entries with `registerChoice` (or by extending `initialChoices`).
+//
+// The registry below is the one list: a new choice is one entry in it, and its name and
+// values become types (`Choices`), so a consumer reads `choices.projection` as
+// 'embedding' | 'final_norm_unembedding' and a misspelt value does not compile.
 
 export interface ChoiceValue {
   readonly name: string;
@@ -17,8 +20,18 @@ export interface Choice {
   readonly default: string;
 }
 
-const initialChoices: readonly Choice[] = [
-  {
+/** A registry entry; its default must be one of its values (checked by the compiler). */
+function choice<const N extends string, const V extends string>(c: {
+  readonly name: N;
+  readonly about: string;
+  readonly values: readonly { readonly name: V; readonly meaning: string }[];
+  readonly default: NoInfer<V>;
+}) {
+  return c;
+}
+
+const registry = [
+  choice({
     name: 'knockout_window',
     about: 'which layers `window(center, size)` covers',
     values: [
@@ -28,8 +41,8 @@ const initialChoices: readonly Choice[] = [
       },
     ],
     default: 'centred_clipped',
-  },
-  {
+  }),
+  choice({
     name: 'knockout_value',
     about: 'how a blocked attention edge is removed',
     values: [
@@ -39,8 +52,8 @@ const initialChoices: readonly Choice[] = [
       },
     ],
     default: 'replace_half_min',
-  },
-  {
+  }),
+  choice({
     name: 'ci',
     about: 'the confidence interval reported around each mean',
     values: [
@@ -51,8 +64,8 @@ const initialChoices: readonly Choice[] = [
       { name: 'none', meaning: 'no interval; means only' },
     ],
     default: 'bootstrap_percentile',
-  },
-  {
+  }),
+  choice({
     name: 'projection',
     about: 'how a probe maps a vector (hidden state, sublayer update, head share) to a score per vocabulary token',
     values: [
@@ -66,8 +79,8 @@ const initialChoices: readonly Choice[] = [
       },
     ],
     default: 'embedding',
-  },
-  {
+  }),
+  choice({
     name: 'cancel_mlp',
     about: 'what `cancel mlp` does to a block\'s MLP at the cancelled positions',
     values: [
@@ -78,8 +91,8 @@ const initialChoices: readonly Choice[] = [
       { name: 'zero_update', meaning: 'the MLP adds nothing to the residual stream' },
     ],
     default: 'zero_preactivation',
-  },
-  {
+  }),
+  choice({
     name: 'cancel_attention',
     about: 'what `cancel attention` does to a block\'s attention at the cancelled query positions',
     values: [
@@ -91,8 +104,8 @@ const initialChoices: readonly Choice[] = [
       { name: 'zero_update', meaning: 'the attention adds nothing to the residual stream' },
     ],
     default: 'uniform',
-  },
-  {
+  }),
+  choice({
     name: 'head_mapping_side',
     about: 'which vocabulary matrix S reads a head\'s OV circuit in token space for `head_mappings` (M = S·W_V·W_O·Sᵀ)',
     values: [
@@ -103,8 +116,8 @@ const initialChoices: readonly Choice[] = [
       { name: 'embedding', meaning: 'S is the input token-embedding matrix E' },
     ],
     default: 'unembedding',
-  },
-  {
+  }),
+  choice({
     name: 'mapping_subject_token',
     about: 'which subject tokens count as the source of a subject → attribute pair when `head_mappings` flags heads',
     values: [
@@ -112,8 +125,8 @@ const initialChoices: readonly Choice[] = [
       { name: 'any', meaning: 'any token of the subject of each kept fact' },
     ],
     default: 'last',
-  },
-  {
+  }),
+  choice({
     name: 'head_mapping_normalisation',
     about: 'whether `head_mappings` divides M by per-token normalisers before taking its top entries',
     values: [
@@ -125,8 +138,8 @@ const initialChoices: readonly Choice[] = [
       },
     ],
     default: 'none',
-  },
-  {
+  }),
+  choice({
     name: 'recompute',
     about: 'how `<probe> of attention l without S` rebuilds the attention weights of the last position once the keys S are removed',
     values: [
@@ -142,37 +155,39 @@ const initialChoices: readonly Choice[] = [
       },
     ],
     default: 'renormalise',
-  },
-];
+  }),
+] as const;
 
-const registry = new Map<string, Choice>();
+type Entry = (typeof registry)[number];
+export type ChoiceName = Entry['name'];
+/** The values of one choice. */
+export type ChoiceOption<N extends ChoiceName> = Extract<Entry, { name: N }>['values'][number]['name'];
+/** Every choice with its value in force. */
+export type Choices = { readonly [N in ChoiceName]: ChoiceOption<N> };
 
-/** Adds a choice. Throws if the name is taken or the default is not one of the values. */
-export function registerChoice(choice: Choice): void {
-  if (registry.has(choice.name)) throw new Error(`choice '${choice.name}' is already registered`);
-  if (choice.values.length === 0) throw new Error(`choice '${choice.name}' has no values`);
-  if (!choice.values.some((v) => v.name === choice.default)) {
-    throw new Error(`choice '${choice.name}': default '${choice.default}' is not one of its values`);
-  }
-  registry.set(choice.name, choice);
-}
-
-for (const c of initialChoices) registerChoice(c);
-
-/** Every registered choice, in registration order. */
+/** Every choice, in registry order. */
 export function allChoices(): readonly Choice[] {
-  return [...registry.values()];
+  return registry;
 }
 
 export function findChoice(name: string): Choice | undefined {
-  return registry.get(name);
+  return registry.find((c) => c.name === name);
 }
 
-/** Every registered choice set to its default. */
-export function defaultChoices(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const c of registry.values()) out[c.name] = c.default;
-  return out;
+/** Every choice set to its default. */
+export function defaultChoices(): Choices {
+  return Object.fromEntries(registry.map((c) => [c.name, c.default])) as Choices;
+}
+
+/**
+ * The choices in force: the defaults, with `chosen` (name → value, already checked against
+ * the registry by the checker) in their place. An unknown name or value is a bug.
+ */
+export function choicesInForce(chosen: Readonly<Record<string, string>>): Choices {
+  for (const [name, value] of Object.entries(chosen)) {
+    if (!findChoice(name)?.values.some((v) => v.name === value)) throw new Error(`internal: choice ${name} = ${value} is not in the registry`);
+  }
+  return { ...defaultChoices(), ...chosen } as Choices;
 }
 
 /** "a (meaning), b (meaning)": the allowed values of a choice, for hints and reports. */

@@ -2,6 +2,8 @@
 // substituted and paths resolved against the .dissect file's folder; sweep variables
 // remain symbolic because the planner expands them.
 
+import type { Choices } from './choices.js';
+
 export interface SourceSpan {
   readonly file: string;
   readonly line: number;   // 1-based
@@ -252,7 +254,7 @@ export interface Program {
   readonly filter: FactFilter;
   readonly bos: BosPolicy;
   /** Named semantic choices in force (defaults filled in), recorded in every report. */
-  readonly choices: Readonly<Record<string, string>>;
+  readonly choices: Choices;
   /** Final parameter values after --set overrides. */
   readonly params: Readonly<Record<string, number | string>>;
   readonly experiments: readonly Experiment[];

@@ -2,23 +2,8 @@
 // (sweep binding, measure), in sweep order (outermost variable first), then measure order.
 
 import type { Sweep } from '../lang/program.js';
-import type { SweepKey, ValueRow } from './knockout.js';
+import type { SeriesPoint, SweepAxis, SweepKey, ValueRow } from './schema.js';
 import { summarize, type CiOptions } from './stats.js';
-
-/** A sweep as the report sees it: a variable and its values (layer numbers or labels). */
-export interface SweepAxis {
-  readonly variable: string;
-  readonly kind: 'layers' | 'hidden' | 'positions';
-  readonly values: readonly (number | string)[];
-}
-
-export interface SeriesPoint {
-  readonly key: SweepKey;
-  readonly measure: string;
-  readonly mean: number | null;
-  readonly ci: readonly [number, number] | null;
-  readonly n: number;
-}
 
 export class AggregateInputError extends Error {
   override readonly name = 'AggregateInputError';
@@ -26,11 +11,11 @@ export class AggregateInputError extends Error {
 
 /** The report's view of a program's sweeps: layer sweeps keep numbers, position sweeps their labels. */
 export function sweepAxes(sweeps: readonly Sweep[]): SweepAxis[] {
-  return sweeps.map((s) =>
-    s.kind === 'positions'
-      ? { variable: s.variable, kind: 'positions', values: s.values.map((v) => v.label) }
-      : { variable: s.variable, kind: s.kind, values: [...s.values] },
-  );
+  return sweeps.map((s): SweepAxis => {
+    if (s.kind !== 'positions') return { variable: s.variable, kind: s.kind, values: [...s.values] };
+    const singleTokens = s.values.every((v) => v.set.kind === 'indices' && v.set.indices.length === 1);
+    return { variable: s.variable, kind: 'positions', values: s.values.map((v) => v.label), ...(singleTokens ? { singleTokens: true } : {}) };
+  });
 }
 
 /** Every binding of the sweep variables, outermost variable varying slowest. One empty binding if no sweeps. */

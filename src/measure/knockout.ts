@@ -10,6 +10,7 @@
 //   than the target's (0 = still the top-1 prediction).
 
 import type { MeasureName } from '../lang/program.js';
+import type { ExampleId, SweepKey, ValueRow } from './schema.js';
 
 /** The clean (unintervened) run of one example. */
 export interface CleanOutput {
@@ -87,25 +88,14 @@ export function selectMeasures(
   return out;
 }
 
-/** A sweep binding: variable → value (a layer number or a position-set label). */
-export type SweepKey = Readonly<Record<string, number | string>>;
-
 /** One configuration row as the runner hands it over: which binding, and its raw numbers. */
 export interface KeyedRowOutput extends RowOutput {
   readonly key: SweepKey;
 }
 
-/** One per-example value row, as stored in results.json `experiments[].values`. */
-export interface ValueRow {
-  readonly example: string | number;
-  readonly key: SweepKey;
-  /** Measure name or probe label → value. */
-  readonly values: Readonly<Record<string, number>>;
-}
-
 /** Every row of one example, reduced to the experiment's measures. */
 export function knockoutExampleRows(
-  exampleId: string | number,
+  exampleId: ExampleId,
   clean: CleanOutput,
   rows: readonly KeyedRowOutput[],
   measures: readonly MeasureName[],

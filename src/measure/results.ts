@@ -2,26 +2,14 @@
 // series and extraction summaries. Needs no model, so `dissect report` and resumed runs
 // rebuild everything from the journal alone.
 
-import type { Experiment, IntExpr, LayerSet, Program } from '../lang/program.js';
-import type { Plan, ProbePlan } from '../plan/plan.js';
-import type { ResultsExample, ResultsExperiment, ExtractionSummaryResult, TokenRow } from '../report/schema.js';
-import { aggregateSeries, sweepAxes, type SweepAxis } from './aggregate.js';
-import { knockoutExampleRows, type CleanOutput, type SweepKey, type ValueRow } from './knockout.js';
+import type { IntExpr, LayerSet, Program } from '../lang/program.js';
+import type { Plan } from '../plan/plan.js';
+import { aggregateSeries, sweepAxes } from './aggregate.js';
+import { isNumeric, type MeasureDescriptor } from './descriptor.js';
+import { knockoutExampleRows } from './knockout.js';
+import type { ExampleRecord } from './record.js';
+import type { ExtractionSummaryResult, ResultsExample, ResultsExperiment, SweepAxis, SweepKey, TokenRow, ValueRow } from './schema.js';
 import type { CiOptions } from './stats.js';
-
-/** The raw numbers of one plan row of one example, as the runner journals them. */
-export interface RawRow {
-  readonly pNew: number;
-  readonly rank: number;
-  readonly fullyBlocked: number;
-  readonly probes: Readonly<Record<string, number>>;
-  readonly tokens: readonly { readonly label: string; readonly position: number; readonly tokens: readonly string[] }[];
-  readonly ties: number;
-}
-
-export type RawRecord =
-  | { readonly status: 'dropped'; readonly reason: string }
-  | { readonly status: 'kept'; readonly example: ResultsExample; readonly clean: CleanOutput; readonly rows: readonly (readonly (RawRow | null)[])[] };
 
 export interface MeasuredRun {
   readonly examples: ResultsExample[];
@@ -29,22 +17,10 @@ export interface MeasuredRun {
   readonly experiments: ResultsExperiment[];
 }
 
-/** Every measure label an experiment reports: output measures, then probes (per head where per head). */
-function measureLabels(exp: Experiment, heads: number): string[] {
-  const labels: string[] = [...exp.measures];
-  for (const p of exp.probes) {
-    if (p.kind === 'top_tokens') continue;
-    const perHead = (p.kind !== 'attention_weight' && p.site.kind === 'heads') || (p.kind === 'attention_weight' && p.heads === 'each');
-    if (perHead) for (let h = 0; h < heads; h++) labels.push(`${p.label} [head ${h}]`);
-    else labels.push(p.label);
-  }
-  return labels;
-}
-
-export function measureRecords(program: Program, plan: Plan, heads: number, records: readonly RawRecord[], ci: CiOptions): MeasuredRun {
+export function measureRecords(program: Program, plan: Plan, records: readonly ExampleRecord[], ci: CiOptions): MeasuredRun {
   const examples: ResultsExample[] = [];
   const dropped: Record<string, number> = {};
-  const kept: Extract<RawRecord, { status: 'kept' }>[] = [];
+  const kept: Extract<ExampleRecord, { status: 'kept' }>[] = [];
   for (const r of records) {
     if (r.status === 'dropped') dropped[r.reason] = (dropped[r.reason] ?? 0) + 1;
     else { examples.push(r.example); kept.push(r); }
@@ -52,7 +28,7 @@ export function measureRecords(program: Program, plan: Plan, heads: number, reco
   const experiments = plan.experiments.map((exp, e): ResultsExperiment => {
     const source = program.experiments[e]!;
     const axes = sweepAxes(source.sweeps);
-    const labels = measureLabels(source, heads);
+    const numeric = exp.measures.filter(isNumeric).map((d) => d.id);
     const values: ValueRow[] = [];
     const tokens: TokenRow[] = [];
     let fullyBlockedRows = 0;
@@ -60,7 +36,7 @@ export function measureRecords(program: Program, plan: Plan, heads: number, reco
     for (const r of kept) {
       // A null row: the row's explicit positions lie outside this fact's prompt.
       const present = r.rows[e]!.flatMap((x, i) => (x ? [{ raw: x, key: exp.rows[i]!.key }] : []));
-      const outputs = knockoutExampleRows(r.example.id, r.clean, present.map((p) => ({ key: p.key, ...p.raw })), exp.measures);
+      const outputs = knockoutExampleRows(r.example.id, r.clean, present.map((p) => ({ key: p.key, ...p.raw })), exp.outputMeasures);
       outputs.forEach((v, i) => values.push({ ...v, values: { ...v.values, ...present[i]!.raw.probes } }));
       present.forEach(({ raw: x, key }) => {
         if (x.fullyBlocked > 0) fullyBlockedRows++;
@@ -68,15 +44,16 @@ export function measureRecords(program: Program, plan: Plan, heads: number, reco
         for (const t of x.tokens) tokens.push({ example: r.example.id, key, ...t });
       });
     }
-    const summaries = source.summaries.flatMap((s) => extractionSummaries(exp.rows[0]?.probes ?? [], axes, values, s.layers, heads));
+    const summaries = source.summaries.flatMap((s) => extractionSummaries(exp.measures, axes, values, s.layers));
     return {
       name: exp.name,
       source: exp.source,
       sweeps: axes,
-      measures: labels,
+      measures: exp.measures,
+      interventions: exp.interventions,
       forwardPasses: kept.reduce((n, r) => n + r.rows[e]!.filter((x) => x !== null).length, 0),
       fullyBlockedRows,
-      series: aggregateSeries(axes, labels, values, ci),
+      series: aggregateSeries(axes, numeric, values, ci),
       values,
       ...(tokens.length ? { tokens } : {}),
       ...(ties ? { ties } : {}),
@@ -86,12 +63,10 @@ export function measureRecords(program: Program, plan: Plan, heads: number, reco
   return { examples, dropped, experiments };
 }
 
-type SiteProbe = Exclude<ProbePlan, { kind: 'attention_weight' }>;
-
 // ---------------------------------------------------------------------------------------
 // Extraction summaries: per example, the layers of the layer sweep at which an extraction
 // probe fires (value 1), then rates over examples. A per-head probe fires at a layer when
-// any head does.
+// any head does: its heads' descriptors share the probe's label.
 
 /** Literal layers of `summarize extraction in layers R` (the checker allows no sweep variables there). */
 function literalLayers(set: LayerSet): number[] | undefined {
@@ -109,7 +84,7 @@ function literalLayers(set: LayerSet): number[] | undefined {
 
 /** One summary per binding of the sweeps other than the layer sweep. */
 function extractionSummaries(
-  probes: readonly ProbePlan[], axes: readonly SweepAxis[], values: readonly ValueRow[], range: LayerSet | undefined, heads: number,
+  measures: readonly MeasureDescriptor[], axes: readonly SweepAxis[], values: readonly ValueRow[], range: LayerSet | undefined,
 ): ExtractionSummaryResult[] {
   const layerAxis = axes.find((a) => a.kind === 'layers');
   if (!layerAxis) throw new Error('internal: summarize extraction needs a layer sweep');
@@ -123,17 +98,29 @@ function extractionSummaries(
     groups.set(id, g);
   }
   const within = range ? literalLayers(range) : undefined;
-  return [...groups.values()].map((g) => extractionSummary(probes, layerAxis.variable, g.key, g.rows, within, heads));
+  return [...groups.values()].map((g) => extractionSummary(measures, layerAxis.variable, g.key, g.rows, within));
 }
 
-function extractionSummary(
-  probes: readonly ProbePlan[], layerVariable: string, key: SweepKey, values: readonly ValueRow[], within: number[] | undefined, heads: number,
+/** An extraction probe: its label, its site and the ids of its measures (one per head for `heads`). */
+interface ExtractionProbe { readonly label: string; readonly site: MeasureDescriptor['site']; readonly ids: string[] }
+
+function extractionProbes(measures: readonly MeasureDescriptor[]): ExtractionProbe[] {
+  const byLabel = new Map<string, ExtractionProbe>();
+  for (const d of measures) {
+    if (d.probe !== 'extraction') continue;
+    const p = byLabel.get(d.label) ?? { label: d.label, site: d.site, ids: [] };
+    p.ids.push(d.id);
+    byLabel.set(d.label, p);
+  }
+  return [...byLabel.values()];
+}
+
+/** The extraction summary of one binding of the non-layer sweeps: `values` are its rows over the layer sweep. */
+export function extractionSummary(
+  measures: readonly MeasureDescriptor[], layerVariable: string, key: SweepKey, values: readonly ValueRow[], within: number[] | undefined,
 ): ExtractionSummaryResult {
-  const extraction = probes.filter((p): p is SiteProbe => p.kind === 'extraction');
-  const eventsOf = (row: ValueRow, p: (typeof extraction)[number]): boolean =>
-    p.site === 'heads'
-      ? Array.from({ length: heads }, (_, h) => row.values[`${p.label} [head ${h}]`]).some((v) => v !== undefined && v > 0)
-      : (row.values[p.label] ?? 0) > 0;
+  const extraction = extractionProbes(measures);
+  const eventsOf = (row: ValueRow, p: ExtractionProbe): boolean => p.ids.some((id) => (row.values[id] ?? 0) > 0);
   // example → probe label → layers with an event
   const events = new Map<string, Map<string, number[]>>();
   for (const row of values) {
@@ -178,7 +165,7 @@ function extractionSummary(
       attentionFirst: pct(attentionFirst, both),
     };
   }
-  return { key, layerVariable, layers: within ?? null, examples: n, probes: perProbe, cross, ranks: rankAnalysis(probes, values) };
+  return { key, layerVariable, layers: within ?? null, examples: n, probes: perProbe, cross, ranks: rankAnalysis(measures, values) };
 }
 
 /**
@@ -187,21 +174,21 @@ function extractionSummary(
  * the last subject token's), i.e. rank_hidden − rank_attention over those rows. Needs one
  * `target_rank` probe of a hidden state and one of the attention update.
  */
-function rankAnalysis(probes: readonly ProbePlan[], values: readonly ValueRow[]): ExtractionSummaryResult['ranks'] {
-  const ranks = probes.filter((p): p is SiteProbe => p.kind === 'target_rank');
-  const hidden = ranks.filter((p) => p.site === 'hidden');
-  const attention = ranks.filter((p) => p.site === 'attention');
+export function rankAnalysis(measures: readonly MeasureDescriptor[], values: readonly ValueRow[]): ExtractionSummaryResult['ranks'] {
+  const ranks = measures.filter((d) => d.probe === 'target_rank');
+  const hidden = ranks.filter((d) => d.site === 'hidden');
+  const attention = ranks.filter((d) => d.site === 'attention');
   if (hidden.length !== 1 || attention.length !== 1) return null;
   const diffs: number[] = [];
   for (const row of values) {
-    const a = row.values[attention[0]!.label];
-    const h = row.values[hidden[0]!.label];
+    const a = row.values[attention[0]!.id];
+    const h = row.values[hidden[0]!.id];
     if (a === 0 && h !== undefined) diffs.push(h - a);
   }
   diffs.sort((x, y) => x - y);
   const mid = diffs.length >> 1;
   return {
-    hidden: hidden[0]!.label, attention: attention[0]!.label, rows: diffs.length,
+    hidden: hidden[0]!.id, attention: attention[0]!.id, rows: diffs.length,
     mean: diffs.length ? diffs.reduce((x, y) => x + y, 0) / diffs.length : null,
     median: diffs.length ? (diffs.length % 2 ? diffs[mid]! : (diffs[mid - 1]! + diffs[mid]!) / 2) : null,
     min: diffs.length ? diffs[0]! : null,

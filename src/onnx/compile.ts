@@ -59,7 +59,7 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   // the cache first: every later pass reads keys and values with the past in front
   const cache = request.lastPosition ? lastPositionPass(rw, sites) : undefined;
   // interventions next (they redirect site tensors), then the reads, which see rw.current(site)
-  if (request.knockout) knockoutPass(rw, sites);
+  if (request.knockout) knockoutPass(rw, sites, request.knockout);
   if (request.gates && (request.gates.attention || request.gates.mlp)) gatesPass(rw, sites, request.gates);
   if (request.patch) patchPass(rw, sites);
   reducedOutputsPass(rw, sites, { fromFullLogits: request.logits });
@@ -204,7 +204,7 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
     lastPosition: request.logits ? 'gathered from the full logits' : 'LM head applied to the gathered last hidden state only',
   };
   if (request.knockout) {
-    c.knockout = `replacement: Where(causal, Where(blocked, B, scores), F) on each Softmax input, B = ${knockoutValue(sites.dtype)} ` +
+    c.knockout = `replacement: Where(causal, Where(blocked, B, scores), F) on each Softmax input, B = ${knockoutValue(request.knockout, sites.dtype)} ` +
       `(half the lowest finite ${dtypeName(sites.dtype)}), F = ${lowestFinite(sites.dtype)} (the lowest finite) on future keys`;
     c.knockoutConsequences = 'a blocked weight is exactly 0 while any causal key of the row stays open; a fully blocked row ' +
       'is uniform over its causal prefix (future keys hold F, below B); no NaN';

@@ -6,7 +6,6 @@ export { SiteOverrideError } from './sites/findings.js';
 export type { ModelSites, LayerSites, ModelInputs, KvCacheInput, SiteOverride } from './sites/types.js';
 export { readModel, writeModel, decodeModel, encodeModel, DataType } from './proto.js';
 export { checkExternalData, externalRefs, externalizeInitializers } from './external.js';
-export { knockoutValue } from './passes/knockout.js';
 export { attentionProbsName } from './passes/outputs.js';
 export * from './variant.js';
 export { buildHeadMappingGraph, HeadMappingNames, type HeadMappingGraph, type HeadMappingRequest } from './head-mappings.js';

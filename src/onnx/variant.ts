@@ -6,8 +6,8 @@ import type { SiteOverride } from './sites/types.js';
 
 /** What the compiled variant must be able to do. Interventions are inputs, not shape. */
 export interface VariantRequest {
-  /** Add the `dissect_knockout` input (attention-edge knockout, per row). */
-  readonly knockout: boolean;
+  /** Add the `dissect_knockout` input (attention-edge knockout, per row), removing blocked edges as the `knockout_value` choice says; false: none. */
+  readonly knockout: false | 'replace_half_min';
   /** Keep the original `logits` output (for equality tests; large). */
   readonly logits: boolean;
   /** Add per-layer `dissect_attn_probs_{l}` outputs, float32 [batch, heads, seq, kv] (tests; large). */

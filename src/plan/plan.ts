@@ -3,11 +3,14 @@
 // probes. Position sets stay symbolic (they need a tokenized prompt); layers become
 // concrete indices. The plan also decides what the compiled variant must offer.
 
+import type { ChoiceOption, Choices } from '../lang/choices.js';
 import type {
   Experiment, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SiteOverrideSpec, SourceSpan,
 } from '../lang/program.js';
+import type { MeasureDescriptor } from '../measure/descriptor.js';
 import type { LayerSiteName, SiteOverride } from '../onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
+import { experimentDescriptors, probeDescriptors } from './measures.js';
 
 /** The language's snake_case site names are the model's camelCase ones (`mlp_act` is mlpAct). */
 export function siteOverridesOf(specs: readonly SiteOverrideSpec[]): SiteOverride[] {
@@ -47,7 +50,8 @@ export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed' |
 export type ProbePlan =
   | {
       readonly kind: 'attributes_rate' | 'extraction' | 'target_rank' | 'top_tokens';
-      readonly label: string;
+      /** The ids of its measure descriptors: one, or one per head (site `heads`). */
+      readonly ids: readonly string[];
       readonly site: SiteKind;
       /** Hidden-state index for `hidden`, block index otherwise. */
       readonly layer: number;
@@ -57,7 +61,8 @@ export type ProbePlan =
     }
   | {
       readonly kind: 'attention_weight';
-      readonly label: string;
+      /** The ids of its measure descriptors: one, or one per head (`heads each`). */
+      readonly ids: readonly string[];
       readonly layer: number;
       readonly source: PositionSet;
       readonly target: PositionSet;
@@ -79,7 +84,11 @@ export interface PlanRow {
 
 export interface ExperimentPlan {
   readonly name: string;
-  readonly measures: readonly MeasureName[];
+  /** Every measure the experiment reports, output measures first. */
+  readonly measures: readonly MeasureDescriptor[];
+  readonly outputMeasures: readonly MeasureName[];
+  /** Which kinds of intervention its rows apply. */
+  readonly interventions: readonly Intervention['kind'][];
   readonly sweeps: readonly { readonly variable: string; readonly values: readonly SweepValue[] }[];
   readonly rows: readonly PlanRow[];
   readonly source: string;
@@ -115,11 +124,13 @@ export function mayRunLastPosition(row: PlanRow): boolean {
     && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site) && lastOnly(p.at));
 }
 
-/** Layers of the paper's centred window: max(0, c-⌊k/2⌋) .. min(L-1, c+⌈k/2⌉-1). */
-export function centredWindow(center: number, size: number, layers: number): number[] {
-  const from = Math.max(0, center - Math.floor(size / 2));
-  const to = Math.min(layers - 1, center + Math.ceil(size / 2) - 1);
-  return range(from, to);
+/** Layers of `window(center, size)` under the `knockout_window` choice. */
+export function windowLayers(rule: ChoiceOption<'knockout_window'>, center: number, size: number, layers: number): number[] {
+  switch (rule) {
+    // the paper's: max(0, c-⌊k/2⌋) .. min(L-1, c+⌈k/2⌉-1)
+    case 'centred_clipped':
+      return range(Math.max(0, center - Math.floor(size / 2)), Math.min(layers - 1, center + Math.ceil(size / 2) - 1));
+  }
 }
 
 function range(from: number, to: number): number[] {
@@ -144,16 +155,16 @@ function evalInt(e: IntExpr, env: Binding): number {
   }
 }
 
-function evalLayers(set: LayerSet, env: Binding, shape: ModelShape): number[] {
+function evalLayers(set: LayerSet, env: Binding, ctx: PlanContext): number[] {
   switch (set.kind) {
-    case 'all': return range(0, shape.layers - 1);
+    case 'all': return range(0, ctx.shape.layers - 1);
     case 'single': return [evalInt(set.layer, env)];
     case 'range': return range(evalInt(set.from, env), evalInt(set.to, env));
-    case 'window': return centredWindow(evalInt(set.center, env), evalInt(set.size, env), shape.layers);
+    case 'window': return windowLayers(ctx.choices.knockout_window, evalInt(set.center, env), evalInt(set.size, env), ctx.shape.layers);
     case 'within': {
       const from = evalInt(set.from, env);
       const to = evalInt(set.to, env);
-      return evalLayers(set.set, env, shape).filter((l) => l >= from && l <= to);
+      return evalLayers(set.set, env, ctx).filter((l) => l >= from && l <= to);
     }
   }
 }
@@ -175,7 +186,7 @@ const everyPosition: PositionSet = { kind: 'named', name: 'all' };
 
 interface PlanContext {
   readonly shape: ModelShape;
-  readonly choices: Readonly<Record<string, string>>;
+  readonly choices: Choices;
   readonly attributesCandidates: number;
 }
 
@@ -187,12 +198,12 @@ function planInterventions(interventions: readonly Intervention[], env: Binding,
   for (const i of interventions) {
     switch (i.kind) {
       case 'block':
-        knockouts.push({ layers: evalLayers(i.layers, env, ctx.shape), heads: i.heads, source: substitute(i.source, env), target: substitute(i.target, env) });
+        knockouts.push({ layers: evalLayers(i.layers, env, ctx), heads: i.heads, source: substitute(i.source, env), target: substitute(i.target, env) });
         break;
       case 'cancel': {
-        const layers = evalLayers(i.layers, env, ctx.shape);
+        const layers = evalLayers(i.layers, env, ctx);
         const positions = substitute(i.positions, env);
-        if (i.sublayer === 'attention' && ctx.choices['cancel_attention'] === 'uniform') {
+        if (i.sublayer === 'attention' && ctx.choices.cancel_attention === 'uniform') {
           knockouts.push({ layers, heads: 'all', source: everyPosition, target: positions });
         } else {
           gates.push({ sublayer: i.sublayer, layers, positions });
@@ -212,15 +223,15 @@ function planInterventions(interventions: readonly Intervention[], env: Binding,
   return { knockouts, gates, ...(patch ? { patch } : {}) };
 }
 
-function planProbe(p: Probe, env: Binding, ctx: PlanContext): ProbePlan {
+function planProbe(p: Probe, ids: readonly string[], env: Binding, ctx: PlanContext): ProbePlan {
   if (p.kind === 'attention_weight') {
-    return { kind: p.kind, label: p.label, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
+    return { kind: p.kind, ids, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
   }
   const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : p.site.kind === 'subject_embeddings' ? 0 : evalInt(p.site.layer, env);
   // Extraction reads two so that a tie for the top is seen, not silently broken.
   const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : p.kind === 'extraction' ? 2 : 1;
   const site: SiteKind = p.without ? 'recomputed' : p.site.kind;
-  return { kind: p.kind, label: p.label, site, layer, at: substitute(p.at, env), k };
+  return { kind: p.kind, ids, site, layer, at: substitute(p.at, env), k };
 }
 
 /** The row's removed keys: the one `without` set of its probes, substituted. */
@@ -232,6 +243,7 @@ function recomputeSet(probes: readonly Probe[], env: Binding): PositionSet | und
 function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
   const rows: PlanRow[] = [];
   const env = new Map<string, Bound>();
+  const probeIds = exp.probes.map((p) => probeDescriptors(p, ctx.shape.heads).map((d) => d.id));
   const expand = (depth: number, key: Record<string, SweepValue>): void => {
     const sweep = exp.sweeps[depth];
     if (!sweep) {
@@ -240,7 +252,7 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
         key: { ...key },
         ...planInterventions(exp.interventions, env, ctx),
         ...(recompute ? { recompute } : {}),
-        probes: exp.probes.map((p) => planProbe(p, env, ctx)),
+        probes: exp.probes.map((p, i) => planProbe(p, probeIds[i]!, env, ctx)),
       });
       return;
     }
@@ -260,7 +272,9 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
   expand(0, {});
   return {
     name: exp.name,
-    measures: exp.measures,
+    measures: experimentDescriptors(exp, ctx.shape.heads),
+    outputMeasures: exp.measures,
+    interventions: [...new Set(exp.interventions.map((i) => i.kind))],
     sweeps: exp.sweeps.map((s) => ({
       variable: s.variable,
       values: s.kind === 'positions' ? s.values.map((v) => v.label) : [...s.values],
@@ -272,7 +286,7 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
 }
 
 /** One projection per site kind, over the union of the layers and the largest k any probe needs. */
-function projections(rows: readonly PlanRow[], choices: Readonly<Record<string, string>>, vocab: number): ProjectionRequest[] {
+function projections(rows: readonly PlanRow[], choices: Choices, vocab: number): ProjectionRequest[] {
   const bySite = new Map<SiteKind, { layers: Set<number>; k: number }>();
   for (const row of rows) {
     for (const p of row.probes) {
@@ -283,11 +297,9 @@ function projections(rows: readonly PlanRow[], choices: Readonly<Record<string, 
       bySite.set(p.site, entry);
     }
   }
-  const via = choices['projection'] === 'final_norm_unembedding' ? 'final_norm_unembedding' : 'embedding';
-  const recompute = choices['recompute'] === 'paper_resoftmax' ? 'paper_resoftmax' : 'renormalise';
   return [...bySite].map(([site, { layers, k }]) => ({
-    site, via, k, vocabLimit: vocab, layers: [...layers].sort((a, b) => a - b),
-    ...(site === 'recomputed' ? { recompute } : {}),
+    site, via: choices.projection, k, vocabLimit: vocab, layers: [...layers].sort((a, b) => a - b),
+    ...(site === 'recomputed' ? { recompute: choices.recompute } : {}),
   }));
 }
 
@@ -306,11 +318,9 @@ export function planProgram(program: Program, shape: ModelShape, tokenVocab = sh
   const projected = projections(rows, program.choices, Math.min(tokenVocab, shape.vocab));
   const gateModes: { attention?: 'zero_update'; mlp?: 'zero_update' | 'zero_preactivation' } = {};
   if (gates.some((g) => g.sublayer === 'attention')) gateModes.attention = 'zero_update';
-  if (gates.some((g) => g.sublayer === 'mlp')) {
-    gateModes.mlp = program.choices['cancel_mlp'] === 'zero_update' ? 'zero_update' : 'zero_preactivation';
-  }
+  if (gates.some((g) => g.sublayer === 'mlp')) gateModes.mlp = program.choices.cancel_mlp;
   const variant: VariantRequest = {
-    knockout: knockouts.length > 0,
+    knockout: knockouts.length > 0 ? program.choices.knockout_value : false,
     logits: false,
     ...(probes.some((p) => p.kind === 'attention_weight') ? { attentionProbs: true } : {}),
     ...(gates.length ? { gates: gateModes } : {}),

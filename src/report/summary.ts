@@ -2,12 +2,12 @@
 // the layer sweep, columns = the other sweep, cells = the mean of the main measure), and
 // where the result files are.
 
-import type { SeriesPoint, SweepAxis } from '../measure/aggregate.js';
-import type { Results, ResultsExperiment } from './schema.js';
+import { isNumeric, type MeasureDescriptor } from '../measure/descriptor.js';
+import type { Results, ResultsExperiment, ResultsHeadMappings, SeriesPoint, SweepAxis } from '../measure/schema.js';
 import type { WrittenResults } from './write.js';
 
 export interface SummaryOptions {
-  /** Measure shown in the tables; default probability_change if measured, else the first. */
+  /** Id of the measure shown in the tables; default probability_change if measured, else the first. */
   readonly measure?: string;
   /** Append "[lo, hi]" to each cell. */
   readonly showCi?: boolean;
@@ -19,22 +19,22 @@ const measureTitles: Readonly<Record<string, string>> = {
   rank: 'mean rank of the target (0 = top-1)',
 };
 
-const title = (measure: string): string => measureTitles[measure] ?? `mean ${measure}`;
+const title = (d: MeasureDescriptor): string => measureTitles[d.probe] ?? `mean ${d.id}`;
 
-/** Decimals by measure: probabilities need four; percentages, rates and ranks one; 0/1 events two. */
-function decimals(measure: string): number {
-  if (measure === 'probability' || measure.startsWith('attention_weight')) return 4;
-  if (measure.startsWith('extraction')) return 2;
+/** Decimals by probe: probabilities and attention weights need four; percentages, rates and ranks one; 0/1 events two. */
+function decimals(d: MeasureDescriptor): number {
+  if (d.probe === 'probability' || d.probe === 'attention_weight') return 4;
+  if (d.probe === 'extraction') return 2;
   return 1;
 }
 
-function fmt(v: number | null, measure: string): string {
+function fmt(v: number | null, measure: MeasureDescriptor): string {
   if (v === null) return '–';
   const s = v.toFixed(decimals(measure));
   return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s; // no "-0.0"
 }
 
-function cell(p: SeriesPoint | undefined, measure: string, showCi: boolean): string {
+function cell(p: SeriesPoint | undefined, measure: MeasureDescriptor, showCi: boolean): string {
   if (p === undefined) return '–';
   const m = fmt(p.mean, measure);
   return showCi && p.ci !== null ? `${m} [${fmt(p.ci[0], measure)}, ${fmt(p.ci[1], measure)}]` : m;
@@ -68,42 +68,39 @@ function nText(points: readonly SeriesPoint[]): string {
   return lo === hi ? `n = ${lo}` : `n = ${lo}–${hi}`;
 }
 
-const perHead = (measure: string): boolean => / \[head \d+\]$/.test(measure);
-
 /**
  * The lines of one experiment's block. Rows are the layer (or hidden-state) sweep; columns
  * are the other sweep's values, or, with one sweep, the experiment's measures.
  */
 export function experimentSummary(x: ResultsExperiment, results: Results, options: SummaryOptions = {}): string[] {
-  const shown = x.measures.filter((m) => !perHead(m));
+  const shown = x.measures.filter((d) => isNumeric(d) && d.head === undefined);
   const ci = results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method}`;
   const rowAxis = x.sweeps.find((s) => s.kind !== 'positions') ?? x.sweeps[0];
   const colAxis = x.sweeps.find((s) => s !== rowAxis);
   const rest = x.sweeps.filter((s) => s !== rowAxis && s !== colAxis);
   const byKey = new Map(x.series.map((p) => [`${keyString(x.sweeps, p.key)}|${p.measure}`, p]));
-  const point = (key: Readonly<Record<string, number | string>>, m: string) => byKey.get(`${keyString(x.sweeps, key)}|${m}`);
+  const point = (key: Readonly<Record<string, number | string>>, m: MeasureDescriptor) => byKey.get(`${keyString(x.sweeps, key)}|${m.id}`);
   const showCi = options.showCi === true;
   const lines: string[] = [];
 
   // With two sweeps, one measure fills the table; with one (or none), every measure gets a column.
-  const measure = options.measure !== undefined && shown.includes(options.measure) ? options.measure
-    : shown.includes('probability_change') ? 'probability_change' : shown[0];
+  const measure = shown.find((d) => d.id === options.measure) ?? shown.find((d) => d.probe === 'probability_change') ?? shown[0];
   const columns = colAxis ? [measure] : shown;
   if (measure === undefined) {
     lines.push(`${x.name}: ${x.tokens?.length ?? 0} top-token lists (see results.json)`);
   } else if (colAxis) {
-    lines.push(`${x.name}: ${title(measure)} (${nText(x.series.filter((p) => p.measure === measure))}, ${ci})`);
+    lines.push(`${x.name}: ${title(measure)} (${nText(x.series.filter((p) => p.measure === measure.id))}, ${ci})`);
   } else {
-    lines.push(`${x.name}: means (${nText(x.series.filter((p) => columns.includes(p.measure)))}, ${ci})`);
+    lines.push(`${x.name}: means (${nText(x.series.filter((p) => columns.some((d) => d.id === p.measure)))}, ${ci})`);
   }
   if (measure !== undefined && rowAxis === undefined) {
-    for (const m of columns) lines.push(`  ${m}: ${cell(point({}, m), m, showCi)}`);
+    for (const m of columns) lines.push(`  ${m.id}: ${cell(point({}, m), m, showCi)}`);
   } else if (measure !== undefined && rowAxis !== undefined) {
     let groups: Record<string, number | string>[] = [{}];
     for (const a of rest) groups = groups.flatMap((g) => a.values.map((v) => ({ ...g, [a.variable]: v })));
     for (const g of groups) {
       if (rest.length > 0) lines.push(`  ${rest.map((a) => `${a.variable} = ${g[a.variable]}`).join(', ')}`);
-      const header = [rowAxis.variable, ...(colAxis ? colAxis.values.map(String) : columns)];
+      const header = [rowAxis.variable, ...(colAxis ? colAxis.values.map(String) : columns.map((d) => d.id))];
       const table: string[][] = [header];
       for (const rv of rowAxis.values) {
         const key: Record<string, number | string> = { ...g, [rowAxis.variable]: rv };
@@ -130,12 +127,12 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
         + `MLP only ${pct(e.cross.mlpOnly)}, neither ${pct(e.cross.neither)}; attention first in ${pct(e.cross.attentionFirst)} of both`);
     }
   }
-  const others = x.measures.filter((m) => !columns.includes(m));
-  const heads = others.filter(perHead).length;
+  const others = x.measures.filter((d) => isNumeric(d) && !columns.includes(d));
+  const heads = others.filter((d) => d.head !== undefined).length;
   const tail = [`forward passes: ${x.forwardPasses}`, `fully blocked rows: ${x.fullyBlockedRows}`];
   if (x.ties) tail.push(`ties at the top: ${x.ties}`);
-  const named = others.filter((m) => !perHead(m));
-  if (named.length > 0) tail.push(`also measured: ${named.join(', ')}`);
+  const named = others.filter((d) => d.head === undefined);
+  if (named.length > 0) tail.push(`also measured: ${named.map((d) => d.id).join(', ')}`);
   if (heads > 0) tail.push(`${heads} per-head measures`);
   lines.push(`  ${tail.join('; ')}`);
   return lines;
@@ -146,8 +143,8 @@ const fixed = (v: number | null): string => (v === null ? '–' : v.toFixed(2));
 
 /** The whole after-run text, ending with a newline. */
 /** ", token-frequency normalised" when `head_mapping_normalisation` is on: the scores are then on another scale. */
-export function headMappingNormalisationNote(results: Results): string {
-  return results.choices['head_mapping_normalisation'] === 'token_frequency' ? ', token-frequency normalised' : '';
+export function headMappingNormalisationNote(mappings: ResultsHeadMappings): string {
+  return mappings.normalisation === 'token_frequency' ? ', token-frequency normalised' : '';
 }
 
 export function formatSummary(results: Results, written?: WrittenResults, options: SummaryOptions = {}): string {
@@ -164,7 +161,7 @@ export function formatSummary(results: Results, written?: WrittenResults, option
   const mappings = results.headMappings;
   if (mappings) {
     const flagged = mappings.heads.filter((h) => h.subjectAttributeFacts.length > 0);
-    lines.push(`head mappings (${mappings.side}${headMappingNormalisationNote(results)}, top ${mappings.top}): ${mappings.heads.length} heads, `
+    lines.push(`head mappings (${mappings.side}${headMappingNormalisationNote(mappings)}, top ${mappings.top}): ${mappings.heads.length} heads, `
       + `${flagged.length} map a fact's ${mappings.subjectToken === 'last' ? 'last subject token' : 'subject tokens'} to its prediction`
       + (flagged.length ? `: ${flagged.map((h) => `${h.layer}.${h.head} (${h.subjectAttributeFacts.length} facts)`).join(', ')}` : ''), '');
   }
@@ -185,7 +182,7 @@ export function exampleDump(results: Results): unknown {
     experiments: results.experiments.map((x) => ({
       name: x.name,
       rows: x.values.map((v) => ({ key: v.key, values: v.values })),
-      ...(x.tokens?.length ? { tokens: x.tokens.map((t) => ({ key: t.key, label: t.label, position: t.position, tokens: t.tokens })) } : {}),
+      ...(x.tokens?.length ? { tokens: x.tokens.map((t) => ({ key: t.key, measure: t.measure, position: t.position, tokens: t.tokens })) } : {}),
     })),
   };
 }

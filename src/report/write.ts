@@ -2,7 +2,7 @@
 // beside it, each atomically (see OutputFolder.write).
 
 import type { OutputFolder } from '../output/folder.js';
-import { validateResults, type Results } from './schema.js';
+import { RESULTS_FORMAT, validateResults, type Results } from '../measure/schema.js';
 
 export const RESULTS_JSON = 'results.json';
 export const RESULTS_CSV = 'results.csv';
@@ -14,7 +14,7 @@ export class ResultsValidationError extends Error {
   constructor(readonly errors: readonly string[]) {
     const shown = errors.slice(0, 20).join('\n  ');
     const more = errors.length > 20 ? `\n  … and ${errors.length - 20} more` : '';
-    super(`internal error: the results failed validation against the dissect-results/1 schema, so nothing was written:\n  ${shown}${more}`);
+    super(`internal error: the results failed validation against the ${RESULTS_FORMAT} schema, so nothing was written:\n  ${shown}${more}`);
   }
 }
 
@@ -104,10 +104,10 @@ export function resultsCsv(results: Results): string {
   for (const x of results.experiments) {
     for (const row of x.values) {
       const sweepCells = vars.map((v) => csvField(Object.prototype.hasOwnProperty.call(row.key, v) ? row.key[v] : null));
-      for (const m of x.measures) {
-        const value = row.values[m];
+      for (const { id } of x.measures) {
+        const value = row.values[id];
         if (value === undefined) continue;
-        lines.push([csvField(x.name), csvField(row.example), ...sweepCells, csvField(m), csvField(value)].join(','));
+        lines.push([csvField(x.name), csvField(row.example), ...sweepCells, csvField(id), csvField(value)].join(','));
       }
     }
   }

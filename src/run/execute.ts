@@ -8,8 +8,9 @@ import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
 import { VariantNames } from '../onnx/variant.js';
 import { mayRunLastPosition, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
-import type { ResultsExample } from '../report/schema.js';
-import type { Journal } from '../report/journal.js';
+import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js';
+import type { ResultsExample } from '../measure/schema.js';
+import type { Journal } from './journal.js';
 import type { AttributeSets } from './attributes.js';
 import { buildFeeds, cachedSlot, type BatchRow, type CachedSlot } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
@@ -17,36 +18,9 @@ import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask, type KnockoutMask } from './knockout-mask.js';
 import { resolvePositions } from './positions.js';
-import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights, type TokenList } from './probes.js';
+import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights } from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
-
-/** What the journal keeps per example: enough to rebuild every measure without the model. */
-export type ExampleRecord =
-  | { readonly status: 'dropped'; readonly reason: DropReason; readonly detail?: string }
-  | {
-      readonly status: 'kept';
-      readonly example: ResultsExample;
-      readonly clean: CleanOutput;
-      /** Per experiment, per plan row (plan order). */
-      /** Per experiment, per plan row; null where a row's explicit position lies outside this prompt. */
-      readonly rows: readonly (readonly (RowRecord | null)[])[];
-    };
-
-/** One plan row of one example. */
-export interface RowRecord {
-  /** The clean top-1 token's probability and rank at the output, under the row's interventions. */
-  readonly pNew: number;
-  readonly rank: number;
-  /** Query rows (per layer and head slot) whose every causal key was blocked. */
-  readonly fullyBlocked: number;
-  /** Probe label → value. */
-  readonly probes: Readonly<Record<string, number>>;
-  readonly tokens: readonly TokenList[];
-  readonly ties: number;
-}
-
-export type DropReason = 'not_known' | 'subject_not_found' | 'unusable_prompt';
 
 export interface ExecuteInput {
   readonly program: Program;

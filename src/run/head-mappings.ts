@@ -13,6 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { orThrow } from './errors.js';
 import { createSession, type DecodedTensor, type SessionOptions } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
+import type { ExampleId } from '../measure/schema.js';
 import type { SiteOverride } from '../onnx/sites/types.js';
 
 export interface MappingPair {
@@ -29,12 +30,12 @@ export interface HeadMapping {
   /** The head's top entries of M, by score (ties: lower row, then lower column). */
   readonly pairs: readonly MappingPair[];
   /** Facts one of whose subject tokens maps to the fact's prediction among these pairs. */
-  readonly subjectAttributeFacts: readonly (string | number)[];
+  readonly subjectAttributeFacts: readonly ExampleId[];
 }
 
 /** A fact's side of the flag: its subject tokens (last or all, per the choice) and its prediction. */
 export interface FactPair {
-  readonly id: string | number;
+  readonly id: ExampleId;
   readonly subjectTokens: readonly number[];
   readonly target: number;
 }
@@ -119,7 +120,7 @@ export async function headMappings(
   modelPath: string, opts: HeadMappingOptions, tokenizer: Tokenizer, facts: readonly FactPair[],
 ): Promise<HeadMapping[]> {
   const chunk = opts.chunk ?? 256;
-  const wanted = new Map<string, (string | number)[]>();
+  const wanted = new Map<string, ExampleId[]>();
   for (const f of facts) for (const s of f.subjectTokens) {
     const key = `${s}>${f.target}`;
     wanted.set(key, [...(wanted.get(key) ?? []), f.id]);
@@ -145,7 +146,7 @@ export async function headMappings(
       const pairs = top.sorted().map((p) => ({
         from: p.row, to: p.col, fromToken: tokenizer.decode(p.row), toToken: tokenizer.decode(p.col), score: p.score,
       }));
-      const flagged = new Set<string | number>();
+      const flagged = new Set<ExampleId>();
       for (const p of pairs) for (const id of wanted.get(`${p.from}>${p.to}`) ?? []) flagged.add(id);
       out.push({ layer, head, pairs, subjectAttributeFacts: [...flagged] });
     }

@@ -16,6 +16,7 @@
 
 import type { AttributesSpec, PositionSet } from '../lang/program.js';
 import { attributesRate } from '../measure/attributes.js';
+import type { TokenList } from '../measure/record.js';
 import type { ProjectionRequest } from '../onnx/variant.js';
 import { VariantNames } from '../onnx/variant.js';
 import type { ProbePlan, SiteKind } from '../plan/plan.js';
@@ -29,15 +30,8 @@ import type { Tokenizer } from './tokenizer.js';
 export const projectionOutput = (site: SiteKind, part: 'ids' | 'scores' | 'target_rank'): string =>
   `${VariantNames.projPrefix}${site}_${part}`;
 
-/** Top tokens a probe read, for reports (the logit lens). */
-export interface TokenList {
-  readonly label: string;
-  readonly position: number;
-  readonly tokens: readonly string[];
-}
-
 export interface ProbeResult {
-  /** Measure label → value; per-head probes give one label per head (`label [head h]`). */
+  /** Measure descriptor id → value; per-head probes give one per head. */
   readonly values: Record<string, number>;
   readonly tokens: TokenList[];
   /** Extraction decisions where the top two scores were equal (reported, never hidden). */
@@ -133,8 +127,8 @@ function attentionWeight(p: Extract<ProbePlan, { kind: 'attention_weight' }>, ct
   if (!queries.length) return;
   const perHead = Array.from({ length: ctx.heads }, (_, h) =>
     mean(queries.map((q) => keys.reduce((s, k) => s + at(probs, [ctx.row, h, q, k]), 0)))!);
-  if (p.heads === 'all') result.values[p.label] = mean(perHead)!;
-  else perHead.forEach((v, h) => { result.values[`${p.label} [head ${h}]`] = v; });
+  if (p.heads === 'all') result.values[p.ids[0]!] = mean(perHead)!;
+  else perHead.forEach((v, h) => { result.values[p.ids[h]!] = v; });
 }
 
 function projectionProbe(p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, result: ProbeResult): void {
@@ -148,21 +142,20 @@ function projectionProbe(p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ct
     if (pi < 0) throw new InternalError(`position ${pos} was not projected`);
     return { pos, pi };
   });
-  const slots = p.site === 'heads' ? Array.from({ length: ctx.heads }, (_, h) => ({ suffix: ` [head ${h}]`, lead: [ctx.row, li, h] }))
-    : [{ suffix: '', lead: [ctx.row, li] }];
-  for (const { suffix, lead } of slots) {
+  const slots = p.site === 'heads' ? p.ids.map((id, h) => ({ id, lead: [ctx.row, li, h] })) : [{ id: p.ids[0]!, lead: [ctx.row, li] }];
+  for (const { id, lead } of slots) {
     const values: number[] = [];
     for (const { pos, pi } of positions) {
-      const v = positionValue(p, ctx, [...lead, pi], pos, suffix, result);
+      const v = positionValue(p, ctx, [...lead, pi], pos, id, result);
       if (v !== undefined) values.push(v);
     }
     const m = mean(values);
-    if (m !== undefined && p.kind !== 'top_tokens') result.values[p.label + suffix] = m;
+    if (m !== undefined && p.kind !== 'top_tokens') result.values[id] = m;
   }
 }
 
 function positionValue(
-  p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, index: readonly number[], pos: number, suffix: string, result: ProbeResult,
+  p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, index: readonly number[], pos: number, id: string, result: ProbeResult,
 ): number | undefined {
   switch (p.kind) {
     case 'target_rank':
@@ -182,7 +175,7 @@ function positionValue(
       return attributesRate(ranked, set, attrs.spec.keep, attrs.spec).rate ?? undefined;
     }
     case 'top_tokens':
-      result.tokens.push({ label: p.label + suffix, position: pos, tokens: topIds(ctx, p, index).map((id) => ctx.tokenizer.decode(id)) });
+      result.tokens.push({ measure: id, position: pos, tokens: topIds(ctx, p, index).map((id) => ctx.tokenizer.decode(id)) });
       return undefined;
   }
 }

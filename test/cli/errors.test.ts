@@ -96,7 +96,7 @@ test('doctor lists the cpu provider and schema prints the results schema', (t) =
   t.regex(doctor.stdout, /execution providers: .*cpu/);
   const schema = dissect('schema');
   t.is(schema.code, 0);
-  t.is(JSON.parse(schema.stdout).properties.format.const, 'dissect-results/1');
+  t.is(JSON.parse(schema.stdout).properties.format.const, 'dissect-results/2');
 });
 
 test('--params applies a preset before --set, and names a bad file', (t) => {

@@ -16,7 +16,7 @@ test('knockout on fp16 equals fp32 within 2e-3 in probability, same top-1', asyn
   const prompts = [[5, 9, 17, 33, 2, 41, 7], [12, 3, 60, 8, 19]];
   const probs: Record<string, { top1: number[]; target: number[] }> = {};
   for (const name of ['gpt2-opset14.onnx', 'gpt2-fp16.onnx']) {
-    const variant = buildVariant(fixture(name), { knockout: true, logits: false });
+    const variant = buildVariant(fixture(name), { knockout: 'replace_half_min', logits: false });
     const session = orThrow(await createSession(variant.bytes));
     const rows: BatchRow[] = [];
     for (const ids of prompts) {
@@ -47,7 +47,7 @@ test('knockout on fp16 equals fp32 within 2e-3 in probability, same top-1', asyn
 });
 
 test('fp16: rows as the last token against the clean cache equal whole-prompt rows within 2e-3', async (t) => {
-  const variant = buildVariant(fixture('gpt2-fp16.onnx'), { knockout: true, logits: false, lastPosition: true });
+  const variant = buildVariant(fixture('gpt2-fp16.onnx'), { knockout: 'replace_half_min', logits: false, lastPosition: true });
   const session = orThrow(await createSession(variant.bytes));
   const cache = variant.manifest.cache!.flatMap((c) => [c.key, c.value]);
   t.true(variant.manifest.inputs.filter((i) => cache.some((s) => s.input === i.name)).every((i) => i.dtype === 'float16'));

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline.js';
-import type { Results } from '../../src/report/schema.js';
+import type { Results } from '../../src/measure/schema.js';
 
 export const tinyGpt2 = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
 export const tinyGptj = fileURLToPath(new URL('../../../generated/tiny-gptj/', import.meta.url));

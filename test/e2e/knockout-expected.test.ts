@@ -5,7 +5,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Results } from '../../src/report/schema.js';
+import type { Results } from '../../src/measure/schema.js';
 import { closeRel, informationFlowSource, runSource, tinyGpt2, tinyGptj } from './helpers.js';
 
 interface ExpectedSet { p_new: number[]; rel: number[]; rank?: number[] }

@@ -4,7 +4,7 @@
 // same numbers; results.json says which way rows ran and why.
 
 import test, { type ExecutionContext } from 'ava';
-import type { Results } from '../../src/report/schema.js';
+import type { Results } from '../../src/measure/schema.js';
 import { join } from 'node:path';
 import { informationFlowSource, runSource, tempDir } from './helpers.js';
 import { loadProgram, runProgram } from '../../src/pipeline.js';

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Results } from '../../src/report/schema.js';
+import type { Results } from '../../src/measure/schema.js';
 import { runSource, tempDir, tinyGpt2 } from './helpers.js';
 
 interface Fact {

@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Results } from '../../src/report/schema.js';
+import type { Results } from '../../src/measure/schema.js';
 import { runSource, tinyGpt2, tinyGpt2Program, valueAt } from './helpers.js';
 
 type PerLayer = number[];

@@ -1,7 +1,7 @@
 // The registry of named semantic choices.
 
 import test from 'ava';
-import { allChoices, defaultChoices, describeValues, findChoice, registerChoice } from '../../src/lang/choices.js';
+import { allChoices, choicesInForce, defaultChoices } from '../../src/lang/choices.js';
 import { header, run } from './helpers.js';
 
 test('the initial registry', (t) => {
@@ -28,22 +28,15 @@ test('defaults fill every choice', (t) => {
   });
 });
 
-test('registering validates names and defaults', (t) => {
-  t.throws(() => registerChoice({ name: 'ci', about: 'x', values: [{ name: 'a', meaning: 'a' }], default: 'a' }), { message: "choice 'ci' is already registered" });
-  t.throws(() => registerChoice({ name: 'zz_bad', about: 'x', values: [{ name: 'a', meaning: 'a' }], default: 'b' }),
-    { message: "choice 'zz_bad': default 'b' is not one of its values" });
-  t.is(findChoice('zz_bad'), undefined);
+test('a program\'s choices are the defaults with its own in their place, typed by the registry', (t) => {
+  const r = run(`${header}\nchoose projection = final_norm_unembedding\n`);
+  const projection: 'embedding' | 'final_norm_unembedding' = r.program!.choices.projection;
+  t.is(projection, 'final_norm_unembedding');
+  t.is(r.program!.choices.ci, 'bootstrap_percentile');
 });
 
-test('a registered choice is checked and filled in like the built-in ones', (t) => {
-  registerChoice({
-    name: 'zz_test_projection',
-    about: 'test only',
-    values: [{ name: 'embedding', meaning: 'E transposed' }, { name: 'unembedding', meaning: 'final norm + lm_head' }],
-    default: 'embedding',
-  });
-  t.is(describeValues(findChoice('zz_test_projection')!), 'embedding (E transposed); unembedding (final norm + lm_head)');
-  const r = run(`${header}\nchoose zz_test_projection = unembedding\n`);
-  t.is(r.program!.choices.zz_test_projection, 'unembedding');
-  t.is(r.program!.choices.ci, 'bootstrap_percentile');
+test('choices in force never take an unregistered name or value, nor fall back to a default on one', (t) => {
+  t.throws(() => choicesInForce({ projection: 'embeding' }), { message: 'internal: choice projection = embeding is not in the registry' });
+  t.throws(() => choicesInForce({ projektion: 'embedding' }), { message: /projektion = embedding is not in the registry/ });
+  t.is(choicesInForce({ recompute: 'paper_resoftmax' }).recompute, 'paper_resoftmax');
 });

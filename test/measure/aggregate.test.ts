@@ -1,7 +1,7 @@
 import test from 'ava';
 import type { Sweep } from '../../src/lang/program.js';
 import { aggregateSeries, AggregateInputError, bindings, keyId, sweepAxes } from '../../src/measure/aggregate.js';
-import type { ValueRow } from '../../src/measure/knockout.js';
+import type { ValueRow } from '../../src/measure/schema.js';
 
 const span = { file: 'x.dissect', line: 1, column: 1 };
 const sweeps: Sweep[] = [

@@ -60,7 +60,7 @@ if (!ready) {
       const n = ids.length;
 
       const built = buildVariant(join(dir, 'model.onnx'), {
-        knockout: true, logits: true, attentionProbs: true,
+        knockout: 'replace_half_min', logits: true, attentionProbs: true,
         projections: [{ site: 'hidden', layers: [L], via: 'final_norm_unembedding', k: K, vocabLimit: TOKENS }],
       });
       const s = built.sites;

@@ -30,7 +30,7 @@ test.serial('GPT-2-small width: logits reproduced, knockout exact, projection ra
     const order = last.map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).map(([, i]) => i);
 
     const built = buildVariant(path, {
-      knockout: true, logits: true, attentionProbs: true,
+      knockout: 'replace_half_min', logits: true, attentionProbs: true,
       projections: [{ site: 'hidden', layers: [GPT2_SMALL_WIDTH.layers], via: 'final_norm_unembedding', k: 5, vocabLimit: V }],
     });
     const v = await session(built.bytes, built.manifest.weights.sessionConfig);

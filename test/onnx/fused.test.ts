@@ -34,7 +34,7 @@ test('detection expands every fused op and finds the GPT-2 sites', (t) => {
 });
 
 test('a variant of the fused graph with no intervention reproduces PyTorch\'s logits', async (t) => {
-  const built = buildVariant(FUSED, { knockout: true, logits: true });
+  const built = buildVariant(FUSED, { knockout: 'replace_half_min', logits: true });
   const s = await session(built.bytes);
   for (const seq of REFERENCE.sequences) {
     const n = seq.input_ids.length;
@@ -54,7 +54,7 @@ test('a variant of the fused graph with no intervention reproduces PyTorch\'s lo
 });
 
 const EVERYTHING: VariantRequest = {
-  knockout: true, logits: true, attentionProbs: true, hiddenStates: true, patch: true,
+  knockout: 'replace_half_min', logits: true, attentionProbs: true, hiddenStates: true, patch: true,
   gates: { attention: 'zero_update', mlp: 'zero_preactivation' },
   projections: (['hidden', 'attention', 'mlp', 'heads'] as const).map((site) => ({ site, layers: [0, 1], via: 'embedding' as const, k: 5, vocabLimit: 64 })),
 };
@@ -118,13 +118,13 @@ const attention = (m: ModelProto): NodeProto =>
 
 test('fused ops the expansion cannot reproduce are refused, naming the node and the reason', (t) => {
   const bidirectional = mutated((m) => { attention(m).attribute = [intAttr('num_heads', 4), intAttr('unidirectional', 0)]; });
-  t.throws(() => buildVariant(bidirectional, { knockout: true, logits: true }), {
+  t.throws(() => buildVariant(bidirectional, { knockout: 'replace_half_min', logits: true }), {
     message: /node 'Attention_0' is the fused com\.microsoft Attention: it is bidirectional/,
   });
   const withPast = mutated((m) => { const a = attention(m); a.input = [...a.input!.slice(0, 4), 'attention_mask']; });
-  t.throws(() => buildVariant(withPast, { knockout: true, logits: true }), { message: /Attention_0.*kv cache/ });
+  t.throws(() => buildVariant(withPast, { knockout: 'replace_half_min', logits: true }), { message: /Attention_0.*kv cache/ });
   const mha = mutated((m) => { attention(m).opType = 'MultiHeadAttention'; });
-  t.throws(() => buildVariant(mha, { knockout: true, logits: true }), {
+  t.throws(() => buildVariant(mha, { knockout: 'replace_half_min', logits: true }), {
     message: /node 'Attention_0' is the fused com\.microsoft MultiHeadAttention: its query, key and value arrive already projected/,
   });
 });

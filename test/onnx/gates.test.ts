@@ -28,7 +28,7 @@ for (const { name, path } of testModels()) {
     const original = await session(path);
     const base = numbers((await original.run(feedsFor(ref.sites, [A, B])))[ref.sites.logits]!);
     for (const mlp of ['zero_update', 'zero_preactivation'] as const) {
-      const h = await harness(path, { knockout: true, logits: true, gates: { attention: 'zero_update', mlp }, patch: true, hiddenStates: true });
+      const h = await harness(path, { knockout: 'replace_half_min', logits: true, gates: { attention: 'zero_update', mlp }, patch: true, hiddenStates: true });
       const out = await h.run([A, B]);
       const logits = numbers(out[ref.sites.logits]!);
       const c = close(logits, base, 1e-6);

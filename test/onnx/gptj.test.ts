@@ -142,8 +142,8 @@ test.serial('gptj: a variant without intervention reproduces the original logits
   t.is(argmax(lastLogits[0]!), 121, 'the model knows the fact (Solvig)');
   const requests: VariantRequest[] = [
     { knockout: false, logits: true },
-    { knockout: true, logits: true, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true, hiddenStates: true },
-    { knockout: true, logits: true, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true,
+    { knockout: 'replace_half_min', logits: true, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true, hiddenStates: true },
+    { knockout: 'replace_half_min', logits: true, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true,
       projections: [{ site: 'heads', layers: [0, 5], via: 'embedding', k: 3, vocabLimit: TOKENS }] },
   ];
   for (const req of requests) {
@@ -168,7 +168,7 @@ test.serial('gptj: a variant without intervention reproduces the original logits
 // ---- knockout ----
 
 async function knockoutHarness() {
-  const built = buildVariant(GPTJ, { knockout: true, logits: true, attentionProbs: true });
+  const built = buildVariant(GPTJ, { knockout: 'replace_half_min', logits: true, attentionProbs: true });
   const v = await session(built.bytes);
   const run = async (mask: Uint8Array, heads: number, rows = [A], masks = [MASK_A]) => {
     const b = rows.length;

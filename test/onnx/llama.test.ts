@@ -204,8 +204,8 @@ test.serial('llama: the original graphs and variants without intervention reprod
     const targets = [5, 11];
     const requests: VariantRequest[] = [
       { knockout: false, logits: true },
-      { knockout: true, logits: true, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true, hiddenStates: true },
-      { knockout: true, logits: true, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true, attentionProbs: true,
+      { knockout: 'replace_half_min', logits: true, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true, hiddenStates: true },
+      { knockout: 'replace_half_min', logits: true, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true, attentionProbs: true,
         projections: [{ site: 'heads', layers: [0, 1], via: 'final_norm_unembedding', k: 3, vocabLimit: V }] },
     ];
     for (const req of requests) {
@@ -233,7 +233,7 @@ test.serial('llama: the original graphs and variants without intervention reprod
 // ---- knockout ----
 
 async function knockoutHarness(path = P14) {
-  const built = buildVariant(path, { knockout: true, logits: true, attentionProbs: true });
+  const built = buildVariant(path, { knockout: 'replace_half_min', logits: true, attentionProbs: true });
   const v = await session(built.bytes);
   const run = async (mask: Uint8Array, heads: number, rows: readonly (readonly number[])[] = [A], masks: readonly (readonly number[])[] = [MASK_A],
     last?: readonly number[], target?: readonly number[]) => {
@@ -503,7 +503,7 @@ test.serial('llama: fused RMSNorm ops (SimplifiedLayerNormalization, RMSNormaliz
     writeModel(path, m);
     const orig = numbers((await (await session(encodeModel(m))).run(feedsFor(s, [A])))[s.logits]!);
     t.true(maxAbsDiff(orig, base) <= 1e-5 * maxAbs(base), `${op}: the fused graph computes the same logits`);
-    const h = await harness(path, { knockout: true, logits: true, hiddenStates: true,
+    const h = await harness(path, { knockout: 'replace_half_min', logits: true, hiddenStates: true,
       projections: [{ site: 'hidden', layers: [0, 1, 2], via: 'final_norm_unembedding', k: 4, vocabLimit: V }] });
     const out = await h.run([A], { dissect_proj_positions: int64([6, 2], [1, 2]), dissect_target: int64([7], [1]) });
     t.true(maxAbsDiff(numbers(out[fs.logits]!), orig) <= 1e-5 * maxAbs(orig));
@@ -548,7 +548,7 @@ test.serial('llama: SkipSimplifiedLayerNormalization (a residual add fused into 
     'onnxruntime runs the fused graph to the same logits');
   t.deepEqual(detectSites(readModel(path)).expandedFusedOps, { SkipSimplifiedLayerNormalization: fused });
   const request: VariantRequest = {
-    knockout: true, logits: true, hiddenStates: true, gates: { attention: 'zero_update', mlp: 'zero_update' },
+    knockout: 'replace_half_min', logits: true, hiddenStates: true, gates: { attention: 'zero_update', mlp: 'zero_update' },
     projections: (['hidden', 'attention', 'mlp'] as const).map((site) => ({ site, layers: [0, 1], via: 'final_norm_unembedding' as const, k: 4, vocabLimit: V })),
   };
   const [plain, expanded] = [buildVariant(P14, request), buildVariant(path, request)];

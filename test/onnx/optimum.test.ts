@@ -139,7 +139,7 @@ for (const c of CASES) {
   }
 
   test.serial(`${c.file}: knockout of one edge — blocked weight 0, the others renormalised; output names as Optimum's`, async (t) => {
-    const built = buildVariant(path, { knockout: true, logits: true, attentionProbs: true });
+    const built = buildVariant(path, { knockout: 'replace_half_min', logits: true, attentionProbs: true });
     const { sites } = built;
     const s = await session(built.bytes);
     t.deepEqual(s.outputNames.filter((o) => !o.startsWith('dissect_')), ['logits', ...PRESENT_NAMES]);

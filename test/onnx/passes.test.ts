@@ -52,7 +52,7 @@ for (const [label, request, inputs, outputs, nodePatterns] of cases) {
 
 test('the manifest describes every new input (meaning, fill, dtype, shape) and output', (t) => {
   const request: VariantRequest = {
-    knockout: true, logits: false, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true,
+    knockout: 'replace_half_min', logits: false, gates: { attention: 'zero_update', mlp: 'zero_preactivation' }, patch: true, hiddenStates: true,
     projections: [
       { site: 'hidden', layers: [0, 2], via: 'embedding', k: 5, vocabLimit: 60 },
       { site: 'attention', layers: [0, 1], via: 'final_norm_unembedding', k: 4, vocabLimit: 64 },

@@ -151,7 +151,7 @@ test.serial('no positions ([batch, 0]) gives empty projections and leaves everyt
     const s = new ModelRef(path).sites;
     const blocks = Array.from({ length: s.layers }, (_, l) => l);
     const h = await harness(path, {
-      knockout: true, logits: false, hiddenStates: true, gates: { attention: 'zero_update' },
+      knockout: 'replace_half_min', logits: false, hiddenStates: true, gates: { attention: 'zero_update' },
       projections: [
         { site: 'hidden', layers: [0, s.layers], via: 'embedding', k: 4, vocabLimit: 50 },
         { site: 'heads', layers: blocks, via: 'final_norm_unembedding', k: 3, vocabLimit: s.vocab },

@@ -73,7 +73,7 @@ for (const { name, path } of models) {
   for (const mode of ['renormalise', 'paper_resoftmax'] as const) {
     test.serial(`${name}: the recomputed attention update (${mode}) matches a JS recomputation, with right padding and a knockout`, async (t) => {
       const pr: ProjectionRequest = { site: 'recomputed', layers: blocks, via: 'embedding', k, vocabLimit: V, recompute: mode };
-      const h = await harness(path, { knockout: true, logits: false, projections: [pr] }, () => s.perLayer.flatMap((Lx) => [Lx.probs, Lx.v]));
+      const h = await harness(path, { knockout: 'replace_half_min', logits: false, projections: [pr] }, () => s.perLayer.flatMap((Lx) => [Lx.probs, Lx.v]));
       t.true(h.manifest.inputs.some((i) => i.name === 'dissect_recompute_remove'));
       t.false(h.manifest.inputs.some((i) => i.name === 'dissect_proj_positions'), 'no positions input when only the recomputed site is projected');
       t.regex(h.manifest.choices['recompute'] ?? '', new RegExp(`^${mode}:`));

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { frontEnd } from '../../src/lang/index.js';
 import type { ModelShape, Program } from '../../src/lang/program.js';
-import { centredWindow, planProgram } from '../../src/plan/plan.js';
+import { planProgram, windowLayers } from '../../src/plan/plan.js';
 
 const gpt2xl: ModelShape = { layers: 48, heads: 25, vocab: 50257 };
 
@@ -16,7 +16,7 @@ function program(body: string, shape: ModelShape = gpt2xl): Program {
 }
 
 test("the knockout window is the paper's: centred, clipped at both ends", (t) => {
-  const span = (l: number, k: number) => { const w = centredWindow(l, k, 48); return [w[0], w[w.length - 1], w.length]; };
+  const span = (l: number, k: number) => { const w = windowLayers('centred_clipped', l, k, 48); return [w[0], w[w.length - 1], w.length]; };
   t.deepEqual(span(0, 9), [0, 4, 5]);
   t.deepEqual(span(20, 9), [16, 24, 9]);
   t.deepEqual(span(47, 9), [43, 47, 5]);
@@ -40,7 +40,7 @@ experiment flow {
   t.deepEqual(rows[2]!.knockouts[0]!.layers, [16, 17, 18, 19, 20, 21, 22, 23, 24]);
   t.deepEqual(rows[2]!.knockouts[0]!.source, { kind: 'named', name: 'subject' });
   t.is(plan.passesPerExample, 7);
-  t.deepEqual(plan.variant, { knockout: true, logits: false });
+  t.deepEqual(plan.variant, { knockout: 'replace_half_min', logits: false });
   t.is(plan.knockoutHeads, 1);
 });
 
@@ -107,4 +107,31 @@ experiment b {
   ]);
   t.true(plan.variant.patch);
   t.true(plan.variant.hiddenStates);
+});
+
+test('every measure of an experiment is a typed descriptor; a per-head probe gives one per head', (t) => {
+  const plan = planProgram(program(`
+experiment ex {
+  for l in layers 0..2
+  for removed in positions subject, all - (subject_last + last)
+  block subject -> last at layers l
+  measure rank
+  measure extraction of heads l, target_rank of hidden l + 1 at subject_last
+  measure attention_weight subject + [0] -> last at layer l - 1 + 1 heads each
+  measure top_tokens 3 of attention l without removed
+}`, { layers: 4, heads: 2, vocab: 100 }), { layers: 4, heads: 2, vocab: 100 });
+  const [exp] = plan.experiments;
+  const l = { constant: 0, variables: { l: 1 } };
+  t.deepEqual(exp!.measures.map(({ label: _label, ...d }) => d), [
+    { id: 'rank', probe: 'rank', site: 'logits', layer: null, positions: 'last' },
+    { id: 'extraction of heads l [head 0]', probe: 'extraction', site: 'heads', layer: l, positions: 'last', head: 0 },
+    { id: 'extraction of heads l [head 1]', probe: 'extraction', site: 'heads', layer: l, positions: 'last', head: 1 },
+    { id: 'target_rank of hidden l + 1 at subject_last', probe: 'target_rank', site: 'hidden', layer: { constant: 1, variables: { l: 1 } }, positions: 'subject_last' },
+    { id: 'attention_weight subject + [0] -> last at layer l - 1 + 1 heads each [head 0]', probe: 'attention_weight', site: 'attention_probs', layer: l, positions: 'last', keys: 'subject + [0]', head: 0 },
+    { id: 'attention_weight subject + [0] -> last at layer l - 1 + 1 heads each [head 1]', probe: 'attention_weight', site: 'attention_probs', layer: l, positions: 'last', keys: 'subject + [0]', head: 1 },
+    { id: 'top_tokens 3 of attention l without removed', probe: 'top_tokens', site: 'recomputed', layer: l, positions: 'last', without: 'removed', k: 3 },
+  ]);
+  t.deepEqual(exp!.interventions, ['block']);
+  // each row's probes write exactly these ids
+  t.deepEqual(exp!.rows[0]!.probes.flatMap((p) => p.ids), exp!.measures.slice(1).map((d) => d.id));
 });

@@ -1,11 +1,24 @@
 // A small but complete results object: two examples, one knockout experiment over
 // layers {0, 1} × blocked {subject, last}, built with the real measure functions.
-import { aggregateSeries, type SweepAxis } from '../../src/measure/aggregate.js';
+import { frontEnd } from '../../src/lang/index.js';
+import { aggregateSeries } from '../../src/measure/aggregate.js';
 import { knockoutExampleRows, type KeyedRowOutput } from '../../src/measure/knockout.js';
 import type { MeasureName } from '../../src/lang/program.js';
-import type { Results } from '../../src/report/schema.js';
+import type { Results, ResultsExperiment, SweepAxis } from '../../src/measure/schema.js';
+import { planProgram } from '../../src/plan/plan.js';
 
 export const hash = (c: string) => c.repeat(64);
+
+/** The measure descriptors and intervention kinds the planner gives an experiment's source, on a model of 4 layers and 3 heads. */
+export function planned(experimentSource: string): Pick<ResultsExperiment, 'measures' | 'interventions'> {
+  const source = ['model "m.onnx" tokenizer "t.json"', 'dataset counterfact "f.json"', 'attributes json "a.json"', experimentSource].join('\n');
+  const out = frontEnd(source, '/virtual/p.dissect', { shapeOf: () => ({ layers: 4, heads: 3, vocab: 50257 }) });
+  if (!out.program) throw new Error(out.diagnostics.map((d) => `${d.span.line}:${d.span.column} ${d.message}`).join('\n'));
+  const [plan] = planProgram(out.program, { layers: 4, heads: 3, vocab: 50257 }).experiments;
+  return { measures: plan!.measures, interventions: plan!.interventions };
+}
+
+const KNOCKOUT_SOURCE = 'experiment knockout {\n  for l in layers 0, 1\n  for blocked in positions subject, last\n  block blocked -> last at layers l\n  measure probability_change, rank\n}';
 
 export function makeResults(ci: Results['ci'] = { method: 'none' }): Results {
   const sweeps: SweepAxis[] = [
@@ -36,7 +49,7 @@ export function makeResults(ci: Results['ci'] = { method: 'none' }): Results {
   const values = [0, 1].flatMap((id) => knockoutExampleRows(id, { p0: raw[id]!.p0, targetId: 4960 }, raw[id]!.rows, measures));
   const series = aggregateSeries(sweeps, measures, values, ci);
   return {
-    format: 'dissect-results/1',
+    format: 'dissect-results/2',
     tool: { name: 'dissect', version: '0.1.0' },
     createdAt: '2025-01-31T12:00:00.000Z',
     command: ['dissect', 'run', 'paper.dissect', '--out', 'out'],
@@ -68,9 +81,9 @@ export function makeResults(ci: Results['ci'] = { method: 'none' }): Results {
     experiments: [
       {
         name: 'knockout',
-        source: 'experiment knockout {\n  sweep l in 0..1\n}',
+        source: KNOCKOUT_SOURCE,
         sweeps,
-        measures,
+        ...planned(KNOCKOUT_SOURCE),
         forwardPasses: 10,
         fullyBlockedRows: 0,
         series,

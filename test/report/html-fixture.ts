@@ -5,10 +5,10 @@
 // aggregated from the per-example values with the real aggregateSeries, so the object
 // passes validateResults.
 
-import { aggregateSeries, type SweepAxis } from '../../src/measure/aggregate.js';
-import type { ValueRow } from '../../src/measure/knockout.js';
+import { aggregateSeries } from '../../src/measure/aggregate.js';
 import type { CiOptions } from '../../src/measure/stats.js';
-import type { ExtractionSummaryResult, Results, ResultsExperiment, TokenRow } from '../../src/report/schema.js';
+import type { ExtractionSummaryResult, Results, ResultsExperiment, SweepAxis, TokenRow, ValueRow } from '../../src/measure/schema.js';
+import { planned } from './fixture.js';
 
 const hash = (c: string) => c.repeat(64);
 export const CI: CiOptions = { method: 'bootstrap_percentile', resamples: 200, level: 0.95, seed: 0 };
@@ -27,24 +27,26 @@ function bindings(axes: readonly SweepAxis[]): Record<string, number | string>[]
   return out;
 }
 
+/** An experiment whose measures the planner derives from its source; `value` gives each measure id's value. */
 function experiment(
   name: string,
   source: string,
   sweeps: SweepAxis[],
-  measures: string[],
   value: (ex: number, key: Record<string, number | string>, measure: string) => number,
   extra: Partial<ResultsExperiment> = {},
 ): ResultsExperiment {
+  const { measures, interventions } = planned(source);
+  const ids = measures.map((d) => d.id);
   const values: ValueRow[] = [];
   for (let ex = 0; ex < EXAMPLES; ex++) {
     for (const key of bindings(sweeps)) {
-      values.push({ example: ex, key, values: Object.fromEntries(measures.map((m) => [m, value(ex, key, m)])) });
+      values.push({ example: ex, key, values: Object.fromEntries(ids.map((m) => [m, value(ex, key, m)])) });
     }
   }
   return {
-    name, source, sweeps, measures,
+    name, source, sweeps, measures, interventions,
     forwardPasses: values.length, fullyBlockedRows: 0,
-    series: aggregateSeries(sweeps, measures, values, CI),
+    series: aggregateSeries(sweeps, ids, values, CI),
     values,
     ...extra,
   };
@@ -63,24 +65,21 @@ export function richResults(): Results {
     'knockout',
     'experiment knockout {\n  for l in layers all\n  for blocked in positions subject, last\n  block blocked -> last at layers window(l, 3)\n  measure probability_change, rank\n}',
     [layers('l', 4), positions('blocked', ['subject', 'last'])],
-    ['probability_change', 'rank'],
     (ex, k, m) => (m === 'rank' ? Math.floor(unit(`${ex}${k['l']}${k['blocked']}`) * 4) : round(-60 * unit(`${ex}|${k['l']}|${k['blocked']}`))),
   );
   const enrichment = experiment(
     'enrichment',
     'experiment enrichment {\n  for h in hidden all\n  for p in positions subject_last, last\n  measure attributes_rate of hidden h at p\n}',
     [hidden('h', [0, 1, 2, 3, 4]), positions('p', ['subject_last', 'last'])],
-    ['attributes_rate of hidden h at p'],
     (ex, k) => round(10 * Number(k['h']) + 20 * unit(`${ex}${k['p']}${k['h']}`), 2),
   );
   const cancel = (site: string) => experiment(
     `cancel_${site}`,
     `experiment cancel_${site} {\n  for start in layers 0..2\n  cancel ${site} at layers start..start + 1 within 0..2\n  measure ${RATE}\n}`,
     [layers('start', 3)],
-    [RATE],
     (ex, k) => round(30 + 10 * Number(k['start']) + 5 * unit(`${site}${ex}${k['start']}`), 2),
   );
-  const noCancel = experiment('no_cancel', `experiment no_cancel {\n  measure ${RATE}\n}`, [], [RATE], (ex) => 60 + ex);
+  const noCancel = experiment('no_cancel', `experiment no_cancel {\n  measure ${RATE}\n}`, [], (ex) => 60 + ex);
   const extractionSummary: ExtractionSummaryResult = {
     key: {}, layerVariable: 'l', layers: null, examples: EXAMPLES,
     probes: [
@@ -93,7 +92,6 @@ export function richResults(): Results {
     'extraction',
     'experiment extraction {\n  for l in layers all\n  measure extraction of attention l, extraction of mlp l, extraction of heads l\n  summarize extraction\n}',
     [layers('l', 4)],
-    ['extraction of attention l', 'extraction of mlp l', 'extraction of heads l [head 0]', 'extraction of heads l [head 1]', 'extraction of heads l [head 2]'],
     (ex, k, m) => event(`${ex}${k['l']}${m}`),
     { extraction: [extractionSummary], ties: 2 },
   );
@@ -101,14 +99,12 @@ export function richResults(): Results {
     'patched',
     'experiment patched {\n  for l in layers all\n  for source in hidden 0, 1\n  patch hidden l at positions subject with hidden source\n  measure extraction of attention l\n}',
     [layers('l', 4), hidden('source', [0, 1])],
-    ['extraction of attention l'],
     (ex, k) => event(`p${ex}${k['l']}${k['source']}`),
   );
   const bars = experiment(
     'by_position',
     'experiment by_position {\n  for p in positions subject, last\n  measure attributes_rate of hidden 3 at p\n}',
     [positions('p', ['subject', 'last'])],
-    ['attributes_rate of hidden 3 at p'],
     (ex, k) => (k['p'] === 'subject' ? 40 + ex : 20 + ex),
   );
   const lensSweep = [hidden('h', [0, 1, 2])];
@@ -117,19 +113,20 @@ export function richResults(): Results {
   for (let ex = 0; ex < EXAMPLES; ex++) {
     for (const h of [0, 1, 2]) {
       tokens.push({
-        example: ex, key: { h }, label: 'top_tokens 3 of hidden h at last', position: 4,
+        example: ex, key: { h }, measure: 'top_tokens 3 of hidden h at last', position: 4,
         tokens: h === 2 ? [` Target${ex}`, '<|endoftext|>', ` layer${h}`] : ['<|endoftext|>', ` ex${ex}`, ` layer${h}`],
       });
       lensValues.push({ example: ex, key: { h }, values: {} });
     }
   }
+  const lensSource = 'experiment lens {\n  for h in hidden all\n  measure top_tokens 3 of hidden h at last\n}';
   const lens: ResultsExperiment = {
-    name: 'lens', source: 'experiment lens {\n  for h in hidden all\n  measure top_tokens 3 of hidden h at last\n}',
-    sweeps: lensSweep, measures: [], forwardPasses: 12, fullyBlockedRows: 0, series: [], values: lensValues, tokens,
+    name: 'lens', source: lensSource, ...planned(lensSource),
+    sweeps: lensSweep, forwardPasses: 12, fullyBlockedRows: 0, series: [], values: lensValues, tokens,
   };
   const experiments = [knockout, enrichment, cancel('mlp'), cancel('attention'), noCancel, extraction, patched, bars, lens];
   return {
-    format: 'dissect-results/1',
+    format: 'dissect-results/2',
     tool: { name: 'dissect', version: '0.1.0' },
     createdAt: '2025-01-31T12:00:00.000Z',
     command: ['run', 'rich.dissect', '--out', 'out'],

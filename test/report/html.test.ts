@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allFigures, renderReport, writeReport, type RenderedReport } from '../../src/report/html/index.js';
 import { renameIds } from '../../src/report/html/render.js';
-import { validateResults, type Results } from '../../src/report/schema.js';
+import { validateResults, type Results } from '../../src/measure/schema.js';
 import { makeResults } from './fixture.js';
 import { EXAMPLES, richResults } from './html-fixture.js';
 import { OutputFolder } from '../../src/output/folder.js';
@@ -259,6 +259,12 @@ test('`dissect report` on an invalid results.json: a clear error, exit 1, nothin
   t.is(res3.status, 1);
   t.regex(res3.stderr, /results\.json is not JSON/);
 
+  // An older format is named as such, not listed as a hundred schema errors.
+  fs.writeFileSync(file, JSON.stringify({ ...makeResults(), format: 'dissect-results/1' }));
+  const older = await dissect('report', file);
+  t.is(older.status, 1);
+  t.regex(older.stderr, /results\.json is dissect-results\/1, written by an older dissect; this version reads dissect-results\/2\n {2}hint: run the program again/);
+
   const res4 = await dissect('report', path.join(dir, 'missing.json'));
   t.is(res4.status, 1);
   t.regex(res4.stderr, /cannot read .*missing\.json: no such file/);
@@ -280,13 +286,13 @@ test('head mappings get a section: flagged heads first, with their pairs', async
   const results = {
     ...richResults(),
     headMappings: {
-      side: 'unembedding', subjectToken: 'last', top: 2,
+      side: 'unembedding', subjectToken: 'last', normalisation: 'none', top: 2,
       heads: [
         { layer: 0, head: 0, pairs: [pair(1, 2), pair(3, 4)], subjectAttributeFacts: [] },
         { layer: 1, head: 1, pairs: [pair(5, 6), pair(7, 8)], subjectAttributeFacts: [richResults().examples[0]!.id] },
       ],
     },
-  };
+  } as const;
   t.deepEqual(validateResults(results), []);
   const { html } = await renderReport(results);
   const section = html.slice(html.indexOf('<section class="mappings"'));

@@ -25,11 +25,14 @@ export function keyAxis(rw: Rewrite, sites: ModelSites): string {
   return sites.inputs.past.length || rw.ix.inputs.has(`${VariantNames.pastKeyPrefix}0`) ? 'kv_seq' : 'seq';
 }
 
-export function knockoutValue(dtype: number): number {
-  return lowestFinite(dtype) / 2;
+/** The score a blocked edge gets, under the `knockout_value` choice. */
+export function knockoutValue(rule: 'replace_half_min', dtype: number): number {
+  switch (rule) {
+    case 'replace_half_min': return lowestFinite(dtype) / 2;
+  }
 }
 
-export function knockoutPass(rw: Rewrite, sites: ModelSites): void {
+export function knockoutPass(rw: Rewrite, sites: ModelSites, rule: 'replace_half_min'): void {
   const kvDim = keyAxis(rw, sites);
   const K = rw.addInput(VariantNames.knockout, DataType.BOOL, ['batch', sites.layers, 'heads_or_1', 'seq', kvDim],
     'true = attention edge query→key blocked at that layer (all heads when dim 2 is 1, else per head)');
@@ -53,7 +56,7 @@ export function knockoutPass(rw: Rewrite, sites: ModelSites): void {
     const base = `dissect/knockout/layer${L.layer}`;
     const blocked = rw.op('Gather', [K, rw.scalarInt(`${base}/index`, L.layer)], `${base}/edges`, DataType.BOOL,
       ['batch', 'heads_or_1', 'seq', kvDim], [intAttr('axis', 1)]);
-    const B = rw.constant(`${base}/replacement`, dt, [], [knockoutValue(dt)]);
+    const B = rw.constant(`${base}/replacement`, dt, [], [knockoutValue(rule, dt)]);
     const F = rw.constant(`${base}/future`, dt, [], [lowestFinite(dt)]);
     const knocked = rw.op('Where', [blocked, B, L.scores], `${base}/knocked`, dt, ['batch', sites.heads, 'seq', kvDim]);
     const scores = rw.op('Where', [causal, knocked, F], `${base}/scores`, dt, ['batch', sites.heads, 'seq', kvDim]);

@@ -3,9 +3,9 @@
 //
 //   one layer/hidden sweep × one position sweep → one line chart per measure, one line per
 //       position set, with CI bands (the paper's knockout and attributes-rate figures);
-//   one layer/hidden sweep → one line chart per measure family (the measure's first word:
-//       extraction of attention vs of mlp, ...), one line per measure; per-head probes
-//       (`label [head h]`) → a layer × head heatmap, per binding of the other sweeps;
+//   one layer/hidden sweep → one line chart per probe (extraction of attention vs of mlp,
+//       ...), one line per measure; per-head probes → a layer × head heatmap, per binding of
+//       the other sweeps;
 //   two layer/hidden sweeps → a heatmap per measure;
 //   one position sweep → a bar chart per measure with CI whiskers;
 //   several experiments with the same probe over the same one sweep variable (and
@@ -14,8 +14,8 @@
 // Other shapes (three sweeps, two position sweeps) get data tables only.
 
 import type { TopLevelSpec } from 'vega-lite';
-import type { SweepAxis } from '../../measure/aggregate.js';
-import type { Results, ResultsExperiment } from '../schema.js';
+import { isNumeric, measureIdentity, type MeasureDescriptor } from '../../measure/descriptor.js';
+import type { Results, ResultsExperiment, SweepAxis } from '../../measure/schema.js';
 import { decimalsFor, num, numCell, slug, table, type CellLike } from './format.js';
 
 export type FigureKind = 'line' | 'heatmap' | 'bar';
@@ -60,9 +60,7 @@ interface Point {
 
 const WIDTH = 520;
 const HEIGHT = 260;
-const HEAD_RE = /^(.*) \[head (\d+)\]$/;
 
-export const isPerHead = (measure: string): boolean => HEAD_RE.test(measure);
 const isNumericAxis = (a: SweepAxis): boolean => a.kind !== 'positions';
 
 export function axisTitle(a: SweepAxis): string {
@@ -71,23 +69,24 @@ export function axisTitle(a: SweepAxis): string {
   return `positions (${a.variable})`;
 }
 
-/** The main measure: probability_change when measured, else the first measure that is not per-head. */
-export function mainMeasure(x: ResultsExperiment): string | undefined {
-  const shown = x.measures.filter((m) => !isPerHead(m));
-  return shown.includes('probability_change') ? 'probability_change' : shown[0];
+/** Numbers drawn on their own: every numeric measure but the heads of per-head probes (drawn as heatmaps). */
+const shownMeasures = (x: ResultsExperiment): MeasureDescriptor[] => x.measures.filter((d) => isNumeric(d) && d.head === undefined);
+
+/** The main measure: probability_change when measured, else the first shown one. */
+function mainMeasure(x: ResultsExperiment): MeasureDescriptor | undefined {
+  const shown = shownMeasures(x);
+  return shown.find((d) => d.probe === 'probability_change') ?? shown[0];
 }
 
-/** Measures that are not per-head, the main one first. */
-function orderedMeasures(x: ResultsExperiment): string[] {
+/** The shown measures, the main one first. */
+function orderedMeasures(x: ResultsExperiment): MeasureDescriptor[] {
   const main = mainMeasure(x);
-  const rest = x.measures.filter((m) => !isPerHead(m) && m !== main);
+  const rest = shownMeasures(x).filter((d) => d !== main);
   return main === undefined ? rest : [main, ...rest];
 }
 
-const family = (measure: string): string => measure.split(' ')[0]!;
-
-/** An axis title: the measure when short, else its family (the chart title holds the whole label). */
-const yTitle = (measure: string): string => (measure.length <= 24 ? `mean ${measure}` : `mean ${family(measure)}`);
+/** An axis title: the measure when short, else its probe (the chart title holds the whole label). */
+const yTitle = (d: MeasureDescriptor): string => (d.id.length <= 24 ? `mean ${d.id}` : `mean ${d.probe}`);
 
 function ciText(results: Results): string {
   return results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method.replace(/_/g, ' ')}`;
@@ -284,11 +283,6 @@ class Ids {
   }
 }
 
-/** A position sweep of single token indices (`for t in positions each a..b`). */
-function isTokenAxis(axis: SweepAxis): boolean {
-  return axis.kind === 'positions' && axis.values.every((v) => /^\[-?\d+\]$/.test(String(v)));
-}
-
 function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Figure[] {
   const numeric = x.sweeps.filter(isNumericAxis);
   const positions = x.sweeps.filter((s) => !isNumericAxis(s));
@@ -297,15 +291,15 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
   const sub = (pts: readonly Point[]): string => `mean over examples (${nText(pts)}), ${ciText(results)}`;
   const figs: Figure[] = [];
 
-  const tokens = positions.length === 1 && isTokenAxis(positions[0]!) ? positions[0]! : undefined;
+  const tokens = positions.length === 1 && positions[0]!.singleTokens ? positions[0]! : undefined;
   if (numeric.length === 1 && tokens) {
     // One row per token (`each a..b`) × layers: the paper's single-example heatmap.
     const L = numeric[0]!;
     for (const m of orderedMeasures(x)) {
-      const pts = L.values.flatMap((a) => tokens.values.map((b) => idx.point({ [L.variable]: a, [tokens.variable]: b }, m, { x: a, y: b })));
-      const title = `${x.name}: ${m}`;
+      const pts = L.values.flatMap((a) => tokens.values.map((b) => idx.point({ [L.variable]: a, [tokens.variable]: b }, m.id, { x: a, y: b })));
+      const title = `${x.name}: ${m.id}`;
       figs.push({
-        id: ids.take(x.name, m), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
+        id: ids.take(x.name, m.id), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
         spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: `token position (${tokens.variable})`, xOrder: L.values, yOrder: tokens.values, colorTitle: 'mean' }),
         series: tokens.values.map(String),
         tableHtml: pointsTable(pts, { x: L.variable, y: tokens.variable }),
@@ -317,35 +311,35 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
     if (P) {
       // One line per position set, one chart per measure.
       for (const m of orderedMeasures(x)) {
-        const pts = L.values.flatMap((l) => P.values.map((p) => idx.point({ [L.variable]: l, [P.variable]: p }, m, { x: l, series: String(p) })));
-        const title = `${x.name}: ${m}`;
+        const pts = L.values.flatMap((l) => P.values.map((p) => idx.point({ [L.variable]: l, [P.variable]: p }, m.id, { x: l, series: String(p) })));
+        const title = `${x.name}: ${m.id}`;
         figs.push({
-          id: ids.take(x.name, m), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
+          id: ids.take(x.name, m.id), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
           spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: yTitle(m), seriesTitle: axisTitle(P), seriesOrder: P.values.map(String), ci }),
           series: P.values.map(String),
           tableHtml: pointsTable(pts, { x: L.variable, series: P.variable }),
         });
       }
     } else {
-      // One chart per measure family, one line per measure.
-      const families = new Map<string, string[]>();
-      for (const m of orderedMeasures(x)) families.set(family(m), [...(families.get(family(m)) ?? []), m]);
-      for (const [fam, ms] of families) {
-        const pts = ms.flatMap((m) => L.values.map((l) => idx.point({ [L.variable]: l }, m, { x: l, series: m })));
-        const title = ms.length === 1 ? `${x.name}: ${ms[0]}` : `${x.name}: ${fam}`;
+      // One chart per probe, one line per measure.
+      const byProbe = new Map<string, MeasureDescriptor[]>();
+      for (const m of orderedMeasures(x)) byProbe.set(m.probe, [...(byProbe.get(m.probe) ?? []), m]);
+      for (const [probe, ms] of byProbe) {
+        const pts = ms.flatMap((m) => L.values.map((l) => idx.point({ [L.variable]: l }, m.id, { x: l, series: m.id })));
+        const title = ms.length === 1 ? `${x.name}: ${ms[0]!.id}` : `${x.name}: ${probe}`;
+        const names = ms.map((m) => m.id);
         figs.push({
-          id: ids.take(x.name, fam), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
-          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: ms.length === 1 ? yTitle(ms[0]!) : `mean ${fam}`, seriesTitle: 'measure', seriesOrder: ms, ci }),
-          series: ms,
+          id: ids.take(x.name, probe), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: ms.length === 1 ? yTitle(ms[0]!) : `mean ${probe}`, seriesTitle: 'measure', seriesOrder: names, ci }),
+          series: names,
           tableHtml: pointsTable(pts, { x: L.variable, series: 'measure' }),
         });
       }
     }
-    // Per-head probes: a layer × head heatmap per probe and binding of the position sweep.
+    // Per-head probes (their heads share the probe's label): a layer × head heatmap per probe and binding of the position sweep.
     const heads = new Map<string, { head: number; measure: string }[]>();
-    for (const m of x.measures) {
-      const hit = HEAD_RE.exec(m);
-      if (hit) heads.set(hit[1]!, [...(heads.get(hit[1]!) ?? []), { head: Number(hit[2]), measure: m }]);
+    for (const d of x.measures) {
+      if (d.head !== undefined) heads.set(d.label, [...(heads.get(d.label) ?? []), { head: d.head, measure: d.id }]);
     }
     for (const [base, hs] of heads) {
       hs.sort((a, b) => a.head - b.head);
@@ -365,10 +359,10 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
     // Two numeric sweeps: a heatmap per measure, the layer sweep (if any) across.
     const [A, B] = numeric[1]!.kind === 'layers' && numeric[0]!.kind !== 'layers' ? [numeric[1]!, numeric[0]!] : [numeric[0]!, numeric[1]!];
     for (const m of orderedMeasures(x)) {
-      const pts = A.values.flatMap((a) => B.values.map((b) => idx.point({ [A.variable]: a, [B.variable]: b }, m, { x: a, y: b })));
-      const title = `${x.name}: ${m}`;
+      const pts = A.values.flatMap((a) => B.values.map((b) => idx.point({ [A.variable]: a, [B.variable]: b }, m.id, { x: a, y: b })));
+      const title = `${x.name}: ${m.id}`;
       figs.push({
-        id: ids.take(x.name, m), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
+        id: ids.take(x.name, m.id), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
         spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(A), yTitle: axisTitle(B), xOrder: A.values, yOrder: B.values, colorTitle: 'mean' }),
         series: B.values.map(String),
         tableHtml: pointsTable(pts, { x: A.variable, y: B.variable }),
@@ -377,10 +371,10 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
   } else if (numeric.length === 0 && positions.length === 1) {
     const P = positions[0]!;
     for (const m of orderedMeasures(x)) {
-      const pts = P.values.map((p) => idx.point({ [P.variable]: p }, m, { x: String(p) }));
-      const title = `${x.name}: ${m}`;
+      const pts = P.values.map((p) => idx.point({ [P.variable]: p }, m.id, { x: String(p) }));
+      const title = `${x.name}: ${m.id}`;
       figs.push({
-        id: ids.take(x.name, m), kind: 'bar', title, subtitle: sub(pts), experiments: [x.name],
+        id: ids.take(x.name, m.id), kind: 'bar', title, subtitle: sub(pts), experiments: [x.name],
         spec: barSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(P), yTitle: yTitle(m), order: P.values.map(String), ci }),
         series: P.values.map(String),
         tableHtml: pointsTable(pts, { x: P.variable }),
@@ -390,54 +384,58 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
   return figs;
 }
 
-/** Experiments measuring the same probe over the same single sweep variable, plus flat (unswept) ones. */
+/** An experiment that measures a compared measure, and its id there. */
+interface Measuring { readonly x: ResultsExperiment; readonly id: string }
+
+/** Experiments measuring the same measure (by descriptor) over the same single sweep variable, plus flat (unswept) ones. */
 function comparisons(results: Results, ids: Ids): Comparison[] {
   const ci = results.ci.method !== 'none';
   const order = results.experiments.map((x) => x.name);
-  const groups = new Map<string, { axis: SweepAxis; measure: string; swept: ResultsExperiment[] }>();
-  const flat = new Map<string, ResultsExperiment[]>();
+  const groups = new Map<string, { axis: SweepAxis; measure: MeasureDescriptor; swept: Measuring[] }>();
+  const flat = new Map<string, Measuring[]>();
   for (const x of results.experiments) {
-    for (const m of x.measures.filter((m) => !isPerHead(m))) {
-      if (x.sweeps.length === 0) flat.set(m, [...(flat.get(m) ?? []), x]);
+    for (const m of shownMeasures(x)) {
+      const what = measureIdentity(m);
+      if (x.sweeps.length === 0) flat.set(what, [...(flat.get(what) ?? []), { x, id: m.id }]);
       else if (x.sweeps.length === 1 && isNumericAxis(x.sweeps[0]!)) {
         const a = x.sweeps[0]!;
-        const k = JSON.stringify([m, a.variable, a.kind]);
+        const k = JSON.stringify([what, a.variable, a.kind]);
         const g = groups.get(k) ?? { axis: a, measure: m, swept: [] };
-        g.swept.push(x);
+        g.swept.push({ x, id: m.id });
         groups.set(k, g);
       }
     }
   }
   const out: Comparison[] = [];
   for (const { axis, measure, swept } of groups.values()) {
-    const flats = flat.get(measure) ?? [];
+    const flats = flat.get(measureIdentity(measure)) ?? [];
     if (swept.length + flats.length < 2) continue;
-    const xs = [...new Set(swept.flatMap((x) => x.sweeps[0]!.values as number[]))].sort((a, b) => a - b);
+    const xs = [...new Set(swept.flatMap(({ x }) => x.sweeps[0]!.values as number[]))].sort((a, b) => a - b);
     const pts: Point[] = [];
     const tablePts: Point[] = [];
-    for (const x of swept) {
+    for (const { x, id } of swept) {
       const idx = new SeriesIndex(x);
       for (const v of x.sweeps[0]!.values) {
-        const p = idx.point({ [axis.variable]: v }, measure, { x: v, series: x.name });
+        const p = idx.point({ [axis.variable]: v }, id, { x: v, series: x.name });
         pts.push(p);
         tablePts.push(p);
       }
     }
-    for (const x of flats) {
-      const p = new SeriesIndex(x).point({}, measure, { x: 'all', series: `${x.name} (no sweep)` });
+    for (const { x, id } of flats) {
+      const p = new SeriesIndex(x).point({}, id, { x: 'all', series: `${x.name} (no sweep)` });
       tablePts.push(p);
       for (const v of xs) pts.push({ ...p, x: v });
     }
-    const names = [...swept, ...flats].map((x) => x.name);
-    const seriesOrder = [...swept.map((x) => x.name), ...flats.map((x) => `${x.name} (no sweep)`)];
-    const sublayer = swept.every((x) => /\bcancel\b/.test(x.source));
-    const title = `${sublayer ? 'Sublayer knockout' : 'Compared'}: ${measure}`;
+    const names = [...swept, ...flats].map(({ x }) => x.name);
+    const seriesOrder = [...swept.map(({ x }) => x.name), ...flats.map(({ x }) => `${x.name} (no sweep)`)];
+    const sublayer = swept.every(({ x }) => x.interventions.includes('cancel'));
+    const title = `${sublayer ? 'Sublayer knockout' : 'Compared'}: ${measure.id}`;
     const subtitle = `${names.join(' vs ')}: mean over examples (${nText(tablePts)}), ${ciText(results)}`;
     const after = names.reduce((a, b) => (order.indexOf(a) > order.indexOf(b) ? a : b));
     out.push({
       after,
       figure: {
-        id: ids.take('compare', family(measure), ...names), kind: 'line', title, subtitle, experiments: names,
+        id: ids.take('compare', measure.probe, ...names), kind: 'line', title, subtitle, experiments: names,
         spec: lineSpec({ title, subtitle, points: pts, xTitle: axisTitle(axis), yTitle: yTitle(measure), seriesTitle: 'experiment', seriesOrder, ci }),
         series: seriesOrder,
         tableHtml: pointsTable(tablePts, { x: axis.variable, series: 'experiment' }),

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { UserError } from '../../errors.js';
 import type { OutputFolder } from '../../output/folder.js';
-import { validateResults, type Results } from '../schema.js';
+import { RESULTS_FORMAT, validateResults, type Results } from '../../measure/schema.js';
 import { allFigures, planFigures, type ReportPlan } from './figures.js';
 import { renderPage, type RenderedFigure } from './page.js';
 import { loadPngRenderer, renderSvg } from './render.js';
@@ -94,13 +94,18 @@ export function readResultsFile(file: string): Results {
   } catch (e) {
     throw new UserError(`${file} is not JSON: ${(e as Error).message}`, 'give the results.json that `dissect run` wrote');
   }
+  const format: unknown = obj !== null && typeof obj === 'object' ? (obj as { format?: unknown }).format : undefined;
+  if (typeof format === 'string' && format.startsWith('dissect-results/') && format !== RESULTS_FORMAT) {
+    throw new UserError(`${file} is ${format}, written by an older dissect; this version reads ${RESULTS_FORMAT}`,
+      'run the program again with `dissect run` (its journal must be discarded with --fresh) to write the results in this format');
+  }
   const errors = validateResults(obj);
   if (errors.length > 0) {
     const shown = errors.slice(0, 10).map((e) => `  ${e}`).join('\n');
     const more = errors.length > 10 ? `\n  … and ${errors.length - 10} more` : '';
     throw new UserError(
       `${file} is not a valid dissect results file (${errors.length} problem${errors.length === 1 ? '' : 's'}):\n${shown}${more}`,
-      'give the results.json that `dissect run` wrote (format dissect-results/1); `dissect schema` prints its JSON Schema',
+      `give the results.json that \`dissect run\` wrote (format ${RESULTS_FORMAT}); \`dissect schema\` prints its JSON Schema`,
     );
   }
   return obj as Results;

@@ -3,7 +3,7 @@
 // then one <section class="experiment"> per experiment, and a <section class="comparison">
 // after the last experiment of each combined chart.
 
-import type { ExtractionSummaryResult, Results, ResultsExperiment, ResultsHeadMappings, TokenRow } from '../schema.js';
+import type { ExtractionSummaryResult, Results, ResultsExperiment, ResultsHeadMappings, TokenRow } from '../../measure/schema.js';
 import type { Figure, ReportPlan } from './figures.js';
 import { decimalsFor, esc, num, numCell, pct, rawCell, shortHash, table, type CellLike } from './format.js';
 import { headMappingNormalisationNote } from '../summary.js';
@@ -192,10 +192,10 @@ function tokenTables(x: ResultsExperiment, r: Results): string {
   const vars = x.sweeps.map((s) => s.variable);
   for (const ex of shown) {
     const list = byExample.get(JSON.stringify(ex.id))!;
-    const labels = [...new Set(list.map((t) => t.label))];
+    const measures = [...new Set(list.map((t) => t.measure))];
     parts.push(`<h3 class="example">Example ${esc(String(ex.id))}: ${esc(ex.prompt)} <span class="note">→ target ${code(ex.target)}, top-1 ${code(ex.cleanTop1.token)} (p = ${num(ex.cleanTop1.prob, 3)})</span></h3>`);
-    for (const label of labels) {
-      const ts = list.filter((t) => t.label === label);
+    for (const measure of measures) {
+      const ts = list.filter((t) => t.measure === measure);
       const k = Math.max(...ts.map((t) => t.tokens.length));
       const positions = [...new Set(ts.map((t) => t.position))];
       const posText = positions.map((p) => `${p} (${code(ex.tokens[p] ?? '?')})`).join(', ');
@@ -209,7 +209,7 @@ function tokenTables(x: ResultsExperiment, r: Results): string {
         }),
       ]);
       const head = [...vars, ...(positions.length > 1 ? ['position'] : []), ...Array.from({ length: k }, (_, i) => `#${i + 1}`)];
-      parts.push(`<p class="note">${code(label)} at position ${posText}</p>\n${table(head, body, 'tokens')}`);
+      parts.push(`<p class="note">${code(measure)} at position ${posText}</p>\n${table(head, body, 'tokens')}`);
     }
   }
   return parts.join('\n');
@@ -282,7 +282,7 @@ export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<s
     body.push(experimentSection(x, r, (plan.byExperiment.get(x.name) ?? []).map(get)));
     for (const c of plan.comparisons.filter((c) => c.after === x.name)) body.push(comparisonSection(get(c.figure), r));
   }
-  if (r.headMappings) body.push(headMappingsSection(r.headMappings, headMappingNormalisationNote(r)));
+  if (r.headMappings) body.push(headMappingsSection(r.headMappings, headMappingNormalisationNote(r.headMappings)));
   const name = r.provenance.source.path.split(/[\\/]/).pop() ?? 'results';
   return `<!DOCTYPE html>
 <html lang="en">

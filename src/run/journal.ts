@@ -5,8 +5,10 @@
 // examples and skips them, while a run with a different fingerprint is refused.
 //
 // File format (JSON Lines, UTF-8, '\n' after every line):
-//   line 1: {"format":"dissect-journal/1","fingerprint":"<sha256>","parts":{...},"createdAt":"…"}
+//   line 1: {"format":"dissect-journal/2","fingerprint":"<sha256>","parts":{...},"createdAt":"…"}
 //   then:   {"id":<example id>,"data":<raw numbers>}
+// Format 2 keys every value by its measure descriptor's id (src/measure/record.ts); a journal
+// of another format is refused, not read into numbers it does not hold.
 // Numbers JSON cannot hold are encoded as {"$num":"NaN"|"Infinity"|"-Infinity"} and
 // BigInts (onnxruntime's int64) as {"$bigint":"123"}; both are decoded on reading. Typed
 // arrays are stored as plain arrays and read back as arrays.
@@ -19,11 +21,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
+import type { ExampleId } from '../measure/schema.js';
 
 export const JOURNAL_FILE = 'journal.jsonl';
-export const JOURNAL_FORMAT = 'dissect-journal/1' as const;
-
-export type ExampleId = string | number;
+export const JOURNAL_FORMAT = 'dissect-journal/2' as const;
 
 /** Everything that decides a run's numbers. Two runs may share a journal only if all agree. */
 export interface FingerprintInputs {
@@ -83,6 +84,15 @@ export class JournalMismatchError extends UserError {
     const what = changed.length > 0 ? changed.join(', ') : 'the run settings';
     super(`${file} belongs to a different run (changed: ${what}), so it cannot be resumed`, journalHint);
     this.name = 'JournalMismatchError';
+  }
+}
+
+/** The journal was written by a dissect whose records this one cannot read. */
+export class JournalFormatError extends UserError {
+  constructor(readonly file: string, readonly format: string) {
+    super(`${file} is a ${format} journal of an older dissect; this version reads ${JOURNAL_FORMAT} only, so it cannot be resumed or merged`,
+      'pass --fresh to discard it and run again (or choose another output folder with --out)');
+    this.name = 'JournalFormatError';
   }
 }
 
@@ -165,7 +175,9 @@ function readJournal<T>(file: string): JournalContents<T> {
   } catch {
     throw new JournalCorruptError(file, 'its first line is not a journal header');
   }
-  if (header === null || typeof header !== 'object' || header.format !== JOURNAL_FORMAT || typeof header.fingerprint !== 'string') {
+  const format: unknown = header !== null && typeof header === 'object' ? (header as { format?: unknown }).format : undefined;
+  if (typeof format === 'string' && format.startsWith('dissect-journal/') && format !== JOURNAL_FORMAT) throw new JournalFormatError(file, format);
+  if (format !== JOURNAL_FORMAT || typeof header.fingerprint !== 'string') {
     throw new JournalCorruptError(file, `not a ${JOURNAL_FORMAT} file`);
   }
 

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { resultsSchema, validateResults } from '../../src/report/schema.js';
-import { makeResults, mutable } from './fixture.js';
+import { resultsSchema, validateResults } from '../../src/measure/schema.js';
+import { makeResults, mutable } from '../report/fixture.js';
 
 test('the fixture is valid, with and without bootstrap CIs', (t) => {
   t.deepEqual(validateResults(makeResults()), []);
@@ -28,7 +28,7 @@ test('the fixture series hold the hand-computed means', (t) => {
 test('schema errors name the place and the problem', (t) => {
   const r = mutable(makeResults());
   delete r.provenance.device;
-  r.format = 'dissect-results/2';
+  r.format = 'dissect-results/1';
   r.provenance.model.sha256 = 'xyz';
   r.extra = 1;
   const errs = validateResults(r);

@@ -10,10 +10,11 @@ import {
   Journal,
   JOURNAL_FILE,
   JournalCorruptError,
+  JournalFormatError,
   JournalMismatchError,
   runFingerprint,
   type FingerprintInputs,
-} from '../../src/report/journal.js';
+} from '../../src/run/journal.js';
 import { UserError } from '../../src/errors.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-journal-'));
@@ -113,7 +114,7 @@ test('kill while writing the header: start afresh', (t) => {
 
 test('a real SIGKILL in the middle of a run loses nothing but the example in flight', async (t) => {
   const dir = tmp();
-  const mod = new URL('../../src/report/journal.js', import.meta.url).href;
+  const mod = new URL('../../src/run/journal.js', import.meta.url).href;
   const script = `
     import { Journal } from ${JSON.stringify(mod)};
     const fp = JSON.parse(process.argv[2]);
@@ -166,4 +167,24 @@ test('damage before the last line is an error, not silently skipped', (t) => {
   t.throws(() => Journal.open<Raw>(dir, fp), { instanceOf: JournalCorruptError, message: /line 2 is not a journal entry/ });
   fs.writeFileSync(path.join(dir, JOURNAL_FILE), 'hello\n');
   t.throws(() => Journal.open<Raw>(dir, fp), { instanceOf: JournalCorruptError, message: /first line/ });
+});
+
+test('a journal of the old format (labels, not measure descriptors) is refused for resuming and merging, pointing at --fresh', (t) => {
+  const dir = tmp();
+  const j = Journal.open<Raw>(dir, fp);
+  j.append(0, raw(0));
+  j.close();
+  const ls = lines(dir);
+  ls[0] = ls[0]!.replace('"dissect-journal/2"', '"dissect-journal/1"');
+  fs.writeFileSync(path.join(dir, JOURNAL_FILE), ls.join('\n'));
+  const refused = t.throws(() => Journal.open<Raw>(dir, fp), { instanceOf: JournalFormatError });
+  t.regex(refused!.message, /is a dissect-journal\/1 journal of an older dissect; this version reads dissect-journal\/2 only/);
+  t.regex(refused!.hint!, /--fresh/);
+  const other = Journal.open<Raw>(tmp(), fp);
+  t.throws(() => other.importFrom(dir), { instanceOf: JournalFormatError });
+  other.close();
+  // --fresh starts over
+  const fresh = Journal.open<Raw>(dir, fp, { fresh: true });
+  t.is(fresh.resumed, 0);
+  fresh.close();
 });
