@@ -6,6 +6,11 @@
 // A node is kept when its output is a graph output or is read from inside a subgraph (an
 // If branch reads outer tensors by name).
 //
+// Optimum's merged decoder (decoder_model_merged.onnx, the layout of transformers.js model
+// repositories) is one `If` on a bool input `use_cache_branch` choosing between the decoder with
+// and without past inputs. Its with-past branch is the whole decoder (fed an empty past, it runs
+// whole prompts): it is inlined and the switch input removed.
+//
 // The dynamo exporter also merges attention heads straight from [b, s, h, dh] to the 2-D input
 // of a Gemm, so no tensor holds the merged heads per position; a Reshape to [b, s, h·dh] is put
 // in front (`[0, 0, -1]`), so the context has its usual site.
@@ -16,6 +21,8 @@ import { AttributeType, DataType, type GraphProto, type ModelProto, type NodePro
 import { attrInt, attrInts, makeTensor } from './tensor.js';
 
 export interface Canonicalised {
+  /** The merged decoder's switch input, removed with its If (the with-past branch inlined). */
+  readonly mergedDecoder?: string;
   /** Removed no-op nodes, op type → count. */
   readonly removed: Record<string, number>;
   /** Head merges given a per-position Reshape. */
@@ -80,10 +87,34 @@ function mergeHeadsPerPosition(graph: GraphProto): number {
   return merges.length;
 }
 
-/** Removes, in place, the main graph's no-op Identity and Cast nodes and gives 2-D head merges a per-position step (see the file comment). */
+/** Inlines the with-past branch of a merged decoder's If (see the file comment); returns the removed switch input. */
+function inlineMergedDecoder(graph: GraphProto): string | undefined {
+  const ifs = (graph.node ?? []).filter((n) => n.opType === 'If');
+  const node = ifs[0];
+  const cond = node?.input?.[0] ?? '';
+  const input = (graph.input ?? []).find((i) => i.name === cond);
+  const branch = node?.attribute?.find((a) => a.name === 'then_branch')?.g;
+  if (ifs.length !== 1 || !node || !branch || input?.type?.tensorType?.elemType !== DataType.BOOL) return undefined;
+  const names = new NameAllocator(graph);
+  const outputs = (branch.output ?? []).map((o) => o.name ?? '');
+  const renames: NodeProto[] = (node.output ?? []).flatMap((o, i) => (o === outputs[i] ? [] : [{
+    opType: 'Identity', name: names.fresh(`${o}/from_branch`), input: [outputs[i]!], output: [o],
+  }]));
+  graph.node = (graph.node ?? []).flatMap((n) => (n === node ? [...(branch.node ?? []), ...renames] : [n]));
+  (graph.initializer ??= []).push(...(branch.initializer ?? []));
+  graph.valueInfo = [...(graph.valueInfo ?? []), ...(branch.valueInfo ?? [])];
+  graph.input = (graph.input ?? []).filter((i) => i !== input);
+  return cond;
+}
+
+/**
+ * Inlines a merged decoder's with-past branch, removes the main graph's no-op Identity, Cast and
+ * Concat nodes and gives 2-D head merges a per-position step, in place (see the file comment).
+ */
 export function canonicalise(model: ModelProto): Canonicalised {
   const graph = model.graph;
   if (!graph?.node?.length) return { removed: {}, mergedHeads: 0 };
+  const mergedDecoder = inlineMergedDecoder(graph);
   const mergedHeads = mergeHeadsPerPosition(graph);
   const ix = new GraphIndex(graph);
   const dtypes = inferDtypes(ix);
@@ -105,5 +136,5 @@ export function canonicalise(model: ModelProto): Canonicalised {
   }
   graph.node = kept;
   graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? ''));
-  return { removed, mergedHeads };
+  return { removed, mergedHeads, ...(mergedDecoder ? { mergedDecoder } : {}) };
 }

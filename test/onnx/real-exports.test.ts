@@ -60,17 +60,19 @@ const FAMILY: Readonly<Record<string, string>> = {
 const UNSUPPORTED: readonly (readonly [RegExp, RegExp])[] = [
   [/^gpt_neox\/ts-17-eager-fp32-ort1/, /q not found: at .* \(Reshape\): expected the fused q\|k\|v projection split into three/],
   [/^opt\//, /attnNorm not found: at '.*' \(Reshape\): expected a LayerNorm or RMSNorm before the MLP/],
-  [/-merged\.onnx$/, /a merged decoder \(use_cache_branch\) is not supported/],
 ];
 
 /** The sdpa attention of Gemma 2 in transformers drops the soft-cap: its export is not the eager model expected.json holds. */
 const notEager = (e: Export): boolean => e.family === 'gemma2' && e.file.includes('sdpa');
 
-/** Feeds for one prompt repeated `rows` times: the export's own inputs (Optimum: positions and an empty past). */
-function modelFeeds(e: Export, p: Prompt, rows: number): Record<string, ort.Tensor> {
+/**
+ * Feeds for one prompt repeated `rows` times: the export's own inputs that the variant takes
+ * (Optimum: positions and an empty past; a merged decoder's switch is gone from the variant).
+ */
+function modelFeeds(e: Export, p: Prompt, rows: number, takes: readonly string[]): Record<string, ort.Tensor> {
   const n = p.input_ids.length;
   const feeds: Record<string, ort.Tensor> = {};
-  for (const input of e.inputs) {
+  for (const input of e.inputs.filter((i) => takes.includes(i.name))) {
     if (input.name === 'input_ids') feeds[input.name] = int64(Array(rows).fill(p.input_ids).flat(), [rows, n]);
     else if (input.name === 'attention_mask') feeds[input.name] = int64(Array(rows).fill(p.attention_mask).flat(), [rows, n]);
     else if (input.name === 'position_ids') feeds[input.name] = int64(Array(rows).fill([...Array(n).keys()]).flat(), [rows, n]);
@@ -123,7 +125,7 @@ for (const e of manifest) {
         }
       });
       const out = await variant.run({
-        ...modelFeeds(e, p, rows),
+        ...modelFeeds(e, p, rows, variant.inputNames),
         dissect_knockout: bool(mask, [rows, L, H, n, n]),
         dissect_last_index: int64(Array(rows).fill(p.last), [rows]),
         dissect_target: int64(Array(rows).fill(0), [rows]),

@@ -1,6 +1,6 @@
 // Graph shapes dissect refuses before matching, with a message naming the node and a hint
-// saying what to export instead: merged decoders and fused onnxruntime ops that dissect cannot
-// expand back into standard ops (the ones it can are tested in fused.test.ts).
+// saying what to export instead: fused onnxruntime ops that dissect cannot expand back into
+// standard ops (the ones it can are tested in fused.test.ts; merged decoders run, real-exports.test.ts).
 
 import test from 'ava';
 import { readFileSync } from 'node:fs';
@@ -10,14 +10,6 @@ import { detectSites } from '../../src/onnx/sites/index.js';
 import { fixturePath } from './helpers.js';
 
 const base = () => decodeModel(readFileSync(fixturePath('gpt2-opset14.onnx')));
-
-test('a merged decoder (If on use_cache_branch) is refused with how to export instead', (t) => {
-  const m = base();
-  m.graph!.node!.push({ opType: 'If', name: 'optimum::if', input: ['use_cache_branch'], output: ['x'] });
-  const e = t.throws(() => detectSites(m, 'merged.onnx'), { instanceOf: UserError })!;
-  t.regex(e.message, /^merged\.onnx: node 'optimum::if' \(If\) selects between two decoder graphs: a merged decoder/);
-  t.regex((e as UserError).hint ?? '', /decoder_model\.onnx/);
-});
 
 test("a fused onnxruntime op that cannot be expanded is refused, naming the node and why", (t) => {
   const m = base();

@@ -25,6 +25,7 @@ export function runDetection(model: ModelProto, source = 'model', overrides: rea
   const notes = [
     ...(Object.keys(expanded).length ? [`expanded onnxruntime's fused com.microsoft ops into standard ops: ${counted(expanded)}`] : []),
     ...(Object.keys(canonical.removed).length ? [`removed exporter no-ops (reading their input instead): ${counted(canonical.removed)}`] : []),
+    ...(canonical.mergedDecoder ? [`merged decoder: the with-past branch of its If runs (fed an empty past for whole prompts); the input ${canonical.mergedDecoder} is removed`] : []),
     ...(canonical.mergedHeads ? [`${canonical.mergedHeads} attention head merges straight to 2-D given a Reshape to [b, s, d] first (the context site)`] : []),
     ...d.notes,
   ];
@@ -39,21 +40,8 @@ export class SiteError extends UserError {
   }
 }
 
-/**
- * A merged decoder (an If choosing the cached branch) is refused before matching, with what to
- * export instead.
- */
-function refuseMergedDecoder(model: ModelProto, source: string): void {
-  const branch = (model.graph?.node ?? []).find((n) => n.opType === 'If');
-  if (branch) {
-    throw new UserError(`${source}: node '${branch.name ?? ''}' (If) selects between two decoder graphs: a merged decoder (use_cache_branch) is not supported`,
-      'export the decoder without the merged cache branch, e.g. Optimum\'s decoder_model.onnx, or `optimum-cli export onnx --task text-generation` and take the file without past inputs');
-  }
-}
-
 /** The sites of a supported model, or a SiteError naming the node where matching broke. */
 export function detectSites(model: ModelProto, source = 'model', overrides: readonly SiteOverride[] = []): ModelSites {
-  refuseMergedDecoder(model, source);
   const d = runDetection(model, source, overrides);
   if (d.sites) return d.sites;
   throw new SiteError(`${source}: not a recognised ${d.matched ? d.family + ' ' : ''}transformer graph: ${firstBreak(d)}`, d);
