@@ -1,6 +1,6 @@
-// Model-level matching shared by the architecture families: the token embedding (and any
-// added position embedding) up to the first norm (a LayerNorm, or an RMSNorm for Llama), the final norm's LM head and the
-// logits output, the attention-mask input, and linear-layer descriptions.
+// Model-level matching for the decoder skeleton (decoder.ts): the token embedding (with any
+// position embedding and scale) up to the first norm, the walk over the blocks, the final norm's
+// LM head and the logits output, the attention-mask input, and linear-layer descriptions.
 
 import { GraphIndex, nodeLabel } from '../graph.js';
 import type { NodeProto } from '../proto.js';
@@ -8,7 +8,7 @@ import { DataType } from '../proto.js';
 import { attrInt, attrInts, tensorDims } from '../tensor.js';
 import { Recorder, overridesOfLayer, type LayerFindings, type SectionFindings } from './findings.js';
 import {
-  PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchLayerNorm, matchLinear, matchNorm, matchRmsNorm, otherInput, out0, soleConsumer, soleProducer, type LinearMatch,
+  PatternBreak, backThrough, fail, forwardTo, in0, isOp, matchLinear, matchNorm, otherInput, out0, soleConsumer, soleProducer, type LinearMatch,
   type NormMatch,
 } from './pattern.js';
 import type { ArchitectureFamily, KvCacheInput, LayerSites, LinearWeights, ModelSites, SiteOverride } from './types.js';
@@ -29,8 +29,6 @@ export interface NormKind {
   readonly what: string;
 }
 
-export const LAYER_NORM: NormKind = { match: matchLayerNorm, what: 'a LayerNorm' };
-export const RMS_NORM: NormKind = { match: matchRmsNorm, what: 'an RMSNorm' };
 
 export interface Embedding {
   ids: string;
@@ -72,7 +70,7 @@ function plainPositions(ix: GraphIndex, t: string): boolean {
  * Gather(E, token ids) [+ Gather(P, positions) …] [· √d, Gemma] up to the tensor the first norm
  * reads. The ids may be reshaped on the way from the graph input.
  */
-export function findEmbedding(ix: GraphIndex, rec: Recorder, norm: NormKind = LAYER_NORM): Embedding {
+export function findEmbedding(ix: GraphIndex, rec: Recorder, norm: NormKind): Embedding {
   const gathers = ix.nodes.filter((n) => n.opType === 'Gather' && ix.isConstant(in0(n)) && idsInput(ix, n.input?.[1] ?? '')
     && tensorDims(ix.constantTensor(in0(n)) ?? {}).length === 2 && attrInt(n, 'axis', 0) === 0);
   if (!gathers.length) {
@@ -182,7 +180,7 @@ export function findAttentionMask(ix: GraphIndex, rec: Recorder, emb: Embedding,
 export interface BlockEntry { kind: 'block'; norm: NormMatch; adds: NodeProto[]; rec: Recorder; findings: LayerFindings }
 
 export function enterBlock(
-  ix: GraphIndex, r: string, l: number, model: SectionFindings, layers: LayerFindings[], kind: NormKind = LAYER_NORM,
+  ix: GraphIndex, r: string, l: number, model: SectionFindings, layers: LayerFindings[], kind: NormKind,
   overrides: readonly SiteOverride[] = [],
 ): { kind: 'broken' } | { kind: 'final'; norm: NormMatch } | BlockEntry {
   const norm = kind.match(ix, r);
@@ -217,55 +215,6 @@ export function walkBlocks(
     r = next;
   }
   return { complete: true, r };
-}
-
-// in matching order, so the first missing site is where matching stopped
-export const SEQUENTIAL_ATTENTION_SITES = ['attnNorm', 'q', 'k', 'scores', 'probs', 'v', 'context', 'contextMerged'] as const;
-export const SEQUENTIAL_MLP_SITES = ['mlpNorm', 'mlpPre', 'mlpAct'] as const;
-
-export interface SequentialBlock<M> {
-  attnOut: string;
-  residMid: string;
-  mlpOut: string;
-  residPost: string;
-  mlpNorm?: NormMatch;
-  mlp?: M;
-}
-
-/**
- * A sequential block entered at r: r → norm → attention → (+ r) → norm → MLP → (+). Undefined when
- * the residual Adds do not have that shape (recorded as missing).
- */
-export function matchSequentialBlock<M>(
-  ix: GraphIndex, r: string, entry: BlockEntry, kind: NormKind, mlpAddWhat: string,
-  attention: (norm: NormMatch, attnOut: string) => void, mlp: (norm: NormMatch, mlpOut: string) => M,
-): SequentialBlock<M> | undefined {
-  const { norm: n1, adds: adds1, rec } = entry;
-  const blockSites = ['attnOut', 'residMid', 'mlpOut', 'residPost'];
-  if (adds1.length > 1) {
-    rec.missing(blockSites, new PatternBreak(adds1[1], r, 'one residual Add reading the residual stream'));
-    return undefined;
-  }
-  const add1 = adds1[0]!;
-  const attnOut = rec.found('attnOut', otherInput(add1, r));
-  const residMid = rec.found('residMid', out0(add1));
-  rec.attempt([...SEQUENTIAL_ATTENTION_SITES], () => attention(n1, attnOut));
-
-  const n2 = kind.match(ix, residMid);
-  const adds2 = ix.dataConsumers(residMid).filter((n) => n.opType === 'Add' && !n2?.nodes.has(n));
-  if (adds2.length !== 1) {
-    rec.missing(['mlpOut', 'residPost', ...SEQUENTIAL_MLP_SITES], new PatternBreak(adds2[1] ?? ix.dataConsumers(residMid)[0], residMid, mlpAddWhat));
-    return undefined;
-  }
-  const add2 = adds2[0]!;
-  const mlpOut = rec.found('mlpOut', otherInput(add2, residMid));
-  const residPost = rec.found('residPost', out0(add2));
-  if (!n2) {
-    rec.missing([...SEQUENTIAL_MLP_SITES], new PatternBreak(ix.dataConsumers(residMid)[0], residMid, `${kind.what} before the MLP`));
-    return { attnOut, residMid, mlpOut, residPost };
-  }
-  const m = rec.attempt([...SEQUENTIAL_MLP_SITES], () => mlp(n2, mlpOut));
-  return { attnOut, residMid, mlpOut, residPost, mlpNorm: n2, ...(m !== undefined ? { mlp: m } : {}) };
 }
 
 type Rotary = NonNullable<ModelSites['rotary']>;
