@@ -11,6 +11,11 @@
 // and without past inputs. Its with-past branch is the whole decoder (fed an empty past, it runs
 // whole prompts): it is inlined and the switch input removed.
 //
+// OPT flattens the residual stream to [b·s, d] around its MLP (`hidden_states.reshape(-1, d)`,
+// then back), so the MLP's sites would not be [b, s, ·]. Such a flatten is undone: the region
+// between it and the Reshapes back runs on [b, s, d], its Gemms become MatMuls (the weight read
+// through a Transpose when it is [out, in]; the bias added), and the Reshapes back are removed.
+//
 // The dynamo exporter also merges attention heads straight from [b, s, h, dh] to the 2-D input
 // of a Gemm, so no tensor holds the merged heads per position; a Reshape to [b, s, h·dh] is put
 // in front (`[0, 0, -1]`), so the context has its usual site.
@@ -27,6 +32,8 @@ export interface Canonicalised {
   readonly removed: Record<string, number>;
   /** Head merges given a per-position Reshape. */
   readonly mergedHeads: number;
+  /** Residual streams flattened to 2-D around a sublayer, restored to [b, s, d]. */
+  readonly unflattened: number;
 }
 
 /** Every tensor name a subgraph of `graph` (at any depth) reads. */
@@ -64,6 +71,82 @@ function mergesHeadsTo2d(ix: GraphIndex, n: NodeProto): boolean {
   const shape = ix.constantValues(n.input?.[1] ?? '');
   return heads?.opType === 'Transpose' && attrInts(heads, 'perm')?.length === 4 && shape?.length === 2
     && ix.dataConsumers(n.output?.[0] ?? '').some((c) => c.opType === 'Gemm');
+}
+
+/** Ops that compute the same on [b, s, d] as on [b·s, d] (last-axis norms, elementwise). */
+const ROW_WISE = new Set(['LayerNormalization', 'SimplifiedLayerNormalization', 'Relu', 'Gelu', 'Sigmoid', 'Tanh', 'Erf', 'Add', 'Sub', 'Mul',
+  'Div', 'Pow', 'Sqrt', 'Reciprocal', 'Cast', 'Neg', 'Gemm']);
+
+/**
+ * A Reshape of a [b, s, d] tensor to [−1, d] whose readers, up to Reshapes back to rank 3, are row-wise
+ * (see the file comment): the region's nodes and the Reshapes back, or undefined.
+ */
+function flattenedRegion(ix: GraphIndex, flatten: NodeProto): { region: NodeProto[]; back: NodeProto[] } | undefined {
+  const x = flatten.input?.[0] ?? '';
+  const target = flatten.opType === 'Reshape' ? ix.shapes.values(flatten.input?.[1] ?? '') : undefined;
+  if (target?.length !== 2 || target[0] !== -1 || ix.shapes.dims(x)?.length !== 3) return undefined;
+  const region: NodeProto[] = [];
+  const back: NodeProto[] = [];
+  const stack = [flatten.output?.[0] ?? ''];
+  const seen = new Set(stack);
+  while (stack.length) {
+    for (const n of ix.consumersOf(stack.pop()!)) {
+      if (region.includes(n) || back.includes(n)) continue;
+      if (n.opType === 'Reshape' && ix.shapes.values(n.input?.[1] ?? '')?.length === 3) {
+        back.push(n);
+        continue;
+      }
+      const gemmOk = n.opType !== 'Gemm' || (attrInt(n, 'transA', 0) === 0 && (n.attribute ?? []).every((a) => (a.name !== 'alpha' && a.name !== 'beta') || a.f === 1));
+      // a decomposed LayerNorm reduces the last axis, whichever the rank
+      const lastAxisMean = n.opType === 'ReduceMean' && (attrInts(n, 'axes') ?? ix.constantValues(n.input?.[1] ?? ''))?.join(',') === '-1';
+      if ((!ROW_WISE.has(n.opType ?? '') && !lastAxisMean) || !gemmOk || (n.opType === 'LayerNormalization' && attrInt(n, 'axis', -1) !== -1)) return undefined;
+      region.push(n);
+      for (const o of n.output ?? []) if (o && !seen.has(o)) { seen.add(o); stack.push(o); }
+    }
+  }
+  return back.length ? { region, back } : undefined;
+}
+
+/** Undoes flattens of the residual stream (see the file comment); returns how many. */
+function unflattenResidual(graph: GraphProto): number {
+  const ix = new GraphIndex(graph);
+  const found = (graph.node ?? []).map((n) => ({ flatten: n, r: flattenedRegion(ix, n) })).filter((f) => f.r);
+  if (!found.length) return 0;
+  const names = new NameAllocator(graph);
+  const alias = new Map<string, string>();
+  const replace = new Map<NodeProto, NodeProto[]>();
+  for (const { flatten, r } of found) {
+    alias.set(flatten.output![0]!, flatten.input![0]!);
+    replace.set(flatten, []);
+    for (const b of r!.back) {
+      alias.set(b.output![0]!, b.input![0]!);
+      replace.set(b, []);
+    }
+    for (const g of r!.region.filter((n) => n.opType === 'Gemm')) {
+      const [a, w, bias] = g.input ?? [];
+      const out = g.output![0]!;
+      const nodes: NodeProto[] = [];
+      let weight = w!;
+      if (attrInt(g, 'transB', 0) === 1) {
+        weight = names.fresh(`${g.name || 'gemm'}/weight_t`);
+        nodes.push({ opType: 'Transpose', name: names.fresh(`${g.name || 'gemm'}/transpose_weight`), input: [w!], output: [weight] });
+      }
+      const product = bias ? names.fresh(`${g.name || 'gemm'}/product`) : out;
+      nodes.push({ opType: 'MatMul', name: names.fresh(`${g.name || 'gemm'}/matmul`), input: [a!, weight], output: [product] });
+      if (bias) nodes.push({ opType: 'Add', name: names.fresh(`${g.name || 'gemm'}/bias`), input: [product, bias], output: [out] });
+      replace.set(g, nodes);
+    }
+  }
+  const resolve = (t: string): string => {
+    let cur = t;
+    while (alias.has(cur)) cur = alias.get(cur)!;
+    return cur;
+  };
+  graph.node = (graph.node ?? []).flatMap((n) => replace.get(n) ?? [n]);
+  for (const n of graph.node) n.input = (n.input ?? []).map((i) => (i ? resolve(i) : i));
+  for (const o of graph.output ?? []) if (o.name && alias.has(o.name)) throw new Error(`internal: a graph output (${o.name}) was unflattened`);
+  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? ''));
+  return found.length;
 }
 
 /** Puts a Reshape to [b, s, h·dh] in front of each 2-D head merge (see the file comment); returns how many. */
@@ -113,8 +196,9 @@ function inlineMergedDecoder(graph: GraphProto): string | undefined {
  */
 export function canonicalise(model: ModelProto): Canonicalised {
   const graph = model.graph;
-  if (!graph?.node?.length) return { removed: {}, mergedHeads: 0 };
+  if (!graph?.node?.length) return { removed: {}, mergedHeads: 0, unflattened: 0 };
   const mergedDecoder = inlineMergedDecoder(graph);
+  const unflattened = unflattenResidual(graph);
   const mergedHeads = mergeHeadsPerPosition(graph);
   const ix = new GraphIndex(graph);
   const dtypes = inferDtypes(ix);
@@ -136,5 +220,5 @@ export function canonicalise(model: ModelProto): Canonicalised {
   }
   graph.node = kept;
   graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? ''));
-  return { removed, mergedHeads, ...(mergedDecoder ? { mergedDecoder } : {}) };
+  return { removed, mergedHeads, unflattened, ...(mergedDecoder ? { mergedDecoder } : {}) };
 }

@@ -12,7 +12,7 @@ import { attrInt, attrInts, tensorDims } from './tensor.js';
 type Partial = (number | undefined)[];
 
 const SAME_SHAPE = new Set(['Cast', 'Identity', 'Relu', 'Sigmoid', 'Tanh', 'Erf', 'Neg', 'Sqrt', 'Reciprocal', 'Softmax', 'LayerNormalization',
-  'SimplifiedLayerNormalization', 'RMSNormalization', 'Dropout', 'Silu', 'Gelu', 'FastGelu', 'QuickGelu']);
+  'SimplifiedLayerNormalization', 'RMSNormalization', 'Dropout', 'Silu', 'Gelu', 'FastGelu', 'QuickGelu', 'CumSum', 'Not', 'Abs', 'Exp', 'Log', 'IsNaN']);
 const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Where', 'Max', 'Min', 'Equal', 'And', 'Or', 'Less', 'Greater']);
 const INT_ARITHMETIC: Readonly<Record<string, (a: number, b: number) => number>> = {
   Add: (a, b) => a + b, Sub: (a, b) => a - b, Mul: (a, b) => a * b, Div: (a, b) => Math.trunc(a / b),

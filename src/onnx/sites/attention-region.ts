@@ -212,9 +212,21 @@ function sliceArg(ix: GraphIndex, n: NodeProto, i: number): number | undefined {
   return v?.length === 1 ? v[0] : undefined;
 }
 
-/** The Reshape splitting a part into heads, if it reads the part directly. */
+/** Ops a part may pass before its head split, each by a constant (OPT scales q right after its projection). */
+const BEFORE_HEADS_OPS = ['Mul', 'Div', 'Add', 'Cast'];
+
+/** The Reshape splitting a part into heads: reading the part, or the part scaled by a constant. */
 function headReshape(ix: GraphIndex, g: Region): NodeProto | undefined {
-  return ix.dataConsumers(g.part.start).find((n) => isOp(n, 'Reshape') && in0(n) === g.part.start);
+  let t = g.part.start;
+  for (let guard = 0; guard < 4; guard++) {
+    const readers = ix.dataConsumers(t);
+    const split = readers.find((n) => isOp(n, 'Reshape') && in0(n) === t);
+    if (split || readers.length !== 1 || !isOp(readers[0], ...BEFORE_HEADS_OPS)) return split;
+    const op = readers[0];
+    if (op.opType !== 'Cast' && !ix.isConstant(op.input?.[in0(op) === t ? 1 : 0] ?? '')) return undefined;
+    t = out0(op);
+  }
+  return undefined;
 }
 
 /** Output units of a linear layer. */

@@ -26,6 +26,7 @@ export function runDetection(model: ModelProto, source = 'model', overrides: rea
     ...(Object.keys(expanded).length ? [`expanded onnxruntime's fused com.microsoft ops into standard ops: ${counted(expanded)}`] : []),
     ...(Object.keys(canonical.removed).length ? [`removed exporter no-ops (reading their input instead): ${counted(canonical.removed)}`] : []),
     ...(canonical.mergedDecoder ? [`merged decoder: the with-past branch of its If runs (fed an empty past for whole prompts); the input ${canonical.mergedDecoder} is removed`] : []),
+    ...(canonical.unflattened ? [`${canonical.unflattened} residual streams flattened to [b·s, d] around a sublayer restored to [b, s, d] (its linear layers as MatMuls)`] : []),
     ...(canonical.mergedHeads ? [`${canonical.mergedHeads} attention head merges straight to 2-D given a Reshape to [b, s, d] first (the context site)`] : []),
     ...d.notes,
   ];

@@ -214,8 +214,14 @@ export interface LinearMatch {
   readonly bias?: string;
   readonly op: 'Gemm' | 'MatMul';
   readonly node: NodeProto;
-  /** Gemm transB: the weight is [out, in]. */
+  /** Gemm transB, or a MatMul reading the weight through a Transpose: the weight is [out, in]. */
   readonly transposed: boolean;
+}
+
+/** The [out, in] weight a MatMul reads through a Transpose (canonical.ts writes one for a Gemm it unflattens). */
+function transposedWeight(ix: GraphIndex, c: NodeProto): string | undefined {
+  const t = ix.producer(c.input?.[1] ?? '');
+  return c.opType === 'MatMul' && isOp(t, 'Transpose') && ix.isConstant(in0(t)) ? in0(t) : undefined;
 }
 
 /** [Reshape →] Gemm(x, W, b) | MatMul(x, W) [+ b] [→ Reshape] with constant W (and b). */
@@ -234,12 +240,13 @@ export function matchLinear(ix: GraphIndex, x: string, what: string): LinearMatc
 /** The linear layer `c` reading `t` (= x, or x reshaped to 2-D when `reshaped`). */
 export function linearFrom(ix: GraphIndex, x: string, t: string, c: NodeProto, reshaped: boolean, what: string): LinearMatch {
   if (in0(c) !== t) fail(ix, t, `${what}: the activations as the first input of the ${c.opType}`, c);
-  const weight = c.input?.[1] ?? '';
+  const viaTranspose = transposedWeight(ix, c);
+  const weight = viaTranspose ?? c.input?.[1] ?? '';
   if (!ix.isConstant(weight)) fail(ix, t, `${what}: a constant weight as the second input of the ${c.opType}`, c);
   let bias: string | undefined;
   let y = out0(c);
   const op = c.opType === 'Gemm' ? 'Gemm' : 'MatMul';
-  const transposed = op === 'Gemm' && attrInt(c, 'transB', 0) === 1;
+  const transposed = (op === 'Gemm' && attrInt(c, 'transB', 0) === 1) || viaTranspose !== undefined;
   if (op === 'Gemm') {
     if (attrInt(c, 'transA', 0) === 1) fail(ix, t, `${what}: a Gemm without transA`, c);
     if (c.input?.[2]) bias = c.input[2];
@@ -260,7 +267,8 @@ export function linearFrom(ix: GraphIndex, x: string, t: string, c: NodeProto, r
 /** Every linear layer reading `x` (directly, or through a Reshape to 2-D): one LayerNorm feeding several layers. */
 export function linearConsumers(ix: GraphIndex, x: string, what: string): LinearMatch[] {
   const out: LinearMatch[] = [];
-  const isLinear = (n: NodeProto, t: string): boolean => isOp(n, 'Gemm', 'MatMul') && in0(n) === t && ix.isConstant(n.input?.[1] ?? '');
+  const isLinear = (n: NodeProto, t: string): boolean => isOp(n, 'Gemm', 'MatMul') && in0(n) === t
+    && (ix.isConstant(n.input?.[1] ?? '') || transposedWeight(ix, n) !== undefined);
   for (const c of ix.dataConsumers(x)) {
     if (isLinear(c, x)) out.push(linearFrom(ix, x, x, c, false, what));
     else if (isOp(c, 'Reshape') && in0(c) === x) {
