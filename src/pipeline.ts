@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UserError } from './errors.js';
 import { findChoice, formatDiagnostics, frontEnd, hasErrors } from './lang/index.js';
-import type { Diagnostic, Program } from './lang/program.js';
+import type { Diagnostic, ModelShape, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
 import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
@@ -56,6 +56,22 @@ function readSource(file: string): { path: string; sourceText: string } {
   }
 }
 
+/**
+ * What the checker learns from a model (the answer of its ShapeOf): the sites `detect` finds
+ * and their shape, or, for a model dissect cannot read, why (at the site override to blame).
+ */
+export function readModelShape(onnxPath: string, detect: () => ModelSites): { sites: ModelSites; shape: ModelShape } | { error: string; site?: number } {
+  try {
+    const sites = detect();
+    return { sites, shape: { layers: sites.layers, heads: sites.heads, vocab: sites.vocab } };
+  } catch (e) {
+    if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
+    if (e instanceof UserError) return { error: e.message };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
+    throw e;
+  }
+}
+
 /** Reads, parses and checks a .dissect file against its model, and plans it. */
 export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}): LoadedProgram {
   const { path, sourceText } = readSource(file);
@@ -63,15 +79,10 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
   const out = frontEnd(sourceText, path, {
     overrides,
     shapeOf: (onnxPath, overrides) => {
-      try {
-        sites = detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides));
-        return { layers: sites.layers, heads: sites.heads, vocab: sites.vocab };
-      } catch (e) {
-        if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
-        if (e instanceof UserError) return { error: e.message };
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
-        throw e;
-      }
+      const read = readModelShape(onnxPath, () => detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides)));
+      if ('error' in read) return read;
+      sites = read.sites;
+      return read.shape;
     },
   });
   if (hasErrors(out.diagnostics) || !out.program || !sites) throw new DiagnosticsError(out.diagnostics, sourceText);
