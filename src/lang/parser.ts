@@ -11,6 +11,7 @@ import {
   Corrupted, Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
   Site, StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without,
 } from './lexer.js';
+import { maxNesting } from './limits.js';
 
 function describeToken(tok: IToken): string {
   if (tok.tokenType === EOF) return 'the end of the file';
@@ -574,6 +575,19 @@ function hintFor(e: IRecognitionException): string {
 export interface ParseResult {
   readonly cst: CstNode;
   readonly errors: SyntaxError[];
+}
+
+/**
+ * The first '(' opened more than maxNesting deep, if any. The parser recurses once per level,
+ * so a file with one is refused before it is parsed (index lists and braces do not nest).
+ */
+export function tooDeepParenthesis(tokens: readonly IToken[]): IToken | undefined {
+  let depth = 0;
+  for (const t of tokens) {
+    if (t.tokenType === LParen && ++depth > maxNesting) return t;
+    if (t.tokenType === RParen) depth = Math.max(0, depth - 1);
+  }
+  return undefined;
 }
 
 const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment];

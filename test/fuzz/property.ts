@@ -3,6 +3,7 @@
 // missing error, a plan the run would trip over) is a finding.
 
 import { commandLineFile, frontEnd, hasErrors, type ShapeOf } from '../../src/lang/index.js';
+import { defaultRowLimits } from '../../src/lang/limits.js';
 import type { Diagnostic, ModelShape } from '../../src/lang/program.js';
 import { planProgram, type Plan } from '../../src/plan/plan.js';
 
@@ -18,8 +19,6 @@ function unpositioned(d: Diagnostic, file: string, lines: readonly string[]): st
   return undefined;
 }
 
-const maxRowsPerFact = 100_000;
-
 function outside(what: string, value: number, from: number, to: number): string | undefined {
   return Number.isInteger(value) && value >= from && value <= to ? undefined : `${what} ${value} is outside ${from}..${to}`;
 }
@@ -29,7 +28,7 @@ export function planProblems(plan: Plan, shape: ModelShape): string[] {
   const { layers: L, heads: H, vocab } = shape;
   const problems: (string | undefined)[] = [];
   const rows = plan.passesPerExample - 1;
-  if (rows > maxRowsPerFact) problems.push(`${rows} rows per fact, more than ${maxRowsPerFact}`);
+  if (rows > defaultRowLimits.perFact) problems.push(`${rows} rows per fact, more than ${defaultRowLimits.perFact}`);
   for (const e of plan.experiments) {
     const expected = e.sweeps.reduce((n, s) => n * s.values.length, 1);
     if (e.rows.length !== expected) problems.push(`experiment ${e.name} has ${e.rows.length} rows, its sweeps give ${expected}`);
