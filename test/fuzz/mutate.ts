@@ -91,7 +91,10 @@ function replaceOne(random: Random, text: string, pattern: RegExp, by: (match: s
   return replaceRange(text, m.index, m.index + m[0].length, by(m[0]));
 }
 
+/** Nesting depths and lengths: around the limit, and the sizes that overflowed the stack (issue 12). */
 const sizes = [3, 50, 300, 1_000, 5_000, 10_000];
+/** Copies of a repeated line: enough to multiply a sweep out, or to make a long file. */
+const repeats = [50, 300, 1_000];
 
 /** Deep nesting where the grammar allows it: parentheses, long unions and sums, definition chains. */
 function nest(random: Random, text: string): string {
@@ -155,7 +158,7 @@ function mutateOnce(random: Random, text: string, donor: string): string {
     case 9: return replaceOne(random, text, /\b[0-9]+\b/g, () => pick(random, hugeNumbers).replace(/^-/, ''));
     case 10: { // repeat a line (two patch statements, two sweeps, a sweep's values many times)
       const i = someLine();
-      const copies = random() < 0.8 ? 1 : pick(random, sizes);
+      const copies = random() < 0.8 ? 1 : pick(random, repeats);
       lines.splice(i, 0, ...Array.from({ length: copies }, () => lines[i]!));
       return lines.join('\n');
     }
