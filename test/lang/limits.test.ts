@@ -127,3 +127,13 @@ test('long chains of positions definitions are refused, in either order, at the 
   const errors = brief(run(`${header}\n${backward.join('\n')}\n`).diagnostics);
   t.deepEqual(errors, [260, 517, 774].map((line) => `${line}:18 position set nested too deeply: more than ${maxNesting} levels`));
 });
+
+test('names too long for a suggestion get the plain hint, without comparing them letter by letter', (t) => {
+  const long = 'x'.repeat(50_000);
+  const started = Date.now();
+  const r = run(`${header}\nparam ${long} = 1\nexperiment e {\n  block last -> last at layers ${long}y\n  measure rank\n}\n`, { shape: eightLayers });
+  t.deepEqual(r.diagnostics.map((d) => d.hint), ['expected a layer: an integer, an integer parameter or a layer or hidden sweep variable']);
+  t.true(Date.now() - started < 2000);
+  const near = run(`${header}\nparam firsts = 1\nexperiment e {\n  block last -> last at layers firts\n  measure rank\n}\n`, { shape: eightLayers });
+  t.deepEqual(near.diagnostics.map((d) => d.hint), ["did you mean 'firsts'?"]);
+});
