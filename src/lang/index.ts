@@ -5,7 +5,7 @@ import { buildAst } from './build-ast.js';
 import { check, type ShapeOf } from './checker.js';
 import { error, sortDiagnostics } from './diagnostics.js';
 import { tokenize } from './lexer.js';
-import { maxNesting, type RowLimits } from './limits.js';
+import { formatCount, maxNesting, maxSourceLength, type RowLimits } from './limits.js';
 import { parseTokens, tooDeepParenthesis } from './parser.js';
 import type { Diagnostic, Program } from './program.js';
 
@@ -30,6 +30,13 @@ export interface ParseOutput {
 /** Lexes and parses; reports every lexical and syntax error found in one pass. */
 export function parseDissect(text: string, file: string): ParseOutput {
   const source = withoutBom(text);
+  if (source.length > maxSourceLength) {
+    const line = source.slice(0, maxSourceLength).split(/\r?\n|\r/).length;
+    return {
+      diagnostics: [error({ file, line, column: 1 }, `the file is too long: ${formatCount(source.length)} characters, more than ${formatCount(maxSourceLength)}`,
+        `the limit is reached on this line; a .dissect file states experiments, and a few thousand characters are plenty`)],
+    };
+  }
   const lexed = tokenize(source);
   const diagnostics: Diagnostic[] = lexed.errors.map((e) => error({ file, line: e.line, column: e.column }, e.message, e.hint));
   const deep = tooDeepParenthesis(lexed.tokens);
@@ -42,7 +49,7 @@ export function parseDissect(text: string, file: string): ParseOutput {
   const parsed = parseTokens(lexed.tokens, lines.length, (lines[lines.length - 1]?.length ?? 0) + 1);
   for (const e of parsed.errors) diagnostics.push(error({ file, line: e.line, column: e.column }, e.message, e.hint));
   if (diagnostics.length > 0) return { diagnostics: sortDiagnostics(diagnostics) };
-  return { ast: buildAst(parsed.cst, source, file), diagnostics };
+  return { ast: buildAst(parsed.cst!, source, file), diagnostics };
 }
 
 export interface FrontEndOptions {

@@ -26,6 +26,13 @@ export const defaultRowLimits: RowLimits = { perFact: 100_000, total: 100_000_00
 export const maxNesting = 256;
 
 /**
+ * The longest .dissect source, in characters: the parser's error recovery rescans the rest of
+ * the file at each error, so a huge file of broken lines would take minutes. Real programs
+ * are a few thousand characters.
+ */
+export const maxSourceLength = 1_000_000;
+
+/**
  * Site overrides are read before the model, so their layers are bounded without it: far
  * above any published decoder's depth (GPT-2 XL has 48, the largest have under 200).
  */

@@ -9,7 +9,7 @@ import { repoRoot } from '../../src/lang/grammar-export.js';
 import { frontEnd, maxNesting, totalRowsError } from '../../src/lang/index.js';
 import type { ModelShape } from '../../src/lang/program.js';
 import { planProgram } from '../../src/plan/plan.js';
-import { brief, FILE, header, run } from './helpers.js';
+import { brief, FILE, header, run, syntaxProblems } from './helpers.js';
 
 const eightLayers: ModelShape = { layers: 8, heads: 4, vocab: 264 };
 const gpt2xl: ModelShape = { layers: 48, heads: 25, vocab: 50257 };
@@ -136,4 +136,19 @@ test('names too long for a suggestion get the plain hint, without comparing them
   t.true(Date.now() - started < 2000);
   const near = run(`${header}\nparam firsts = 1\nexperiment e {\n  block last -> last at layers firts\n  measure rank\n}\n`, { shape: eightLayers });
   t.deepEqual(near.diagnostics.map((d) => d.hint), ["did you mean 'firsts'?"]);
+});
+
+test('after 100 syntax errors the parser stops, and says so at the last one', (t) => {
+  const started = Date.now();
+  const errors = syntaxProblems(`experiment e {\n${'  for l in layers all + last\n'.repeat(5_000)}}\n`);
+  t.is(errors.length, 101);
+  t.is(errors[99], "101:23 expected '}', found '+'");
+  t.is(errors[100], '101:23 too many syntax errors: the first 100 are reported');
+  t.true(Date.now() - started < 5000);
+});
+
+test('a file over a million characters is refused at the line where it crosses the limit', (t) => {
+  const line = 'param x = 1\n'; // 12 characters
+  t.deepEqual(syntaxProblems(line.repeat(83_333)), []);
+  t.deepEqual(syntaxProblems(line.repeat(83_334)), ['83334:1 the file is too long: 1,000,008 characters, more than 1,000,000']);
 });
