@@ -58,23 +58,23 @@ const program = new Command()
   .version(version)
   .showHelpAfterError();
 
-const withSet = (cmd: Command): Command =>
+const withProgramFlags = (cmd: Command): Command =>
   cmd
     .option('--params <file>', 'a JSON object of param values (a preset), applied before --set')
     .option('--set <name=value>', 'override a param of the .dissect file (repeatable)', parseOverride, {})
     .option('--max-rows <n[/total]>', `rows a program may give per fact, and in total over the facts (default ${defaultRowLimits.perFact}/${defaultRowLimits.total})`, parseMaxRows);
 
-withSet(program.command('check <file>'))
+withProgramFlags(program.command('check <file>'))
   .description('check a .dissect file against its model; print the forward passes a run needs')
   .action(checkCommand);
 
-withSet(program.command('compile <file>'))
+withProgramFlags(program.command('compile <file>'))
   .description('write the compiled ONNX variant and its manifest.json')
   .requiredOption('--out <dir>', 'output folder')
   .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .action(compileCommand);
 
-withSet(program.command('run <file>'))
+withProgramFlags(program.command('run <file>'))
   .description('run the experiments; write results.json, results.csv and report.html')
   .requiredOption('--out <dir>', 'output folder (a rerun resumes from its journal)')
   .option('--limit <n>', 'keep the first n facts', positiveInt)

@@ -127,6 +127,11 @@ test('--max-rows raises the rows per fact and in total; over either limit, check
   const enough = dissect('check', example, '--max-rows', '307/1e5');
   t.is(enough.code, 0, enough.stderr);
   t.regex(enough.stdout, /forward passes: 308 per example/);
+  // run counts the facts it selects
+  const out = mkdtempSync(join(tmpdir(), 'dissect-max-rows-'));
+  const run = dissect('run', example, '--out', out, '--limit', '3', '--max-rows', '400/900');
+  t.is(run.code, 1);
+  t.regex(run.stderr, /paper\.dissect:31:1: error: 3 facts × 307 rows per fact make 921 rows, more than the limit of 900\n/);
   const bad = dissect('check', example, '--max-rows', '0');
   t.is(bad.code, 1);
   t.regex(bad.stderr, /expected rows per fact, optionally \/rows in total \(e\.g\. 200000 or 200000\/1e9\), got "0"/);
