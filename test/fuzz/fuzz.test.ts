@@ -1,5 +1,11 @@
 // The fuzzer's fixed-seed sample: mutated example sources end in positioned diagnostics or
 // in a plan within the model and the row limits. `npm run fuzz` runs a longer sample.
+//
+// Strong enough: `npm run fuzz -- 10000 1` on the commit issue 12 was filed against
+// (aa8f493, with readModelShape inlined) gives 145 findings: 129 uncaught exceptions (stack
+// overflows in the parser's error recovery, the checker and the planner; 'internal: the
+// checker allows one patch per experiment'), 12 V8 aborts, 1 hang and 3 plans over the row
+// limit. After the fixes the same 10,000 inputs give none.
 
 import test from 'ava';
 import { fuzz, type FuzzOptions } from './harness.js';
