@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UserError } from './errors.js';
-import { findChoice, formatDiagnostics, frontEnd, hasErrors } from './lang/index.js';
-import type { Diagnostic, Program } from './lang/program.js';
+import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, totalRowsError, type RowLimits } from './lang/index.js';
+import type { Diagnostic, ModelShape, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
 import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
@@ -45,6 +45,8 @@ export interface LoadedProgram {
   readonly tokenizer: Tokenizer;
   /** Warnings (errors throw). */
   readonly warnings: readonly Diagnostic[];
+  /** The row limits it was checked with (the total is checked against the facts a run takes). */
+  readonly rowLimits: RowLimits;
 }
 
 function readSource(file: string): { path: string; sourceText: string } {
@@ -56,28 +58,46 @@ function readSource(file: string): { path: string; sourceText: string } {
   }
 }
 
+/**
+ * What the checker learns from a model (the answer of its ShapeOf): the sites `detect` finds
+ * and their shape, or, for a model dissect cannot read, why (at the site override to blame).
+ */
+export function readModelShape(onnxPath: string, detect: () => ModelSites): { sites: ModelSites; shape: ModelShape } | { error: string; site?: number } {
+  try {
+    const sites = detect();
+    return { sites, shape: { layers: sites.layers, heads: sites.heads, vocab: sites.vocab } };
+  } catch (e) {
+    if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
+    if (e instanceof UserError) return { error: e.message };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
+    throw e;
+  }
+}
+
 /** Reads, parses and checks a .dissect file against its model, and plans it. */
-export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}): LoadedProgram {
+export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}, rowLimits = defaultRowLimits): LoadedProgram {
   const { path, sourceText } = readSource(file);
   let sites: ModelSites | undefined;
   const out = frontEnd(sourceText, path, {
     overrides,
+    rowLimits,
     shapeOf: (onnxPath, overrides) => {
-      try {
-        sites = detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides));
-        return { layers: sites.layers, heads: sites.heads, vocab: sites.vocab };
-      } catch (e) {
-        if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
-        if (e instanceof UserError) return { error: e.message };
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
-        throw e;
-      }
+      const read = readModelShape(onnxPath, () => detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides)));
+      if ('error' in read) return read;
+      sites = read.sites;
+      return read.shape;
     },
   });
   if (hasErrors(out.diagnostics) || !out.program || !sites) throw new DiagnosticsError(out.diagnostics, sourceText);
   const tokenizer = orThrow(loadTokenizer(out.program.model.tokenizer));
   const plan = withLastPosition(planProgram(out.program, sites, tokenizer.vocabSize), sites);
-  return { file: path, sourceText, program: out.program, sites, plan, tokenizer, warnings: out.diagnostics };
+  return { file: path, sourceText, program: out.program, sites, plan, tokenizer, warnings: out.diagnostics, rowLimits };
+}
+
+/** Refuses, at the dataset statement, a run of `facts` facts over the total row limit. */
+export function refuseOverTotalRows(loaded: LoadedProgram, facts: number): void {
+  const tooMany = totalRowsError(loaded.program.dataset.span, loaded.plan.passesPerExample - 1, facts, loaded.rowLimits);
+  if (tooMany) throw new DiagnosticsError([tooMany], loaded.sourceText);
 }
 
 /** Asks the variant for a cache when some row may run its last token alone and the model allows it. */
@@ -192,6 +212,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
 async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
   const { program, plan, sites, tokenizer } = loaded;
   const { selected } = selectedFacts(program, options.selection);
+  refuseOverTotalRows(loaded, selected.length);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;

@@ -4,9 +4,9 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import { formatDiagnostics } from '../lang/index.js';
+import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
-import { loadProgram, modelStatementOf, readParamsFile, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
+import { loadProgram, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { mayRunLastPosition } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../measure/schema.js';
@@ -16,17 +16,19 @@ import { orThrow } from '../run/errors.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
 
-type Overrides = { set: Record<string, string>; params?: string };
+/** The flags of every command that loads a program. */
+type ProgramFlags = { set: Record<string, string>; params?: string; maxRows?: RowLimits };
 
-function load(file: string, opts: Overrides): LoadedProgram {
-  const loaded = loadProgram(file, { ...(opts.params ? readParamsFile(opts.params) : {}), ...opts.set });
+function load(file: string, opts: ProgramFlags): LoadedProgram {
+  const loaded = loadProgram(file, { ...(opts.params ? readParamsFile(opts.params) : {}), ...opts.set }, opts.maxRows);
   if (loaded.warnings.length) process.stderr.write(formatDiagnostics([...loaded.warnings], loaded.sourceText) + '\n');
   return loaded;
 }
 
-export function checkCommand(file: string, opts: Overrides): void {
+export function checkCommand(file: string, opts: ProgramFlags): void {
   const loaded = load(file, opts);
   const { selected } = selectedFacts(loaded.program, {});
+  refuseOverTotalRows(loaded, selected.length);
   const { plan, sites } = loaded;
   const lines = [
     `${file}: ok`,
@@ -43,13 +45,13 @@ export function checkCommand(file: string, opts: Overrides): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-export async function compileCommand(file: string, opts: Overrides & { out: string; force?: boolean }): Promise<void> {
+export async function compileCommand(file: string, opts: ProgramFlags & { out: string; force?: boolean }): Promise<void> {
   const loaded = load(file, opts);
   const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.program.model.onnx, loaded.plan.variant, out));
   process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
 }
 
-interface RunFlags extends Overrides {
+interface RunFlags extends ProgramFlags {
   out: string;
   force?: boolean;
   limit?: number;

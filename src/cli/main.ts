@@ -4,6 +4,7 @@
 
 import { Command, InvalidArgumentError } from 'commander';
 import { isUserError } from '../errors.js';
+import { defaultRowLimits, type RowLimits } from '../lang/index.js';
 import { DiagnosticsError } from '../pipeline.js';
 import { version } from '../version.js';
 import {
@@ -37,6 +38,16 @@ function parseShard(value: string): { index: number; count: number } {
   return { index, count };
 }
 
+/** `PER_FACT[/TOTAL]`: positive whole numbers, exponents allowed (1e9); the total defaults as without the flag. */
+function parseMaxRows(value: string): RowLimits {
+  const [perFact, total, extra] = value.split('/').map((part) => (part.trim() === '' ? NaN : Number(part)));
+  const valid = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1;
+  if (extra !== undefined || !valid(perFact) || (total !== undefined && !valid(total))) {
+    throw new InvalidArgumentError(`expected rows per fact, optionally /rows in total (e.g. 200000 or 200000/1e9), got "${value}"`);
+  }
+  return { perFact: perFact!, total: total ?? defaultRowLimits.total };
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -47,22 +58,23 @@ const program = new Command()
   .version(version)
   .showHelpAfterError();
 
-const withSet = (cmd: Command): Command =>
+const withProgramFlags = (cmd: Command): Command =>
   cmd
     .option('--params <file>', 'a JSON object of param values (a preset), applied before --set')
-    .option('--set <name=value>', 'override a param of the .dissect file (repeatable)', parseOverride, {});
+    .option('--set <name=value>', 'override a param of the .dissect file (repeatable)', parseOverride, {})
+    .option('--max-rows <n[/total]>', `rows a program may give per fact, and in total over the facts (default ${defaultRowLimits.perFact}/${defaultRowLimits.total})`, parseMaxRows);
 
-withSet(program.command('check <file>'))
+withProgramFlags(program.command('check <file>'))
   .description('check a .dissect file against its model; print the forward passes a run needs')
   .action(checkCommand);
 
-withSet(program.command('compile <file>'))
+withProgramFlags(program.command('compile <file>'))
   .description('write the compiled ONNX variant and its manifest.json')
   .requiredOption('--out <dir>', 'output folder')
   .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .action(compileCommand);
 
-withSet(program.command('run <file>'))
+withProgramFlags(program.command('run <file>'))
   .description('run the experiments; write results.json, results.csv and report.html')
   .requiredOption('--out <dir>', 'output folder (a rerun resumes from its journal)')
   .option('--limit <n>', 'keep the first n facts', positiveInt)

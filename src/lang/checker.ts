@@ -4,8 +4,10 @@
 
 import { dirname, resolve } from 'node:path';
 import type * as A from './ast.js';
-import { allChoices, choicesInForce, describeValues, findChoice, type Choices } from './choices.js';
+import { allChoices, choicesInForce, describeValues, findChoice, type ChoiceOption, type Choices } from './choices.js';
 import { closest, commandLineFile, didYouMean, error, hasErrors, sortDiagnostics, warning } from './diagnostics.js';
+import { extremes, layersOf, span as inclusiveRange, type Binding, type Extreme } from './evaluate.js';
+import { defaultRowLimits, formatCount, maxNesting, maxOverrideLayer, maxRowsFlag, type RowLimits } from './limits.js';
 import {
   measureNames, namedPositionSets, overridableSites,
   type AttributesSpec, type BosPolicy, type DatasetFields, type DatasetSpec, type Diagnostic, type Experiment, type ExtractionSummary,
@@ -27,6 +29,8 @@ export interface CheckOptions {
   readonly overrides: Readonly<Record<string, string>>;
   /** Reads the model's shape; called once, with the resolved model path, if it resolved. */
   readonly shapeOf: ShapeOf;
+  /** Rows the experiments may give per fact (the total is checked once the facts are read). */
+  readonly rowLimits?: RowLimits;
 }
 
 export interface CheckResult {
@@ -48,8 +52,6 @@ export const attributesFormats = ['json', 'paragraphs'] as const;
 export const attributesOptions = ['candidates', 'keep', 'min_length', 'stopwords'] as const;
 export const stopwordLists = ['english', 'none'] as const;
 export const summaryNames = ['extraction'] as const;
-/** The most indices one `each a..b` may give (a guard against typos such as `each 0..1000000`). */
-export const maxEachIndices = 100_000;
 /** The paper's settings, used when the attributes statement leaves an option out. */
 export const attributesDefaults = { candidates: 500, keep: 50, minLength: 3, stopwords: 'english' } as const;
 
@@ -60,8 +62,50 @@ interface ParamInfo {
 }
 
 type SweepVar =
-  | { readonly kind: 'layers' | 'hidden'; readonly stmt: A.ForStmt; values: number[] }
+  | { readonly kind: 'layers' | 'hidden'; readonly stmt: A.ForStmt; readonly values: readonly number[]; readonly low: number; readonly high: number }
   | { readonly kind: 'positions'; readonly stmt: A.ForStmt };
+
+function intSweepVar(kind: 'layers' | 'hidden', stmt: A.ForStmt, values: readonly number[]): SweepVar {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const v of values) { low = Math.min(low, v); high = Math.max(high, v); }
+  return { kind, stmt, values, low, high };
+}
+
+/** An inclusive range of integers, not listed. */
+interface IntRange { readonly from: number; readonly to: number }
+
+/** A position sweep's value as written: a set, or `each a..b` (one singleton set per index). */
+type PositionSweepPart = { readonly label: string; readonly set: PositionSet } | { readonly each: IntRange };
+
+/** A checked sweep whose values are counted, not yet listed (they are, once the rows fit the limit). */
+type CountedSweep =
+  | { readonly kind: 'layers' | 'hidden'; readonly stmt: A.ForStmt; readonly ranges: readonly IntRange[]; readonly count: number }
+  | { readonly kind: 'positions'; readonly stmt: A.ForStmt; readonly parts: readonly PositionSweepPart[]; readonly count: number };
+
+/** An experiment whose sweeps are checked and counted; its body is checked once its rows fit. */
+interface SweptExperiment {
+  readonly stmt: A.ExperimentStmt;
+  readonly vars: Map<string, SweepVar>;
+  readonly used: Set<string>;
+  readonly sweeps: readonly CountedSweep[];
+  /** Rows per fact, the product of the sweeps' counts; undefined when a sweep has errors. */
+  readonly rows: number | undefined;
+}
+
+function rangeSize(r: IntRange): number {
+  return r.to - r.from + 1;
+}
+
+/** The first value that occurs twice, if any. */
+function firstRepeated(values: readonly number[]): number | undefined {
+  const seen = new Set<number>();
+  for (const v of values) {
+    if (seen.has(v)) return v;
+    seen.add(v);
+  }
+  return undefined;
+}
 
 /** The sweep variables visible where a name is used. */
 interface Scope {
@@ -76,19 +120,12 @@ interface Scope {
 
 const emptyScope: Scope = { vars: new Map(), used: new Set(), inSweepValues: false };
 
-/** Values of the integer sweep variables, for evaluating integer expressions. */
-type Binding = ReadonlyMap<string, number>;
-
 /** What an integer must index: a block (0..L-1), a hidden state (0..L), or a block input (patch, 0..L-1). */
 type IndexKind = 'layer' | 'hidden' | 'patch';
 
-function evalInt(e: IntExpr, b: Binding): number {
-  switch (e.kind) {
-    case 'int': return e.value;
-    case 'var': return b.get(e.name) ?? NaN;
-    case 'add': return evalInt(e.left, b) + evalInt(e.right, b);
-    case 'sub': return evalInt(e.left, b) - evalInt(e.right, b);
-  }
+/** A binding as the evaluator reads it. */
+function valueIn(b: Binding): (variable: string) => number {
+  return (variable) => b.get(variable) ?? NaN;
 }
 
 function intVars(e: IntExpr | undefined, out: Set<string>): Set<string> {
@@ -105,30 +142,6 @@ function layerSetVars(l: LayerSet, out = new Set<string>()): Set<string> {
     case 'range': return intVars(l.to, intVars(l.from, out));
     case 'window': return intVars(l.size, intVars(l.center, out));
     case 'within': return intVars(l.to, intVars(l.from, layerSetVars(l.set, out)));
-  }
-}
-
-/** The layers of a set for one binding; windows as the `centred_clipped` choice defines them. */
-export function layersOf(l: LayerSet, b: Binding, layerCount: number): number[] {
-  const span = (from: number, to: number) => {
-    const out: number[] = [];
-    for (let i = from; i <= to; i++) out.push(i);
-    return out;
-  };
-  switch (l.kind) {
-    case 'all': return span(0, layerCount - 1);
-    case 'single': return [evalInt(l.layer, b)];
-    case 'range': return span(evalInt(l.from, b), evalInt(l.to, b));
-    case 'window': {
-      const c = evalInt(l.center, b);
-      const k = evalInt(l.size, b);
-      return span(Math.max(0, c - Math.floor(k / 2)), Math.min(layerCount - 1, c + Math.ceil(k / 2) - 1));
-    }
-    case 'within': {
-      const from = evalInt(l.from, b);
-      const to = evalInt(l.to, b);
-      return layersOf(l.set, b, layerCount).filter((x) => x >= from && x <= to);
-    }
   }
 }
 
@@ -166,10 +179,21 @@ class Checker {
   usesAttributes = false;
   readonly dir: string;
   readonly absFile: string;
+  readonly rowLimits: RowLimits;
+  /** The source's lines (experiments keep their own). */
+  readonly lines: readonly string[];
+  /** Unions and differences being checked, inside definitions resolved on the way too: the stack grows with them. */
+  openPositionOperators = 0;
+  /** How deep each position set built here nests, definitions inlined: the planner and the run recurse that deep. */
+  readonly setDepths = new WeakMap<PositionSet, number>();
+  /** What `window(c, k)` covers: the choice in force, set first thing in run(). */
+  windowRule!: ChoiceOption<'knockout_window'>;
 
   constructor(readonly doc: A.Document, readonly options: CheckOptions) {
     this.absFile = resolve(doc.file);
     this.dir = dirname(this.absFile);
+    this.rowLimits = options.rowLimits ?? defaultRowLimits;
+    this.lines = options.source.split(/\r?\n|\r/);
   }
 
   span(s: A.Span): SourceSpan {
@@ -203,7 +227,9 @@ class Checker {
   /** A literal's value, or undefined (reported) if it is not a safe integer. */
   literal(lit: A.IntLit): number | undefined {
     if (!Number.isSafeInteger(lit.value)) {
-      this.error(lit.span, `integer ${lit.text} is too large`, `integers must be at most ${Number.MAX_SAFE_INTEGER}`);
+      const digits = lit.text.replace('-', '').length;
+      const shown = digits > 24 ? `${lit.text.slice(0, 20)}… (${digits} digits)` : lit.text;
+      this.error(lit.span, `integer ${shown} is too large`, `integers must be at most ${Number.MAX_SAFE_INTEGER}`);
       return undefined;
     }
     return lit.value;
@@ -542,13 +568,27 @@ class Checker {
     return result;
   }
 
+  /** Reports a position set nested deeper than maxNesting, at `at`. */
+  tooDeep(at: A.Span): undefined {
+    this.error(at, `position set nested too deeply: more than ${maxNesting} levels`,
+      'each pair of parentheses, each + or - and each positions definition used inside another is a level; write it with fewer terms');
+    return undefined;
+  }
+
   posExpr(e: A.PosExpr, scope: Scope): PositionSet | undefined {
     switch (e.kind) {
       case 'binary': {
+        if (this.openPositionOperators >= maxNesting) return this.tooDeep(e.span);
+        this.openPositionOperators++;
         const left = this.posExpr(e.left, scope);
         const right = this.posExpr(e.right, scope);
+        this.openPositionOperators--;
         if (!left || !right) return undefined;
-        return { kind: e.op === '+' ? 'union' : 'difference', left, right };
+        const depth = 1 + Math.max(this.setDepths.get(left) ?? 0, this.setDepths.get(right) ?? 0);
+        if (depth > maxNesting) return this.tooDeep(e.span);
+        const set: PositionSet = { kind: e.op === '+' ? 'union' : 'difference', left, right };
+        this.setDepths.set(set, depth);
+        return set;
       }
       case 'indices': {
         const indices: number[] = [];
@@ -646,10 +686,22 @@ class Checker {
     return value === undefined ? undefined : { kind: 'int', value: value as number };
   }
 
-  /** `a + b - c`; constant parts are folded, so `first + 1` with a parameter is an int. */
+  /** `a + b - c`, at most maxNesting operators (the stages after the checker recurse once per operator). */
   intExpr(e: A.IntExpr, scope: Scope, what: string): IntExpr | undefined {
+    let operators = 0;
+    for (let x = e; x.kind === 'binary'; x = x.left) operators++;
+    if (operators > maxNesting) {
+      this.error(e.span, `integer expression nested too deeply: ${formatCount(operators)} operators, more than ${maxNesting}`,
+        'each + or - is a level; write the value with fewer terms');
+      return undefined;
+    }
+    return this.foldIntExpr(e, scope, what);
+  }
+
+  /** Constant parts are folded, so `first + 1` with a parameter is an int. */
+  foldIntExpr(e: A.IntExpr, scope: Scope, what: string): IntExpr | undefined {
     if (e.kind !== 'binary') return this.intValue(e, scope, what);
-    const left = this.intExpr(e.left, scope, what);
+    const left = this.foldIntExpr(e.left, scope, what);
     const right = this.intValue(e.right, scope, what);
     if (!left || !right) return undefined;
     if (left.kind === 'int' && right.kind === 'int') {
@@ -674,33 +726,40 @@ class Checker {
     yield* rec(0);
   }
 
+  /** The smallest and largest value `e` takes over the sweeps of `scope`, each with a binding giving it. */
+  extremes(e: IntExpr, scope: Scope): { low: Extreme; high: Extreme } {
+    const bounds = new Map<string, { low: number; high: number }>();
+    for (const [name, v] of scope.vars) if (v.kind !== 'positions') bounds.set(name, v);
+    return extremes(e, bounds);
+  }
+
   /**
    * Checks that `e` is a valid index for every binding of the sweep variables it uses; reports
-   * the first binding that is not, once, at the expression. False when it reported.
+   * a binding that is not (the lowest value if that is too low, else the highest), once, at
+   * the expression. False when it reported.
    */
   checkIndex(e: IntExpr | undefined, written: A.IntExpr, scope: Scope, kind: IndexKind): boolean {
     if (!e || !this.shape) return true;
     const L = this.shape.layers;
     const hi = kind === 'hidden' ? L : L - 1;
-    for (const b of this.bindings(intVars(e, new Set()), scope)) {
-      const v = evalInt(e, b);
-      if (v >= 0 && v <= hi) continue;
-      const when = b.size > 0 ? ` when ${describeBinding(b)}` : '';
-      const param = written.kind === 'ref' ? this.params.get(written.name) : undefined;
-      const fromParam = param ? `parameter '${param.name}' (line ${param.decl.span.line}) is ${v}; ` : '';
-      if (kind === 'layer') {
-        this.error(written.span, `layer ${v} is out of range${when}: the model has ${plural(L, 'layer')} (0..${L - 1})`,
-          `${fromParam}layers are numbered from 0 (the first block)`);
-      } else if (kind === 'hidden') {
-        this.error(written.span, `hidden ${v} is out of range${when}: hidden states are 0..${L} (0 = the embedding output)`,
-          `${fromParam}hidden l is the input of block l; hidden ${L} is the output of the last block`);
-      } else {
-        this.error(written.span, `hidden ${v} cannot be patched${when}: only block inputs, hidden 0..${L - 1}, can be patched`,
-          `${fromParam}patch hidden l replaces the input of block l; hidden ${L} is the output of the last block and feeds no block`);
-      }
-      return false;
+    const { low, high } = this.extremes(e, scope);
+    const bad = low.value < 0 ? low : high.value > hi ? high : undefined;
+    if (!bad) return true;
+    const v = bad.value;
+    const when = bad.binding.size > 0 ? ` when ${describeBinding(bad.binding)}` : '';
+    const param = written.kind === 'ref' ? this.params.get(written.name) : undefined;
+    const fromParam = param ? `parameter '${param.name}' (line ${param.decl.span.line}) is ${v}; ` : '';
+    if (kind === 'layer') {
+      this.error(written.span, `layer ${v} is out of range${when}: the model has ${plural(L, 'layer')} (0..${L - 1})`,
+        `${fromParam}layers are numbered from 0 (the first block)`);
+    } else if (kind === 'hidden') {
+      this.error(written.span, `hidden ${v} is out of range${when}: hidden states are 0..${L} (0 = the embedding output)`,
+        `${fromParam}hidden l is the input of block l; hidden ${L} is the output of the last block`);
+    } else {
+      this.error(written.span, `hidden ${v} cannot be patched${when}: only block inputs, hidden 0..${L - 1}, can be patched`,
+        `${fromParam}patch hidden l replaces the input of block l; hidden ${L} is the output of the last block and feeds no block`);
     }
-    return true;
+    return false;
   }
 
   /**
@@ -751,27 +810,16 @@ class Checker {
   }
 
   checkWindowSize(size: IntExpr, written: A.IntExpr, scope: Scope): boolean {
-    const hint = 'window(center, size) covers size layers centred on center';
-    if (size.kind === 'int') {
-      if (size.value >= 1) return true;
-      this.error(written.span, `window size must be at least 1, got ${size.value}`, hint);
-      return false;
-    }
+    const { low } = this.extremes(size, scope);
+    if (low.value >= 1) return true;
     if (size.kind === 'var') {
-      const sv = scope.vars.get(size.name);
-      const min = sv && sv.kind !== 'positions' ? Math.min(...sv.values) : 1;
-      if (min >= 1) return true;
-      this.error(written.span, `window size must be at least 1, but sweep variable '${size.name}' takes the value ${min}`,
-        `start the sweep at line ${sv!.stmt.span.line} at 1 or more`);
-      return false;
+      this.error(written.span, `window size must be at least 1, but sweep variable '${size.name}' takes the value ${low.value}`,
+        `start the sweep at line ${scope.vars.get(size.name)!.stmt.span.line} at 1 or more`);
+    } else {
+      const when = low.binding.size > 0 ? ` when ${describeBinding(low.binding)}` : '';
+      this.error(written.span, `window size must be at least 1, got ${low.value}${when}`, 'window(center, size) covers size layers centred on center');
     }
-    for (const b of this.bindings(intVars(size, new Set()), scope)) {
-      const v = evalInt(size, b);
-      if (v >= 1) continue;
-      this.error(written.span, `window size must be at least 1, got ${v} when ${describeBinding(b)}`, hint);
-      return false;
-    }
-    return true;
+    return false;
   }
 
   /** A layer set of a statement: checked, then a warning if it is empty for some binding. */
@@ -781,7 +829,7 @@ class Checker {
     const vars = layerSetVars(set);
     if (set.kind === 'range' && vars.size === 0) return set; // a constant empty range is an error already
     for (const b of this.bindings(vars, scope)) {
-      if (layersOf(set, b, this.shape.layers).length > 0) continue;
+      if (layersOf(set, valueIn(b), this.shape.layers, this.windowRule).length > 0) continue;
       const when = b.size > 0 ? ` when ${describeBinding(b)}` : '';
       this.warn(l.span, `${set.kind === 'within' ? 'layer set' : 'layer range'} ${this.text(l.span)} is empty${when}`,
         'in such rows the statement acts on no layer; narrow the sweep if that is not intended');
@@ -790,12 +838,12 @@ class Checker {
     return set;
   }
 
-  /** The concrete values of a layer sweep (0..L-1) or a hidden sweep (0..L). */
-  sweepValues(items: readonly A.LayerExpr[], kind: 'layers' | 'hidden', scope: Scope): number[] | undefined {
+  /** The values of a layer sweep (0..L-1) or a hidden sweep (0..L), as ranges: counted before they are listed. */
+  sweepRanges(items: readonly A.LayerExpr[], kind: 'layers' | 'hidden', scope: Scope): IntRange[] | undefined {
     const noun = kind === 'layers' ? 'layer' : 'hidden';
     const index: IndexKind = kind === 'layers' ? 'layer' : 'hidden';
     const what = kind === 'layers' ? 'a layer' : 'a hidden-state index';
-    const out: number[] = [];
+    const out: IntRange[] = [];
     let ok = true;
     for (const item of items) {
       if (item.kind === 'window') {
@@ -812,28 +860,25 @@ class Checker {
       }
       if (item.kind === 'all') {
         if (!this.shape) { ok = false; continue; }
-        const top = kind === 'layers' ? this.shape.layers - 1 : this.shape.layers;
-        for (let i = 0; i <= top; i++) out.push(i);
+        out.push({ from: 0, to: kind === 'layers' ? this.shape.layers - 1 : this.shape.layers });
         continue;
       }
       if (item.kind === 'single') {
         const e = this.intExpr(item.layer, scope, what);
-        this.checkIndex(e, item.layer, scope, index);
-        if (e?.kind === 'int') out.push(e.value);
+        if (e?.kind === 'int' && this.checkIndex(e, item.layer, scope, index)) out.push({ from: e.value, to: e.value });
         else ok = false;
         continue;
       }
       const from = this.intExpr(item.from, scope, what);
       const to = this.intExpr(item.to, scope, what);
-      this.checkIndex(from, item.from, scope, index);
-      this.checkIndex(to, item.to, scope, index);
-      if (from?.kind !== 'int' || to?.kind !== 'int') { ok = false; continue; }
+      const inRange = [this.checkIndex(from, item.from, scope, index), this.checkIndex(to, item.to, scope, index)].every(Boolean);
+      if (from?.kind !== 'int' || to?.kind !== 'int' || !inRange) { ok = false; continue; }
       if (from.value > to.value) {
         this.error(item.span, `empty ${noun} range ${from.value}..${to.value}`, 'a range a..b includes a and b; write the smaller value first');
         ok = false;
         continue;
       }
-      for (let i = from.value; i <= to.value; i++) out.push(i);
+      out.push({ from: from.value, to: to.value });
     }
     return ok ? out : undefined;
   }
@@ -1144,7 +1189,7 @@ class Checker {
       if (!layers) return undefined;
       const sweep = layerSweeps[0];
       if (ok && sweep && this.shape && layerSweeps.length === 1) {
-        const counted = layersOf(layers, new Map(), this.shape.layers);
+        const counted = layersOf(layers, valueIn(new Map()), this.shape.layers, this.windowRule);
         if (!counted.some((l) => sweep.values.includes(l))) {
           this.warn(s.layers.span, `the summary counts no layer: none of ${this.text(s.layers.span)} is in the sweep over '${sweep.variable}'`,
             `the sweep over '${sweep.variable}' is at line ${sweep.span.line}`);
@@ -1157,8 +1202,13 @@ class Checker {
 
   // ---- experiments -------------------------------------------------------------------------
 
+  /**
+   * The experiments, within the row limit: every experiment's sweeps are checked and counted
+   * first, and only experiments whose rows fit are listed and checked further. One over the
+   * limit by itself is reported and left out; the one that takes the sum over it is reported,
+   * and it and the experiments after it are left out.
+   */
   experiments(): Experiment[] {
-    const out: Experiment[] = [];
     const seen = new Map<string, A.ExperimentStmt>();
     for (const x of this.statements('experiment')) {
       const first = seen.get(x.name.name);
@@ -1167,20 +1217,41 @@ class Checker {
       } else {
         seen.set(x.name.name, x);
       }
-      const e = this.experiment(x);
+    }
+    const swept = this.statements('experiment').map((x) => this.countSweeps(x));
+    const limit = this.rowLimits.perFact;
+    const flag = maxRowsFlag(this.rowLimits, { perFact: swept.reduce((n, s) => n + (s.rows ?? 0), 0) });
+    const out: Experiment[] = [];
+    let rowsSoFar = 0;
+    for (const [i, s] of swept.entries()) {
+      const rows = s.rows ?? 0;
+      if (rows > limit) {
+        const sizes = s.sweeps.map((w) => `${formatCount(w.count)} (${w.stmt.variable.name})`).join(' × ');
+        this.error(s.stmt.name.span, `experiment '${s.stmt.name.name}' gives ${formatCount(rows)} rows per fact, more than the limit of ${formatCount(limit)}`,
+          `its sweeps give ${sizes}; narrow one, or if you mean it, raise the limit: ${flag}`);
+        continue;
+      }
+      if (rowsSoFar + rows > limit) {
+        const each = swept.slice(0, i + 1).filter((w) => (w.rows ?? 0) <= limit).map((w) => `${w.stmt.name.name} ${formatCount(w.rows ?? 0)}`).join(', ');
+        this.error(s.stmt.name.span, `the experiments up to '${s.stmt.name.name}' give ${formatCount(rowsSoFar + rows)} rows per fact, more than the limit of ${formatCount(limit)}`,
+          `rows per fact: ${each}; narrow a sweep, or if you mean it, raise the limit: ${flag} (the experiments from here on are checked once they fit)`);
+        break;
+      }
+      rowsSoFar += rows;
+      const e = this.experiment(s);
       if (e) out.push(e);
     }
     return out;
   }
 
-  experiment(x: A.ExperimentStmt): Experiment | undefined {
+  /** An experiment's sweeps, checked and counted; their values are listed only once the rows fit the limit. */
+  countSweeps(x: A.ExperimentStmt): SweptExperiment {
     let ok = true;
     const vars = new Map<string, SweepVar>();
-    const fors = x.items.filter((i): i is A.ForStmt => i.kind === 'for');
-    const sweeps: Sweep[] = [];
     const used = new Set<string>();
     const sweepScope: Scope = { vars, used, inSweepValues: true };
-    for (const f of fors) {
+    const sweeps: CountedSweep[] = [];
+    for (const f of x.items.filter((i): i is A.ForStmt => i.kind === 'for')) {
       const name = f.variable.name;
       const clash = this.nameClash(name, vars);
       if (clash) {
@@ -1189,36 +1260,79 @@ class Checker {
         continue;
       }
       const domain = f.domain;
-      if (domain.kind === 'layers' || domain.kind === 'hidden') {
-        const kind = domain.kind;
-        const values = this.sweepValues(domain.items, kind, sweepScope);
-        vars.set(name, { kind, stmt: f, values: values ?? [1] });
-        if (!values) { ok = false; continue; }
-        const repeated = values.filter((v, i) => values.indexOf(v) !== i);
-        if (repeated.length > 0) {
-          this.warn(f.span, `${kind === 'layers' ? 'layer' : 'hidden'} ${repeated[0]} appears more than once in the sweep over '${name}'`,
-            'each repetition adds identical rows; list each value once');
-        }
-        sweeps.push({ kind, variable: name, values, span: this.span(f.span) });
-      } else {
+      if (domain.kind === 'positions') {
         vars.set(name, { kind: 'positions', stmt: f });
-        const values: { label: string; set: PositionSet }[] = [];
-        for (const item of domain.items) {
-          if (item.kind === 'each') {
-            const each = this.eachValues(item);
-            if (each) values.push(...each);
-            else ok = false;
-            continue;
-          }
-          const set = this.posExpr(item.expr, sweepScope);
-          if (set) values.push({ label: item.text, set });
-          else ok = false;
-        }
-        sweeps.push({ kind: 'positions', variable: name, values, span: this.span(f.span) });
+        const parts = this.positionSweepParts(domain.items, sweepScope);
+        if (parts) sweeps.push({ kind: 'positions', stmt: f, parts, count: parts.reduce((n, p) => n + ('each' in p ? rangeSize(p.each) : 1), 0) });
+        else ok = false;
+        continue;
       }
+      // a sweep with errors still binds its variable, so that its uses are checked
+      vars.set(name, intSweepVar(domain.kind, f, [1]));
+      const ranges = this.sweepRanges(domain.items, domain.kind, sweepScope);
+      if (ranges) sweeps.push({ kind: domain.kind, stmt: f, ranges, count: ranges.reduce((n, r) => n + rangeSize(r), 0) });
+      else ok = false;
     }
+    return { stmt: x, vars, used, sweeps, rows: ok ? sweeps.reduce((n, w) => n * w.count, 1) : undefined };
+  }
+
+  /** A position sweep's values as written, `each a..b` not expanded. */
+  positionSweepParts(items: readonly A.PositionSweepItem[], scope: Scope): PositionSweepPart[] | undefined {
+    const parts: PositionSweepPart[] = [];
+    let ok = true;
+    for (const item of items) {
+      if (item.kind === 'set') {
+        const set = this.posExpr(item.expr, scope);
+        if (set) parts.push({ label: item.text, set });
+        else ok = false;
+        continue;
+      }
+      const from = this.literal(item.from);
+      const to = this.literal(item.to);
+      if (from === undefined || to === undefined) { ok = false; continue; }
+      if (from > to) {
+        this.error(item.from.span, `empty position range ${from}..${to}`,
+          'each a..b gives one row per index from a up to b; write the smaller index first, e.g. each -10..-1');
+        ok = false;
+        continue;
+      }
+      parts.push({ each: { from, to } });
+    }
+    return ok ? parts : undefined;
+  }
+
+  /** A counted sweep's values, listed; its variable now takes them. */
+  listSweep(w: CountedSweep, vars: Map<string, SweepVar>): Sweep {
+    const variable = w.stmt.variable.name;
+    const span = this.span(w.stmt.span);
+    if (w.kind === 'positions') {
+      const values = w.parts.flatMap((p) => 'each' in p
+        ? inclusiveRange(p.each.from, p.each.to).map((i) => ({ label: `[${i}]`, set: { kind: 'indices', indices: [i] } as PositionSet }))
+        : [p]);
+      return { kind: 'positions', variable, values, span };
+    }
+    const values = w.ranges.flatMap((r) => inclusiveRange(r.from, r.to));
+    vars.set(variable, intSweepVar(w.kind, w.stmt, values));
+    const repeated = firstRepeated(values);
+    if (repeated !== undefined) {
+      this.warn(w.stmt.span, `${w.kind === 'layers' ? 'layer' : 'hidden'} ${repeated} appears more than once in the sweep over '${variable}'`,
+        'each repetition adds identical rows; list each value once');
+    }
+    return { kind: w.kind, variable, values, span };
+  }
+
+  experiment(swept: SweptExperiment): Experiment | undefined {
+    const { stmt: x, vars, used } = swept;
+    let ok = swept.rows !== undefined;
+    const sweeps = swept.sweeps.map((w) => this.listSweep(w, vars));
     const scope: Scope = { vars, used, inSweepValues: false };
     const interventions: Intervention[] = [];
+    const patches = x.items.filter((i): i is A.PatchStmt => i.kind === 'patch');
+    for (const extra of patches.slice(1)) {
+      this.error(extra.span, 'an experiment has one patch statement at most: each row patches one hidden state',
+        `the first is at line ${patches[0]!.span.line}; put this patch in an experiment of its own`);
+      ok = false;
+    }
     for (const item of x.items) {
       if (item.kind !== 'block' && item.kind !== 'cancel' && item.kind !== 'patch') continue;
       const i = this.intervention(item, scope);
@@ -1233,7 +1347,7 @@ class Checker {
       if (summary) summaries.push(summary);
       else ok = false;
     }
-    for (const f of fors) {
+    for (const f of x.items.filter((i): i is A.ForStmt => i.kind === 'for')) {
       const name = f.variable.name;
       if (vars.get(name)?.stmt === f && !used.has(name)) {
         this.warn(f.variable.span, `sweep variable '${name}' is never used`,
@@ -1241,7 +1355,6 @@ class Checker {
       }
     }
     if (!ok) return undefined;
-    const lines = this.options.source.split(/\r?\n|\r/).slice(x.span.line - 1, x.span.endLine);
     return {
       name: x.name.name,
       sweeps,
@@ -1250,28 +1363,8 @@ class Checker {
       probes: measured!.probes,
       summaries,
       span: this.span(x.span),
-      source: lines.join('\n'),
+      source: this.lines.slice(x.span.line - 1, x.span.endLine).join('\n'),
     };
-  }
-
-  /** `each a..b`: the singleton sets [a], ..., [b], labelled '[i]'. */
-  eachValues(item: Extract<A.PositionSweepItem, { kind: 'each' }>): { label: string; set: PositionSet }[] | undefined {
-    const from = this.literal(item.from);
-    const to = this.literal(item.to);
-    if (from === undefined || to === undefined) return undefined;
-    if (from > to) {
-      this.error(item.from.span, `empty position range ${from}..${to}`,
-        'each a..b gives one row per index from a up to b; write the smaller index first, e.g. each -10..-1');
-      return undefined;
-    }
-    if (to - from + 1 > maxEachIndices) {
-      this.error(item.from.span, `each ${from}..${to} gives ${to - from + 1} rows, more than ${maxEachIndices}`,
-        'each a..b gives one row per index; narrow the range to the positions of interest');
-      return undefined;
-    }
-    const out: { label: string; set: PositionSet }[] = [];
-    for (let i = from; i <= to; i++) out.push({ label: `[${i}]`, set: { kind: 'indices', indices: [i] } });
-    return out;
   }
 
   // ---- site overrides ----------------------------------------------------------------------
@@ -1312,7 +1405,10 @@ class Checker {
     }
     if (set?.kind === 'single' && set.layer.kind === 'int') return [set.layer.value];
     if (set?.kind === 'range' && set.from.kind === 'int' && set.to.kind === 'int') {
-      return Array.from({ length: set.to.value - set.from.value + 1 }, (_, i) => set.from.kind === 'int' ? set.from.value + i : 0);
+      const beyond = [set.from.value, set.to.value].find((v) => v < 0 || v > maxOverrideLayer);
+      if (beyond === undefined) return inclusiveRange(set.from.value, set.to.value);
+      this.error(l.span, `layer ${beyond} is out of range: a site override names layers 0..${maxOverrideLayer}`,
+        'layers are numbered from 0 (the first block); no model has that many');
     }
     return undefined;
   }
@@ -1340,7 +1436,7 @@ class Checker {
       const set = this.layerSet(item, emptyScope);
       if (!set) { ok = false; continue; }
       if (!this.shape) continue;
-      const listed = layersOf(set, new Map(), this.shape.layers);
+      const listed = layersOf(set, valueIn(new Map()), this.shape.layers, this.windowRule);
       if (listed.length === 0) {
         this.error(item.span, `layer set ${this.text(item.span)} holds no layer`, 'head_mappings needs at least one layer; widen the set');
         ok = false;
@@ -1381,6 +1477,8 @@ class Checker {
   }
 
   run(): CheckResult {
+    const choices = this.choices();
+    this.windowRule = choices.knockout_window;
     this.resolveParams();
     this.collectPositionDefs();
     const sites = this.siteOverrides();
@@ -1394,7 +1492,6 @@ class Checker {
     const attributes = this.attributes();
     const filter = this.enumValue(this.single('filter'), factFilters, 'known');
     const bos = this.enumValue(this.single('bos'), bosPolicies, 'none');
-    const choices = this.choices();
     const headMappings = this.headMappings();
     // Definitions no experiment uses are still checked.
     for (const [name, def] of this.positionDefs) this.positionDef(name, { kind: 'ref', name, span: def.name.span });

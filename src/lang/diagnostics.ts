@@ -48,12 +48,17 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
+/** Names longer than this get no suggestion: the distance costs the product of the two lengths. */
+const longestSuggested = 100;
+
 /** The closest candidate within a distance that scales with the word's length, if any. */
 export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  if (word.length > longestSuggested) return undefined;
   const limit = Math.max(1, Math.floor(word.length / 3));
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
+    if (Math.abs(c.length - word.length) > limit) continue; // the distance is at least the difference
     const d = editDistance(word.toLowerCase(), c.toLowerCase());
     if (d < bestDistance && d <= limit) {
       best = c;

@@ -11,6 +11,7 @@ import {
   Corrupted, Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
   Site, StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without,
 } from './lexer.js';
+import { maxNesting } from './limits.js';
 
 function describeToken(tok: IToken): string {
   if (tok.tokenType === EOF) return 'the end of the file';
@@ -58,6 +59,16 @@ const messages: IParserErrorMessageProvider = {
   },
 };
 
+/**
+ * Syntax errors reported at most. Each error the parser recovers from inside a repetition
+ * re-syncs one level deeper, so a long file of broken lines would cost quadratic time (and
+ * stack); after this many the parser stops.
+ */
+export const maxSyntaxErrors = 100;
+
+/** Thrown from a rule to end a parse that has reported maxSyntaxErrors. */
+class TooManySyntaxErrors extends Error {}
+
 /** Keywords that begin a statement (at the top level or inside an experiment). */
 const statementStarts: readonly TokenType[] = [
   Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment,
@@ -92,7 +103,13 @@ export class DissectParser extends CstParser {
     this.MANY(() => this.SUBRULE(this.statement));
   });
 
+  /** Ends the parse once it has recorded maxSyntaxErrors (the parser rethrows what is not a syntax error). */
+  private stopAfterTooManyErrors(): void {
+    if (this.errors.length >= maxSyntaxErrors) throw new TooManySyntaxErrors();
+  }
+
   public statement = this.RULE('statement', () => {
+    this.stopAfterTooManyErrors();
     this.OR([
       { ALT: () => this.SUBRULE(this.paramStatement) },
       { ALT: () => this.SUBRULE(this.modelStatement) },
@@ -220,6 +237,7 @@ export class DissectParser extends CstParser {
   });
 
   public experimentItem = this.RULE('experimentItem', () => {
+    this.stopAfterTooManyErrors();
     this.OR([
       { ALT: () => this.SUBRULE(this.forStatement) },
       { ALT: () => this.SUBRULE(this.blockStatement) },
@@ -572,8 +590,22 @@ function hintFor(e: IRecognitionException): string {
 }
 
 export interface ParseResult {
-  readonly cst: CstNode;
+  /** The whole file's CST when it has no errors (with errors, it is only good for diagnostics, or absent). */
+  readonly cst: CstNode | undefined;
   readonly errors: SyntaxError[];
+}
+
+/**
+ * The first '(' opened more than maxNesting deep, if any. The parser recurses once per level,
+ * so a file with one is refused before it is parsed (index lists and braces do not nest).
+ */
+export function tooDeepParenthesis(tokens: readonly IToken[]): IToken | undefined {
+  let depth = 0;
+  for (const t of tokens) {
+    if (t.tokenType === LParen && ++depth > maxNesting) return t;
+    if (t.tokenType === RParen) depth = Math.max(0, depth - 1);
+  }
+  return undefined;
 }
 
 const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment];
@@ -587,13 +619,23 @@ export function parseTokens(tokens: IToken[], lastLine: number, lastColumn: numb
   const errors: SyntaxError[] = [];
   let cst: CstNode | undefined;
   let start = 0;
-  while (start < tokens.length || cst === undefined) {
-    const slice = tokens.slice(start);
-    parser.input = slice;
-    const part = parser.document();
-    cst ??= part;
+  for (let first = true; first || start < tokens.length; first = false) {
+    parser.input = tokens.slice(start);
+    let part: CstNode | undefined;
+    try {
+      part = parser.document();
+    } catch (e) {
+      if (!(e instanceof TooManySyntaxErrors)) throw e;
+    }
+    if (first) cst = part;
     for (const e of parser.errors) errors.push(toSyntaxError(e, tokens, lastLine, lastColumn));
     if (parser.errors.length === 0) break;
+    if (!part || errors.length >= maxSyntaxErrors) {
+      errors.splice(maxSyntaxErrors);
+      const last = errors[errors.length - 1]!;
+      errors.push({ ...last, message: `too many syntax errors: the first ${errors.length} are reported`, hint: 'fix these, then check again for the rest' });
+      break;
+    }
     const end = part.location?.endOffset;
     const consumedTo = end === undefined || Number.isNaN(end) ? -1 : end;
     const next = tokens.findIndex((t, i) =>

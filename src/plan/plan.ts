@@ -3,10 +3,11 @@
 // probes. Position sets stay symbolic (they need a tokenized prompt); layers become
 // concrete indices. The plan also decides what the compiled variant must offer.
 
-import type { ChoiceOption, Choices } from '../lang/choices.js';
+import type { Choices } from '../lang/choices.js';
 import type {
   Experiment, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SiteOverrideSpec, SourceSpan,
 } from '../lang/program.js';
+import { evalInt as evalIntWith, layersOf } from '../lang/evaluate.js';
 import type { MeasureDescriptor } from '../measure/descriptor.js';
 import type { LayerSiteName, SiteOverride } from '../onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
@@ -124,49 +125,24 @@ export function mayRunLastPosition(row: PlanRow): boolean {
     && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site) && lastOnly(p.at));
 }
 
-/** Layers of `window(center, size)` under the `knockout_window` choice. */
-export function windowLayers(rule: ChoiceOption<'knockout_window'>, center: number, size: number, layers: number): number[] {
-  switch (rule) {
-    // the paper's: max(0, c-⌊k/2⌋) .. min(L-1, c+⌈k/2⌉-1)
-    case 'centred_clipped':
-      return range(Math.max(0, center - Math.floor(size / 2)), Math.min(layers - 1, center + Math.ceil(size / 2) - 1));
-  }
-}
-
-function range(from: number, to: number): number[] {
-  const out: number[] = [];
-  for (let i = from; i <= to; i++) out.push(i);
-  return out;
-}
-
 type Bound = { readonly int: number } | { readonly set: PositionSet };
 type Binding = ReadonlyMap<string, Bound>;
 
+/** The value of an integer sweep variable in this row. */
+function intOf(env: Binding): (variable: string) => number {
+  return (variable) => {
+    const bound = env.get(variable);
+    if (!bound || !('int' in bound)) throw new Error(`internal: integer variable ${variable} is unbound`);
+    return bound.int;
+  };
+}
+
 function evalInt(e: IntExpr, env: Binding): number {
-  switch (e.kind) {
-    case 'int': return e.value;
-    case 'add': return evalInt(e.left, env) + evalInt(e.right, env);
-    case 'sub': return evalInt(e.left, env) - evalInt(e.right, env);
-    case 'var': {
-      const bound = env.get(e.name);
-      if (!bound || !('int' in bound)) throw new Error(`internal: integer variable ${e.name} is unbound`);
-      return bound.int;
-    }
-  }
+  return evalIntWith(e, intOf(env));
 }
 
 function evalLayers(set: LayerSet, env: Binding, ctx: PlanContext): number[] {
-  switch (set.kind) {
-    case 'all': return range(0, ctx.shape.layers - 1);
-    case 'single': return [evalInt(set.layer, env)];
-    case 'range': return range(evalInt(set.from, env), evalInt(set.to, env));
-    case 'window': return windowLayers(ctx.choices.knockout_window, evalInt(set.center, env), evalInt(set.size, env), ctx.shape.layers);
-    case 'within': {
-      const from = evalInt(set.from, env);
-      const to = evalInt(set.to, env);
-      return evalLayers(set.set, env, ctx).filter((l) => l >= from && l <= to);
-    }
-  }
+  return layersOf(set, intOf(env), ctx.shape.layers, ctx.choices.knockout_window);
 }
 
 function substitute(set: PositionSet, env: Binding): PositionSet {

@@ -211,9 +211,11 @@ test('each a..b with a > b is an error at a', (t) => {
   t.is(r.diagnostics[0]!.hint, 'each a..b gives one row per index from a up to b; write the smaller index first, e.g. each -10..-1');
 });
 
-test('each with a huge literal or too many indices', (t) => {
+test('each with a huge literal, or more indices than the rows a fact may have', (t) => {
   t.deepEqual(sweepOf('each 0..99999999999999999999').diagnostics, ['5:30 integer 99999999999999999999 is too large']);
-  t.deepEqual(sweepOf('each 0..100000').diagnostics, ['5:27 each 0..100000 gives 100001 rows, more than 100000']);
+  t.deepEqual(sweepOf(`each 0..${'9'.repeat(400)}`).diagnostics, ['5:30 integer 99999999999999999999… (400 digits) is too large']);
+  t.deepEqual(sweepOf('each 0..100000').diagnostics, ["4:12 experiment 'e' gives 100,001 rows per fact, more than the limit of 100,000"]);
+  t.deepEqual(sweepOf('each 0..99999').diagnostics, []);
 });
 
 test('each is still a name: a position set called each', (t) => {

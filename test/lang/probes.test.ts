@@ -53,6 +53,12 @@ experiment control_b {
   for l in layers 0..10
   for src in hidden 0, 1, 5..6
   patch hidden l at positions subject with hidden src
+  measure extraction of attention l
+}
+
+experiment control_b_mean {
+  for l in layers 0..10
+  for src in hidden 0, 1, 5..6
   patch hidden l + 1 at positions last with mean hidden 12 - src
   measure extraction of attention l
 }
@@ -172,19 +178,33 @@ const experiments: Experiment[] = [
     ],
     interventions: [
       { kind: 'patch', layer: v('l'), positions: named('subject'), source: { kind: 'hidden', index: v('src') }, span: span(38, 3) },
+    ],
+    measures: [],
+    probes: [{ kind: 'extraction', site: { kind: 'attention', layer: v('l') }, at: named('last'), label: 'extraction of attention l', span: span(39, 11) }],
+    summaries: [],
+    span: span(35, 1),
+    source: lines(35, 40),
+  },
+  {
+    name: 'control_b_mean',
+    sweeps: [
+      { kind: 'layers', variable: 'l', values: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], span: span(43, 3) },
+      { kind: 'hidden', variable: 'src', values: [0, 1, 5, 6], span: span(44, 3) },
+    ],
+    interventions: [
       {
         kind: 'patch',
         layer: lPlus1,
         positions: named('last'),
         source: { kind: 'mean_hidden', index: { kind: 'sub', left: int(12), right: v('src') } },
-        span: span(39, 3),
+        span: span(45, 3),
       },
     ],
     measures: [],
-    probes: [{ kind: 'extraction', site: { kind: 'attention', layer: v('l') }, at: named('last'), label: 'extraction of attention l', span: span(40, 11) }],
+    probes: [{ kind: 'extraction', site: { kind: 'attention', layer: v('l') }, at: named('last'), label: 'extraction of attention l', span: span(46, 11) }],
     summaries: [],
-    span: span(35, 1),
-    source: lines(35, 41),
+    span: span(42, 1),
+    source: lines(42, 47),
   },
 ];
 
@@ -308,7 +328,7 @@ test('out-of-range integer expressions name the binding, once per expression', (
     '7:35 layer 12 is out of range when l = 11: the model has 12 layers (0..11)',
     '7:61 layer -1 is out of range when l = 0: the model has 12 layers (0..11)',
     '8:33 hidden 13 is out of range when h = 12: hidden states are 0..12 (0 = the embedding output)',
-    '8:62 hidden 13 is out of range when l = 1, h = 12: hidden states are 0..12 (0 = the embedding output)',
+    '8:62 hidden 23 is out of range when l = 11, h = 12: hidden states are 0..12 (0 = the embedding output)',
     '9:32 layer 12 is out of range when h = 12: the model has 12 layers (0..11)',
   ]);
 });
@@ -364,18 +384,36 @@ test('window sizes computed from a sweep variable', (t) => {
 test('patch: block inputs only as the target, any hidden state as the source', (t) => {
   t.deepEqual(body([
     'experiment e {',
-    '  for l in layers all',
     '  patch hidden 12 at positions subject with hidden 13',
+    '  measure rank',
+    '}',
+    'experiment f {',
+    '  for l in layers all',
     '  patch hidden l + 1 at positions subject with mean hidden l + 1',
+    '  measure rank',
+    '}',
+    'experiment g {',
+    '  for l in layers all',
     '  patch hidden l at positions l with hidden 0',
     '  measure rank',
     '}',
   ].join('\n')), [
-    '6:16 hidden 12 cannot be patched: only block inputs, hidden 0..11, can be patched',
-    '6:52 hidden 13 is out of range: hidden states are 0..12 (0 = the embedding output)',
-    '7:16 hidden 12 cannot be patched when l = 11: only block inputs, hidden 0..11, can be patched',
-    "8:31 sweep variable 'l' ranges over layers, but a position set is expected here",
+    '5:16 hidden 12 cannot be patched: only block inputs, hidden 0..11, can be patched',
+    '5:52 hidden 13 is out of range: hidden states are 0..12 (0 = the embedding output)',
+    '10:16 hidden 12 cannot be patched when l = 11: only block inputs, hidden 0..11, can be patched',
+    "15:31 sweep variable 'l' ranges over layers, but a position set is expected here",
   ]);
+});
+
+test('an experiment patches once per row: a second patch statement is an error at it, with the first one\'s line', (t) => {
+  const r = run(`${header}\nexperiment e {\n  for l in layers all\n  patch hidden l at positions subject with hidden 0\n`
+    + '  measure rank\n  patch hidden 1 at positions last with mean hidden 2\n  patch hidden 2 at positions last with hidden 3\n}\n');
+  t.deepEqual(brief(r.diagnostics), [
+    '8:3 an experiment has one patch statement at most: each row patches one hidden state',
+    '9:3 an experiment has one patch statement at most: each row patches one hidden state',
+  ]);
+  t.is(r.diagnostics[0]!.hint, 'the first is at line 6; put this patch in an experiment of its own');
+  t.is(r.program, undefined);
 });
 
 test('cancel: an unknown sublayer', (t) => {

@@ -4,7 +4,8 @@
 import test from 'ava';
 import { frontEnd } from '../../src/lang/index.js';
 import type { ModelShape, Program } from '../../src/lang/program.js';
-import { planProgram, windowLayers } from '../../src/plan/plan.js';
+import { windowLayers } from '../../src/lang/evaluate.js';
+import { planProgram } from '../../src/plan/plan.js';
 
 const gpt2xl: ModelShape = { layers: 48, heads: 25, vocab: 50257 };
 
