@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
-import { detectSites, readModel } from '../../src/onnx/index.js';
+import { UserError } from '../../src/errors.js';
+import { detectSites, inspectModel, readModel } from '../../src/onnx/index.js';
 import { bool, int64, maxAbs, maxAbsDiff, numbers, REPO, session } from './helpers.js';
 
 const ZOO = join(REPO, 'generated', 'real');
@@ -93,9 +94,10 @@ for (const e of manifest) {
   const unsupported = UNSUPPORTED.find(([file]) => file.test(e.file));
   const path = join(ZOO, e.file);
   if (unsupported) {
-    test(`${e.file}: refused, naming the node where matching stops`, (t) => {
-      const error = t.throws(() => detectSites(readModel(path), e.file));
+    test(`${e.file}: refused, naming the node where matching stops and the site statement that names a tensor`, (t) => {
+      const error = t.throws(() => detectSites(readModel(path), e.file), { instanceOf: UserError });
       t.regex(error!.message, unsupported[1]);
+      t.regex((error as UserError).hint!, /name it in the \.dissect file: site [a-z_]+ at layers all = /);
     });
     continue;
   }
@@ -105,6 +107,8 @@ for (const e of manifest) {
     t.is(sites.family as string, FAMILY[e.family]);
     t.is(sites.layers, x.model.n_layers);
     t.is(sites.heads, x.model.n_heads);
+    const report = inspectModel(path);
+    t.deepEqual(report.layers.map((L) => L.confidence), report.layers.map(() => 'high'), 'inspect: every layer matched by pattern');
     const built = buildVariant(path, { knockout: 'replace_half_min', logits: true });
     const variant = await session(built.bytes, built.manifest.weights.sessionConfig);
     const fp16 = e.dtype === 'fp16';

@@ -34,9 +34,17 @@ export function runDetection(model: ModelProto, source = 'model', overrides: rea
   return { ...d, notes, ...fused };
 }
 
+/** How a `site` statement names the tensor of a layer site that was not found (snake_case, `{layer}` for the number). */
+function siteStatementHint(d: Detection): string {
+  const broken = d.layers.find((L) => L.missing.length);
+  const site = broken?.missing[0]?.site;
+  const statement = site ? `site ${site.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} at layers all = "<its tensor, with {layer} for the layer number>"` : undefined;
+  return `Run \`dissect inspect MODEL\` to see what was found in each layer${statement ? `; if the graph has the tensor under another shape, name it in the .dissect file: ${statement} (spec.md#site)` : ''}.`;
+}
+
 export class SiteError extends UserError {
   constructor(message: string, readonly detection: Detection) {
-    super(message, 'Run `dissect inspect MODEL` to see what was found in each layer.');
+    super(message, siteStatementHint(detection));
     this.name = 'SiteError';
   }
 }
