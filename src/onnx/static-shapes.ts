@@ -29,20 +29,21 @@ export class StaticShapes {
 
   /** The elements of a small integer tensor (flattened): numbers where fixed, undefined where dynamic; undefined if its length is unknown. */
   values(t: string, depth = 0): Partial | undefined {
-    if (this.valueMemo.has(t)) return this.valueMemo.get(t);
-    if (depth > DEPTH) return undefined;
-    const v = this.computeValues(t, depth + 1);
-    this.valueMemo.set(t, v);
-    return v;
+    return this.memoised(this.valueMemo, t, depth, (d) => this.computeValues(t, d));
   }
 
   /** The dimensions of `t`: numbers where fixed by the graph; undefined if even its rank is unknown. */
   dims(t: string, depth = 0): Partial | undefined {
-    if (this.dimMemo.has(t)) return this.dimMemo.get(t);
+    return this.memoised(this.dimMemo, t, depth, (d) => this.computeDims(t, d));
+  }
+
+  /** A depth cut-off is not remembered: the same tensor reached from nearer may still be known. */
+  private memoised(memo: Map<string, Partial | undefined>, t: string, depth: number, compute: (depth: number) => Partial | undefined): Partial | undefined {
+    if (memo.has(t)) return memo.get(t);
     if (depth > DEPTH) return undefined;
-    const d = this.computeDims(t, depth + 1);
-    this.dimMemo.set(t, d);
-    return d;
+    const v = compute(depth + 1);
+    memo.set(t, v);
+    return v;
   }
 
   private computeValues(t: string, depth: number): Partial | undefined {
