@@ -3,12 +3,14 @@
 // bytes written or read), then compileVariant with knockout. Reports wall time and peak RSS.
 // With --all, the request adds every other pass (gates, patch, hidden states, projections of
 // every site at every layer).
-//   node dist/bench/compile.js [--layers N] [--d-model D] [--all] [--keep]
+//   node dist/bench/compile.js [--layers N] [--d-model D] [--heads H] [--all] [--keep]
+// It also times recognition alone (goal: a 48-layer export under 1 s; run.ts asks for GPT-2 XL's shape).
 
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildVariant, compileVariant } from '../src/onnx/compile.js';
+import { detectSites, readModel } from '../src/onnx/index.js';
 import type { VariantRequest } from '../src/onnx/variant.js';
 import { GPTJ_SIZE, writeSkeleton, type SkeletonShape } from './skeleton.js';
 import { OutputFolder } from '../src/output/folder.js';
@@ -22,6 +24,7 @@ const shape: SkeletonShape = {
   ...GPTJ_SIZE,
   ...(arg('--layers') ? { layers: Number(arg('--layers')) } : {}),
   ...(arg('--d-model') ? { dModel: Number(arg('--d-model')), dMlp: 4 * Number(arg('--d-model')) } : {}),
+  ...(arg('--heads') ? { heads: Number(arg('--heads')) } : {}),
 };
 const blocks = Array.from({ length: shape.layers }, (_, l) => l);
 const request: VariantRequest = process.argv.includes('--all')
@@ -44,6 +47,9 @@ try {
   console.log(`skeleton: ${shape.layers} layers, d ${shape.dModel}, ${shape.heads} heads, vocab ${shape.vocab}; ` +
     `graph ${mib(statSync(path).size)}, external weights ${(weights / 2 ** 30).toFixed(1)} GiB (sparse) in ${(performance.now() - t).toFixed(0)} ms`);
   const rssBefore = process.resourceUsage().maxRSS * 1024;
+  t = performance.now();
+  const sites = detectSites(readModel(path), path);
+  console.log(`recognise (read, canonicalise, match ${sites.layers} layers as ${sites.family}): ${(performance.now() - t).toFixed(0)} ms`);
   t = performance.now();
   const c = compileVariant(path, request, OutputFolder.open(join(dir, 'variant')));
   const compileMs = performance.now() - t;

@@ -19,6 +19,9 @@ for (const args of [[], ['--all']]) {
   process.stdout.write(execFileSync(process.execPath, [join(here, 'compile.js'), ...args], { encoding: 'utf8' }));
 }
 console.log('   goal: compile under 2 s, peak RSS under 300 MiB');
+console.log('\n== recognise: GPT-2 XL\'s shape (48 layers, d 1600, 25 heads)');
+process.stdout.write(execFileSync(process.execPath, [join(here, 'compile.js'), '--layers', '48', '--d-model', '1600', '--heads', '25'], { encoding: 'utf8' }));
+console.log('   goal: recognise under 1 s');
 
 console.log('\n== run: information flow on the default model (300 facts × 24 rows)');
 const out = mkdtempSync(join(tmpdir(), 'dissect-bench-run-'));
