@@ -73,8 +73,10 @@ export interface Region {
 
 /** Ops between a q/k/v part and its attention MatMul: head split, rotary, scale, kv repeat, dtype casts. */
 const HEAD_REGION_OPS = ['Reshape', 'Transpose', 'Slice', 'Neg', 'Concat', 'Mul', 'Add', 'Sub', 'Div', 'Unsqueeze', 'Squeeze', 'Cast', 'Identity',
-  'Split', 'Flatten', 'Expand', 'Tile'];
-const HEAD_REGION_WHAT = 'head reshapes, transposes, a rotary embedding, a scale and the key/value repeat';
+  'Split', 'Flatten', 'Expand', 'Tile',
+  // a norm of q and of k per head (Qwen3, OLMo 2): decomposed, or fused
+  'Pow', 'ReduceMean', 'Sqrt', 'Reciprocal', 'LayerNormalization', 'SimplifiedLayerNormalization', 'RMSNormalization'];
+const HEAD_REGION_WHAT = 'head reshapes, transposes, a norm, a rotary embedding, a scale and the key/value repeat';
 const REPEAT_OPS = ['Expand', 'Tile'];
 
 /** Everything between a part and the attention MatMul it reaches. */

@@ -358,6 +358,9 @@ export function matchOutputProjection(ix: GraphIndex, rec: Recorder, context: st
   const merged = rec.found('contextMerged', out0(merge));
   const proj = matchLinear(ix, merged, 'attention output projection');
   if (proj.output === attnOut) return { proj };
+  // scaled by a constant on the way into the residual stream (Granite's residual multiplier)
+  const [scale] = ix.dataConsumers(proj.output);
+  if (ix.dataConsumers(proj.output).length === 1 && isOp(scale, 'Mul', 'Div') && out0(scale) === attnOut && ix.isConstant(otherInput(scale, proj.output))) return { proj };
   const postNorm = matchNorm(ix, proj.output);
   if (postNorm?.output === attnOut) return { proj, postNorm };
   return fail(ix, proj.output, `the attention output projection (or a norm of it) to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));

@@ -120,9 +120,14 @@ function blockShape(ix: GraphIndex, r: string, norms: NormMatch[], adds: NodePro
   };
 }
 
-/** `y`, or the output of a norm reading `y` when that is `target` (a sandwich norm): which one reaches `target`. */
+/**
+ * How `y` reaches `target`: directly, scaled by a constant (Granite's residual multiplier), or
+ * through a norm of its own (a sandwich norm).
+ */
 function throughPostNorm(ix: GraphIndex, y: string, target: string): { postNorm?: NormMatch } | undefined {
   if (y === target) return {};
+  const scale = ix.dataConsumers(y);
+  if (scale.length === 1 && isOp(scale[0], 'Mul', 'Div') && out0(scale[0]) === target && ix.isConstant(otherInput(scale[0], y))) return {};
   const n = matchNorm(ix, y);
   return n && n.output === target ? { postNorm: n } : undefined;
 }
