@@ -1,7 +1,7 @@
 // Real exports (generated/real: transformers' own model classes, torch's own exporters, onnxruntime's
 // own optimizer; see its README): every export dissect claims is recognised as its family, and a
-// compiled variant reproduces transformers' logits without intervention and transformers' own
-// attention knockouts (AttentionInterface, one prompt per forward) through dissect_knockout.
+// compiled variant reproduces transformers' logits and residual stream without intervention and
+// transformers' own attention knockouts (AttentionInterface, one prompt per forward) through dissect_knockout.
 // Exports dissect does not support yet are listed with the error they must get, so the list
 // stays true: one that starts to work fails here until it moves to the checked ones.
 
@@ -35,8 +35,11 @@ interface KnockoutCase {
   readonly layers: Readonly<Record<string, number[] | null>>;
   readonly logsoftmax_last: number[];
 }
+/** transformers' residual stream at a prompt's last position: hidden_states[k] (k = n_layers after the final norm) and the final norm's input. */
+interface Residual { readonly prompt: string; readonly hidden_states: number[][]; readonly final_norm_input: number[] }
 interface Expected {
   readonly model: { readonly n_layers: number; readonly n_heads: number };
+  readonly residual: Residual[];
   readonly prompts: Prompt[];
   readonly clean: { prompt: string; logits: number[][] }[];
   readonly clean_fp16?: { prompt: string; logits: number[][] }[];
@@ -109,7 +112,7 @@ for (const e of manifest) {
     t.is(sites.heads, x.model.n_heads);
     const report = inspectModel(path);
     t.deepEqual(report.layers.map((L) => L.confidence), report.layers.map(() => 'high'), 'inspect: every layer matched by pattern');
-    const built = buildVariant(path, { knockout: 'replace_half_min', logits: true });
+    const built = buildVariant(path, { knockout: 'replace_half_min', logits: true, hiddenStates: true });
     const variant = await session(built.bytes, built.manifest.weights.sessionConfig);
     const fp16 = e.dtype === 'fp16';
     const tolerance = fp16 ? 1e-2 : 1e-5;
@@ -142,6 +145,19 @@ for (const e of manifest) {
       if (!notEager(e)) {
         const err = maxAbsDiff(logits.slice(0, compared * V), ref);
         t.true(err <= tolerance * maxAbs(ref), `${p.name}: clean logits differ from transformers' by ${err}`);
+      }
+      // the residual stream: dissect's hidden state l < L is transformers' hidden_states[l]; its
+      // entry L is the stream before the final norm (transformers' last entry is after it)
+      const residual = x.residual.find((r) => r.prompt === p.name);
+      if (residual && !notEager(e)) {
+        const hidden = numbers(out['dissect_hidden_states']!);
+        const d = hidden.length / (rows * (L + 1) * n);
+        const at = (l: number): number[] => hidden.slice((l * n + p.last) * d, (l * n + p.last + 1) * d);
+        const want = [...residual.hidden_states.slice(0, L), residual.final_norm_input];
+        want.forEach((w, l) => {
+          const err = maxAbsDiff(at(l), w);
+          t.true(err <= tolerance * Math.max(maxAbs(w), 1), `${p.name}: hidden state ${l} differs from transformers' by ${err}`);
+        });
       }
       cases.forEach((c, i) => {
         const row = logits.slice(((i + 1) * n + c.target_position) * V, ((i + 1) * n + c.target_position + 1) * V);
