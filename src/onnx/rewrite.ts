@@ -148,6 +148,11 @@ export class Rewrite {
     return x;
   }
 
+  /** The dims a pass recorded for a tensor it made (symbolic dims as undefined). */
+  recordedDims(t: string): (number | undefined)[] | undefined {
+    return this.newInfo.get(t)?.shape?.map((d) => (typeof d === 'number' ? d : undefined));
+  }
+
   /** Int64 1-D constant (axes, shapes). */
   ints(base: string, values: readonly number[]): string {
     return this.constant(base, 7, [values.length], values);
@@ -164,6 +169,12 @@ export class Rewrite {
 
   squeeze(x: string, axes: readonly number[], base: string, type?: number, shape?: readonly Dim[]): string {
     return this.op('Squeeze', [x, this.ints(`${base}/axes`, axes)], base, type, shape);
+  }
+
+  /** Puts the nodes in topological order (passes append nodes that earlier nodes now read). */
+  sortNodes(): void {
+    topoSort(this.graph);
+    this.dirty = true;
   }
 
   /** Orders nodes, removes what no output needs, records types of new tensors. */
