@@ -6,7 +6,7 @@ import { UserError } from '../errors.js';
 import { GraphIndex, NameAllocator, dropValueInfo, removeDeadNodes, tensorValueInfo, topoSort } from './graph.js';
 import { inferDtypes } from './infer.js';
 import { opsetVersion, type AttributeProto, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
-import { makeTensor } from './tensor.js';
+import { intAttr, intsAttr, makeTensor } from './tensor.js';
 
 export type Dim = number | string;
 
@@ -161,6 +161,16 @@ export class Rewrite {
   /** Int64 scalar constant. */
   scalarInt(base: string, value: number): string {
     return this.constant(base, 7, [], [value]);
+  }
+
+  /**
+   * A reduction over constant axes. ReduceSum takes its axes as an input from opset 13, the
+   * other reductions only from opset 18 (an attribute before).
+   */
+  reduce(op: string, x: string, axes: readonly number[], base: string, keepdims: boolean, type?: number, shape?: readonly Dim[]): string {
+    const keep = intAttr('keepdims', keepdims ? 1 : 0);
+    if (op === 'ReduceSum' || this.opset >= 18) return this.op(op, [x, this.ints(`${base}/axes`, axes)], base, type, shape, [keep]);
+    return this.op(op, [x], base, type, shape, [intsAttr('axes', axes), keep]);
   }
 
   unsqueeze(x: string, axes: readonly number[], base: string, type?: number, shape?: readonly Dim[]): string {

@@ -75,6 +75,11 @@ export class GradientEmitter {
     return this.rw.ints(`${this.base}/ints`, values);
   }
 
+  /** A reduction over constant axes (Rewrite.reduce), typed as its input. */
+  reduce(op: string, t: string, axes: readonly number[], keepdims: boolean): string {
+    return this.rw.reduce(op, t, axes, `${this.base}/${this.count++}`, keepdims, this.rw.dtype(t));
+  }
+
   /** Shape(t), one node per tensor. */
   shape(t: string): string {
     let s = this.shapes.get(t);
@@ -111,7 +116,7 @@ export class GradientEmitter {
     const [rankX, rankOut] = [this.rank(x), opts.outRank ?? this.rank(this.out(0))];
     let s = g;
     if (rankOut > rankX) {
-      s = this.op('ReduceSum', [g, this.ints([...Array(rankOut - rankX).keys()])], [intAttr('keepdims', 0)]);
+      s = this.reduce('ReduceSum', g, [...Array(rankOut - rankX).keys()], false);
     }
     if (rankX === 0) return s;
     const stretched = this.op('Not', [this.op('Equal', [this.shape(x), this.op('Shape', [s], undefined, I64)], undefined, DataType.BOOL)],

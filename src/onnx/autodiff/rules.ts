@@ -66,11 +66,11 @@ function reduceBack(mean: boolean): GradientRule {
 
 /** Σ over `axis` with keepdims, the shared step of Softmax's and the norms' gradients. */
 function sumOver(e: GradientEmitter, t: string, axes: readonly number[]): string {
-  return e.op('ReduceSum', [t, e.ints(axes)], [intAttr('keepdims', 1)]);
+  return e.reduce('ReduceSum', t, axes, true);
 }
 
 function meanOver(e: GradientEmitter, t: string, axes: readonly number[]): string {
-  return e.op('ReduceMean', [t, e.ints(axes)], [intAttr('keepdims', 1)]);
+  return e.reduce('ReduceMean', t, axes, true);
 }
 
 /** The normalised axes of LayerNormalization and its RMS form: `axis` to the last. */
@@ -142,17 +142,18 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   Mul: (e, g) => forInputs(e, 2, (i) => e.sumTo(e.mul(only(e, g), e.in(1 - i)), i)),
   Div: (e, g) => forInputs(e, 2, (i) => e.sumTo(i === 0 ? e.div(only(e, g), e.in(1)) : e.neg(e.div(e.mul(only(e, g), e.out(0)), e.in(1))), i)),
   Neg: (e, g) => [e.neg(only(e, g))],
-  // d(a^b)/da = b · a^(b−1); d(a^b)/db = a^b · ln a
+  // d(a^b)/da = b · a^(b−1); d(a^b)/db = a^b · ln a (b may be of another type than a)
   Pow: (e, g) => forInputs(e, 2, (i) => {
     const [a, b] = [e.in(0), e.in(1)];
-    const local = i === 0
-      ? e.mul(e.op('Cast', [b], [intAttr('to', e.rw.dtype(a))], e.rw.dtype(a)), e.op('Pow', [a, e.sub(b, e.op('CastLike', [e.scalar(1, a), b], undefined, e.rw.dtype(b)))]))
-      : e.op('CastLike', [e.mul(e.out(0), e.op('Log', [a])), b], undefined, e.rw.dtype(b));
+    const castTo = (t: string, like: string): string => e.op('Cast', [t], [intAttr('to', e.rw.dtype(like))], e.rw.dtype(like));
+    const exponent = castTo(b, a);
+    const local = i === 0 ? e.mul(exponent, e.op('Pow', [a, e.sub(exponent, e.scalar(1, a))])) : castTo(e.mul(e.out(0), e.op('Log', [a])), b);
     return e.sumTo(e.mul(only(e, g), local), i);
   }),
   Where: (e, g) => forInputs(e, 3, (i) => {
     const zeros = e.scalar(0, only(e, g));
-    return e.sumTo(e.op('Where', i === 1 ? [e.in(0), only(e, g), zeros] : [e.in(0), zeros, only(e, g)]), i);
+    const branches = i === 1 ? [only(e, g), zeros] : [zeros, only(e, g)];
+    return e.sumTo(e.op('Where', [e.in(0), ...branches], undefined, e.rw.dtype(only(e, g))), i);
   }),
 
   Sqrt: elementwise((e, _x, y) => e.div(e.scalar(0.5, y), y)),

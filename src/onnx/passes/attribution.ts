@@ -21,31 +21,34 @@ const F32 = DataType.FLOAT;
 const I64 = DataType.INT64;
 const BASE = 'dissect/attribution';
 
-/** 1 where `index` (per row, [batch]) equals the position along an axis of `length` entries, else 0: [batch, length] in `dtype`. */
-function oneHot(rw: Rewrite, index: string, length: string, dtype: number, base: string): string {
-  const range = rw.op('Range', [rw.scalarInt(`${base}/start`, 0), length, rw.scalarInt(`${base}/step`, 1)], `${base}/range`, I64, ['n']);
-  const hit = rw.op('Equal', [rw.unsqueeze(range, [0], `${base}/row`, I64, [1, 'n']), rw.unsqueeze(index, [1], `${base}/column`, I64, ['batch', 1])],
-    `${base}/hit`, DataType.BOOL, ['batch', 'n']);
-  return rw.op('Cast', [hit], base, dtype, ['batch', 'n'], [intAttr('to', dtype)]);
+/**
+ * 1 where `index` (per row, [batch]) equals the position along an axis of `length` entries
+ * (its dimension `dim`), else 0: [batch, dim] in `dtype`.
+ */
+function oneHot(rw: Rewrite, index: string, length: string, dim: string | number, dtype: number, base: string): string {
+  const range = rw.op('Range', [rw.scalarInt(`${base}/start`, 0), length, rw.scalarInt(`${base}/step`, 1)], `${base}/range`, I64, [dim]);
+  const hit = rw.op('Equal', [rw.unsqueeze(range, [0], `${base}/row`, I64, [1, dim]), rw.unsqueeze(index, [1], `${base}/column`, I64, ['batch', 1])],
+    `${base}/hit`, DataType.BOOL, ['batch', dim]);
+  return rw.op('Cast', [hit], base, dtype, ['batch', dim], [intAttr('to', dtype)]);
 }
 
 /** The size of axis `axis` of `t`, as an int64 scalar. */
 function axisLength(rw: Rewrite, t: string, axis: number, base: string): string {
-  return rw.op('Gather', [rw.op('Shape', [t], `${base}/shape`, I64, [3]), rw.scalarInt(`${base}/axis`, axis)], base, I64, []);
+  return rw.op('Gather', [rw.op('Shape', [t], `${base}/shape`, I64), rw.scalarInt(`${base}/axis`, axis)], base, I64, []);
 }
 
 /** y per row [batch], float32: the request's target read at each row's last position. */
 function readTarget(rw: Rewrite, sites: ModelSites, request: AttributionRequest): string {
   const normed = sites.finalNorm.output;
   const dt = rw.dtype(normed);
-  const positions = oneHot(rw, VariantNames.lastIndex, axisLength(rw, normed, 1, `${BASE}/seq`), dt, `${BASE}/last`);
+  const positions = oneHot(rw, VariantNames.lastIndex, axisLength(rw, normed, 1, `${BASE}/seq`), 'seq', dt, `${BASE}/last`);
   const weighted = rw.op('Mul', [normed, rw.unsqueeze(positions, [2], `${BASE}/last_weights`, dt, ['batch', 'seq', 1])], `${BASE}/last_weighted`, dt, ['batch', 'seq', sites.dModel]);
   const last = rw.op('ReduceSum', [weighted, rw.ints(`${BASE}/seq_axis`, [1])], `${BASE}/last_hidden`, dt, ['batch', sites.dModel], [intAttr('keepdims', 0)]);
   let logits = applyLmHead(rw, sites, last, `${BASE}/logits`, ['batch', sites.vocab]);
   if (dt !== F32) logits = rw.op('Cast', [logits], `${BASE}/logits_f32`, F32, ['batch', sites.vocab], [intAttr('to', F32)]);
   const scores = request.target === 'logit' ? logits
     : rw.op(request.target === 'probability' ? 'Softmax' : 'LogSoftmax', [logits], `${BASE}/${request.target}`, F32, ['batch', sites.vocab], [intAttr('axis', -1)]);
-  const target = oneHot(rw, VariantNames.target, axisLength(rw, logits, 1, `${BASE}/vocab`), F32, `${BASE}/target`);
+  const target = oneHot(rw, VariantNames.target, axisLength(rw, logits, 1, `${BASE}/vocab`), sites.vocab, F32, `${BASE}/target`);
   return rw.op('ReduceSum', [rw.op('Mul', [scores, target], `${BASE}/at_target`, F32, ['batch', sites.vocab]), rw.ints(`${BASE}/vocab_axis`, [1])],
     `${BASE}/y`, F32, ['batch'], [intAttr('keepdims', 0)]);
 }
@@ -58,8 +61,7 @@ export function attributionPass(rw: Rewrite, sites: ModelSites, request: Attribu
   const perLayer = states.map((h, l) => {
     const base = `${BASE}/layer${l}`;
     const product = rw.op('Mul', [h, gradients[l]!], `${base}/product`, dt, ['batch', 'seq', sites.dModel]);
-    const reduced = rw.op(request.reduction === 'sum' ? 'ReduceSum' : 'ReduceL2', [product, rw.ints(`${base}/width_axis`, [2])], `${base}/reduced`, dt,
-      ['batch', 'seq', 1], [intAttr('keepdims', 1)]);
+    const reduced = rw.reduce(request.reduction === 'sum' ? 'ReduceSum' : 'ReduceL2', product, [2], `${base}/reduced`, true, dt, ['batch', 'seq', 1]);
     return rw.op('Transpose', [reduced], `${base}/value`, dt, ['batch', 1, 'seq'], [intsAttr('perm', [0, 2, 1])]);
   });
   const all = rw.op('Concat', perLayer, `${BASE}/values`, dt, ['batch', sites.layers + 1, 'seq'], [intAttr('axis', 1)]);
