@@ -53,6 +53,7 @@ const CASES: readonly RuleCase[] = [
   { rule: 'Pow', inputs: [positive(2, 3), x(3)] },
   { rule: 'Pow', label: 'constant exponent', inputs: [x(2, 3), { constant: [3], dims: [], type: 'float' }] },
   { rule: 'Where', inputs: [{ constant: [1, 0, 0, 1, 1, 0], dims: [2, 3], type: 'bool' }, x(2, 3), x(1, 3)] },
+  { rule: 'Relu', inputs: [x(2, 3)] },
   { rule: 'Sqrt', inputs: [positive(2, 3)] },
   { rule: 'Reciprocal', inputs: [positive(2, 3)] },
   { rule: 'Exp', inputs: [x(2, 3)] },

@@ -156,6 +156,11 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     return e.sumTo(e.op('Where', [e.in(0), ...branches], undefined, e.rw.dtype(only(e, g))), i);
   }),
 
+  Relu: (e, g) => {
+    const dy = only(e, g);
+    const positive = e.op('Greater', [e.in(0), e.scalar(0, e.in(0))], undefined, DataType.BOOL);
+    return [e.op('Where', [positive, dy, e.scalar(0, dy)], undefined, e.rw.dtype(dy))];
+  },
   Sqrt: elementwise((e, _x, y) => e.div(e.scalar(0.5, y), y)),
   Reciprocal: elementwise((e, _x, y) => e.neg(e.mul(y, y))),
   Exp: elementwise((_e, _x, y) => y),
