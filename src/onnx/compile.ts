@@ -12,6 +12,7 @@ import { lastPositionPass } from './passes/last-position.js';
 import { gatesPass } from './passes/gates.js';
 import { hiddenStatesPass } from './passes/hidden.js';
 import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './passes/outputs.js';
+import { attributionPass } from './passes/attribution.js';
 import { patchPass } from './passes/patch.js';
 import { projectionName, projectionsPass } from './passes/projections.js';
 import { DataType, decodeModel, dtypeName, encodeModel, type ModelProto } from './proto.js';
@@ -66,6 +67,7 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   if (request.hiddenStates) hiddenStatesPass(rw, sites);
   if (request.projections?.length) projectionsPass(rw, sites, request.projections, { attentionGate: !!request.gates?.attention });
   if (request.attentionProbs) attentionProbsPass(rw, sites);
+  if (request.attribution) attributionPass(rw, sites, request.attribution);
   if (!request.logits) rw.removeOutput(sites.logits);
   rw.finish();
   (model.metadataProps ??= []).push({ key: 'dissect.variant', value: JSON.stringify(request) });
@@ -166,6 +168,9 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
     meanings[`${VariantNames.keyPrefix}${L.layer}`] = `layer ${L.layer}'s keys of this run's tokens (after any rotary embedding), as dissect_past_key_${L.layer} takes them`;
     meanings[`${VariantNames.valuePrefix}${L.layer}`] = `layer ${L.layer}'s values of this run's tokens, as dissect_past_value_${L.layer} takes them`;
   }
+  meanings[VariantNames.attribution] = `gradient × hidden state per hidden state 0..${sites.layers} and position, reduced over the model width ` +
+    '(see choices.attribution): [batch, layers+1, seq], float32';
+  meanings[VariantNames.attributionY] = 'y, the differentiated value per row (see choices.attribution), float32';
   meanings[VariantNames.hiddenStates] = `hidden states [batch, ${sites.layers + 1}, seq, d_model]: entry l < ${sites.layers} is block l's input ` +
     `(0 = embedding output; patched if patched), entry ${sites.layers} the residual stream after the last block, before the final norm ` +
     '(Hugging Face\'s last hidden state is after ln_f; this one is not)';
@@ -222,6 +227,11 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
   if (request.projections?.length) {
     c.projections = 'only the rows at dissect_proj_positions are projected; scores cast to float32, ids ≥ vocabLimit set to −∞, ' +
       'TopK sorted (ties: lowest id); rank = count of strictly greater scores; final_norm_unembedding reuses the model\'s final LayerNorm nodes';
+  }
+  if (request.attribution) {
+    c.attribution = `y = the ${request.attribution.target} of dissect_target at dissect_last_index; backward nodes emitted into the graph ` +
+      `(reverse-mode, one rule per op); per position ${request.attribution.reduction === 'sum' ? 'Σ_d h_d · ∂y/∂h_d' : '‖h ⊙ ∂y/∂h‖₂'} ` +
+      'over hidden states 0..L as dissect_hidden_states defines them, computed in the model\'s dtype';
   }
   const recompute = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
   if (recompute === 'renormalise') {

@@ -6,7 +6,7 @@ import { UserError } from '../errors.js';
 import { GraphIndex, NameAllocator, dropValueInfo, removeDeadNodes, tensorValueInfo, topoSort } from './graph.js';
 import { inferDtypes } from './infer.js';
 import { opsetVersion, type AttributeProto, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
-import { makeTensor } from './tensor.js';
+import { intAttr, intsAttr, makeTensor } from './tensor.js';
 
 export type Dim = number | string;
 
@@ -148,6 +148,11 @@ export class Rewrite {
     return x;
   }
 
+  /** The dims a pass recorded for a tensor it made (symbolic dims as undefined). */
+  recordedDims(t: string): (number | undefined)[] | undefined {
+    return this.newInfo.get(t)?.shape?.map((d) => (typeof d === 'number' ? d : undefined));
+  }
+
   /** Int64 1-D constant (axes, shapes). */
   ints(base: string, values: readonly number[]): string {
     return this.constant(base, 7, [values.length], values);
@@ -158,12 +163,28 @@ export class Rewrite {
     return this.constant(base, 7, [], [value]);
   }
 
+  /**
+   * A reduction over constant axes. ReduceSum takes its axes as an input from opset 13, the
+   * other reductions only from opset 18 (an attribute before).
+   */
+  reduce(op: string, x: string, axes: readonly number[], base: string, keepdims: boolean, type?: number, shape?: readonly Dim[]): string {
+    const keep = intAttr('keepdims', keepdims ? 1 : 0);
+    if (op === 'ReduceSum' || this.opset >= 18) return this.op(op, [x, this.ints(`${base}/axes`, axes)], base, type, shape, [keep]);
+    return this.op(op, [x], base, type, shape, [intsAttr('axes', axes), keep]);
+  }
+
   unsqueeze(x: string, axes: readonly number[], base: string, type?: number, shape?: readonly Dim[]): string {
     return this.op('Unsqueeze', [x, this.ints(`${base}/axes`, axes)], base, type, shape);
   }
 
   squeeze(x: string, axes: readonly number[], base: string, type?: number, shape?: readonly Dim[]): string {
     return this.op('Squeeze', [x, this.ints(`${base}/axes`, axes)], base, type, shape);
+  }
+
+  /** Puts the nodes in topological order (passes append nodes that earlier nodes now read). */
+  sortNodes(): void {
+    topoSort(this.graph);
+    this.dirty = true;
   }
 
   /** Orders nodes, removes what no output needs, records types of new tensors. */

@@ -42,6 +42,19 @@ export interface VariantRequest {
   readonly lastPosition?: boolean;
   /** Tensors the user names for sites (`.dissect` `site` statements), applied during site detection. */
   readonly siteOverrides?: readonly SiteOverride[];
+  /**
+   * Gradient attribution: outputs `dissect_attribution` float32 [batch, layers+1, seq] (per
+   * hidden state and position, h ⊙ ∂y/∂h reduced over the model width) and
+   * `dissect_attribution_y` float32 [batch] (y), y being read at dissect_last_index and
+   * dissect_target. Gradients are of the run as intervened; rows run whole prompts.
+   */
+  readonly attribution?: AttributionRequest;
+}
+
+/** What gradient attribution differentiates and how a position's h ⊙ ∂y/∂h is reduced over the model width. */
+export interface AttributionRequest {
+  readonly target: 'log_probability' | 'probability' | 'logit';
+  readonly reduction: 'sum' | 'l2_norm';
 }
 
 /**
@@ -182,6 +195,8 @@ export const VariantNames = {
   keyPrefix: 'dissect_key_', // + layer: past and this run's keys, as the layer's past input takes them
   valuePrefix: 'dissect_value_', // + layer: past and this run's values
   positionIds: 'dissect_position_ids', // int64 [batch, seq], where the model has no position_ids input
+  attribution: 'dissect_attribution', // float32 [batch, layers+1, seq]: h ⊙ ∂y/∂h reduced over d
+  attributionY: 'dissect_attribution_y', // float32 [batch]: y
 } as const;
 
 /** onnxruntime session config key that points external data at a folder (in-memory models). */
