@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UserError } from './errors.js';
+import { FileSystemError, fsUserError, UserError } from './errors.js';
 import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, totalRowsError, type RowLimits } from './lang/index.js';
 import type { Diagnostic, ModelShape, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
@@ -53,8 +53,8 @@ function readSource(file: string): { path: string; sourceText: string } {
   const path = resolve(file);
   try {
     return { path, sourceText: readFileSync(path, 'utf8') };
-  } catch {
-    throw new UserError(`cannot read ${file}`, 'check the path of the .dissect file');
+  } catch (e) {
+    throw fsUserError('read', file, e, 'check the path of the .dissect file');
   }
 }
 
@@ -62,14 +62,14 @@ function readSource(file: string): { path: string; sourceText: string } {
  * What the checker learns from a model (the answer of its ShapeOf): the sites `detect` finds
  * and their shape, or, for a model dissect cannot read, why (at the site override to blame).
  */
-export function readModelShape(onnxPath: string, detect: () => ModelSites): { sites: ModelSites; shape: ModelShape } | { error: string; site?: number } {
+export function readModelShape(detect: () => ModelSites): { sites: ModelSites; shape: ModelShape } | { error: string; site?: number } {
   try {
     const sites = detect();
     return { sites, shape: { layers: sites.layers, heads: sites.heads, vocab: sites.vocab } };
   } catch (e) {
     if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
+    if (e instanceof FileSystemError) return { error: e.reason };
     if (e instanceof UserError) return { error: e.message };
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
     throw e;
   }
 }
@@ -82,7 +82,7 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
     overrides,
     rowLimits,
     shapeOf: (onnxPath, overrides) => {
-      const read = readModelShape(onnxPath, () => detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides)));
+      const read = readModelShape(() => detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides)));
       if ('error' in read) return read;
       sites = read.sites;
       return read.shape;
@@ -185,11 +185,17 @@ export function selectedFacts(program: Program, selection: Selection): { all: Fa
 
 /** `--params FILE`: a JSON object of parameter values, applied before `--set`. */
 export function readParamsFile(file: string): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw fsUserError('read --params', file, e);
+  }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
-    throw new UserError(`--params ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `not valid JSON: ${(e as Error).message}`}`);
+    throw new UserError(`--params ${file}: not valid JSON: ${(e as Error).message}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`--params ${file}: expected an object of parameter values`, 'e.g. {"window": 9, "model": "gpt2-xl.onnx"}');
   const out: Record<string, string> = {};

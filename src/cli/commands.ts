@@ -4,8 +4,9 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
+import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
-import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
+import { compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import { loadProgram, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { mayRunLastPosition } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
@@ -115,7 +116,6 @@ export async function reportCommand(resultsFile: string, opts: { out?: string; f
 /** `dissect inspect MODEL`, or `dissect inspect FILE.dissect` for its model with its site statements. */
 export function inspectCommand(target: string, opts: { json?: boolean }): void {
   const { onnx: model, siteOverrides } = target.endsWith('.dissect') ? modelStatementOf(target) : { onnx: target, siteOverrides: [] };
-  readModel(model); // a missing or unreadable file fails here with its own message
   const report = inspectModel(model, siteOverrides);
   process.stdout.write((opts.json ? renderInspectJson(report) : renderInspectText(report)) + '\n');
   if (!report.supported) process.exitCode = 1;
@@ -123,7 +123,11 @@ export function inspectCommand(target: string, opts: { json?: boolean }): void {
 
 export function attributesCommand(folder: string, opts: { out: string }): void {
   const map = orThrow(importAttributeTexts(folder));
-  writeFileSync(opts.out, JSON.stringify(map, null, 1) + '\n');
+  try {
+    writeFileSync(opts.out, JSON.stringify(map, null, 1) + '\n');
+  } catch (e) {
+    throw fsUserError('write', opts.out, e, 'give --out a file in an existing folder you can write to');
+  }
   process.stdout.write(`wrote ${opts.out}: ${Object.keys(map).length} subjects\n`);
 }
 

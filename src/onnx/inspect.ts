@@ -3,10 +3,9 @@
 // it was matched) and which were not (what was expected, where matching broke), with a
 // confidence per layer. Never reads external weights.
 
-import { readFileSync } from 'node:fs';
 import { checkExternalData, externalRefs } from './external.js';
 import { valueInfoShape } from './graph.js';
-import { decodeModel, dtypeName, int, type ValueInfoProto } from './proto.js';
+import { dtypeName, int, readModel, type ValueInfoProto } from './proto.js';
 import { runDetection } from './sites/index.js';
 import { firstBreak, type FoundSite, type LayerFindings, type MissingSite } from './sites/findings.js';
 import { LAYER_SITE_NAMES, type SiteOverride } from './sites/types.js';
@@ -82,7 +81,7 @@ function layerReport(L: LayerFindings, notes: readonly string[]): LayerReport {
 }
 
 export function inspectModel(path: string, overrides: readonly SiteOverride[] = []): InspectReport {
-  const model = decodeModel(readFileSync(path), path);
+  const model = readModel(path);
   const g = model.graph!;
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
   const tensor = (vi: ValueInfoProto): InspectTensor => {

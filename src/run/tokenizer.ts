@@ -17,7 +17,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { RunUserError, runError, type RunError } from './errors.js';
+import { RunUserError, runError, unreadable, type RunError } from './errors.js';
 
 export interface Encoded {
   readonly ids: number[];
@@ -62,22 +62,31 @@ function isObject(x: unknown): x is Json {
 export function loadTokenizer(path: string): Tokenizer | RunError {
   let file = path;
   if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'tokenizer.json');
-  if (!existsSync(file)) {
-    return runError('tokenizer', `tokenizer file not found: ${file}`, {
-      file, hint: 'point the model declaration\'s tokenizer at a Hugging Face tokenizer.json (or the folder holding it)',
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    return unreadable('tokenizer', 'the tokenizer', file, e, {
+      hint: 'point the model declaration\'s tokenizer at a Hugging Face tokenizer.json (or the folder holding it)',
     });
   }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     return runError('tokenizer', `tokenizer file ${file} is not valid JSON: ${(e as Error).message}`, { file });
   }
   let config: Json = {};
   const configFile = join(dirname(file), 'tokenizer_config.json');
   if (existsSync(configFile)) {
+    let configText: string;
     try {
-      const c: unknown = JSON.parse(readFileSync(configFile, 'utf8'));
+      configText = readFileSync(configFile, 'utf8');
+    } catch (e) {
+      return unreadable('tokenizer', 'the tokenizer configuration', configFile, e);
+    }
+    try {
+      const c: unknown = JSON.parse(configText);
       if (!isObject(c)) return runError('tokenizer', `${configFile} must hold a JSON object`, { file: configFile });
       config = c;
     } catch (e) {

@@ -109,7 +109,7 @@ test('--params applies a preset before --set, and names a bad file', (t) => {
   t.notRegex(r.stderr, /candidates/);
   const missing = dissect('check', example, '--params', '/nonexistent.json');
   t.is(missing.code, 1);
-  t.regex(missing.stderr, /--params \/nonexistent\.json: file not found/);
+  t.regex(missing.stderr, /cannot read --params \/nonexistent\.json: no such file or folder/);
 });
 
 test('--max-rows raises the rows per fact and in total; over either limit, check names the flag value that fits', (t) => {

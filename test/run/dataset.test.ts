@@ -84,11 +84,14 @@ test('CSV with quoted fields (commas, quotes, newlines) and a field mapping', (t
   ]);
 });
 
-test('missing file', (t) => {
+test('a missing file, a folder and a name too long are error values naming the path and why', (t) => {
   const e = error({ format: 'known', path: join(dir, 'nope.json'), span });
   t.is(e.code, 'dataset');
-  t.is(e.message, `${join(dir, 'nope.json')}: dataset file not found`);
+  t.is(e.message, `cannot read the dataset ${join(dir, 'nope.json')}: no such file or folder`);
   t.deepEqual(e.span, span);
+  t.is(error({ format: 'known', path: dir, span }).message, `cannot read the dataset ${dir}: it is a folder`);
+  const long = join(dir, `${'a'.repeat(300)}.json`);
+  t.is(error({ format: 'known', path: long, span }).message, `cannot read the dataset ${long}: the name is too long`);
 });
 
 test('wrong shapes name the file, the record and what was expected', (t) => {

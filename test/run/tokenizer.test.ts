@@ -138,12 +138,14 @@ test('bad tokenizer files are error values', (t) => {
   t.true(isRunError(missing));
   if (isRunError(missing)) {
     t.is(missing.code, 'tokenizer');
-    t.regex(missing.message, /tokenizer file not found: .*nope\.json/);
+    t.regex(missing.message, /cannot read the tokenizer .*nope\.json: no such file or folder/);
   }
   const emptyDir = join(dir, 'empty');
   mkdirSync(emptyDir);
   const noFile = loadTokenizer(emptyDir);
-  t.true(isRunError(noFile) && /not found: .*empty\/tokenizer\.json/.test(noFile.message));
+  t.true(isRunError(noFile) && /cannot read the tokenizer .*empty\/tokenizer\.json: no such file or folder/.test(noFile.message));
+  const long = loadTokenizer(join(dir, `${'a'.repeat(300)}.json`));
+  t.true(isRunError(long) && /: the name is too long$/.test(long.message));
 
   const bad = join(dir, 'bad.json');
   writeFileSync(bad, '{"model": ');
