@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
-import { compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
+import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import { loadProgram, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { mayRunLastPosition } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
@@ -118,7 +118,7 @@ export function inspectCommand(target: string, opts: { json?: boolean }): void {
   const { onnx: model, siteOverrides } = target.endsWith('.dissect') ? modelStatementOf(target) : { onnx: target, siteOverrides: [] };
   const report = inspectModel(model, siteOverrides);
   process.stdout.write((opts.json ? renderInspectJson(report) : renderInspectText(report)) + '\n');
-  if (!report.supported) process.exitCode = 1;
+  if (!compilable(report)) process.exitCode = 1;
 }
 
 export function attributesCommand(folder: string, opts: { out: string }): void {

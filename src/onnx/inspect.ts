@@ -126,6 +126,11 @@ export function inspectModel(path: string, overrides: readonly SiteOverride[] = 
   };
 }
 
+/** The model can be compiled: every site was found and its external data is usable. */
+export function compilable(r: InspectReport): boolean {
+  return r.supported && r.externalData.problem === undefined;
+}
+
 function sortSites(found: readonly FoundSite[]): FoundSite[] {
   const order = new Map<string, number>(LAYER_SITE_NAMES.map((n, i) => [n, i]));
   return [...found].sort((a, b) => (order.get(a.site) ?? 99) - (order.get(b.site) ?? 99));
@@ -172,7 +177,7 @@ export function renderInspectText(r: InspectReport): string {
   for (const n of r.notes) lines.push(`note: ${n}`);
   const count = (c: LayerReport['confidence']): number => r.layers.filter((L) => L.confidence === c).length;
   lines.push(`confidence: ${r.layers.length} layers: ${count('high')} high, ${count('medium')} medium, ${count('low')} low`);
-  lines.push(r.supported ? 'supported: yes' : 'supported: no');
+  lines.push(!r.supported ? 'supported: no' : compilable(r) ? 'supported: yes' : 'supported: yes, but its external data cannot be used (PROBLEM above)');
   return lines.join('\n') + '\n';
 }
 
