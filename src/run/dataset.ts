@@ -241,6 +241,21 @@ function loadCsv(text: string, fields: DatasetFields, fail: Fail): { facts: Fact
   return { facts };
 }
 
+/**
+ * The facts with distinct ids, each the first of its id, and the later ones that repeat an id:
+ * results and the journal are keyed by id, so a repeat is dropped (`duplicate_id`), not measured.
+ */
+export function splitDuplicateIds(facts: readonly Fact[]): { unique: Fact[]; duplicates: Fact[] } {
+  const seen = new Set<string>();
+  const unique: Fact[] = [];
+  const duplicates: Fact[] = [];
+  for (const f of facts) {
+    if (seen.has(f.id)) duplicates.push(f);
+    else { seen.add(f.id); unique.push(f); }
+  }
+  return { unique, duplicates };
+}
+
 export interface Selection {
   /** Keep the first `limit` facts (applied after `sample`). */
   readonly limit?: number;

@@ -12,6 +12,7 @@ export type RunErrorCode =
   | 'dataset'            // missing file, unreadable JSON/CSV, a record of the wrong shape
   | 'subject-not-found'  // the subject string does not occur in the prompt
   | 'example'            // a fact that cannot become a model input (empty prompt, no BOS, ...)
+  | 'prompt-too-long'    // a prompt with more tokens than the model has positions
   | 'positions'          // an explicit position index outside the prompt
   | 'model'              // a model file that is missing or that onnxruntime rejects
   | 'device';            // an execution provider that is not installed or fails to start

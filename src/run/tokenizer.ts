@@ -122,7 +122,28 @@ export function tokenizerFromJson(json: unknown, config: Json = {}, source = '<t
   } catch (e) {
     return bad((e as Error).message);
   }
-  return new HfBackedTokenizer(hf, full, cfg, source);
+  const tokenizer = new HfBackedTokenizer(hf, full, cfg, source);
+  const unk = tokenizer.missingUnknownToken();
+  if (unk !== undefined) {
+    return runError('tokenizer', `${source} declares the unknown-token ${JSON.stringify(unk)} (unk_token), but its vocabulary has no such token`, {
+      file: source, hint: 'add the token to the vocabulary, or remove unk_token from the tokenizer (and from tokenizer_config.json)',
+    });
+  }
+  return tokenizer;
+}
+
+/**
+ * Whether every id of the tokenizer has a row in the model's token embedding. Fewer ids than
+ * rows is normal (GPT-J pads its 50,257 tokens to 50,400 rows); more would send ids the
+ * model cannot look up.
+ */
+export function tokenizerMismatch(tokenizer: Tokenizer, model: { readonly path: string; readonly embeddingRows: number }): RunError | undefined {
+  if (tokenizer.vocabSize <= model.embeddingRows) return undefined;
+  const largest = tokenizer.vocabSize - 1;
+  return runError('tokenizer',
+    `the tokenizer ${tokenizer.path} has ids up to ${largest} (${JSON.stringify(tokenizer.tokenString(largest))}, ${tokenizer.vocabSize} ids), ` +
+      `but the model ${model.path} has ${model.embeddingRows} token embedding rows (ids 0..${model.embeddingRows - 1})`,
+    { file: tokenizer.path, hint: 'use the tokenizer the model was trained with (it may have fewer ids than the model has rows, never more)' });
 }
 
 /** GPT-2's byte ↔ unicode alphabet (bytes_to_unicode). */
@@ -214,11 +235,28 @@ class HfBackedTokenizer implements Tokenizer {
     this.bosId = bos;
   }
 
+  /**
+   * The unknown-token declared (unk_token, or a Unigram model's unk_id) when the vocabulary lacks
+   * it. A byte-level BPE encodes any text without one, so it never needs the token it declares.
+   */
+  missingUnknownToken(): string | undefined {
+    if (this.kind === 'byte-level' || (this.unkToken === undefined && this.unkId === undefined)) return undefined;
+    if (this.unkId !== undefined && this.hf.id_to_token(this.unkId) !== undefined) return undefined;
+    return this.unkToken ?? `id ${this.unkId}`;
+  }
+
   encode(text: string): Encoded {
     if (text.length === 0) return { ids: [], offsets: [], tokens: [] };
     const enc = this.hf.encode(text, { add_special_tokens: false });
-    const ids = enc.ids.map(Number);
+    const ids: number[] = enc.ids.map(Number);
     const tokens = enc.tokens;
+    // Without an unknown-token, a word outside the vocabulary comes back with no id.
+    const lost = ids.findIndex((id) => !Number.isInteger(id));
+    if (lost >= 0) {
+      throw new RunUserError(runError('tokenizer', `${this.path} has no token for ${JSON.stringify(tokens[lost])} (in ${JSON.stringify(text)}) and no unknown-token to stand for it`, {
+        file: this.path, hint: 'add an unk_token to the tokenizer, or leave such words out of the dataset',
+      }));
+    }
     const offsets = (this.kind === 'byte-level' ? this.byteOffsets(text, ids, tokens) : undefined)
       ?? this.matchOffsets(text, ids, tokens);
     return { ids, offsets, tokens };
