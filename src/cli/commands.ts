@@ -13,6 +13,7 @@ import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js
 import { resultsSchema } from '../measure/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
+import { splitDuplicateIds } from '../run/dataset.js';
 import { orThrow } from '../run/errors.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
@@ -30,11 +31,15 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
   const loaded = load(file, opts);
   const { selected } = selectedFacts(loaded.program, {});
   refuseOverTotalRows(loaded, selected.length);
-  const { plan, sites } = loaded;
+  const { duplicates } = splitDuplicateIds(selected);
+  const { plan, sites, limits, tokenizer } = loaded;
+  const positions = limits.positions ? `at most ${limits.positions.count} tokens (the rows of ${limits.positions.table})` : 'no limit found in the graph';
+  const repeats = duplicates.length ? `; ${duplicates.length} repeat${duplicates.length === 1 ? 's an earlier id and is' : ' earlier ids and are'} dropped` : '';
   const lines = [
     `${file}: ok`,
     `model: ${sites.family}, ${sites.layers} layers, ${sites.heads} heads, d_model ${sites.dModel}, vocab ${sites.vocab}`,
-    `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time)`,
+    `inputs: tokenizer ids 0..${tokenizer.vocabSize - 1} for ${limits.embeddingRows} embedding rows; prompts of ${positions}`,
+    `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time${repeats})`,
     ...plan.experiments.map((e) => {
       const fast = plan.variant.lastPosition ? e.rows.filter(mayRunLastPosition).length : 0;
       const how = fast === 0 ? '' : fast === e.rows.length ? ', each run as the last token alone' : `, ${fast} run as the last token alone`;
