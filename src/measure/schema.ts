@@ -97,7 +97,8 @@ export const ResultsExampleSchema = Closed({
   tokens: Type.Array(Type.String(), { minItems: 1 }),
   subjectRange: Pair(Count),
   subjectAtZero: Type.Boolean(),
-  cleanTop1: Closed({ id: Count, token: Type.String(), prob: Type.Number({ minimum: 0, maximum: 1 }) }),
+  cleanTop1: Closed({ id: Count, token: Type.String(), prob: Type.Number({ minimum: 0, maximum: 1 }) },
+    "the model's top-1 for the prompt; `token` is empty when the tokenizer has no such id (a model with more embedding rows than tokenizer ids, as GPT-J)"),
 });
 
 const TokenRowSchema = Closed({

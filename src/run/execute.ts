@@ -400,7 +400,7 @@ function resultsExample(p: Prepared, clean: CleanOutput, tokenizer: Tokenizer): 
     tokens: p.example.ids.map((id) => tokenizer.tokenString(id)),
     subjectRange: [p.example.subject.start, p.example.subject.end],
     subjectAtZero: p.example.subjectAtZero,
-    cleanTop1: { id: clean.targetId, token: tokenizer.decode(clean.targetId), prob: clean.p0 },
+    cleanTop1: { id: clean.targetId, token: tokenizer.has(clean.targetId) ? tokenizer.decode(clean.targetId) : '', prob: clean.p0 },
   };
 }
 

@@ -39,6 +39,8 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** Throws RunUserError (code 'tokenizer') only when offsets cannot be aligned with the text. */
   encode(text: string): Encoded;
+  /** Whether the vocabulary has this id: a model may have more embedding rows than its tokenizer has ids (GPT-J). */
+  has(id: number): boolean;
   /** The text of one token (" Music"); no clean-up of spaces before punctuation. */
   decode(id: number): string;
   /** The text of a token sequence, no clean-up. */
@@ -281,8 +283,12 @@ class HfBackedTokenizer implements Tokenizer {
     return this.hf.token_to_id(token);
   }
 
+  has(id: number): boolean {
+    return Number.isInteger(id) && id >= 0 && id < this.vocabSize && this.hf.id_to_token(id) !== undefined;
+  }
+
   private checkId(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.hf.id_to_token(id) === undefined) {
+    if (!this.has(id)) {
       throw new RangeError(`token id ${id} is not in the vocabulary of ${this.path} (size ${this.vocabSize})`);
     }
   }

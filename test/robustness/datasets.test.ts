@@ -5,7 +5,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Results } from '../../src/report/schema.js';
+import type { Results } from '../../src/measure/schema.js';
 import { program, Sandbox, tinyGpt2 } from './sandbox.js';
 
 interface CounterFact { case_id: number; requested_rewrite: { prompt: string; subject: string } }

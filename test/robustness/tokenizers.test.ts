@@ -5,6 +5,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Results } from '../../src/measure/schema.js';
 import { noStack, program, Sandbox, tinyGpt2 } from './sandbox.js';
 
 const tinyGptj = join(tinyGpt2, '../tiny-gptj/');
@@ -51,5 +52,22 @@ test('fewer tokenizer ids than embedding rows (as GPT-J) passes: the tiny GPT-J 
   const r = s.dissect('run', s.write('x.dissect', source), '--out', s.out, '--limit', '2');
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /^examples: 2 of 2 kept$/m);
+  t.deepEqual(r.touched, []);
+});
+
+test('a top-1 beyond a smaller tokenizer\'s ids is recorded with an empty token, not a crash', (t) => {
+  const s = new Sandbox();
+  const smaller = tokenizer();
+  smaller.model.vocab = Object.fromEntries(Object.entries(smaller.model.vocab).filter(([, id]) => id < 200));
+  const file = s.write('tok/tokenizer.json', smaller);
+  const check = s.dissect('check', s.write('x.dissect', program({ tokenizer: file }, 'filter none')));
+  t.regex(check.stdout, /^inputs: tokenizer ids 0\.\.199 for 264 embedding rows;/m);
+  const r = s.dissect('run', s.path('x.dissect'), '--out', s.out, '--limit', '20');
+  t.is(r.code, 0, r.stderr);
+  const results = JSON.parse(readFileSync(join(s.out, 'results.json'), 'utf8')) as Results;
+  const beyond = results.examples.filter((e) => e.cleanTop1.id >= 200);
+  t.true(beyond.length > 0);
+  t.true(beyond.every((e) => e.cleanTop1.token === ''));
+  t.true(results.examples.filter((e) => e.cleanTop1.id < 200).every((e) => e.cleanTop1.token !== ''));
   t.deepEqual(r.touched, []);
 });
