@@ -70,9 +70,9 @@ test('a missing model file names the path at the model statement', (t) => {
 });
 
 test('a missing dataset file is a clear error, not a crash', (t) => {
-  const tokenizer = fileURLToPath(new URL('../../../generated/tiny-gpt2/tokenizer.json', import.meta.url));
+  const tiny = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
   const dir = workspace({
-    'x.dissect': `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "${tokenizer}"\ndataset counterfact "facts.json"\n`,
+    'x.dissect': `model "${join(tiny, 'model.onnx')}" tokenizer "${join(tiny, 'tokenizer.json')}"\ndataset counterfact "facts.json"\n`,
   });
   const r = dissect('check', join(dir, 'x.dissect'));
   t.is(r.code, 1);
