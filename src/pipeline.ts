@@ -5,11 +5,13 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UserError } from './errors.js';
+import { FileSystemError, fsUserError, UserError } from './errors.js';
 import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, totalRowsError, type RowLimits } from './lang/index.js';
 import type { Diagnostic, ModelShape, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
-import { buildVariant, detectSites, readModel, SiteOverrideError, type BuiltVariant, type ModelSites, type SiteOverride } from './onnx/index.js';
+import {
+  buildVariant, detectSites, modelLimits, readModel, SiteOverrideError, type BuiltVariant, type ModelLimits, type ModelSites, type SiteOverride,
+} from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
 import { Journal, JOURNAL_FILE, runFingerprint } from './run/journal.js';
@@ -17,15 +19,16 @@ import { writeReport, type WriteReportOptions, type WrittenReport } from './repo
 import { withOutputFolder, type OutputFolder } from './output/folder.js';
 import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
-import { loadFacts, selectFacts, type Fact, type Selection } from './run/dataset.js';
-import { orThrow } from './run/errors.js';
+import { loadFacts, selectFacts, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
+import { orThrow, RunUserError } from './run/errors.js';
 import { datasetMeanHidden, executeExamples } from './run/execute.js';
 import type { ExampleRecord } from './measure/record.js';
 import { measureRecords } from './measure/results.js';
 import { loadAttributeSets } from './run/attributes.js';
 import { headMappings } from './run/head-mappings.js';
 import { createSession, doctorInfo } from './run/session.js';
-import { loadTokenizer, type Tokenizer } from './run/tokenizer.js';
+import { bosUnavailable } from './run/example.js';
+import { loadTokenizer, tokenizerMismatch, type Tokenizer } from './run/tokenizer.js';
 import { version } from './version.js';
 
 /** Diagnostics of a .dissect file, already formatted with file:line:col and hints. */
@@ -43,6 +46,8 @@ export interface LoadedProgram {
   readonly sites: ModelSites;
   readonly plan: Plan;
   readonly tokenizer: Tokenizer;
+  /** What the model's graph bounds its inputs by (token ids, prompt length). */
+  readonly limits: ModelLimits;
   /** Warnings (errors throw). */
   readonly warnings: readonly Diagnostic[];
   /** The row limits it was checked with (the total is checked against the facts a run takes). */
@@ -53,8 +58,8 @@ function readSource(file: string): { path: string; sourceText: string } {
   const path = resolve(file);
   try {
     return { path, sourceText: readFileSync(path, 'utf8') };
-  } catch {
-    throw new UserError(`cannot read ${file}`, 'check the path of the .dissect file');
+  } catch (e) {
+    throw fsUserError('read', file, e, 'check the path of the .dissect file');
   }
 }
 
@@ -62,14 +67,14 @@ function readSource(file: string): { path: string; sourceText: string } {
  * What the checker learns from a model (the answer of its ShapeOf): the sites `detect` finds
  * and their shape, or, for a model dissect cannot read, why (at the site override to blame).
  */
-export function readModelShape(onnxPath: string, detect: () => ModelSites): { sites: ModelSites; shape: ModelShape } | { error: string; site?: number } {
+export function readModelShape(detect: () => ModelSites): { sites: ModelSites; shape: ModelShape } | { error: string; site?: number } {
   try {
     const sites = detect();
     return { sites, shape: { layers: sites.layers, heads: sites.heads, vocab: sites.vocab } };
   } catch (e) {
     if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
+    if (e instanceof FileSystemError) return { error: e.reason };
     if (e instanceof UserError) return { error: e.message };
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { error: `model file not found: ${onnxPath}` };
     throw e;
   }
 }
@@ -78,20 +83,29 @@ export function readModelShape(onnxPath: string, detect: () => ModelSites): { si
 export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}, rowLimits = defaultRowLimits): LoadedProgram {
   const { path, sourceText } = readSource(file);
   let sites: ModelSites | undefined;
+  let limits: ModelLimits | undefined;
   const out = frontEnd(sourceText, path, {
     overrides,
     rowLimits,
     shapeOf: (onnxPath, overrides) => {
-      const read = readModelShape(onnxPath, () => detectSites(readModel(onnxPath), onnxPath, siteOverridesOf(overrides)));
+      const read = readModelShape(() => {
+        const model = readModel(onnxPath);
+        const found = detectSites(model, onnxPath, siteOverridesOf(overrides));
+        limits = modelLimits(model, found);
+        return found;
+      });
       if ('error' in read) return read;
       sites = read.sites;
       return read.shape;
     },
   });
-  if (hasErrors(out.diagnostics) || !out.program || !sites) throw new DiagnosticsError(out.diagnostics, sourceText);
+  if (hasErrors(out.diagnostics) || !out.program || !sites || !limits) throw new DiagnosticsError(out.diagnostics, sourceText);
   const tokenizer = orThrow(loadTokenizer(out.program.model.tokenizer));
+  const mismatch = tokenizerMismatch(tokenizer, { path: out.program.model.onnx, embeddingRows: limits.embeddingRows })
+    ?? (out.program.bos === 'prepend' ? bosUnavailable(tokenizer) : undefined);
+  if (mismatch) throw new RunUserError(mismatch);
   const plan = withLastPosition(planProgram(out.program, sites, tokenizer.vocabSize), sites);
-  return { file: path, sourceText, program: out.program, sites, plan, tokenizer, warnings: out.diagnostics, rowLimits };
+  return { file: path, sourceText, program: out.program, sites, plan, tokenizer, limits, warnings: out.diagnostics, rowLimits };
 }
 
 /** Refuses, at the dataset statement, a run of `facts` facts over the total row limit. */
@@ -185,11 +199,17 @@ export function selectedFacts(program: Program, selection: Selection): { all: Fa
 
 /** `--params FILE`: a JSON object of parameter values, applied before `--set`. */
 export function readParamsFile(file: string): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw fsUserError('read --params', file, e);
+  }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
-    throw new UserError(`--params ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `not valid JSON: ${(e as Error).message}`}`);
+    throw new UserError(`--params ${file}: not valid JSON: ${(e as Error).message}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`--params ${file}: expected an object of parameter values`, 'e.g. {"window": 9, "model": "gpt2-xl.onnx"}');
   const out: Record<string, string> = {};
@@ -213,6 +233,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   const { program, plan, sites, tokenizer } = loaded;
   const { selected } = selectedFacts(program, options.selection);
   refuseOverTotalRows(loaded, selected.length);
+  const { unique, duplicates } = splitDuplicateIds(selected);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;
@@ -252,8 +273,9 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     }));
     try {
       const context = {
-        program, plan, variant, session, tokenizer, facts: selected, journal, batch: options.batch,
+        program, plan, variant, session, tokenizer, facts: unique, journal, batch: options.batch,
         lastPosition: rows.mode === 'last_position',
+        ...(loaded.limits.positions ? { positions: loaded.limits.positions } : {}),
       };
       const meanHidden = await datasetMeanHidden(context);
       const counts = await executeExamples({
@@ -268,7 +290,10 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     } finally {
       await session.release();
     }
-    const records = selected.map((f) => journal.get(f.id)!);
+    const records: ExampleRecord[] = [
+      ...unique.map((f) => journal.get(f.id)!),
+      ...duplicates.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' })),
+    ];
     const measured = measureRecords(program, plan, records, ci);
     const mappings = program.headMappings
       ? await headMappingResults(program, sites, tokenizer, measured.examples, options)

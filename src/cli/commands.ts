@@ -4,14 +4,16 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
+import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
-import { compileVariant, inspectModel, readModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
+import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import { loadProgram, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
 import { mayRunLastPosition } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../measure/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
+import { splitDuplicateIds } from '../run/dataset.js';
 import { orThrow } from '../run/errors.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
@@ -29,11 +31,15 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
   const loaded = load(file, opts);
   const { selected } = selectedFacts(loaded.program, {});
   refuseOverTotalRows(loaded, selected.length);
-  const { plan, sites } = loaded;
+  const { duplicates } = splitDuplicateIds(selected);
+  const { plan, sites, limits, tokenizer } = loaded;
+  const positions = limits.positions ? `at most ${limits.positions.count} tokens (the rows of ${limits.positions.table})` : 'no limit found in the graph';
+  const repeats = duplicates.length ? `; ${duplicates.length} repeat${duplicates.length === 1 ? 's an earlier id and is' : ' earlier ids and are'} dropped` : '';
   const lines = [
     `${file}: ok`,
     `model: ${sites.family}, ${sites.layers} layers, ${sites.heads} heads, d_model ${sites.dModel}, vocab ${sites.vocab}`,
-    `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time)`,
+    `inputs: tokenizer ids 0..${tokenizer.vocabSize - 1} for ${limits.embeddingRows} embedding rows; prompts of ${positions}`,
+    `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time${repeats})`,
     ...plan.experiments.map((e) => {
       const fast = plan.variant.lastPosition ? e.rows.filter(mayRunLastPosition).length : 0;
       const how = fast === 0 ? '' : fast === e.rows.length ? ', each run as the last token alone' : `, ${fast} run as the last token alone`;
@@ -115,15 +121,18 @@ export async function reportCommand(resultsFile: string, opts: { out?: string; f
 /** `dissect inspect MODEL`, or `dissect inspect FILE.dissect` for its model with its site statements. */
 export function inspectCommand(target: string, opts: { json?: boolean }): void {
   const { onnx: model, siteOverrides } = target.endsWith('.dissect') ? modelStatementOf(target) : { onnx: target, siteOverrides: [] };
-  readModel(model); // a missing or unreadable file fails here with its own message
   const report = inspectModel(model, siteOverrides);
   process.stdout.write((opts.json ? renderInspectJson(report) : renderInspectText(report)) + '\n');
-  if (!report.supported) process.exitCode = 1;
+  if (!compilable(report)) process.exitCode = 1;
 }
 
 export function attributesCommand(folder: string, opts: { out: string }): void {
   const map = orThrow(importAttributeTexts(folder));
-  writeFileSync(opts.out, JSON.stringify(map, null, 1) + '\n');
+  try {
+    writeFileSync(opts.out, JSON.stringify(map, null, 1) + '\n');
+  } catch (e) {
+    throw fsUserError('write', opts.out, e, 'give --out a file in an existing folder you can write to');
+  }
   process.stdout.write(`wrote ${opts.out}: ${Object.keys(map).length} subjects\n`);
 }
 

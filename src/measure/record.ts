@@ -5,7 +5,13 @@
 import type { CleanOutput } from './knockout.js';
 import type { ResultsExample } from './schema.js';
 
-export type DropReason = 'not_known' | 'subject_not_found' | 'unusable_prompt';
+/**
+ * Why a fact is not measured: the model's top-1 is not its target (`filter known`); its subject
+ * is not in its prompt; its prompt cannot become a model input; its prompt has more tokens
+ * than the model has positions; an earlier fact has its id.
+ */
+export const DROP_REASONS = ['not_known', 'subject_not_found', 'unusable_prompt', 'prompt_too_long', 'duplicate_id'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
 
 /** Top tokens a `top_tokens` probe read at one position. */
 export interface TokenList {

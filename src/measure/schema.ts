@@ -6,6 +6,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { MeasureDescriptorSchema, isNumeric } from './descriptor.js';
+import { DROP_REASONS, type DropReason } from './record.js';
 import { mean } from './stats.js';
 
 export const RESULTS_FORMAT = 'dissect-results/2' as const;
@@ -76,7 +77,9 @@ const ProvenanceSchema = Closed({
 const DataSchema = Closed({
   total: Type.Integer({ minimum: 0, description: 'records read from the dataset' }),
   kept: Type.Integer({ minimum: 0, description: 'examples measured (= examples.length)' }),
-  dropped: Type.Record(Type.String(), Count, { description: 'why the others were dropped: reason → count; counts sum to total − kept' }),
+  // TypeBox infers no key type from a mapped list of literals: the static type is stated
+  dropped: Type.Unsafe<Partial<Record<DropReason, number>>>(Closed(Object.fromEntries(DROP_REASONS.map((r) => [r, Type.Optional(Count)])),
+    'why the others were dropped: reason → count; counts sum to total − kept')),
   filter: Type.Union([Type.Literal('known'), Type.Literal('none')]),
   bos: Type.Union([Type.Literal('none'), Type.Literal('prepend')]),
   limit: CountOrNull,
@@ -94,7 +97,8 @@ export const ResultsExampleSchema = Closed({
   tokens: Type.Array(Type.String(), { minItems: 1 }),
   subjectRange: Pair(Count),
   subjectAtZero: Type.Boolean(),
-  cleanTop1: Closed({ id: Count, token: Type.String(), prob: Type.Number({ minimum: 0, maximum: 1 }) }),
+  cleanTop1: Closed({ id: Count, token: Type.String(), prob: Type.Number({ minimum: 0, maximum: 1 }) },
+    "the model's top-1 for the prompt; `token` is empty when the tokenizer has no such id (a model with more embedding rows than tokenizer ids, as GPT-J)"),
 });
 
 const TokenRowSchema = Closed({

@@ -59,9 +59,10 @@ export function externalRefs(model: ModelProto): ExternalRef[] {
   return refs;
 }
 
+/** `p` is `root` or lies below it. A name that merely starts with two dots (`..model.onnx_data`) is inside. */
 function inside(root: string, p: string): boolean {
   const rel = relative(root, p);
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  return rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
 }
 
 /**
@@ -90,7 +91,9 @@ export function checkExternalData(model: ModelProto, modelPath: string): string[
     if (!inside(realDir, real)) {
       throw new UserError(`${where}, which resolves (through a symlink) to ${real}, outside the model's folder; onnxruntime refuses it`);
     }
-    const size = statSync(full).size;
+    const stat = statSync(full);
+    if (!stat.isFile()) throw new UserError(`${where}, but ${full} is ${stat.isDirectory() ? 'a folder' : 'not a regular file'}`);
+    const size = stat.size;
     const end = ref.offset + (ref.length ?? 0);
     if (end > size) throw new UserError(`${where}: it needs bytes up to ${end} but the file has ${size}`);
     files.set(norm, size);

@@ -1,10 +1,11 @@
 // Public surface of the compiler stage.
 export { buildVariant, compileVariant, rewriteModel, type BuiltVariant, type CompiledVariant } from './compile.js';
-export { inspectModel, renderInspectJson, renderInspectText, type InspectReport } from './inspect.js';
+export { compilable, inspectModel, renderInspectJson, renderInspectText, type InspectReport } from './inspect.js';
 export { detectSites, runDetection, SiteError } from './sites/index.js';
 export { SiteOverrideError } from './sites/findings.js';
 export type { ModelSites, LayerSites, ModelInputs, KvCacheInput, SiteOverride } from './sites/types.js';
 export { readModel, writeModel, decodeModel, encodeModel, DataType } from './proto.js';
+export { modelLimits, type ModelLimits } from './limits.js';
 export { checkExternalData, externalRefs, externalizeInitializers } from './external.js';
 export { attentionProbsName } from './passes/outputs.js';
 export * from './variant.js';

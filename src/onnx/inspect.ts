@@ -3,10 +3,9 @@
 // it was matched) and which were not (what was expected, where matching broke), with a
 // confidence per layer. Never reads external weights.
 
-import { readFileSync } from 'node:fs';
 import { checkExternalData, externalRefs } from './external.js';
 import { valueInfoShape } from './graph.js';
-import { decodeModel, dtypeName, int, type ValueInfoProto } from './proto.js';
+import { dtypeName, int, readModel, type ValueInfoProto } from './proto.js';
 import { runDetection } from './sites/index.js';
 import { firstBreak, type FoundSite, type LayerFindings, type MissingSite } from './sites/findings.js';
 import { LAYER_SITE_NAMES, type SiteOverride } from './sites/types.js';
@@ -82,7 +81,7 @@ function layerReport(L: LayerFindings, notes: readonly string[]): LayerReport {
 }
 
 export function inspectModel(path: string, overrides: readonly SiteOverride[] = []): InspectReport {
-  const model = decodeModel(readFileSync(path), path);
+  const model = readModel(path);
   const g = model.graph!;
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
   const tensor = (vi: ValueInfoProto): InspectTensor => {
@@ -125,6 +124,11 @@ export function inspectModel(path: string, overrides: readonly SiteOverride[] = 
     layers: d.layers.map((L) => layerReport(L, d.notes)),
     notes: d.notes,
   };
+}
+
+/** The model can be compiled: every site was found and its external data is usable. */
+export function compilable(r: InspectReport): boolean {
+  return r.supported && r.externalData.problem === undefined;
 }
 
 function sortSites(found: readonly FoundSite[]): FoundSite[] {
@@ -173,7 +177,7 @@ export function renderInspectText(r: InspectReport): string {
   for (const n of r.notes) lines.push(`note: ${n}`);
   const count = (c: LayerReport['confidence']): number => r.layers.filter((L) => L.confidence === c).length;
   lines.push(`confidence: ${r.layers.length} layers: ${count('high')} high, ${count('medium')} medium, ${count('low')} low`);
-  lines.push(r.supported ? 'supported: yes' : 'supported: no');
+  lines.push(!r.supported ? 'supported: no' : compilable(r) ? 'supported: yes' : 'supported: yes, but its external data cannot be used (PROBLEM above)');
   return lines.join('\n') + '\n';
 }
 

@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import type { Long } from 'protobufjs';
-import { UserError } from '../errors.js';
+import { fsUserError, UserError } from '../errors.js';
 import { MAX_IR_VERSION, ONNX_SCHEMA } from './onnx-schema.js';
 
 export type Int64 = number | Long;
@@ -211,7 +211,13 @@ export function encodeModel(model: ModelProto): Uint8Array {
 }
 
 export function readModel(path: string): ModelProto {
-  return decodeModel(readFileSync(path), path);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw fsUserError('read the model', path, e, 'give the path of an .onnx file');
+  }
+  return decodeModel(bytes, path);
 }
 
 export function writeModel(path: string, model: ModelProto): void {

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UserError } from '../errors.js';
+import { fsUserError, UserError } from '../errors.js';
 
 export const OWNERSHIP_FILE = '.dissect-output.json';
 export const LOCK_FILE = 'dissect.lock';
@@ -67,16 +67,6 @@ export class ForeignFolderError extends UserError {
     );
     this.name = 'ForeignFolderError';
   }
-}
-
-function fsUserError(what: string, target: string, e: unknown): UserError {
-  const err = e as NodeJS.ErrnoException;
-  const why: Record<string, string> = {
-    ENOENT: 'no such file or folder', EISDIR: 'it is a folder', ENOTDIR: 'a part of the path is a file, not a folder',
-    EEXIST: 'a file is in the way', EACCES: 'permission denied', EPERM: 'not permitted', EROFS: 'read-only file system',
-    ENAMETOOLONG: 'the name is too long', ENOSPC: 'no space left on the device',
-  };
-  return new UserError(`cannot ${what} ${target}: ${(err.code && why[err.code]) ?? err.message}`);
 }
 
 /** Linux: this boot's id and a process's start time; undefined elsewhere. */

@@ -5,12 +5,12 @@
 //   json        {"subject": ["text", ...]}; each text is tokenized as if it continued a
 //               sentence (a byte-level BPE sees ' ' + text, so " Paris" matches candidates)
 
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { AttributesSpec } from '../lang/program.js';
 import { attributeSet } from '../measure/attributes.js';
-import { runError, type RunError } from './errors.js';
+import { runError, unreadable, type RunError } from './errors.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export type AttributeSets = ReadonlyMap<string, ReadonlySet<string>>;
@@ -18,8 +18,12 @@ export type AttributeSets = ReadonlyMap<string, ReadonlySet<string>>;
 export function loadAttributeSets(spec: AttributesSpec, tokenizer: Tokenizer): AttributeSets | RunError {
   const fail = (message: string, hint?: string): RunError =>
     runError('dataset', `${spec.path}: ${message}`, { file: spec.path, span: spec.span, ...(hint ? { hint } : {}) });
-  if (!existsSync(spec.path)) return fail('attributes file not found');
-  const text = readFileSync(spec.path, 'utf8').replace(/^\uFEFF/, '');
+  let text: string;
+  try {
+    text = readFileSync(spec.path, 'utf8').replace(/^\uFEFF/, '');
+  } catch (e) {
+    return unreadable('dataset', 'the attributes file', spec.path, e, { span: spec.span });
+  }
   const texts = new Map<string, string[]>();
   if (spec.format === 'json') {
     let json: unknown;
@@ -60,11 +64,22 @@ export function loadAttributeSets(spec: AttributesSpec, tokenizer: Tokenizer): A
  * was never released; this is the way to bring one's own.
  */
 export function importAttributeTexts(dir: string): Record<string, string[]> | RunError {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) return runError('dataset', `${dir}: not a folder`, { hint: 'give a folder holding one <subject>.txt file per subject' });
+  const hint = 'give a folder holding one <subject>.txt file per subject';
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch (e) {
+    return unreadable('dataset', 'the folder', dir, e, { hint });
+  }
   const out: Record<string, string[]> = {};
-  for (const name of readdirSync(dir).sort()) {
-    if (!name.endsWith('.txt')) continue;
-    const text = readFileSync(join(dir, name), 'utf8').replace(/^\uFEFF/, '').trim();
+  for (const name of names.filter((n) => n.endsWith('.txt'))) {
+    const file = join(dir, name);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').replace(/^\uFEFF/, '').trim();
+    } catch (e) {
+      return unreadable('dataset', 'the attribute text', file, e, { hint });
+    }
     if (text) out[name.slice(0, -'.txt'.length)] = [text];
   }
   if (!Object.keys(out).length) return runError('dataset', `${dir}: no non-empty .txt files`, { hint: 'one <subject>.txt file per subject' });

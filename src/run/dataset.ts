@@ -13,10 +13,10 @@
 // else the 1-based record number. Errors name the file, the 1-based record number and what
 // was expected.
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { DatasetFields, DatasetSpec } from '../lang/program.js';
-import { InternalError, runError, type RunError } from './errors.js';
+import { InternalError, runError, unreadable, type RunError } from './errors.js';
 import { mulberry32Float } from '../random.js';
 
 export interface Fact {
@@ -41,13 +41,11 @@ export function loadFacts(spec: DatasetSpec): { facts: Fact[] } | RunError {
   const fail = (message: string, record?: number, hint?: string): RunError =>
     runError('dataset', record === undefined ? `${file}: ${message}` : `${file}: record ${record}: ${message}`,
       { file, span: spec.span, ...(record !== undefined ? { record } : {}), ...(hint !== undefined ? { hint } : {}) });
-  if (!existsSync(file)) return fail('dataset file not found');
-  if (statSync(file).isDirectory()) return fail('is a folder, expected a dataset file');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    return fail(`cannot read: ${(e as Error).message}`);
+    return unreadable('dataset', 'the dataset', file, e, { span: spec.span });
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   switch (spec.format) {
@@ -241,6 +239,21 @@ function loadCsv(text: string, fields: DatasetFields, fail: Fail): { facts: Fact
     facts.push(factOf(id, out, record));
   }
   return { facts };
+}
+
+/**
+ * The facts with distinct ids, each the first of its id, and the later ones that repeat an id:
+ * results and the journal are keyed by id, so a repeat is dropped (`duplicate_id`), not measured.
+ */
+export function splitDuplicateIds(facts: readonly Fact[]): { unique: Fact[]; duplicates: Fact[] } {
+  const seen = new Set<string>();
+  const unique: Fact[] = [];
+  const duplicates: Fact[] = [];
+  for (const f of facts) {
+    if (seen.has(f.id)) duplicates.push(f);
+    else { seen.add(f.id); unique.push(f); }
+  }
+  return { unique, duplicates };
 }
 
 export interface Selection {

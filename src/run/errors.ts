@@ -4,7 +4,7 @@
 // collect several problems. `orThrow` turns one into the CLI's UserError. Bugs (a broken
 // invariant between stages) are thrown as InternalError.
 
-import { UserError } from '../errors.js';
+import { fsReason, UserError } from '../errors.js';
 import type { SourceSpan } from '../lang/program.js';
 
 export type RunErrorCode =
@@ -12,6 +12,7 @@ export type RunErrorCode =
   | 'dataset'            // missing file, unreadable JSON/CSV, a record of the wrong shape
   | 'subject-not-found'  // the subject string does not occur in the prompt
   | 'example'            // a fact that cannot become a model input (empty prompt, no BOS, ...)
+  | 'prompt-too-long'    // a prompt with more tokens than the model has positions
   | 'positions'          // an explicit position index outside the prompt
   | 'model'              // a model file that is missing or that onnxruntime rejects
   | 'device';            // an execution provider that is not installed or fails to start
@@ -39,6 +40,11 @@ export function runError(
   if (extra.record !== undefined) e.record = extra.record;
   if (extra.span !== undefined) e.span = extra.span;
   return e;
+}
+
+/** A user's file that a read failed on (`e`), in the CLI's wording for file-system errors. */
+export function unreadable(code: RunErrorCode, what: string, file: string, e: unknown, extra: { hint?: string; span?: SourceSpan } = {}): RunError {
+  return runError(code, `cannot read ${what} ${file}: ${fsReason(e)}`, { file, ...extra });
 }
 
 export function isRunError(x: unknown): x is RunError {

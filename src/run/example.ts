@@ -30,7 +30,21 @@ export interface Example extends ExampleGeometry {
   readonly targetIds: readonly number[];
 }
 
-export function prepareExample(fact: Fact, tokenizer: Tokenizer, bos: BosPolicy): Example | RunError {
+/** Why `tokenizer` cannot give the BOS token `bos prepend` asks for; undefined when it can. */
+export function bosUnavailable(tokenizer: Tokenizer): RunError | undefined {
+  if (tokenizer.bosId !== undefined) return undefined;
+  return runError('example', `bos prepend: tokenizer ${tokenizer.path} has no <|endoftext|>, bos_token or eos_token`, {
+    hint: 'use `bos none`, or add bos_token to a tokenizer_config.json beside the tokenizer',
+  });
+}
+
+/**
+ * The model input of a fact. `positions`: the most tokens the model takes (ModelLimits), BOS
+ * included; a longer prompt is an error value with code 'prompt-too-long'.
+ */
+export function prepareExample(
+  fact: Fact, tokenizer: Tokenizer, bos: BosPolicy, positions?: { readonly count: number; readonly table: string },
+): Example | RunError {
   const where = `fact ${fact.id} (record ${fact.record})`;
   if (fact.prompt.length === 0) return runError('example', `${where}: empty prompt`, { record: fact.record });
   let enc: Encoded;
@@ -53,14 +67,16 @@ export function prepareExample(fact: Fact, tokenizer: Tokenizer, bos: BosPolicy)
   let subject = located;
   const prepend = bos === 'prepend';
   if (prepend) {
-    if (tokenizer.bosId === undefined) {
-      return runError('example', `bos prepend: tokenizer ${tokenizer.path} has no <|endoftext|>, bos_token or eos_token`, {
-        hint: 'use `bos none`, or add bos_token to a tokenizer_config.json beside the tokenizer',
-      });
-    }
-    ids = [tokenizer.bosId, ...ids];
+    const noBos = bosUnavailable(tokenizer);
+    if (noBos) return noBos;
+    ids = [tokenizer.bosId!, ...ids];
     offsets = [[0, 0], ...offsets];
     subject = { start: located.start + 1, end: located.end + 1 };
+  }
+  if (positions && ids.length > positions.count) {
+    return runError('prompt-too-long',
+      `${where}: the prompt has ${ids.length} tokens${prepend ? ' (BOS included)' : ''}, but the model takes at most ${positions.count} (its position table ${positions.table} has ${positions.count} rows)`,
+      { record: fact.record });
   }
   return {
     fact, ids, offsets, subject, n: ids.length, lastIndex: ids.length - 1, bos: prepend,

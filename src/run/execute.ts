@@ -35,6 +35,8 @@ export interface ExecuteInput {
   readonly meanHidden?: ReadonlyMap<number, Float32Array>;
   /** Rows per forward pass. */
   readonly batch: number;
+  /** The most tokens the model takes (ModelLimits.positions); longer prompts are dropped. */
+  readonly positions?: { readonly count: number; readonly table: string };
   /** Run rows that change only the last position's attention as that token alone, against the clean run's cache. */
   readonly lastPosition?: boolean;
   readonly onProgress?: (doneExamples: number, totalExamples: number) => void;
@@ -57,9 +59,10 @@ interface Clean extends CleanOutput {
 function prepareChunk(input: ExecuteInput, chunk: readonly Fact[]): Prepared[] {
   const prepared: Prepared[] = [];
   for (const fact of chunk) {
-    const example = prepareExample(fact, input.tokenizer, input.program.bos);
+    const example = prepareExample(fact, input.tokenizer, input.program.bos, input.positions);
     if (isRunError(example)) {
-      const reason: DropReason = example.code === 'subject-not-found' ? 'subject_not_found' : 'unusable_prompt';
+      const reason: DropReason = example.code === 'subject-not-found' ? 'subject_not_found'
+        : example.code === 'prompt-too-long' ? 'prompt_too_long' : 'unusable_prompt';
       input.journal.append(fact.id, { status: 'dropped', reason, detail: example.message });
     } else {
       prepared.push({ fact, example });
@@ -230,7 +233,7 @@ function hiddenOfRow(t: DecodedTensor, row: number, n: number): Float32Array {
  * Recomputed by every run (clean passes only), so a resumed run uses the same means.
  */
 export async function datasetMeanHidden(
-  input: Pick<ExecuteInput, 'program' | 'plan' | 'variant' | 'session' | 'tokenizer' | 'facts' | 'batch'>,
+  input: Pick<ExecuteInput, 'program' | 'plan' | 'variant' | 'session' | 'tokenizer' | 'facts' | 'batch' | 'positions'>,
 ): Promise<Map<number, Float32Array> | undefined> {
   const indices = new Set<number>();
   for (const e of input.plan.experiments) for (const r of e.rows) if (r.patch?.source.kind === 'mean_hidden') indices.add(r.patch.source.index);
@@ -239,7 +242,7 @@ export async function datasetMeanHidden(
   const sums = new Map([...indices].map((i) => [i, new Float64Array(d)]));
   let count = 0;
   for (let c = 0; c < input.facts.length; c += input.batch) {
-    const prepared = input.facts.slice(c, c + input.batch).map((f) => prepareExample(f, input.tokenizer, input.program.bos))
+    const prepared = input.facts.slice(c, c + input.batch).map((f) => prepareExample(f, input.tokenizer, input.program.bos, input.positions))
       .filter((e): e is Example => !isRunError(e));
     const cleans = await cleanPass(input, prepared, true);
     prepared.forEach((ex, j) => {
@@ -397,7 +400,7 @@ function resultsExample(p: Prepared, clean: CleanOutput, tokenizer: Tokenizer): 
     tokens: p.example.ids.map((id) => tokenizer.tokenString(id)),
     subjectRange: [p.example.subject.start, p.example.subject.end],
     subjectAtZero: p.example.subjectAtZero,
-    cleanTop1: { id: clean.targetId, token: tokenizer.decode(clean.targetId), prob: clean.p0 },
+    cleanTop1: { id: clean.targetId, token: tokenizer.has(clean.targetId) ? tokenizer.decode(clean.targetId) : '', prob: clean.p0 },
   };
 }
 

@@ -15,6 +15,12 @@ import * as ort from 'onnxruntime-node';
 import { runError, type RunError } from './errors.js';
 import { halfToFloat32Array } from './half.js';
 
+// onnxruntime's telemetry reads the machine id, keeps an event database under ~/.cache (model
+// producer, graph name, opsets) that its client may upload, and leaves a mat-debug-<pid>.log in
+// the temp folder. It reads this variable when it creates its environment, at the first session;
+// onnxruntime-node has no API for it. Every session of dissect is created below.
+process.env['ORT_DISABLE_TELEMETRY'] = '1';
+
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
 export interface SessionOptions {

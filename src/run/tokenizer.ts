@@ -17,7 +17,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { RunUserError, runError, type RunError } from './errors.js';
+import { RunUserError, runError, unreadable, type RunError } from './errors.js';
 
 export interface Encoded {
   readonly ids: number[];
@@ -39,6 +39,8 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** Throws RunUserError (code 'tokenizer') only when offsets cannot be aligned with the text. */
   encode(text: string): Encoded;
+  /** Whether the vocabulary has this id: a model may have more embedding rows than its tokenizer has ids (GPT-J). */
+  has(id: number): boolean;
   /** The text of one token (" Music"); no clean-up of spaces before punctuation. */
   decode(id: number): string;
   /** The text of a token sequence, no clean-up. */
@@ -62,22 +64,31 @@ function isObject(x: unknown): x is Json {
 export function loadTokenizer(path: string): Tokenizer | RunError {
   let file = path;
   if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'tokenizer.json');
-  if (!existsSync(file)) {
-    return runError('tokenizer', `tokenizer file not found: ${file}`, {
-      file, hint: 'point the model declaration\'s tokenizer at a Hugging Face tokenizer.json (or the folder holding it)',
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    return unreadable('tokenizer', 'the tokenizer', file, e, {
+      hint: 'point the model declaration\'s tokenizer at a Hugging Face tokenizer.json (or the folder holding it)',
     });
   }
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     return runError('tokenizer', `tokenizer file ${file} is not valid JSON: ${(e as Error).message}`, { file });
   }
   let config: Json = {};
   const configFile = join(dirname(file), 'tokenizer_config.json');
   if (existsSync(configFile)) {
+    let configText: string;
     try {
-      const c: unknown = JSON.parse(readFileSync(configFile, 'utf8'));
+      configText = readFileSync(configFile, 'utf8');
+    } catch (e) {
+      return unreadable('tokenizer', 'the tokenizer configuration', configFile, e);
+    }
+    try {
+      const c: unknown = JSON.parse(configText);
       if (!isObject(c)) return runError('tokenizer', `${configFile} must hold a JSON object`, { file: configFile });
       config = c;
     } catch (e) {
@@ -113,7 +124,28 @@ export function tokenizerFromJson(json: unknown, config: Json = {}, source = '<t
   } catch (e) {
     return bad((e as Error).message);
   }
-  return new HfBackedTokenizer(hf, full, cfg, source);
+  const tokenizer = new HfBackedTokenizer(hf, full, cfg, source);
+  const unk = tokenizer.missingUnknownToken();
+  if (unk !== undefined) {
+    return runError('tokenizer', `${source} declares the unknown-token ${JSON.stringify(unk)} (unk_token), but its vocabulary has no such token`, {
+      file: source, hint: 'add the token to the vocabulary, or remove unk_token from the tokenizer (and from tokenizer_config.json)',
+    });
+  }
+  return tokenizer;
+}
+
+/**
+ * Whether every id of the tokenizer has a row in the model's token embedding. Fewer ids than
+ * rows is normal (GPT-J pads its 50,257 tokens to 50,400 rows); more would send ids the
+ * model cannot look up.
+ */
+export function tokenizerMismatch(tokenizer: Tokenizer, model: { readonly path: string; readonly embeddingRows: number }): RunError | undefined {
+  if (tokenizer.vocabSize <= model.embeddingRows) return undefined;
+  const largest = tokenizer.vocabSize - 1;
+  return runError('tokenizer',
+    `the tokenizer ${tokenizer.path} has ids up to ${largest} (${JSON.stringify(tokenizer.tokenString(largest))}, ${tokenizer.vocabSize} ids), ` +
+      `but the model ${model.path} has ${model.embeddingRows} token embedding rows (ids 0..${model.embeddingRows - 1})`,
+    { file: tokenizer.path, hint: 'use the tokenizer the model was trained with (it may have fewer ids than the model has rows, never more)' });
 }
 
 /** GPT-2's byte ↔ unicode alphabet (bytes_to_unicode). */
@@ -205,11 +237,28 @@ class HfBackedTokenizer implements Tokenizer {
     this.bosId = bos;
   }
 
+  /**
+   * The unknown-token declared (unk_token, or a Unigram model's unk_id) when the vocabulary lacks
+   * it. A byte-level BPE encodes any text without one, so it never needs the token it declares.
+   */
+  missingUnknownToken(): string | undefined {
+    if (this.kind === 'byte-level' || (this.unkToken === undefined && this.unkId === undefined)) return undefined;
+    if (this.unkId !== undefined && this.hf.id_to_token(this.unkId) !== undefined) return undefined;
+    return this.unkToken ?? `id ${this.unkId}`;
+  }
+
   encode(text: string): Encoded {
     if (text.length === 0) return { ids: [], offsets: [], tokens: [] };
     const enc = this.hf.encode(text, { add_special_tokens: false });
-    const ids = enc.ids.map(Number);
+    const ids: number[] = enc.ids.map(Number);
     const tokens = enc.tokens;
+    // Without an unknown-token, a word outside the vocabulary comes back with no id.
+    const lost = ids.findIndex((id) => !Number.isInteger(id));
+    if (lost >= 0) {
+      throw new RunUserError(runError('tokenizer', `${this.path} has no token for ${JSON.stringify(tokens[lost])} (in ${JSON.stringify(text)}) and no unknown-token to stand for it`, {
+        file: this.path, hint: 'add an unk_token to the tokenizer, or leave such words out of the dataset',
+      }));
+    }
     const offsets = (this.kind === 'byte-level' ? this.byteOffsets(text, ids, tokens) : undefined)
       ?? this.matchOffsets(text, ids, tokens);
     return { ids, offsets, tokens };
@@ -234,8 +283,12 @@ class HfBackedTokenizer implements Tokenizer {
     return this.hf.token_to_id(token);
   }
 
+  has(id: number): boolean {
+    return Number.isInteger(id) && id >= 0 && id < this.vocabSize && this.hf.id_to_token(id) !== undefined;
+  }
+
   private checkId(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.hf.id_to_token(id) === undefined) {
+    if (!this.has(id)) {
       throw new RangeError(`token id ${id} is not in the vocabulary of ${this.path} (size ${this.vocabSize})`);
     }
   }

@@ -70,9 +70,9 @@ test('a missing model file names the path at the model statement', (t) => {
 });
 
 test('a missing dataset file is a clear error, not a crash', (t) => {
-  const tokenizer = fileURLToPath(new URL('../../../generated/tiny-gpt2/tokenizer.json', import.meta.url));
+  const tiny = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
   const dir = workspace({
-    'x.dissect': `model "${join(fixtures, 'gpt2-opset14.onnx')}" tokenizer "${tokenizer}"\ndataset counterfact "facts.json"\n`,
+    'x.dissect': `model "${join(tiny, 'model.onnx')}" tokenizer "${join(tiny, 'tokenizer.json')}"\ndataset counterfact "facts.json"\n`,
   });
   const r = dissect('check', join(dir, 'x.dissect'));
   t.is(r.code, 1);
@@ -109,7 +109,7 @@ test('--params applies a preset before --set, and names a bad file', (t) => {
   t.notRegex(r.stderr, /candidates/);
   const missing = dissect('check', example, '--params', '/nonexistent.json');
   t.is(missing.code, 1);
-  t.regex(missing.stderr, /--params \/nonexistent\.json: file not found/);
+  t.regex(missing.stderr, /cannot read --params \/nonexistent\.json: no such file or folder/);
 });
 
 test('--max-rows raises the rows per fact and in total; over either limit, check names the flag value that fits', (t) => {

@@ -13,13 +13,13 @@ export interface FuzzRequest { readonly index: number; readonly file: string; re
 
 const modelPath = join(repoRoot, 'generated/tiny-gpt2/model.onnx');
 const model = readModel(modelPath);
-const plain = readModelShape(modelPath, () => detectSites(model, modelPath));
+const plain = readModelShape(() => detectSites(model, modelPath));
 if ('error' in plain) throw new Error(`the default model does not load: ${plain.error}`);
 
 /** Whatever path the source names, the default model is read, with the source's site statements. */
 const shapeOf: ShapeOf = (_, overrides) => {
   if (overrides.length === 0) return plain.shape;
-  const read = readModelShape(modelPath, () => detectSites(model, modelPath, siteOverridesOf(overrides)));
+  const read = readModelShape(() => detectSites(model, modelPath, siteOverridesOf(overrides)));
   return 'error' in read ? read : read.shape;
 };
 

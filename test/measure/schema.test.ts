@@ -50,7 +50,8 @@ test('non-finite numbers and unknown measures are rejected', (t) => {
 test('cross-field checks', (t) => {
   const cases: [string, (r: any) => void, RegExp][] = [
     ['kept', (r) => (r.data.kept = 3), /\/data\/kept: is 3 but there are 2 examples/],
-    ['dropped', (r) => (r.data.dropped.too_long = 2), /kept \(2\) \+ dropped \(3\) ≠ total \(3\)/],
+    ['dropped', (r) => (r.data.dropped.prompt_too_long = 2), /kept \(2\) \+ dropped \(3\) ≠ total \(3\)/],
+    ['drop reason', (r) => { r.data.dropped = { not_known: 0, too_long: 1 }; r.data.total = 3; }, /\/data\/dropped: must NOT have additional properties \(too_long\)/],
     ['meaning', (r) => (r.choices.cancel_mlp = 'preactivations'), /no meaning for choice "cancel_mlp"/],
     ['dup id', (r) => (r.examples[1].id = 0), /duplicate example id 0/],
     ['range', (r) => (r.examples[0].subjectRange = [2, 9]), /subjectRange/],

@@ -145,3 +145,28 @@ test('a truncated external file is reported', (t) => {
   closeSync(fd);
   t.throws(() => buildVariant(join(dir, 'model.onnx'), { knockout: false, logits: false }), { instanceOf: UserError, message: /needs bytes up to \d+ but the file has 1000/ });
 });
+
+test('a weights file whose name starts with two dots lies inside the folder and is accepted', (t) => {
+  const dir = tempDir('ext-dots');
+  const { weights } = externalModel(dir, '..model.onnx_data');
+  writeFileSync(join(dir, '..model.onnx_data'), weights);
+  const built = buildVariant(join(dir, 'model.onnx'), { knockout: false, logits: false });
+  t.is(built.manifest.weights.folder, dir);
+  t.deepEqual(inspectModel(join(dir, 'model.onnx')).externalData, { tensors: 11, files: ['..model.onnx_data'] });
+  // a symlink of that name pointing out of the folder is still refused
+  const outside = tempDir('ext-dots-outside');
+  writeFileSync(join(outside, 'w.bin'), weights);
+  const linked = tempDir('ext-dots-link');
+  externalModel(linked, '..model.onnx_data');
+  symlinkSync(join(outside, 'w.bin'), join(linked, '..model.onnx_data'));
+  t.throws(() => buildVariant(join(linked, 'model.onnx'), { knockout: false, logits: false }),
+    { instanceOf: UserError, message: /location '\.\.model\.onnx_data', which resolves \(through a symlink\) to .*w\.bin, outside the model's folder/ });
+});
+
+test('a folder used as external data is refused, naming it', (t) => {
+  const dir = tempDir('ext-folder');
+  externalModel(dir, 'weights');
+  mkdirSync(join(dir, 'weights'));
+  t.throws(() => buildVariant(join(dir, 'model.onnx'), { knockout: false, logits: false }),
+    { instanceOf: UserError, message: `${join(dir, 'model.onnx')}: initializer 'transformer.wte.weight' has external data location 'weights', but ${join(dir, 'weights')} is a folder` });
+});

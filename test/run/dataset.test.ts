@@ -2,7 +2,7 @@ import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DatasetFields, DatasetSpec, SourceSpan } from '../../src/lang/program.js';
-import { loadFacts, selectFacts, type Fact } from '../../src/run/dataset.js';
+import { loadFacts, selectFacts, splitDuplicateIds, type Fact } from '../../src/run/dataset.js';
 import { mulberry32Float as mulberry32 } from '../../src/random.js';
 import { isRunError, type RunError } from '../../src/run/errors.js';
 import { tempDir } from './_tokenizers.js';
@@ -84,11 +84,14 @@ test('CSV with quoted fields (commas, quotes, newlines) and a field mapping', (t
   ]);
 });
 
-test('missing file', (t) => {
+test('a missing file, a folder and a name too long are error values naming the path and why', (t) => {
   const e = error({ format: 'known', path: join(dir, 'nope.json'), span });
   t.is(e.code, 'dataset');
-  t.is(e.message, `${join(dir, 'nope.json')}: dataset file not found`);
+  t.is(e.message, `cannot read the dataset ${join(dir, 'nope.json')}: no such file or folder`);
   t.deepEqual(e.span, span);
+  t.is(error({ format: 'known', path: dir, span }).message, `cannot read the dataset ${dir}: it is a folder`);
+  const long = join(dir, `${'a'.repeat(300)}.json`);
+  t.is(error({ format: 'known', path: long, span }).message, `cannot read the dataset ${long}: the name is too long`);
 });
 
 test('wrong shapes name the file, the record and what was expected', (t) => {
@@ -183,4 +186,11 @@ test('mulberry32 matches the reference implementation', (t) => {
     for (let i = 0; i < 1000; i++) t.is(m(), r(), `seed ${seed} draw ${i}`);
   }
   t.is(mulberry32(1)(), 0.6270739405881613);
+});
+
+test('repeated ids: the first fact of each id is kept, later ones are set apart in order', (t) => {
+  const fact = (id: string, record: number) => ({ id, prompt: 'p', subject: 's', target: 't', record });
+  const { unique, duplicates } = splitDuplicateIds([fact('a', 1), fact('b', 2), fact('a', 3), fact('c', 4), fact('a', 5)]);
+  t.deepEqual(unique.map((f) => f.record), [1, 2, 4]);
+  t.deepEqual(duplicates.map((f) => f.record), [3, 5]);
 });

@@ -13,13 +13,15 @@ const wordsNoBos = orThrow(loadTokenizer(writeWordLevelTokenizer()));
 
 const beats: Fact = { id: '1', prompt: 'Beats Music is owned by', subject: 'Beats Music', target: 'Apple', record: 2 };
 
-function ok(fact: Fact, tk: Tokenizer, bos: 'none' | 'prepend'): Example {
-  const e = prepareExample(fact, tk, bos);
+type Positions = Parameters<typeof prepareExample>[3];
+
+function ok(fact: Fact, tk: Tokenizer, bos: 'none' | 'prepend', positions?: Positions): Example {
+  const e = prepareExample(fact, tk, bos, positions);
   if (isRunError(e)) throw new Error(e.message);
   return e;
 }
-function err(fact: Fact, tk: Tokenizer, bos: 'none' | 'prepend'): RunError {
-  const e = prepareExample(fact, tk, bos);
+function err(fact: Fact, tk: Tokenizer, bos: 'none' | 'prepend', positions?: Positions): RunError {
+  const e = prepareExample(fact, tk, bos, positions);
   if (!isRunError(e)) throw new Error('expected an error');
   return e;
 }
@@ -84,4 +86,15 @@ test('errors: subject not found, no BOS to prepend, empty prompt', (t) => {
 
   t.is(err({ ...beats, prompt: '' }, gpt2, 'none').code, 'example');
   t.regex(err({ ...beats, prompt: '   ', subject: ' ' }, words, 'none').message, /has no tokens/);
+});
+
+test('a prompt with more tokens than the model has positions is an error value; as many is fine', (t) => {
+  const f: Fact = { id: 'x', prompt: 'The Eiffel Tower is in', subject: 'Eiffel Tower', target: 'Paris', record: 3 };
+  const table = { count: 5, table: 'wpe' };
+  t.is(ok(f, words, 'none', table).n, 5);
+  const long = err(f, words, 'prepend', table);
+  t.is(long.code, 'prompt-too-long');
+  t.is(long.record, 3);
+  t.is(long.message, 'fact x (record 3): the prompt has 6 tokens (BOS included), but the model takes at most 5 (its position table wpe has 5 rows)');
+  t.is(ok(f, words, 'prepend', { count: 6, table: 'wpe' }).n, 6);
 });

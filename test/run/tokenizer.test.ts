@@ -2,9 +2,9 @@ import test from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { encode as gptEncode } from 'gpt-3-encoder';
-import { isRunError } from '../../src/run/errors.js';
-import { loadTokenizer, tokenizerFromJson, type Tokenizer } from '../../src/run/tokenizer.js';
-import { tempDir, writeGpt2Tokenizer, writeWordLevelTokenizer } from './_tokenizers.js';
+import { isRunError, RunUserError } from '../../src/run/errors.js';
+import { loadTokenizer, tokenizerFromJson, tokenizerMismatch, type Tokenizer } from '../../src/run/tokenizer.js';
+import { tempDir, wordLevelTokenizerJson, writeGpt2Tokenizer, writeWordLevelTokenizer } from './_tokenizers.js';
 
 const gpt2Path = writeGpt2Tokenizer();
 
@@ -138,12 +138,14 @@ test('bad tokenizer files are error values', (t) => {
   t.true(isRunError(missing));
   if (isRunError(missing)) {
     t.is(missing.code, 'tokenizer');
-    t.regex(missing.message, /tokenizer file not found: .*nope\.json/);
+    t.regex(missing.message, /cannot read the tokenizer .*nope\.json: no such file or folder/);
   }
   const emptyDir = join(dir, 'empty');
   mkdirSync(emptyDir);
   const noFile = loadTokenizer(emptyDir);
-  t.true(isRunError(noFile) && /not found: .*empty\/tokenizer\.json/.test(noFile.message));
+  t.true(isRunError(noFile) && /cannot read the tokenizer .*empty\/tokenizer\.json: no such file or folder/.test(noFile.message));
+  const long = loadTokenizer(join(dir, `${'a'.repeat(300)}.json`));
+  t.true(isRunError(long) && /: the name is too long$/.test(long.message));
 
   const bad = join(dir, 'bad.json');
   writeFileSync(bad, '{"model": ');
@@ -168,4 +170,33 @@ test('bad tokenizer files are error values', (t) => {
   writeFileSync(join(withConfig, 'tokenizer_config.json'), 'not json');
   const r5 = loadTokenizer(withConfig);
   t.true(isRunError(r5) && /tokenizer_config\.json is not valid JSON/.test(r5.message));
+});
+
+test('a declared unknown-token missing from the vocabulary is refused when loading; byte-level BPE needs none', (t) => {
+  const json = wordLevelTokenizerJson() as { model: { unk_token: string } };
+  json.model.unk_token = '<unk>';
+  const r = tokenizerFromJson(json, {}, 'words.json');
+  t.true(isRunError(r));
+  if (isRunError(r)) t.is(r.message, 'words.json declares the unknown-token "<unk>" (unk_token), but its vocabulary has no such token');
+  // a byte-level BPE encodes any text without one: a missing unk_token of its config is harmless
+  const byteLevel = tokenizerFromJson({ ...wordLevelTokenizerJson(), pre_tokenizer: { type: 'ByteLevel' } }, { unk_token: '<unk>' });
+  t.false(isRunError(byteLevel));
+});
+
+test('a word outside a vocabulary without an unknown-token is a tokenizer error, never an id NaN', (t) => {
+  const json = wordLevelTokenizerJson() as { model: Record<string, unknown> };
+  delete json.model['unk_token'];
+  const tk = tokenizerFromJson(json, {}, 'words.json');
+  if (isRunError(tk)) return t.fail(tk.message);
+  t.deepEqual(tk.encode('The Eiffel Tower').ids, [8, 9, 10]);
+  const e = t.throws(() => tk.encode('The Zorg Tower'), { instanceOf: RunUserError });
+  t.is(e!.message, 'words.json has no token for "Zorg" (in "The Zorg Tower") and no unknown-token to stand for it');
+});
+
+test('a tokenizer fits a model with as many embedding rows as ids, or more; not fewer', (t) => {
+  const tk = load(writeWordLevelTokenizer()); // ids 0..24
+  t.is(tokenizerMismatch(tk, { path: 'm.onnx', embeddingRows: 25 }), undefined);
+  t.is(tokenizerMismatch(tk, { path: 'm.onnx', embeddingRows: 40 }), undefined);
+  const e = tokenizerMismatch(tk, { path: 'm.onnx', embeddingRows: 24 });
+  t.is(e?.message, `the tokenizer ${tk.path} has ids up to 24 ("s", 25 ids), but the model m.onnx has 24 token embedding rows (ids 0..23)`);
 });

@@ -4,7 +4,7 @@
 // the same bytes.
 
 import * as fs from 'node:fs';
-import { UserError } from '../../errors.js';
+import { fsUserError, UserError } from '../../errors.js';
 import type { OutputFolder } from '../../output/folder.js';
 import { RESULTS_FORMAT, validateResults, type Results } from '../../measure/schema.js';
 import { allFigures, planFigures, type ReportPlan } from './figures.js';
@@ -84,9 +84,7 @@ export function readResultsFile(file: string): Results {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (e as Error).message;
-    throw new UserError(`cannot read ${file}: ${why}`);
+    throw fsUserError('read', file, e, 'give the results.json that `dissect run` wrote');
   }
   let obj: unknown;
   try {
