@@ -102,7 +102,8 @@ def _module(model, path):
 def hidden_and_sublayers(family, model):
     layers_path, attn_attr, mlp_attr, norm_path = F.PATHS[family]
     layers = _module(model, layers_path)
-    extra = ["post_attention_layernorm", "post_feedforward_layernorm"] if family == "gemma2" else []
+    # sandwich / post norms (Gemma 2; OLMo 2's only per-layer norms sit after the sublayers)
+    extra = ["post_attention_layernorm", "post_feedforward_layernorm"] if family in ("gemma2", "olmo2") else []
     res = []
     for p in PROMPTS:
         t = p["last"]
@@ -117,8 +118,8 @@ def hidden_and_sublayers(family, model):
                 store[key] = o[0, t].float()
             return h
         for i, layer in enumerate(layers):
-            hooks.append(getattr(layer, attn_attr).register_forward_hook(grab(rec["attn"], i)))
-            hooks.append(getattr(layer, mlp_attr).register_forward_hook(grab(rec["mlp"], i)))
+            hooks.append(F._get(layer, attn_attr).register_forward_hook(grab(rec["attn"], i)))
+            hooks.append(F._get(layer, mlp_attr).register_forward_hook(grab(rec["mlp"], i)))
             for e in extra:
                 hooks.append(getattr(layer, e).register_forward_hook(grab(rec[e], i)))
         norm = _module(model, norm_path)

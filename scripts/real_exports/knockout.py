@@ -16,6 +16,15 @@ Semantics (the contract the TypeScript tests compare against):
   in `AttentionMaskInterface`, so the masks are exactly the eager ones) wraps the family module's own
   `eager_attention_forward`; the model is switched to it with `set_attn_implementation`.
   GPT-J does not use the interface: `GPTJAttention._attn` is patched (same mask edit).
+
+  Extra families whose attention does not go through the interface (codegen, mpt, bloom, falcon,
+  falcon_new_decoder, xglm: each computes its own scores, several with ALiBi or a boolean mask): the softmax
+  input is edited instead. While the family's attention module runs (a forward pre-hook / hook pair on every
+  attention module sets the layer index), `torch.nn.functional.softmax` is wrapped; its input (the complete
+  pre-softmax scores of that layer: scaled, + ALiBi, + the family's own mask, [b, h, q, k] or [b*h, q, k])
+  is copied and finfo.min is written at the blocked (head, t, s) entries. That is literally "blocked score :=
+  finfo.min before the softmax", bit-identical to the mask edit for every family where the mask is added last;
+  exactly one softmax call per attention call is asserted.
 """
 import contextlib
 import sys
@@ -69,11 +78,74 @@ def _gptj_attn(self, query, key, value, attention_mask=None):
 _ORIG_GPTJ = transformers.models.gptj.modeling_gptj.GPTJAttention._attn
 
 
+# extra families whose attention computes its own scores: attention module class -> attribute with the head count
+SOFTMAX_EDIT = {"codegen": ("CodeGenAttention", "num_attention_heads"), "mpt": ("MptAttention", "n_heads"),
+                "bloom": ("BloomAttention", "num_heads"), "falcon": ("FalconAttention", "num_heads"),
+                "falcon_new_decoder": ("FalconAttention", "num_heads"), "xglm": ("XGLMAttention", "num_heads")}
+_ORIG_SOFTMAX = torch.nn.functional.softmax
+
+
+def _softmax_edit(input, *args, **kwargs):  # noqa: A002 (torch's own parameter name)
+    cur = _STATE.get("module")
+    if cur is None:
+        return _ORIG_SOFTMAX(input, *args, **kwargs)
+    module, layer_idx, heads_attr = cur
+    _STATE["calls"] += 1
+    _STATE["softmax_in_layer"] += 1
+    plan = _STATE["plan"]
+    if plan is not None and layer_idx in plan["layers"]:
+        h = getattr(module, heads_attr)
+        q_len, k_len = input.shape[-2], input.shape[-1]
+        x = input.clone()
+        v = x.view(-1, h, q_len, k_len)     # [b, h, q, k] (XGLM: [b*h, q, k]), a view of the copy
+        minv = torch.finfo(x.dtype).min
+        off = k_len - q_len
+        heads = plan["layers"][layer_idx]
+        for t, s in plan["edges"]:
+            for hh in (range(h) if heads is None else heads):
+                v[:, hh, t - off, s] = minv
+        input = x
+    return _ORIG_SOFTMAX(input, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _softmax_knockout(model, family):
+    cls_name, heads_attr = SOFTMAX_EDIT[family]
+    mods = [m for m in model.modules() if type(m).__name__ == cls_name]
+    hooks = []
+
+    def pre(m, args):
+        _STATE["module"] = (m, m.layer_idx, heads_attr)
+        _STATE["softmax_in_layer"] = 0
+
+    def post(m, args, out):
+        _STATE["module"] = None
+        if _STATE["softmax_in_layer"] != 1:
+            raise RuntimeError(f"{cls_name}: {_STATE['softmax_in_layer']} softmax calls in one attention call")
+    for m in mods:
+        hooks += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    torch.nn.functional.softmax = _softmax_edit
+    try:
+        yield
+    finally:
+        torch.nn.functional.softmax = _ORIG_SOFTMAX
+        _STATE["module"] = None
+        for hk in hooks:
+            hk.remove()
+
+
 @contextlib.contextmanager
 def knockout(model, family, plan):
     """plan: {"layers": {layer_idx: None (all heads) | [heads]}, "edges": [(t, s), ...]} (absolute positions)."""
     _STATE["plan"] = plan
     _STATE["calls"] = 0
+    if family in SOFTMAX_EDIT:
+        try:
+            with _softmax_knockout(model, family):
+                yield _STATE
+        finally:
+            _STATE["plan"] = None
+        return
     if family == "gptj":
         transformers.models.gptj.modeling_gptj.GPTJAttention._attn = _gptj_attn
         prev = None
