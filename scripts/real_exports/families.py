@@ -83,8 +83,8 @@ def _cfg_extra(name, common, llama_like):
     if name == "qwen3":        # Qwen/Qwen3-*: Qwen2 without q/k/v bias, per-head RMSNorm on q and k
         return T.Qwen3Config(head_dim=D_MODEL // N_HEADS, tie_word_embeddings=False, **llama_like)
     if name == "granite":      # ibm-granite/granite-3.0-2b: Llama with embedding / residual / attention / logit multipliers
-        return T.GraniteConfig(embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.5,
-                               logits_scaling=2.0, tie_word_embeddings=True, **llama_like)
+        return T.GraniteConfig(embedding_multiplier=3.0, residual_multiplier=0.6, attention_multiplier=0.5,
+                               logits_scaling=1.5, tie_word_embeddings=True, **llama_like)
     if name == "cohere":       # CohereForAI/c4ai-command-r: parallel block, bias-free LayerNorm, interleaved rotary,
         return T.CohereConfig(logit_scale=0.5, tie_word_embeddings=True, **mha)   # logits * logit_scale
     if name == "mpt":          # mosaicml/mpt-7b: ALiBi, fused Wqkv, bias-free LayerNorm and linears, gelu
@@ -108,6 +108,13 @@ def _cfg_extra(name, common, llama_like):
                             max_position_embeddings=MAX_POS, tie_word_embeddings=True, **common)
     raise KeyError(name)
 
+
+# the real checkpoint each extra family's config is shaped like (the card's table)
+LIKE = {"codegen": "Salesforce/codegen-350M-mono", "stablelm": "stabilityai/stablelm-2-1_6b",
+        "starcoder2": "bigcode/starcoder2-3b", "olmo": "allenai/OLMo-1B-hf", "olmo2": "allenai/OLMo-2-0425-1B",
+        "qwen3": "Qwen/Qwen3-8B", "granite": "ibm-granite/granite-3.0-2b-base", "cohere": "CohereForAI/c4ai-command-r-v01",
+        "mpt": "mosaicml/mpt-7b", "bloom": "bigscience/bloom-560m", "gpt_bigcode": "bigcode/gpt_bigcode-santacoder",
+        "falcon": "tiiuae/falcon-7b", "falcon_new_decoder": "tiiuae/falcon-40b", "xglm": "facebook/xglm-564M"}
 
 FAMILIES = ["gpt2", "gptj", "gpt_neox", "opt", "llama", "mistral", "qwen2", "phi3", "gemma", "gemma2"]
 # beyond the required list, in the order of the budget priority (most new parts first)
@@ -204,10 +211,10 @@ DESCRIPTION = {
                   mlp="down(silu(gate) * up)"),
     "granite": dict(norm="RMSNorm", parallel_block=False, rotary="rotate_half, full head dim",
                     linear="q/k/v/o no bias, GQA", mlp="down(silu(gate) * up)",
-                    embedding="embed_tokens(ids) * embedding_multiplier (4)",
-                    attention="scores * attention_multiplier (0.25) instead of head_dim**-0.5",
-                    residual="x + residual_multiplier (0.5) * sublayer(x), for attention and MLP",
-                    final="logits = lm_head(x) / logits_scaling (2)"),
+                    embedding="embed_tokens(ids) * embedding_multiplier (3)",
+                    attention="scores * attention_multiplier (0.5) instead of head_dim**-0.5",
+                    residual="x + residual_multiplier (0.6) * sublayer(x), for attention and MLP",
+                    final="logits = lm_head(x) / logits_scaling (1.5)"),
     "cohere": dict(norm="LayerNorm without bias (CohereLayerNorm: mean-centred, weight only), one per block",
                    parallel_block=True, rotary="interleaved (rotate_half on even/odd pairs), full head dim",
                    linear="q/k/v/o no bias", mlp="down(silu(gate) * up)", final="logits = lm_head(x) * logit_scale (0.5)"),
