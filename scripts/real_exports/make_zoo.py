@@ -12,7 +12,7 @@ Regenerate (from the repo root; no network needed, the local pip mirror is enoug
     /work/venv-real/bin/pip install --index-url file:///opt/pypi/simple \
         --extra-index-url file:///opt/pypi-more/simple --find-links /opt/wheels \
         torch transformers onnx onnxscript onnxruntime numpy
-    /work/venv-real/bin/python scripts/real_exports/make_zoo.py            # everything
+    /work/venv-real/bin/python scripts/real_exports/make_zoo.py            # the ten required families, every stage
     /work/venv-real/bin/python scripts/real_exports/make_zoo.py --families gpt2,llama --stages base,expected
 
 Stages: base (4 plain fp32 eager exports + clean logits), expected (knockouts, hidden states, sublayer
