@@ -5,19 +5,19 @@ onnxruntime's Python transformer optimizer writes none of these on the zoo (its 
 transformers 5's graphs; see the card), so the attention of each layer of a TorchScript export (ts-17, eager, fp32)
 is replaced here by the fused ops, the rest of the graph untouched:
 
-  * gpt2 `-mha`: the optimizer's MultiHeadAttention form: c_attn's Conv1D becomes three MatMuls (its weight's column
-    blocks q | k | v), the projection bias goes into MultiHeadAttention's `bias` input, `key_padding_mask` is the
-    attention mask (int32), unidirectional = 1.
-  * gpt2 `-gqa`: onnxruntime's own `convert_generation.replace_mha_with_gqa` applied to the same MultiHeadAttention
-    graph with the biases as Adds before it (the form that function reads): it packs q | k | v into one MatMul + Add
-    and writes GroupQueryAttention with seqlens_k / total_sequence_length computed from attention_mask.
-  * llama `-gqa`: replace_mha_with_gqa does not apply (its q | k | v packing stacks the three weights, which needs
-    equal widths: 32 vs 16 here; and its GroupQueryAttention would rotate inside the op (do_rotary = 1), which
+  * gpt2 `-mha`: MultiHeadAttention on the q, k, v that c_attn's Split writes (c_attn itself kept, so the projection
+    stays GPT-2's fused one), `key_padding_mask` = the attention mask (int32), unidirectional = 1.
+  * gpt2 `-gqa`: GroupQueryAttention on packed q | k | v (c_attn as one MatMul + Add), seqlens_k / total_sequence_length
+    computed from attention_mask: the form onnxruntime's own `convert_generation.replace_mha_with_gqa` writes. That
+    function does not apply itself: it reads RotaryEmbedding on q and k, which GPT-2 has not.
+  * llama `-gqa`: replace_mha_with_gqa does not apply either (its q | k | v packing stacks the three weights, which
+    needs equal widths: 32 vs 16 here; and its GroupQueryAttention would rotate inside the op (do_rotary = 1), which
     onnxruntime's CPU kernel refuses for a head size of 8: it needs a multiple of 16), so the graph is written to
     the contrib schema as onnxruntime documents it: RotaryEmbedding on q and on k (cos/sin caches from the model's
     own rotary module, position_ids = [0]: the prompt starts at position 0) and GroupQueryAttention(q, k, v, past
     none, seqlens_k, total_sequence_length) with replace_mha_with_gqa's mask subgraph (ReduceSum(attention_mask)
     - 1 and Shape(attention_mask)[1], cast to int32), num_heads 4, kv_num_heads 2.
+  The error replace_mha_with_gqa raises on each is kept in the manifest (replace_mha_with_gqa_error).
 
 Each graph is checked against the export it was built from in onnxruntime (Python, CPU): every prompt of
 expected.py alone and all of them in one right-padded batch, logits within 1e-5 of the largest |logit|; then
@@ -55,10 +55,6 @@ def graph_of(path):
 def add_init(m, name, array):
     m.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
     return name
-
-
-def init_array(m, name):
-    return numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == name))
 
 
 def replace_producer(m, tensor, new_nodes):
@@ -105,38 +101,21 @@ def finish(m):
     remove_dead(m)
     if not any(o.domain == MS for o in m.opset_import):
         m.opset_import.append(helper.make_opsetid(MS, 1))
-    # ranks of the tensors the fused ops read (the expansion in dissect needs the rank of RotaryEmbedding's input)
-    return onnx.shape_inference.infer_shapes(m)
+    return m
 
 
-def gpt2_mha(src, cfg, biases_as_adds):
-    """GPT-2 with each layer's attention as the optimizer's MultiHeadAttention (see the file comment)."""
+def gpt2_mha(src, cfg):
+    """GPT-2 with each layer's attention as MultiHeadAttention on the q, k, v that c_attn's Split writes."""
     m, by_name = graph_of(src)
-    d, heads = cfg.hidden_size, cfg.num_attention_heads
     mask32 = "attention_mask_int32"
     m.graph.node.append(helper.make_node("Cast", ["attention_mask"], [mask32], name="/transformer/attention_mask/Cast_int32",
                                          to=TensorProto.INT32))
     for layer in range(cfg.num_hidden_layers):
         p = f"/transformer/h.{layer}"
-        x = by_name[f"{p}/ln_1/LayerNormalization"].output[0]
+        qkv = list(by_name[f"{p}/attn/Split"].output)
         context = by_name[f"{p}/attn/c_proj/Reshape"].input[0]
-        w = init_array(m, f"transformer.h.{layer}.attn.c_attn.weight")
-        b = init_array(m, f"transformer.h.{layer}.attn.c_attn.bias")
-        nodes, qkv = [], []
-        for i, part in enumerate("qkv"):
-            weight = add_init(m, f"transformer.h.{layer}.attn.{part}.weight", w[:, i * d:(i + 1) * d])
-            out = f"{p}/attn/{part}/MatMul_output_0"
-            nodes.append(helper.make_node("MatMul", [x, weight], [out], name=f"{p}/attn/{part}/MatMul"))
-            if biases_as_adds:
-                bias = add_init(m, f"transformer.h.{layer}.attn.{part}.bias", b[i * d:(i + 1) * d])
-                nodes.append(helper.make_node("Add", [out, bias], [f"{p}/attn/{part}/Add_output_0"], name=f"{p}/attn/{part}/Add"))
-                out = nodes[-1].output[0]
-            qkv.append(out)
-        bias_input = "" if biases_as_adds else f"transformer.h.{layer}.attn.c_attn.bias"
-        mask_input = "" if biases_as_adds else mask32
-        nodes.append(helper.make_node("MultiHeadAttention", qkv + [bias_input, mask_input, "", "", ""], [context],
-                                      name=f"{p}/attn/MultiHeadAttention", domain=MS, num_heads=heads, unidirectional=1))
-        replace_producer(m, context, nodes)
+        replace_producer(m, context, [helper.make_node("MultiHeadAttention", qkv + ["", mask32], [context], name=f"{p}/attn/MultiHeadAttention",
+                                                       domain=MS, num_heads=cfg.num_attention_heads, unidirectional=1)])
     return m
 
 
@@ -201,7 +180,7 @@ def gpt2_gqa(src, cfg):
                                   name=f"{p}/attn/QKV/Add"),
                  gqa_node(f"{p}/attn/GroupQueryAttention", [f"{p}/attn/QKV/Add_output_0", "", ""], mask_inputs, context, heads, heads)]
         replace_producer(m, context, nodes)
-    return m, {"replace_mha_with_gqa_error": replace_mha_with_gqa_error(gpt2_mha(src, cfg, biases_as_adds=True), 0)}
+    return m, {"replace_mha_with_gqa_error": replace_mha_with_gqa_error(gpt2_mha(src, cfg), 0)}
 
 
 def llama_rotary_caches(model):
@@ -290,10 +269,9 @@ def main():
     torch.set_num_threads(1)
     zoo = Z.Zoo()
     gpt2, llama = zoo.model("gpt2").config, zoo.model("llama")
-    build(zoo, "gpt2", "mha", lambda src: (gpt2_mha(src, gpt2, biases_as_adds=False), {}),
-          "each layer's attention replaced by com.microsoft MultiHeadAttention in the optimizer's form (q, k, v "
-          "MatMuls, the projection bias as its bias input, key_padding_mask = attention_mask, unidirectional = 1); "
-          "built by scripts/real_exports/make_fused_attention.py")
+    build(zoo, "gpt2", "mha", lambda src: (gpt2_mha(src, gpt2), {}),
+          "each layer's attention replaced by com.microsoft MultiHeadAttention on the q, k, v of c_attn's Split "
+          "(key_padding_mask = attention_mask, unidirectional = 1); built by scripts/real_exports/make_fused_attention.py")
     build(zoo, "gpt2", "gqa", lambda src: gpt2_gqa(src, gpt2),
           "com.microsoft GroupQueryAttention on packed q|k|v (one MatMul + Add), written to the contrib schema in the "
           "form replace_mha_with_gqa writes, which does not apply itself (replace_mha_with_gqa_error: it needs "

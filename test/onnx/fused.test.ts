@@ -123,9 +123,9 @@ test('fused ops the expansion cannot reproduce are refused, naming the node and 
   });
   const withPast = mutated((m) => { const a = attention(m); a.input = [...a.input!.slice(0, 4), 'attention_mask']; });
   t.throws(() => buildVariant(withPast, { knockout: 'replace_half_min', logits: true }), { message: /Attention_0.*kv cache/ });
-  const mha = mutated((m) => { attention(m).opType = 'MultiHeadAttention'; });
-  t.throws(() => buildVariant(mha, { knockout: 'replace_half_min', logits: true }), {
-    message: /node 'Attention_0' is the fused com\.microsoft MultiHeadAttention: its query, key and value arrive already projected/,
+  const packed = mutated((m) => { attention(m).opType = 'PackedAttention'; });
+  t.throws(() => buildVariant(packed, { knockout: 'replace_half_min', logits: true }), {
+    message: /node 'Attention_0' is the fused com\.microsoft PackedAttention: it packs the batch without padding/,
   });
 });
 
