@@ -393,10 +393,11 @@ function expandMultiHeadAttention(ix: GraphIndex, x: Expansion, source: string):
  * total_sequence_length equal to the query length (a first prompt) row b's queries are positions
  * 0 … S − 1, otherwise past_b + i with past_b = seqlens_k[b] + 1 − S: the row's past is the first
  * past_b keys of past_key (onnxruntime writes the new keys right after them; here they follow
- * past_key whole, and the keys of past_key after past_b are hidden). A key is seen by a query at
- * or after it, at most at seqlens_k[b], and, with local_window_size w, at most w before it; the
- * scores are soft-capped first (softcap) and hidden ones set to the lowest finite value (onnxruntime
- * leaves them out of the softmax). do_rotary rotates q and k at those positions.
+ * past_key whole, and the keys of past_key after past_b are hidden). A query sees the keys at or
+ * before it, up to seqlens_k[b] (a query after that, padding, sees what the one at seqlens_k[b]
+ * sees) and, with local_window_size w, the last w of them; the scores are soft-capped first
+ * (softcap) and the hidden ones set to the lowest finite value (onnxruntime leaves them out of the
+ * softmax). do_rotary rotates q and k at the query positions (padding included).
  */
 function expandGroupQueryAttention(ix: GraphIndex, x: Expansion, source: string): void {
   const n = x.fused;
@@ -446,10 +447,11 @@ function expandGroupQueryAttention(ix: GraphIndex, x: Expansion, source: string)
     const { keys, past } = scorePositions(x, scores);
     const inPast = x.node('Less', [keys, past], 'in_past');
     const keyPositions = x.node('Where', [inPast, keys, x.node('Add', [x.node('Sub', [keys, past], 'new_index'), rowPast], 'new_position')], 'key_positions');
-    const notAfter = (a: string, b: string, name: string): string => x.node('Not', [x.node('Greater', [a, b], `${name}_after`)], name);
-    let seen = x.node('And', [notAfter(keyPositions, queryPositions, 'causal'), notAfter(keyPositions, seqlens, 'written')], 'seen');
-    seen = x.node('And', [seen, x.node('Or', [x.node('Not', [inPast], 'new_key'), x.node('Less', [keys, rowPast], 'row_past_key')], 'row_key')], 'seen_row');
-    if (window > 0) seen = x.node('And', [seen, notAfter(x.node('Sub', [queryPositions, x.int64Scalar('window', window)], 'window_start'), keyPositions, 'in_window')], 'seen_window');
+    // a query after the row's last key (padding) sees what the last one sees
+    const last = x.node('Min', [queryPositions, seqlens], 'effective_query');
+    let seen = x.node('And', [x.node('Not', [x.node('Greater', [keyPositions, last], 'after')], 'causal'),
+      x.node('Or', [x.node('Not', [inPast], 'new_key'), x.node('Less', [keys, rowPast], 'row_past_key')], 'row_key')], 'seen');
+    if (window > 0) seen = x.node('And', [seen, x.node('Greater', [keyPositions, x.node('Sub', [last, x.int64Scalar('window', window)], 'window_start')], 'in_window')], 'seen_window');
     const capped = softcap > 0
       ? x.node('Mul', [x.node('Tanh', [x.node('Div', [scores, x.scalar('softcap', softcap)], 'capped_in')], 'capped_tanh'), x.scalar('softcap_out', softcap)], 'capped')
       : scores;
@@ -492,7 +494,7 @@ function expandRotaryEmbedding(ix: GraphIndex, x: Expansion, source: string): vo
     x.memo.set(memo, positions);
   }
   // [b, s, heads, dh] for a 3-D input, the heads after the sequence; [b, heads, s, dh] as given
-  const [cos, sin] = rotaryAngles(x, cosCache!, sinCache!, positions, sequenceAxis + 1);
+  const [cos, sin] = rotaryAngles(x, cosCache!, sinCache!, positions, dims.length === 3 ? 2 : 1);
   const r = { dims: rotaryDims, dHead, interleaved: attrInt(n, 'interleaved', 0) === 1 };
   if (dims.length === 4) {
     rotate(x, input!, cos, sin, r, [n.output![0]!]);
