@@ -74,6 +74,8 @@ VERSIONS = dict(torch=torch.__version__, transformers=transformers.__version__, 
                 python=sys.version.split()[0])
 
 FP32_TOL = 1e-5
+# layouts with past inputs (the others take input_ids and attention_mask only)
+PAST_LAYOUTS = ("optimum", "merged")
 
 
 def sha256(path):
@@ -249,10 +251,10 @@ class Zoo:
                 eager = self.ref(family, dtype, "eager")
                 d = max(float(np.abs(ref[k] - eager[k]).max()) for k in ref)
                 rec["transformers_attn_vs_eager_max_abs"] = float(f"{d:.3g}")
-            if layout == "plain" or layout.startswith("ort"):
-                res = V.verify_plain(path, ref)
-            else:
+            if layout in PAST_LAYOUTS:
                 res = V.verify_past(path, self.model(family, "eager", dtype), ref, merged=(layout == "merged"))
+            else:
+                res = V.verify_plain(path, ref)
             rec.update({k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in res.items()})
             rel = max(res["max_rel_err"], res.get("batched_max_rel_err", 0.0))
             if res["nonfinite"]:

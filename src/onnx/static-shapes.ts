@@ -12,7 +12,7 @@ import { attrInt, attrInts, tensorDims } from './tensor.js';
 type Partial = (number | undefined)[];
 
 const SAME_SHAPE = new Set(['Cast', 'Identity', 'Relu', 'Sigmoid', 'Tanh', 'Erf', 'Neg', 'Sqrt', 'Reciprocal', 'Softmax', 'LayerNormalization',
-  'SimplifiedLayerNormalization', 'RMSNormalization', 'Dropout', 'Silu', 'Gelu', 'FastGelu', 'QuickGelu', 'CumSum', 'Not', 'Abs', 'Exp', 'Log', 'IsNaN']);
+  'SimplifiedLayerNormalization', 'RMSNormalization', 'Dropout', 'Silu', 'Gelu', 'FastGelu', 'QuickGelu', 'RotaryEmbedding', 'CumSum', 'Not', 'Abs', 'Exp', 'Log', 'IsNaN']);
 const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Where', 'Max', 'Min', 'Equal', 'And', 'Or', 'Less', 'Greater']);
 const INT_ARITHMETIC: Readonly<Record<string, (a: number, b: number) => number>> = {
   Add: (a, b) => a + b, Sub: (a, b) => a - b, Mul: (a, b) => a * b, Div: (a, b) => Math.trunc(a / b),
@@ -173,6 +173,17 @@ export class StaticShapes {
         return data && idx ? [...data.slice(0, axis), ...idx, ...data.slice(axis + 1)] : undefined;
       }
       case 'Slice': return this.sliced(p, x(), depth);
+      case 'Range': return [undefined]; // one axis, as long as the run's values make it
+      // onnxruntime's fused attention: [b, s, width] of the query; MultiHeadAttention's width is the values',
+      // GroupQueryAttention's the query heads' (a packed query also holds the keys' and the values')
+      case 'MultiHeadAttention': case 'GroupQueryAttention': {
+        const d = x();
+        if (d?.length !== 3) return undefined;
+        const [heads, kvHeads] = [attrInt(p, 'num_heads', 0)!, attrInt(p, 'kv_num_heads', 0)!];
+        const width = op === 'MultiHeadAttention' ? this.dims(ins[2] ?? '', depth)?.[2]
+          : ins[1] || d[2] === undefined ? d[2] : d[2] * heads / (heads + 2 * kvHeads);
+        return [d[0], d[1], width];
+      }
       default: return undefined;
     }
   }

@@ -4,15 +4,17 @@
 // output must then equal the same variant of the unfused export, which the other tests check
 // against PyTorch. Fused ops the expansion cannot reproduce are refused, naming the node.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
+import { buildHeadMappingGraph, HeadMappingNames } from '../../src/onnx/head-mappings.js';
 import { inspectModel, renderInspectText } from '../../src/onnx/inspect.js';
 import { readModel, writeModel, type ModelProto, type NodeProto } from '../../src/onnx/proto.js';
 import { detectSites } from '../../src/onnx/sites/index.js';
 import { intAttr } from '../../src/onnx/tensor.js';
 import { VariantNames, type VariantRequest } from '../../src/onnx/variant.js';
-import { bool, fixture, fixturePath, int64, maxAbs, maxAbsDiff, numbers, session, tempDir } from './helpers.js';
+import { bool, fixture, fixturePath, int64, maxAbs, maxAbsDiff, numbers, REPO, session, tempDir } from './helpers.js';
 import { feedsFor, gateTensor } from './reference.js';
 
 const FUSED = fixturePath('gpt2-ort-fused.onnx');
@@ -59,18 +61,19 @@ const EVERYTHING: VariantRequest = {
   projections: (['hidden', 'attention', 'mlp', 'heads'] as const).map((site) => ({ site, layers: [0, 1], via: 'embedding' as const, k: 5, vocabLimit: 64 })),
 };
 
-test('every intervention and read on the fused graph equals the unfused export', async (t) => {
-  const plain = buildVariant(PLAIN, EVERYTHING);
-  const fused = buildVariant(FUSED, EVERYTHING);
+/** Every output of the EVERYTHING variant of `fusedPath` equals the unfused export's, on two rows (one padded). */
+async function sameEverything(t: ExecutionContext, plainPath: string, fusedPath: string, expanded: Record<string, number>): Promise<void> {
+  const plain = buildVariant(plainPath, EVERYTHING);
+  const fused = buildVariant(fusedPath, EVERYTHING);
   t.deepEqual(fused.manifest.outputs.map((o) => o.name), plain.manifest.outputs.map((o) => o.name));
-  t.deepEqual(fused.manifest.expandedFusedOps, { Attention: 2, SkipLayerNormalization: 4, FastGelu: 2 }, 'the manifest records the expansion');
+  t.deepEqual(fused.manifest.expandedFusedOps, expanded, 'the manifest records the expansion');
   t.is(plain.manifest.expandedFusedOps, undefined);
   const rows = [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2, 19, 0]];
   const masks = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]];
   const b = rows.length;
   const n = rows[0]!.length;
-  const L = 2;
-  const d = REFERENCE.config.d_model;
+  const L = plain.sites.layers;
+  const d = plain.manifest.dModel;
   const knockout = new Uint8Array(b * L * n * n);
   knockout[((0 * L + 1) * n + 5) * n + 2] = 1; // row 0, layer 1: last ↛ 2
   knockout[((1 * L + 0) * n + 3) * n + 0] = 1; // row 1, layer 0: 3 ↛ 0
@@ -93,7 +96,7 @@ test('every intervention and read on the fused graph equals the unfused export',
     const g = numbers(got![o.name]!);
     if (o.name === 'logits') {
       // padded positions of row 1 read masked keys: both graphs leave them undefined
-      const V = REFERENCE.config.vocab;
+      const V = w.length / (b * n);
       const real = (xs: number[]): number[] => xs.filter((_, i) => masks[Math.floor(i / (n * V))]![Math.floor(i / V) % n] === 1);
       t.true(maxAbsDiff(real(g), real(w)) <= 1e-5 * Math.max(1, maxAbs(real(w))), o.name);
     } else if (o.name.endsWith('_ids') || o.name.endsWith('_rank') || o.name === VariantNames.top1) {
@@ -103,7 +106,30 @@ test('every intervention and read on the fused graph equals the unfused export',
     }
   }
   t.not(numbers(got![VariantNames.targetProb]!)[0], 0, 'the comparison saw real numbers');
-});
+}
+
+test('every intervention and read on the fused graph equals the unfused export', (t) => sameEverything(t, PLAIN, FUSED, { Attention: 2, SkipLayerNormalization: 4, FastGelu: 2 }));
+
+// onnxruntime's fused attention on real exports (generated/real, scripts/real_exports/make_fused_attention.py)
+const ZOO = join(REPO, 'generated', 'real');
+for (const [fused, expanded] of [
+  ['gpt2/ts-17-eager-fp32-mha', { MultiHeadAttention: 2 }], ['gpt2/ts-17-eager-fp32-gqa', { GroupQueryAttention: 2 }],
+  ['llama/ts-17-eager-fp32-gqa', { RotaryEmbedding: 4, GroupQueryAttention: 2 }],
+] as const) {
+  const plain = join(ZOO, `${fused.split('-fp32')[0]}-fp32.onnx`);
+  test(`${fused}: every intervention and read equals the export it was fused from`, (t) => sameEverything(t, plain, join(ZOO, `${fused}.onnx`), expanded));
+  test(`${fused}: head mappings equal the export's`, async (t) => {
+    // query head 3 reads key/value head 1 of 2 in Llama: the expansion's repeat must keep the grouping
+    const mapping = async (path: string): Promise<number[][]> => {
+      const g = buildHeadMappingGraph(path, { layer: 1, head: 3, side: 'embedding', k: 3, chunk: 16 });
+      const out = await (await session(g.bytes, g.sessionConfig)).run({ [HeadMappingNames.rowStart]: int64([0], []) });
+      return [numbers(out[HeadMappingNames.ids]!), numbers(out[HeadMappingNames.scores]!)];
+    };
+    const [[wantIds, wantScores], [gotIds, gotScores]] = await Promise.all([mapping(plain), mapping(join(ZOO, `${fused}.onnx`))]);
+    t.deepEqual(gotIds, wantIds);
+    t.true(maxAbsDiff(gotScores!, wantScores!) <= 1e-5 * maxAbs(wantScores!));
+  });
+}
 
 function mutated(edit: (m: ModelProto) => void): string {
   const m = readModel(FUSED);
@@ -123,9 +149,9 @@ test('fused ops the expansion cannot reproduce are refused, naming the node and 
   });
   const withPast = mutated((m) => { const a = attention(m); a.input = [...a.input!.slice(0, 4), 'attention_mask']; });
   t.throws(() => buildVariant(withPast, { knockout: 'replace_half_min', logits: true }), { message: /Attention_0.*kv cache/ });
-  const mha = mutated((m) => { attention(m).opType = 'MultiHeadAttention'; });
-  t.throws(() => buildVariant(mha, { knockout: 'replace_half_min', logits: true }), {
-    message: /node 'Attention_0' is the fused com\.microsoft MultiHeadAttention: its query, key and value arrive already projected/,
+  const packed = mutated((m) => { attention(m).opType = 'PackedAttention'; });
+  t.throws(() => buildVariant(packed, { knockout: 'replace_half_min', logits: true }), {
+    message: /node 'Attention_0' is the fused com\.microsoft PackedAttention: it packs the batch without padding/,
   });
 });
 

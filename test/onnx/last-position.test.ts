@@ -22,6 +22,8 @@ const MODELS = [
   { name: 'llama-optimum', path: fixturePath('llama-optimum.onnx') },
   { name: 'tiny-gpt2', path: join(REPO, 'generated', 'tiny-gpt2', 'model.onnx') },
   { name: 'tiny-gptj', path: join(REPO, 'generated', 'tiny-gptj', 'model.onnx') },
+  // onnxruntime's fused attention: the past goes in front of the expanded op's keys, its mask follows it
+  ...['gpt2/ts-17-eager-fp32-mha', 'gpt2/ts-17-eager-fp32-gqa', 'llama/ts-17-eager-fp32-gqa'].map((f) => ({ name: f, path: join(REPO, 'generated', 'real', `${f}.onnx`) })),
 ];
 
 const PROMPTS = [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2]];

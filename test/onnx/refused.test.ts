@@ -13,9 +13,9 @@ const base = () => decodeModel(readFileSync(fixturePath('gpt2-opset14.onnx')));
 
 test("a fused onnxruntime op that cannot be expanded is refused, naming the node and why", (t) => {
   const m = base();
-  m.graph!.node!.unshift({ opType: 'GroupQueryAttention', domain: 'com.microsoft', name: 'GroupQueryAttention_3', input: ['a', 'b'], output: ['c'] });
+  m.graph!.node!.unshift({ opType: 'DecoderMaskedMultiHeadAttention', domain: 'com.microsoft', name: 'DecoderMaskedMultiHeadAttention_3', input: ['a', 'b'], output: ['c'] });
   const e = t.throws(() => detectSites(m, 'fused.onnx'), { instanceOf: UserError })!;
-  t.is(e.message, "fused.onnx: node 'GroupQueryAttention_3' is the fused com.microsoft GroupQueryAttention: it keeps the kv cache and the rotary embedding inside the op");
+  t.is(e.message, "fused.onnx: node 'DecoderMaskedMultiHeadAttention_3' is the fused com.microsoft DecoderMaskedMultiHeadAttention: it decodes one token against a kv cache");
   t.regex((e as UserError).hint ?? '', /before onnxruntime's transformer optimizer/);
   // Without the fused node the same graph detects.
   t.is(detectSites(base()).family, 'gpt2');
