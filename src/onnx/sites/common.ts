@@ -122,6 +122,8 @@ export interface LmHead {
   vocab: number;
   /** Soft-capped logits c · tanh(z / c) (Gemma 2): c. */
   softcap?: number;
+  /** Logits multiplied by a constant before any soft-cap (Granite, Cohere). */
+  scale?: number;
 }
 
 /** c when `y` is soft-capped, c · tanh(y / c) (Div or Mul by 1/c, Tanh, Mul by c): the capped tensor and c. */
@@ -142,6 +144,7 @@ export function matchLmHead(ix: GraphIndex, rec: Recorder, finalNorm: NormMatch)
   const lin = matchLinear(ix, finalNorm.output, 'the LM head');
   let y = lin.output;
   let softcap: number | undefined;
+  let scale: number | undefined;
   for (let guard = 0; guard < 6 && !ix.outputs.has(y); guard++) {
     const capped = softcap === undefined ? softcapOf(ix, y) : undefined;
     if (capped) {
@@ -150,6 +153,13 @@ export function matchLmHead(ix: GraphIndex, rec: Recorder, finalNorm: NormMatch)
       continue;
     }
     const next = ix.dataConsumers(y);
+    // logits scaled by a constant (Granite divides, Cohere multiplies), before any soft-cap
+    const k = next.length === 1 && isOp(next[0], 'Mul', 'Div') && softcap === undefined && scale === undefined ? ix.constantValues(otherInput(next[0], y)) : undefined;
+    if (k?.length === 1 && (next[0]!.opType === 'Mul' || in0(next[0]!) === y)) {
+      scale = next[0]!.opType === 'Mul' ? k[0]! : 1 / k[0]!;
+      y = out0(next[0]!);
+      continue;
+    }
     if (next.length !== 1 || !isOp(next[0], 'Identity', 'Cast', 'Reshape')) break;
     y = out0(next[0]);
   }
@@ -160,7 +170,7 @@ export function matchLmHead(ix: GraphIndex, rec: Recorder, finalNorm: NormMatch)
   const layout = lin.transposed ? 'Vd' as const : 'dV' as const;
   return {
     weight: lin.weight, ...(lin.bias ? { bias: lin.bias } : {}), op: lin.op, layout, logits: y, vocab: (layout === 'dV' ? dims[1] : dims[0]) ?? 0,
-    ...(softcap !== undefined ? { softcap } : {}),
+    ...(softcap !== undefined ? { softcap } : {}), ...(scale !== undefined ? { scale } : {}),
   };
 }
 
@@ -315,6 +325,7 @@ export function assembleDetection(a: {
     embedding: { weight: emb.weight, output: emb.output, ...(a.positionWeight && emb.positionWeight ? { positionWeight: emb.positionWeight } : {}) },
     unembedding: {
       weight: head.weight, layout: head.layout, ...(head.bias ? { bias: head.bias } : {}), op: head.op, ...(head.softcap !== undefined ? { softcap: head.softcap } : {}),
+      ...(head.scale !== undefined ? { scale: head.scale } : {}),
     },
     logits: head.logits,
     ...(a.rotaryPositions ? { rotaryPositions: a.rotaryPositions } : {}),

@@ -83,17 +83,24 @@ export function matchLayerNorm(ix: GraphIndex, x: string, skip: ReadonlySet<Node
     const sub = ix.dataConsumers(x).find((n) => n.opType === 'Sub' && n.input?.[0] === x && n.input?.[1] === m);
     if (!sub) continue;
     const d = out0(sub);
-    const div = ix.dataConsumers(d).find((n) => n.opType === 'Div' && in0(n) === d);
+    // d / √(var + ε), or d · 1/√(var + ε) (Cohere's rsqrt)
+    const div = ix.dataConsumers(d).find((n) => (n.opType === 'Div' && in0(n) === d)
+      || (n.opType === 'Mul' && !ix.isConstant(otherInput(n, d)) && otherInput(n, d) !== d));
     if (!div) continue;
     const nodes = new Set<NodeProto>([mean, sub, div]);
-    // the variance branch: everything between d and the divisor
-    const stack = [div.input?.[1] ?? ''];
+    // the variance branch: everything between d and the divisor (it must read d: a variance)
+    const stack = [otherInput(div, d)];
+    let readsD = false;
     for (let guard = 0; stack.length && guard < 16; guard++) {
       const p = ix.producer(stack.pop()!);
       if (!p || nodes.has(p)) continue;
       nodes.add(p);
-      for (const i of p.input ?? []) if (i && i !== d && !ix.isConstant(i)) stack.push(i);
+      for (const i of p.input ?? []) {
+        if (i === d) readsD = true;
+        else if (i && !ix.isConstant(i)) stack.push(i);
+      }
     }
+    if (!readsD) continue;
     let y = out0(div);
     let scale: string | undefined;
     const mul = ix.dataConsumers(y).length === 1 ? ix.dataConsumers(y)[0] : undefined;

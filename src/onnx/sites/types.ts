@@ -171,6 +171,8 @@ export interface ModelSites {
     readonly op: 'MatMul' | 'Gemm';
     /** The logits are soft-capped, c · tanh(z / c) (Gemma 2): c. */
     readonly softcap?: number;
+    /** The logits are multiplied by this constant before any soft-cap (Granite, Cohere). */
+    readonly scale?: number;
   };
   /** The graph output holding the logits [b, s, vocab]. */
   readonly logits: string;
