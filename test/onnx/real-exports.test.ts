@@ -67,7 +67,6 @@ const FAMILY: Readonly<Record<string, string>> = {
 
 /** Not supported yet, with the error each gets (naming the node where matching stops). */
 const UNSUPPORTED: readonly (readonly [RegExp, RegExp])[] = [
-  [/^gpt_neox\/ts-17-eager-fp32-ort1/, /q not found: at .* \(Reshape\): expected the fused q\|k\|v projection split into three/],
   // ALiBi scores computed 3-D ([b·h, q, k]) by baddbmm
   [/^bloom\//, /unembedding not found: at .* \(LayerNormalization\): expected the LM head/],
   // multi-query: k and v as parts of [b, s, h + 2, dh], or a [d | dh | dh] split

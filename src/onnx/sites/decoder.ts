@@ -159,8 +159,9 @@ function gateActivation(ix: GraphIndex, t: string): { output: string; kind: stri
 }
 
 /** The parts of a fused projection's output split on its last axis (Split, or Slices with constant bounds), in unit order. */
-function lastAxisParts(ix: GraphIndex, t: string, rank: number): { tensor: string; offset: number; width?: number }[] | undefined {
-  const readers = ix.dataConsumers(t);
+function lastAxisParts(
+  ix: GraphIndex, t: string, rank: number, readers: readonly NodeProto[] = ix.dataConsumers(t),
+): { tensor: string; offset: number; width?: number }[] | undefined {
   const lastAxis = (axis: number | undefined): boolean => axis === -1 || axis === rank - 1;
   const total = ix.shapes.dims(t)?.[rank - 1];
   if (readers.length === 1 && isOp(readers[0], 'Split')) {
@@ -178,7 +179,7 @@ function lastAxisParts(ix: GraphIndex, t: string, rank: number): { tensor: strin
       return part;
     });
   }
-  if (readers.length >= 2 && readers.every((n) => isOp(n, 'Slice'))) {
+  if (readers.length >= 1 && readers.every((n) => isOp(n, 'Slice'))) {
     const parts = readers.map((n) => {
       const [start, end, axes, steps] = [1, 2, 3, 4].map((i) => (n.input?.[i] ? ix.shapes.values(n.input[i]!) : undefined));
       if ([start, end, axes, steps].some((v) => v?.includes(undefined))) return undefined;
@@ -269,9 +270,16 @@ function qkvParts(ix: GraphIndex, linears: readonly LinearMatch[], normOut: stri
   // GPT-NeoX: view(b, s, h, 3·dh) [then heads first], and q, k, v are thirds of each head
   const reshape = ix.dataConsumers(lin.output).find((n) => isOp(n, 'Reshape') && in0(n) === lin.output);
   const perHead = reshape ? headsOf(ix, reshape, linearWidth(ix, lin)) : undefined;
-  const heads = reshape ? ix.dataConsumers(out0(reshape)) : [];
-  const transposed = heads.length === 1 && isOp(heads[0], 'Transpose') && attrInts(heads[0], 'perm')?.join(',') === '0,2,1,3' ? out0(heads[0]) : undefined;
-  const split = reshape ? lastAxisParts(ix, transposed ?? out0(reshape), 4) : undefined;
+  // the thirds are sliced after the heads-first Transpose, or before it (onnxruntime's optimizer
+  // moves it after the k and v slices), or some of each
+  const readers = reshape ? ix.dataConsumers(out0(reshape)) : [];
+  const headsFirst = readers.find((n) => isOp(n, 'Transpose') && attrInts(n, 'perm')?.join(',') === '0,2,1,3');
+  const unmoved = readers.filter((n) => n !== headsFirst);
+  const pieces = [
+    ...(reshape && unmoved.length ? lastAxisParts(ix, out0(reshape), 4, unmoved) ?? [undefined] : []),
+    ...(headsFirst ? lastAxisParts(ix, out0(headsFirst), 4) ?? [undefined] : []),
+  ];
+  const split = pieces.every(Boolean) ? (pieces as { tensor: string; offset: number }[]).sort((a, b) => a.offset - b.offset) : undefined;
   if (!reshape || !perHead || split?.length !== 3 || perHead.dHead % 3 !== 0) {
     return fail(ix, lin.output, 'the fused q|k|v projection split into three on its last axis (Split or Slices), directly or per head after a Reshape to [b, s, h, 3·dh]', ix.dataConsumers(lin.output)[0]);
   }
