@@ -464,14 +464,15 @@ class Checker {
         ok = false;
         continue;
       }
-      if (name === 'candidates' && this.shape && n > this.shape.vocab) {
-        this.error(o.value.span, `candidates ${n} is larger than the vocabulary (${this.shape.vocab})`,
-          `the projection ranks ${this.shape.vocab} tokens; the paper takes 500`);
-        ok = false;
-        continue;
-      }
       if (name === 'candidates') values.candidates = n;
       else values.keep = n;
+    }
+    // The default too: 500 candidates are more than a small model's vocabulary.
+    if (ok && this.shape && values.candidates > this.shape.vocab) {
+      const given = seen.get('candidates');
+      this.error(given ? given.value.span : a.span, `candidates ${values.candidates}${given ? '' : ' (the default)'} is larger than the vocabulary (${this.shape.vocab})`,
+        `the projection ranks ${this.shape.vocab} tokens; ${given ? 'write' : 'add'} candidates ${this.shape.vocab} or fewer (the paper takes 500 of GPT-2's 50257)`);
+      ok = false;
     }
     if (ok && values.keep > values.candidates) {
       const at = seen.get('keep') ?? a;

@@ -102,10 +102,10 @@ test('a head_mappings layer out of range', (t) => {
 });
 
 test('head_mappings top too large or too small', (t) => {
-  t.deepEqual(body('head_mappings layers 4..7 top 101\n'), ['4:31 head_mappings top 101 is larger than the vocabulary (100)']);
+  t.deepEqual(body('head_mappings layers 4..7 top 501\n'), ['4:31 head_mappings top 501 is larger than the vocabulary (500)']);
   t.deepEqual(body('head_mappings layers 4..7 top 0\n'), ['4:31 head_mappings top must be at least 1, got 0']);
-  t.deepEqual(body('param k = 5\nhead_mappings layers 4..7 top k\n', { k: '500' }), [
-    '5:31 head_mappings top 500 is larger than the vocabulary (100)',
+  t.deepEqual(body('param k = 5\nhead_mappings layers 4..7 top k\n', { k: '600' }), [
+    '5:31 head_mappings top 600 is larger than the vocabulary (500)',
   ]);
   t.deepEqual(body('param k = "x"\nhead_mappings layers 4..7 top k\n'), [
     "5:31 parameter 'k' is a string, but a count is expected here",
