@@ -120,7 +120,7 @@ experiment ex {
   measure extraction of heads l, target_rank of hidden l + 1 at subject_last
   measure attention_weight subject + [0] -> last at layer l - 1 + 1 heads each
   measure top_tokens 3 of attention l without removed
-}`, { layers: 4, heads: 2, vocab: 100 }), { layers: 4, heads: 2, vocab: 100 });
+}`, { layers: 4, heads: 2, vocab: 500 }), { layers: 4, heads: 2, vocab: 500 });
   const [exp] = plan.experiments;
   const l = { constant: 0, variables: { l: 1 } };
   t.deepEqual(exp!.measures.map(({ label: _label, ...d }) => d), [
