@@ -29,7 +29,7 @@ function load(file: string, opts: ProgramFlags): LoadedProgram {
 
 export function checkCommand(file: string, opts: ProgramFlags): void {
   const loaded = load(file, opts);
-  const { selected } = selectedFacts(loaded.program, {});
+  const { selected } = selectedFacts(loaded, {});
   refuseOverTotalRows(loaded, selected.length);
   const { duplicates } = splitDuplicateIds(selected);
   const { plan, sites, limits, tokenizer } = loaded;

@@ -38,8 +38,8 @@ test('head_mappings checks to layers sorted without duplicates, and the choices 
   const expected: Program = {
     file: FILE,
     siteOverrides: [],
-    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(3, 1) },
-    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', span: span(4, 1) },
+    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', tokenizerSpan: span(3, 23), span: span(3, 1) },
+    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', pathSpan: span(4, 21), span: span(4, 1) },
     filter: 'known',
     bos: 'none',
     choices: { ...defaultChoices, head_mapping_side: 'embedding', mapping_subject_token: 'any', head_mapping_normalisation: 'token_frequency' },
@@ -140,8 +140,8 @@ test('each a..b expands to one singleton index set per index, labelled [i]', (t)
   const expected: Program = {
     file: FILE,
     siteOverrides: [],
-    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(2, 1) },
-    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', span: span(3, 1) },
+    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', tokenizerSpan: span(2, 23), span: span(2, 1) },
+    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', pathSpan: span(3, 21), span: span(3, 1) },
     filter: 'known',
     bos: 'none',
     choices: defaultChoices,

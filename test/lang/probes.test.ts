@@ -211,11 +211,12 @@ const experiments: Experiment[] = [
 const expected: Program = {
   file: FILE,
   siteOverrides: [],
-  model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(5, 1) },
-  dataset: { format: 'known', path: '/virtual/exp/k.json', span: span(6, 1) },
+  model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', tokenizerSpan: span(5, 26), span: span(5, 1) },
+  dataset: { format: 'known', path: '/virtual/exp/k.json', pathSpan: span(6, 15), span: span(6, 1) },
   attributes: {
     format: 'paragraphs',
     path: '/virtual/exp/attributes.json',
+    pathSpan: span(7, 23),
     candidates: 60,
     keep: 20,
     minLength: 0,
@@ -250,7 +251,7 @@ test('attributes: the paper\'s settings are the defaults, and options come in an
   const r = run(`${header}\nattributes json "a.json"\nexperiment e {\n  measure attributes_rate of hidden 3\n}\n`);
   t.deepEqual(brief(r.diagnostics), []);
   t.deepEqual(r.program!.attributes, {
-    format: 'json', path: '/virtual/exp/a.json', candidates: 500, keep: 50, minLength: 3, stopwords: 'english', span: span(4, 1),
+    format: 'json', path: '/virtual/exp/a.json', pathSpan: span(4, 17), candidates: 500, keep: 50, minLength: 3, stopwords: 'english', span: span(4, 1),
   });
   const big = { layers: 12, heads: 4, vocab: 50257 };
   const o = run(`${header}\nparam n = 7\nattributes json "a.json" stopwords english keep n\n  candidates 9\nexperiment e {\n  measure attributes_rate of hidden 3\n}\n`, { shape: big });
