@@ -166,6 +166,11 @@ test('--example runs one fact and prints everything measured about it', (t) => {
   t.is(dump.example.id, '7');
   t.is(dump.example.prompt, 'Nelvo Velden works as a');
   t.is(dump.experiments[0]!.rows.length, 8 * 3);
+  // Run again, it resumes from the journal: stdout is still the JSON alone, the status is on stderr.
+  const again = dissect('run', example, '--out', out, '--example', '7');
+  t.is(again.code, 0, again.stderr);
+  t.deepEqual(JSON.parse(again.stdout), dump);
+  t.regex(again.stderr, /^resumed: 1 examples came from the journal$/m);
   const wrong = dissect('run', example, '--out', out, '--example', 'nope', '--fresh');
   t.is(wrong.code, 1);
   t.regex(wrong.stderr, /--example nope: no fact has that id/);
