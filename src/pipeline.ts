@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FileSystemError, fsUserError, UserError } from './errors.js';
 import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, totalRowsError, type RowLimits } from './lang/index.js';
-import type { Diagnostic, ModelShape, Program } from './lang/program.js';
+import type { Diagnostic, ModelShape, Program, SourceSpan } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
 import {
   buildVariant, detectSites, modelLimits, readModel, SiteOverrideError, type BuiltVariant, type ModelLimits, type ModelSites, type SiteOverride,
@@ -20,7 +20,7 @@ import { withOutputFolder, type OutputFolder } from './output/folder.js';
 import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
-import { orThrow, RunUserError } from './run/errors.js';
+import { isRunError, orThrow, RunUserError, type RunError } from './run/errors.js';
 import { datasetMeanHidden, executeExamples } from './run/execute.js';
 import type { ExampleRecord } from './measure/record.js';
 import { measureRecords } from './measure/results.js';
@@ -100,7 +100,7 @@ export function loadProgram(file: string, overrides: Readonly<Record<string, str
     },
   });
   if (hasErrors(out.diagnostics) || !out.program || !sites || !limits) throw new DiagnosticsError(out.diagnostics, sourceText);
-  const tokenizer = orThrow(loadTokenizer(out.program.model.tokenizer));
+  const tokenizer = orDiagnostic(loadTokenizer(out.program.model.tokenizer), sourceText, out.program.model.tokenizerSpan);
   const mismatch = tokenizerMismatch(tokenizer, { path: out.program.model.onnx, embeddingRows: limits.embeddingRows })
     ?? (out.program.bos === 'prepend' ? bosUnavailable(tokenizer) : undefined);
   if (mismatch) throw new RunUserError(mismatch);
@@ -186,9 +186,21 @@ export interface RunOutcome {
   readonly resumed: number;
 }
 
+/**
+ * The value, or the run error as a diagnostic of the .dissect file (source line, caret and
+ * hint, like the checker's) when it is about a place in it: the error's own span, else `at`.
+ */
+function orDiagnostic<T>(x: T | RunError, sourceText: string, at?: SourceSpan): T {
+  if (!isRunError(x)) return x;
+  const span = x.span ?? at;
+  if (span === undefined) throw new RunUserError(x);
+  throw new DiagnosticsError([{ span, severity: 'error', message: x.message, ...(x.hint !== undefined ? { hint: x.hint } : {}) }], sourceText);
+}
+
 /** Loads the facts a run measures: the dataset, then --sample / --limit. */
-export function selectedFacts(program: Program, selection: Selection): { all: Fact[]; selected: Fact[] } {
-  const all = orThrow(loadFacts(program.dataset)).facts;
+export function selectedFacts(loaded: Pick<LoadedProgram, 'program' | 'sourceText'>, selection: Selection): { all: Fact[]; selected: Fact[] } {
+  const { program } = loaded;
+  const all = orDiagnostic(loadFacts(program.dataset), loaded.sourceText).facts;
   const selected = selectFacts(all, selection);
   if (selection.example !== undefined && selected.length === 0) {
     const ids = all.slice(0, 5).map((f) => f.id).join(', ');
@@ -231,12 +243,12 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
 
 async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
   const { program, plan, sites, tokenizer } = loaded;
-  const { selected } = selectedFacts(program, options.selection);
+  const { selected } = selectedFacts(loaded, options.selection);
   refuseOverTotalRows(loaded, selected.length);
   const { unique, duplicates } = splitDuplicateIds(selected);
   const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
   let rows = rowExecution(plan, sites, options);
-  const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;
+  const attributes = program.attributes ? orDiagnostic(loadAttributeSets(program.attributes, tokenizer), loaded.sourceText) : undefined;
   const hashes = {
     model: variant.manifest.source.sha256,
     tokenizer: sha256File(program.model.tokenizer),

@@ -29,7 +29,7 @@ function load(file: string, opts: ProgramFlags): LoadedProgram {
 
 export function checkCommand(file: string, opts: ProgramFlags): void {
   const loaded = load(file, opts);
-  const { selected } = selectedFacts(loaded.program, {});
+  const { selected } = selectedFacts(loaded, {});
   refuseOverTotalRows(loaded, selected.length);
   const { duplicates } = splitDuplicateIds(selected);
   const { plan, sites, limits, tokenizer } = loaded;
@@ -103,7 +103,8 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     },
   });
   bar?.stop();
-  if (outcome.resumed > 0) process.stdout.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
+  // stdout holds what was asked for (the summary, or --example's JSON); status goes to stderr.
+  if (outcome.resumed > 0) process.stderr.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
   if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
   else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.

@@ -126,7 +126,7 @@ try {
 } catch (e) {
   if (!isUserError(e)) throw e;
   // Diagnostics arrive formatted (file:line:col, source line, hint); other user errors get a prefix.
-  if (e instanceof DiagnosticsError) process.stderr.write(`${e.message}\n`);
+  if (e instanceof DiagnosticsError) process.stderr.write(e.message); // formatDiagnostics ends each block with a newline
   else process.stderr.write(`dissect: error: ${e.message}\n${e.hint ? `  hint: ${e.hint}\n` : ''}`);
   process.exitCode = 1;
 }

@@ -5,7 +5,7 @@
 import { dirname, resolve } from 'node:path';
 import type * as A from './ast.js';
 import { allChoices, choicesInForce, describeValues, findChoice, type ChoiceOption, type Choices } from './choices.js';
-import { closest, commandLineFile, didYouMean, error, hasErrors, sortDiagnostics, warning } from './diagnostics.js';
+import { closest, commandLineFile, didYouMean, error, hasErrors, relativePathsHint, sortDiagnostics, warning } from './diagnostics.js';
 import { extremes, layersOf, span as inclusiveRange, type Binding, type Extreme } from './evaluate.js';
 import { defaultRowLimits, formatCount, maxNesting, maxOverrideLayer, maxRowsFlag, type RowLimits } from './limits.js';
 import {
@@ -335,13 +335,13 @@ class Checker {
           'a site override names a tensor of the graph; `dissect inspect MODEL` lists the tensors detection found');
       } else if ('error' in shape) {
         this.error(m.onnx.span, `cannot read the model ${onnx}: ${shape.error.replace(/\s*\n\s*/g, ' ')}`,
-          `model paths are relative to the .dissect file's folder (${this.dir})`);
+          relativePathsHint(this.absFile));
       } else {
         this.shape = shape;
       }
     }
     if (onnx === undefined || tokenizer === undefined) return undefined;
-    return { onnx, tokenizer, span: this.span(m.span) };
+    return { onnx, tokenizer, tokenizerSpan: this.span(m.tokenizer!.span), span: this.span(m.span) };
   }
 
   dataset(): DatasetSpec | undefined {
@@ -357,13 +357,14 @@ class Checker {
     const format = d.format.name;
     const path = this.path(d.path, 'a path to the dataset');
     const span = this.span(d.span);
+    const pathSpan = this.span(d.path.span);
     if (format === 'counterfact' || format === 'known') {
       if (d.fields) {
         this.error(d.fieldsSpan!, `a ${format} dataset takes no fields clause`,
           `${format} files have fixed fields; 'fields' is for jsonl and csv datasets`);
         return undefined;
       }
-      return path === undefined ? undefined : { format, path, span };
+      return path === undefined ? undefined : { format, path, pathSpan, span };
     }
     if (format === 'jsonl' || format === 'csv') {
       if (!d.fields) {
@@ -372,7 +373,7 @@ class Checker {
         return undefined;
       }
       const fields = this.fields(d.fields, d.fieldsSpan!);
-      return path === undefined || fields === undefined ? undefined : { format, path, fields, span };
+      return path === undefined || fields === undefined ? undefined : { format, path, pathSpan, fields, span };
     }
     const best = closest(format, datasetFormats);
     this.error(d.format.span, `unknown dataset format '${format}'`,
@@ -464,14 +465,15 @@ class Checker {
         ok = false;
         continue;
       }
-      if (name === 'candidates' && this.shape && n > this.shape.vocab) {
-        this.error(o.value.span, `candidates ${n} is larger than the vocabulary (${this.shape.vocab})`,
-          `the projection ranks ${this.shape.vocab} tokens; the paper takes 500`);
-        ok = false;
-        continue;
-      }
       if (name === 'candidates') values.candidates = n;
       else values.keep = n;
+    }
+    // The default too: 500 candidates are more than a small model's vocabulary.
+    if (ok && this.shape && values.candidates > this.shape.vocab) {
+      const given = seen.get('candidates');
+      this.error(given ? given.value.span : a.span, `candidates ${values.candidates}${given ? '' : ' (the default)'} is larger than the vocabulary (${this.shape.vocab})`,
+        `the projection ranks ${this.shape.vocab} tokens; ${given ? 'write' : 'add'} candidates ${this.shape.vocab} or fewer (the paper takes 500 of GPT-2's 50257)`);
+      ok = false;
     }
     if (ok && values.keep > values.candidates) {
       const at = seen.get('keep') ?? a;
@@ -482,6 +484,7 @@ class Checker {
     return {
       format: format as AttributesSpec['format'],
       path: path!,
+      pathSpan: this.span(a.path.span),
       candidates: values.candidates,
       keep: values.keep,
       minLength: values.minLength,

@@ -4,6 +4,7 @@
 //        |      ^
 //     hint: ...
 
+import { dirname } from 'node:path';
 import type { Diagnostic, SourceSpan } from './program.js';
 
 /** Pseudo file name for errors in `--set` overrides; such diagnostics have no source excerpt. */
@@ -67,6 +68,10 @@ export function closest(word: string, candidates: Iterable<string>): string | un
   }
   return best;
 }
+
+/** The hint of a file a .dissect file names that cannot be read. */
+export const relativePathsHint = (dissectFile: string): string =>
+  `paths are relative to the .dissect file's folder (${dirname(dissectFile)})`;
 
 /** "did you mean 'x'?" or, failing that, the fallback. */
 export function didYouMean(word: string, candidates: Iterable<string>, fallback: string): string {

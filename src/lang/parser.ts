@@ -9,8 +9,9 @@ import {
   All, Arrow, At, AttentionWeight, Attributes, Block, Bos, Cancel, Choose, Comma, Dataset, DotDot, Each, Equals,
   Experiment, Fields, Filter, For, HeadMappings, Heads, Hidden, In, Integer, Layer, Layers, LBrace, LBracket, LParen,
   Corrupted, Mean, Measure, Minus, Model, Name, Of, Param, parserTokens, Patch, Plus, Positions, RBrace, RBracket, RParen,
-  Site, StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without,
+  Site, StringLiteral, Summarize, Tokenizer, Top, Window, With, Within, Without, Identifier,
 } from './lexer.js';
+import { closest } from './diagnostics.js';
 import { maxNesting } from './limits.js';
 
 function describeToken(tok: IToken): string {
@@ -69,11 +70,12 @@ export const maxSyntaxErrors = 100;
 /** Thrown from a rule to end a parse that has reported maxSyntaxErrors. */
 class TooManySyntaxErrors extends Error {}
 
+/** Keywords that begin a top-level statement. */
+const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment];
+/** Keywords that begin a statement inside an experiment. */
+const itemKeywords: readonly TokenType[] = [For, Block, Cancel, Patch, Measure, Summarize];
 /** Keywords that begin a statement (at the top level or inside an experiment). */
-const statementStarts: readonly TokenType[] = [
-  Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment,
-  For, Block, Cancel, Patch, Measure, Summarize,
-];
+const statementStarts: readonly TokenType[] = [...statementKeywords, ...itemKeywords];
 
 export class DissectParser extends CstParser {
   constructor() {
@@ -608,15 +610,19 @@ export function tooDeepParenthesis(tokens: readonly IToken[]): IToken | undefine
   return undefined;
 }
 
-const statementKeywords: readonly TokenType[] = [Param, Model, Dataset, Attributes, Filter, Bos, Choose, Positions, HeadMappings, Site, Experiment];
+/** A syntax error with the parser's exception behind it. */
+interface RecognisedError {
+  readonly exception: IRecognitionException;
+  readonly error: SyntaxError;
+}
 
 /**
  * Parses tokens into a CST; errors carry 1-based positions. When the parser gives up before
  * the end of the file, parsing resumes at the next statement keyword that starts a line, so
  * errors in later statements are reported too (the CST is then only good for diagnostics).
  */
-export function parseTokens(tokens: IToken[], lastLine: number, lastColumn: number): ParseResult {
-  const errors: SyntaxError[] = [];
+function parseOnce(tokens: IToken[], lastLine: number, lastColumn: number): { cst: CstNode | undefined; errors: RecognisedError[] } {
+  const errors: RecognisedError[] = [];
   let cst: CstNode | undefined;
   let start = 0;
   for (let first = true; first || start < tokens.length; first = false) {
@@ -628,12 +634,12 @@ export function parseTokens(tokens: IToken[], lastLine: number, lastColumn: numb
       if (!(e instanceof TooManySyntaxErrors)) throw e;
     }
     if (first) cst = part;
-    for (const e of parser.errors) errors.push(toSyntaxError(e, tokens, lastLine, lastColumn));
+    for (const e of parser.errors) errors.push({ exception: e, error: toSyntaxError(e, tokens, lastLine, lastColumn) });
     if (parser.errors.length === 0) break;
     if (!part || errors.length >= maxSyntaxErrors) {
       errors.splice(maxSyntaxErrors);
       const last = errors[errors.length - 1]!;
-      errors.push({ ...last, message: `too many syntax errors: the first ${errors.length} are reported`, hint: 'fix these, then check again for the rest' });
+      errors.push({ ...last, error: { ...last.error, message: `too many syntax errors: the first ${errors.length} are reported`, hint: 'fix these, then check again for the rest' } });
       break;
     }
     const end = part.location?.endOffset;
@@ -645,6 +651,67 @@ export function parseTokens(tokens: IToken[], lastLine: number, lastColumn: numb
     start = next;
   }
   return { cst, errors };
+}
+
+/**
+ * Misspelt statement keywords repaired per file at most. Each repair parses the file again,
+ * so the bound keeps a file of broken lines (the fuzzer writes them) linear in its size.
+ */
+const maxStatementRepairs = 20;
+
+/** The word the user writes for a keyword token. */
+const word = (t: TokenType): string => t.LABEL!.slice(1, -1);
+
+/**
+ * A syntax error at a plain word that starts a line where a statement may start (at the top
+ * level, or inside an experiment's braces): an unknown statement, like `blok` or `mesure`.
+ * The keywords that could start one there are what it is compared with.
+ */
+function unknownStatement(e: IRecognitionException, tokens: readonly IToken[]): { index: number; keywords: readonly TokenType[] } | undefined {
+  if (e.token.tokenType !== Identifier) return undefined;
+  const stack = e.context?.ruleStack ?? [];
+  const rule = stack[stack.length - 1] ?? 'document';
+  const keywords = rule === 'document' || rule === 'statement' ? statementKeywords
+    : rule === 'experimentStatement' || rule === 'experimentItem' ? itemKeywords : undefined;
+  if (!keywords) return undefined;
+  const index = tokens.findIndex((t) => t.startOffset === e.token.startOffset);
+  const startsLine = index === 0 || (index > 0 && (tokens[index - 1]!.endLine ?? 0) < (e.token.startLine ?? 0));
+  return index >= 0 && startsLine ? { index, keywords } : undefined;
+}
+
+/**
+ * Parses tokens into a CST and reports every broken statement. A misspelt statement keyword
+ * (`blok`, `experimnt`) is reported with the keyword it is closest to, and parsing goes on
+ * as if that keyword had been written, so the statements after it (inside the same
+ * experiment too) are checked in the same pass; an unknown word with no close keyword is
+ * reported and its statement skipped up to the next line that starts a statement.
+ */
+export function parseTokens(tokens: IToken[], lastLine: number, lastColumn: number): ParseResult {
+  const repaired: SyntaxError[] = [];
+  let current = tokens;
+  for (let repairs = 0; ; repairs++) {
+    const parsed = parseOnce(current, lastLine, lastColumn);
+    const broken = repairs < maxStatementRepairs
+      ? parsed.errors.map((e) => ({ e, at: unknownStatement(e.exception, current) })).find((b) => b.at !== undefined)
+      : undefined;
+    if (!broken) return { cst: parsed.cst, errors: [...repaired, ...parsed.errors.map((e) => e.error)] };
+    const { index, keywords } = broken.at!;
+    const token = current[index]!;
+    const keyword = keywords.find((k) => word(k) === closest(token.image, keywords.map(word)));
+    const starts = `${keywords === itemKeywords ? 'inside an experiment, a statement' : 'a statement'} starts with ${listOf(keywords.map(word))}`;
+    repaired.push({
+      ...broken.e.error,
+      message: `unknown statement '${token.image}'`,
+      hint: keyword ? `did you mean '${word(keyword)}'? (${starts})` : starts,
+    });
+    if (keyword) {
+      current = current.map((t, i) => (i === index ? { ...t, tokenType: keyword, tokenTypeIdx: keyword.tokenTypeIdx! } : t));
+    } else {
+      const next = current.findIndex((t, i) => i > index && (statementStarts.includes(t.tokenType) || t.tokenType === RBrace)
+        && (current[i - 1]!.endLine ?? 0) < (t.startLine ?? 0));
+      current = [...current.slice(0, index), ...(next === -1 ? [] : current.slice(next))];
+    }
+  }
 }
 
 function toSyntaxError(e: IRecognitionException, tokens: IToken[], lastLine: number, lastColumn: number): SyntaxError {

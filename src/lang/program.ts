@@ -180,21 +180,26 @@ export interface DatasetFields {
   readonly corrupted?: string;
 }
 
-export type DatasetSpec =
+/** Where a file's path is written: its string, or the parameter naming it (file errors point there). */
+interface PathAt {
+  readonly path: string;
+  readonly pathSpan: SourceSpan;
+}
+
+export type DatasetSpec = PathAt & (
   /** CounterFact: requested_rewrite.{prompt (with "{}"), subject, target_true.str}. */
-  | { readonly format: 'counterfact'; readonly path: string; readonly span: SourceSpan }
+  | { readonly format: 'counterfact'; readonly span: SourceSpan }
   /** ROME known_1000.json: {prompt, subject, attribute}. */
-  | { readonly format: 'known'; readonly path: string; readonly span: SourceSpan }
-  | { readonly format: 'jsonl' | 'csv'; readonly path: string; readonly fields: DatasetFields; readonly span: SourceSpan };
+  | { readonly format: 'known'; readonly span: SourceSpan }
+  | { readonly format: 'jsonl' | 'csv'; readonly fields: DatasetFields; readonly span: SourceSpan });
 
 /**
  * The attribute set of each subject, for `attributes_rate`. `json`: a map subject → strings;
  * `paragraphs`: the paper's CSV `subject,paragraphs`, tokenized with the model's tokenizer,
  * each token decoded on its own, deduplicated.
  */
-export interface AttributesSpec {
+export interface AttributesSpec extends PathAt {
   readonly format: 'json' | 'paragraphs';
-  readonly path: string;
   /** Top-K candidates taken from the projection before cleaning (paper: 500). */
   readonly candidates: number;
   /** Cleaned candidates kept (paper: 50). */
@@ -247,7 +252,7 @@ export type BosPolicy = 'none' | 'prepend';
 
 export interface Program {
   readonly file: string; // absolute path of the .dissect file
-  readonly model: { readonly onnx: string; readonly tokenizer: string; readonly span: SourceSpan };
+  readonly model: { readonly onnx: string; readonly tokenizer: string; readonly tokenizerSpan: SourceSpan; readonly span: SourceSpan };
   readonly dataset: DatasetSpec;
   /** Required when any probe is an attributes_rate. */
   readonly attributes?: AttributesSpec;

@@ -51,6 +51,7 @@ export function measureRecords(program: Program, plan: Plan, records: readonly E
       sweeps: axes,
       measures: exp.measures,
       interventions: exp.interventions,
+      interventionText: exp.interventionText,
       forwardPasses: kept.reduce((n, r) => n + r.rows[e]!.filter((x) => x !== null).length, 0),
       fullyBlockedRows,
       series: aggregateSeries(axes, numeric, values, ci),

@@ -137,6 +137,7 @@ const ExperimentSchema = Closed({
   sweeps: Type.Array(SweepAxisSchema),
   measures: Type.Array(MeasureDescriptorSchema, { description: 'every measure: output measures, then probes (one per head of a per-head probe)' }),
   interventions: Type.Array(Type.Union([Type.Literal('block'), Type.Literal('cancel'), Type.Literal('patch')]), { description: 'the kinds of intervention its rows apply' }),
+  interventionText: Type.Array(NonEmpty, { description: 'each intervention statement, parameters replaced by their values (`block subject -> last at layers window(l, 9)`)' }),
   forwardPasses: Count,
   fullyBlockedRows: Type.Integer({ minimum: 0, description: 'rows in which some query had every key blocked (attention falls back to uniform)' }),
   series: Type.Array(SeriesPointSchema),

@@ -2,21 +2,9 @@
 // measure, one per probe, one per head of a per-head probe, in the order the experiment
 // lists them. Built once per experiment; every row of the experiment writes these ids.
 
-import type { Experiment, IntExpr, PositionSet, Probe } from '../lang/program.js';
+import type { Experiment, IntExpr, Probe } from '../lang/program.js';
 import type { LayerRef, MeasureDescriptor } from '../measure/descriptor.js';
-
-/** A position set as the language writes it (sweep variables by name). */
-export function positionSetText(set: PositionSet): string {
-  switch (set.kind) {
-    case 'named': return set.name;
-    case 'var': return set.name;
-    case 'indices': return `[${set.indices.join(', ')}]`;
-    case 'union': case 'difference': {
-      const right = set.right.kind === 'union' || set.right.kind === 'difference' ? `(${positionSetText(set.right)})` : positionSetText(set.right);
-      return `${positionSetText(set.left)} ${set.kind === 'union' ? '+' : '-'} ${right}`;
-    }
-  }
-}
+import { positionSetText } from './text.js';
 
 /** An integer expression of sweep variables in linear form. */
 export function layerRef(e: IntExpr): LayerRef {

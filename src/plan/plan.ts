@@ -12,6 +12,7 @@ import type { MeasureDescriptor } from '../measure/descriptor.js';
 import type { LayerSiteName, SiteOverride } from '../onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
 import { experimentDescriptors, probeDescriptors } from './measures.js';
+import { interventionText } from './text.js';
 
 /** The language's snake_case site names are the model's camelCase ones (`mlp_act` is mlpAct). */
 export function siteOverridesOf(specs: readonly SiteOverrideSpec[]): SiteOverride[] {
@@ -90,6 +91,8 @@ export interface ExperimentPlan {
   readonly outputMeasures: readonly MeasureName[];
   /** Which kinds of intervention its rows apply. */
   readonly interventions: readonly Intervention['kind'][];
+  /** Each intervention statement, parameters replaced by their values. */
+  readonly interventionText: readonly string[];
   readonly sweeps: readonly { readonly variable: string; readonly values: readonly SweepValue[] }[];
   readonly rows: readonly PlanRow[];
   readonly source: string;
@@ -251,6 +254,7 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
     measures: experimentDescriptors(exp, ctx.shape.heads),
     outputMeasures: exp.measures,
     interventions: [...new Set(exp.interventions.map((i) => i.kind))],
+    interventionText: exp.interventions.map(interventionText),
     sweeps: exp.sweeps.map((s) => ({
       variable: s.variable,
       values: s.kind === 'positions' ? s.values.map((v) => v.label) : [...s.values],

@@ -5,6 +5,7 @@
 import { isNumeric, type MeasureDescriptor } from '../measure/descriptor.js';
 import type { Results, ResultsExperiment, ResultsHeadMappings, SeriesPoint, SweepAxis } from '../measure/schema.js';
 import type { WrittenResults } from './write.js';
+import { measureText, quantity, shownValue } from './quantity.js';
 
 export interface SummaryOptions {
   /** Id of the measure shown in the tables; default probability_change if measured, else the first. */
@@ -13,24 +14,16 @@ export interface SummaryOptions {
   readonly showCi?: boolean;
 }
 
-const measureTitles: Readonly<Record<string, string>> = {
-  probability_change: "mean % change in the target's probability",
-  probability: "mean probability of the target",
-  rank: 'mean rank of the target (0 = top-1)',
-};
+const title = (d: MeasureDescriptor): string =>
+  d.site === 'logits' ? `mean ${quantity(d).title}` : `mean ${measureText(d)} (${quantity(d).title})`;
 
-const title = (d: MeasureDescriptor): string => measureTitles[d.probe] ?? `mean ${d.id}`;
-
-/** Decimals by probe: probabilities and attention weights need four; percentages, rates and ranks one; 0/1 events two. */
-function decimals(d: MeasureDescriptor): number {
-  if (d.probe === 'probability' || d.probe === 'attention_weight') return 4;
-  if (d.probe === 'extraction') return 2;
-  return 1;
-}
+/** Decimals by probe: probabilities and attention weights need four; percentages (extraction's included) and ranks one. */
+const decimals = (d: MeasureDescriptor): number => (d.probe === 'probability' || d.probe === 'attention_weight' ? 4 : 1);
 
 function fmt(v: number | null, measure: MeasureDescriptor): string {
-  if (v === null) return '–';
-  const s = v.toFixed(decimals(measure));
+  const shown = shownValue(measure, v);
+  if (shown === null) return '–';
+  const s = shown.toFixed(decimals(measure));
   return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s; // no "-0.0"
 }
 
@@ -129,13 +122,28 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
   }
   const others = x.measures.filter((d) => isNumeric(d) && !columns.includes(d));
   const heads = others.filter((d) => d.head !== undefined).length;
-  const tail = [`forward passes: ${x.forwardPasses}`, `fully blocked rows: ${x.fullyBlockedRows}`];
+  const fullyBlocked = fullyBlockedText(x, results);
+  const tail = [`forward passes: ${x.forwardPasses}`, ...(fullyBlocked ? [fullyBlocked] : [])];
   if (x.ties) tail.push(`ties at the top: ${x.ties}`);
   const named = others.filter((d) => d.head === undefined);
   if (named.length > 0) tail.push(`also measured: ${named.map((d) => d.id).join(', ')}`);
   if (heads > 0) tail.push(`${heads} per-head measures`);
   lines.push(`  ${tail.join('; ')}`);
   return lines;
+}
+
+/**
+ * Rows where a query had every key blocked are expected under `cancel attention` in the
+ * `uniform` mode (that is how it cancels) and where a block covers a query's whole prefix;
+ * the count alone reads like a fault, so it comes with what happened.
+ */
+export function fullyBlockedText(x: ResultsExperiment, results: Results): string | undefined {
+  if (x.fullyBlockedRows === 0) return undefined;
+  const uniformCancel = results.choices['cancel_attention'] === 'uniform' && x.interventionText.some((t) => t.startsWith('cancel attention'));
+  const why = uniformCancel
+    ? "expected: cancel attention in the uniform mode cancels a layer's attention by blocking every key, so the query attends evenly to its prefix"
+    : 'a block covered every key of some query, so that query attended evenly to its prefix (the softmax of equal scores)';
+  return `${x.fullyBlockedRows} of ${x.forwardPasses} rows had a query with every key blocked (${why})`;
 }
 
 const pct = (v: number | null): string => (v === null ? '–' : `${v.toFixed(1)}%`);

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
+import { relativePathsHint } from '../lang/diagnostics.js';
 import type { AttributesSpec } from '../lang/program.js';
 import { attributeSet } from '../measure/attributes.js';
 import { runError, unreadable, type RunError } from './errors.js';
@@ -22,7 +23,7 @@ export function loadAttributeSets(spec: AttributesSpec, tokenizer: Tokenizer): A
   try {
     text = readFileSync(spec.path, 'utf8').replace(/^\uFEFF/, '');
   } catch (e) {
-    return unreadable('dataset', 'the attributes file', spec.path, e, { span: spec.span });
+    return unreadable('dataset', 'the attributes file', spec.path, e, { span: spec.pathSpan, hint: relativePathsHint(spec.pathSpan.file) });
   }
   const texts = new Map<string, string[]>();
   if (spec.format === 'json') {

@@ -15,6 +15,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
+import { relativePathsHint } from '../lang/diagnostics.js';
 import type { DatasetFields, DatasetSpec } from '../lang/program.js';
 import { InternalError, runError, unreadable, type RunError } from './errors.js';
 import { mulberry32Float } from '../random.js';
@@ -45,7 +46,7 @@ export function loadFacts(spec: DatasetSpec): { facts: Fact[] } | RunError {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    return unreadable('dataset', 'the dataset', file, e, { span: spec.span });
+    return unreadable('dataset', 'the dataset', file, e, { span: spec.pathSpan, hint: relativePathsHint(spec.pathSpan.file) });
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   switch (spec.format) {

@@ -69,15 +69,35 @@ test('a missing model file names the path at the model statement', (t) => {
   t.true(noStack(r.stderr), r.stderr);
 });
 
-test('a missing dataset file is a clear error, not a crash', (t) => {
+test('a missing dataset, tokenizer or attributes file is a diagnostic like the model\'s: at the path or the parameter naming it, with the line, a caret and the hint', (t) => {
   const tiny = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
+  const source = (dataset: string, tokenizer: string, attributes: string) => [
+    `param data = "${dataset}"`,
+    `model "${join(tiny, 'model.onnx')}" tokenizer "${tokenizer}"`,
+    'dataset counterfact data',
+    `attributes json "${attributes}" candidates 100`,
+    'experiment e {\n  measure attributes_rate of hidden 1 at last\n}',
+  ].join('\n') + '\n';
   const dir = workspace({
-    'x.dissect': `model "${join(tiny, 'model.onnx')}" tokenizer "${join(tiny, 'tokenizer.json')}"\ndataset counterfact "facts.json"\n`,
+    'dataset.dissect': source('fact.json', join(tiny, 'tokenizer.json'), join(tiny, 'attributes.json')),
+    'tokenizer.dissect': source(join(tiny, 'facts.json'), 'tok.json', join(tiny, 'attributes.json')),
+    'attributes.dissect': source(join(tiny, 'facts.json'), join(tiny, 'tokenizer.json'), 'attrs.json'),
   });
-  const r = dissect('check', join(dir, 'x.dissect'));
-  t.is(r.code, 1);
-  t.regex(r.stderr, /^dissect: error: .*facts\.json/m);
-  t.true(noStack(r.stderr), r.stderr);
+  const dataset = dissect('check', join(dir, 'dataset.dissect'));
+  t.is(dataset.code, 1);
+  t.is(dataset.stderr, [
+    `${join(dir, 'dataset.dissect')}:3:21: error: cannot read the dataset ${join(dir, 'fact.json')}: no such file or folder`,
+    '  3 | dataset counterfact data',
+    '    |                     ^',
+    `  hint: paths are relative to the .dissect file's folder (${dir})`,
+    '',
+  ].join('\n'));
+  const tokenizer = dissect('check', join(dir, 'tokenizer.dissect'));
+  t.is(tokenizer.code, 1);
+  t.regex(tokenizer.stderr, new RegExp(`^${join(dir, 'tokenizer.dissect')}:2:\\d+: error: cannot read the tokenizer ${join(dir, 'tok.json')}: no such file or folder\n  2 \\| model `));
+  const run = dissect('run', join(dir, 'attributes.dissect'), '--out', join(dir, 'out'), '--limit', '1');
+  t.is(run.code, 1);
+  t.regex(run.stderr, new RegExp(`^${join(dir, 'attributes.dissect')}:4:17: error: cannot read the attributes file ${join(dir, 'attrs.json')}: no such file or folder\n  4 \\| attributes json "attrs.json" candidates 100\n    \\|                 \\^\n  hint: paths are relative`));
 });
 
 test('a missing .dissect file and a bad flag are user errors', (t) => {
@@ -146,6 +166,11 @@ test('--example runs one fact and prints everything measured about it', (t) => {
   t.is(dump.example.id, '7');
   t.is(dump.example.prompt, 'Nelvo Velden works as a');
   t.is(dump.experiments[0]!.rows.length, 8 * 3);
+  // Run again, it resumes from the journal: stdout is still the JSON alone, the status is on stderr.
+  const again = dissect('run', example, '--out', out, '--example', '7');
+  t.is(again.code, 0, again.stderr);
+  t.deepEqual(JSON.parse(again.stdout), dump);
+  t.regex(again.stderr, /^resumed: 1 examples came from the journal$/m);
   const wrong = dissect('run', example, '--out', out, '--example', 'nope', '--fresh');
   t.is(wrong.code, 1);
   t.regex(wrong.stderr, /--example nope: no fact has that id/);

@@ -19,7 +19,7 @@ for (const name of ['tiny-gpt2', 'tiny-gptj']) {
     const card = JSON.parse(readFileSync(join(dir, 'card.json'), 'utf8')) as { sha256: string; fact_accuracy: number };
     t.is(sha256File(join(dir, 'model.onnx')), card.sha256);
     const tokenizer = orThrow(loadTokenizer(join(dir, 'tokenizer.json')));
-    const facts = orThrow(loadFacts({ format: 'counterfact', path: join(dir, 'facts.json'), span: { file: 'test', line: 1, column: 1 } })).facts;
+    const facts = orThrow(loadFacts({ format: 'counterfact', path: join(dir, 'facts.json'), span: { file: 'test', line: 1, column: 1 }, pathSpan: { file: 'test', line: 1, column: 1 } })).facts;
     const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), { intraOpNumThreads: 1, interOpNumThreads: 1 });
     let correct = 0;
     for (const f of facts) {

@@ -71,7 +71,8 @@ function keyed(results: Record<string, any>, measureOf: (experiment: Record<stri
     for (const row of x.values) for (const [id, v] of Object.entries(row.values)) values.set(key(row.example, row.key, measureOf(x, id)), v);
     for (const p of x.series) values.set(key('series', p.key, measureOf(x, p.measure)), [p.mean, p.ci, p.n]);
     for (const t of x.tokens ?? []) values.set(key(t.example, t.key, measureOf(x, t.measure ?? t.label), t.position), t.tokens);
-    const { values: _vs, series: _s, tokens: _t, measures: _ms, interventions: _i, sweeps, ...other } = x;
+    // interventionText is new since the fixture (the report's subtitles).
+    const { values: _vs, series: _s, tokens: _t, measures: _ms, interventions: _i, interventionText: _it, sweeps, ...other } = x;
     leaves({ ...other, sweeps: sweeps.map(({ singleTokens: _one, ...axis }: Record<string, unknown>) => axis) }, `/${x.name}`, rest);
   }
   return { values, rest };

@@ -122,7 +122,8 @@ test.serial("one row per token (`each`) over layers: the single-example view, dr
   t.is(x.values.length, 8 * Math.min(6, n));
   const figures = planFigures(results).byExperiment.get('view')!;
   t.deepEqual(figures.map((f) => f.kind), ['heatmap']);
-  t.deepEqual(figures[0]!.series, ['[-6]', '[-5]', '[-4]', '[-3]', '[-2]', '[-1]']);
+  // One fact: its rows are labelled with its tokens, as the paper's single-example figure.
+  t.deepEqual(figures[0]!.series, ['was [-6]', 'born [-5]', 'in [-4]', 'the [-3]', 'city [-2]', 'of [-1]']);
 });
 
 test.serial('facts whose subject has no attribute data get no attributes rate, and are counted', async (t) => {

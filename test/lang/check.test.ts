@@ -53,11 +53,12 @@ const edges = {
 const expected: Program = {
   file: FILE,
   siteOverrides: [],
-  model: { onnx: '/virtual/models/tiny/model.onnx', tokenizer: '/abs/tokenizer.json', span: span(9, 1) },
+  model: { onnx: '/virtual/models/tiny/model.onnx', tokenizer: '/abs/tokenizer.json', tokenizerSpan: span(9, 23), span: span(9, 1) },
   dataset: {
     format: 'jsonl',
     path: '/virtual/exp/queries.jsonl',
     fields: { prompt: 'question', subject: 'entity', target: 'answer' },
+    pathSpan: span(10, 15),
     span: span(10, 1),
   },
   filter: 'none',
@@ -183,7 +184,7 @@ test('defaults: filter known, bos none, every choice at its default', (t) => {
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
     head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
   });
-  t.deepEqual(p.dataset, { format: 'known', path: '/virtual/exp/k.json', span: { file: FILE, line: 2, column: 1 } });
+  t.deepEqual(p.dataset, { format: 'known', path: '/virtual/exp/k.json', pathSpan: { file: FILE, line: 2, column: 15 }, span: { file: FILE, line: 2, column: 1 } });
   t.deepEqual(p.params, {});
   t.deepEqual(p.experiments[0]!.sweeps, []);
   t.deepEqual(p.experiments[0]!.interventions, []);
@@ -195,6 +196,7 @@ test('csv datasets take fields too', (t) => {
     format: 'csv',
     path: '/virtual/exp/d.csv',
     fields: { prompt: 'q', subject: 's', target: 'a' },
+    pathSpan: { file: FILE, line: 2, column: 13 },
     span: { file: FILE, line: 2, column: 1 },
   });
 });

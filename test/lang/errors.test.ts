@@ -34,8 +34,40 @@ test('a line that ends early is reported just after its last token', (t) => {
     ['2:22 expected an integer or a name, found the end of the line']);
 });
 
-test('a word that starts no statement', (t) => {
-  t.deepEqual(syntaxProblems('param x = 1\nfoo bar\n'), ["2:1 expected a statement, found 'foo'"]);
+test('a word that starts no statement is an unknown statement, skipped up to the next one', (t) => {
+  t.deepEqual(syntaxProblems('param x = 1\nfoo bar\nparam y =\n'), ["2:1 unknown statement 'foo'", '3:10 expected a string or an integer, found the end of the file']);
+  t.is(hintOf('param x = 1\nfoo bar\n'), 'a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings, site or experiment');
+  t.deepEqual(syntaxProblems('experiment e {\n  frobnicate subject\n  measure rank,\n}\n'),
+    ["2:3 unknown statement 'frobnicate'", "3:16 expected 'attention_weight' or a name, found the end of the line"]);
+});
+
+test('misspelt statement keywords get the keyword, and every broken statement is reported in one pass', (t) => {
+  const source = [
+    'experimnt e {',                  // 1
+    '  for l in layers all',
+    '  blok subject -> last at layers l',
+    '  mesure rank',                  // 4
+    '  measure probability,',          // 5: a measure missing
+    '}',
+    'experiment f {',
+    '  sumarize extraction',          // 8
+    '}',
+    'parm x = 1',                     // 10
+  ].join('\n');
+  t.deepEqual(syntaxProblems(source), [
+    "1:1 unknown statement 'experimnt'",
+    "3:3 unknown statement 'blok'",
+    "4:3 unknown statement 'mesure'",
+    "5:23 expected 'attention_weight' or a name, found the end of the line",
+    "8:3 unknown statement 'sumarize'",
+    "10:1 unknown statement 'parm'",
+  ]);
+  const hints = run(source).diagnostics.map((d) => d.hint);
+  t.is(hints[0], "did you mean 'experiment'? (a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings, site or experiment)");
+  t.is(hints[1], "did you mean 'block'? (inside an experiment, a statement starts with for, block, cancel, patch, measure or summarize)");
+  t.is(hints[2], "did you mean 'measure'? (inside an experiment, a statement starts with for, block, cancel, patch, measure or summarize)");
+  t.is(hints[4], "did you mean 'summarize'? (inside an experiment, a statement starts with for, block, cancel, patch, measure or summarize)");
+  t.is(hints[5], "did you mean 'param'? (a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings, site or experiment)");
 });
 
 test('an unclosed experiment is reported at the end of the file', (t) => {

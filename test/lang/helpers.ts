@@ -5,7 +5,8 @@ import type { BlockIntervention, Diagnostic, Intervention, ModelShape, SiteOverr
 
 export const FILE = '/virtual/exp/test.dissect';
 
-export const shape: ModelShape = { layers: 12, heads: 4, vocab: 100 };
+// vocab 500: attributes' default candidates fit, as on every real model.
+export const shape: ModelShape = { layers: 12, heads: 4, vocab: 500 };
 
 /** The header every checked test file needs (model + dataset). */
 export const header = [

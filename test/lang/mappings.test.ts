@@ -38,8 +38,8 @@ test('head_mappings checks to layers sorted without duplicates, and the choices 
   const expected: Program = {
     file: FILE,
     siteOverrides: [],
-    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(3, 1) },
-    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', span: span(4, 1) },
+    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', tokenizerSpan: span(3, 23), span: span(3, 1) },
+    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', pathSpan: span(4, 21), span: span(4, 1) },
     filter: 'known',
     bos: 'none',
     choices: { ...defaultChoices, head_mapping_side: 'embedding', mapping_subject_token: 'any', head_mapping_normalisation: 'token_frequency' },
@@ -102,10 +102,10 @@ test('a head_mappings layer out of range', (t) => {
 });
 
 test('head_mappings top too large or too small', (t) => {
-  t.deepEqual(body('head_mappings layers 4..7 top 101\n'), ['4:31 head_mappings top 101 is larger than the vocabulary (100)']);
+  t.deepEqual(body('head_mappings layers 4..7 top 501\n'), ['4:31 head_mappings top 501 is larger than the vocabulary (500)']);
   t.deepEqual(body('head_mappings layers 4..7 top 0\n'), ['4:31 head_mappings top must be at least 1, got 0']);
-  t.deepEqual(body('param k = 5\nhead_mappings layers 4..7 top k\n', { k: '500' }), [
-    '5:31 head_mappings top 500 is larger than the vocabulary (100)',
+  t.deepEqual(body('param k = 5\nhead_mappings layers 4..7 top k\n', { k: '600' }), [
+    '5:31 head_mappings top 600 is larger than the vocabulary (500)',
   ]);
   t.deepEqual(body('param k = "x"\nhead_mappings layers 4..7 top k\n'), [
     "5:31 parameter 'k' is a string, but a count is expected here",
@@ -140,8 +140,8 @@ test('each a..b expands to one singleton index set per index, labelled [i]', (t)
   const expected: Program = {
     file: FILE,
     siteOverrides: [],
-    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(2, 1) },
-    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', span: span(3, 1) },
+    model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', tokenizerSpan: span(2, 23), span: span(2, 1) },
+    dataset: { format: 'counterfact', path: '/virtual/exp/facts.json', pathSpan: span(3, 21), span: span(3, 1) },
     filter: 'known',
     bos: 'none',
     choices: defaultChoices,

@@ -20,6 +20,7 @@ test('with corrupted hidden gives a corrupted_hidden source and the dataset keep
   t.deepEqual(p.dataset, {
     format: 'jsonl', path: '/virtual/exp/pairs.jsonl',
     fields: { prompt: 'prompt', subject: 'subject', target: 'target', corrupted: 'corrupted_prompt' },
+    pathSpan: { file: FILE, line: 2, column: 15 },
     span: { file: FILE, line: 2, column: 1 },
   });
   const patch = p.experiments[0]!.interventions[0] as PatchIntervention;

@@ -211,11 +211,12 @@ const experiments: Experiment[] = [
 const expected: Program = {
   file: FILE,
   siteOverrides: [],
-  model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', span: span(5, 1) },
-  dataset: { format: 'known', path: '/virtual/exp/k.json', span: span(6, 1) },
+  model: { onnx: '/virtual/exp/m.onnx', tokenizer: '/virtual/exp/t.json', tokenizerSpan: span(5, 26), span: span(5, 1) },
+  dataset: { format: 'known', path: '/virtual/exp/k.json', pathSpan: span(6, 15), span: span(6, 1) },
   attributes: {
     format: 'paragraphs',
     path: '/virtual/exp/attributes.json',
+    pathSpan: span(7, 23),
     candidates: 60,
     keep: 20,
     minLength: 0,
@@ -250,7 +251,7 @@ test('attributes: the paper\'s settings are the defaults, and options come in an
   const r = run(`${header}\nattributes json "a.json"\nexperiment e {\n  measure attributes_rate of hidden 3\n}\n`);
   t.deepEqual(brief(r.diagnostics), []);
   t.deepEqual(r.program!.attributes, {
-    format: 'json', path: '/virtual/exp/a.json', candidates: 500, keep: 50, minLength: 3, stopwords: 'english', span: span(4, 1),
+    format: 'json', path: '/virtual/exp/a.json', pathSpan: span(4, 17), candidates: 500, keep: 50, minLength: 3, stopwords: 'english', span: span(4, 1),
   });
   const big = { layers: 12, heads: 4, vocab: 50257 };
   const o = run(`${header}\nparam n = 7\nattributes json "a.json" stopwords english keep n\n  candidates 9\nexperiment e {\n  measure attributes_rate of hidden 3\n}\n`, { shape: big });
@@ -425,13 +426,13 @@ test('cancel: an unknown sublayer', (t) => {
 test('probes: counts, sites and output measures', (t) => {
   t.deepEqual(body([
     'experiment e {',
-    '  measure top_tokens 0 of hidden 1, top_tokens 101 of hidden 1, top_tokens of hidden 3',
+    '  measure top_tokens 0 of hidden 1, top_tokens 501 of hidden 1, top_tokens of hidden 3',
     '  measure extraction 3 of mlp 1, extraction, rank of hidden 2, probability 4',
     '  measure extraction of mpl 3, top_tokens 2 of heads 2, attention_weight, extractoin of mlp 1',
     '}',
   ].join('\n')), [
     '5:22 top_tokens needs at least 1 token, got 0',
-    '5:48 top_tokens 101 is larger than the vocabulary (100)',
+    '5:48 top_tokens 501 is larger than the vocabulary (500)',
     '5:65 top_tokens needs a count',
     '6:22 extraction takes no count',
     '6:34 extraction needs a site',
@@ -489,8 +490,17 @@ test('attributes statement errors', (t) => {
     "did you mean 'json'? formats: json (a map from subject to strings), paragraphs (a CSV with columns subject, paragraphs)",
     'allowed: english (NLTK\'s English stopwords), none (no stopword filter)',
   ]);
-  t.deepEqual(body('attributes json "a" candidates 101\nexperiment e { measure attributes_rate of hidden 1 }\n'),
-    ['4:32 candidates 101 is larger than the vocabulary (100)']);
+  t.deepEqual(body('attributes json "a" candidates 501\nexperiment e { measure attributes_rate of hidden 1 }\n'),
+    ['4:32 candidates 501 is larger than the vocabulary (500)']);
+});
+
+test('the default candidates (500) are checked against the vocabulary too, at the statement: run would refuse them', (t) => {
+  const tiny = { layers: 12, heads: 4, vocab: 264 }; // the default model's
+  t.deepEqual(body('attributes json "a"\nexperiment e { measure attributes_rate of hidden 1 }\n', tiny),
+    ['4:1 candidates 500 (the default) is larger than the vocabulary (264)']);
+  t.deepEqual(run(`${header}\nattributes json "a"\nexperiment e { measure attributes_rate of hidden 1 }\n`, { shape: tiny }).diagnostics.map((d) => d.hint),
+    ["the projection ranks 264 tokens; add candidates 264 or fewer (the paper takes 500 of GPT-2's 50257)"]);
+  t.deepEqual(body('attributes json "a" candidates 264 keep 10\nexperiment e { measure attributes_rate of hidden 1 }\n', tiny), []);
 });
 
 test('attributes warnings: keep above candidates, and an attributes statement nothing uses', (t) => {

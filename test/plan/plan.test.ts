@@ -120,7 +120,7 @@ experiment ex {
   measure extraction of heads l, target_rank of hidden l + 1 at subject_last
   measure attention_weight subject + [0] -> last at layer l - 1 + 1 heads each
   measure top_tokens 3 of attention l without removed
-}`, { layers: 4, heads: 2, vocab: 100 }), { layers: 4, heads: 2, vocab: 100 });
+}`, { layers: 4, heads: 2, vocab: 500 }), { layers: 4, heads: 2, vocab: 500 });
   const [exp] = plan.experiments;
   const l = { constant: 0, variables: { l: 1 } };
   t.deepEqual(exp!.measures.map(({ label: _label, ...d }) => d), [
@@ -135,4 +135,25 @@ experiment ex {
   t.deepEqual(exp!.interventions, ['block']);
   // each row's probes write exactly these ids
   t.deepEqual(exp!.rows[0]!.probes.flatMap((p) => p.ids), exp!.measures.slice(1).map((d) => d.id));
+});
+
+test('each intervention is written back with parameter values, for the report', (t) => {
+  const plan = planProgram(program(`
+param window = 9
+param measured = 7
+experiment a {
+  for l in layers all
+  for p in positions subject, all - (subject_last + last)
+  block p -> last at layers window(l, window) heads 0, 3
+  cancel attention at layers l..l + 10 within 0..39
+  cancel mlp at layers measured at positions subject_last + [-1]
+  patch hidden l at positions subject with mean hidden measured - 1
+  measure probability
+}`), gpt2xl);
+  t.deepEqual(plan.experiments[0]!.interventionText, [
+    'block p -> last at layers window(l, 9) heads 0, 3',
+    'cancel attention at layers l..l + 10 within 0..39',
+    'cancel mlp at layers 7 at positions subject_last + [-1]',
+    'patch hidden l at positions subject with mean hidden 6',
+  ]);
 });

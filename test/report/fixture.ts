@@ -9,13 +9,13 @@ import { planProgram } from '../../src/plan/plan.js';
 
 export const hash = (c: string) => c.repeat(64);
 
-/** The measure descriptors and intervention kinds the planner gives an experiment's source, on a model of 4 layers and 3 heads. */
-export function planned(experimentSource: string): Pick<ResultsExperiment, 'measures' | 'interventions'> {
-  const source = ['model "m.onnx" tokenizer "t.json"', 'dataset counterfact "f.json"', 'attributes json "a.json"', experimentSource].join('\n');
+/** The measure descriptors and interventions the planner gives an experiment's source (after `declarations`: params), on a model of 4 layers and 3 heads. */
+export function planned(experimentSource: string, declarations = ''): Pick<ResultsExperiment, 'measures' | 'interventions' | 'interventionText'> {
+  const source = ['model "m.onnx" tokenizer "t.json"', 'dataset counterfact "f.json"', 'attributes json "a.json"', declarations, experimentSource].join('\n');
   const out = frontEnd(source, '/virtual/p.dissect', { shapeOf: () => ({ layers: 4, heads: 3, vocab: 50257 }) });
   if (!out.program) throw new Error(out.diagnostics.map((d) => `${d.span.line}:${d.span.column} ${d.message}`).join('\n'));
   const [plan] = planProgram(out.program, { layers: 4, heads: 3, vocab: 50257 }).experiments;
-  return { measures: plan!.measures, interventions: plan!.interventions };
+  return { measures: plan!.measures, interventions: plan!.interventions, interventionText: plan!.interventionText };
 }
 
 const KNOCKOUT_SOURCE = 'experiment knockout {\n  for l in layers 0, 1\n  for blocked in positions subject, last\n  block blocked -> last at layers l\n  measure probability_change, rank\n}';

@@ -77,3 +77,48 @@ browserTest('report.html renders in headless Chromium: every section and plot, n
   t.deepEqual(problems, []);
   t.deepEqual(requests, [url], 'the page loads nothing but itself');
 });
+
+browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linear axes, the example\'s tokens on the per-token heatmap', async (t, browser) => {
+  const results = richResults(1); // what `dissect run --example` reports
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-browser-'));
+  try {
+    const written = await writeReport(OutputFolder.open(dir), results, { png: false });
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    await page.goto(pathToFileURL(written.html).href, { waitUntil: 'load' });
+    const figures = await page.evaluate(() => [...document.querySelectorAll('figure.plot')].map((f) => {
+      const centreY = (e: Element) => { const r = e.getBoundingClientRect(); return r.top + r.height / 2; };
+      return {
+        id: f.getAttribute('data-plot') ?? '',
+        kind: f.getAttribute('data-kind') ?? '',
+        axes: [...f.querySelectorAll('g.role-axis')].map((axis) => ({
+          title: axis.querySelector('g.role-axis-title text')?.textContent ?? '',
+          labels: [...axis.querySelectorAll('g.role-axis-label text')].map((l) => ({ text: l.textContent ?? '', y: centreY(l) })),
+        })).filter((a) => a.title !== ''), // vega draws grid lines as axes of their own, untitled
+        zeroRules: [...f.querySelectorAll('g.role-mark line')]
+          .filter((l) => (l.getAttribute('aria-label') ?? '').endsWith(': 0') && !l.hasAttribute('stroke-dasharray'))
+          .map(centreY),
+      };
+    }));
+    t.true(figures.length > 5);
+    for (const f of figures) {
+      const [, y] = f.axes;
+      t.truthy(y, `${f.id}: two axes`);
+      // Titles are words, not identifiers such as probability_change.
+      t.notRegex(y!.title, /_/, `${f.id}: y title "${y!.title}"`);
+      if (f.kind === 'heatmap') continue;
+      if (y!.title.startsWith('rank')) {
+        t.deepEqual(f.zeroRules, [], `${f.id}: no rule on a log axis`);
+        continue;
+      }
+      const zero = y!.labels.find((l) => l.text === '0');
+      t.truthy(zero, `${f.id}: the axis reaches 0`);
+      t.is(f.zeroRules.length, 1, `${f.id}: one rule at 0`);
+      t.true(Math.abs(f.zeroRules[0]! - zero!.y) < 4, `${f.id}: the rule (y ${f.zeroRules[0]}) is at the 0 label (y ${zero!.y})`);
+    }
+    const flow = figures.find((f) => f.id.startsWith('flow'))!;
+    t.deepEqual(flow.axes[1]!.labels.map((l) => l.text), ['Subject* [-5]', '0* [-4]', '<b>is</b> [-3]', 'in [-2]', 'the [-1]']);
+    t.deepEqual(flow.axes.map((a) => a.title), ['layer (l)', 'token (t)']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,7 +1,9 @@
 // A results object with every shape the HTML report draws: a knockout (layers × positions),
-// an attributes-rate sweep (hidden × positions), a sublayer knockout in three experiments
-// (two swept, one flat), an extraction experiment with per-head probes and its summary,
-// a patch sweep (layers × hidden), a position-only sweep and a logit lens. The series are
+// a per-token knockout (layers × `each`), an attributes-rate sweep (hidden × positions) and
+// its subject-embedding baseline, a sublayer knockout in three experiments (two swept, one
+// flat, reading a hidden state given by a parameter), an extraction experiment with
+// per-head probes and its summary, a patch sweep (layers × hidden) summarised per source, a
+// position-only sweep and a logit lens. The series are
 // aggregated from the per-example values with the real aggregateSeries, so the object
 // passes validateResults.
 
@@ -13,6 +15,7 @@ import { planned } from './fixture.js';
 const hash = (c: string) => c.repeat(64);
 export const CI: CiOptions = { method: 'bootstrap_percentile', resamples: 200, level: 0.95, seed: 0 };
 export const EXAMPLES = 4;
+const PARAMS = 'param measured = 3';
 
 /** A deterministic number in [0, 1) from a string. */
 function unit(s: string): number {
@@ -29,22 +32,23 @@ function bindings(axes: readonly SweepAxis[]): Record<string, number | string>[]
 
 /** An experiment whose measures the planner derives from its source; `value` gives each measure id's value. */
 function experiment(
+  examples: number,
   name: string,
   source: string,
   sweeps: SweepAxis[],
   value: (ex: number, key: Record<string, number | string>, measure: string) => number,
   extra: Partial<ResultsExperiment> = {},
 ): ResultsExperiment {
-  const { measures, interventions } = planned(source);
+  const { measures, interventions, interventionText } = planned(source, PARAMS);
   const ids = measures.map((d) => d.id);
   const values: ValueRow[] = [];
-  for (let ex = 0; ex < EXAMPLES; ex++) {
+  for (let ex = 0; ex < examples; ex++) {
     for (const key of bindings(sweeps)) {
       values.push({ example: ex, key, values: Object.fromEntries(ids.map((m) => [m, value(ex, key, m)])) });
     }
   }
   return {
-    name, source, sweeps, measures, interventions,
+    name, source, sweeps, measures, interventions, interventionText,
     forwardPasses: values.length, fullyBlockedRows: 0,
     series: aggregateSeries(sweeps, ids, values, CI),
     values,
@@ -56,32 +60,46 @@ const layers = (variable: string, n: number): SweepAxis => ({ variable, kind: 'l
 const hidden = (variable: string, values: number[]): SweepAxis => ({ variable, kind: 'hidden', values });
 const positions = (variable: string, values: string[]): SweepAxis => ({ variable, kind: 'positions', values });
 
-const RATE = 'attributes_rate of hidden 3 at subject_last';
+const RATE = 'attributes_rate of hidden measured at subject_last';
 const round = (v: number, d = 4) => Math.round(v * 10 ** d) / 10 ** d;
 const event = (s: string) => (unit(s) < 0.3 ? 1 : 0);
 
-export function richResults(): Results {
+/** The rich results over `examples` examples (one: what `dissect run --example` reports). */
+export function richResults(examples = EXAMPLES): Results {
   const knockout = experiment(
+    examples,
     'knockout',
     'experiment knockout {\n  for l in layers all\n  for blocked in positions subject, last\n  block blocked -> last at layers window(l, 3)\n  measure probability_change, rank\n}',
     [layers('l', 4), positions('blocked', ['subject', 'last'])],
     (ex, k, m) => (m === 'rank' ? Math.floor(unit(`${ex}${k['l']}${k['blocked']}`) * 4) : round(-60 * unit(`${ex}|${k['l']}|${k['blocked']}`))),
   );
+  const flow = experiment(
+    examples,
+    'flow',
+    'experiment flow {\n  for l in layers all\n  for t in positions each -5..-1\n  block t -> last at layers l\n  measure probability\n}',
+    [layers('l', 4), { ...positions('t', ['[-5]', '[-4]', '[-3]', '[-2]', '[-1]']), singleTokens: true }],
+    (ex, k) => round(0.5 * unit(`f${ex}${k['l']}${k['t']}`)),
+  );
   const enrichment = experiment(
+    examples,
     'enrichment',
     'experiment enrichment {\n  for h in hidden all\n  for p in positions subject_last, last\n  measure attributes_rate of hidden h at p\n}',
     [hidden('h', [0, 1, 2, 3, 4]), positions('p', ['subject_last', 'last'])],
     (ex, k) => round(10 * Number(k['h']) + 20 * unit(`${ex}${k['p']}${k['h']}`), 2),
   );
+  const baseline = experiment(examples, 'baseline', 'experiment baseline {\n  measure attributes_rate of subject_embeddings\n}', [], (ex) => 5 + ex);
   const cancel = (site: string) => experiment(
+    examples,
     `cancel_${site}`,
     `experiment cancel_${site} {\n  for start in layers 0..2\n  cancel ${site} at layers start..start + 1 within 0..2\n  measure ${RATE}\n}`,
     [layers('start', 3)],
     (ex, k) => round(30 + 10 * Number(k['start']) + 5 * unit(`${site}${ex}${k['start']}`), 2),
+    // `cancel attention` in the uniform mode blocks every key of its rows.
+    site === 'attention' ? { fullyBlockedRows: 3 * examples } : {},
   );
-  const noCancel = experiment('no_cancel', `experiment no_cancel {\n  measure ${RATE}\n}`, [], (ex) => 60 + ex);
+  const noCancel = experiment(examples, 'no_cancel', `experiment no_cancel {\n  measure ${RATE}\n}`, [], (ex) => 60 + ex);
   const extractionSummary: ExtractionSummaryResult = {
-    key: {}, layerVariable: 'l', layers: null, examples: EXAMPLES,
+    key: {}, layerVariable: 'l', layers: null, examples,
     probes: [
       { probe: 'extraction of attention l', site: 'attention', rateAnyLayer: 75, rateInLayers: null, meanEventLayers: 1.5, meanEventLayersAll: 1.125 },
       { probe: 'extraction of mlp l', site: 'mlp', rateAnyLayer: 50, rateInLayers: null, meanEventLayers: 1, meanEventLayersAll: 0.5 },
@@ -89,6 +107,7 @@ export function richResults(): Results {
     cross: { both: 25, attentionOnly: 50, mlpOnly: 25, neither: 0, attentionFirst: 100 },
   };
   const extraction = experiment(
+    examples,
     'extraction',
     'experiment extraction {\n  for l in layers all\n  measure extraction of attention l, extraction of mlp l, extraction of heads l\n  summarize extraction\n}',
     [layers('l', 4)],
@@ -96,12 +115,21 @@ export function richResults(): Results {
     { extraction: [extractionSummary], ties: 2 },
   );
   const patched = experiment(
+    examples,
     'patched',
-    'experiment patched {\n  for l in layers all\n  for source in hidden 0, 1\n  patch hidden l at positions subject with hidden source\n  measure extraction of attention l\n}',
+    'experiment patched {\n  for l in layers all\n  for source in hidden 0, 1\n  patch hidden l at positions subject with hidden source\n  measure extraction of attention l\n  summarize extraction\n}',
     [layers('l', 4), hidden('source', [0, 1])],
     (ex, k) => event(`p${ex}${k['l']}${k['source']}`),
+    {
+      extraction: [0, 1].map((source): ExtractionSummaryResult => ({
+        key: { source }, layerVariable: 'l', layers: null, examples,
+        probes: [{ probe: 'extraction of attention l', site: 'attention', rateAnyLayer: 25 + 50 * source, rateInLayers: null, meanEventLayers: 1, meanEventLayersAll: 0.5 }],
+        cross: null,
+      })),
+    },
   );
   const bars = experiment(
+    examples,
     'by_position',
     'experiment by_position {\n  for p in positions subject, last\n  measure attributes_rate of hidden 3 at p\n}',
     [positions('p', ['subject', 'last'])],
@@ -110,7 +138,7 @@ export function richResults(): Results {
   const lensSweep = [hidden('h', [0, 1, 2])];
   const tokens: TokenRow[] = [];
   const lensValues: ValueRow[] = [];
-  for (let ex = 0; ex < EXAMPLES; ex++) {
+  for (let ex = 0; ex < examples; ex++) {
     for (const h of [0, 1, 2]) {
       tokens.push({
         example: ex, key: { h }, measure: 'top_tokens 3 of hidden h at last', position: 4,
@@ -122,9 +150,9 @@ export function richResults(): Results {
   const lensSource = 'experiment lens {\n  for h in hidden all\n  measure top_tokens 3 of hidden h at last\n}';
   const lens: ResultsExperiment = {
     name: 'lens', source: lensSource, ...planned(lensSource),
-    sweeps: lensSweep, forwardPasses: 12, fullyBlockedRows: 0, series: [], values: lensValues, tokens,
+    sweeps: lensSweep, forwardPasses: 3 * examples, fullyBlockedRows: 0, series: [], values: lensValues, tokens,
   };
-  const experiments = [knockout, enrichment, cancel('mlp'), cancel('attention'), noCancel, extraction, patched, bars, lens];
+  const experiments = [knockout, flow, enrichment, baseline, cancel('mlp'), cancel('attention'), noCancel, extraction, patched, bars, lens];
   return {
     format: 'dissect-results/2',
     tool: { name: 'dissect', version: '0.1.0' },
@@ -140,14 +168,15 @@ export function richResults(): Results {
       onnxruntime: { version: '1.30.0' },
       rows: { mode: 'last_position', reason: 'rows at the last position ran that token alone', lastPositionRows: 30, fullRows: 12 },
     },
-    choices: { knockout_window: 'centred_clipped', cancel_mlp: 'zero_preactivation' },
+    choices: { knockout_window: 'centred_clipped', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform' },
     choiceMeanings: {
       knockout_window: 'k layers centred on l, clipped at the ends',
+      cancel_attention: 'every score of the query is masked alike',
       cancel_mlp: "the MLP's pre-activations are set to 0 <so it still writes its bias>",
     },
-    params: { window: 3 },
-    data: { total: 7, kept: EXAMPLES, dropped: { not_known: 2, subject_not_found: 1 }, filter: 'known', bos: 'none', limit: null, sample: null, seed: null },
-    examples: Array.from({ length: EXAMPLES }, (_, i) => ({
+    params: { measured: 3 },
+    data: { total: examples + 3, kept: examples, dropped: { not_known: 2, subject_not_found: 1 }, filter: 'known', bos: 'none', limit: null, sample: null, seed: null },
+    examples: Array.from({ length: examples }, (_, i) => ({
       id: i,
       prompt: `Subject ${i} <b>is</b> in`,
       subject: `Subject ${i}`,

@@ -91,16 +91,22 @@ test('the charts each experiment gets', async (t) => {
   t.deepEqual(kinds, [
     'knockout:line:subject|last', // probability_change (main measure) first
     'knockout:line:subject|last', // rank
+    'flow:heatmap:[-5]|[-4]|[-3]|[-2]|[-1]', // layer × token index
     'enrichment:line:subject_last|last',
+    // The parameter's value, not its name (`hidden measured`).
     'cancel_mlp:line:attributes_rate of hidden 3 at subject_last',
     'cancel_attention:line:attributes_rate of hidden 3 at subject_last',
     'cancel_mlp+cancel_attention+no_cancel:line:cancel_mlp|cancel_attention|no_cancel (no sweep)',
-    'extraction:line:extraction of attention l|extraction of mlp l',
+    'extraction:line:extraction of attention l at last|extraction of mlp l at last',
     'extraction:heatmap:0|1|2', // layer × head
-    'patched:heatmap:0|1', // layer × hidden source
+    'patched:bar:0|1', // summarised per hidden source: the % of examples with an event
     'by_position:bar:subject|last',
   ]);
   t.is(figures[0]!.figure.title, 'knockout: probability_change');
+  t.deepEqual(figures[0]!.figure.subtitle, ['block blocked -> last at layers window(l, 3)', 'mean over examples (n = 4), 95% CI: bootstrap percentile']);
+  const patched = figures.find((f) => f.figure.id.startsWith('patched'))!.figure;
+  t.deepEqual(patched.subtitle, ['patch hidden l at positions subject with hidden source', '% of examples (n = 4) with an extraction event at some l']);
+  t.true(patched.tableHtml.includes('<tr><td>0</td><td class="num">25.00</td>') && patched.tableHtml.includes('<tr><td>1</td><td class="num">75.00</td>'), patched.tableHtml);
 });
 
 test('each line chart has one line path per series, and CI bands; heatmaps one cell per point', async (t) => {
@@ -112,7 +118,7 @@ test('each line chart has one line path per series, and CI bands; heatmaps one c
       // vega's SVG, not hand-built: marks carry vega's classes.
       t.regex(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]* class="marks"/);
     } else if (figure.kind === 'heatmap') {
-      const cells = figure.id.startsWith('extraction') ? 4 * 3 : 4 * 2;
+      const cells = 4 * figure.series.length; // layers × heads or tokens
       t.is(count(svg, /aria-roledescription="rect mark"/g), cells, figure.id);
     } else {
       t.is(count(svg, /aria-roledescription="bar"/g), 2, figure.id);
@@ -139,10 +145,10 @@ test('data tables hold the series numbers; figures carry their .dissect source',
   t.regex(fig, /<details class="data"><summary>Data table<\/summary><table class="data">/);
   t.true(fig.includes('<details class="source"><summary>.dissect source</summary><pre>experiment knockout {\n  for l in layers all\n'));
   t.true(fig.includes('block blocked -&gt; last at layers window(l, 3)'));
-  // Values in [-1, 1] get four decimals: the extraction rates.
-  const ext = r.experiments[5]!.series.find((p) => p.measure === 'extraction of mlp l' && p.key['l'] === 2)!;
+  // Extraction's 0/1 events are shown in % of examples, as the summary tables count them.
+  const ext = r.experiments.find((x) => x.name === 'extraction')!.series.find((p) => p.measure === 'extraction of mlp l' && p.key['l'] === 2)!;
   const extFig = chunk(html, '<figure class="plot" id="fig-extraction--extraction"', 'figure');
-  t.true(extFig.includes(`<td>2</td><td>extraction of mlp l</td><td class="num">${ext.mean!.toFixed(4)}</td>`));
+  t.true(extFig.includes(`<td>2</td><td>extraction of mlp l at last</td><td class="num">${(100 * ext.mean!).toFixed(2)}</td>`));
   // The combined chart carries the sources of all three experiments, and the flat one's mean once.
   const cmp = chunk(html, '<section class="comparison"', 'section');
   for (const name of ['cancel_mlp', 'cancel_attention', 'no_cancel']) t.true(cmp.includes(`experiment ${name} {`), name);
@@ -300,4 +306,64 @@ test('head mappings get a section: flagged heads first, with their pairs', async
   const rows = [...section.matchAll(/<tr>(.*?)<\/tr>/gs)].map((m) => m[1]!);
   t.is(rows.length, 3); // header + two heads
   t.regex(rows[1]!, /<code>a5<\/code> → <code>b6<\/code>/); // the flagged head comes first
+});
+
+/** The horizontal rules of a chart's own marks (not its axes), as [aria-label, dashed]. */
+const markRules = (svg: string): [string, boolean][] =>
+  [...svg.matchAll(/<line aria-label="([^"]*)" role="graphics-symbol" aria-roledescription="rule mark"[^>]*?(stroke-dasharray="[^"]*")?\/>/g)]
+    .map((m) => [m[1]!, m[2] !== undefined]);
+
+const axisTitles = (svg: string): string[] =>
+  [...svg.matchAll(/class="mark-text role-axis-title"[^>]*><text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]!);
+
+test('axes: titles in words with units, linear axes reach 0 and draw it, ranks on a log axis', async (t) => {
+  const { figures } = await rich();
+  const svgOf = (id: string) => figures.find((f) => f.figure.id === id)!.svg;
+  t.deepEqual(axisTitles(svgOf('knockout--probability_change')), ['layer (l)', 'change in p(prediction), %']);
+  t.deepEqual(markRules(svgOf('knockout--probability_change')), [['change in p(prediction), %: 0', false]]);
+  t.deepEqual(axisTitles(svgOf('knockout--rank')), ['layer (l)', 'rank (0 = top-1)']);
+  t.deepEqual(markRules(svgOf('knockout--rank')), [], 'no zero rule on the log axis');
+  t.regex(JSON.stringify(figures.find((f) => f.figure.id === 'knockout--rank')!.figure.spec), /"scale":\{"type":"symlog"\}/);
+  // The attributes rate (30–60 here) is drawn from 0, with the rule at 0.
+  t.deepEqual(markRules(svgOf('cancel_mlp--attributes_rate')), [['attributes rate, %: 0', false]]);
+  t.deepEqual(axisTitles(svgOf('extraction--extraction')), ['layer (l)', 'examples with an event, %']);
+  t.deepEqual(axisTitles(svgOf('patched--extraction-of-attention-l--examples')), ['hidden state (source)', 'examples with an event, %']);
+});
+
+test('the enrichment chart draws the subject-embedding baseline as a dashed reference line', async (t) => {
+  const { figures } = await rich();
+  const svg = figures.find((f) => f.figure.id.startsWith('enrichment'))!.svg;
+  // The baseline experiment's mean over examples 0..3 of 5 + ex.
+  t.deepEqual(markRules(svg), [['attributes rate, %: 0', false], ['attributes rate, %: 6.5', true]]);
+  t.true(svg.includes('>subject embeddings (baseline): 6.5</text>'));
+  // Only attributes-rate charts over hidden states get it (not the sublayer knockout's fixed hidden 3).
+  t.deepEqual(markRules(figures.find((f) => f.figure.id === 'knockout--probability_change')!.svg).filter(([, dashed]) => dashed), []);
+  t.deepEqual(markRules(figures.find((f) => f.figure.id === 'cancel_mlp--attributes_rate')!.svg).filter(([, dashed]) => dashed), []);
+});
+
+test('the per-token heatmap of one example (--example) labels its rows with the prompt\'s tokens, subject tokens starred', async (t) => {
+  const one = await renderReport(richResults(1));
+  const flow = one.figures.find((f) => f.figure.id.startsWith('flow'))!;
+  t.deepEqual(flow.figure.series, ['Subject* [-5]', '0* [-4]', '<b>is</b> [-3]', 'in [-2]', 'the [-1]']);
+  t.deepEqual(flow.figure.subtitle, ['block t -> last at layers l', 'example 0: "Subject 0 <b>is</b> in" → "Target0"', '* a subject token']);
+  for (const label of ['Subject* [-5]', '0* [-4]', '&lt;b&gt;is&lt;/b&gt; [-3]', 'in [-2]', 'the [-1]']) t.true(flow.svg.includes(`>${label}</text>`), label);
+  // Over several examples an index is a different token in each: it stays an index.
+  const { figures } = await rich();
+  t.deepEqual(figures.find((f) => f.figure.id.startsWith('flow'))!.figure.series, ['[-5]', '[-4]', '[-3]', '[-2]', '[-1]']);
+});
+
+test('sections say what their rows did; the contents list every section, tables where there is no plot', async (t) => {
+  const { html } = await rich();
+  const cancel = chunk(html, '<section class="experiment" id="exp-cancel_attention"', 'section');
+  t.true(cancel.includes('<br><code>cancel attention at layers start..start + 1 within 0..2</code></p>'));
+  t.true(cancel.includes('<p class="note">12 of 12 rows had a query with every key blocked (expected: cancel attention in the uniform mode cancels'), cancel);
+  const nav = chunk(html, '<nav>', 'nav');
+  t.regex(nav, /<a href="#exp-lens">lens<\/a> <span class="note">\(tables: top tokens\)<\/span>/);
+  t.regex(nav, /<a href="#exp-no_cancel">no_cancel<\/a> <span class="note">\(tables: means\)<\/span>/);
+  t.notRegex(nav, /0 plots/);
+  const withMappings = await renderReport({
+    ...richResults(),
+    headMappings: { side: 'unembedding', subjectToken: 'last', normalisation: 'none', top: 2, heads: [{ layer: 0, head: 1, pairs: [], subjectAttributeFacts: [] }] },
+  });
+  t.regex(chunk(withMappings.html, '<nav>', 'nav'), /<li><a href="#head-mappings">head mappings<\/a> <span class="note">\(1 head\)<\/span><\/li>/);
 });

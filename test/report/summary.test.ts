@@ -1,6 +1,7 @@
 import test from 'ava';
 import { formatSummary } from '../../src/report/summary.js';
 import { makeResults, mutable } from './fixture.js';
+import { richResults } from './html-fixture.js';
 
 test('knockout summary: layers × position sets, mean % change', (t) => {
   const r = makeResults({ method: 'bootstrap_percentile', resamples: 1000, level: 0.95, seed: 0 });
@@ -9,11 +10,11 @@ test('knockout summary: layers × position sets, mean % change', (t) => {
     [
       'examples: 2 of 3 kept (dropped: not_known 1)',
       '',
-      "knockout: mean % change in the target's probability (n = 2, 95% CI: bootstrap_percentile)",
+      'knockout: mean change in p(prediction), % (n = 2, 95% CI: bootstrap_percentile)',
       '  l  subject  last',
       '  0    -37.5   0.0',
       '  1    -75.0  12.5',
-      '  forward passes: 10; fully blocked rows: 0; also measured: rank',
+      '  forward passes: 10; also measured: rank',
       '',
       'results: out/results.json',
       '         out/results.csv',
@@ -29,11 +30,11 @@ test('summary options: another measure, intervals, no paths', (t) => {
     [
       'examples: 2 of 3 kept (dropped: not_known 1)',
       '',
-      'knockout: mean rank of the target (0 = top-1) (n = 2, 95% CI: bootstrap_percentile)',
+      'knockout: mean rank (0 = top-1) (n = 2, 95% CI: bootstrap_percentile)',
       '  l         subject            last',
       '  0  0.5 [0.0, 1.0]  0.0 [0.0, 0.0]',
       '  1  3.0 [2.0, 4.0]  0.0 [0.0, 0.0]',
-      '  forward passes: 10; fully blocked rows: 0; also measured: probability_change',
+      '  forward passes: 10; also measured: probability_change',
       '',
     ].join('\n'),
   );
@@ -46,4 +47,15 @@ test('one sweep only: one column per measure', (t) => {
   x.series = x.series.filter((p: any) => p.key.blocked === 'subject').map((p: any) => ({ ...p, key: { l: p.key.l } }));
   const text = formatSummary(r);
   t.true(text.includes('knockout: means (n = 2, no CI)\n    l  probability_change  rank\n    0               -37.5   0.5\n    1               -75.0   3.0\n'.replace(/^ {2}/gm, '')), text);
+});
+
+test('probes are titled with parameter values and their unit; extraction in %; fully blocked rows come with their reason', (t) => {
+  const r = richResults();
+  const text = formatSummary(r);
+  const patched = r.experiments.find((x) => x.name === 'patched')!;
+  const at = (l: number, source: number) => patched.series.find((p) => p.key['l'] === l && p.key['source'] === source)!.mean!;
+  t.true(text.includes('patched: mean extraction of attention l at last (examples with an event, %) (n = 4, 95% CI: bootstrap_percentile)\n'), text);
+  t.true(text.includes(`\n  0  ${(100 * at(0, 0)).toFixed(1).padStart(4)}  ${(100 * at(0, 1)).toFixed(1).padStart(4)}\n`), text);
+  t.true(text.includes('\n  forward passes: 12; 12 of 12 rows had a query with every key blocked (expected: cancel attention in the uniform mode'), text);
+  t.is(text.split('rows had a query with every key blocked').length, 2, 'only cancel_attention has such rows');
 });

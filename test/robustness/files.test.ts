@@ -35,13 +35,14 @@ test('the model, tokenizer, dataset and attributes named in a .dissect file: mis
     [{ model: `${long}.onnx` }, /x\.dissect:1:7: error: cannot read the model .*a+\.onnx: the name is too long/],
     [{ tokenizer: s.path('nope.json') }, /cannot read the tokenizer .*nope\.json: no such file or folder/],
     [{ tokenizer: `${long}.json` }, /cannot read the tokenizer .*a+\.json: the name is too long/],
-    [{ dataset: s.path('home') }, /x\.dissect:2:1: cannot read the dataset .*home: it is a folder/],
+    // At the path, with the source line and a caret, like the model's.
+    [{ dataset: s.path('home') }, /x\.dissect:2:21: error: cannot read the dataset .*home: it is a folder\n  2 \| dataset counterfact "/],
     [{ dataset: `${long}.json` }, /cannot read the dataset .*a+\.json: the name is too long/],
   ];
   for (const [paths, message] of cases) refused(t, s, ['check', s.write('x.dissect', program(paths))], message);
   // attributes are read by a run
   const attributes = program({ attributes: s.path('home') }).replace('measure probability', 'measure attributes_rate of hidden 1 at last');
-  refused(t, s, ['run', s.write('x.dissect', attributes), '--out', s.out, '--limit', '1'], /x\.dissect:3:1: cannot read the attributes file .*home: it is a folder/);
+  refused(t, s, ['run', s.write('x.dissect', attributes), '--out', s.out, '--limit', '1'], /x\.dissect:3:17: error: cannot read the attributes file .*home: it is a folder\n  3 \| attributes json "/);
 });
 
 test('--params, report and attributes: missing files, folders and unwritable outputs', (t) => {

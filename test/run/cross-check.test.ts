@@ -47,7 +47,7 @@ test('a disagreeing cross-check makes the run fall back to whole prompts, and th
   writeFileSync(file, source);
   const loaded = loadProgram(file);
   t.true(loaded.plan.variant.lastPosition);
-  const { selected } = selectedFacts(loaded.program, { limit: 6 });
+  const { selected } = selectedFacts(loaded, { limit: 6 });
   const variant = buildVariant(loaded.program.model.onnx, loaded.plan.variant);
   const session = corrupting(orThrow(await createSession(variant.bytes)));
   const fingerprint = runFingerprint({ sourceText: source, params: {}, choices: {}, modelSha256: 'm', tokenizerSha256: 't', datasetSha256: 'd', selection: {} });

@@ -36,7 +36,7 @@ const known = [
 ];
 
 test('CounterFact: template filled with the subject', (t) => {
-  const f = facts({ format: 'counterfact', path: file(JSON.stringify(counterfact)), span });
+  const f = facts({ format: 'counterfact', path: file(JSON.stringify(counterfact)), span, pathSpan: span });
   t.deepEqual(f, [
     { id: '0', prompt: 'The mother tongue of Danielle Darrieux is', subject: 'Danielle Darrieux', target: 'French', record: 1 },
     { id: '7', prompt: 'Autonomous University of Madrid, which is located in', subject: 'Autonomous University of Madrid', target: 'Europe', record: 2 },
@@ -45,11 +45,11 @@ test('CounterFact: template filled with the subject', (t) => {
 
 test('CounterFact: a subject with $ is inserted literally', (t) => {
   const data = [{ case_id: 1, requested_rewrite: { prompt: '{} is', target_true: { str: 'x' }, subject: "A$$ap $' Rocky" } }];
-  t.is(facts({ format: 'counterfact', path: file(JSON.stringify(data)), span })[0]!.prompt, "A$$ap $' Rocky is");
+  t.is(facts({ format: 'counterfact', path: file(JSON.stringify(data)), span, pathSpan: span })[0]!.prompt, "A$$ap $' Rocky is");
 });
 
 test('known_1000: prompt, subject, attribute', (t) => {
-  const f = facts({ format: 'known', path: file('\ufeff' + JSON.stringify(known)), span });
+  const f = facts({ format: 'known', path: file('\ufeff' + JSON.stringify(known)), span, pathSpan: span });
   t.deepEqual(f[1], { id: '1', prompt: 'Beats Music is owned by', subject: 'Beats Music', target: 'Apple', record: 2 });
   t.is(f.length, 2);
 });
@@ -62,12 +62,12 @@ test('JSONL with a field mapping (dotted paths reach nested objects, ids from "i
     '',
     JSON.stringify({ text: 'Toko Yasuda plays the', entity: 'Toko Yasuda', answer: 'guitar' }),
   ].join('\n') + '\n';
-  t.deepEqual(facts({ format: 'jsonl', path: file(lines, 'jsonl'), fields, span }), [
+  t.deepEqual(facts({ format: 'jsonl', path: file(lines, 'jsonl'), fields, span, pathSpan: span }), [
     { id: 'p1', prompt: 'Paris is the capital of', subject: 'Paris', target: 'France', record: 1 },
     { id: '2', prompt: 'Toko Yasuda plays the', subject: 'Toko Yasuda', target: 'guitar', record: 2 },
   ]);
   const nested = JSON.stringify({ q: { prompt: 'X is in', subject: 'X' }, a: 1984 });
-  t.deepEqual(facts({ format: 'jsonl', path: file(nested, 'jsonl'), fields: { prompt: 'q.prompt', subject: 'q.subject', target: 'a' }, span }),
+  t.deepEqual(facts({ format: 'jsonl', path: file(nested, 'jsonl'), fields: { prompt: 'q.prompt', subject: 'q.subject', target: 'a' }, span, pathSpan: span }),
     [{ id: '1', prompt: 'X is in', subject: 'X', target: '1984', record: 1 }]);
 });
 
@@ -77,7 +77,7 @@ test('CSV with quoted fields (commas, quotes, newlines) and a field mapping', (t
     + 'Apple,"Beats ""Music""","Beats ""Music"" is owned by"\r\n'
     + '\r\n'
     + 'Canada,Toronto,"Toronto\nis in"\r\n';
-  t.deepEqual(facts({ format: 'csv', path: file(csv, 'csv'), fields, span }), [
+  t.deepEqual(facts({ format: 'csv', path: file(csv, 'csv'), fields, span, pathSpan: span }), [
     { id: '1', prompt: 'Paris, the city of light, is in', subject: 'Paris', target: 'France', record: 1 },
     { id: '2', prompt: 'Beats "Music" is owned by', subject: 'Beats "Music"', target: 'Apple', record: 2 },
     { id: '3', prompt: 'Toronto\nis in', subject: 'Toronto', target: 'Canada', record: 3 },
@@ -85,57 +85,57 @@ test('CSV with quoted fields (commas, quotes, newlines) and a field mapping', (t
 });
 
 test('a missing file, a folder and a name too long are error values naming the path and why', (t) => {
-  const e = error({ format: 'known', path: join(dir, 'nope.json'), span });
+  const e = error({ format: 'known', path: join(dir, 'nope.json'), span, pathSpan: span });
   t.is(e.code, 'dataset');
   t.is(e.message, `cannot read the dataset ${join(dir, 'nope.json')}: no such file or folder`);
   t.deepEqual(e.span, span);
-  t.is(error({ format: 'known', path: dir, span }).message, `cannot read the dataset ${dir}: it is a folder`);
+  t.is(error({ format: 'known', path: dir, span, pathSpan: span }).message, `cannot read the dataset ${dir}: it is a folder`);
   const long = join(dir, `${'a'.repeat(300)}.json`);
-  t.is(error({ format: 'known', path: long, span }).message, `cannot read the dataset ${long}: the name is too long`);
+  t.is(error({ format: 'known', path: long, span, pathSpan: span }).message, `cannot read the dataset ${long}: the name is too long`);
 });
 
 test('wrong shapes name the file, the record and what was expected', (t) => {
   const obj = file('{"a": 1}');
-  t.is(error({ format: 'counterfact', path: obj, span }).message, `${obj}: expected a JSON array of records, found an object`);
+  t.is(error({ format: 'counterfact', path: obj, span, pathSpan: span }).message, `${obj}: expected a JSON array of records, found an object`);
   const bad = file('[{"case_id": 1,');
-  t.regex(error({ format: 'counterfact', path: bad, span }).message, /: not valid JSON: /);
+  t.regex(error({ format: 'counterfact', path: bad, span, pathSpan: span }).message, /: not valid JSON: /);
 
   const noSubject = structuredClone(counterfact) as Record<string, any>[];
   delete noSubject[1]!['requested_rewrite'].subject;
   const p = file(JSON.stringify(noSubject));
-  const e = error({ format: 'counterfact', path: p, span });
+  const e = error({ format: 'counterfact', path: p, span, pathSpan: span });
   t.is(e.message, `${p}: record 2: missing field 'requested_rewrite.subject'`);
   t.is(e.record, 2);
 
-  const knownAsCf = error({ format: 'counterfact', path: file(JSON.stringify(known)), span });
+  const knownAsCf = error({ format: 'counterfact', path: file(JSON.stringify(known)), span, pathSpan: span });
   t.regex(knownAsCf.message, /record 1: missing field 'requested_rewrite'/);
   t.regex(knownAsCf.hint ?? '', /dataset known/);
-  const cfAsKnown = error({ format: 'known', path: file(JSON.stringify(counterfact)), span });
+  const cfAsKnown = error({ format: 'known', path: file(JSON.stringify(counterfact)), span, pathSpan: span });
   t.regex(cfAsKnown.hint ?? '', /dataset counterfact/);
 
   const noHole = [{ case_id: 3, requested_rewrite: { prompt: 'The capital is', subject: 'X', target_true: { str: 'Y' } } }];
-  t.regex(error({ format: 'counterfact', path: file(JSON.stringify(noHole)), span }).message, /record 1: 'requested_rewrite.prompt' must contain "\{\}" exactly once/);
+  t.regex(error({ format: 'counterfact', path: file(JSON.stringify(noHole)), span, pathSpan: span }).message, /record 1: 'requested_rewrite.prompt' must contain "\{\}" exactly once/);
 
   const numberSubject = [{ known_id: 0, prompt: 'p', subject: 5, attribute: 'a' }];
-  t.regex(error({ format: 'known', path: file(JSON.stringify(numberSubject)), span }).message, /record 1: field 'subject' must be a string, found a number/);
-  t.regex(error({ format: 'known', path: file('[1]'), span }).message, /record 1: expected an object/);
+  t.regex(error({ format: 'known', path: file(JSON.stringify(numberSubject)), span, pathSpan: span }).message, /record 1: field 'subject' must be a string, found a number/);
+  t.regex(error({ format: 'known', path: file('[1]'), span, pathSpan: span }).message, /record 1: expected an object/);
 });
 
 test('JSONL / CSV errors quote the field mapping', (t) => {
   const lines = Array.from({ length: 17 }, (_, i) => JSON.stringify(i === 16 ? { text: 'a b', answer: 'c' } : { text: 'a b', entity: 'a', answer: 'c' })).join('\n');
   const p = file(lines, 'jsonl');
-  t.is(error({ format: 'jsonl', path: p, fields, span }).message,
+  t.is(error({ format: 'jsonl', path: p, fields, span, pathSpan: span }).message,
     `${p}: record 17: missing field 'subject' (fields mapping says subject = "entity")`);
-  t.regex(error({ format: 'jsonl', path: file('{"text": "a b", "entity": "a", "answer": 1}\nnot json', 'jsonl'), fields, span }).message, /record 2: line 2 is not valid JSON/);
-  t.regex(error({ format: 'jsonl', path: file('[1,2]', 'jsonl'), fields, span }).message, /record 1: line 1: expected a JSON object, found an array/);
+  t.regex(error({ format: 'jsonl', path: file('{"text": "a b", "entity": "a", "answer": 1}\nnot json', 'jsonl'), fields, span, pathSpan: span }).message, /record 2: line 2 is not valid JSON/);
+  t.regex(error({ format: 'jsonl', path: file('[1,2]', 'jsonl'), fields, span, pathSpan: span }).message, /record 1: line 1: expected a JSON object, found an array/);
 
   const csv = file('text,subject,answer\n"a b",a,c\n', 'csv');
-  t.is(error({ format: 'csv', path: csv, fields, span }).message,
+  t.is(error({ format: 'csv', path: csv, fields, span, pathSpan: span }).message,
     `${csv}: no column "entity" for field 'subject' (fields mapping says subject = "entity"); the header has: "text", "subject", "answer"`);
-  t.regex(error({ format: 'csv', path: file('text,entity,answer\n"a b,a,c\n', 'csv'), fields, span }).message, /not valid CSV/);
-  t.regex(error({ format: 'csv', path: file('text,entity,answer\na b,a,c,d\n', 'csv'), fields, span }).message, /not valid CSV/);
-  t.regex(error({ format: 'csv', path: file('text,entity,answer\na b,,c\n', 'csv'), fields, span }).message, /record 1: field 'subject' is empty/);
-  t.regex(error({ format: 'csv', path: file('', 'csv'), fields, span }).message, /empty CSV file/);
+  t.regex(error({ format: 'csv', path: file('text,entity,answer\n"a b,a,c\n', 'csv'), fields, span, pathSpan: span }).message, /not valid CSV/);
+  t.regex(error({ format: 'csv', path: file('text,entity,answer\na b,a,c,d\n', 'csv'), fields, span, pathSpan: span }).message, /not valid CSV/);
+  t.regex(error({ format: 'csv', path: file('text,entity,answer\na b,,c\n', 'csv'), fields, span, pathSpan: span }).message, /record 1: field 'subject' is empty/);
+  t.regex(error({ format: 'csv', path: file('', 'csv'), fields, span, pathSpan: span }).message, /empty CSV file/);
 });
 
 const many: Fact[] = Array.from({ length: 100 }, (_, i) => ({ id: String(i), prompt: `p${i}`, subject: 'p', target: 't', record: i + 1 }));

@@ -8,14 +8,20 @@
 //       the other sweeps;
 //   two layer/hidden sweeps → a heatmap per measure;
 //   one position sweep → a bar chart per measure with CI whiskers;
+//   an extraction probe that `summarize extraction` summarises per binding of another sweep
+//       → bars of the % of examples with an event, one per binding;
 //   several experiments with the same probe over the same one sweep variable (and
 //       experiments with no sweep measuring it: flat lines) → one combined line chart.
 //
-// Other shapes (three sweeps, two position sweeps) get data tables only.
+// Other shapes (three sweeps, two position sweeps) get data tables only. Every chart names
+// what its rows did (the interventions, with parameter values) and reads its values in the
+// measure's unit (src/report/quantity.ts): linear axes reach 0 and draw it, ranks are on a
+// log axis, and attributes-rate charts of hidden states draw the subject-embedding baseline.
 
 import type { TopLevelSpec } from 'vega-lite';
 import { isNumeric, measureIdentity, type MeasureDescriptor } from '../../measure/descriptor.js';
-import type { Results, ResultsExperiment, SweepAxis } from '../../measure/schema.js';
+import type { ExtractionSummaryResult, Results, ResultsExample, ResultsExperiment, SweepAxis } from '../../measure/schema.js';
+import { measureText, quantity, shownValue } from '../quantity.js';
 import { decimalsFor, num, numCell, slug, table, type CellLike } from './format.js';
 
 export type FigureKind = 'line' | 'heatmap' | 'bar';
@@ -25,7 +31,8 @@ export interface Figure {
   readonly id: string;
   readonly kind: FigureKind;
   readonly title: string;
-  readonly subtitle: string;
+  /** Lines under the title: what the rows did, then what is averaged. */
+  readonly subtitle: readonly string[];
   /** Experiments drawn (one, or several for a combined chart). */
   readonly experiments: readonly string[];
   readonly spec: TopLevelSpec;
@@ -85,8 +92,6 @@ function orderedMeasures(x: ResultsExperiment): MeasureDescriptor[] {
   return main === undefined ? rest : [main, ...rest];
 }
 
-/** An axis title: the measure when short, else its probe (the chart title holds the whole label). */
-const yTitle = (d: MeasureDescriptor): string => (d.id.length <= 24 ? `mean ${d.id}` : `mean ${d.probe}`);
 
 function ciText(results: Results): string {
   return results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method.replace(/_/g, ' ')}`;
@@ -109,9 +114,10 @@ class SeriesIndex {
   private id(key: Readonly<Record<string, number | string>>, measure: string): string {
     return JSON.stringify([this.x.sweeps.map((s) => key[s.variable]), measure]);
   }
-  point(key: Readonly<Record<string, number | string>>, measure: string, at: Omit<Point, 'mean' | 'lo' | 'hi' | 'n'>): Point {
-    const p = this.map.get(this.id(key, measure));
-    return { ...at, mean: p?.mean ?? null, lo: p?.ci?.[0] ?? null, hi: p?.ci?.[1] ?? null, n: p?.n ?? 0 };
+  /** The point of a measure at a binding, in the measure's shown unit. */
+  point(key: Readonly<Record<string, number | string>>, measure: MeasureDescriptor, at: Omit<Point, 'mean' | 'lo' | 'hi' | 'n'>): Point {
+    const p = this.map.get(this.id(key, measure.id));
+    return { ...at, mean: shownValue(measure, p?.mean), lo: shownValue(measure, p?.ci?.[0]), hi: shownValue(measure, p?.ci?.[1]), n: p?.n ?? 0 };
   }
 }
 
@@ -155,53 +161,89 @@ const baseConfig = {
   title: { fontSize: 14, subtitleFontSize: 11, subtitleColor: '#555', anchor: 'start' as const },
 };
 
+/** The axis a measure's means are drawn on. */
+interface ValueAxis {
+  readonly title: string;
+  readonly log: boolean;
+}
+
+/** The subtitle says what is averaged, so the axis says what one number is. */
+const valueAxis = (d: MeasureDescriptor): ValueAxis => ({ title: quantity(d).title, log: quantity(d).log });
+
+/** A value drawn across the whole chart as a dashed line, e.g. the attributes rate of the subject's embeddings. */
+interface Reference {
+  readonly label: string;
+  readonly value: number;
+}
+
+/**
+ * The y encoding of every layer (one title, one scale). Linear axes always reach 0, where a
+ * solid rule is drawn, so that a change reads against "no change"; ranks get a symlog axis.
+ */
+function yEncoding(axis: ValueAxis): object {
+  return { type: 'quantitative', title: axis.title, scale: axis.log ? { type: 'symlog' } : { zero: true }, axis: { titleLimit: HEIGHT } };
+}
+
+function guideLayers(axis: ValueAxis, references: readonly Reference[]): object[] {
+  const y = yEncoding(axis);
+  const layers: object[] = [];
+  if (!axis.log) layers.push({ data: { values: [{ value: 0 }] }, mark: { type: 'rule', color: '#444', strokeWidth: 1, name: 'zero' }, encoding: { y: { field: 'value', ...y } } });
+  if (references.length) {
+    const data = { values: references.map((r) => ({ value: r.value, label: r.label })) };
+    layers.push(
+      { data, mark: { type: 'rule', color: '#444', strokeDash: [6, 4], strokeWidth: 1.5, name: 'references' }, encoding: { y: { field: 'value', ...y } } },
+      { data, mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -3, fontSize: 11, color: '#333', name: 'reference_labels' }, encoding: { y: { field: 'value', ...y }, x: { value: WIDTH - 4 }, text: { field: 'label' } } },
+    );
+  }
+  return layers;
+}
+
 function lineSpec(o: {
-  title: string; subtitle: string; points: readonly Point[]; xTitle: string; yTitle: string;
-  seriesTitle: string; seriesOrder: readonly string[]; ci: boolean;
+  title: string; subtitle: readonly string[]; points: readonly Point[]; xTitle: string; axis: ValueAxis;
+  seriesTitle: string; seriesOrder: readonly string[]; ci: boolean; references?: readonly Reference[];
 }): TopLevelSpec {
   const values = o.points
     .filter((p) => p.mean !== null)
     .map((p) => ({ x: p.x, series: p.series, mean: p.mean, lo: p.lo, hi: p.hi }));
   const xs = values.map((v) => v.x as number);
   const domain = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
-  const y = { type: 'quantitative' as const, title: o.yTitle, scale: { zero: false }, axis: { titleLimit: HEIGHT } };
-  const layers: object[] = [];
+  const y = yEncoding(o.axis);
+  const x = {
+    field: 'x', type: 'quantitative', title: o.xTitle,
+    scale: { domain, nice: false },
+    axis: { format: 'd', tickMinStep: 1 },
+  };
+  const color = {
+    field: 'series', type: 'nominal', title: o.seriesTitle,
+    scale: { domain: [...o.seriesOrder], scheme: o.seriesOrder.length > 10 ? 'category20' : 'tableau10' },
+    legend: o.seriesOrder.length > 1 ? { orient: 'right', symbolType: 'stroke', symbolOpacity: 1, symbolStrokeWidth: 2.5, symbolSize: 300 } : null,
+  };
+  const layers: object[] = [...guideLayers(o.axis, o.references ?? [])];
   if (o.ci) {
     layers.push({
+      data: { values },
       transform: [{ filter: 'isValid(datum.lo) && isValid(datum.hi)' }],
       mark: { type: 'area', opacity: 0.18, name: 'bands' },
-      encoding: { y: { field: 'lo', ...y }, y2: { field: 'hi' } },
+      encoding: { x, color, y: { field: 'lo', ...y }, y2: { field: 'hi' } },
     });
   }
   layers.push({
+    data: { values },
     mark: { type: 'line', strokeWidth: 2, point: { size: 22 }, name: 'lines' },
-    encoding: { y: { field: 'mean', ...y } },
+    encoding: { x, color, y: { field: 'mean', ...y } },
   });
   return {
-    title: { text: o.title, subtitle: o.subtitle },
+    title: { text: o.title, subtitle: [...o.subtitle] },
     width: WIDTH,
     height: HEIGHT,
-    data: { values },
-    encoding: {
-      x: {
-        field: 'x', type: 'quantitative', title: o.xTitle,
-        scale: { domain, nice: false },
-        axis: { format: 'd', tickMinStep: 1 },
-      },
-      color: {
-        field: 'series', type: 'nominal', title: o.seriesTitle,
-        scale: { domain: [...o.seriesOrder], scheme: o.seriesOrder.length > 10 ? 'category20' : 'tableau10' },
-        legend: o.seriesOrder.length > 1 ? { orient: 'right', symbolType: 'stroke', symbolOpacity: 1, symbolStrokeWidth: 2.5, symbolSize: 300 } : null,
-      },
-    },
     layer: layers,
     config: baseConfig,
   } as TopLevelSpec;
 }
 
 function heatmapSpec(o: {
-  title: string; subtitle: string; points: readonly Point[]; xTitle: string; yTitle: string;
-  xOrder: readonly (number | string)[]; yOrder: readonly (number | string)[]; colorTitle: string;
+  title: string; subtitle: readonly string[]; points: readonly Point[]; xTitle: string; yTitle: string;
+  xOrder: readonly (number | string)[]; yOrder: readonly (number | string)[]; axis: ValueAxis;
 }): TopLevelSpec {
   const defined = o.points.filter((p) => p.mean !== null);
   const means = defined.map((p) => p.mean as number);
@@ -219,7 +261,13 @@ function heatmapSpec(o: {
   const layers: object[] = [
     {
       mark: { type: 'rect', name: 'cells' },
-      encoding: { color: { field: 'mean', type: 'quantitative', title: o.colorTitle, scale: { scheme: 'viridis' }, legend: { orient: 'right', gradientLength: Math.max(50, cell * o.yOrder.length - 24) } } },
+      encoding: {
+        color: {
+          field: 'mean', type: 'quantitative', title: o.axis.title,
+          scale: { scheme: 'viridis', ...(o.axis.log ? { type: 'symlog' } : {}) },
+          legend: { orient: 'right', gradientLength: Math.max(50, cell * o.yOrder.length - 24) },
+        },
+      },
     },
   ];
   if (labelled) {
@@ -232,7 +280,7 @@ function heatmapSpec(o: {
     });
   }
   return {
-    title: { text: o.title, subtitle: o.subtitle },
+    title: { text: o.title, subtitle: [...o.subtitle] },
     width: cell * o.xOrder.length,
     height: cell * o.yOrder.length,
     data: { values },
@@ -246,24 +294,26 @@ function heatmapSpec(o: {
 }
 
 function barSpec(o: {
-  title: string; subtitle: string; points: readonly Point[]; xTitle: string; yTitle: string;
+  title: string; subtitle: readonly string[]; points: readonly Point[]; xTitle: string; axis: ValueAxis;
   order: readonly string[]; ci: boolean;
 }): TopLevelSpec {
   const values = o.points.filter((p) => p.mean !== null).map((p) => ({ x: String(p.x), mean: p.mean, lo: p.lo, hi: p.hi }));
-  const layers: object[] = [{ mark: { type: 'bar', name: 'bars' }, encoding: { y: { field: 'mean', type: 'quantitative', title: o.yTitle } } }];
+  const y = yEncoding(o.axis);
+  const x = { field: 'x', type: 'nominal', title: o.xTitle, sort: [...o.order], axis: { labelAngle: o.order.some((s) => s.length > 8) ? -30 : 0, labelLimit: 260 } };
+  const layers: object[] = [{ data: { values }, mark: { type: 'bar', name: 'bars' }, encoding: { x, y: { field: 'mean', ...y } } }];
   if (o.ci) {
     layers.push({
+      data: { values },
       transform: [{ filter: 'isValid(datum.lo) && isValid(datum.hi)' }],
       mark: { type: 'rule', name: 'whiskers', color: 'black' },
-      encoding: { y: { field: 'lo', type: 'quantitative', title: o.yTitle }, y2: { field: 'hi' } },
+      encoding: { x, y: { field: 'lo', ...y }, y2: { field: 'hi' } },
     });
   }
+  layers.push(...guideLayers(o.axis, []));
   return {
-    title: { text: o.title, subtitle: o.subtitle },
+    title: { text: o.title, subtitle: [...o.subtitle] },
     width: Math.min(WIDTH, 60 * o.order.length),
     height: HEIGHT,
-    data: { values },
-    encoding: { x: { field: 'x', type: 'nominal', title: o.xTitle, sort: [...o.order], axis: { labelAngle: 0 } } },
     layer: layers,
     config: baseConfig,
   } as TopLevelSpec;
@@ -283,25 +333,107 @@ class Ids {
   }
 }
 
+/** What the rows of an experiment did, with parameter values. */
+const interventionLine = (x: ResultsExperiment): string =>
+  x.interventionText.length ? x.interventionText.join('; ') : 'no intervention';
+
+/** What a figure averages: the examples (or the one example of an `--example` run) and the CI. */
+function averagedLine(results: Results, points: readonly Point[]): string {
+  const only = results.examples.length === 1 ? results.examples[0]! : undefined;
+  if (only) return `example ${only.id}: "${only.prompt}" → "${only.cleanTop1.token.trim()}"`;
+  return `mean over examples (${nText(points)}), ${ciText(results)}`;
+}
+
+/**
+ * Row labels of a per-token heatmap (`each a..b`). With one example (`--example`) they are
+ * its tokens, subject tokens starred, as in the paper's single-example figure; over many
+ * examples an index names a different token in each, so it stays an index.
+ */
+function tokenLabels(axis: SweepAxis, examples: readonly ResultsExample[]): string[] {
+  const only = examples.length === 1 ? examples[0]! : undefined;
+  return axis.values.map((v) => {
+    const index = /^\[(-?\d+)\]$/.exec(String(v));
+    if (!only || !index) return String(v);
+    const i = Number(index[1]);
+    const at = i < 0 ? only.tokens.length + i : i;
+    const token = only.tokens[at];
+    if (token === undefined) return String(v);
+    const inSubject = at >= only.subjectRange[0] && at < only.subjectRange[1];
+    return `${token.trim() === '' ? JSON.stringify(token) : token.trim()}${inSubject ? '*' : ''} ${v}`;
+  });
+}
+
+/**
+ * The attributes rate of the subject's embeddings (an experiment with no sweep), drawn on
+ * attributes-rate charts over hidden states (the paper's enrichment figure): where the
+ * layers start from.
+ */
+function embeddingBaselines(results: Results, d: MeasureDescriptor): Reference[] {
+  if (d.probe !== 'attributes_rate' || d.site !== 'hidden' || Object.keys(d.layer?.variables ?? {}).length === 0) return [];
+  return results.experiments.flatMap((x) => {
+    if (x.sweeps.length > 0) return [];
+    return x.measures.flatMap((m) => {
+      if (m.probe !== 'attributes_rate' || m.site !== 'subject_embeddings') return [];
+      const mean = new SeriesIndex(x).point({}, m, { x: 0 }).mean;
+      return mean === null ? [] : [{ label: `subject embeddings (${x.name}): ${num(mean, 1)}`, value: mean }];
+    });
+  });
+}
+
+/**
+ * Extraction probes that `summarize extraction` summarises per binding of another sweep
+ * (control A's removed sets, control B's sources): one bar per binding, the % of examples
+ * with an event at some layer, instead of one line per binding over the layers.
+ */
+function extractionBars(x: ResultsExperiment, ids: Ids): { figures: Figure[]; labels: ReadonlySet<string> } {
+  const summaries = (x.extraction ?? []).filter((s) => Object.keys(s.key).length > 0);
+  const labels = new Set(summaries.flatMap((s) => s.probes.map((p) => p.probe)));
+  const figures = [...labels].map((label): Figure => {
+    const { head: _head, ...measure } = x.measures.find((m) => m.label === label)!;
+    const first = summaries[0]!;
+    const range = first.layers ? `${first.layerVariable} in ${first.layers[0]}..${first.layers[first.layers.length - 1]}` : `some ${first.layerVariable}`;
+    const rate = (s: ExtractionSummaryResult): number | null => {
+      const p = s.probes.find((q) => q.probe === label);
+      return (first.layers ? p?.rateInLayers : p?.rateAnyLayer) ?? null;
+    };
+    const pts = summaries.map((s): Point => ({ x: Object.values(s.key).join(', '), mean: rate(s), lo: null, hi: null, n: s.examples }));
+    const order = pts.map((p) => String(p.x));
+    const title = `${x.name}: ${measureText(measure)}`;
+    const subtitle = [interventionLine(x), `% of examples (${nText(pts)}) with an extraction event at ${range}`];
+    const bound = x.sweeps.filter((a) => a.variable in first.key);
+    return {
+      id: ids.take(x.name, label, 'examples'), kind: 'bar', title, subtitle, experiments: [x.name],
+      spec: barSpec({ title, subtitle, points: pts, xTitle: bound.map(axisTitle).join(', '), axis: valueAxis(measure), order, ci: false }),
+      series: order,
+      tableHtml: pointsTable(pts, { x: bound.map((a) => a.variable).join(', ') }),
+    };
+  });
+  return { figures, labels };
+}
+
 function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Figure[] {
   const numeric = x.sweeps.filter(isNumericAxis);
   const positions = x.sweeps.filter((s) => !isNumericAxis(s));
   const idx = new SeriesIndex(x);
   const ci = results.ci.method !== 'none';
-  const sub = (pts: readonly Point[]): string => `mean over examples (${nText(pts)}), ${ciText(results)}`;
+  const sub = (pts: readonly Point[]): string[] => [interventionLine(x), averagedLine(results, pts)];
+  const bars = extractionBars(x, ids);
+  const measures = orderedMeasures(x).filter((m) => !bars.labels.has(m.label));
   const figs: Figure[] = [];
 
   const tokens = positions.length === 1 && positions[0]!.singleTokens ? positions[0]! : undefined;
   if (numeric.length === 1 && tokens) {
     // One row per token (`each a..b`) × layers: the paper's single-example heatmap.
     const L = numeric[0]!;
-    for (const m of orderedMeasures(x)) {
-      const pts = L.values.flatMap((a) => tokens.values.map((b) => idx.point({ [L.variable]: a, [tokens.variable]: b }, m.id, { x: a, y: b })));
-      const title = `${x.name}: ${m.id}`;
+    const rows = tokenLabels(tokens, results.examples);
+    for (const m of measures) {
+      const pts = L.values.flatMap((a) => tokens.values.map((b, i) => idx.point({ [L.variable]: a, [tokens.variable]: b }, m, { x: a, y: rows[i]! })));
+      const title = `${x.name}: ${measureText(m)}`;
+      const subtitle = [...sub(pts), ...(rows.some((r) => r.includes('* ')) ? ['* a subject token'] : [])];
       figs.push({
-        id: ids.take(x.name, m.id), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
-        spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: `token position (${tokens.variable})`, xOrder: L.values, yOrder: tokens.values, colorTitle: 'mean' }),
-        series: tokens.values.map(String),
+        id: ids.take(x.name, m.id), kind: 'heatmap', title, subtitle, experiments: [x.name],
+        spec: heatmapSpec({ title, subtitle, points: pts, xTitle: axisTitle(L), yTitle: `token (${tokens.variable})`, xOrder: L.values, yOrder: rows, axis: valueAxis(m) }),
+        series: rows,
         tableHtml: pointsTable(pts, { x: L.variable, y: tokens.variable }),
       });
     }
@@ -310,12 +442,12 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
     const P = positions[0];
     if (P) {
       // One line per position set, one chart per measure.
-      for (const m of orderedMeasures(x)) {
-        const pts = L.values.flatMap((l) => P.values.map((p) => idx.point({ [L.variable]: l, [P.variable]: p }, m.id, { x: l, series: String(p) })));
-        const title = `${x.name}: ${m.id}`;
+      for (const m of measures) {
+        const pts = L.values.flatMap((l) => P.values.map((p) => idx.point({ [L.variable]: l, [P.variable]: p }, m, { x: l, series: String(p) })));
+        const title = `${x.name}: ${measureText(m)}`;
         figs.push({
           id: ids.take(x.name, m.id), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
-          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: yTitle(m), seriesTitle: axisTitle(P), seriesOrder: P.values.map(String), ci }),
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), axis: valueAxis(m), seriesTitle: axisTitle(P), seriesOrder: P.values.map(String), ci, references: embeddingBaselines(results, m) }),
           series: P.values.map(String),
           tableHtml: pointsTable(pts, { x: L.variable, series: P.variable }),
         });
@@ -323,33 +455,34 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
     } else {
       // One chart per probe, one line per measure.
       const byProbe = new Map<string, MeasureDescriptor[]>();
-      for (const m of orderedMeasures(x)) byProbe.set(m.probe, [...(byProbe.get(m.probe) ?? []), m]);
+      for (const m of measures) byProbe.set(m.probe, [...(byProbe.get(m.probe) ?? []), m]);
       for (const [probe, ms] of byProbe) {
-        const pts = ms.flatMap((m) => L.values.map((l) => idx.point({ [L.variable]: l }, m.id, { x: l, series: m.id })));
-        const title = ms.length === 1 ? `${x.name}: ${ms[0]!.id}` : `${x.name}: ${probe}`;
-        const names = ms.map((m) => m.id);
+        const names = ms.map(measureText);
+        const pts = ms.flatMap((m, i) => L.values.map((l) => idx.point({ [L.variable]: l }, m, { x: l, series: names[i]! })));
+        const title = ms.length === 1 ? `${x.name}: ${names[0]!}` : `${x.name}: ${probe}`;
         figs.push({
           id: ids.take(x.name, probe), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
-          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: ms.length === 1 ? yTitle(ms[0]!) : `mean ${probe}`, seriesTitle: 'measure', seriesOrder: names, ci }),
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), axis: valueAxis(ms[0]!), seriesTitle: 'measure', seriesOrder: names, ci, references: embeddingBaselines(results, ms[0]!) }),
           series: names,
           tableHtml: pointsTable(pts, { x: L.variable, series: 'measure' }),
         });
       }
     }
     // Per-head probes (their heads share the probe's label): a layer × head heatmap per probe and binding of the position sweep.
-    const heads = new Map<string, { head: number; measure: string }[]>();
+    const heads = new Map<string, MeasureDescriptor[]>();
     for (const d of x.measures) {
-      if (d.head !== undefined) heads.set(d.label, [...(heads.get(d.label) ?? []), { head: d.head, measure: d.id }]);
+      if (d.head !== undefined) heads.set(d.label, [...(heads.get(d.label) ?? []), d]);
     }
     for (const [base, hs] of heads) {
-      hs.sort((a, b) => a.head - b.head);
+      hs.sort((a, b) => a.head! - b.head!);
+      const { head: _head, ...probe } = hs[0]!;
       for (const other of bindingsOf(P ? [P] : [])) {
-        const pts = hs.flatMap(({ head, measure }) => L.values.map((l) => idx.point({ ...other, [L.variable]: l }, measure, { x: l, y: head })));
+        const pts = hs.flatMap((d) => L.values.map((l) => idx.point({ ...other, [L.variable]: l }, d, { x: l, y: d.head! })));
         const where = Object.keys(other).length ? ` (${bindingText(other)})` : '';
-        const title = `${x.name}: ${base}, per head${where}`;
+        const title = `${x.name}: ${measureText(probe)}, per head${where}`;
         figs.push({
           id: ids.take(x.name, base, 'heads', ...Object.values(other).map(String)), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
-          spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: 'head', xOrder: L.values, yOrder: hs.map((h) => h.head), colorTitle: 'mean' }),
+          spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), yTitle: 'head', xOrder: L.values, yOrder: hs.map((h) => h.head!), axis: valueAxis(probe) }),
           series: hs.map((h) => String(h.head)),
           tableHtml: pointsTable(pts, { x: L.variable, y: 'head' }),
         });
@@ -358,34 +491,34 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
   } else if (numeric.length === 2 && positions.length === 0) {
     // Two numeric sweeps: a heatmap per measure, the layer sweep (if any) across.
     const [A, B] = numeric[1]!.kind === 'layers' && numeric[0]!.kind !== 'layers' ? [numeric[1]!, numeric[0]!] : [numeric[0]!, numeric[1]!];
-    for (const m of orderedMeasures(x)) {
-      const pts = A.values.flatMap((a) => B.values.map((b) => idx.point({ [A.variable]: a, [B.variable]: b }, m.id, { x: a, y: b })));
-      const title = `${x.name}: ${m.id}`;
+    for (const m of measures) {
+      const pts = A.values.flatMap((a) => B.values.map((b) => idx.point({ [A.variable]: a, [B.variable]: b }, m, { x: a, y: b })));
+      const title = `${x.name}: ${measureText(m)}`;
       figs.push({
         id: ids.take(x.name, m.id), kind: 'heatmap', title, subtitle: sub(pts), experiments: [x.name],
-        spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(A), yTitle: axisTitle(B), xOrder: A.values, yOrder: B.values, colorTitle: 'mean' }),
+        spec: heatmapSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(A), yTitle: axisTitle(B), xOrder: A.values, yOrder: B.values, axis: valueAxis(m) }),
         series: B.values.map(String),
         tableHtml: pointsTable(pts, { x: A.variable, y: B.variable }),
       });
     }
   } else if (numeric.length === 0 && positions.length === 1) {
     const P = positions[0]!;
-    for (const m of orderedMeasures(x)) {
-      const pts = P.values.map((p) => idx.point({ [P.variable]: p }, m.id, { x: String(p) }));
-      const title = `${x.name}: ${m.id}`;
+    for (const m of measures) {
+      const pts = P.values.map((p) => idx.point({ [P.variable]: p }, m, { x: String(p) }));
+      const title = `${x.name}: ${measureText(m)}`;
       figs.push({
         id: ids.take(x.name, m.id), kind: 'bar', title, subtitle: sub(pts), experiments: [x.name],
-        spec: barSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(P), yTitle: yTitle(m), order: P.values.map(String), ci }),
+        spec: barSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(P), axis: valueAxis(m), order: P.values.map(String), ci }),
         series: P.values.map(String),
         tableHtml: pointsTable(pts, { x: P.variable }),
       });
     }
   }
-  return figs;
+  return [...figs, ...bars.figures];
 }
 
-/** An experiment that measures a compared measure, and its id there. */
-interface Measuring { readonly x: ResultsExperiment; readonly id: string }
+/** An experiment that measures a compared measure, and its descriptor there. */
+interface Measuring { readonly x: ResultsExperiment; readonly measure: MeasureDescriptor }
 
 /** Experiments measuring the same measure (by descriptor) over the same single sweep variable, plus flat (unswept) ones. */
 function comparisons(results: Results, ids: Ids): Comparison[] {
@@ -396,12 +529,12 @@ function comparisons(results: Results, ids: Ids): Comparison[] {
   for (const x of results.experiments) {
     for (const m of shownMeasures(x)) {
       const what = measureIdentity(m);
-      if (x.sweeps.length === 0) flat.set(what, [...(flat.get(what) ?? []), { x, id: m.id }]);
+      if (x.sweeps.length === 0) flat.set(what, [...(flat.get(what) ?? []), { x, measure: m }]);
       else if (x.sweeps.length === 1 && isNumericAxis(x.sweeps[0]!)) {
         const a = x.sweeps[0]!;
         const k = JSON.stringify([what, a.variable, a.kind]);
         const g = groups.get(k) ?? { axis: a, measure: m, swept: [] };
-        g.swept.push({ x, id: m.id });
+        g.swept.push({ x, measure: m });
         groups.set(k, g);
       }
     }
@@ -413,30 +546,33 @@ function comparisons(results: Results, ids: Ids): Comparison[] {
     const xs = [...new Set(swept.flatMap(({ x }) => x.sweeps[0]!.values as number[]))].sort((a, b) => a - b);
     const pts: Point[] = [];
     const tablePts: Point[] = [];
-    for (const { x, id } of swept) {
+    for (const { x, measure: m } of swept) {
       const idx = new SeriesIndex(x);
       for (const v of x.sweeps[0]!.values) {
-        const p = idx.point({ [axis.variable]: v }, id, { x: v, series: x.name });
+        const p = idx.point({ [axis.variable]: v }, m, { x: v, series: x.name });
         pts.push(p);
         tablePts.push(p);
       }
     }
-    for (const { x, id } of flats) {
-      const p = new SeriesIndex(x).point({}, id, { x: 'all', series: `${x.name} (no sweep)` });
+    for (const { x, measure: m } of flats) {
+      const p = new SeriesIndex(x).point({}, m, { x: 'all', series: `${x.name} (no sweep)` });
       tablePts.push(p);
       for (const v of xs) pts.push({ ...p, x: v });
     }
     const names = [...swept, ...flats].map(({ x }) => x.name);
     const seriesOrder = [...swept.map(({ x }) => x.name), ...flats.map(({ x }) => `${x.name} (no sweep)`)];
     const sublayer = swept.every(({ x }) => x.interventions.includes('cancel'));
-    const title = `${sublayer ? 'Sublayer knockout' : 'Compared'}: ${measure.id}`;
-    const subtitle = `${names.join(' vs ')}: mean over examples (${nText(tablePts)}), ${ciText(results)}`;
+    const title = `${sublayer ? 'Sublayer knockout' : 'Compared'}: ${measureText(measure)}`;
+    const subtitle = [
+      ...[...swept, ...flats].map(({ x }) => `${x.name}: ${interventionLine(x)}`),
+      averagedLine(results, tablePts),
+    ];
     const after = names.reduce((a, b) => (order.indexOf(a) > order.indexOf(b) ? a : b));
     out.push({
       after,
       figure: {
         id: ids.take('compare', measure.probe, ...names), kind: 'line', title, subtitle, experiments: names,
-        spec: lineSpec({ title, subtitle, points: pts, xTitle: axisTitle(axis), yTitle: yTitle(measure), seriesTitle: 'experiment', seriesOrder, ci }),
+        spec: lineSpec({ title, subtitle, points: pts, xTitle: axisTitle(axis), axis: valueAxis(measure), seriesTitle: 'experiment', seriesOrder, ci }),
         series: seriesOrder,
         tableHtml: pointsTable(tablePts, { x: axis.variable, series: 'experiment' }),
       },

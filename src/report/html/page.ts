@@ -6,7 +6,8 @@
 import type { ExtractionSummaryResult, Results, ResultsExperiment, ResultsHeadMappings, TokenRow } from '../../measure/schema.js';
 import type { Figure, ReportPlan } from './figures.js';
 import { decimalsFor, esc, num, numCell, pct, rawCell, shortHash, table, type CellLike } from './format.js';
-import { headMappingNormalisationNote } from '../summary.js';
+import { fullyBlockedText, headMappingNormalisationNote } from '../summary.js';
+import { measureText, shownValue } from '../quantity.js';
 
 /** Examples whose logit-lens tokens are shown. */
 export const TOKEN_EXAMPLES = 3;
@@ -95,10 +96,10 @@ function summarySection(r: Results, plan: ReportPlan): string {
     ? `<details><summary>Parameters (${params.length})</summary>${table(['param', 'value'], params.map((k) => [rawCell(code(k)), rawCell(code(String(r.params[k])))]), 'params')}</details>`
     : '';
   const toc = r.experiments.map((x) => {
-    const n = plan.byExperiment.get(x.name)?.length ?? 0;
     const extra = plan.comparisons.filter((c) => c.after === x.name).map((c) => `<li><a href="#cmp-${esc(c.figure.id)}">${esc(c.figure.title)}</a></li>`);
-    return `<li><a href="#exp-${esc(x.name)}">${esc(x.name)}</a> <span class="note">(${n} plot${n === 1 ? '' : 's'})</span>${extra.length ? `<ul>${extra.join('')}</ul>` : ''}</li>`;
+    return `<li><a href="#exp-${esc(x.name)}">${esc(x.name)}</a> <span class="note">(${esc(contentsNote(x, plan.byExperiment.get(x.name)?.length ?? 0))})</span>${extra.length ? `<ul>${extra.join('')}</ul>` : ''}</li>`;
   });
+  if (r.headMappings) toc.push(`<li><a href="#head-mappings">head mappings</a> <span class="note">(${r.headMappings.heads.length} head${r.headMappings.heads.length === 1 ? '' : 's'})</span></li>`);
   return `<section class="summary" id="summary">
 <h2>Summary</h2>
 ${facts(rows)}
@@ -108,6 +109,22 @@ ${paramTable}
 <h3>Experiments</h3>
 <nav><ol>${toc.join('\n')}</ol></nav>
 </section>`;
+}
+
+/** What an experiment's section shows, for the contents: its plots, else its tables. */
+function fullyBlockedNote(x: ResultsExperiment, r: Results): string {
+  const text = fullyBlockedText(x, r);
+  return text === undefined ? '' : `<p class="note">${esc(text)}.</p>`;
+}
+
+function contentsNote(x: ResultsExperiment, plots: number): string {
+  if (plots > 0) return `${plots} plot${plots === 1 ? '' : 's'}`;
+  const tables = [
+    ...(x.series.length ? ['means'] : []),
+    ...(x.extraction?.length ? ['extraction summary'] : []),
+    ...(x.tokens?.length ? ['top tokens'] : []),
+  ];
+  return tables.length ? `tables: ${tables.join(', ')}` : 'no values';
 }
 
 function sourceDetails(source: string, label = '.dissect source'): string {
@@ -124,17 +141,23 @@ ${sourceDetails(sources)}
 </figure>`;
 }
 
+/** The series in each measure's shown unit (src/report/quantity.ts), as the charts draw them. */
 function seriesTable(x: ResultsExperiment): string {
-  const d = decimalsFor(x.series.flatMap((p) => [p.mean, ...(p.ci ?? [])]));
+  const measures = new Map(x.measures.map((d) => [d.id, d]));
+  const rows = x.series.map((p) => {
+    const d = measures.get(p.measure)!;
+    return { p, name: measureText(d), mean: shownValue(d, p.mean), lo: shownValue(d, p.ci?.[0]), hi: shownValue(d, p.ci?.[1]) };
+  });
+  const dec = decimalsFor(rows.flatMap((r) => [r.mean, r.lo, r.hi]));
   const vars = x.sweeps.map((s) => s.variable);
   return table(
     [...vars, 'measure', 'mean', 'CI low', 'CI high', 'n'],
-    x.series.map((p): CellLike[] => [
+    rows.map(({ p, name, mean, lo, hi }): CellLike[] => [
       ...vars.map((v) => String(p.key[v])),
-      p.measure,
-      numCell(num(p.mean, d)),
-      numCell(num(p.ci?.[0] ?? null, d)),
-      numCell(num(p.ci?.[1] ?? null, d)),
+      name,
+      numCell(num(mean, dec)),
+      numCell(num(lo, dec)),
+      numCell(num(hi, dec)),
       numCell(String(p.n)),
     ]),
     'data',
@@ -229,9 +252,12 @@ function experimentSection(x: ResultsExperiment, r: Results, figures: readonly R
     sweepText(x),
     `${x.measures.length} measure${x.measures.length === 1 ? '' : 's'}`,
     `${x.forwardPasses} forward passes`,
-    ...(x.fullyBlockedRows ? [`${x.fullyBlockedRows} fully blocked rows`] : []),
   ].join(' · ');
-  const parts = [`<section class="experiment" id="exp-${esc(x.name)}" data-experiment="${esc(x.name)}">`, `<h2>${esc(x.name)}</h2>`, `<p class="meta">${meta}</p>`];
+  const did = x.interventionText.length ? x.interventionText.map(code).join('; ') : 'no intervention';
+  const parts = [
+    `<section class="experiment" id="exp-${esc(x.name)}" data-experiment="${esc(x.name)}">`, `<h2>${esc(x.name)}</h2>`,
+    `<p class="meta">${meta}<br>${did}</p>`, fullyBlockedNote(x, r),
+  ];
   for (const f of figures) parts.push(figureHtml(f, x.source));
   if (figures.length === 0 && x.series.length > 0) {
     if (x.sweeps.length === 0) parts.push(seriesTable(x));
