@@ -32,7 +32,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
   const { selected } = selectedFacts(loaded.program, {});
   refuseOverTotalRows(loaded, selected.length);
   const { duplicates } = splitDuplicateIds(selected);
-  const { plan, sites, limits, tokenizer } = loaded;
+  const { plan, source: { sites, limits }, tokenizer } = loaded;
   const positions = limits.positions ? `at most ${limits.positions.count} tokens (the rows of ${limits.positions.table})` : 'no limit found in the graph';
   const repeats = duplicates.length ? `; ${duplicates.length} repeat${duplicates.length === 1 ? 's an earlier id and is' : ' earlier ids and are'} dropped` : '';
   const lines = [
@@ -53,7 +53,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
 
 export async function compileCommand(file: string, opts: ProgramFlags & { out: string; force?: boolean }): Promise<void> {
   const loaded = load(file, opts);
-  const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.program.model.onnx, loaded.plan.variant, out));
+  const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.source, loaded.plan.variant, out));
   process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
 }
 
