@@ -10,8 +10,8 @@ import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, t
 import type { Diagnostic, ModelShape, Program } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
 import {
-  buildVariant, readModelGraph, readSourceModel, sha256File, SiteOverrideError, type BuiltVariant, type GraphReader, type ModelSites, type SiteOverride,
-  type SourceModel,
+  buildVariant, readModelGraph, readSourceModel, sha256File, SiteOverrideError, type BuiltVariant, type GraphReader, type ModelLimits, type ModelSites,
+  type SiteOverride, type SourceModel,
 } from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
@@ -21,7 +21,9 @@ import { withOutputFolder, type OutputFolder } from './output/folder.js';
 import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
-import { orThrow, RunUserError } from './run/errors.js';
+import { isRunError, orThrow, RunUserError } from './run/errors.js';
+import { prepareExample } from './run/example.js';
+import { batchSize, type BatchSize } from './run/memory.js';
 import { datasetMeanHidden, executeExamples } from './run/execute.js';
 import type { ExampleRecord } from './measure/record.js';
 import { measureRecords } from './measure/results.js';
@@ -180,6 +182,8 @@ export interface RunOutcome {
   readonly report?: WrittenReport;
   /** Examples taken from an earlier, interrupted run's journal. */
   readonly resumed: number;
+  /** --batch as asked and as used (lowered when its rows would need too much memory). */
+  readonly batch: BatchSize;
 }
 
 /** Loads the facts a run measures: the dataset, then --sample / --limit. */
@@ -232,6 +236,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   refuseOverTotalRows(loaded, selected.length);
   const { unique, duplicates } = splitDuplicateIds(selected);
   const variant: BuiltVariant = buildVariant(source, plan.variant);
+  const batch = batchSize(options.batch, sites, plan, longestPrompt(unique, tokenizer, program.bos, source.limits.positions));
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orThrow(loadAttributeSets(program.attributes, tokenizer)) : undefined;
   const hashes = {
@@ -270,7 +275,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     }));
     try {
       const context = {
-        program, plan, variant, session, tokenizer, facts: unique, journal, batch: options.batch,
+        program, plan, variant, session, tokenizer, facts: unique, journal, batch: batch.used,
         lastPosition: rows.mode === 'last_position',
         ...(source.limits.positions ? { positions: source.limits.positions } : {}),
       };
@@ -336,10 +341,20 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...(mappings ? { headMappings: mappings } : {}),
       ci: ci.method === 'none' ? { method: 'none' } : ci,
     };
-    return { results, written: writeResults(out, results), resumed };
+    return { results, written: writeResults(out, results), resumed, batch };
   } finally {
     journal.close();
   }
+}
+
+/** Tokens of the longest prompt among the facts (those that cannot be prepared are dropped by the run). */
+function longestPrompt(facts: readonly Fact[], tokenizer: Tokenizer, bos: Program['bos'], positions: ModelLimits['positions']): number {
+  let longest = 1;
+  for (const fact of facts) {
+    const example = prepareExample(fact, tokenizer, bos, positions);
+    if (!isRunError(example)) longest = Math.max(longest, example.n);
+  }
+  return longest;
 }
 
 /** Head mappings of the listed layers, flagged against the kept facts' subject → prediction pairs. */

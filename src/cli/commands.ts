@@ -15,6 +15,7 @@ import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
 import { splitDuplicateIds } from '../run/dataset.js';
 import { orThrow } from '../run/errors.js';
+import { batchNotice } from '../run/memory.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
 
@@ -103,6 +104,8 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     },
   });
   bar?.stop();
+  const lowered = batchNotice(outcome.batch);
+  if (lowered) process.stderr.write(`${lowered}\n`);
   if (outcome.resumed > 0) process.stdout.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
   if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
   else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
