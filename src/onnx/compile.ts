@@ -23,7 +23,7 @@ import type { OutputFolder } from '../output/folder.js';
 import { copyModel, inlineGraphFileWeights, readSourceModel, weightsInGraphFile, type SourceModel } from './source.js';
 import type { ModelSites } from './sites/types.js';
 import {
-  EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
+  EXTERNAL_FOLDER_CONFIG, OWN_TOP1_TARGET, VariantNames, type CacheEntry, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
   type WeightsLayout,
 } from './variant.js';
 
@@ -116,7 +116,7 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       fill = 'the index of the row\'s last real token (number of real tokens − 1)';
     } else if (name === VariantNames.target) {
       meaning = 'token whose probability and rank are read, per row' + (request.projections?.length ? ' (also the token ranked by every projection)' : '');
-      fill = 'a token id in [0, vocab)';
+      fill = `a token id in [0, vocab), or ${OWN_TOP1_TARGET} for the row's own top-1 (dissect_top1)`;
     } else if (name === VariantNames.gateAttention) {
       meaning = 'factor on each block\'s attention update before the residual add: [batch row, layer, position]';
       fill = '1 everywhere = no intervention; 0 at (layer, position) cancels that attention update there; values in between scale it';
@@ -157,8 +157,8 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
 
 function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
   const meanings: Record<string, string> = {
-    [VariantNames.targetProb]: 'softmax probability (float32) of dissect_target at dissect_last_index',
-    [VariantNames.targetRank]: 'number of vocabulary entries whose logit is strictly greater than dissect_target\'s (0 = top-1)',
+    [VariantNames.targetProb]: 'softmax probability (float32) of the target (dissect_target, or dissect_top1 where it is negative) at dissect_last_index',
+    [VariantNames.targetRank]: 'number of vocabulary entries whose logit is strictly greater than the target\'s (0 = top-1)',
     [VariantNames.top1]: 'argmax of the logits at dissect_last_index (ties: the lowest id)',
     [VariantNames.top1Prob]: 'softmax probability (float32) of dissect_top1',
     [sites.logits]: 'the source model\'s logits [batch, seq, vocab]',
