@@ -132,7 +132,7 @@ function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNu
   }
   const reason = options.fullRows ? '--full-rows'
     : !plan.experiments.some((e) => e.rows.some(mayRunLastPosition))
-      ? 'every row cancels, patches, recomputes, or reads attention weights or subject embeddings'
+      ? 'every row cancels, patches, recomputes, or reads attention weights, subject embeddings or positions before the last'
       : lastPositionUnsupported(sites) ?? 'not requested';
   return { mode: 'full', reason };
 }
@@ -170,7 +170,7 @@ export interface RunOptions {
   /** argv as typed, recorded in results.json. */
   readonly command: readonly string[];
   readonly onProgress?: (done: number, total: number) => void;
-  /** Run every row over its whole prompt (cross-checks the last-position rows). */
+  /** Run every row over its whole prompt, each on its own (cross-checks the last-position rows and the rows read from the clean pass). */
   readonly fullRows?: boolean;
   /** Output folders of other runs of this run (its shards) whose finished examples are taken, not recomputed. */
   readonly merge?: readonly string[];
@@ -278,6 +278,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         program, plan, variant, session, tokenizer, facts: unique, journal, batch: batch.used,
         lastPosition: rows.mode === 'last_position',
         ...(source.limits.positions ? { positions: source.limits.positions } : {}),
+        shareClean: !options.fullRows,
       };
       const meanHidden = await datasetMeanHidden(context);
       const counts = await executeExamples({
@@ -287,8 +288,11 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
       rows = counts.disagreement
-        ? { mode: 'full', reason: `the cross-check of a last-position row disagreed (${counts.disagreement}): every row ran over its whole prompt`, lastPositionRows: 0, fullRows: counts.full }
-        : { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full };
+        ? {
+          mode: 'full', reason: `the cross-check of a last-position row disagreed (${counts.disagreement}): every row ran over its whole prompt`,
+          lastPositionRows: 0, fullRows: counts.full, cleanPassRows: counts.clean,
+        }
+        : { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full, cleanPassRows: counts.clean };
     } finally {
       await session.release();
     }

@@ -8,7 +8,7 @@ import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import { loadProgram, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
-import { mayRunLastPosition } from '../plan/plan.js';
+import { mayRunLastPosition, readsCleanPass } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../measure/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
@@ -36,6 +36,8 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
   const { plan, source: { sites, limits }, tokenizer } = loaded;
   const positions = limits.positions ? `at most ${limits.positions.count} tokens (the rows of ${limits.positions.table})` : 'no limit found in the graph';
   const repeats = duplicates.length ? `; ${duplicates.length} repeat${duplicates.length === 1 ? 's an earlier id and is' : ' earlier ids and are'} dropped` : '';
+  const read = plan.experiments.reduce((n, e) => n + e.rows.filter(readsCleanPass).length, 0);
+  const passes = plan.passesPerExample - read;
   const lines = [
     `${file}: ok`,
     `model: ${sites.family}, ${sites.layers} layers, ${sites.heads} heads, d_model ${sites.dModel}, vocab ${sites.vocab}`,
@@ -43,11 +45,13 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
     `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time${repeats})`,
     ...plan.experiments.map((e) => {
       const fast = plan.variant.lastPosition ? e.rows.filter(mayRunLastPosition).length : 0;
-      const how = fast === 0 ? '' : fast === e.rows.length ? ', each run as the last token alone' : `, ${fast} run as the last token alone`;
-      return `experiment ${e.name}: ${e.rows.length} configurations per example${how}`;
+      const read = e.rows.filter(readsCleanPass).length;
+      const how = [[fast, 'run as the last token alone'], [read, 'read from the clean pass']].flatMap(([count, what]) =>
+        count === 0 ? [] : [count === e.rows.length ? `each ${what}` : `${count} ${what}`]);
+      return `experiment ${e.name}: ${e.rows.length} configurations per example${how.map((h) => `, ${h}`).join('')}`;
     }),
-    `forward passes: ${plan.passesPerExample} per example (1 clean + configurations), `
-      + `at most ${plan.passesPerExample * selected.length} for ${selected.length} facts`,
+    `forward passes: ${passes} per example (1 clean + configurations${read ? `, but the ${read} read from the clean pass` : ''}), `
+      + `at most ${passes * selected.length} for ${selected.length} facts`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -71,7 +71,8 @@ const ProvenanceSchema = Closed({
     reason: NonEmpty,
     lastPositionRows: Type.Optional(Count),
     fullRows: Type.Optional(Count),
-  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way")),
+    cleanPassRows: Type.Optional(Count),
+  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way, `cleanPassRows` those that change nothing and were read from their fact's clean pass (none with --full-rows)")),
 });
 
 const DataSchema = Closed({

@@ -27,8 +27,9 @@ test('a row\'s bytes: the default model (8 layers, 4 heads, d 128, MLP 512, 264 
   // a block: 10 · (6·128 + 2·512 + 3·4·10) = 19,120; logits 3·264 = 792; the cache fed, returned
   // and kept 3·2·8·10·128 = 61,440 floats; the knockout mask 8 layers · 1 · 10² bools
   t.is(rowBytes(sites, flow.plan, 10), (19_120 + 792 + 61_440) * 4 + 800);
-  // the logit lens has no knockout and projects the hidden states: 10 positions · 264 more floats
-  t.is(rowBytes(sites, load(logitLens).plan, 10), (19_120 + 792 + 61_440 + 2_640) * 4);
+  // the logit lens changes nothing (its rows are read from the clean pass: no cache) and projects
+  // the hidden states: 10 positions · 264 floats
+  t.is(rowBytes(sites, load(logitLens).plan, 10), (19_120 + 792 + 2_640) * 4);
 });
 
 test('--batch is lowered to what the budget holds, and says why', (t) => {
