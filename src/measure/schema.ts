@@ -138,7 +138,7 @@ const ExperimentSchema = Closed({
   sweeps: Type.Array(SweepAxisSchema),
   measures: Type.Array(MeasureDescriptorSchema, { description: 'every measure: output measures, then probes (one per head of a per-head probe)' }),
   interventions: Type.Array(Type.Union([Type.Literal('block'), Type.Literal('cancel'), Type.Literal('patch')]), { description: 'the kinds of intervention its rows apply' }),
-  forwardPasses: Count,
+  forwardPasses: Type.Integer({ minimum: 0, description: 'rows measured (facts × configurations), whether each ran on its own or was read from its fact\'s clean pass' }),
   fullyBlockedRows: Type.Integer({ minimum: 0, description: 'rows in which some query had every key blocked (attention falls back to uniform)' }),
   series: Type.Array(SeriesPointSchema),
   values: Type.Array(ValueRowSchema),

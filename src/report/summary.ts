@@ -129,7 +129,7 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
   }
   const others = x.measures.filter((d) => isNumeric(d) && !columns.includes(d));
   const heads = others.filter((d) => d.head !== undefined).length;
-  const tail = [`forward passes: ${x.forwardPasses}`, `fully blocked rows: ${x.fullyBlockedRows}`];
+  const tail = [`rows: ${x.forwardPasses}`, `fully blocked rows: ${x.fullyBlockedRows}`];
   if (x.ties) tail.push(`ties at the top: ${x.ties}`);
   const named = others.filter((d) => d.head === undefined);
   if (named.length > 0) tail.push(`also measured: ${named.map((d) => d.id).join(', ')}`);

@@ -229,7 +229,7 @@ function experimentSection(x: ResultsExperiment, r: Results, figures: readonly R
   const meta = [
     sweepText(x),
     `${x.measures.length} measure${x.measures.length === 1 ? '' : 's'}`,
-    `${x.forwardPasses} forward passes`,
+    `${x.forwardPasses} rows`,
     ...(x.fullyBlockedRows ? [`${x.fullyBlockedRows} fully blocked rows`] : []),
   ].join(' · ');
   const parts = [`<section class="experiment" id="exp-${esc(x.name)}" data-experiment="${esc(x.name)}">`, `<h2>${esc(x.name)}</h2>`, `<p class="meta">${meta}</p>`];
