@@ -66,15 +66,14 @@ export function weightsInGraphFile(source: SourceModel): boolean {
  */
 export function inlineGraphFileWeights(model: ModelProto, source: SourceModel): void {
   const location = basename(source.path);
-  const inGraphFile = new Set(externalRefs(model).filter((r) => r.location === location).map((r) => r.tensor));
+  const inGraphFile = new Map(externalRefs(model).filter((r) => r.location === location).map((r) => [r.tensor, r]));
   const fd = openSync(source.path, 'r');
   try {
     for (const t of model.graph?.initializer ?? []) {
-      if (!inGraphFile.has(t.name ?? '')) continue;
-      const offset = Number(t.externalData!.find((e) => e.key === 'offset')!.value);
-      const length = Number(t.externalData!.find((e) => e.key === 'length')!.value);
-      const raw = Buffer.allocUnsafe(length);
-      readSync(fd, raw, 0, length, offset);
+      const ref = inGraphFile.get(t.name ?? '');
+      if (!ref) continue;
+      const raw = Buffer.allocUnsafe(ref.length!); // readModelGraph writes every length
+      readSync(fd, raw, 0, raw.length, ref.offset);
       t.rawData = raw;
       t.externalData = [];
       t.dataLocation = DataLocation.DEFAULT;
