@@ -1,5 +1,7 @@
 // `npm run bench`: the speed and memory targets, measured (never asserted in tests).
 //   compile  a GPT-J-sized graph with external weights: goal < 2 s and < 300 MiB peak RSS
+//   memory   a GPT-2-small-sized model, weights inline and external: time and peak RSS against
+//            the goal of 1.3 × weights + 1 GB, and a huge --batch lowered to what memory holds
 //   run      the information-flow sweep on the default model: examples and rows per second,
 //            with rows as the last token against the clean cache and over whole prompts
 // Each benchmark runs in its own process so that peak RSS is its own.
@@ -22,6 +24,9 @@ console.log('   goal: compile under 2 s, peak RSS under 300 MiB');
 console.log('\n== recognise: GPT-2 XL\'s shape (48 layers, d 1600, 25 heads)');
 process.stdout.write(execFileSync(process.execPath, [join(here, 'compile.js'), '--layers', '48', '--d-model', '1600', '--heads', '25'], { encoding: 'utf8' }));
 console.log('   goal: recognise under 1 s');
+
+console.log('\n== memory: a GPT-2-small-sized model, weights inline and external');
+process.stdout.write(execFileSync(process.execPath, [join(here, 'memory.js')], { encoding: 'utf8' }));
 
 console.log('\n== run: information flow on the default model (300 facts × 24 rows)');
 const out = mkdtempSync(join(tmpdir(), 'dissect-bench-run-'));

@@ -10,7 +10,8 @@ import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, t
 import type { Diagnostic, ModelShape, Program, SourceSpan } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
 import {
-  buildVariant, detectSites, modelLimits, readModel, SiteOverrideError, type BuiltVariant, type ModelLimits, type ModelSites, type SiteOverride,
+  buildVariant, readModelGraph, readSourceModel, sha256File, SiteOverrideError, type BuiltVariant, type GraphReader, type ModelLimits, type ModelSites,
+  type SiteOverride, type SourceModel,
 } from './onnx/index.js';
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
@@ -21,6 +22,8 @@ import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMapp
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
 import { isRunError, orThrow, RunUserError, type RunError } from './run/errors.js';
+import { prepareExample } from './run/example.js';
+import { batchSize, type BatchSize } from './run/memory.js';
 import { datasetMeanHidden, executeExamples } from './run/execute.js';
 import type { ExampleRecord } from './measure/record.js';
 import { measureRecords } from './measure/results.js';
@@ -43,11 +46,10 @@ export interface LoadedProgram {
   readonly file: string;
   readonly sourceText: string;
   readonly program: Program;
-  readonly sites: ModelSites;
+  /** The model, read once: the check, the variant and the head mappings all use this one. */
+  readonly source: SourceModel;
   readonly plan: Plan;
   readonly tokenizer: Tokenizer;
-  /** What the model's graph bounds its inputs by (token ids, prompt length). */
-  readonly limits: ModelLimits;
   /** Warnings (errors throw). */
   readonly warnings: readonly Diagnostic[];
   /** The row limits it was checked with (the total is checked against the facts a run takes). */
@@ -64,13 +66,14 @@ function readSource(file: string): { path: string; sourceText: string } {
 }
 
 /**
- * What the checker learns from a model (the answer of its ShapeOf): the sites `detect` finds
- * and their shape, or, for a model dissect cannot read, why (at the site override to blame).
+ * What the checker learns from a model (the answer of its ShapeOf): the model `read` gives and
+ * its shape, or, for a model dissect cannot read, why (at the site override to blame).
  */
-export function readModelShape(detect: () => ModelSites): { sites: ModelSites; shape: ModelShape } | { error: string; site?: number } {
+export function readModelShape(read: () => SourceModel): { source: SourceModel; shape: ModelShape } | { error: string; site?: number } {
   try {
-    const sites = detect();
-    return { sites, shape: { layers: sites.layers, heads: sites.heads, vocab: sites.vocab } };
+    const source = read();
+    const { sites } = source;
+    return { source, shape: { layers: sites.layers, heads: sites.heads, vocab: sites.vocab } };
   } catch (e) {
     if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
     if (e instanceof FileSystemError) return { error: e.reason };
@@ -79,33 +82,32 @@ export function readModelShape(detect: () => ModelSites): { sites: ModelSites; s
   }
 }
 
-/** Reads, parses and checks a .dissect file against its model, and plans it. */
-export function loadProgram(file: string, overrides: Readonly<Record<string, string>> = {}, rowLimits = defaultRowLimits): LoadedProgram {
+/**
+ * Reads, parses and checks a .dissect file against its model, and plans it. The model's graph
+ * is read here, through `readGraph`, and nowhere else in the run.
+ */
+export function loadProgram(
+  file: string, overrides: Readonly<Record<string, string>> = {}, rowLimits = defaultRowLimits, readGraph: GraphReader = readModelGraph,
+): LoadedProgram {
   const { path, sourceText } = readSource(file);
-  let sites: ModelSites | undefined;
-  let limits: ModelLimits | undefined;
+  let source: SourceModel | undefined;
   const out = frontEnd(sourceText, path, {
     overrides,
     rowLimits,
     shapeOf: (onnxPath, overrides) => {
-      const read = readModelShape(() => {
-        const model = readModel(onnxPath);
-        const found = detectSites(model, onnxPath, siteOverridesOf(overrides));
-        limits = modelLimits(model, found);
-        return found;
-      });
+      const read = readModelShape(() => readSourceModel(onnxPath, siteOverridesOf(overrides), readGraph));
       if ('error' in read) return read;
-      sites = read.sites;
+      source = read.source;
       return read.shape;
     },
   });
-  if (hasErrors(out.diagnostics) || !out.program || !sites || !limits) throw new DiagnosticsError(out.diagnostics, sourceText);
+  if (hasErrors(out.diagnostics) || !out.program || !source) throw new DiagnosticsError(out.diagnostics, sourceText);
   const tokenizer = orDiagnostic(loadTokenizer(out.program.model.tokenizer), sourceText, out.program.model.tokenizerSpan);
-  const mismatch = tokenizerMismatch(tokenizer, { path: out.program.model.onnx, embeddingRows: limits.embeddingRows })
+  const mismatch = tokenizerMismatch(tokenizer, { path: out.program.model.onnx, embeddingRows: source.limits.embeddingRows })
     ?? (out.program.bos === 'prepend' ? bosUnavailable(tokenizer) : undefined);
   if (mismatch) throw new RunUserError(mismatch);
-  const plan = withLastPosition(planProgram(out.program, sites, tokenizer.vocabSize), sites);
-  return { file: path, sourceText, program: out.program, sites, plan, tokenizer, limits, warnings: out.diagnostics, rowLimits };
+  const plan = withLastPosition(planProgram(out.program, source.sites, tokenizer.vocabSize), source.sites);
+  return { file: path, sourceText, program: out.program, source, plan, tokenizer, warnings: out.diagnostics, rowLimits };
 }
 
 /** Refuses, at the dataset statement, a run of `facts` facts over the total row limit. */
@@ -130,7 +132,7 @@ function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNu
   }
   const reason = options.fullRows ? '--full-rows'
     : !plan.experiments.some((e) => e.rows.some(mayRunLastPosition))
-      ? 'every row cancels, patches, recomputes, or reads attention weights or subject embeddings'
+      ? 'every row cancels, patches, recomputes, or reads attention weights, subject embeddings or positions before the last'
       : lastPositionUnsupported(sites) ?? 'not requested';
   return { mode: 'full', reason };
 }
@@ -153,10 +155,6 @@ export function modelStatementOf(file: string, overrides: Readonly<Record<string
   return named;
 }
 
-export function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
 export interface RunOptions {
   /** The output folder (opened and locked by runProgram for the whole run). */
   readonly out: string;
@@ -172,7 +170,7 @@ export interface RunOptions {
   /** argv as typed, recorded in results.json. */
   readonly command: readonly string[];
   readonly onProgress?: (done: number, total: number) => void;
-  /** Run every row over its whole prompt (cross-checks the last-position rows). */
+  /** Run every row over its whole prompt, each on its own (cross-checks the last-position rows and the rows read from the clean pass). */
   readonly fullRows?: boolean;
   /** Output folders of other runs of this run (its shards) whose finished examples are taken, not recomputed. */
   readonly merge?: readonly string[];
@@ -184,6 +182,8 @@ export interface RunOutcome {
   readonly report?: WrittenReport;
   /** Examples taken from an earlier, interrupted run's journal. */
   readonly resumed: number;
+  /** --batch as asked and as used (lowered when its rows would need too much memory). */
+  readonly batch: BatchSize;
 }
 
 /**
@@ -242,11 +242,13 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
 }
 
 async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
-  const { program, plan, sites, tokenizer } = loaded;
+  const { program, plan, source, tokenizer } = loaded;
+  const { sites } = source;
   const { selected } = selectedFacts(loaded, options.selection);
   refuseOverTotalRows(loaded, selected.length);
   const { unique, duplicates } = splitDuplicateIds(selected);
-  const variant: BuiltVariant = buildVariant(program.model.onnx, plan.variant);
+  const variant: BuiltVariant = buildVariant(source, plan.variant);
+  const batch = batchSize(options.batch, sites, plan, longestPrompt(unique, tokenizer, program.bos, source.limits.positions));
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orDiagnostic(loadAttributeSets(program.attributes, tokenizer), loaded.sourceText) : undefined;
   const hashes = {
@@ -285,9 +287,10 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     }));
     try {
       const context = {
-        program, plan, variant, session, tokenizer, facts: unique, journal, batch: options.batch,
+        program, plan, variant, session, tokenizer, facts: unique, journal, batch: batch.used,
         lastPosition: rows.mode === 'last_position',
-        ...(loaded.limits.positions ? { positions: loaded.limits.positions } : {}),
+        ...(source.limits.positions ? { positions: source.limits.positions } : {}),
+        shareClean: !options.fullRows,
       };
       const meanHidden = await datasetMeanHidden(context);
       const counts = await executeExamples({
@@ -297,8 +300,11 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
       rows = counts.disagreement
-        ? { mode: 'full', reason: `the cross-check of a last-position row disagreed (${counts.disagreement}): every row ran over its whole prompt`, lastPositionRows: 0, fullRows: counts.full }
-        : { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full };
+        ? {
+          mode: 'full', reason: `the cross-check of a last-position row disagreed (${counts.disagreement}): every row ran over its whole prompt`,
+          lastPositionRows: 0, fullRows: counts.full, cleanPassRows: counts.clean,
+        }
+        : { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full, cleanPassRows: counts.clean };
     } finally {
       await session.release();
     }
@@ -308,7 +314,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     ];
     const measured = measureRecords(program, plan, records, ci);
     const mappings = program.headMappings
-      ? await headMappingResults(program, sites, tokenizer, measured.examples, options)
+      ? await headMappingResults(program, source, tokenizer, measured.examples, options)
       : undefined;
     const results: Results = {
       format: RESULTS_FORMAT,
@@ -351,16 +357,27 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...(mappings ? { headMappings: mappings } : {}),
       ci: ci.method === 'none' ? { method: 'none' } : ci,
     };
-    return { results, written: writeResults(out, results), resumed };
+    return { results, written: writeResults(out, results), resumed, batch };
   } finally {
     journal.close();
   }
 }
 
+/** Tokens of the longest prompt among the facts (those that cannot be prepared are dropped by the run). */
+function longestPrompt(facts: readonly Fact[], tokenizer: Tokenizer, bos: Program['bos'], positions: ModelLimits['positions']): number {
+  let longest = 1;
+  for (const fact of facts) {
+    const example = prepareExample(fact, tokenizer, bos, positions);
+    if (!isRunError(example)) longest = Math.max(longest, example.n);
+  }
+  return longest;
+}
+
 /** Head mappings of the listed layers, flagged against the kept facts' subject → prediction pairs. */
 async function headMappingResults(
-  program: Program, sites: ModelSites, tokenizer: Tokenizer, examples: readonly ResultsExample[], options: RunOptions,
+  program: Program, source: SourceModel, tokenizer: Tokenizer, examples: readonly ResultsExample[], options: RunOptions,
 ): Promise<ResultsHeadMappings> {
+  const { sites } = source;
   const spec = program.headMappings!;
   const side = program.choices.head_mapping_side;
   const subjectToken = program.choices.mapping_subject_token;
@@ -369,10 +386,9 @@ async function headMappingResults(
     const ids = e.tokens.slice(e.subjectRange[0], e.subjectRange[1]).map((t) => tokenizer.tokenId(t)!);
     return { id: e.id, subjectTokens: subjectToken === 'last' ? ids.slice(-1) : ids, target: e.cleanTop1.id };
   });
-  const heads = await headMappings(program.model.onnx, {
+  const heads = await headMappings(source, {
     layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: Math.min(tokenizer.vocabSize, sites.vocab),
     normalisation,
-    siteOverrides: siteOverridesOf(program.siteOverrides),
     session: { device: options.device, ...(options.threads ? { threads: options.threads } : {}) },
   }, tokenizer, facts);
   return { side, subjectToken, normalisation, top: spec.top, heads };

@@ -8,13 +8,14 @@ import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import { loadProgram, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
-import { mayRunLastPosition } from '../plan/plan.js';
+import { mayRunLastPosition, readsCleanPass } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../measure/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
 import { splitDuplicateIds } from '../run/dataset.js';
 import { orThrow } from '../run/errors.js';
+import { batchNotice } from '../run/memory.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
 
@@ -32,9 +33,11 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
   const { selected } = selectedFacts(loaded, {});
   refuseOverTotalRows(loaded, selected.length);
   const { duplicates } = splitDuplicateIds(selected);
-  const { plan, sites, limits, tokenizer } = loaded;
+  const { plan, source: { sites, limits }, tokenizer } = loaded;
   const positions = limits.positions ? `at most ${limits.positions.count} tokens (the rows of ${limits.positions.table})` : 'no limit found in the graph';
   const repeats = duplicates.length ? `; ${duplicates.length} repeat${duplicates.length === 1 ? 's an earlier id and is' : ' earlier ids and are'} dropped` : '';
+  const read = plan.experiments.reduce((n, e) => n + e.rows.filter(readsCleanPass).length, 0);
+  const passes = plan.passesPerExample - read;
   const lines = [
     `${file}: ok`,
     `model: ${sites.family}, ${sites.layers} layers, ${sites.heads} heads, d_model ${sites.dModel}, vocab ${sites.vocab}`,
@@ -42,18 +45,20 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
     `facts: ${selected.length} in the dataset (filter ${loaded.program.filter} is applied at run time${repeats})`,
     ...plan.experiments.map((e) => {
       const fast = plan.variant.lastPosition ? e.rows.filter(mayRunLastPosition).length : 0;
-      const how = fast === 0 ? '' : fast === e.rows.length ? ', each run as the last token alone' : `, ${fast} run as the last token alone`;
-      return `experiment ${e.name}: ${e.rows.length} configurations per example${how}`;
+      const read = e.rows.filter(readsCleanPass).length;
+      const how = [[fast, 'run as the last token alone'], [read, 'read from the clean pass']].flatMap(([count, what]) =>
+        count === 0 ? [] : [count === e.rows.length ? `each ${what}` : `${count} ${what}`]);
+      return `experiment ${e.name}: ${e.rows.length} configurations per example${how.map((h) => `, ${h}`).join('')}`;
     }),
-    `forward passes: ${plan.passesPerExample} per example (1 clean + configurations), `
-      + `at most ${plan.passesPerExample * selected.length} for ${selected.length} facts`,
+    `forward passes: ${passes} per example (1 clean + configurations${read ? `, but the ${read} read from the clean pass` : ''}), `
+      + `at most ${passes * selected.length} for ${selected.length} facts`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
 
 export async function compileCommand(file: string, opts: ProgramFlags & { out: string; force?: boolean }): Promise<void> {
   const loaded = load(file, opts);
-  const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.program.model.onnx, loaded.plan.variant, out));
+  const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.source, loaded.plan.variant, out));
   process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
 }
 
@@ -103,6 +108,8 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     },
   });
   bar?.stop();
+  const lowered = batchNotice(outcome.batch);
+  if (lowered) process.stderr.write(`${lowered}\n`);
   // stdout holds what was asked for (the summary, or --example's JSON); status goes to stderr.
   if (outcome.resumed > 0) process.stderr.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
   if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');

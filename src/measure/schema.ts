@@ -71,7 +71,8 @@ const ProvenanceSchema = Closed({
     reason: NonEmpty,
     lastPositionRows: Type.Optional(Count),
     fullRows: Type.Optional(Count),
-  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way")),
+    cleanPassRows: Type.Optional(Count),
+  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way, `cleanPassRows` those that change nothing and were read from their fact's clean pass (none with --full-rows)")),
 });
 
 const DataSchema = Closed({
@@ -138,7 +139,7 @@ const ExperimentSchema = Closed({
   measures: Type.Array(MeasureDescriptorSchema, { description: 'every measure: output measures, then probes (one per head of a per-head probe)' }),
   interventions: Type.Array(Type.Union([Type.Literal('block'), Type.Literal('cancel'), Type.Literal('patch')]), { description: 'the kinds of intervention its rows apply' }),
   interventionText: Type.Array(NonEmpty, { description: 'each intervention statement, parameters replaced by their values (`block subject -> last at layers window(l, 9)`)' }),
-  forwardPasses: Count,
+  forwardPasses: Type.Integer({ minimum: 0, description: 'rows measured (facts × configurations), whether each ran on its own or was read from its fact\'s clean pass' }),
   fullyBlockedRows: Type.Integer({ minimum: 0, description: 'rows in which some query had every key blocked (attention falls back to uniform)' }),
   series: Type.Array(SeriesPointSchema),
   values: Type.Array(ValueRowSchema),

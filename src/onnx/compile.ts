@@ -3,9 +3,9 @@
 // manifest so that the variant runs without dissect.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, dirname, extname, join, relative, resolve } from 'node:path';
-import { checkExternalData, hardlinkWeights } from './external.js';
+import { existsSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, relative } from 'node:path';
+import { hardlinkWeights } from './external.js';
 import { valueInfoShape } from './graph.js';
 import { knockoutPass, knockoutValue } from './passes/knockout.js';
 import { lastPositionPass } from './passes/last-position.js';
@@ -15,15 +15,15 @@ import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './pa
 import { attributionPass } from './passes/attribution.js';
 import { patchPass } from './passes/patch.js';
 import { projectionName, projectionsPass } from './passes/projections.js';
-import { DataType, decodeModel, dtypeName, encodeModel, type ModelProto } from './proto.js';
+import { DataType, dtypeName, encodeModel, type ModelProto } from './proto.js';
 import { lowestFinite } from './tensor.js';
 import { Rewrite } from './rewrite.js';
 import { version } from '../version.js';
 import type { OutputFolder } from '../output/folder.js';
-import { detectSites } from './sites/index.js';
+import { copyModel, inlineGraphFileWeights, readSourceModel, weightsInGraphFile, type SourceModel } from './source.js';
 import type { ModelSites } from './sites/types.js';
 import {
-  EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
+  EXTERNAL_FOLDER_CONFIG, OWN_TOP1_TARGET, VariantNames, type CacheEntry, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
   type WeightsLayout,
 } from './variant.js';
 
@@ -116,7 +116,7 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
       fill = 'the index of the row\'s last real token (number of real tokens − 1)';
     } else if (name === VariantNames.target) {
       meaning = 'token whose probability and rank are read, per row' + (request.projections?.length ? ' (also the token ranked by every projection)' : '');
-      fill = 'a token id in [0, vocab)';
+      fill = `a token id in [0, vocab), or ${OWN_TOP1_TARGET} for the row's own top-1 (dissect_top1)`;
     } else if (name === VariantNames.gateAttention) {
       meaning = 'factor on each block\'s attention update before the residual add: [batch row, layer, position]';
       fill = '1 everywhere = no intervention; 0 at (layer, position) cancels that attention update there; values in between scale it';
@@ -157,8 +157,8 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
 
 function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
   const meanings: Record<string, string> = {
-    [VariantNames.targetProb]: 'softmax probability (float32) of dissect_target at dissect_last_index',
-    [VariantNames.targetRank]: 'number of vocabulary entries whose logit is strictly greater than dissect_target\'s (0 = top-1)',
+    [VariantNames.targetProb]: 'softmax probability (float32) of the target (dissect_target, or dissect_top1 where it is negative) at dissect_last_index',
+    [VariantNames.targetRank]: 'number of vocabulary entries whose logit is strictly greater than the target\'s (0 = top-1)',
     [VariantNames.top1]: 'argmax of the logits at dissect_last_index (ties: the lowest id)',
     [VariantNames.top1Prob]: 'softmax probability (float32) of dissect_top1',
     [sites.logits]: 'the source model\'s logits [batch, seq, vocab]',
@@ -249,55 +249,58 @@ function sha256(bytes: Uint8Array): string {
 }
 
 interface Prepared {
-  source: Uint8Array;
+  source: SourceModel;
+  /** The rewritten copy of the source's graph. */
   model: ModelProto;
-  sites: ModelSites;
-  files: string[];
+  files: readonly string[];
   cache?: CacheEntry[];
 }
 
-function prepare(modelPath: string, request: VariantRequest): Prepared {
-  const source = readFileSync(modelPath);
-  const model = decodeModel(source, modelPath);
-  const files = checkExternalData(model, modelPath);
-  const sites = detectSites(model, modelPath, request.siteOverrides);
-  const { cache } = rewriteModel(model, sites, request, modelPath);
-  return { source, model, sites, files, ...(cache ? { cache } : {}) };
+/** A model path is read here; a SourceModel was read once for the whole run (its site overrides applied then). */
+function sourceOf(source: string | SourceModel, request: VariantRequest): SourceModel {
+  return typeof source === 'string' ? readSourceModel(source, request.siteOverrides) : source;
 }
 
-function manifestFor(p: Prepared, modelPath: string, request: VariantRequest, model: string, weights: VariantManifest['weights']): VariantManifest {
+function prepare(source: SourceModel, request: VariantRequest, model = copyModel(source.model), files = source.files): Prepared {
+  const { cache } = rewriteModel(model, source.sites, request, source.path);
+  return { source, model, files, ...(cache ? { cache } : {}) };
+}
+
+function manifestFor(p: Prepared, request: VariantRequest, model: string, weights: VariantManifest['weights']): VariantManifest {
+  const { sites } = p.source;
   return {
     format: 'dissect-variant/1',
     tool: { name: 'dissect', version },
-    source: { path: resolve(modelPath), sha256: sha256(p.source) },
+    source: { path: p.source.path, sha256: p.source.sha256() },
     model,
     weights,
-    family: p.sites.family,
-    ...(p.sites.expandedFusedOps ? { expandedFusedOps: p.sites.expandedFusedOps } : {}),
-    layers: p.sites.layers,
-    heads: p.sites.heads,
-    dModel: p.sites.dModel,
-    vocab: p.sites.vocab,
-    dtype: manifestDtype(p.sites.dtype),
-    inputs: describeInputs(p.model, p.sites, request),
-    outputs: describeOutputs(p.model, p.sites, request),
-    choices: choices(p.sites, request),
+    family: sites.family,
+    ...(sites.expandedFusedOps ? { expandedFusedOps: sites.expandedFusedOps } : {}),
+    layers: sites.layers,
+    heads: sites.heads,
+    dModel: sites.dModel,
+    vocab: sites.vocab,
+    dtype: manifestDtype(sites.dtype),
+    inputs: describeInputs(p.model, sites, request),
+    outputs: describeOutputs(p.model, sites, request),
+    choices: choices(sites, request),
     ...(p.cache ? { cache: p.cache } : {}),
   };
 }
 
 /**
- * The variant in memory. With external weights, the session must be created with
- * `manifest.weights.sessionConfig` (flat keys, as onnxruntime's `extra` session option accepts them), which points onnxruntime at the
- * source folder.
+ * The variant in memory. With weights on disk (external data, or the source's own inline
+ * weights, which readModelGraph leaves in its file), the session must be created with
+ * `manifest.weights.sessionConfig` (flat keys, as onnxruntime's `extra` session option accepts
+ * them), which points onnxruntime at the source folder: the variant's bytes hold no weights.
  */
-export function buildVariant(modelPath: string, request: VariantRequest): BuiltVariant {
-  const p = prepare(modelPath, request);
-  const srcDir = dirname(resolve(modelPath));
+export function buildVariant(source: string | SourceModel, request: VariantRequest): BuiltVariant {
+  const p = prepare(sourceOf(source, request), request);
+  const srcDir = dirname(p.source.path);
   const weights: VariantManifest['weights'] = p.files.length
     ? { layout: 'external-source-folder', files: p.files, folder: srcDir, sessionConfig: { [EXTERNAL_FOLDER_CONFIG]: srcDir } }
     : { layout: 'embedded', files: [] };
-  return { bytes: encodeModel(p.model), manifest: manifestFor(p, modelPath, request, '', weights), sites: p.sites };
+  return { bytes: encodeModel(p.model), manifest: manifestFor(p, request, '', weights), sites: p.source.sites };
 }
 
 export interface CompileOptions {
@@ -306,14 +309,21 @@ export interface CompileOptions {
   readonly weights?: 'auto' | 'beside-source';
 }
 
-/** Writes the variant graph and manifest.json into `out` (see WeightsLayout for where the graph goes). */
-export function compileVariant(modelPath: string, request: VariantRequest, out: OutputFolder, opts: CompileOptions = {}): CompiledVariant {
-  const p = prepare(modelPath, request);
+/**
+ * Writes the variant graph and manifest.json into `out` (see WeightsLayout for where the graph
+ * goes). A source with inline weights gives a variant with them inline too, whole on its own.
+ */
+export function compileVariant(source: string | SourceModel, request: VariantRequest, out: OutputFolder, opts: CompileOptions = {}): CompiledVariant {
+  const read = sourceOf(source, request);
+  const model = copyModel(read.model);
+  if (weightsInGraphFile(read)) inlineGraphFileWeights(model, read);
+  const p = prepare(read, request, model, read.files.filter((f) => f !== basename(read.path)));
   const bytes = encodeModel(p.model);
-  const srcDir = dirname(resolve(modelPath));
+  const modelPath = read.path;
+  const srcDir = dirname(modelPath);
   let layout: WeightsLayout = 'embedded';
   let target = out.file('model.onnx');
-  if (target === resolve(modelPath)) target = out.file('variant.onnx');
+  if (target === modelPath) target = out.file('variant.onnx');
   let folder: string | undefined;
   if (p.files.length) {
     if (opts.weights !== 'beside-source' && hardlinkWeights(p.files, srcDir, out)) {
@@ -326,12 +336,12 @@ export function compileVariant(modelPath: string, request: VariantRequest, out: 
       target = join(srcDir, `${stem}.dissect-${sha256(bytes).slice(0, 12)}.onnx`);
     }
   }
-  if (existsSync(target) && target === resolve(modelPath)) throw new Error('internal: refusing to overwrite the source model');
+  if (existsSync(target) && target === modelPath) throw new Error('internal: refusing to overwrite the source model');
   if (folder === srcDir) writeFileSync(target, bytes);
   else out.write(relative(out.dir, target), bytes);
-  const manifest = manifestFor(p, modelPath, request, relative(out.dir, target), {
+  const manifest = manifestFor(p, request, relative(out.dir, target), {
     layout, files: p.files, ...(folder ? { folder } : {}),
   });
   const manifestPath = out.write('manifest.json', JSON.stringify(manifest, null, 2) + '\n');
-  return { modelPath: target, manifestPath, manifest, sites: p.sites };
+  return { modelPath: target, manifestPath, manifest, sites: p.source.sites };
 }

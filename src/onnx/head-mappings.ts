@@ -13,14 +13,12 @@
 // model. External weights are referenced, never read or copied: run a graph with
 // `sessionConfig` (onnxruntime then reads them from the source model's folder).
 
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
-import { checkExternalData } from './external.js';
 import { GraphIndex, tensorValueInfo } from './graph.js';
-import { DataType, decodeModel, encodeModel, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
-import { detectSites } from './sites/index.js';
-import type { ModelSites, SiteOverride } from './sites/types.js';
+import { DataType, encodeModel, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
+import { readSourceModel, type SourceModel } from './source.js';
+import type { ModelSites } from './sites/types.js';
 import { intAttr, intsAttr, isExternal, makeTensor, tensorDims } from './tensor.js';
 import { EXTERNAL_FOLDER_CONFIG } from './variant.js';
 
@@ -66,20 +64,6 @@ export const TokenNormaliserNames = { rowStart: HeadMappingNames.rowStart, input
 /** Added to every normaliser, as in Dar et al.'s notebook, so that no token divides by 0. */
 const NORMALISER_EPSILON = 1e-9;
 
-/** A model read once for the graphs of all its heads (reading a large model per head would dominate). */
-export interface HeadMappingSource {
-  readonly path: string;
-  readonly files: readonly string[];
-  readonly sites: ModelSites;
-  readonly ix: GraphIndex;
-}
-
-export function readHeadMappingSource(modelPath: string, overrides: readonly SiteOverride[] = []): HeadMappingSource {
-  const model = decodeModel(readFileSync(modelPath), modelPath);
-  const sites = detectSites(model, modelPath, overrides); // first: it expands fused ops in place
-  return { path: modelPath, files: checkExternalData(model, modelPath), sites, ix: new GraphIndex(model.graph!) };
-}
-
 function checkChunk(chunk: number): void {
   if (!Number.isInteger(chunk) || chunk < 1) throw new UserError(`head mapping: chunk ${chunk} must be a positive integer`);
 }
@@ -100,8 +84,12 @@ class TokenSpaceGraph {
   /** S as stored: [V, d] ('Vd') or [d, V] ('dV'). */
   private readonly vocabLayout: 'Vd' | 'dV';
 
-  constructor(private readonly source: HeadMappingSource, side: VocabularySide, private readonly prefix: string) {
+  /** The source's graph, indexed to find its weights. */
+  private readonly ix: GraphIndex;
+
+  constructor(private readonly source: SourceModel, side: VocabularySide, private readonly prefix: string) {
     this.sites = source.sites;
+    this.ix = new GraphIndex(source.model.graph!);
     this.vocabName = side === 'embedding' ? this.sites.embedding.weight : this.sites.unembedding.weight;
     this.vocabLayout = side === 'embedding' ? 'Vd' : this.sites.unembedding.layout;
     const dims = tensorDims(this.weight(this.vocabName));
@@ -109,7 +97,7 @@ class TokenSpaceGraph {
   }
 
   private weight(name: string): TensorProto {
-    const t = this.source.ix.constantTensor(name);
+    const t = this.ix.constantTensor(name);
     if (!t) throw new Error(`internal: '${name}' is not a constant tensor`);
     return t;
   }
@@ -214,7 +202,7 @@ class TokenSpaceGraph {
       irVersion: 8,
       opsetImport: [{ domain: '', version: 17 }],
       producerName: 'dissect',
-      docString: `${docString} of ${resolve(this.source.path)}`,
+      docString: `${docString} of ${this.source.path}`,
       metadataProps: [{ key: `dissect.${name}`, value: JSON.stringify(metadata) }],
       graph: {
         name: `dissect_${name}`,
@@ -227,14 +215,14 @@ class TokenSpaceGraph {
     const external = this.inits.some(isExternal) || this.source.files.length > 0;
     return {
       bytes, vocab: this.vocab, sites: this.sites,
-      ...(external ? { sessionConfig: { [EXTERNAL_FOLDER_CONFIG]: dirname(resolve(this.source.path)) } } : {}),
+      ...(external ? { sessionConfig: { [EXTERNAL_FOLDER_CONFIG]: dirname(this.source.path) } } : {}),
     };
   }
 }
 
-const asSource = (source: string | HeadMappingSource): HeadMappingSource => (typeof source === 'string' ? readHeadMappingSource(source) : source);
+const asSource = (source: string | SourceModel): SourceModel => (typeof source === 'string' ? readSourceModel(source) : source);
 
-export function buildHeadMappingGraph(source: string | HeadMappingSource, req: HeadMappingRequest): HeadMappingGraph {
+export function buildHeadMappingGraph(source: string | SourceModel, req: HeadMappingRequest): HeadMappingGraph {
   const g = new TokenSpaceGraph(asSource(source), req.side, 'head_mapping');
   const { layers, heads: H } = g.sites;
   if (!Number.isInteger(req.layer) || req.layer < 0 || req.layer >= layers) throw new UserError(`head mapping: layer ${req.layer} is outside 0..${layers - 1}`);
@@ -291,7 +279,7 @@ export function buildHeadMappingGraph(source: string | HeadMappingSource, req: H
  * whole. Each block's products cover only the run's rows, one block at a time: the [V, L·d]
  * products of all blocks never exist at once.
  */
-export function buildTokenNormaliserGraph(source: string | HeadMappingSource, req: TokenNormaliserRequest): HeadMappingGraph {
+export function buildTokenNormaliserGraph(source: string | SourceModel, req: TokenNormaliserRequest): HeadMappingGraph {
   checkChunk(req.chunk);
   const g = new TokenSpaceGraph(asSource(source), req.side, 'token_normaliser');
   const { layers, heads: H } = g.sites;

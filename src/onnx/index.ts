@@ -4,6 +4,7 @@ export { compilable, inspectModel, renderInspectJson, renderInspectText, type In
 export { detectSites, runDetection, SiteError } from './sites/index.js';
 export { SiteOverrideError } from './sites/findings.js';
 export type { ModelSites, LayerSites, ModelInputs, KvCacheInput, SiteOverride } from './sites/types.js';
+export { copyModel, readModelGraph, readSourceModel, sha256File, type GraphReader, type SourceModel } from './source.js';
 export { readModel, writeModel, decodeModel, encodeModel, DataType } from './proto.js';
 export { modelLimits, type ModelLimits } from './limits.js';
 export { checkExternalData, externalRefs, externalizeInitializers } from './external.js';

@@ -200,9 +200,14 @@ export function decodeModel(bytes: Uint8Array, source = 'model'): ModelProto {
   } catch (e) {
     throw new UserError(`${source}: not a readable ONNX model (${(e as Error).message})`);
   }
+  checkModel(model, source);
+  return model;
+}
+
+/** Refuses a decoded model dissect cannot rewrite: an IR version newer than the schema, or no graph. */
+export function checkModel(model: ModelProto, source: string): void {
   checkIrVersion(int(model.irVersion), source);
   if (!model.graph) throw new UserError(`${source}: the ONNX model has no graph`);
-  return model;
 }
 
 export function encodeModel(model: ModelProto): Uint8Array {

@@ -93,8 +93,11 @@ export function elementCount(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1);
 }
 
+/** The most elements tensorValues reads: shape arithmetic and constants, never weights. */
+export const TENSOR_VALUES_LIMIT = 1 << 16;
+
 /** The values of a small embedded tensor as numbers (int64 via Number), or undefined. */
-export function tensorValues(t: TensorProto, limit = 1 << 16): number[] | undefined {
+export function tensorValues(t: TensorProto, limit = TENSOR_VALUES_LIMIT): number[] | undefined {
   if (isExternal(t)) return undefined;
   const count = elementCount(tensorDims(t));
   if (count > limit) return undefined;

@@ -174,7 +174,7 @@ export interface VariantManifest {
 export const VariantNames = {
   knockout: 'dissect_knockout', // bool [batch, layers, heads|1, seq, kv]; true = blocked
   lastIndex: 'dissect_last_index', // int64 [batch]: each row's own last token index
-  target: 'dissect_target', // int64 [batch]: token whose probability and rank are read
+  target: 'dissect_target', // int64 [batch]: token whose probability and rank are read (OWN_TOP1_TARGET: the row's top-1)
   targetProb: 'dissect_target_prob', // float32 [batch]
   targetRank: 'dissect_target_rank', // int64 [batch]: vocab entries with a strictly greater logit
   top1: 'dissect_top1', // int64 [batch]
@@ -198,6 +198,9 @@ export const VariantNames = {
   attribution: 'dissect_attribution', // float32 [batch, layers+1, seq]: h ⊙ ∂y/∂h reduced over d
   attributionY: 'dissect_attribution_y', // float32 [batch]: y
 } as const;
+
+/** dissect_target for a row whose target is its own top-1 (a clean pass reading its probes). */
+export const OWN_TOP1_TARGET = -1;
 
 /** onnxruntime session config key that points external data at a folder (in-memory models). */
 export const EXTERNAL_FOLDER_CONFIG = 'session.model_external_initializers_file_folder_path';

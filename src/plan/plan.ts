@@ -118,14 +118,22 @@ function lastOnly(set: PositionSet): boolean {
 
 /**
  * Rows that run their last token alone against the clean run's keys and values: rows that
- * neither cancel nor patch, whose blocked edges all go into the last position, and whose
- * probes all project a hidden state or an update there, recomputed ones included (no
- * attention weights, no subject embeddings). run/execute.ts checks each fact's positions
- * again before it runs a row so.
+ * block or recompute (the others are read from the clean pass) but neither cancel nor patch,
+ * whose blocked edges all go into the last position, and whose probes all project a hidden
+ * state or an update there, recomputed ones included (no attention weights, no subject
+ * embeddings). run/execute.ts checks each fact's positions again before it runs a row so.
  */
 export function mayRunLastPosition(row: PlanRow): boolean {
-  return !row.gates.length && !row.patch && row.knockouts.every((k) => lastOnly(k.target))
+  return !readsCleanPass(row) && !row.gates.length && !row.patch && row.knockouts.every((k) => lastOnly(k.target))
     && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site) && lastOnly(p.at));
+}
+
+/**
+ * Rows that change nothing (no block, cancel, patch or recomputation) read what the fact's
+ * clean pass computes anyway: their probes are read from that pass instead of a row of their own.
+ */
+export function readsCleanPass(row: PlanRow): boolean {
+  return !row.knockouts.length && !row.gates.length && !row.patch && !row.recompute;
 }
 
 type Bound = { readonly int: number } | { readonly set: PositionSet };

@@ -123,7 +123,7 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
   const others = x.measures.filter((d) => isNumeric(d) && !columns.includes(d));
   const heads = others.filter((d) => d.head !== undefined).length;
   const fullyBlocked = fullyBlockedText(x, results);
-  const tail = [`forward passes: ${x.forwardPasses}`, ...(fullyBlocked ? [fullyBlocked] : [])];
+  const tail = [`rows: ${x.forwardPasses}`, ...(fullyBlocked ? [fullyBlocked] : [])];
   if (x.ties) tail.push(`ties at the top: ${x.ties}`);
   const named = others.filter((d) => d.head === undefined);
   if (named.length > 0) tail.push(`also measured: ${named.map((d) => d.id).join(', ')}`);

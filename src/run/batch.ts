@@ -9,7 +9,7 @@
 //   dissect_knockout      bool [batch, layers, heads|1, seq, kv] with kv = seq (no cache);
 //                         true = query→key blocked; all false for a row without knockout
 //   dissect_last_index    [batch]         the row's own last index
-//   dissect_target        [batch]         the token whose probability / rank is read
+//   dissect_target        [batch]         the token whose probability / rank is read (−1: the row's top-1)
 //   dissect_subject_weights float32 [batch, seq]  1/|subject| on the row's subject, 0 elsewhere (zeros: not read)
 //   the manifest's cache inputs    empty for whole prompts; for last-position rows the clean run's
 //                                  keys / values of the earlier positions, right-padded to the
@@ -20,7 +20,7 @@
 // Any other input is a contract error between compiler and runner (thrown).
 
 import * as ort from 'onnxruntime-node';
-import { VariantNames, type CacheSlot, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
+import { OWN_TOP1_TARGET, VariantNames, type CacheSlot, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
 import { InternalError } from './errors.js';
 import { floatToHalfArray } from './half.js';
 
@@ -42,6 +42,7 @@ export interface PastOfRow { readonly position: number; readonly slots: readonly
 export interface BatchRow {
   readonly ids: readonly number[];
   readonly lastIndex: number;
+  /** The token whose probability and rank are read, or OWN_TOP1_TARGET: the row's own top-1. */
   readonly target: number;
   readonly knockout?: BatchKnockout;
   /** Sublayer gates [layers, n] per sublayer (1 keeps, 0 cancels); absent = all 1. */
@@ -100,7 +101,7 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
     if (!Number.isInteger(r.lastIndex) || r.lastIndex < 0 || r.lastIndex >= n) {
       throw new InternalError(`buildFeeds: row ${b}: lastIndex ${r.lastIndex} outside its ${n} tokens`);
     }
-    if (!Number.isInteger(r.target) || r.target < 0 || r.target >= manifest.vocab) {
+    if (!Number.isInteger(r.target) || (r.target < 0 && r.target !== OWN_TOP1_TARGET) || r.target >= manifest.vocab) {
       throw new InternalError(`buildFeeds: row ${b}: target ${r.target} outside the vocabulary (${manifest.vocab})`);
     }
     if (n > S) S = n;

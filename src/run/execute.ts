@@ -1,13 +1,13 @@
 // The run stage's driver: a checked Program and its Plan become raw numbers per example,
 // journaled as each example completes. Work per example: one clean pass (its top-1 token
-// is the target; its hidden states feed patches), then one row per plan row. Rows of
-// several examples share right-padded forward passes.
+// is the target; its hidden states feed patches; rows that change nothing are read from it),
+// then one row per other plan row. Rows of several examples share right-padded forward passes.
 
 import type { Program } from '../lang/program.js';
 import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
-import { VariantNames } from '../onnx/variant.js';
-import { mayRunLastPosition, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
+import { OWN_TOP1_TARGET, VariantNames } from '../onnx/variant.js';
+import { mayRunLastPosition, readsCleanPass, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
 import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js';
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
@@ -18,7 +18,7 @@ import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask, type KnockoutMask } from './knockout-mask.js';
 import { resolvePositions } from './positions.js';
-import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights } from './probes.js';
+import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights, type ProbeContext, type ProbeResult } from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -39,6 +39,8 @@ export interface ExecuteInput {
   readonly positions?: { readonly count: number; readonly table: string };
   /** Run rows that change only the last position's attention as that token alone, against the clean run's cache. */
   readonly lastPosition?: boolean;
+  /** Read rows that change nothing (readsCleanPass) from each fact's clean pass instead of running them. */
+  readonly shareClean?: boolean;
   readonly onProgress?: (doneExamples: number, totalExamples: number) => void;
 }
 
@@ -53,6 +55,26 @@ interface Clean extends CleanOutput {
    * policy), when a patch needs them and that prompt has the same token count n.
    */
   readonly corruptedHidden?: Float32Array;
+  /** The records of the rows read from this pass (CleanRow), null where a row's positions lie outside the prompt. */
+  readonly read?: readonly (RowRecord | null)[];
+}
+
+/** A plan row whose probes are read from the clean pass. */
+interface CleanRow { readonly exp: number; readonly row: number; readonly plan: PlanRow }
+
+function cleanRows(input: Pick<ExecuteInput, 'plan' | 'shareClean'>): CleanRow[] {
+  if (!input.shareClean) return [];
+  return input.plan.experiments.flatMap((exp, e) => exp.rows.flatMap((row, r) => (readsCleanPass(row) ? [{ exp: e, row: r, plan: row }] : [])));
+}
+
+/** `f`'s value, or undefined when an explicit position index lies outside this prompt (the fact then gets no value there). */
+function withinPrompt<T>(f: () => T): T | undefined {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof RunUserError && err.error.code === 'positions') return undefined;
+    throw err;
+  }
 }
 
 /** Prepares a chunk of facts; the unusable ones are journaled as dropped. */
@@ -99,7 +121,7 @@ function corruptedInput(ex: Example, tokenizer: Tokenizer): BatchRow | undefined
  * `disagreement` when the cross-check of the first last-position row failed (every row then
  * ran over its whole prompt).
  */
-export interface RowCounts { lastPosition: number; full: number; disagreement?: string }
+export interface RowCounts { lastPosition: number; full: number; clean: number; disagreement?: string }
 
 /**
  * Runs one last-position row also over its whole prompt. A model whose masks or positions do
@@ -118,7 +140,8 @@ async function crossCheck(input: ExecuteInput, item: RowItem, clean: Clean): Pro
 /** Runs every example not yet in the journal and journals it. */
 export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   const { facts, journal, batch } = input;
-  const counts: RowCounts = { lastPosition: 0, full: 0 };
+  const counts: RowCounts = { lastPosition: 0, full: 0, clean: 0 };
+  const read = cleanRows(input);
   let checked = !input.lastPosition;
   const todo = facts.filter((f) => !journal.has(f.id));
   const progress = (): void => input.onProgress?.(facts.filter((f) => journal.has(f.id)).length, facts.length);
@@ -126,8 +149,10 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   // Examples go in chunks of `batch`: one clean pass per chunk, then its rows.
   for (let c = 0; c < todo.length; c += batch) {
     const prepared = prepareChunk(input, todo.slice(c, c + batch));
-    const cleans = await cleanPass(input, prepared.map((p) => p.example), needsHidden(input.plan),
-      needsCorrupted(input.plan) ? input.tokenizer : undefined, input.lastPosition);
+    const cleans = await cleanPass(input, prepared.map((p) => p.example), {
+      hidden: needsHidden(input.plan), cache: input.lastPosition ?? false, rows: read,
+      ...(needsCorrupted(input.plan) ? { corrupted: input.tokenizer } : {}),
+    });
     const known: { p: Prepared; clean: Clean }[] = [];
     prepared.forEach((p, i) => {
       const clean = cleans[i]!;
@@ -162,6 +187,11 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
     order.forEach((o, i) => { rowsOf[o.owner]![o.item.exp]![o.item.row] = records[i]!; });
+    measurable.forEach(({ k }, owner) => read.forEach((r, i) => {
+      const record = k.clean.read![i]!;
+      rowsOf[owner]![r.exp]![r.row] = record;
+      if (record) counts.clean++;
+    }));
     for (const [owner, { k }] of measurable.entries()) {
       const rows = rowsOf[owner]!;
       journal.append(k.p.fact.id, {
@@ -176,32 +206,63 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   return counts;
 }
 
+interface CleanPassOptions {
+  /** Keep each example's hidden states (patches read them). */
+  readonly hidden: boolean;
+  /** Also the hidden states of each example's corrupted prompt, tokenized by this. */
+  readonly corrupted?: Tokenizer;
+  /** Keep each example's keys and values for last-position rows. */
+  readonly cache?: boolean;
+  /** Rows whose probes this pass reads (CleanRow). */
+  readonly rows?: readonly CleanRow[];
+}
+
 /**
- * Clean passes of the examples; with a tokenizer also of their corrupted prompts (hidden states
- * only); with `withCache` each example keeps its keys and values for last-position rows.
+ * Clean passes of the examples. Each row's target is its own top-1 (OWN_TOP1_TARGET), so that
+ * the probes of `rows` read in the same pass what a row of their own would: their positions
+ * are projected together, and subject weights fed where one reads subject_embeddings.
  */
-async function cleanPass(
-  input: Pick<ExecuteInput, 'session' | 'variant' | 'batch'>, examples: readonly Example[], withHidden: boolean, corrupted?: Tokenizer,
-  withCache = false,
-): Promise<Clean[]> {
+async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'batch'>, examples: readonly Example[], opts: CleanPassOptions): Promise<Clean[]> {
   const out: Clean[] = [];
-  const cacheSlots = withCache ? (input.variant.manifest.cache ?? []).flatMap((c) => [c.key, c.value]) : [];
-  const fetches = [VariantNames.top1, VariantNames.top1Prob, ...(withHidden ? [VariantNames.hiddenStates] : []), ...cacheSlots.map((s) => s.output)];
+  const reads = opts.rows ?? [];
+  const cacheSlots = opts.cache ? (input.variant.manifest.cache ?? []).flatMap((c) => [c.key, c.value]) : [];
+  const probes = reads.flatMap((r) => r.plan.probes);
+  const fetches = [
+    VariantNames.top1, VariantNames.top1Prob, ...(opts.hidden ? [VariantNames.hiddenStates] : []), ...cacheSlots.map((s) => s.output),
+    ...probeFetches(probes),
+  ];
   for (let i = 0; i < examples.length; i += input.batch) {
     const slice = examples.slice(i, i + input.batch);
-    const rows = slice.map((e): BatchRow => ({ ids: e.ids, lastIndex: e.lastIndex, target: 0 }));
+    // per example, each read row's projected positions, undefined where they lie outside the prompt
+    const positions = slice.map((e) => reads.map((r) => withinPrompt(() => projectionPositions(r.plan.probes, e))));
+    const rows = slice.map((e, j): BatchRow => {
+      const projected = [...new Set(positions[j]!.flatMap((p) => p ?? []))].sort((a, b) => a - b);
+      const weights = subjectWeights(probes, e);
+      return {
+        ids: e.ids, lastIndex: e.lastIndex, target: OWN_TOP1_TARGET,
+        ...(projected.length ? { projPositions: projected } : {}),
+        ...(weights ? { subjectWeights: weights } : {}),
+      };
+    });
     const r = await input.session.run(buildFeeds(input.variant.manifest, rows), fetches);
     const top1 = numbers(r[VariantNames.top1]!.data);
     const prob = numbers(r[VariantNames.top1Prob]!.data);
-    slice.forEach((e, j) => out.push({
-      targetId: top1[j]!, p0: prob[j]!,
-      ...(withHidden ? { hidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, e.n) } : {}),
-      ...(cacheSlots.length ? { cache: cacheSlots.map((s) => cachedSlot(r[s.output]!, j, s.seqAxis, e.n - 1)) } : {}),
-    }));
+    slice.forEach((e, j) => {
+      const target = top1[j]!;
+      const p0 = prob[j]!;
+      const read = reads.map((row, k) => (positions[j]![k] === undefined ? null
+        : withinPrompt(() => rowRecord(p0, 0, 0, evaluateProbes(row.plan.probes, probeContext(input, r, j, rows[j]!.projPositions ?? [], e, target)))) ?? null));
+      out.push({
+        targetId: target, p0,
+        ...(opts.hidden ? { hidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, e.n) } : {}),
+        ...(cacheSlots.length ? { cache: cacheSlots.map((s) => cachedSlot(r[s.output]!, j, s.seqAxis, e.n - 1)) } : {}),
+        ...(reads.length ? { read } : {}),
+      });
+    });
   }
-  if (corrupted) {
+  if (opts.corrupted) {
     const pending = examples.flatMap((e, i) => {
-      const row = corruptedInput(e, corrupted);
+      const row = corruptedInput(e, opts.corrupted!);
       return row ? [{ i, row }] : [];
     });
     for (let c = 0; c < pending.length; c += input.batch) {
@@ -213,6 +274,23 @@ async function cleanPass(
     }
   }
   return out;
+}
+
+/** What evaluating a row's probes needs beyond the run's outputs. */
+type ProbeInput = Pick<ExecuteInput, 'program' | 'plan' | 'variant' | 'tokenizer' | 'attributes'>;
+
+function probeContext(
+  input: ProbeInput, outputs: Record<string, DecodedTensor>, row: number, positions: readonly number[], example: Example, target: number,
+): ProbeContext {
+  const attributes = input.program.attributes && input.attributes ? { spec: input.program.attributes, sets: input.attributes } : undefined;
+  return {
+    outputs, row, positions, projections: input.plan.variant.projections ?? [], heads: input.variant.manifest.heads,
+    example, target, tokenizer: input.tokenizer, ...(attributes ? { attributes } : {}),
+  };
+}
+
+function rowRecord(pNew: number, rank: number, fullyBlocked: number, probes: ProbeResult): RowRecord {
+  return { pNew, rank, fullyBlocked, probes: probes.values, tokens: probes.tokens, ties: probes.ties };
 }
 
 /** One batch row of dissect_hidden_states [batch, layers+1, seq, d], cut to the row's n tokens. */
@@ -244,7 +322,7 @@ export async function datasetMeanHidden(
   for (let c = 0; c < input.facts.length; c += input.batch) {
     const prepared = input.facts.slice(c, c + input.batch).map((f) => prepareExample(f, input.tokenizer, input.program.bos, input.positions))
       .filter((e): e is Example => !isRunError(e));
-    const cleans = await cleanPass(input, prepared, true);
+    const cleans = await cleanPass(input, prepared, { hidden: true });
     prepared.forEach((ex, j) => {
       const clean = cleans[j]!;
       if (input.program.filter === 'known' && clean.targetId !== ex.targetFirstToken) return;
@@ -275,13 +353,9 @@ interface RowItem {
  */
 function rowItems(input: ExecuteInput, example: Example, clean: Clean): RowItem[] {
   const items = input.plan.experiments.flatMap((exp, e) => exp.rows.map((row, r): RowItem | undefined => {
+    if (input.shareClean && readsCleanPass(row)) return undefined; // read from the clean pass
     if (row.patch?.source.kind === 'corrupted_hidden' && !clean.corruptedHidden) return undefined;
-    try {
-      return rowItem(input, example, clean, e, r, row);
-    } catch (err) {
-      if (err instanceof RunUserError && err.error.code === 'positions') return undefined;
-      throw err;
-    }
+    return withinPrompt(() => rowItem(input, example, clean, e, r, row));
   }));
   return items.filter((it): it is RowItem => it !== undefined);
 }
@@ -364,8 +438,6 @@ function patchOf(input: ExecuteInput, patch: NonNullable<PlanRow['patch']>, ex: 
 async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<RowRecord[]> {
   const out: RowRecord[] = [];
   const { manifest } = input.variant;
-  const projections = input.plan.variant.projections ?? [];
-  const attributes = input.program.attributes && input.attributes ? { spec: input.program.attributes, sets: input.attributes } : undefined;
   const sharedPositions = manifest.inputs.some((t) => t.name === VariantNames.positionIds && t.shape[0] === 1);
   for (let i = 0; i < items.length;) {
     // a batch holds rows of one kind, last-position rows or whole prompts, and the former of
@@ -381,11 +453,8 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
     slice.forEach((it, j) => {
-      const probes = evaluateProbes(it.plan.probes, {
-        outputs: r, row: j, positions: it.batchRow.projPositions ?? [], projections, heads: manifest.heads,
-        example: it.example, target: it.target, tokenizer: input.tokenizer, ...(attributes ? { attributes } : {}),
-      });
-      out.push({ pNew: prob[j]!, rank: rank[j]!, fullyBlocked: it.fullyBlocked, probes: probes.values, tokens: probes.tokens, ties: probes.ties });
+      const probes = evaluateProbes(it.plan.probes, probeContext(input, r, j, it.batchRow.projPositions ?? [], it.example, it.target));
+      out.push(rowRecord(prob[j]!, rank[j]!, it.fullyBlocked, probes));
     });
   }
   return out;

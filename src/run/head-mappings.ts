@@ -6,15 +6,15 @@
 // normalisers, which every head's graph then divides by.
 
 import {
-  buildHeadMappingGraph, buildTokenNormaliserGraph, HeadMappingNames, readHeadMappingSource, TokenNormaliserNames,
-  type HeadMappingGraph, type HeadMappingSource, type TokenNormalisers, type VocabularySide,
+  buildHeadMappingGraph, buildTokenNormaliserGraph, HeadMappingNames, TokenNormaliserNames,
+  type HeadMappingGraph, type TokenNormalisers, type VocabularySide,
 } from '../onnx/head-mappings.js';
 import * as ort from 'onnxruntime-node';
 import { orThrow } from './errors.js';
 import { createSession, type DecodedTensor, type SessionOptions } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 import type { ExampleId } from '../measure/schema.js';
-import type { SiteOverride } from '../onnx/sites/types.js';
+import type { SourceModel } from '../onnx/source.js';
 
 export interface MappingPair {
   readonly from: number;
@@ -47,8 +47,6 @@ export interface HeadMappingOptions {
   readonly side: VocabularySide;
   /** The `head_mapping_normalisation` choice. */
   readonly normalisation: 'none' | 'token_frequency';
-  /** The program's site overrides, for detection. */
-  readonly siteOverrides?: readonly SiteOverride[];
   /** Rows and columns ≥ this are not tokens (GPT-J's padded embedding). */
   readonly vocabLimit: number;
   /** Rows of M (and of S, for the normalisers) per forward pass. */
@@ -104,7 +102,7 @@ async function scanRows(
 
 /** n_in and n_out of every token of S, over all heads of the model. */
 async function tokenNormalisers(
-  source: HeadMappingSource, side: VocabularySide, chunk: number, session?: SessionOptions,
+  source: SourceModel, side: VocabularySide, chunk: number, session?: SessionOptions,
 ): Promise<TokenNormalisers> {
   const graph = buildTokenNormaliserGraph(source, { side, chunk });
   const input = new Float32Array(graph.vocab);
@@ -117,7 +115,7 @@ async function tokenNormalisers(
 }
 
 export async function headMappings(
-  modelPath: string, opts: HeadMappingOptions, tokenizer: Tokenizer, facts: readonly FactPair[],
+  source: SourceModel, opts: HeadMappingOptions, tokenizer: Tokenizer, facts: readonly FactPair[],
 ): Promise<HeadMapping[]> {
   const chunk = opts.chunk ?? 256;
   const wanted = new Map<string, ExampleId[]>();
@@ -126,7 +124,6 @@ export async function headMappings(
     wanted.set(key, [...(wanted.get(key) ?? []), f.id]);
   }
   const out: HeadMapping[] = [];
-  const source = readHeadMappingSource(modelPath, opts.siteOverrides);
   const normalisers = opts.normalisation === 'token_frequency' ? await tokenNormalisers(source, opts.side, chunk, opts.session) : undefined;
   for (const layer of opts.layers) {
     for (let head = 0; head < opts.heads; head++) {

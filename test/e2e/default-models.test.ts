@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sha256File } from '../../src/pipeline.js';
+import { sha256File } from '../../src/onnx/index.js';
 import { loadFacts } from '../../src/run/dataset.js';
 import { orThrow } from '../../src/run/errors.js';
 import { loadTokenizer } from '../../src/run/tokenizer.js';

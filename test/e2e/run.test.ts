@@ -1,12 +1,13 @@
 // Properties of `dissect run` on the default model: batching and padding do not change the
-// numbers, a killed run resumes without loss, and a compiled variant run in plain
-// onnxruntime from its manifest alone gives the same numbers.
+// numbers, a killed run resumes without loss, a compiled variant run in plain onnxruntime
+// from its manifest alone gives the same numbers, and the model's graph is read once.
 
 import test from 'ava';
 import * as ort from 'onnxruntime-node';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileVariant } from '../../src/onnx/index.js';
+import { compileVariant, readModelGraph } from '../../src/onnx/index.js';
+import { loadProgram, runProgram } from '../../src/pipeline.js';
 import { planFigures } from '../../src/report/html/figures.js';
 import { JOURNAL_FILE } from '../../src/run/journal.js';
 import type { Results } from '../../src/measure/schema.js';
@@ -139,4 +140,19 @@ test.serial('facts whose subject has no attribute data get no attributes rate, a
   t.true(without > 0 && without < 12);
   t.is(results.data.withoutAttributes, without);
   t.is(results.experiments[0]!.series[0]!.n, 12 - without);
+});
+
+test.serial('a run reads the model\'s graph once: the check, the variant and the head mappings share it', async (t) => {
+  const dir = tempDir();
+  const file = join(dir, 'experiment.dissect');
+  writeFileSync(file, informationFlowSource(3, 'head_mappings layers 0 top 3'));
+  const reads: string[] = [];
+  const loaded = loadProgram(file, {}, undefined, (path) => {
+    reads.push(path);
+    return readModelGraph(path);
+  });
+  const { results } = await runProgram(loaded, { out: join(dir, 'out'), selection: { limit: 2 }, batch: 8, device: 'cpu', command: ['test'] });
+  t.deepEqual(reads, [join(tinyGpt2, 'model.onnx')]);
+  t.is(results.headMappings!.heads.length, results.provenance.model.heads, 'the head mappings ran');
+  t.is(results.data.kept, 2, 'and the rows');
 });

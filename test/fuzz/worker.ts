@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { repoRoot } from '../../src/lang/grammar-export.js';
 import type { ShapeOf } from '../../src/lang/index.js';
-import { detectSites, readModel } from '../../src/onnx/index.js';
+import { readModel, readSourceModel } from '../../src/onnx/index.js';
 import { readModelShape } from '../../src/pipeline.js';
 import { siteOverridesOf } from '../../src/plan/plan.js';
 import { judge } from './property.js';
@@ -13,13 +13,13 @@ export interface FuzzRequest { readonly index: number; readonly file: string; re
 
 const modelPath = join(repoRoot, 'generated/tiny-gpt2/model.onnx');
 const model = readModel(modelPath);
-const plain = readModelShape(() => detectSites(model, modelPath));
+const plain = readModelShape(() => readSourceModel(modelPath, [], () => model));
 if ('error' in plain) throw new Error(`the default model does not load: ${plain.error}`);
 
 /** Whatever path the source names, the default model is read, with the source's site statements. */
 const shapeOf: ShapeOf = (_, overrides) => {
   if (overrides.length === 0) return plain.shape;
-  const read = readModelShape(() => detectSites(model, modelPath, siteOverridesOf(overrides)));
+  const read = readModelShape(() => readSourceModel(modelPath, siteOverridesOf(overrides), () => model));
   return 'error' in read ? read : read.shape;
 };
 

@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import type ort from 'onnxruntime-node';
-import type { ProjectionRequest, VariantRequest } from '../../src/onnx/variant.js';
+import { OWN_TOP1_TARGET, type ProjectionRequest, type VariantRequest } from '../../src/onnx/variant.js';
 import { argmax, int64, maxAbs, maxAbsDiff, numbers } from './helpers.js';
 import {
   ModelRef, at, checkRow, gateTensor, harness, layerNorm, testModels, topK, vecMat, vecMatT, type Matrix,
@@ -167,5 +167,23 @@ test.serial('no positions ([batch, 0]) gives empty projections and leaves everyt
     for (const k of ['dissect_target_prob', 'dissect_target_rank', 'dissect_top1', 'dissect_hidden_states']) {
       t.deepEqual(numbers(none[k]!), numbers(some[k]!), `${name}: ${k}`);
     }
+  }
+});
+
+test.serial('target −1 is the row\'s own top-1: the same probability, rank and projection ranks as feeding that id', async (t) => {
+  for (const { name, path } of testModels()) {
+    const s = new ModelRef(path).sites;
+    const h = await harness(path, {
+      knockout: false, logits: false, projections: [{ site: 'hidden', layers: [0, s.layers], via: 'final_norm_unembedding', k: 2, vocabLimit: s.vocab }],
+    });
+    const feeds = { dissect_proj_positions: int64(POSITIONS.flat(), [2, P]) };
+    const own = await h.run([A, B], { ...feeds, dissect_target: int64([OWN_TOP1_TARGET, OWN_TOP1_TARGET], [2]) });
+    const top1 = numbers(own.dissect_top1!);
+    const fed = await h.run([A, B], { ...feeds, dissect_target: int64(top1, [2]) });
+    t.deepEqual(numbers(own.dissect_target_rank!), [0, 0], `${name}: the top-1 has no logit above it`);
+    for (const k of ['dissect_target_prob', 'dissect_top1_prob', 'dissect_proj_hidden_target_rank']) t.deepEqual(numbers(own[k]!), numbers(fed[k]!), `${name}: ${k}`);
+    t.deepEqual(numbers(own.dissect_target_prob!), numbers(own.dissect_top1_prob!));
+    // the rank of the final hidden state's projection is the logits' own rank of the top-1: 0 at the last position
+    t.is(numbers(own.dissect_proj_hidden_target_rank!)[P], 0);
   }
 });

@@ -166,7 +166,7 @@ export function richResults(examples = EXAMPLES): Results {
       device: 'cpu',
       env: { NVIDIA_TF32_OVERRIDE: null },
       onnxruntime: { version: '1.30.0' },
-      rows: { mode: 'last_position', reason: 'rows at the last position ran that token alone', lastPositionRows: 30, fullRows: 12 },
+      rows: { mode: 'last_position', reason: 'rows at the last position ran that token alone', lastPositionRows: 30, fullRows: 12, cleanPassRows: 6 },
     },
     choices: { knockout_window: 'centred_clipped', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform' },
     choiceMeanings: {

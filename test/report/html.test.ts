@@ -67,7 +67,7 @@ test('the summary: model, dataset, counts, known-fact accuracy, device and the c
   t.regex(summary, /Known-fact accuracy<\/dt><dd>4 \/ 6 = 66\.7% \(of the 6 facts whose prompt could be used\)/);
   t.regex(summary, /<dt>Device<\/dt><dd>cpu, onnxruntime 1\.30\.0/);
   t.regex(summary, /<br>fused onnxruntime ops expanded into standard ops: 4 × Attention, 4 × FastGelu<\/dd>/);
-  t.regex(summary, /<dt>Rows<\/dt><dd>last position where possible: rows at the last position ran that token alone \(30 as the last token, 12 over the whole prompt\)<\/dd>/);
+  t.regex(summary, /<dt>Rows<\/dt><dd>last position where possible: rows at the last position ran that token alone \(30 as the last token, 12 over the whole prompt, 6 read from the clean pass\)<\/dd>/);
   t.regex(summary, /<td><code>knockout_window<\/code><\/td><td><code>centred_clipped<\/code><\/td><td>k layers centred on l, clipped at the ends<\/td>/);
   // Text from results.json is escaped.
   t.true(summary.includes('set to 0 &lt;so it still writes its bias&gt;'));

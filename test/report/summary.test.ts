@@ -14,7 +14,7 @@ test('knockout summary: layers × position sets, mean % change', (t) => {
       '  l  subject  last',
       '  0    -37.5   0.0',
       '  1    -75.0  12.5',
-      '  forward passes: 10; also measured: rank',
+      '  rows: 10; also measured: rank',
       '',
       'results: out/results.json',
       '         out/results.csv',
@@ -34,7 +34,7 @@ test('summary options: another measure, intervals, no paths', (t) => {
       '  l         subject            last',
       '  0  0.5 [0.0, 1.0]  0.0 [0.0, 0.0]',
       '  1  3.0 [2.0, 4.0]  0.0 [0.0, 0.0]',
-      '  forward passes: 10; also measured: probability_change',
+      '  rows: 10; also measured: probability_change',
       '',
     ].join('\n'),
   );

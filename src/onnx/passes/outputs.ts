@@ -1,6 +1,8 @@
 // Reduced outputs: per row, the last position's next-token distribution reduced inside the
 // graph to a few numbers (target probability and rank, top-1 and its probability), so no
-// [rows × positions × vocab] tensor leaves the graph. Optional per-layer attention probs.
+// [rows × positions × vocab] tensor leaves the graph. A negative target stands for the row's
+// own top-1: a clean pass, whose prediction is the target, reads every probe in the same run.
+// Optional per-layer attention probs.
 
 import { DataType } from '../proto.js';
 import type { Rewrite } from '../rewrite.js';
@@ -16,12 +18,15 @@ export interface ReducedOptions {
   readonly fromFullLogits: boolean;
 }
 
+/** The target each row's reads use: dissect_target, or the row's top-1 where dissect_target is negative. */
+export const RESOLVED_TARGET = 'dissect/reduce/target_resolved';
+
 export function reducedOutputsPass(rw: Rewrite, sites: ModelSites, opts: ReducedOptions): void {
   const I64 = DataType.INT64;
   const F32 = DataType.FLOAT;
   const V = sites.vocab;
   const last = rw.addInput(VariantNames.lastIndex, I64, ['batch'], 'index of each row\'s last real token');
-  const target = rw.addInput(VariantNames.target, I64, ['batch'], 'token id whose probability and rank are read, per row');
+  const targetIn = rw.addInput(VariantNames.target, I64, ['batch'], 'token id whose probability and rank are read, per row (negative: the row\'s top-1)');
   const base = 'dissect/reduce';
   const lastCol = rw.unsqueeze(last, [1], `${base}/last_index`, I64, ['batch', 1]);
   const dt = rw.dtype(sites.logits);
@@ -35,6 +40,9 @@ export function reducedOutputsPass(rw: Rewrite, sites: ModelSites, opts: Reduced
   }
   const logits = dt === F32 ? lastLogits : rw.op('Cast', [lastLogits], `${base}/last_logits_f32`, F32, ['batch', V], [intAttr('to', F32)]);
   const probs = rw.op('Softmax', [logits], `${base}/probs`, F32, ['batch', V], [intAttr('axis', -1)]);
+  const top1 = rw.op('ArgMax', [logits], `${base}/top1`, I64, ['batch'], [intAttr('axis', 1), intAttr('keepdims', 0), intAttr('select_last_index', 0)]);
+  const target = rw.op('Where', [rw.op('Less', [targetIn, rw.scalarInt(`${base}/zero`, 0)], `${base}/own_top1`, DataType.BOOL, ['batch']), top1, targetIn],
+    RESOLVED_TARGET, I64, ['batch']);
   const tcol = rw.unsqueeze(target, [1], `${base}/target`, I64, ['batch', 1]);
   const tprob = rw.squeeze(rw.op('GatherElements', [probs, tcol], `${base}/target_prob_col`, F32, ['batch', 1], [intAttr('axis', 1)]),
     [1], `${base}/target_prob`, F32, ['batch']);
@@ -42,12 +50,11 @@ export function reducedOutputsPass(rw: Rewrite, sites: ModelSites, opts: Reduced
   const above = rw.op('Greater', [logits, tlogit], `${base}/above_target`, DataType.BOOL, ['batch', V]);
   const rank = rw.op('ReduceSum', [rw.op('Cast', [above], `${base}/above_target_i64`, I64, ['batch', V], [intAttr('to', I64)]), rw.ints(`${base}/axis1`, [1])],
     `${base}/target_rank`, I64, ['batch'], [intAttr('keepdims', 0)]);
-  const top1 = rw.op('ArgMax', [logits], `${base}/top1`, I64, ['batch'], [intAttr('axis', 1), intAttr('keepdims', 0), intAttr('select_last_index', 0)]);
   const top1prob = rw.squeeze(
     rw.op('GatherElements', [probs, rw.unsqueeze(top1, [1], `${base}/top1_col`, I64, ['batch', 1])], `${base}/top1_prob_col`, F32, ['batch', 1], [intAttr('axis', 1)]),
     [1], `${base}/top1_prob`, F32, ['batch']);
-  rw.addOutput(VariantNames.targetProb, tprob, F32, ['batch'], 'softmax probability of dissect_target at dissect_last_index');
-  rw.addOutput(VariantNames.targetRank, rank, I64, ['batch'], 'number of vocabulary entries with a strictly greater logit than dissect_target');
+  rw.addOutput(VariantNames.targetProb, tprob, F32, ['batch'], 'softmax probability of the target at dissect_last_index');
+  rw.addOutput(VariantNames.targetRank, rank, I64, ['batch'], 'number of vocabulary entries with a strictly greater logit than the target');
   rw.addOutput(VariantNames.top1, top1, I64, ['batch'], 'argmax of the last-position logits (ties: lowest id)');
   rw.addOutput(VariantNames.top1Prob, top1prob, F32, ['batch'], 'softmax probability of dissect_top1');
 }

@@ -32,6 +32,7 @@ import type { LayerSites, ModelSites } from '../sites/types.js';
 import { intAttr, intsAttr, tensorDims } from '../tensor.js';
 import { VariantNames, type ProjectionRequest } from '../variant.js';
 import { hiddenStateTensors } from './hidden.js';
+import { RESOLVED_TARGET } from './outputs.js';
 import { applyLmHead } from './lm-head.js';
 import { recomputeInputs, recomputedUpdate, type RecomputeInputs } from './recompute.js';
 
@@ -89,7 +90,7 @@ export interface ProjectionOptions {
 export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readonly ProjectionRequest[], opts: ProjectionOptions): void {
   if (!requests.length) return;
   validateProjections(sites, requests, (via) => projectionVocab(rw, sites, via));
-  if (!rw.names.has(VariantNames.target)) throw new Error(`internal: the projections pass needs '${VariantNames.target}' (run the reduced outputs pass first)`);
+  if (!rw.names.has(RESOLVED_TARGET)) throw new Error(`internal: the projections pass needs '${RESOLVED_TARGET}' (run the reduced outputs pass first)`);
   // dissect_proj_positions exists when a site reads positions (every site but `recomputed` and `subject_embeddings`)
   let index = '';
   if (requests.some((r) => r.site !== 'recomputed' && r.site !== 'subject_embeddings')) {
@@ -232,7 +233,7 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
   const topIds = unpad(rowIds, I64, 'top_ids');
   // rank of dissect_target: entries with a strictly greater score
   const rank = heads ? 5 : 4;
-  const t = rw.op('Reshape', [VariantNames.target, rw.ints(`${base}/target_shape`, [-1, ...new Array<number>(rank - 1).fill(1)])],
+  const t = rw.op('Reshape', [RESOLVED_TARGET, rw.ints(`${base}/target_shape`, [-1, ...new Array<number>(rank - 1).fill(1)])],
     `${base}/target`, I64);
   const tShape = rw.op('Concat', [lead, rw.ints(`${base}/one`, [1])], `${base}/target_index_shape`, I64, undefined, [intAttr('axis', 0)]);
   const tIndex = rw.op('Expand', [t, tShape], `${base}/target_index`, I64);

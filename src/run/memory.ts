@@ -1,0 +1,65 @@
+// How many rows a forward pass may hold. onnxruntime's memory for a batch grows with its rows,
+// and its arena keeps the largest batch's memory for the rest of the run; the run also keeps
+// each example of a chunk (as many examples as a batch has rows) with its clean cache and
+// hidden states in JavaScript until its rows are done. A row's share is estimated from the
+// variant's shapes, on the large side, and --batch is lowered to what a budget holds.
+
+import type { ModelSites } from '../onnx/sites/types.js';
+import type { Plan } from '../plan/plan.js';
+
+/** The memory a batch may take beside the weights (the run's target: 1.3 × weights + 1 GB). */
+export const BATCH_MEMORY_BUDGET = 2 ** 30;
+
+const FLOAT_BYTES = 4;
+
+/**
+ * Bytes one row of `n` tokens takes at the peak of its forward pass, with its example's share
+ * of what JavaScript keeps (counted as float32, whatever the model's dtype):
+ * - one block's working set: residual, norms, q, k, v, context and updates (6·d a token), the
+ *   MLP's pre-activation and activation (2·d_mlp a token), scores, masked scores and
+ *   probabilities (3·heads·n a token); blocks run one after another;
+ * - the last position's logits, softmax and cast (3·vocab);
+ * - the knockout mask fed (bool, layers · heads in the mask · n²);
+ * - the cache: every layer's keys and values fed as past and returned (2 · 2·layers·n·d), and
+ *   the clean run's kept in JavaScript (2·layers·n·d);
+ * - hidden states returned and, for patches, kept ((layers+1)·n·d each; twice kept with a
+ *   corrupted prompt's);
+ * - attention probabilities returned (layers · heads · n²);
+ * - each projection to the vocabulary, one layer at a time (n positions · vocab, per head for heads).
+ */
+export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
+  const { layers: L, heads: H, dModel: d, dMlp, vocab: V } = sites;
+  const request = plan.variant;
+  const corrupted = plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'corrupted_hidden'));
+  const floats = n * (6 * d + 2 * dMlp + 3 * H * n)
+    + 3 * V
+    + (request.lastPosition ? 3 * 2 * L * n * d : 0)
+    + (request.hiddenStates ? (corrupted ? 3 : 2) * (L + 1) * n * d : 0)
+    + (request.attentionProbs ? L * H * n * n : 0)
+    + (request.projections ?? []).reduce((sum, p) => sum + n * V * (p.site === 'heads' ? H : 1), 0);
+  const knockoutBytes = request.knockout ? L * plan.knockoutHeads * n * n : 0;
+  return floats * FLOAT_BYTES + knockoutBytes;
+}
+
+export interface BatchSize {
+  readonly requested: number;
+  /** Rows per forward pass (and examples per chunk) the run uses: at most `requested`. */
+  readonly used: number;
+  /** The estimate of one row's bytes that capped it, for the longest prompt. */
+  readonly rowBytes: number;
+  readonly longestPrompt: number;
+}
+
+/** --batch, lowered so that a batch of the longest prompt's rows stays within BATCH_MEMORY_BUDGET. */
+export function batchSize(requested: number, sites: ModelSites, plan: Plan, longestPrompt: number): BatchSize {
+  const bytes = rowBytes(sites, plan, longestPrompt);
+  return { requested, used: Math.max(1, Math.min(requested, Math.floor(BATCH_MEMORY_BUDGET / bytes))), rowBytes: bytes, longestPrompt };
+}
+
+/** Why --batch was lowered, for the user; undefined when it was not. */
+export function batchNotice(b: BatchSize): string | undefined {
+  if (b.used === b.requested) return undefined;
+  const mb = (b.rowBytes / 2 ** 20).toFixed(1);
+  return `--batch ${b.requested} lowered to ${b.used} rows per forward pass: a row of the longest prompt (${b.longestPrompt} tokens) ` +
+    `needs about ${mb} MiB, and a batch is kept within ${BATCH_MEMORY_BUDGET / 2 ** 30} GiB beside the weights`;
+}

@@ -1,0 +1,56 @@
+// --batch against memory: a row's bytes estimated from the variant's shapes, and a batch
+// lowered to what the budget holds, saying so.
+
+import test from 'ava';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadProgram, runProgram, type LoadedProgram } from '../../src/pipeline.js';
+import { BATCH_MEMORY_BUDGET, batchNotice, batchSize, rowBytes } from '../../src/run/memory.js';
+import { informationFlowSource, tempDir, tinyGpt2 } from '../e2e/helpers.js';
+
+function load(source: string): LoadedProgram {
+  const file = join(tempDir(), 'experiment.dissect');
+  writeFileSync(file, source);
+  return loadProgram(file);
+}
+
+const logitLens = [
+  `model "${join(tinyGpt2, 'model.onnx')}" tokenizer "${join(tinyGpt2, 'tokenizer.json')}"`,
+  `dataset counterfact "${join(tinyGpt2, 'facts.json')}"`,
+  'experiment lens {', '  for h in hidden all', '  measure top_tokens 5 of hidden h at last', '}', '',
+].join('\n');
+
+test('a row\'s bytes: the default model (8 layers, 4 heads, d 128, MLP 512, 264 tokens), 10 tokens', (t) => {
+  const flow = load(informationFlowSource(3));
+  const { sites } = flow.source;
+  t.deepEqual([sites.layers, sites.heads, sites.dModel, sites.dMlp, sites.vocab], [8, 4, 128, 512, 264]);
+  // a block: 10 · (6·128 + 2·512 + 3·4·10) = 19,120; logits 3·264 = 792; the cache fed, returned
+  // and kept 3·2·8·10·128 = 61,440 floats; the knockout mask 8 layers · 1 · 10² bools
+  t.is(rowBytes(sites, flow.plan, 10), (19_120 + 792 + 61_440) * 4 + 800);
+  // the logit lens changes nothing (its rows are read from the clean pass: no cache) and projects
+  // the hidden states: 10 positions · 264 floats
+  t.is(rowBytes(sites, load(logitLens).plan, 10), (19_120 + 792 + 2_640) * 4);
+});
+
+test('--batch is lowered to what the budget holds, and says why', (t) => {
+  const { source: { sites }, plan } = load(informationFlowSource(3));
+  const capped = batchSize(100_000_000, sites, plan, 10);
+  t.is(capped.used, Math.floor(BATCH_MEMORY_BUDGET / 326_208));
+  t.is(capped.used, 3291);
+  t.is(batchNotice(capped), '--batch 100000000 lowered to 3291 rows per forward pass: a row of the longest prompt (10 tokens) needs about 0.3 MiB, ' +
+    'and a batch is kept within 1 GiB beside the weights');
+  const asked = batchSize(32, sites, plan, 10);
+  t.is(asked.used, 32);
+  t.is(batchNotice(asked), undefined);
+});
+
+test.serial('a run uses the lowered batch for its longest prompt and reports it', async (t) => {
+  const loaded = load(informationFlowSource(3));
+  const { batch, results } = await runProgram(loaded, {
+    out: join(tempDir(), 'out'), selection: { limit: 4 }, batch: 100_000_000, device: 'cpu', command: ['test'],
+  });
+  t.is(results.data.total, 4);
+  t.is(batch.requested, 100_000_000);
+  t.is(batch.used, Math.floor(BATCH_MEMORY_BUDGET / rowBytes(loaded.source.sites, loaded.plan, batch.longestPrompt)));
+  t.true(batch.longestPrompt >= Math.max(...results.examples.map((e) => e.tokens.length)));
+});
