@@ -164,6 +164,8 @@ export interface RunOptions {
   readonly report?: WriteReportOptions | boolean;
   readonly selection: Selection;
   readonly batch: number;
+  /** Bytes a batch may take beside the weights (default: BATCH_MEMORY_BUDGET, 1 GiB). */
+  readonly batchMemory?: number;
   readonly device: string;
   readonly threads?: number;
   readonly fresh?: boolean;
@@ -248,7 +250,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   refuseOverTotalRows(loaded, selected.length);
   const { unique, duplicates } = splitDuplicateIds(selected);
   const variant: BuiltVariant = buildVariant(source, plan.variant);
-  const batch = batchSize(options.batch, sites, plan, longestPrompt(unique, tokenizer, program.bos, source.limits.positions));
+  const batch = batchSize(options.batch, sites, plan, longestPrompt(unique, tokenizer, program.bos, source.limits.positions), options.batchMemory);
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orDiagnostic(loadAttributeSets(program.attributes, tokenizer), loaded.sourceText) : undefined;
   const hashes = {

@@ -69,6 +69,7 @@ interface RunFlags extends ProgramFlags {
   sample?: number;
   seed: number;
   batch: number;
+  batchMemory?: number;
   device: string;
   threads?: number;
   fresh?: boolean;
@@ -94,6 +95,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
       ...(opts.shard ? { shard: opts.shard } : {}),
     },
     batch: opts.batch,
+    ...(opts.batchMemory !== undefined ? { batchMemory: opts.batchMemory * 2 ** 30 } : {}),
     device: opts.device,
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     ...(opts.fresh ? { fresh: true } : {}),

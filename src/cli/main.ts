@@ -23,6 +23,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
+  return n;
+}
+
 function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
@@ -82,6 +88,7 @@ withProgramFlags(program.command('run <file>'))
   .option('--seed <s>', 'seed for --sample and the bootstrap CI', nonNegativeInt, 0)
   .option('--example <id>', 'run one fact and print everything measured about it as JSON')
   .option('--batch <n>', 'rows per forward pass (lowered to what 1 GiB holds beside the weights)', positiveInt, 32)
+  .option('--batch-memory <GiB>', 'memory a batch may take beside the weights; --batch is lowered to fit (default 1)', positiveNumber)
   .option('--device <device>', 'cpu | cuda | cuda:N', 'cpu')
   .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt)
   .option('--fresh', 'discard an existing journal in --out instead of resuming')

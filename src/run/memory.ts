@@ -43,6 +43,8 @@ export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
 
 export interface BatchSize {
   readonly requested: number;
+  /** The bytes a batch may take beside the weights (--batch-memory; default BATCH_MEMORY_BUDGET). */
+  readonly budget: number;
   /** Rows per forward pass (and examples per chunk) the run uses: at most `requested`. */
   readonly used: number;
   /** The estimate of one row's bytes that capped it, for the longest prompt. */
@@ -50,10 +52,10 @@ export interface BatchSize {
   readonly longestPrompt: number;
 }
 
-/** --batch, lowered so that a batch of the longest prompt's rows stays within BATCH_MEMORY_BUDGET. */
-export function batchSize(requested: number, sites: ModelSites, plan: Plan, longestPrompt: number): BatchSize {
+/** --batch, lowered so that a batch of the longest prompt's rows stays within `budget` bytes. */
+export function batchSize(requested: number, sites: ModelSites, plan: Plan, longestPrompt: number, budget = BATCH_MEMORY_BUDGET): BatchSize {
   const bytes = rowBytes(sites, plan, longestPrompt);
-  return { requested, used: Math.max(1, Math.min(requested, Math.floor(BATCH_MEMORY_BUDGET / bytes))), rowBytes: bytes, longestPrompt };
+  return { requested, budget, used: Math.max(1, Math.min(requested, Math.floor(budget / bytes))), rowBytes: bytes, longestPrompt };
 }
 
 /** Why --batch was lowered, for the user; undefined when it was not. */
@@ -61,5 +63,5 @@ export function batchNotice(b: BatchSize): string | undefined {
   if (b.used === b.requested) return undefined;
   const mb = (b.rowBytes / 2 ** 20).toFixed(1);
   return `--batch ${b.requested} lowered to ${b.used} rows per forward pass: a row of the longest prompt (${b.longestPrompt} tokens) ` +
-    `needs about ${mb} MiB, and a batch is kept within ${BATCH_MEMORY_BUDGET / 2 ** 30} GiB beside the weights`;
+    `needs about ${mb} MiB, and a batch is kept within ${Number((b.budget / 2 ** 30).toPrecision(4))} GiB beside the weights (raise it with --batch-memory)`;
 }

@@ -56,6 +56,6 @@ test('probes are titled with parameter values and their unit; extraction in %; f
   const at = (l: number, source: number) => patched.series.find((p) => p.key['l'] === l && p.key['source'] === source)!.mean!;
   t.true(text.includes('patched: mean extraction of attention l at last (examples with an event, %) (n = 4, 95% CI: bootstrap_percentile)\n'), text);
   t.true(text.includes(`\n  0  ${(100 * at(0, 0)).toFixed(1).padStart(4)}  ${(100 * at(0, 1)).toFixed(1).padStart(4)}\n`), text);
-  t.true(text.includes('\n  forward passes: 12; 12 of 12 rows had a query with every key blocked (expected: cancel attention in the uniform mode'), text);
+  t.true(text.includes('\n  rows: 12; 12 of 12 rows had a query with every key blocked (expected: cancel attention in the uniform mode'), text);
   t.is(text.split('rows had a query with every key blocked').length, 2, 'only cancel_attention has such rows');
 });

@@ -38,7 +38,9 @@ test('--batch is lowered to what the budget holds, and says why', (t) => {
   t.is(capped.used, Math.floor(BATCH_MEMORY_BUDGET / 326_208));
   t.is(capped.used, 3291);
   t.is(batchNotice(capped), '--batch 100000000 lowered to 3291 rows per forward pass: a row of the longest prompt (10 tokens) needs about 0.3 MiB, ' +
-    'and a batch is kept within 1 GiB beside the weights');
+    'and a batch is kept within 1 GiB beside the weights (raise it with --batch-memory)');
+  // --batch-memory 4 (GiB) holds four times the rows
+  t.is(batchSize(100_000_000, sites, plan, 10, 4 * 2 ** 30).used, Math.floor(4 * 2 ** 30 / 326_208));
   const asked = batchSize(32, sites, plan, 10);
   t.is(asked.used, 32);
   t.is(batchNotice(asked), undefined);
