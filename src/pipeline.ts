@@ -18,11 +18,10 @@ import { lastPositionUnsupported } from './onnx/passes/last-position.js';
 import { Journal, JOURNAL_FILE, runFingerprint } from './run/journal.js';
 import { writeReport, type WriteReportOptions, type WrittenReport } from './report/html/index.js';
 import { withOutputFolder, type OutputFolder } from './output/folder.js';
-import { RESULTS_FORMAT, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
+import { RESULTS_FORMAT, type ExampleId, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
 import { loadFacts, selectFacts, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
 import { isRunError, orThrow, RunUserError, type RunError } from './run/errors.js';
-import { prepareExample } from './run/example.js';
 import { batchSize, type BatchSize } from './run/memory.js';
 import { datasetMeanHidden, executeExamples } from './run/execute.js';
 import type { ExampleRecord } from './measure/record.js';
@@ -30,7 +29,7 @@ import { measureRecords } from './measure/results.js';
 import { loadAttributeSets } from './run/attributes.js';
 import { headMappings } from './run/head-mappings.js';
 import { createSession, doctorInfo } from './run/session.js';
-import { bosUnavailable } from './run/example.js';
+import { bosUnavailable, prepareExample } from './run/example.js';
 import { loadTokenizer, tokenizerMismatch, type Tokenizer } from './run/tokenizer.js';
 import { version } from './version.js';
 
@@ -314,6 +313,11 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...unique.map((f) => journal.get(f.id)!),
       ...duplicates.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' })),
     ];
+    const ids = [...unique, ...duplicates].map((f) => f.id);
+    const droppedFacts = records.flatMap((r, i) => (r.status === 'dropped'
+      ? [{ id: ids[i]!, reason: r.reason, ...(r.detail !== undefined ? { detail: r.detail } : {}) }] : []));
+    // empty tables would read as a finding: a run that keeps nothing fails, its journal kept for a rerun
+    if (droppedFacts.length === records.length) throw noFactKept(droppedFacts);
     const measured = measureRecords(program, plan, records, ci);
     const mappings = program.headMappings
       ? await headMappingResults(program, source, tokenizer, measured.examples, options)
@@ -346,6 +350,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         total: selected.length,
         kept: measured.examples.length,
         dropped: measured.dropped,
+        droppedFacts,
         filter: program.filter,
         bos: program.bos,
         limit: options.selection.limit ?? null,
@@ -363,6 +368,17 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   } finally {
     journal.close();
   }
+}
+
+/** The error of a run whose every fact was dropped, with the first few and why. */
+function noFactKept(dropped: readonly { id: ExampleId; reason: string; detail?: string }[]): UserError {
+  const counts = new Map<string, number>();
+  for (const d of dropped) counts.set(d.reason, (counts.get(d.reason) ?? 0) + 1);
+  const first = dropped.slice(0, 3).map((d) => `${JSON.stringify(d.id)} ${d.reason}${d.detail ? `: ${d.detail}` : ''}`).join('; ');
+  return new UserError(
+    `no fact was kept: all ${dropped.length} dropped (${[...counts].map(([r, n]) => `${r} ${n}`).join(', ')}), so nothing was measured; first: ${first}`,
+    'with `filter known` a fact is kept only where the model predicts its target; `filter none` keeps every fact whose prompt and subject can be read',
+  );
 }
 
 /** Tokens of the longest prompt among the facts (those that cannot be prepared are dropped by the run). */

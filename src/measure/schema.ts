@@ -81,6 +81,11 @@ const DataSchema = Closed({
   // TypeBox infers no key type from a mapped list of literals: the static type is stated
   dropped: Type.Unsafe<Partial<Record<DropReason, number>>>(Closed(Object.fromEntries(DROP_REASONS.map((r) => [r, Type.Optional(Count)])),
     'why the others were dropped: reason → count; counts sum to total − kept')),
+  droppedFacts: Type.Array(Closed({
+    id: ExampleIdSchema,
+    reason: Type.Unsafe<DropReason>(Type.Union(DROP_REASONS.map((r) => Type.Literal(r)))),
+    detail: Type.Optional(Type.String()),
+  }, 'a dropped fact and why'), { description: 'every dropped fact, in dataset order (repeated ids last)' }),
   filter: Type.Union([Type.Literal('known'), Type.Literal('none')]),
   bos: Type.Union([Type.Literal('none'), Type.Literal('prepend')]),
   limit: CountOrNull,
@@ -244,6 +249,7 @@ function semanticErrors(r: Results): string[] {
   if (d.kept !== r.examples.length) errs.push(`/data/kept: is ${d.kept} but there are ${r.examples.length} examples`);
   const droppedSum = Object.values(d.dropped).reduce((a, b) => a + b, 0);
   if (d.kept + droppedSum !== d.total) errs.push(`/data: kept (${d.kept}) + dropped (${droppedSum}) ≠ total (${d.total})`);
+  if (d.droppedFacts.length !== droppedSum) errs.push(`/data/droppedFacts: ${d.droppedFacts.length} facts but the dropped counts sum to ${droppedSum}`);
   for (const name of Object.keys(r.choices)) {
     if (!own(r.choiceMeanings, name)) errs.push(`/choiceMeanings: no meaning for choice "${name}"`);
   }

@@ -155,14 +155,21 @@ export function headMappingNormalisationNote(mappings: ResultsHeadMappings): str
   return mappings.normalisation === 'token_frequency' ? ', token-frequency normalised' : '';
 }
 
+/** Dropped facts the console names; results.json and the report list them all. */
+const DROPPED_SHOWN = 3;
+
 export function formatSummary(results: Results, written?: WrittenResults, options: SummaryOptions = {}): string {
   const d = results.data;
   const dropped = Object.entries(d.dropped)
     .filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${n}`);
+  const shown = d.droppedFacts.slice(0, DROPPED_SHOWN)
+    .map((f) => `  dropped ${JSON.stringify(f.id)}: ${f.reason}${f.detail ? ` (${f.detail})` : ''}`);
+  const more = d.droppedFacts.length - shown.length;
   const lines = [
     `examples: ${d.kept} of ${d.total} kept${dropped.length > 0 ? ` (dropped: ${dropped.join(', ')})` : ''}`
       + (d.withoutAttributes ? `; ${d.withoutAttributes} without attribute data (no attributes rate)` : ''),
+    ...shown, ...(more > 0 ? [`  … and ${more} more dropped (every one in results.json, data.droppedFacts, and the report)`] : []),
     '',
   ];
   for (const x of results.experiments) lines.push(...experimentSummary(x, results, options), '');

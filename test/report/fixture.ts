@@ -65,7 +65,10 @@ export function makeResults(ci: Results['ci'] = { method: 'none' }): Results {
     choices: { knockout_window: 'centred_clipped' },
     choiceMeanings: { knockout_window: 'k layers centred on l, clipped at the ends' },
     params: { window: 9 },
-    data: { total: 3, kept: 2, dropped: { not_known: 1, subject_not_found: 0 }, filter: 'known', bos: 'none', limit: null, sample: null, seed: null },
+    data: {
+      total: 3, kept: 2, dropped: { not_known: 1, subject_not_found: 0 }, droppedFacts: [{ id: 2, reason: 'not_known' }],
+      filter: 'known', bos: 'none', limit: null, sample: null, seed: null,
+    },
     examples: [
       {
         id: 0, prompt: 'Beats Music is owned by', subject: 'Beats Music', target: 'Apple',

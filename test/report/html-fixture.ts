@@ -175,7 +175,14 @@ export function richResults(examples = EXAMPLES): Results {
       cancel_mlp: "the MLP's pre-activations are set to 0 <so it still writes its bias>",
     },
     params: { measured: 3 },
-    data: { total: examples + 3, kept: examples, dropped: { not_known: 2, subject_not_found: 1 }, filter: 'known', bos: 'none', limit: null, sample: null, seed: null },
+    data: {
+      total: examples + 3, kept: examples, dropped: { not_known: 2, subject_not_found: 1 },
+      droppedFacts: [
+        { id: examples, reason: 'not_known' }, { id: examples + 1, reason: 'not_known' },
+        { id: examples + 2, reason: 'subject_not_found', detail: 'subject "<X>" not in the prompt' },
+      ],
+      filter: 'known', bos: 'none', limit: null, sample: null, seed: null,
+    },
     examples: Array.from({ length: examples }, (_, i) => ({
       id: i,
       prompt: `Subject ${i} <b>is</b> in`,

@@ -9,6 +9,7 @@ test('knockout summary: layers × position sets, mean % change', (t) => {
     formatSummary(r, { json: 'out/results.json', csv: 'out/results.csv' }),
     [
       'examples: 2 of 3 kept (dropped: not_known 1)',
+      '  dropped 2: not_known',
       '',
       'knockout: mean change in p(prediction), % (n = 2, 95% CI: bootstrap_percentile)',
       '  l  subject  last',
@@ -29,6 +30,7 @@ test('summary options: another measure, intervals, no paths', (t) => {
     formatSummary(r, undefined, { measure: 'rank', showCi: true }),
     [
       'examples: 2 of 3 kept (dropped: not_known 1)',
+      '  dropped 2: not_known',
       '',
       'knockout: mean rank (0 = top-1) (n = 2, 95% CI: bootstrap_percentile)',
       '  l         subject            last',

@@ -69,7 +69,9 @@ function summarySection(r: Results, plan: ReportPlan): string {
       (p.model.expandedFusedOps ? `<br>fused onnxruntime ops expanded into standard ops: ${esc(Object.entries(p.model.expandedFusedOps).map(([op, n]) => `${n} × ${op}`).join(', '))}` : '')],
     ['Tokenizer', `${code(p.tokenizer.path)}, sha256 ${code(shortHash(p.tokenizer.sha256))}`],
     ['Dataset', `${code(p.dataset.path)} (${esc(p.dataset.format)}), sha256 ${code(shortHash(p.dataset.sha256))}`],
-    ['Examples', `<b>${d.kept}</b> kept of ${d.total} read, ${droppedSum} dropped${dropped.length ? ` (${dropped.map(([k, n]) => `${esc(k)}: ${n}`).join(', ')})` : ''}`],
+    ['Examples', `<b>${d.kept}</b> kept of ${d.total} read, ${droppedSum} dropped${dropped.length ? ` (${dropped.map(([k, n]) => `${esc(k)}: ${n}`).join(', ')})` : ''}` +
+      (d.droppedFacts.length ? `<details class="dropped"><summary>every dropped fact and why</summary><ul>${
+        d.droppedFacts.map((f) => `<li>${code(JSON.stringify(f.id))}: ${esc(f.reason)}${f.detail ? ` — ${esc(f.detail)}` : ''}</li>`).join('')}</ul></details>` : '')],
   ];
   if (d.filter === 'known') {
     // The known filter drops facts whose top-1 is not the target; other drops never reach the model.
