@@ -280,6 +280,8 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     journal.close();
     throw e;
   }
+  // facts an earlier invocation (or a merged shard) finished: their rows are not run now
+  const fromJournal = new Set(unique.filter((f) => journal.has(f.id)).map((f) => f.id));
   try {
     const session = orThrow(await createSession(variant.bytes, {
       device: options.device,
@@ -319,6 +321,8 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     // empty tables would read as a finding: a run that keeps nothing fails, its journal kept for a rerun
     if (droppedFacts.length === records.length) throw noFactKept(droppedFacts);
     const measured = measureRecords(program, plan, records, ci);
+    const journalRows = unique.filter((f, i) => fromJournal.has(f.id) && records[i]!.status === 'kept').length * (plan.passesPerExample - 1);
+    if (fromJournal.size) rows = { ...rows, journalFacts: fromJournal.size, journalRows };
     const mappings = program.headMappings
       ? await headMappingResults(program, source, tokenizer, measured.examples, options)
       : undefined;

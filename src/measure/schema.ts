@@ -72,7 +72,9 @@ const ProvenanceSchema = Closed({
     lastPositionRows: Type.Optional(Count),
     fullRows: Type.Optional(Count),
     cleanPassRows: Type.Optional(Count),
-  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way, `cleanPassRows` those that change nothing and were read from their fact's clean pass (none with --full-rows)")),
+    journalFacts: Type.Optional(Count),
+    journalRows: Type.Optional(Count),
+  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way, `cleanPassRows` those that change nothing and were read from their fact's clean pass (none with --full-rows); `journalFacts` facts (with `journalRows` rows of the kept ones) came finished from the journal of an earlier invocation or a merged shard")),
 });
 
 const DataSchema = Closed({

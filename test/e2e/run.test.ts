@@ -56,6 +56,14 @@ test.serial('a run killed part-way resumes from its journal and loses nothing', 
   t.is(resumed.resumed, 4);
   t.is(resumed.results.examples.length, full.results.examples.length);
   assertSameValues(t, full.results, resumed.results);
+  // provenance describes the whole result: the rows run now and the facts taken from the journal
+  const rows = resumed.results.provenance.rows!;
+  t.is(rows.journalFacts, 4);
+  const perFact = full.results.experiments.reduce((n, x) => n + x.forwardPasses, 0) / full.results.data.kept;
+  const keptFromJournal = resumed.results.data.droppedFacts.filter((f) => lines.slice(1, 5).some((l) => l.startsWith(`{"id":${JSON.stringify(f.id)},`))).length;
+  t.is(rows.journalRows, (4 - keptFromJournal) * perFact);
+  t.is((rows.lastPositionRows ?? 0) + (rows.fullRows ?? 0) + (rows.cleanPassRows ?? 0) + rows.journalRows!, full.results.experiments.reduce((n, x) => n + x.forwardPasses, 0));
+  t.is(full.results.provenance.rows!.journalFacts, undefined);
   // A different experiment in the same folder is refused rather than mixed in.
   await t.throwsAsync(runSource({ source: informationFlowSource(5), limit: 10, out }), { message: /journal/i });
 });

@@ -84,7 +84,8 @@ function summarySection(r: Results, plan: ReportPlan): string {
     ['Selection', `filter ${code(d.filter)}, bos ${code(d.bos)}, limit ${d.limit ?? '–'}, sample ${d.sample ?? '–'}, seed ${d.seed ?? '–'}`],
     ...(p.rows ? [['Rows', `${esc(p.rows.mode === 'last_position' ? 'last position where possible' : 'whole prompts')}: ${esc(p.rows.reason)}` +
       (p.rows.lastPositionRows !== undefined ? ` (${p.rows.lastPositionRows} as the last token, ${p.rows.fullRows ?? 0} over the whole prompt` +
-        `${p.rows.cleanPassRows !== undefined ? `, ${p.rows.cleanPassRows} read from the clean pass` : ''})` : '')] as [string, string]] : []),
+        `${p.rows.cleanPassRows !== undefined ? `, ${p.rows.cleanPassRows} read from the clean pass` : ''})` : '') +
+      (p.rows.journalFacts ? `; besides, ${p.rows.journalFacts} facts (${p.rows.journalRows ?? 0} rows) came finished from the journal of an earlier run or a merged shard` : '')] as [string, string]] : []),
     ['Device', `${esc(p.device)}, onnxruntime ${esc(p.onnxruntime.version)}${p.node ? `, node ${esc(p.node)}` : ''}, NVIDIA_TF32_OVERRIDE ${p.env.NVIDIA_TF32_OVERRIDE === null ? 'unset' : code(p.env.NVIDIA_TF32_OVERRIDE)}`],
     ['Confidence intervals', r.ci.method === 'none' ? 'none' : `${Math.round(r.ci.level * 100)}% ${esc(r.ci.method.replace(/_/g, ' '))}, ${r.ci.resamples} resamples, seed ${r.ci.seed}`],
     ['Program', `${code(p.source.path)}, sha256 ${code(shortHash(p.source.sha256))}`],
