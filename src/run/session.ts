@@ -68,10 +68,9 @@ export interface RunSession {
   release(): Promise<void>;
 }
 
-const CUDA_HINT = 'the CUDA execution provider is not installed: onnxruntime-node ships CPU binaries only. '
-  + 'On a CUDA 12 machine: `npm install --onnxruntime-node-install=cuda12` (or ONNXRUNTIME_NODE_INSTALL=cuda12), '
-  + 'approve the install script (`npm install-scripts approve onnxruntime-node` on npm >= 11), then '
-  + '`npm rebuild onnxruntime-node`. See the README, section GPUs. Or run with --device cpu.';
+const CUDA_HINT = 'the CUDA execution provider is not installed: onnxruntime-node ships CPU binaries only, and this project runs no '
+  + 'dependency install scripts. On a CUDA 12 machine: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false`. '
+  + 'See the README, section GPUs. Or run with --device cpu.';
 
 /** The folder of onnxruntime-node's native binding for this platform. */
 function bindingFolder(): string | undefined {
