@@ -146,11 +146,15 @@ export function attributesCommand(folder: string, opts: { out: string }): void {
   process.stdout.write(`wrote ${opts.out}: ${Object.keys(map).length} subjects\n`);
 }
 
+/** The execution providers --device takes. */
+const DEVICES = ['cpu', 'cuda'];
+
 export function doctorCommand(): void {
   const info = doctorInfo();
   const lines = [
     `onnxruntime-node ${info.ortVersion}`,
-    `execution providers: ${info.backends.map((b) => `${b.name}${b.bundled ? '' : ' (not bundled)'}`).join(', ')}`,
+    // onnxruntime-node lists every provider it knows; --device takes cpu and cuda only
+    `execution providers: ${info.backends.map((b) => `${b.name}${b.bundled ? '' : ' (not bundled)'}${DEVICES.includes(b.name) ? '' : ' (not usable with --device)'}`).join(', ')}`,
     `cuda: ${info.cudaUnavailable ? `unavailable: ${info.cudaUnavailable}` : 'available'}`,
     `NVIDIA_TF32_OVERRIDE: ${info.tf32Override ?? 'unset'}${info.tf32Override === '0' ? '' : ' (set it to 0 for exact fp32 on GPUs)'}`,
   ];

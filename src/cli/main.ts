@@ -76,13 +76,13 @@ withProgramFlags(program.command('check <file>'))
 
 withProgramFlags(program.command('compile <file>'))
   .description('write the compiled ONNX variant and its manifest.json')
-  .requiredOption('--out <dir>', 'output folder')
+  .requiredOption('--out <dir>', 'output folder (required)')
   .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .action(compileCommand);
 
 withProgramFlags(program.command('run <file>'))
   .description('run the experiments; write results.json, results.csv and report.html')
-  .requiredOption('--out <dir>', 'output folder (a rerun resumes from its journal)')
+  .requiredOption('--out <dir>', 'output folder (required; a rerun resumes from its journal)')
   .option('--limit <n>', 'keep the first n facts', positiveInt)
   .option('--sample <n>', 'keep a seeded random sample of n facts', positiveInt)
   .option('--seed <s>', 'seed for --sample and the bootstrap CI', nonNegativeInt, 0)
@@ -111,7 +111,7 @@ program.command('inspect <model>')
 
 program.command('attributes <folder>')
   .description('build an attributes JSON (subject → texts) from one <subject>.txt file per subject')
-  .requiredOption('--out <file>', 'the JSON file to write')
+  .requiredOption('--out <file>', 'the JSON file to write (required)')
   .action(attributesCommand);
 
 program.command('doctor')

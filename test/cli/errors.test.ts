@@ -114,6 +114,11 @@ test('doctor lists the cpu provider and schema prints the results schema', (t) =
   t.is(doctor.code, 0);
   t.regex(doctor.stdout, /onnxruntime-node 1\.\d+\.\d+/);
   t.regex(doctor.stdout, /execution providers: .*cpu/);
+  // every provider but cpu and cuda is marked: --device refuses it
+  for (const p of /execution providers: (.*)/.exec(doctor.stdout)![1]!.split(', ')) {
+    if (!/^(cpu|cuda)\b/.test(p)) t.regex(p, /\(not usable with --device\)$/, p);
+  }
+  t.regex(dissect('run', '--help').stdout, /--out <dir> +output folder \(required;/);
   const schema = dissect('schema');
   t.is(schema.code, 0);
   t.is(JSON.parse(schema.stdout).properties.format.const, 'dissect-results/2');

@@ -24,7 +24,11 @@ test.serial('two shards merged give the single run\'s results without recomputin
   const file = join(dir, 'flow.dissect');
   writeFileSync(file, informationFlowSource(3));
   const common = ['run', file, '--limit', '12', '--batch', '8'];
-  for (const k of [0, 1]) t.is(dissect(...common, '--out', join(dir, `shard${k}`), '--shard', `${k}/2`).code, 0);
+  for (const k of [0, 1]) {
+    const r = dissect(...common, '--out', join(dir, `shard${k}`), '--shard', `${k}/2`);
+    t.is(r.code, 0);
+    t.true(r.stdout.includes(`shard ${k}/2: facts ${k}, ${k + 2}, ${k + 4}, … of the selection (a run with --merge of every shard's folder gives the whole)\n`), r.stdout);
+  }
   const shard0 = results(join(dir, 'shard0'));
   t.deepEqual(shard0.data.shard, { index: 0, count: 2 });
   t.is(shard0.data.total, 6, 'facts 0, 2, 4, … of the 12 selected');
@@ -34,7 +38,7 @@ test.serial('two shards merged give the single run\'s results without recomputin
   const single = dissect(...common, '--out', join(dir, 'single'));
   t.is(single.code, 0, single.stderr);
   const [m, s] = [results(join(dir, 'merged')), results(join(dir, 'single'))];
-  t.like(m.provenance.rows, { lastPositionRows: 0, fullRows: 0 });
+  t.like(m.provenance.rows, { lastPositionRows: 0, fullRows: 0, journalFacts: 12 });
   t.is(m.data.shard, undefined);
   t.is(m.fingerprint, s.fingerprint);
   t.is(m.fingerprint, shard0.fingerprint, 'a shard is part of the same run');
