@@ -3,7 +3,6 @@
 
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { SingleBar } from 'cli-progress';
 import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
@@ -16,6 +15,7 @@ import { importAttributeTexts } from '../run/attributes.js';
 import { splitDuplicateIds } from '../run/dataset.js';
 import { orThrow } from '../run/errors.js';
 import { batchNotice } from '../run/memory.js';
+import { progressReporter } from './progress.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
 
@@ -81,10 +81,7 @@ interface RunFlags extends ProgramFlags {
 
 export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   const loaded = load(file, opts);
-  const bar = process.stderr.isTTY
-    ? new SingleBar({ format: 'examples {bar} {value}/{total} | {eta_formatted} left', hideCursor: true, clearOnComplete: true })
-    : undefined;
-  let started = false;
+  const progress = progressReporter({ tty: !!process.stderr.isTTY, write: (line) => process.stderr.write(line) });
   const outcome = await runProgram(loaded, {
     out: resolve(opts.out),
     selection: {
@@ -104,12 +101,9 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     ...(opts.fullRows ? { fullRows: true } : {}),
     ...(opts.merge.length ? { merge: opts.merge.map((d) => resolve(d)) } : {}),
     command: process.argv.slice(2),
-    onProgress: (done, total) => {
-      if (!bar) return;
-      if (!started) { bar.start(total, done); started = true; } else bar.update(done);
-    },
+    onProgress: (done, total) => progress.update(done, total),
   });
-  bar?.stop();
+  progress.stop();
   const lowered = batchNotice(outcome.batch);
   if (lowered) process.stderr.write(`${lowered}\n`);
   // stdout holds what was asked for (the summary, or --example's JSON); status goes to stderr.

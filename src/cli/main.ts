@@ -3,7 +3,11 @@
 // command and turns user errors into a message and exit code 1.
 
 import { Command, InvalidArgumentError } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isUserError } from '../errors.js';
+import { releaseOpenFolders } from '../output/folder.js';
+import { JOURNAL_FILE } from '../run/journal.js';
 import { defaultRowLimits, type RowLimits } from '../lang/index.js';
 import { DiagnosticsError } from '../pipeline.js';
 import { version } from '../version.js';
@@ -121,6 +125,17 @@ program.command('doctor')
 program.command('schema')
   .description('print the JSON Schema of results.json')
   .action(schemaCommand);
+
+// Ctrl-C: every finished fact is already in the journal (one fsync'd line each); say so, free
+// the folder for the rerun that resumes, and exit as interrupted.
+process.once('SIGINT', () => {
+  for (const dir of releaseOpenFolders()) {
+    const journal = join(dir, JOURNAL_FILE);
+    const saved = existsSync(journal) ? Math.max(0, readFileSync(journal, 'utf8').split('\n').filter(Boolean).length - 1) : 0;
+    process.stderr.write(`\ninterrupted: ${saved} finished fact${saved === 1 ? '' : 's'} saved in ${journal}; run the same command again to resume from there\n`);
+  }
+  process.exit(130);
+});
 
 // `dissect … | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {

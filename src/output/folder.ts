@@ -183,6 +183,16 @@ function writeAtomic(file: string, data: string | Uint8Array): void {
 
 const toKey = (rel: string) => rel.split(path.sep).join('/');
 
+/** Folders this process holds, so an interrupt can release their locks (see releaseOpenFolders). */
+const open = new Set<OutputFolder>();
+
+/** Releases every folder this process holds (Ctrl-C); returns their paths. */
+export function releaseOpenFolders(): string[] {
+  const dirs = [...open].map((f) => f.dir);
+  for (const f of [...open]) f.release();
+  return dirs;
+}
+
 export class OutputFolder {
   private released = false;
 
@@ -201,7 +211,9 @@ export class OutputFolder {
     const owned = readOwnership(abs);
     checkNotForeign(abs, owned !== undefined, options.force === true);
     const lock = takeLock(abs);
-    return new OutputFolder(abs, lock, owned ?? new Set());
+    const folder = new OutputFolder(abs, lock, owned ?? new Set());
+    open.add(folder);
+    return folder;
   }
 
   /** Absolute path of a file in the folder. */
@@ -250,6 +262,7 @@ export class OutputFolder {
   release(): void {
     if (this.released) return;
     this.released = true;
+    open.delete(this);
     fs.rmSync(this.lock, { force: true });
   }
 
