@@ -8,7 +8,7 @@ import { valueInfoShape } from './graph.js';
 import { dtypeName, int, readModel, type ValueInfoProto } from './proto.js';
 import { runDetection } from './sites/index.js';
 import { firstBreak, type FoundSite, type LayerFindings, type MissingSite } from './sites/findings.js';
-import { LAYER_SITE_NAMES, type SiteOverride } from './sites/types.js';
+import { LAYER_SITE_NAMES, siteStatementName, type SiteOverride } from './sites/types.js';
 
 export interface InspectTensor {
   readonly name: string;
@@ -69,7 +69,7 @@ function layerReport(L: LayerFindings, notes: readonly string[]): LayerReport {
     matches[f.site] = f.override ? 'override' : seen.has(f.tensor) ? 'shared' : 'pattern';
     seen.add(f.tensor);
   }
-  const overridden = found.filter((f) => f.override).map((f) => f.site);
+  const overridden = found.filter((f) => f.override).map((f) => siteStatementName(f.site));
   const flagged = notes.filter((n) => n.startsWith(`layer ${L.layer} `));
   const total = found.length + L.missing.length;
   const [confidence, why]: [LayerReport['confidence'], string] = L.missing.length
@@ -143,11 +143,11 @@ function shapeText(t: InspectTensor): string {
 function siteLine(f: FoundSite, width: number, match?: SiteMatch): string {
   const by = f.op === 'initializer' || f.op === 'input' ? f.op : `${f.op}${f.node ? ` '${f.node}'` : ''}`;
   const how = match === 'override' ? ' (site override)' : match === 'shared' ? ' (shared)' : '';
-  return `  ${f.site.padEnd(width)} ${f.tensor}  ← ${by}${how}`;
+  return `  ${siteStatementName(f.site).padEnd(width)} ${f.tensor}  ← ${by}${how}`;
 }
 
 function missingLine(m: MissingSite, width: number): string {
-  return `  ${m.site.padEnd(width)} NOT FOUND: at ${m.at}: expected ${m.expected}`;
+  return `  ${siteStatementName(m.site).padEnd(width)} NOT FOUND: at ${m.at}: expected ${m.expected}`;
 }
 
 /** Plain-text rendering for the terminal. */
@@ -164,11 +164,11 @@ export function renderInspectText(r: InspectReport): string {
   if (r.externalData.tensors) {
     lines.push(`external data: ${r.externalData.tensors} tensors in ${r.externalData.files.join(', ')}${r.externalData.problem ? ` — PROBLEM: ${r.externalData.problem}` : ''}`);
   }
-  const modelWidth = Math.max(12, ...r.model.found.map((f) => f.site.length), ...r.model.missing.map((m) => m.site.length));
+  const modelWidth = Math.max(12, ...[...r.model.found, ...r.model.missing].map((f) => siteStatementName(f.site).length));
   lines.push('model:');
   for (const f of r.model.found) lines.push(siteLine(f, modelWidth));
   for (const m of r.model.missing) lines.push(missingLine(m, modelWidth));
-  const width = Math.max(...LAYER_SITE_NAMES.map((n) => n.length));
+  const width = Math.max(...LAYER_SITE_NAMES.map((n) => siteStatementName(n).length));
   for (const L of r.layers) {
     lines.push(`layer ${L.layer}: confidence ${L.confidence} (${L.why})`);
     for (const f of L.found) lines.push(siteLine(f, width, L.matches[f.site]));

@@ -9,7 +9,7 @@ import type {
 } from '../lang/program.js';
 import { evalInt as evalIntWith, layersOf } from '../lang/evaluate.js';
 import type { MeasureDescriptor } from '../measure/descriptor.js';
-import type { LayerSiteName, SiteOverride } from '../onnx/sites/types.js';
+import { siteOfStatementName, type LayerSiteName, type SiteOverride } from '../onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
 import { experimentDescriptors, probeDescriptors } from './measures.js';
 import { interventionText } from './text.js';
@@ -17,7 +17,7 @@ import { interventionText } from './text.js';
 /** The language's snake_case site names are the model's camelCase ones (`mlp_act` is mlpAct). */
 export function siteOverridesOf(specs: readonly SiteOverrideSpec[]): SiteOverride[] {
   return specs.map((s) => ({
-    site: s.site.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()) as LayerSiteName, layers: s.layers, tensor: s.tensor,
+    site: siteOfStatementName(s.site) as LayerSiteName, layers: s.layers, tensor: s.tensor,
   }));
 }
 

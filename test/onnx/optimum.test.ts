@@ -78,7 +78,7 @@ for (const c of CASES) {
     t.is(sites.logits, 'logits');
     const text = renderInspectText(inspectModel(path));
     t.regex(text, new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${c.family}, 2 layers, 4 heads × 8`));
-    t.regex(text, /\n {2}positionIds +position_ids {2}← input\n/);
+    t.regex(text, /\n {2}position_ids +position_ids {2}← input\n/);
     t.regex(text, /note: kv cache .*: layer 0 past_key_values\.0\.key, past_key_values\.0\.value; layer 1 past_key_values\.1\.key, past_key_values\.1\.value\n/);
     t.regex(text, /supported: yes\n$/);
   });

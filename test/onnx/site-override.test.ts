@@ -103,11 +103,11 @@ test('inspect grades each layer: high by pattern, medium with an override, low w
   t.is(broken.layers[0]!.confidence, 'low');
   t.regex(broken.layers[0]!.why, /^\d+ of 16 sites not found$/);
   const overridden = inspectModel(CLIPPED, [MLP_ACT]);
-  t.deepEqual(overridden.layers.map((L) => [L.confidence, L.why]), [['medium', 'mlpAct named by a site override'], ['medium', 'mlpAct named by a site override']]);
+  t.deepEqual(overridden.layers.map((L) => [L.confidence, L.why]), [['medium', 'mlp_act named by a site override'], ['medium', 'mlp_act named by a site override']]);
   t.is(overridden.layers[1]!.matches['mlpAct'], 'override');
   t.is(overridden.layers[1]!.matches['mlpPre'], 'pattern');
   const text = renderInspectText(overridden);
-  t.regex(text, /layer 1: confidence medium \(mlpAct named by a site override\)\n/);
-  t.regex(text, /  mlpAct +clip_1  ← Clip 'Clip_1' \(site override\)\n/);
+  t.regex(text, /layer 1: confidence medium \(mlp_act named by a site override\)\n/);
+  t.regex(text, /  mlp_act +clip_1  ← Clip 'Clip_1' \(site override\)\n/);
   t.regex(text, /confidence: 2 layers: 0 high, 2 medium, 0 low\n/);
 });

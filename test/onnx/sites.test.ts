@@ -83,7 +83,7 @@ test('inspect reports found and missing sites as text and JSON', (t) => {
   t.is(r.layers[0]!.found.find((f) => f.site === 'attnNorm')!.op, 'LayerNormalization');
   const text = renderInspectText(r);
   t.regex(text, /gpt2, 2 layers, 4 heads × 8, d_model 32, MLP 128, vocab 64, float32/);
-  t.regex(text, /layer 1: confidence high \(all 16 sites matched by pattern\)\n  residIn +\/h\.0\/Add_1_output_0 +← Add '\/h\.0\/Add_1'/);
+  t.regex(text, /layer 1: confidence high \(all 16 sites matched by pattern\)\n  resid_in +\/h\.0\/Add_1_output_0 +← Add '\/h\.0\/Add_1'/);
   t.regex(text, /scores +\/h\.0\/attn\/Add_1_output_0 +← Add/);
   t.regex(text, /supported: yes/);
   t.deepEqual(JSON.parse(renderInspectJson(r)), JSON.parse(JSON.stringify(r)));

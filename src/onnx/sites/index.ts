@@ -10,7 +10,7 @@ import { inferDtypes } from '../infer.js';
 import type { ModelProto } from '../proto.js';
 import { firstBreak, type Detection } from './findings.js';
 import { detectDecoder } from './decoder.js';
-import type { ModelSites, SiteOverride } from './types.js';
+import { siteStatementName, type ModelSites, type SiteOverride } from './types.js';
 
 /**
  * Expands onnxruntime's fused ops (expand-fused.ts) and removes exporter no-ops (canonical.ts),
@@ -38,7 +38,7 @@ export function runDetection(model: ModelProto, source = 'model', overrides: rea
 function siteStatementHint(d: Detection): string {
   const broken = d.layers.find((L) => L.missing.length);
   const site = broken?.missing[0]?.site;
-  const statement = site ? `site ${site.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} at layers all = "<its tensor, with {layer} for the layer number>"` : undefined;
+  const statement = site ? `site ${siteStatementName(site)} at layers all = "<its tensor, with {layer} for the layer number>"` : undefined;
   return `Run \`dissect inspect MODEL\` to see what was found in each layer${statement ? `; if the graph has the tensor under another shape, name it in the .dissect file: ${statement} (spec.md#site)` : ''}.`;
 }
 

@@ -115,6 +115,16 @@ export const LAYER_SITE_NAMES = [
 ] as const;
 export type LayerSiteName = (typeof LAYER_SITE_NAMES)[number];
 
+/** How the language names a site: snake_case (`mlp_act` is mlpAct), as `site` statements and inspect's text write it. */
+export function siteStatementName(site: string): string {
+  return site.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** The site a language name denotes (the inverse of siteStatementName). */
+export function siteOfStatementName(name: string): string {
+  return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
 /**
  * A tensor the user names for a layer site (a `.dissect` `site` statement): detection records it
  * for the site, where it would have found another tensor or none, and matches on from it.
