@@ -249,6 +249,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   refuseOverTotalRows(loaded, selected.length);
   const { unique, duplicates } = splitDuplicateIds(selected);
   const variant: BuiltVariant = buildVariant(source, plan.variant);
+  const attributionVariant = plan.attributionVariant ? buildVariant(source, plan.attributionVariant) : undefined;
   const batch = batchSize(options.batch, sites, plan, longestPrompt(unique, tokenizer, program.bos, source.limits.positions), options.batchMemory);
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orDiagnostic(loadAttributeSets(program.attributes, tokenizer), loaded.sourceText) : undefined;
@@ -283,17 +284,20 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   // facts an earlier invocation (or a merged shard) finished: their rows are not run now
   const fromJournal = new Set(unique.filter((f) => journal.has(f.id)).map((f) => f.id));
   try {
-    const session = orThrow(await createSession(variant.bytes, {
+    const sessionOf = async (built: BuiltVariant) => orThrow(await createSession(built.bytes, {
       device: options.device,
       ...(options.threads ? { threads: options.threads } : {}),
-      ...(variant.manifest.weights.sessionConfig ? { sessionConfig: variant.manifest.weights.sessionConfig } : {}),
+      ...(built.manifest.weights.sessionConfig ? { sessionConfig: built.manifest.weights.sessionConfig } : {}),
     }));
+    const session = await sessionOf(variant);
+    const attribution = attributionVariant ? { variant: attributionVariant, session: await sessionOf(attributionVariant) } : undefined;
     try {
       const context = {
         program, plan, variant, session, tokenizer, facts: unique, journal, batch: batch.used,
         lastPosition: rows.mode === 'last_position',
         ...(source.limits.positions ? { positions: source.limits.positions } : {}),
         shareClean: !options.fullRows,
+        ...(attribution ? { attribution } : {}),
       };
       const meanHidden = await datasetMeanHidden(context);
       const counts = await executeExamples({
@@ -310,6 +314,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         : { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full, cleanPassRows: counts.clean };
     } finally {
       await session.release();
+      await attribution?.session.release();
     }
     const records: ExampleRecord[] = [
       ...unique.map((f) => journal.get(f.id)!),

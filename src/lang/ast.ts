@@ -50,12 +50,14 @@ export interface DatasetStmt {
   readonly fieldsSpan?: Span;
   readonly span: Span;
 }
+/** `<name> <value>` (attributes options, and probe options after the site): an integer, or a name (a parameter or a word such as `zero`). */
+export interface NameValueOption { readonly name: Ident; readonly value: IntLit | Ref; readonly span: Span }
 /** `attributes <format> <path> <option> <value> ...` */
 export interface AttributesStmt {
   readonly kind: 'attributes';
   readonly format: Ident;
   readonly path: Value;
-  readonly options: readonly { readonly name: Ident; readonly value: IntLit | Ref; readonly span: Span }[];
+  readonly options: readonly NameValueOption[];
   readonly span: Span;
 }
 export interface FilterStmt { readonly kind: 'filter'; readonly value: Ident; readonly span: Span }
@@ -125,6 +127,8 @@ export type MeasureItem =
       /** `top_tokens 10 ...` */
       readonly count?: IntValue;
       readonly site?: SiteExpr;
+      /** Options after the site, `steps 16 baseline zero` (integrated gradients); checked by name. */
+      readonly options?: readonly NameValueOption[];
       /** `without S`: the attention update recomputed locally with the keys S removed. */
       readonly without?: PosExpr;
       readonly at?: PosExpr;

@@ -4,7 +4,7 @@ import type { CstElement, CstNode, IToken } from 'chevrotain';
 import type {
   AttributesStmt, BlockStmt, CancelStmt, DatasetStmt, Document, ExperimentItem, ExperimentStmt, FieldAssign,
   ForStmt, HeadMappingsStmt, Ident, IntExpr, IntLit, IntValue, LayerExpr, MeasureItem, MeasureStmt, PatchStmt,
-  PositionSweepItem, PosExpr, SiteExpr, Span, Statement, StrLit, SummarizeStmt, Value,
+  PositionSweepItem, PosExpr, NameValueOption, Ref, SiteExpr, Span, Statement, StrLit, SummarizeStmt, Value,
 } from './ast.js';
 import { stringValue } from './lexer.js';
 
@@ -58,6 +58,14 @@ function joinSpans(a: Span, b: Span): Span {
 function ident(t: IToken): Ident {
   return { name: t.image, span: tokenSpan(t) };
 }
+/** `<name> <integer | name>` (attributes and probe options): the value is a literal or a reference. */
+function nameValueOption(n: CstNode): NameValueOption {
+  const int = optToken(n, 'Integer');
+  const word = tokens(n, 'Name')[1];
+  const value: IntLit | Ref = int ? intLit(int) : { kind: 'ref', name: word!.image, span: tokenSpan(word!) };
+  return { name: ident(token(n, 'Name')), value, span: nodeSpan(n) };
+}
+
 function intLit(t: IToken, negative = false, signSpan?: Span): IntLit {
   const span = signSpan ? joinSpans(signSpan, tokenSpan(t)) : tokenSpan(t);
   const magnitude = Number(t.image);
@@ -145,14 +153,7 @@ class Builder {
   }
 
   attributes(n: CstNode, span: Span): AttributesStmt {
-    const options = nodes(n, 'attributeOption').map((o) => {
-      const int = optToken(o, 'Integer');
-      const word = tokens(o, 'Name')[1];
-      const value: IntLit | { kind: 'ref'; name: string; span: Span } = int
-        ? intLit(int)
-        : { kind: 'ref', name: word!.image, span: tokenSpan(word!) };
-      return { name: ident(token(o, 'Name')), value, span: nodeSpan(o) };
-    });
+    const options = nodes(n, 'attributeOption').map(nameValueOption);
     return { kind: 'attributes', format: ident(token(n, 'Name')), path: this.value(node(n, 'value')), options, span };
   }
 
@@ -283,6 +284,7 @@ class Builder {
     }
     const count = nodes(n, 'intValue')[0];
     const site = nodes(n, 'site')[0];
+    const options = nodes(n, 'probeOption').map(nameValueOption);
     // position expressions in source order: the `without` set (when written), then the `at` set
     const exprs = nodes(n, 'positionExpr');
     const hasWithout = optToken(n, 'Without') !== undefined;
@@ -293,6 +295,7 @@ class Builder {
       name: ident(token(n, 'Name')),
       ...(count ? { count: this.intValue(count) } : {}),
       ...(site ? { site: this.site(site) } : {}),
+      ...(options.length ? { options } : {}),
       ...(without ? { without: this.posExpr(without) } : {}),
       ...(at ? { at: this.posExpr(at) } : {}),
       text,

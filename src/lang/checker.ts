@@ -7,13 +7,13 @@ import type * as A from './ast.js';
 import { allChoices, choicesInForce, describeValues, findChoice, type ChoiceOption, type Choices } from './choices.js';
 import { closest, commandLineFile, didYouMean, error, hasErrors, relativePathsHint, sortDiagnostics, warning } from './diagnostics.js';
 import { extremes, layersOf, span as inclusiveRange, type Binding, type Extreme } from './evaluate.js';
-import { defaultRowLimits, formatCount, maxNesting, maxOverrideLayer, maxRowsFlag, type RowLimits } from './limits.js';
+import { defaultRowLimits, formatCount, maxIntegrationSteps, maxNesting, maxOverrideLayer, maxRowsFlag, type RowLimits } from './limits.js';
 import {
   measureNames, namedPositionSets, overridableSites,
   type AttributesSpec, type BosPolicy, type DatasetFields, type DatasetSpec, type Diagnostic, type Experiment, type ExtractionSummary,
   type FactFilter, type HeadMappingsSpec, type IntExpr, type Intervention, type LayerSet, type MeasureName, type ModelShape,
   type NamedPositionSet, type PositionSet, type OverridableSite, type Probe, type Program, type Site, type SiteOverrideSpec, type SourceSpan,
-  type Sweep,
+  type Sweep, type AttributionProbe, type IntegrationBaseline, integrationBaselines,
 } from './program.js';
 
 /**
@@ -45,7 +45,12 @@ export const datasetFieldNames = ['prompt', 'subject', 'target', 'corrupted'] as
 /** The fields every fields clause names (`corrupted` is optional). */
 const requiredFieldNames = ['prompt', 'subject', 'target'] as const;
 /** Every probe, as written after `measure`. */
-export const probeNames = ['attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight'] as const satisfies readonly Probe['kind'][];
+export const probeNames = [
+  'attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight', 'attribution', 'integrated_gradients',
+] as const satisfies readonly Probe['kind'][];
+/** The options `integrated_gradients` takes after its site, and the steps it takes when `steps` is not written. */
+export const integrationOptions = ['steps', 'baseline'] as const;
+export const defaultIntegrationSteps = 64;
 /** The site kinds a probe can read, as written after `of`. */
 export const siteNames = ['hidden', 'attention', 'mlp', 'heads', 'subject_embeddings'] as const satisfies readonly Site['kind'][];
 export const attributesFormats = ['json', 'paragraphs'] as const;
@@ -1013,7 +1018,12 @@ class Checker {
         'syntax: attention_weight <positions> -> <positions> at layer <n> [heads all | each]');
       return undefined;
     }
-    const name = item.name.name as Exclude<Probe['kind'], 'attention_weight'>;
+    if (item.name.name === 'attribution' || item.name.name === 'integrated_gradients') return this.attributionProbe(item, item.name.name, scope);
+    const name = item.name.name as Exclude<Probe['kind'], 'attention_weight' | AttributionProbe['kind']>;
+    if (item.options) {
+      this.error(item.options[0]!.span, `${name} takes no options`, 'options (steps, baseline) belong to integrated_gradients');
+      return undefined;
+    }
     let ok = true;
     if (name === 'attributes_rate') {
       this.usesAttributes = true;
@@ -1069,6 +1079,92 @@ class Checker {
     const extra = without ? { without } : {};
     if (name === 'top_tokens') return { kind: 'top_tokens', k: k!, site, at, ...extra, label, span };
     return { kind: name, site, at, ...extra, label, span };
+  }
+
+  /**
+   * `attribution of hidden h [at P]` and `integrated_gradients of hidden h [steps n] [baseline
+   * mean | zero] [at P]`: a hidden state (no count, no without), every position by default.
+   */
+  attributionProbe(item: Extract<A.MeasureItem, { kind: 'named' }>, name: AttributionProbe['kind'], scope: Scope): AttributionProbe | undefined {
+    const label = item.text;
+    const span = this.span(item.span);
+    const syntax = name === 'attribution' ? 'syntax: attribution of hidden <n> [at <positions>]'
+      : 'syntax: integrated_gradients of hidden <n> [steps <n>] [baseline mean | zero] [at <positions>]';
+    let ok = true;
+    if (item.count) {
+      this.error(item.count.span, `${name} takes no count`, syntax);
+      ok = false;
+    }
+    if (!item.site) {
+      this.error(item.name.span, `${name} needs a site`, syntax);
+      return undefined;
+    }
+    if (item.site.kind.name !== 'hidden') {
+      if (item.site.index) this.intExpr(item.site.index, scope, 'a layer');
+      this.error(item.site.kind.span, `${name} reads hidden states only, not ${item.site.kind.name}`,
+        `${syntax}  (the gradient is taken with respect to the residual stream)`);
+      return undefined;
+    }
+    const site = this.site(item.site, scope, name);
+    if (item.without) {
+      this.error(item.without.span, `${name} takes no without clause`, syntax);
+      ok = false;
+    }
+    const at = item.at ? this.posExpr(item.at, scope) : { kind: 'named', name: 'all' } as const;
+    if (name === 'attribution') {
+      if (item.options) {
+        this.error(item.options[0]!.span, 'attribution takes no options', 'steps and baseline are options of integrated_gradients');
+        ok = false;
+      }
+      return ok && site?.kind === 'hidden' && at ? { kind: name, site, at, label, span } : undefined;
+    }
+    const options = this.integrationOptions(item.options ?? [], scope);
+    return ok && site?.kind === 'hidden' && at && options ? { kind: name, site, at, ...options, label, span } : undefined;
+  }
+
+  /** `steps n` (1 … maxIntegrationSteps, default defaultIntegrationSteps) and `baseline mean | zero` (default mean), each at most once. */
+  integrationOptions(options: readonly A.NameValueOption[], scope: Scope): { steps: number; baseline: IntegrationBaseline } | undefined {
+    let steps = defaultIntegrationSteps;
+    let baseline: IntegrationBaseline = 'mean';
+    let ok = true;
+    const seen = new Set<string>();
+    for (const o of options) {
+      const name = o.name.name;
+      if (!(integrationOptions as readonly string[]).includes(name)) {
+        this.error(o.name.span, `unknown option '${name}' for integrated_gradients`,
+          didYouMean(name, integrationOptions, 'options: steps <n> (the integration points), baseline mean | zero'));
+        ok = false;
+        continue;
+      }
+      if (seen.has(name)) {
+        this.error(o.name.span, `option '${name}' is given twice`, 'give each option once');
+        ok = false;
+        continue;
+      }
+      seen.add(name);
+      if (name === 'baseline') {
+        const value = o.value.kind === 'ref' ? o.value.name : o.value.text;
+        if ((integrationBaselines as readonly string[]).includes(value)) {
+          baseline = value as IntegrationBaseline;
+        } else {
+          this.error(o.value.span, `unknown baseline '${value}'`,
+            didYouMean(value, integrationBaselines, 'baselines: mean (the dataset\'s mean hidden state) or zero'));
+          ok = false;
+        }
+        continue;
+      }
+      const n = this.count(o.value, scope);
+      if (n === undefined) {
+        ok = false;
+      } else if (n < 1 || n > maxIntegrationSteps) {
+        this.error(o.value.span, `integrated_gradients takes 1 to ${maxIntegrationSteps} steps, got ${n}`,
+          `each step is one forward and backward pass per fact; the completeness gap shrinks with steps (64 keeps it within 1% on the test models)`);
+        ok = false;
+      } else {
+        steps = n;
+      }
+    }
+    return ok ? { steps, baseline } : undefined;
   }
 
   /**
@@ -1150,11 +1246,20 @@ class Checker {
         continue;
       }
       labels.add(probe.label);
-      if (probe.kind !== 'attention_weight' && probe.without) {
-        const first = probes.find((p) => p.kind !== 'attention_weight' && p.without !== undefined);
-        if (first && first.kind !== 'attention_weight' && JSON.stringify(first.without) !== JSON.stringify(probe.without)) {
+      if ('without' in probe && probe.without) {
+        const first = probes.find((p) => 'without' in p && p.without !== undefined);
+        if (first && 'without' in first && JSON.stringify(first.without) !== JSON.stringify(probe.without)) {
           this.error(m.span, `an experiment recomputes with one removed set per row, but '${probe.label}' and '${first.label}' remove different sets`,
             'sweep the set instead: for s in positions subject, last ... and measure ... without s (or use two experiments)');
+          ok = false;
+          continue;
+        }
+      }
+      if (probe.kind === 'integrated_gradients') {
+        const first = probes.find((p) => p.kind === 'integrated_gradients');
+        if (first) {
+          this.error(m.span, 'an experiment has one integrated_gradients probe at most: its rows replace the hidden state they integrate along',
+            `the first is '${first.label}'; sweep the hidden state instead (for h in hidden all) or use another experiment`);
           ok = false;
           continue;
         }
@@ -1344,6 +1449,12 @@ class Checker {
     }
     const measured = this.measures(x, scope);
     if (!measured) ok = false;
+    const integrated = measured?.probes.find((p) => p.kind === 'integrated_gradients');
+    if (integrated && patches.length) {
+      this.error(patches[0]!.span, 'an experiment with integrated_gradients cannot patch: its rows replace the hidden state they integrate along',
+        `'${integrated.label}' patches hidden states itself; put this patch in an experiment of its own`);
+      ok = false;
+    }
     const summaries: ExtractionSummary[] = [];
     for (const s of x.items.filter((i): i is A.SummarizeStmt => i.kind === 'summarize')) {
       const summary = this.summary(s, sweeps, measured?.probes, scope);

@@ -156,6 +156,25 @@ const registry = [
     ],
     default: 'renormalise',
   }),
+  choice({
+    name: 'attribution_target',
+    about: 'the value y whose gradient `attribution` and `integrated_gradients` take: a function of the clean prediction t at the last position',
+    values: [
+      { name: 'log_probability', meaning: 'y = log p(t), the log-softmax of the last position\'s logits at t' },
+      { name: 'probability', meaning: 'y = p(t), the softmax probability of t' },
+      { name: 'logit', meaning: 'y = the logit of t' },
+    ],
+    default: 'log_probability',
+  }),
+  choice({
+    name: 'attribution_reduction',
+    about: 'how `attribution` and `integrated_gradients` reduce a position\'s product of hidden state and gradient over the model width',
+    values: [
+      { name: 'sum', meaning: 'Σ_d h_d · ∂y/∂h_d, signed (integrated gradients: Σ_d (h − b)_d times the mean gradient)' },
+      { name: 'l2_norm', meaning: 'the L2 norm over d of the product, ‖h ⊙ ∂y/∂h‖₂: its size, without a sign' },
+    ],
+    default: 'sum',
+  }),
 ] as const;
 
 type Entry = (typeof registry)[number];

@@ -386,6 +386,8 @@ export class DissectParser extends CstParser {
           this.OPTION3(() => {
             this.CONSUME(Of);
             this.SUBRULE(this.site);
+            // options of the probe, `steps 16 baseline zero`: a word and its value on the site's line
+            this.MANY({ GATE: () => this.probeOptionFollows(), DEF: () => this.SUBRULE(this.probeOption) });
             // `without S`: the attention update recomputed with the keys S removed
             this.OPTION5(() => {
               this.CONSUME(Without);
@@ -401,6 +403,23 @@ export class DissectParser extends CstParser {
       },
     ]);
   });
+
+  /** `<name> <integer | name>`: a probe's option; names and values are checked by the checker. */
+  public probeOption = this.RULE('probeOption', () => {
+    this.CONSUME(Name);
+    this.OR([
+      { ALT: () => this.CONSUME(Integer) },
+      { ALT: () => this.CONSUME2(Name) },
+    ]);
+  });
+
+  /** A word that is not `at` / `without`, on the line it may continue, followed by a value: a probe option. */
+  private probeOptionFollows(): boolean {
+    const [word, value] = [this.LA(1), this.LA(2)];
+    const isName = (t: IToken): boolean => t.tokenType === Name || (t.tokenType.CATEGORIES?.includes(Name) ?? false);
+    return isName(word) && word.tokenType !== At && word.tokenType !== Without && this.nameAllowed()
+      && (value.tokenType === Integer || (isName(value) && !statementStarts.includes(value.tokenType)));
+  }
 
   /**
    * `hidden E`, `attention E`, `mlp E`, `heads E`; the kind is checked by name.
@@ -562,7 +581,8 @@ const ruleHints: Record<string, string> = {
   cancelStatement: 'syntax: cancel mlp | attention at layers <layers> [at positions <set>]',
   patchStatement: 'syntax: patch hidden <n> at positions <set> with [mean | corrupted] hidden <n>',
   measureStatement: 'syntax: measure <measure>, <measure>, ...',
-  measureItem: 'a measure: rank | <probe> of <site> [without <positions>] [at <positions>] | top_tokens <k> of <site> | attention_weight <set> -> <set> at layer <n>',
+  measureItem: 'a measure: rank | <probe> of <site> [without <positions>] [at <positions>] | top_tokens <k> of <site> | attention_weight <set> -> <set> at layer <n> | integrated_gradients of hidden <n> [steps <n>] [baseline mean | zero]',
+  probeOption: 'a probe option: steps <n> or baseline mean | zero (integrated_gradients)',
   site: 'a site: hidden <n> | attention <n> | mlp <n> | heads <n>',
   summarizeStatement: 'syntax: summarize extraction [in layers <layers>]',
   positionExpr: 'a position set: a name, [indices], a + b, a - b or ( ... )',

@@ -145,7 +145,33 @@ export type Probe =
       readonly heads: 'all' | 'each';
       readonly label: string;
       readonly span: SourceSpan;
+    }
+  | AttributionProbe;
+
+/**
+ * Gradient attribution of a hidden state (the `attribution_target` and `attribution_reduction`
+ * choices say what y is and how a position's product is reduced over the model width), per
+ * position of `at` (default every position):
+ * - attribution: h ⊙ ∂y/∂h of the row's own (intervened) run;
+ * - integrated_gradients: (h − b) ⊙ the mean of ∂y/∂x over x = b + α(h − b), α at the midpoints of
+ *   `steps` intervals, with hidden state h replaced by x at every position; b is the dataset's mean
+ *   hidden state (`mean`) or 0 (`zero`).
+ */
+export type AttributionProbe =
+  | { readonly kind: 'attribution'; readonly site: HiddenSite; readonly at: PositionSet; readonly label: string; readonly span: SourceSpan }
+  | {
+      readonly kind: 'integrated_gradients';
+      readonly site: HiddenSite;
+      readonly at: PositionSet;
+      readonly steps: number;
+      readonly baseline: IntegrationBaseline;
+      readonly label: string;
+      readonly span: SourceSpan;
     };
+
+export const integrationBaselines = ['mean', 'zero'] as const;
+export type IntegrationBaseline = (typeof integrationBaselines)[number];
+export type HiddenSite = Extract<Site, { kind: 'hidden' }>;
 
 /** `summarize extraction [in layers R]`: per-example extraction statistics over a layer sweep. */
 export interface ExtractionSummary {

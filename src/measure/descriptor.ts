@@ -9,7 +9,18 @@ import { measureNames } from '../lang/program.js';
 const literals = <T extends string>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
 
 export const measureSites = ['logits', 'attention_probs', 'hidden', 'attention', 'mlp', 'heads', 'recomputed', 'subject_embeddings'] as const;
-export const probeNames = [...measureNames, 'attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight'] as const;
+export const probeNames = [
+  ...measureNames, 'attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight', 'attribution', 'integrated_gradients',
+] as const;
+/**
+ * The numbers an attribution probe reports per fact: the mean of its per-position values over
+ * each group of positions the paper plots (within the positions it reads; `subject_other` is the
+ * subject's tokens but its first and last), and for integrated gradients the completeness gap,
+ * Σ over every position of the attributions − (y(h) − y(b)).
+ */
+export const attributionParts = ['subject_first', 'subject_last', 'subject_other', 'nonsubject', 'last'] as const;
+export const integrationParts = [...attributionParts, 'completeness_gap'] as const;
+export type AttributionPart = (typeof integrationParts)[number];
 
 export const LayerRefSchema = Type.Object({
   constant: Type.Integer(),
@@ -30,6 +41,11 @@ export const MeasureDescriptorSchema = Type.Object({
   keys: Type.Optional(Type.String({ minLength: 1, description: 'attention_weight: the key positions summed over' })),
   without: Type.Optional(Type.String({ minLength: 1, description: 'a recomputed update (`without S`): the keys removed' })),
   k: Type.Optional(Type.Integer({ minimum: 1, description: 'top_tokens: how many' })),
+  part: Type.Optional(Type.Union(integrationParts.map((p) => Type.Literal(p)), {
+    description: 'attribution, integrated_gradients: the mean over a group of the positions read, or the completeness gap',
+  })),
+  steps: Type.Optional(Type.Integer({ minimum: 1, description: 'integrated_gradients: the integration points' })),
+  baseline: Type.Optional(Type.Union([Type.Literal('mean'), Type.Literal('zero')], { description: 'integrated_gradients: the baseline hidden state' })),
 }, { additionalProperties: false });
 
 export type LayerRef = Readonly<Static<typeof LayerRefSchema>>;
@@ -43,5 +59,6 @@ export const isNumeric = (d: MeasureDescriptor): boolean => d.probe !== 'top_tok
 /** What is measured, without the id and label: equal for the same measure in different experiments. */
 export function measureIdentity(d: MeasureDescriptor): string {
   const layer = d.layer && [d.layer.constant, Object.entries(d.layer.variables).sort()];
-  return JSON.stringify([d.probe, d.site, layer, d.head ?? null, d.positions, d.keys ?? null, d.without ?? null, d.k ?? null]);
+  return JSON.stringify([d.probe, d.site, layer, d.head ?? null, d.positions, d.keys ?? null, d.without ?? null, d.k ?? null,
+    d.part ?? null, d.steps ?? null, d.baseline ?? null]);
 }

@@ -21,6 +21,14 @@ export interface TokenList {
   readonly tokens: readonly string[];
 }
 
+/** An attribution probe's values at each position it reads, in position order. */
+export interface PositionValues {
+  /** The probe's label (its descriptors' shared label). */
+  readonly measure: string;
+  readonly positions: readonly number[];
+  readonly values: readonly number[];
+}
+
 /** One plan row of one example. */
 export interface RowRecord {
   /** The clean top-1 token's probability and rank at the output, under the row's interventions. */
@@ -31,6 +39,8 @@ export interface RowRecord {
   /** Measure descriptor id → value, for the row's probes. */
   readonly probes: Readonly<Record<string, number>>;
   readonly tokens: readonly TokenList[];
+  /** Attribution probes' per-position values (absent when the row has none). */
+  readonly positionValues?: readonly PositionValues[];
   /** Extraction decisions where the top two scores were equal (reported, never hidden). */
   readonly ties: number;
 }

@@ -3,12 +3,14 @@
 // rebuild everything from the journal alone.
 
 import type { IntExpr, LayerSet, Program } from '../lang/program.js';
-import type { Plan } from '../plan/plan.js';
+import { passesOfRow, type Plan } from '../plan/plan.js';
 import { aggregateSeries, sweepAxes } from './aggregate.js';
 import { isNumeric, type MeasureDescriptor } from './descriptor.js';
 import { knockoutExampleRows } from './knockout.js';
 import type { ExampleRecord } from './record.js';
-import type { ExtractionSummaryResult, ResultsExample, ResultsExperiment, SweepAxis, SweepKey, TokenRow, ValueRow } from './schema.js';
+import type {
+  ExtractionSummaryResult, PositionValueRow, ResultsExample, ResultsExperiment, SweepAxis, SweepKey, TokenRow, ValueRow,
+} from './schema.js';
 import type { CiOptions } from './stats.js';
 
 export interface MeasuredRun {
@@ -31,6 +33,7 @@ export function measureRecords(program: Program, plan: Plan, records: readonly E
     const numeric = exp.measures.filter(isNumeric).map((d) => d.id);
     const values: ValueRow[] = [];
     const tokens: TokenRow[] = [];
+    const positionValues: PositionValueRow[] = [];
     let fullyBlockedRows = 0;
     let ties = 0;
     for (const r of kept) {
@@ -42,6 +45,7 @@ export function measureRecords(program: Program, plan: Plan, records: readonly E
         if (x.fullyBlocked > 0) fullyBlockedRows++;
         ties += x.ties;
         for (const t of x.tokens) tokens.push({ example: r.example.id, key, ...t });
+        for (const v of x.positionValues ?? []) positionValues.push({ example: r.example.id, key, ...v });
       });
     }
     const summaries = source.summaries.flatMap((s) => extractionSummaries(exp.measures, axes, values, s.layers));
@@ -52,11 +56,12 @@ export function measureRecords(program: Program, plan: Plan, records: readonly E
       measures: exp.measures,
       interventions: exp.interventions,
       interventionText: exp.interventionText,
-      forwardPasses: kept.reduce((n, r) => n + r.rows[e]!.filter((x) => x !== null).length, 0),
+      forwardPasses: kept.reduce((n, r) => n + r.rows[e]!.reduce((m, x, i) => m + (x ? passesOfRow(exp.rows[i]!) : 0), 0), 0),
       fullyBlockedRows,
       series: aggregateSeries(axes, numeric, values, ci),
       values,
       ...(tokens.length ? { tokens } : {}),
+      ...(positionValues.length ? { positionValues } : {}),
       ...(ties ? { ties } : {}),
       ...(summaries.length ? { extraction: summaries } : {}),
     };

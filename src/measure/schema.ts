@@ -117,6 +117,14 @@ const TokenRowSchema = Closed({
   tokens: Type.Array(Type.String()),
 }, 'the top tokens a `top_tokens` probe read at one position of one example');
 
+const PositionValueRowSchema = Closed({
+  example: ExampleIdSchema,
+  key: SweepKeySchema,
+  measure: Type.String({ minLength: 1, description: 'the label of an attribution or integrated_gradients probe' }),
+  positions: Type.Array(Count, { description: 'the token positions read, ascending' }),
+  values: Type.Array(Type.Number(), { description: 'the value at each of them' }),
+}, "an attribution probe's value at each position it reads, for one example and binding");
+
 const ExtractionSummarySchema = Closed({
   key: SweepKeySchema,
   layerVariable: NonEmpty,
@@ -151,6 +159,7 @@ const ExperimentSchema = Closed({
   series: Type.Array(SeriesPointSchema),
   values: Type.Array(ValueRowSchema),
   tokens: Type.Optional(Type.Array(TokenRowSchema)),
+  positionValues: Type.Optional(Type.Array(PositionValueRowSchema)),
   ties: Type.Optional(Type.Integer({ minimum: 0, description: 'extraction decisions where the two top scores were equal' })),
   extraction: Type.Optional(Type.Array(ExtractionSummarySchema)),
 });
@@ -212,6 +221,7 @@ export type ResultsProvenance = DeepReadonly<Static<typeof ProvenanceSchema>>;
 export type ResultsData = DeepReadonly<Static<typeof DataSchema>>;
 export type ResultsExample = DeepReadonly<Static<typeof ResultsExampleSchema>>;
 export type TokenRow = DeepReadonly<Static<typeof TokenRowSchema>>;
+export type PositionValueRow = DeepReadonly<Static<typeof PositionValueRowSchema>>;
 export type ExtractionSummaryResult = DeepReadonly<Static<typeof ExtractionSummarySchema>>;
 export type ResultsExperiment = DeepReadonly<Static<typeof ExperimentSchema>>;
 export type ResultsHeadMappings = DeepReadonly<Static<typeof HeadMappingsSchema>>;
@@ -280,6 +290,11 @@ function semanticErrors(r: Results): string[] {
     const listing = new Set(x.measures.filter((d) => !isNumeric(d)).map((d) => d.id));
     (x.tokens ?? []).forEach((t, ti) => {
       if (!listing.has(t.measure)) errs.push(`${at}/tokens/${ti}/measure: "${t.measure}" is not a top_tokens measure of this experiment`);
+    });
+    const attributed = new Set(x.measures.filter((d) => d.part !== undefined).map((d) => d.label));
+    (x.positionValues ?? []).forEach((v, vi) => {
+      if (!attributed.has(v.measure)) errs.push(`${at}/positionValues/${vi}/measure: "${v.measure}" is not an attribution probe of this experiment`);
+      if (v.positions.length !== v.values.length) errs.push(`${at}/positionValues/${vi}: ${v.positions.length} positions but ${v.values.length} values`);
     });
     const vars = x.sweeps.map((s) => s.variable);
     if (new Set(vars).size !== vars.length) errs.push(`${at}/sweeps: duplicate variable`);

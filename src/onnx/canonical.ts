@@ -115,6 +115,8 @@ function unflattenResidual(graph: GraphProto): number {
   const names = new NameAllocator(graph);
   const alias = new Map<string, string>();
   const replace = new Map<NodeProto, NodeProto[]>();
+  // the region's tensors gain the sequence axis, so the 2-D shapes the exporter recorded for them are dropped
+  const reshaped = new Set(found.flatMap(({ r }) => r!.region.flatMap((n) => n.output ?? [])));
   for (const { flatten, r } of found) {
     alias.set(flatten.output![0]!, flatten.input![0]!);
     replace.set(flatten, []);
@@ -145,7 +147,7 @@ function unflattenResidual(graph: GraphProto): number {
   graph.node = (graph.node ?? []).flatMap((n) => replace.get(n) ?? [n]);
   for (const n of graph.node) n.input = (n.input ?? []).map((i) => (i ? resolve(i) : i));
   for (const o of graph.output ?? []) if (o.name && alias.has(o.name)) throw new Error(`internal: a graph output (${o.name}) was unflattened`);
-  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? ''));
+  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? '') && !reshaped.has(v.name ?? ''));
   return found.length;
 }
 

@@ -67,7 +67,7 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   if (request.hiddenStates) hiddenStatesPass(rw, sites);
   if (request.projections?.length) projectionsPass(rw, sites, request.projections, { attentionGate: !!request.gates?.attention });
   if (request.attentionProbs) attentionProbsPass(rw, sites);
-  if (request.attribution) attributionPass(rw, sites, request.attribution);
+  if (request.attribution) attributionPass(rw, sites, request.attribution, !!request.patch);
   if (!request.logits) rw.removeOutput(sites.logits);
   rw.finish();
   (model.metadataProps ??= []).push({ key: 'dissect.variant', value: JSON.stringify(request) });
@@ -126,8 +126,8 @@ function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRe
         : 'factor on each block\'s MLP update before the residual add: [batch row, layer, position]';
       fill = '1 everywhere = no intervention; 0 at (layer, position) cancels there; values in between scale';
     } else if (name === VariantNames.patchLayer) {
-      meaning = 'the block whose input (hidden_states[l]) is patched, per row';
-      fill = `a block index in [0, ${sites.layers}), or −1 for no patch`;
+      meaning = `the hidden state patched, per row: l < ${sites.layers} is block l's input (hidden_states[l]), ${sites.layers} the final norm's input`;
+      fill = `a hidden-state index in [0, ${sites.layers}], or −1 for no patch`;
     } else if (name === VariantNames.patchMask) {
       meaning = 'positions whose block input is replaced, per row';
       fill = 'true where the block input is replaced by dissect_patch_values; all false (or patch layer −1) = no intervention';
@@ -171,6 +171,8 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
   meanings[VariantNames.attribution] = `gradient × hidden state per hidden state 0..${sites.layers} and position, reduced over the model width ` +
     '(see choices.attribution): [batch, layers+1, seq], float32';
   meanings[VariantNames.attributionY] = 'y, the differentiated value per row (see choices.attribution), float32';
+  meanings[VariantNames.attributionPatchGradient] = '∂y/∂h for the hidden state h at dissect_patch_layer (as patched): [batch, seq, d_model], ' +
+    'float32; zeros for a row that patches nothing';
   meanings[VariantNames.hiddenStates] = `hidden states [batch, ${sites.layers + 1}, seq, d_model]: entry l < ${sites.layers} is block l's input ` +
     `(0 = embedding output; patched if patched), entry ${sites.layers} the residual stream after the last block, before the final norm ` +
     '(Hugging Face\'s last hidden state is after ln_f; this one is not)';
@@ -221,7 +223,8 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
     c.gateMlp = `zero_preactivation: Mul(MLP pre-activations, gate) before the activation (${sites.activation}); a cancelled MLP writes its output bias`;
   }
   if (request.patch) {
-    c.patch = 'Where(patch_layer = l ∧ mask, values, block input) for every reader of block l\'s input (pre-norm and residual), like a forward pre-hook on the block';
+    c.patch = 'Where(patch_layer = l ∧ mask, values, hidden state l) for every reader of hidden state l (pre-norm and residual), ' +
+      'like a forward pre-hook on block l (on the final norm for l = L)';
   }
   if (request.hiddenStates) c.hiddenStates = `entry ${sites.layers} is the residual stream after the last block, before the final norm`;
   if (request.projections?.length) {

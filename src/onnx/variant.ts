@@ -21,8 +21,9 @@ export interface VariantRequest {
   readonly gates?: { readonly attention?: 'zero_update'; readonly mlp?: 'zero_update' | 'zero_preactivation' };
   /**
    * Patching: inputs `dissect_patch_layer` int64 [batch] (-1 = none), `dissect_patch_mask`
-   * bool [batch, seq] and `dissect_patch_values` [batch, seq, d] (model dtype): the input of
-   * block `patch_layer` is replaced by the values where the mask is true.
+   * bool [batch, seq] and `dissect_patch_values` [batch, seq, d] (model dtype): hidden state
+   * `patch_layer` (0..L: block l's input, L the final norm's) is replaced by the values where
+   * the mask is true.
    */
   readonly patch?: boolean;
   /**
@@ -46,7 +47,9 @@ export interface VariantRequest {
    * Gradient attribution: outputs `dissect_attribution` float32 [batch, layers+1, seq] (per
    * hidden state and position, h ⊙ ∂y/∂h reduced over the model width) and
    * `dissect_attribution_y` float32 [batch] (y), y being read at dissect_last_index and
-   * dissect_target. Gradients are of the run as intervened; rows run whole prompts.
+   * dissect_target. Gradients are of the run as intervened; rows run whole prompts. With
+   * `patch`, also `dissect_attribution_patch_gradient` float32 [batch, seq, d]: ∂y/∂h for the
+   * hidden state each row patches (integrated gradients reduce it on the host).
    */
   readonly attribution?: AttributionRequest;
 }
@@ -197,6 +200,7 @@ export const VariantNames = {
   positionIds: 'dissect_position_ids', // int64 [batch, seq], where the model has no position_ids input
   attribution: 'dissect_attribution', // float32 [batch, layers+1, seq]: h ⊙ ∂y/∂h reduced over d
   attributionY: 'dissect_attribution_y', // float32 [batch]: y
+  attributionPatchGradient: 'dissect_attribution_patch_gradient', // float32 [batch, seq, d]: ∂y/∂h at dissect_patch_layer
 } as const;
 
 /** dissect_target for a row whose target is its own top-1 (a clean pass reading its probes). */

@@ -3,7 +3,7 @@
 // lists them. Built once per experiment; every row of the experiment writes these ids.
 
 import type { Experiment, IntExpr, Probe } from '../lang/program.js';
-import type { LayerRef, MeasureDescriptor } from '../measure/descriptor.js';
+import { attributionParts, integrationParts, type LayerRef, type MeasureDescriptor } from '../measure/descriptor.js';
 import { positionSetText } from './text.js';
 
 /** An integer expression of sweep variables in linear form. */
@@ -36,6 +36,13 @@ export function probeDescriptors(p: Probe, heads: number): MeasureDescriptor[] {
       label: p.label, probe: p.kind, site: 'attention_probs', layer: layerRef(p.layer),
       positions: positionSetText(p.target), keys: positionSetText(p.source),
     }, p.heads === 'each', heads);
+  }
+  if (p.kind === 'attribution' || p.kind === 'integrated_gradients') {
+    const integration = p.kind === 'integrated_gradients' ? { steps: p.steps, baseline: p.baseline } : {};
+    return (p.kind === 'attribution' ? attributionParts : integrationParts).map((part) => ({
+      id: `${p.label} [${part}]`, label: p.label, probe: p.kind, site: 'hidden', layer: layerRef(p.site.index),
+      positions: positionSetText(p.at), part, ...integration,
+    }));
   }
   const site = p.site;
   return perHead({

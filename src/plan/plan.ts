@@ -5,7 +5,8 @@
 
 import type { Choices } from '../lang/choices.js';
 import type {
-  Experiment, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SiteOverrideSpec, SourceSpan,
+  Experiment, IntegrationBaseline, Intervention, IntExpr, LayerSet, MeasureName, ModelShape, PositionSet, Probe, Program, SiteOverrideSpec,
+  SourceSpan,
 } from '../lang/program.js';
 import { evalInt as evalIntWith, layersOf } from '../lang/evaluate.js';
 import type { MeasureDescriptor } from '../measure/descriptor.js';
@@ -69,7 +70,35 @@ export type ProbePlan =
       readonly source: PositionSet;
       readonly target: PositionSet;
       readonly heads: 'all' | 'each';
+    }
+  | AttributionPlan;
+
+/**
+ * Gradient attribution of hidden state `layer` (0..L) at the positions `at`: `ids` are its
+ * descriptors' ids, one per part (descriptor.ts's attributionParts, integrationParts), in order;
+ * `label` keys its per-position values. Integrated gradients run `steps` + 2 forward and backward
+ * passes per row and fact (y at α = 1 and 0, then the midpoints), hidden state `layer` replaced at
+ * every position by b + α(h − b), h the clean run's.
+ */
+export type AttributionPlan =
+  | { readonly kind: 'attribution'; readonly ids: readonly string[]; readonly label: string; readonly layer: number; readonly at: PositionSet }
+  | {
+      readonly kind: 'integrated_gradients';
+      readonly ids: readonly string[];
+      readonly label: string;
+      readonly layer: number;
+      readonly at: PositionSet;
+      readonly steps: number;
+      readonly baseline: IntegrationBaseline;
     };
+
+export const isAttribution = (p: ProbePlan): p is AttributionPlan => p.kind === 'attribution' || p.kind === 'integrated_gradients';
+
+/** Forward passes a row runs per fact: integrated gradients run their steps and both ends. */
+export function passesOfRow(row: PlanRow): number {
+  const integration = row.probes.find((p) => p.kind === 'integrated_gradients');
+  return integration ? integration.steps + 2 : 1;
+}
 
 export type SweepValue = number | string;
 
@@ -86,6 +115,8 @@ export interface PlanRow {
 
 export interface ExperimentPlan {
   readonly name: string;
+  /** Its rows take gradients: they run in the attribution variant (Plan.attributionVariant). */
+  readonly attribution: boolean;
   /** Every measure the experiment reports, output measures first. */
   readonly measures: readonly MeasureDescriptor[];
   readonly outputMeasures: readonly MeasureName[];
@@ -102,6 +133,12 @@ export interface ExperimentPlan {
 export interface Plan {
   readonly experiments: readonly ExperimentPlan[];
   readonly variant: VariantRequest;
+  /**
+   * The variant of the experiments that take gradients: the same interventions and reads plus the
+   * backward pass. A variant of its own, because onnxruntime computes every node of a graph on
+   * every run, and the backward pass would cost the other rows 3 to 4 forward passes each.
+   */
+  readonly attributionVariant?: VariantRequest;
   /** 1 when every block applies to all heads (the knockout input broadcasts), else the head count. */
   readonly knockoutHeads: number;
   /** Forward passes per example: one clean pass plus one per row of every experiment. */
@@ -125,15 +162,16 @@ function lastOnly(set: PositionSet): boolean {
  */
 export function mayRunLastPosition(row: PlanRow): boolean {
   return !readsCleanPass(row) && !row.gates.length && !row.patch && row.knockouts.every((k) => lastOnly(k.target))
-    && row.probes.every((p) => p.kind !== 'attention_weight' && LAST_POSITION_SITES.has(p.site) && lastOnly(p.at));
+    && row.probes.every((p) => p.kind !== 'attention_weight' && !isAttribution(p) && LAST_POSITION_SITES.has(p.site) && lastOnly(p.at));
 }
 
 /**
  * Rows that change nothing (no block, cancel, patch or recomputation) read what the fact's
- * clean pass computes anyway: their probes are read from that pass instead of a row of their own.
+ * clean pass computes anyway: their probes are read from that pass instead of a row of their own
+ * (not gradients: the clean pass runs the variant without the backward pass).
  */
 export function readsCleanPass(row: PlanRow): boolean {
-  return !row.knockouts.length && !row.gates.length && !row.patch && !row.recompute;
+  return !row.knockouts.length && !row.gates.length && !row.patch && !row.recompute && !row.probes.some(isAttribution);
 }
 
 type Bound = { readonly int: number } | { readonly set: PositionSet };
@@ -214,6 +252,10 @@ function planProbe(p: Probe, ids: readonly string[], env: Binding, ctx: PlanCont
   if (p.kind === 'attention_weight') {
     return { kind: p.kind, ids, layer: evalInt(p.layer, env), source: substitute(p.source, env), target: substitute(p.target, env), heads: p.heads };
   }
+  if (p.kind === 'attribution' || p.kind === 'integrated_gradients') {
+    const common = { ids, label: p.label, layer: evalInt(p.site.index, env), at: substitute(p.at, env) };
+    return p.kind === 'attribution' ? { kind: p.kind, ...common } : { kind: p.kind, ...common, steps: p.steps, baseline: p.baseline };
+  }
   const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : p.site.kind === 'subject_embeddings' ? 0 : evalInt(p.site.layer, env);
   // Extraction reads two so that a tie for the top is seen, not silently broken.
   const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : p.kind === 'extraction' ? 2 : 1;
@@ -223,7 +265,7 @@ function planProbe(p: Probe, ids: readonly string[], env: Binding, ctx: PlanCont
 
 /** The row's removed keys: the one `without` set of its probes, substituted. */
 function recomputeSet(probes: readonly Probe[], env: Binding): PositionSet | undefined {
-  for (const p of probes) if (p.kind !== 'attention_weight' && p.without) return substitute(p.without, env);
+  for (const p of probes) if ('without' in p && p.without) return substitute(p.without, env);
   return undefined;
 }
 
@@ -259,6 +301,7 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
   expand(0, {});
   return {
     name: exp.name,
+    attribution: exp.probes.some((p) => p.kind === 'attribution' || p.kind === 'integrated_gradients'),
     measures: experimentDescriptors(exp, ctx.shape.heads),
     outputMeasures: exp.measures,
     interventions: [...new Set(exp.interventions.map((i) => i.kind))],
@@ -278,7 +321,7 @@ function projections(rows: readonly PlanRow[], choices: Choices, vocab: number):
   const bySite = new Map<SiteKind, { layers: Set<number>; k: number }>();
   for (const row of rows) {
     for (const p of row.probes) {
-      if (p.kind === 'attention_weight') continue;
+      if (p.kind === 'attention_weight' || isAttribution(p)) continue;
       const entry = bySite.get(p.site) ?? { layers: new Set<number>(), k: 1 };
       entry.layers.add(p.layer);
       entry.k = Math.max(entry.k, p.k);
@@ -307,19 +350,25 @@ export function planProgram(program: Program, shape: ModelShape, tokenVocab = sh
   const gateModes: { attention?: 'zero_update'; mlp?: 'zero_update' | 'zero_preactivation' } = {};
   if (gates.some((g) => g.sublayer === 'attention')) gateModes.attention = 'zero_update';
   if (gates.some((g) => g.sublayer === 'mlp')) gateModes.mlp = program.choices.cancel_mlp;
+  // integrated gradients patch the hidden state they integrate along, from the clean run's
+  const integrates = probes.some((p) => p.kind === 'integrated_gradients');
   const variant: VariantRequest = {
     knockout: knockouts.length > 0 ? program.choices.knockout_value : false,
     logits: false,
     ...(probes.some((p) => p.kind === 'attention_weight') ? { attentionProbs: true } : {}),
     ...(gates.length ? { gates: gateModes } : {}),
     ...(patches.length ? { patch: true, hiddenStates: true } : {}),
+    ...(integrates ? { hiddenStates: true } : {}),
     ...(projected.length ? { projections: projected } : {}),
     ...(program.siteOverrides.length ? { siteOverrides: siteOverridesOf(program.siteOverrides) } : {}),
   };
+  const attribution = { target: program.choices.attribution_target, reduction: program.choices.attribution_reduction };
   return {
     experiments,
     variant,
+    ...(experiments.some((e) => e.attribution)
+      ? { attributionVariant: { ...variant, ...(integrates ? { patch: true } : {}), attribution } } : {}),
     knockoutHeads: knockouts.some((k) => k.heads !== 'all') ? shape.heads : 1,
-    passesPerExample: 1 + experiments.reduce((n, e) => n + e.rows.length, 0),
+    passesPerExample: 1 + rows.reduce((n, r) => n + passesOfRow(r), 0),
   };
 }

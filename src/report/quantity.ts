@@ -23,6 +23,8 @@ const QUANTITIES: Readonly<Record<ProbeName, Quantity>> = {
   target_rank: { title: 'projection rank (0 = top-1)', factor: 1, log: true },
   attention_weight: { title: 'attention weight', factor: 1, log: false },
   top_tokens: { title: 'top tokens', factor: 1, log: false },
+  attribution: { title: 'gradient × hidden state, per position', factor: 1, log: false },
+  integrated_gradients: { title: 'integrated gradients, per position', factor: 1, log: false },
 };
 
 export const quantity = (d: MeasureDescriptor): Quantity => QUANTITIES[d.probe];
@@ -50,7 +52,9 @@ export function measureText(d: MeasureDescriptor): string {
     default: {
       const k = d.k === undefined ? '' : ` ${d.k}`;
       const site = d.site === 'recomputed' ? `attention ${layer} without ${d.without}` : `${d.site} ${layer}`;
-      return `${d.probe}${k} of ${site} at ${d.positions}${head}`;
+      const integration = d.steps === undefined ? '' : ` steps ${d.steps} baseline ${d.baseline}`;
+      const part = d.part === undefined ? '' : ` [${d.part}]`;
+      return `${d.probe}${k} of ${site}${integration} at ${d.positions}${head}${part}`;
     }
   }
 }

@@ -7,7 +7,7 @@ import type { Program } from '../lang/program.js';
 import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
 import { OWN_TOP1_TARGET, VariantNames } from '../onnx/variant.js';
-import { mayRunLastPosition, readsCleanPass, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
+import { mayRunLastPosition, readsCleanPass, type AttributionPlan, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
 import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js';
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
@@ -18,7 +18,9 @@ import { prepareExample, type Example } from './example.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask, type KnockoutMask } from './knockout-mask.js';
 import { resolvePositions } from './positions.js';
-import { evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights, type ProbeContext, type ProbeResult } from './probes.js';
+import {
+  attributionValues, evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights, type ProbeContext, type ProbeResult,
+} from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -27,6 +29,8 @@ export interface ExecuteInput {
   readonly plan: Plan;
   readonly variant: BuiltVariant;
   readonly session: RunSession;
+  /** The attribution variant and its session (Plan.attributionVariant): the rows of experiments that take gradients run there. */
+  readonly attribution?: { readonly variant: BuiltVariant; readonly session: RunSession };
   readonly tokenizer: Tokenizer;
   readonly facts: readonly Fact[];
   readonly journal: Journal<ExampleRecord>;
@@ -93,8 +97,10 @@ function prepareChunk(input: ExecuteInput, chunk: readonly Fact[]): Prepared[] {
   return prepared;
 }
 
+const integrationOf = (row: PlanRow): Extract<AttributionPlan, { kind: 'integrated_gradients' }> | undefined =>
+  row.probes.find((p): p is Extract<AttributionPlan, { kind: 'integrated_gradients' }> => p.kind === 'integrated_gradients');
 const needsHidden = (plan: Plan): boolean =>
-  plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'hidden'));
+  plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'hidden' || integrationOf(r)));
 const needsCorrupted = (plan: Plan): boolean =>
   plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'corrupted_hidden'));
 
@@ -290,7 +296,10 @@ function probeContext(
 }
 
 function rowRecord(pNew: number, rank: number, fullyBlocked: number, probes: ProbeResult): RowRecord {
-  return { pNew, rank, fullyBlocked, probes: probes.values, tokens: probes.tokens, ties: probes.ties };
+  return {
+    pNew, rank, fullyBlocked, probes: probes.values, tokens: probes.tokens, ties: probes.ties,
+    ...(probes.positionValues.length ? { positionValues: probes.positionValues } : {}),
+  };
 }
 
 /** One batch row of dissect_hidden_states [batch, layers+1, seq, d], cut to the row's n tokens. */
@@ -314,7 +323,13 @@ export async function datasetMeanHidden(
   input: Pick<ExecuteInput, 'program' | 'plan' | 'variant' | 'session' | 'tokenizer' | 'facts' | 'batch' | 'positions'>,
 ): Promise<Map<number, Float32Array> | undefined> {
   const indices = new Set<number>();
-  for (const e of input.plan.experiments) for (const r of e.rows) if (r.patch?.source.kind === 'mean_hidden') indices.add(r.patch.source.index);
+  for (const e of input.plan.experiments) {
+    for (const r of e.rows) {
+      if (r.patch?.source.kind === 'mean_hidden') indices.add(r.patch.source.index);
+      const integration = integrationOf(r);
+      if (integration?.baseline === 'mean') indices.add(integration.layer);
+    }
+  }
   if (!indices.size) return undefined;
   const d = input.variant.manifest.dModel;
   const sums = new Map([...indices].map((i) => [i, new Float64Array(d)]));
@@ -342,8 +357,22 @@ interface RowItem {
   readonly plan: PlanRow;
   readonly example: Example;
   readonly target: number;
+  /** The row as it runs (integrated gradients: at α = 1, hidden state h itself). */
   readonly batchRow: BatchRow;
   readonly fullyBlocked: number;
+  readonly integration?: Integration;
+}
+
+/**
+ * Integrated gradients of one row and fact: hidden state `probe.layer` replaced at every position
+ * by b + α(h − b), h the clean run's, b the baseline. `rows` run at α = 0 and at the midpoints
+ * ((k + ½) / steps); the item's own batch row is α = 1.
+ */
+interface Integration {
+  readonly probe: Extract<AttributionPlan, { kind: 'integrated_gradients' }>;
+  /** h − b, [n, d]. */
+  readonly delta: Float32Array;
+  readonly rows: readonly BatchRow[];
 }
 
 /**
@@ -389,7 +418,23 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
     ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
     ...(weights ? { subjectWeights: weights } : {}),
   };
-  return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
+  const probe = integrationOf(row);
+  if (!probe) return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
+  const d = variant.manifest.dModel;
+  if (!clean.hidden) throw new InternalError('integrated gradients without a clean hidden-state pass');
+  const hidden = clean.hidden.subarray(probe.layer * n * d, (probe.layer + 1) * n * d);
+  const baseline = probe.baseline === 'zero' ? new Float32Array(d) : input.meanHidden?.get(probe.layer);
+  if (!baseline) throw new InternalError(`no dataset mean of hidden ${probe.layer}`);
+  const delta = Float32Array.from(hidden, (h, i) => h - baseline[i % d]!);
+  const along = (alpha: number): BatchRow => ({
+    ...batchRow,
+    patch: { layer: probe.layer, mask: new Uint8Array(n).fill(1), values: Float32Array.from(delta, (x, i) => baseline[i % d]! + alpha * x) },
+  });
+  const midpoints = Array.from({ length: probe.steps }, (_, k) => along((k + 0.5) / probe.steps));
+  return {
+    exp: e, row: r, plan: row, example, target: clean.targetId, batchRow: along(1), fullyBlocked: mask.fullyBlockedRows,
+    integration: { probe, delta, rows: [along(0), ...midpoints] },
+  };
 }
 
 /** Every blocked edge of the mask is the last position's: the other positions run as in the clean pass. */
@@ -434,30 +479,88 @@ function patchOf(input: ExecuteInput, patch: NonNullable<PlanRow['patch']>, ex: 
   return { layer: patch.layer, mask, values };
 }
 
-/** Every item's record, `batch` rows per forward pass, fetching only what the batch needs. */
+/** One batch row of an item: step 0 is the item's own row; integrated gradients add their Integration.rows as steps 1, 2, … */
+interface Unit { readonly item: number; readonly step: number; readonly batchRow: BatchRow }
+
+/** What integrated gradients gather from their batch rows: y at α = 1 and 0, and the sum of the gradients at the midpoints ([n, d]). */
+interface IntegrationSums { yInput: number; yBaseline: number; readonly gradient: Float64Array }
+
+/**
+ * Every item's record, `batch` rows per forward pass, fetching only what the batch needs. Rows
+ * of experiments that take gradients run in the attribution variant; an integrated-gradients
+ * item runs several batch rows, possibly across batches, and is reduced once all have run.
+ */
 async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<RowRecord[]> {
-  const out: RowRecord[] = [];
-  const { manifest } = input.variant;
-  const sharedPositions = manifest.inputs.some((t) => t.name === VariantNames.positionIds && t.shape[0] === 1);
-  for (let i = 0; i < items.length;) {
-    // a batch holds rows of one kind, last-position rows or whole prompts, and the former of
-    // one past length where the variant's positions are shared by the batch
-    let end = Math.min(items.length, i + input.batch);
-    const kind = (it: RowItem): string => (!it.batchRow.past ? 'whole' : sharedPositions ? `past ${it.batchRow.past.position}` : 'past');
-    for (let j = i + 1; j < end; j++) if (kind(items[j]!) !== kind(items[i]!)) end = j;
-    const slice = items.slice(i, end);
+  const sharedPositions = input.variant.manifest.inputs.some((t) => t.name === VariantNames.positionIds && t.shape[0] === 1);
+  const units: Unit[] = items.flatMap((it, item) => [it.batchRow, ...(it.integration?.rows ?? [])].map((batchRow, step) => ({ item, step, batchRow })));
+  // a batch holds rows of one kind: rows that take gradients, last-position rows (of one past
+  // length where the variant's positions are shared by the batch) or whole prompts
+  const kind = ({ item }: Unit): string => {
+    const it = items[item]!;
+    if (input.plan.experiments[it.exp]!.attribution) return 'attribution';
+    return !it.batchRow.past ? 'whole' : sharedPositions ? `past ${it.batchRow.past.position}` : 'past';
+  };
+  const outputs: { pNew: number; rank: number; probes: ProbeResult }[] = [];
+  const sums = new Map<number, IntegrationSums>();
+  for (let i = 0; i < units.length;) {
+    let end = Math.min(units.length, i + input.batch);
+    for (let j = i + 1; j < end; j++) if (kind(units[j]!) !== kind(units[i]!)) end = j;
+    const slice = units.slice(i, end);
     i = end;
+    const gradients = kind(slice[0]!) === 'attribution';
+    if (gradients && !input.attribution) throw new InternalError('rows that take gradients without the attribution variant');
+    const { variant, session } = gradients ? input.attribution! : input;
     const fetches = new Set<string>([VariantNames.targetProb, VariantNames.targetRank]);
-    for (const it of slice) for (const f of probeFetches(it.plan.probes)) fetches.add(f);
-    const r = await input.session.run(buildFeeds(manifest, slice.map((it) => it.batchRow)), [...fetches]);
+    for (const u of slice) for (const f of probeFetches(items[u.item]!.plan.probes)) fetches.add(f);
+    const r = await session.run(buildFeeds(variant.manifest, slice.map((u) => u.batchRow)), [...fetches]);
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
-    slice.forEach((it, j) => {
-      const probes = evaluateProbes(it.plan.probes, probeContext(input, r, j, it.batchRow.projPositions ?? [], it.example, it.target));
-      out.push(rowRecord(prob[j]!, rank[j]!, it.fullyBlocked, probes));
+    slice.forEach((u, j) => {
+      const it = items[u.item]!;
+      if (it.integration) addIntegrationStep(sums, u, it, r, j, variant.manifest.dModel);
+      if (u.step !== 0) return;
+      outputs[u.item] = { pNew: prob[j]!, rank: rank[j]!, probes: evaluateProbes(it.plan.probes, probeContext(input, r, j, it.batchRow.projPositions ?? [], it.example, it.target)) };
     });
   }
-  return out;
+  for (const [item, sum] of sums) integratedGradients(items[item]!, sum, input.variant.manifest.dModel, input.program.choices.attribution_reduction, outputs[item]!.probes);
+  return items.map((it, item) => {
+    const { pNew, rank, probes } = outputs[item]!;
+    return rowRecord(pNew, rank, it.fullyBlocked, probes);
+  });
+}
+
+/** Adds one batch row of an integrated-gradients item: y at the ends, the gradient at a midpoint. */
+function addIntegrationStep(sums: Map<number, IntegrationSums>, u: Unit, it: RowItem, r: Readonly<Record<string, DecodedTensor>>, j: number, d: number): void {
+  const n = it.example.n;
+  let sum = sums.get(u.item);
+  if (!sum) sums.set(u.item, (sum = { yInput: NaN, yBaseline: NaN, gradient: new Float64Array(n * d) }));
+  const y = Number(r[VariantNames.attributionY]!.data[j]);
+  if (u.step === 0) sum.yInput = y;
+  else if (u.step === 1) sum.yBaseline = y;
+  else {
+    const g = r[VariantNames.attributionPatchGradient]!;
+    const data = (g.data as Float32Array).subarray(j * g.dims[1]! * d, (j * g.dims[1]! + n) * d);
+    for (let k = 0; k < n * d; k++) sum.gradient[k] += data[k]!;
+  }
+}
+
+/**
+ * Integrated gradients from their sums: per position (h − b) ⊙ the mean gradient, reduced over
+ * the model width as the attribution_reduction choice says; the completeness gap is
+ * Σ over every position and coordinate of (h − b) ⊙ the mean gradient − (y(h) − y(b)).
+ */
+function integratedGradients(it: RowItem, sum: IntegrationSums, d: number, reduction: 'sum' | 'l2_norm', result: ProbeResult): void {
+  const { probe, delta } = it.integration!;
+  const n = it.example.n;
+  const product = (p: number, k: number): number => (delta[p * d + k]! * sum.gradient[p * d + k]!) / probe.steps;
+  const reduced = (p: number): number => {
+    let acc = 0;
+    for (let k = 0; k < d; k++) acc += reduction === 'sum' ? product(p, k) : product(p, k) ** 2;
+    return reduction === 'sum' ? acc : Math.sqrt(acc);
+  };
+  let total = 0;
+  for (let p = 0; p < n; p++) for (let k = 0; k < d; k++) total += product(p, k);
+  attributionValues(probe, it.example, reduced, result, total - (sum.yInput - sum.yBaseline));
 }
 
 function resultsExample(p: Prepared, clean: CleanOutput, tokenizer: Tokenizer): ResultsExample {

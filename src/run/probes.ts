@@ -13,13 +13,19 @@
 // `... of subject_embeddings` reads site `subject_embeddings`: the graph averages the token
 // embeddings of the subject with the weights of dissect_subject_weights (1/|subject| on the
 // subject) and projects the mean; its position axis holds that one vector (index 0).
+//
+// `attribution of hidden h` reads dissect_attribution of the attribution variant: a value per
+// position, kept per position and averaged over each group of positions the paper plots.
+// Integrated gradients span several batch rows per row; execute.ts reduces them and hands the
+// per-position values to attributionValues.
 
 import type { AttributesSpec, PositionSet } from '../lang/program.js';
 import { attributesRate } from '../measure/attributes.js';
-import type { TokenList } from '../measure/record.js';
+import { attributionParts, integrationParts } from '../measure/descriptor.js';
+import type { PositionValues, TokenList } from '../measure/record.js';
 import type { ProjectionRequest } from '../onnx/variant.js';
 import { VariantNames } from '../onnx/variant.js';
-import type { ProbePlan, SiteKind } from '../plan/plan.js';
+import { isAttribution, type AttributionPlan, type ProbePlan, type SiteKind } from '../plan/plan.js';
 import type { AttributeSets } from './attributes.js';
 import { InternalError } from './errors.js';
 import type { Example } from './example.js';
@@ -34,15 +40,47 @@ export interface ProbeResult {
   /** Measure descriptor id → value; per-head probes give one per head. */
   readonly values: Record<string, number>;
   readonly tokens: TokenList[];
+  readonly positionValues: PositionValues[];
   /** Extraction decisions where the top two scores were equal (reported, never hidden). */
   ties: number;
+}
+
+const subject: PositionSet = { kind: 'named', name: 'subject' };
+/** The positions of each group an attribution is averaged over (descriptor.ts's attributionParts). */
+const partPositions: Readonly<Record<(typeof attributionParts)[number], PositionSet>> = {
+  subject_first: { kind: 'named', name: 'subject_first' },
+  subject_last: { kind: 'named', name: 'subject_last' },
+  subject_other: {
+    kind: 'difference', left: { kind: 'difference', left: subject, right: { kind: 'named', name: 'subject_first' } },
+    right: { kind: 'named', name: 'subject_last' },
+  },
+  nonsubject: { kind: 'named', name: 'nonsubject' },
+  last: { kind: 'named', name: 'last' },
+};
+
+/**
+ * An attribution probe's numbers from its value at each position it reads: the values
+ * themselves, and per group the mean over the group's positions among them (a group with none,
+ * say subject_other of a two-token subject, gives no value). `gap`: integrated gradients'
+ * completeness gap, its last part.
+ */
+export function attributionValues(p: AttributionPlan, ex: Example, valueAt: (position: number) => number, result: ProbeResult, gap?: number): void {
+  const positions = resolvePositions(p.at, ex);
+  const values = positions.map(valueAt);
+  result.positionValues.push({ measure: p.label, positions, values });
+  attributionParts.forEach((part, i) => {
+    const group = new Set(resolvePositions(partPositions[part], ex));
+    const m = mean(values.filter((_, j) => group.has(positions[j]!)));
+    if (m !== undefined) result.values[p.ids[i]!] = m;
+  });
+  if (gap !== undefined) result.values[p.ids[integrationParts.indexOf('completeness_gap')]!] = gap;
 }
 
 /** Positions of a row's projected sites: every position any of its projection probes reads, sorted. */
 export function projectionPositions(probes: readonly ProbePlan[], ex: Example): number[] {
   const set = new Set<number>();
   for (const p of probes) {
-    if (p.kind === 'attention_weight' || p.site === 'recomputed' || p.site === 'subject_embeddings') continue;
+    if (p.kind === 'attention_weight' || isAttribution(p) || p.site === 'recomputed' || p.site === 'subject_embeddings') continue;
     for (const pos of resolvePositions(p.at, ex)) set.add(pos);
   }
   return [...set].sort((a, b) => a - b);
@@ -57,7 +95,7 @@ export function recomputeMask(set: PositionSet, ex: Example): Uint8Array {
 
 /** The row's subject weights over the example's n tokens (1/|subject| on the subject), or undefined when no probe reads subject_embeddings. */
 export function subjectWeights(probes: readonly ProbePlan[], ex: Example): Float32Array | undefined {
-  if (!probes.some((p) => p.kind !== 'attention_weight' && p.site === 'subject_embeddings')) return undefined;
+  if (!probes.some((p) => p.kind !== 'attention_weight' && !isAttribution(p) && p.site === 'subject_embeddings')) return undefined;
   const w = new Float32Array(ex.n);
   const { start, end } = ex.subject;
   for (let q = start; q < end; q++) w[q] = 1 / (end - start);
@@ -72,6 +110,12 @@ export function probeFetches(probes: readonly ProbePlan[]): string[] {
       out.add(`${VariantNames.attnProbsPrefix}${p.layer}`);
       continue;
     }
+    if (p.kind === 'attribution') out.add(VariantNames.attribution);
+    if (p.kind === 'integrated_gradients') {
+      out.add(VariantNames.attributionY);
+      out.add(VariantNames.attributionPatchGradient);
+    }
+    if (isAttribution(p)) continue;
     if (p.kind === 'attributes_rate' || p.kind === 'top_tokens' || p.kind === 'extraction') out.add(projectionOutput(p.site, 'ids'));
     if (p.kind === 'extraction') out.add(projectionOutput(p.site, 'scores'));
     if (p.kind === 'target_rank') out.add(projectionOutput(p.site, 'target_rank'));
@@ -112,10 +156,12 @@ function mean(xs: readonly number[]): number | undefined {
 }
 
 export function evaluateProbes(probes: readonly ProbePlan[], ctx: ProbeContext): ProbeResult {
-  const result: ProbeResult = { values: {}, tokens: [], ties: 0 };
+  const result: ProbeResult = { values: {}, tokens: [], positionValues: [], ties: 0 };
   for (const p of probes) {
     if (p.kind === 'attention_weight') attentionWeight(p, ctx, result);
-    else projectionProbe(p, ctx, result);
+    else if (p.kind === 'attribution') attributionValues(p, ctx.example, (pos) => at(output(ctx, VariantNames.attribution), [ctx.row, p.layer, pos]), result);
+    // integrated gradients read several batch rows: execute.ts reduces them
+    else if (p.kind !== 'integrated_gradients') projectionProbe(p, ctx, result);
   }
   return result;
 }
@@ -131,7 +177,9 @@ function attentionWeight(p: Extract<ProbePlan, { kind: 'attention_weight' }>, ct
   else perHead.forEach((v, h) => { result.values[p.ids[h]!] = v; });
 }
 
-function projectionProbe(p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, result: ProbeResult): void {
+type ProjectionPlan = Exclude<ProbePlan, { kind: 'attention_weight' } | AttributionPlan>;
+
+function projectionProbe(p: ProjectionPlan, ctx: ProbeContext, result: ProbeResult): void {
   const request = ctx.projections.find((r) => r.site === p.site);
   const li = request?.layers.indexOf(p.layer) ?? -1;
   if (!request || li < 0) throw new InternalError(`no projection of ${p.site} ${p.layer} in the variant`);
@@ -155,7 +203,7 @@ function projectionProbe(p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ct
 }
 
 function positionValue(
-  p: Exclude<ProbePlan, { kind: 'attention_weight' }>, ctx: ProbeContext, index: readonly number[], pos: number, id: string, result: ProbeResult,
+  p: ProjectionPlan, ctx: ProbeContext, index: readonly number[], pos: number, id: string, result: ProbeResult,
 ): number | undefined {
   switch (p.kind) {
     case 'target_rank':

@@ -66,6 +66,8 @@ function keyed(results: Record<string, any>, measureOf: (experiment: Record<stri
   const { createdAt: _c, command: _m, provenance: _p, fingerprint: _f, format: _v, experiments, ...run } = results;
   leaves(run, '', rest);
   rest.delete('/headMappings/normalisation'); // new in format 2: the choice, formerly read from choices
+  // choices added since the fixture was written (gradient attribution), recorded with their defaults
+  for (const choice of ['attribution_target', 'attribution_reduction']) for (const field of ['choices', 'choiceMeanings']) rest.delete(`/${field}/${choice}`);
   for (const x of experiments as Record<string, any>[]) {
     const key = (...parts: unknown[]) => JSON.stringify([x.name, ...parts]);
     for (const row of x.values) for (const [id, v] of Object.entries(row.values)) values.set(key(row.example, row.key, measureOf(x, id)), v);

@@ -5,7 +5,7 @@
 import { commandLineFile, frontEnd, hasErrors, type ShapeOf } from '../../src/lang/index.js';
 import { defaultRowLimits } from '../../src/lang/limits.js';
 import type { Diagnostic, ModelShape } from '../../src/lang/program.js';
-import { planProgram, type Plan } from '../../src/plan/plan.js';
+import { isAttribution, planProgram, type Plan } from '../../src/plan/plan.js';
 
 /** Why a diagnostic cannot be shown at its place in `lines`, if it cannot. */
 function unpositioned(d: Diagnostic, file: string, lines: readonly string[]): string | undefined {
@@ -44,6 +44,10 @@ export function planProblems(plan: Plan, shape: ModelShape): string[] {
       for (const p of row.probes) {
         if (p.kind === 'attention_weight') {
           problems.push(outside('attention weight layer', p.layer, 0, L - 1));
+          continue;
+        }
+        if (isAttribution(p)) {
+          problems.push(outside(`${p.kind} hidden state`, p.layer, 0, L));
           continue;
         }
         problems.push(outside(`${p.site} probe index`, p.layer, 0, p.site === 'hidden' ? L : L - 1), outside('probe k', p.k, 1, vocab));

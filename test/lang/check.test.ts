@@ -67,6 +67,7 @@ const expected: Program = {
     knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'none',
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
     head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
+    attribution_target: 'log_probability', attribution_reduction: 'sum',
   },
   params: {
     model: '../models/tiny/model.onnx',
@@ -183,6 +184,7 @@ test('defaults: filter known, bos none, every choice at its default', (t) => {
     knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
     head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
+    attribution_target: 'log_probability', attribution_reduction: 'sum',
   });
   t.deepEqual(p.dataset, { format: 'known', path: '/virtual/exp/k.json', pathSpan: { file: FILE, line: 2, column: 15 }, span: { file: FILE, line: 2, column: 1 } });
   t.deepEqual(p.params, {});

@@ -16,6 +16,8 @@ test('the initial registry', (t) => {
     ['mapping_subject_token', 'last', ['last', 'any']],
     ['head_mapping_normalisation', 'none', ['none', 'token_frequency']],
     ['recompute', 'renormalise', ['renormalise', 'paper_resoftmax']],
+    ['attribution_target', 'log_probability', ['log_probability', 'probability', 'logit']],
+    ['attribution_reduction', 'sum', ['sum', 'l2_norm']],
   ]);
   for (const c of allChoices()) for (const v of c.values) t.false(v.meaning.includes('\n'), `${c.name}.${v.name} meaning is one line`);
 });
@@ -25,6 +27,7 @@ test('defaults fill every choice', (t) => {
     knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
     projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
     head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
+    attribution_target: 'log_probability', attribution_reduction: 'sum',
   });
 });
 

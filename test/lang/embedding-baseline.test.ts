@@ -22,7 +22,7 @@ test('the three probes of subject_embeddings: no index, at = subject', (t) => {
   // planned as one projection of site subject_embeddings, layer 0 standing in
   const plan = planProgram(program!, shape);
   t.deepEqual(plan.variant.projections, [{ site: 'subject_embeddings', via: 'embedding', k: 500, vocabLimit: shape.vocab, layers: [0] }]);
-  t.deepEqual(plan.experiments[0]!.rows[0]!.probes.map((p) => p.kind !== 'attention_weight' && [p.site, p.layer, p.at]),
+  t.deepEqual(plan.experiments[0]!.rows[0]!.probes.map((p) => 'site' in p && [p.site, p.layer, p.at]),
     [['subject_embeddings', 0, subject], ['subject_embeddings', 0, subject], ['subject_embeddings', 0, subject]]);
 });
 

@@ -202,7 +202,7 @@ test('an unknown choice and an unknown choice value', (t) => {
   t.deepEqual(problems(source), ["4:8 unknown choice 'knockout_windw'", "5:13 unknown value 'percentile' for choice 'ci'"]);
   t.is(hintOf(source, 0),
     "did you mean 'knockout_window'? choices: knockout_window, knockout_value, ci, projection, cancel_mlp, cancel_attention, " +
-    'head_mapping_side, mapping_subject_token, head_mapping_normalisation, recompute');
+    'head_mapping_side, mapping_subject_token, head_mapping_normalisation, recompute, attribution_target, attribution_reduction');
   t.is(hintOf(source, 1),
     'allowed: bootstrap_percentile (95% percentile bootstrap over examples, 1000 resamples with a fixed seed (as seaborn draws it)); ' +
     'none (no interval; means only)');
@@ -353,7 +353,7 @@ test('unknown and repeated measures', (t) => {
   const source = `${header}\nexperiment e {\n  measure rnk, rank\n  measure rank\n}\n`;
   t.deepEqual(problems(source), ["5:11 unknown measure 'rnk'", "6:11 measure 'rank' is listed twice"]);
   t.is(hintOf(source),
-    "did you mean 'rank'? measures: probability_change, probability, rank; probes: attributes_rate, extraction, target_rank, top_tokens, attention_weight");
+    "did you mean 'rank'? measures: probability_change, probability, rank; probes: attributes_rate, extraction, target_rank, top_tokens, attention_weight, attribution, integrated_gradients");
 });
 
 // ---- many errors, and the text format -----------------------------------------------------------

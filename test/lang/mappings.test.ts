@@ -13,6 +13,7 @@ const defaultChoices = {
   knockout_window: 'centred_clipped', knockout_value: 'replace_half_min', ci: 'bootstrap_percentile',
   projection: 'embedding', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform',
   head_mapping_side: 'unembedding', mapping_subject_token: 'last', head_mapping_normalisation: 'none', recompute: 'renormalise',
+  attribution_target: 'log_probability', attribution_reduction: 'sum',
 } as const;
 
 /** Checks `text` placed after the 3-line header (so its line 1 is file line 4). */

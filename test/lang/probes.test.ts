@@ -236,6 +236,8 @@ const expected: Program = {
     mapping_subject_token: 'last',
     head_mapping_normalisation: 'none',
     recompute: 'renormalise',
+    attribution_target: 'log_probability',
+    attribution_reduction: 'sum',
   },
   params: { attrs: 'attributes.json', k: 5, top: 9 },
   experiments,

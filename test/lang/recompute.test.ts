@@ -20,7 +20,7 @@ test('without takes any position set, before an optional at last', (t) => {
 }`);
   const probes = p.experiments[0]!.probes;
   const union = { kind: 'union', left: { kind: 'named', name: 'subject_last' }, right: { kind: 'named', name: 'last' } };
-  t.deepEqual(probes.map((x) => (x.kind === 'attention_weight' ? undefined : x.without)), [union, union, union, undefined]);
+  t.deepEqual(probes.map((x) => ('without' in x ? x.without : undefined)), [union, union, union, undefined]);
   t.deepEqual(probes.map((x) => x.label), [
     'extraction of attention l without subject_last + last', 'target_rank of attention l without subject_last + last at last',
     'top_tokens 4 of attention l without subject_last + last', 'extraction of attention l',
@@ -73,7 +73,7 @@ test('the planner: a recomputed site, the row\'s removed set, and the mode on th
     { kind: 'named', name: 'subject' },
     { kind: 'difference', left: { kind: 'named', name: 'all' }, right: { kind: 'named', name: 'last' } },
   ]);
-  t.deepEqual(rows[0]!.probes.map((x) => (x.kind === 'attention_weight' ? '' : `${x.site} ${x.layer} k${x.k}`)), ['recomputed 2 k2', 'attention 2 k1']);
+  t.deepEqual(rows[0]!.probes.map((x) => ('site' in x ? `${x.site} ${x.layer} k${x.k}` : '')), ['recomputed 2 k2', 'attention 2 k1']);
   t.deepEqual(plan.variant.projections, [
     { site: 'recomputed', via: 'embedding', k: 2, vocabLimit: shape.vocab, layers: [2, 4], recompute: 'paper_resoftmax' },
     { site: 'attention', via: 'embedding', k: 1, vocabLimit: shape.vocab, layers: [2, 4] },

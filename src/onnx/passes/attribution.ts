@@ -53,7 +53,8 @@ function readTarget(rw: Rewrite, sites: ModelSites, request: AttributionRequest)
     `${BASE}/y`, F32, ['batch'], [intAttr('keepdims', 0)]);
 }
 
-export function attributionPass(rw: Rewrite, sites: ModelSites, request: AttributionRequest): void {
+/** `patched`: the variant has the patch inputs, so the gradient at each row's patched hidden state is an output too. */
+export function attributionPass(rw: Rewrite, sites: ModelSites, request: AttributionRequest, patched: boolean): void {
   const y = readTarget(rw, sites, request);
   const states = hiddenStateTensors(rw, sites);
   const gradients = emitGradients(rw, y, states, `${BASE}/backward`);
@@ -69,4 +70,25 @@ export function attributionPass(rw: Rewrite, sites: ModelSites, request: Attribu
   rw.addOutput(VariantNames.attribution, values, F32, ['batch', sites.layers + 1, 'seq'],
     `per hidden state and position: ${request.reduction === 'sum' ? 'Σ_d h_d · ∂y/∂h_d' : '‖h ⊙ ∂y/∂h‖₂'}, y = the ${request.target} of dissect_target`);
   rw.addOutput(VariantNames.attributionY, y, F32, ['batch'], `y: the ${request.target} of dissect_target at dissect_last_index`);
+  if (patched) patchGradient(rw, sites, gradients);
+}
+
+/**
+ * ∂y/∂h for the hidden state each row patches (dissect_patch_layer; zeros for −1), float32
+ * [batch, seq, d]: a one-hot weighting over the hidden states' gradients, so that integrated
+ * gradients read the gradient at their interpolated input whatever layer a row patches.
+ */
+function patchGradient(rw: Rewrite, sites: ModelSites, gradients: readonly string[]): void {
+  const base = `${BASE}/patch_gradient`;
+  const dt = rw.dtype(gradients[0]!);
+  const d = sites.dModel;
+  const states = sites.layers + 1;
+  const weights = oneHot(rw, VariantNames.patchLayer, rw.scalarInt(`${base}/states`, states), states, dt, `${base}/layer`);
+  const stacked = rw.op('Concat', gradients.map((g, l) => rw.unsqueeze(g, [1], `${base}/state${l}`, dt, ['batch', 1, 'seq', d])),
+    `${base}/stacked`, dt, ['batch', states, 'seq', d], [intAttr('axis', 1)]);
+  const picked = rw.op('Mul', [stacked, rw.unsqueeze(weights, [2, 3], `${base}/weights`, dt, ['batch', states, 1, 1])], `${base}/picked`, dt, ['batch', states, 'seq', d]);
+  let gradient = rw.op('ReduceSum', [picked, rw.ints(`${base}/axis`, [1])], `${base}/sum`, dt, ['batch', 'seq', d], [intAttr('keepdims', 0)]);
+  if (dt !== F32) gradient = rw.op('Cast', [gradient], `${base}/f32`, F32, ['batch', 'seq', d], [intAttr('to', F32)]);
+  rw.addOutput(VariantNames.attributionPatchGradient, gradient, F32, ['batch', 'seq', d],
+    '∂y/∂h for the hidden state at dissect_patch_layer (as patched); zeros for a row that patches nothing');
 }

@@ -153,7 +153,8 @@ function subjectEmbedding(rw: Rewrite, sites: ModelSites, base: string): string 
 
 /** Applies a copy of the model's final norm nodes (LayerNorm or RMSNorm; same weights and epsilon) to x. */
 function finalNorm(rw: Rewrite, sites: ModelSites, x: string, base: string): string {
-  const norm = matchNorm(rw.ix, sites.finalNorm.input);
+  // its input as the graph now computes it (a patch of hidden L puts a Where in front of the norm)
+  const norm = matchNorm(rw.ix, rw.current(sites.finalNorm.input));
   if (!norm || norm.output !== sites.finalNorm.output) throw new Error('internal: the final norm could not be matched again');
   const order = rw.ix.order;
   const nodes = [...norm.nodes].sort((a, b) => order.get(a)! - order.get(b)!);
