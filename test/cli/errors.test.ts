@@ -2,10 +2,10 @@
 
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from '../temp.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const fixtures = fileURLToPath(new URL('../../../generated/fixtures/', import.meta.url));
@@ -16,7 +16,7 @@ function dissect(...args: string[]): { code: number | null; stdout: string; stde
 }
 
 function workspace(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dissect-cli-'));
+  const dir = tempDir('cli');
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return dir;
 }
@@ -155,7 +155,7 @@ test('--max-rows raises the rows per fact and in total; over either limit, check
   t.regex(enough.stdout, /experiment enrichment: 36 configurations per example, each read from the clean pass\n/);
   t.regex(enough.stdout, /forward passes: 253 per example \(1 clean \+ configurations, but the 55 read from the clean pass\)/);
   // run counts the facts it selects
-  const out = mkdtempSync(join(tmpdir(), 'dissect-max-rows-'));
+  const out = tempDir('max-rows');
   const run = dissect('run', example, '--out', out, '--limit', '3', '--max-rows', '400/900');
   t.is(run.code, 1);
   t.regex(run.stderr, /paper\.dissect:31:1: error: 3 facts × 307 rows per fact make 921 rows, more than the limit of 900\n/);
@@ -166,7 +166,7 @@ test('--max-rows raises the rows per fact and in total; over either limit, check
 
 test('--example runs one fact and prints everything measured about it', (t) => {
   const example = fileURLToPath(new URL('../../../examples/information-flow.dissect', import.meta.url));
-  const out = mkdtempSync(join(tmpdir(), 'dissect-example-'));
+  const out = tempDir('example');
   const r = dissect('run', example, '--out', out, '--example', '7');
   t.is(r.code, 0, r.stderr);
   const dump = JSON.parse(r.stdout) as { example: { id: string; prompt: string }; experiments: { rows: unknown[] }[] };

@@ -3,13 +3,13 @@
 
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progressReporter } from '../../src/cli/progress.js';
 import { LOCK_FILE } from '../../src/output/folder.js';
 import { JOURNAL_FILE } from '../../src/run/journal.js';
+import { tempDir } from '../temp.js';
 
 test('without a terminal a progress line every 10 s, with the time left once it can be estimated', (t) => {
   let clock = 0;
@@ -34,8 +34,7 @@ const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const example = fileURLToPath(new URL('../../../examples/information-flow.dissect', import.meta.url));
 
 test('Ctrl-C prints what was saved and how to resume, and removes the lock for the rerun', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'dissect-interrupt-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('interrupt');
   const out = join(dir, 'out');
   const child = spawn(process.execPath, [cli, 'run', example, '--out', out, '--batch', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

@@ -1,8 +1,8 @@
 // Shared setup of the end-to-end tests: .dissect programs over the committed default
 // model, run through the same pipeline as `dissect run`.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { tempDir } from '../temp.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline.js';
@@ -11,9 +11,7 @@ import type { Results } from '../../src/measure/schema.js';
 export const tinyGpt2 = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
 export const tinyGptj = fileURLToPath(new URL('../../../generated/tiny-gptj/', import.meta.url));
 
-export function tempDir(prefix = 'dissect-e2e-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+export { tempDir };
 
 /** The paper's information-flow experiment on a default model (the GPT-2 one unless told). */
 export function informationFlowSource(window: number, extra = '', model = tinyGpt2): string {
@@ -42,7 +40,7 @@ export interface RunSetup {
 }
 
 export async function runSource(setup: RunSetup): Promise<RunOutcome & { out: string }> {
-  const dir = tempDir();
+  const dir = tempDir('e2e');
   const file = join(dir, 'experiment.dissect');
   writeFileSync(file, setup.source);
   const out = setup.out ?? join(dir, 'out');

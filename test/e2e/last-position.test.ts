@@ -12,7 +12,7 @@ import { loadProgram, runProgram } from '../../src/pipeline.js';
 import { writeFileSync } from 'node:fs';
 
 async function run(source: string, fullRows: boolean) {
-  const dir = tempDir();
+  const dir = tempDir('e2e');
   const file = join(dir, 'flow.dissect');
   writeFileSync(file, source);
   return (await runProgram(loadProgram(file), {

@@ -59,7 +59,7 @@ test.serial('every pair: p and the attention extraction event per layer', async 
 });
 
 test.serial('a corrupted prompt of another token count gives no value for that fact', async (t) => {
-  const dir = tempDir();
+  const dir = tempDir('e2e');
   const file = join(dir, 'pairs.jsonl');
   const [a, b] = pairs;
   const longer = { ...b!, corrupted_prompt: `${b!.corrupted_prompt} again` };

@@ -98,7 +98,7 @@ function close(got: unknown, want: unknown): boolean {
 test('paper.dissect on 10 facts gives the pre-refactor numbers, keyed by measure descriptor', async (t) => {
   const want = keyed(JSON.parse(readFileSync(fixture, 'utf8')), (_, label) => oldMeasure(label));
   const { results } = await runProgram(loadProgram(paper), {
-    out: join(tempDir(), 'out'), selection: { limit: 10 }, batch: 32, device: 'cpu', command: ['test'],
+    out: join(tempDir('e2e'), 'out'), selection: { limit: 10 }, batch: 32, device: 'cpu', command: ['test'],
   });
   const byId = (x: Record<string, any>, id: string): string => measureIdentity((x.measures as MeasureDescriptor[]).find((d) => d.id === id)!);
   const got = keyed(results as Results as Record<string, any>, byId);

@@ -46,7 +46,7 @@ test.serial('batched (padded) and one-row-at-a-time runs give the same numbers',
 test.serial('a run killed part-way resumes from its journal and loses nothing', async (t) => {
   const source = informationFlowSource(3);
   const full = await runSource({ source, limit: 10 });
-  const out = join(tempDir(), 'out');
+  const out = join(tempDir('e2e'), 'out');
   await runSource({ source, limit: 10, out });
   // Keep the header and four finished facts, and leave a line cut off mid-write.
   const journal = join(out, JOURNAL_FILE);
@@ -71,7 +71,7 @@ test.serial('a run killed part-way resumes from its journal and loses nothing', 
 test.serial('the compiled variant runs in plain onnxruntime from its manifest and agrees with dissect run', async (t) => {
   const source = informationFlowSource(3);
   const { results } = await runSource({ source, limit: 3 });
-  const dir = tempDir();
+  const dir = tempDir('e2e');
   const compiled = compileVariant(join(tinyGpt2, 'model.onnx'), { knockout: 'replace_half_min', logits: false }, OutputFolder.open(dir));
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as VariantManifest;
   const session = await ort.InferenceSession.create(join(dir, manifest.model), { intraOpNumThreads: 1, interOpNumThreads: 1 });
@@ -139,7 +139,7 @@ test.serial('facts whose subject has no attribute data get no attributes rate, a
   const all = JSON.parse(readFileSync(join(tinyGpt2, 'attributes.json'), 'utf8')) as Record<string, string[]>;
   const facts = JSON.parse(readFileSync(join(tinyGpt2, 'facts.json'), 'utf8')) as { requested_rewrite: { subject: string } }[];
   const first = facts[0]!.requested_rewrite.subject; // facts 0..5 share this subject
-  const file = join(tempDir(), 'partial.json');
+  const file = join(tempDir('e2e'), 'partial.json');
   writeFileSync(file, JSON.stringify(Object.fromEntries(Object.entries(all).filter(([s]) => s !== first))));
   const source = informationFlowSource(3).replace(/experiment flow \{[\s\S]*\}/,
     `attributes json "${file}" candidates 100 keep 10\nexperiment e {\n  measure attributes_rate of hidden 4 at subject_last\n}`);
@@ -151,7 +151,7 @@ test.serial('facts whose subject has no attribute data get no attributes rate, a
 });
 
 test.serial('a run reads the model\'s graph once: the check, the variant and the head mappings share it', async (t) => {
-  const dir = tempDir();
+  const dir = tempDir('e2e');
   const file = join(dir, 'experiment.dissect');
   writeFileSync(file, informationFlowSource(3, 'head_mappings layers 0 top 3'));
   const reads: string[] = [];

@@ -20,7 +20,7 @@ function dissect(...args: string[]): { code: number | null; stdout: string; stde
 const results = (dir: string): Results => JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Results;
 
 test.serial('two shards merged give the single run\'s results without recomputing a fact', (t) => {
-  const dir = tempDir();
+  const dir = tempDir('e2e');
   const file = join(dir, 'flow.dissect');
   writeFileSync(file, informationFlowSource(3));
   const common = ['run', file, '--limit', '12', '--batch', '8'];
@@ -47,7 +47,7 @@ test.serial('two shards merged give the single run\'s results without recomputin
 });
 
 test.serial('merging the folder of another run is refused, saying what differs', (t) => {
-  const dir = tempDir();
+  const dir = tempDir('e2e');
   const file = join(dir, 'flow.dissect');
   writeFileSync(file, informationFlowSource(3));
   t.is(dissect('run', file, '--limit', '4', '--out', join(dir, 'a')).code, 0);

@@ -11,7 +11,7 @@ import { makeTensor } from '../../src/onnx/tensor.js';
 import { DiagnosticsError, loadProgram } from '../../src/pipeline.js';
 import { runSource, tempDir, tinyGpt2 } from './helpers.js';
 
-const dir = tempDir();
+const dir = tempDir('e2e');
 const clippedModel = join(dir, 'clipped.onnx');
 {
   const m = readModel(join(tinyGpt2, 'model.onnx'));

@@ -1,8 +1,7 @@
 // Shared by the compiler tests: fixture access, onnxruntime sessions (one thread each),
 // feeds, fp16 decoding, and reference computations in plain JS.
 
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
@@ -43,15 +42,7 @@ export function fixturePath(name: string): string {
   return join(FIXTURE_DIR, name);
 }
 
-const made: string[] = [];
-process.on('exit', () => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
-
-/** A fresh temporary folder, removed when the test process exits. */
-export function tempDir(label: string, parent = tmpdir()): string {
-  const d = mkdtempSync(join(parent, `dissect-${label}-`));
-  made.push(d);
-  return d;
-}
+export { tempDir } from '../temp.js';
 
 export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1 };
 

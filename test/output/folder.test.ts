@@ -11,9 +11,10 @@ import { FolderLockedError, ForeignFolderError, LOCK_FILE, OutputFolder, OWNERSH
 import { writeReport } from '../../src/report/html/index.js';
 import { makeResults } from '../report/fixture.js';
 import { richResults } from '../report/html-fixture.js';
+import { tempDir } from '../temp.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-folder-'));
+const tmp = () => tempDir('folder');
 
 function dissect(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

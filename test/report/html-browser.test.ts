@@ -3,17 +3,16 @@
 // other than the page itself.
 
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { browserTest } from '../browser.js';
 import { allFigures, planFigures, writeReport } from '../../src/report/html/index.js';
 import { richResults } from './html-fixture.js';
 import { OutputFolder } from '../../src/output/folder.js';
+import { tempDir } from '../temp.js';
 
 browserTest('report.html renders in headless Chromium: every section and plot, no console errors', async (t, browser) => {
   const results = richResults();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-browser-'));
+  const dir = tempDir('browser');
   const written = await writeReport(OutputFolder.open(dir), results, { png: false });
   const plan = planFigures(results);
   const figures = allFigures(results, plan);
@@ -80,7 +79,7 @@ browserTest('report.html renders in headless Chromium: every section and plot, n
 
 browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linear axes, the example\'s tokens on the per-token heatmap', async (t, browser) => {
   const results = richResults(1); // what `dissect run --example` reports
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-browser-'));
+  const dir = tempDir('browser');
   try {
     const written = await writeReport(OutputFolder.open(dir), results, { png: false });
     const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });

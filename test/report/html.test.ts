@@ -5,7 +5,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allFigures, renderReport, writeReport, type RenderedReport } from '../../src/report/html/index.js';
@@ -14,9 +13,10 @@ import { validateResults, type Results } from '../../src/measure/schema.js';
 import { makeResults } from './fixture.js';
 import { EXAMPLES, richResults } from './html-fixture.js';
 import { OutputFolder } from '../../src/output/folder.js';
+import { tempDir } from '../temp.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-html-'));
+const tmp = () => tempDir('html');
 
 /** Runs the CLI without blocking the other tests of this file. */
 function dissect(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {

@@ -1,12 +1,12 @@
 import test from 'ava';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { csvField, formatJson, resultsCsv, ResultsValidationError, writeResults } from '../../src/report/write.js';
 import { makeResults, mutable } from './fixture.js';
 import { OutputFolder } from '../../src/output/folder.js';
+import { tempDir } from '../temp.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-write-'));
+const tmp = () => tempDir('write');
 
 test('csvField quotes only when needed (RFC 4180)', (t) => {
   t.is(csvField('subject'), 'subject');

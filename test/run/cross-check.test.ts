@@ -5,8 +5,7 @@
 
 import test from 'ava';
 import ort from 'onnxruntime-node';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VariantNames } from '../../src/onnx/variant.js';
@@ -18,6 +17,7 @@ import { Journal, runFingerprint } from '../../src/run/journal.js';
 import { orThrow } from '../../src/run/errors.js';
 import { createSession, type RunSession } from '../../src/run/session.js';
 import { selectedFacts } from '../../src/pipeline.js';
+import { tempDir } from '../temp.js';
 
 const tiny = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
 const source = [
@@ -42,7 +42,7 @@ function corrupting(s: RunSession): RunSession {
 }
 
 test('a disagreeing cross-check makes the run fall back to whole prompts, and the numbers are theirs', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'dissect-cross-check-'));
+  const dir = tempDir('cross-check');
   const file = join(dir, 'flow.dissect');
   writeFileSync(file, source);
   const loaded = loadProgram(file);

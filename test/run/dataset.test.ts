@@ -7,7 +7,7 @@ import { mulberry32Float as mulberry32 } from '../../src/random.js';
 import { isRunError, type RunError } from '../../src/run/errors.js';
 import { tempDir } from './_tokenizers.js';
 
-const dir = tempDir('dissect-data-');
+const dir = tempDir('data');
 const span: SourceSpan = { file: '/x/exp.dissect', line: 3, column: 1 };
 let counter = 0;
 function file(content: string, ext = 'json'): string {

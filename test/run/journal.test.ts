@@ -1,7 +1,6 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   canonicalJson,
@@ -16,8 +15,9 @@ import {
   type FingerprintInputs,
 } from '../../src/run/journal.js';
 import { UserError } from '../../src/errors.js';
+import { tempDir } from '../temp.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dissect-journal-'));
+const tmp = () => tempDir('journal');
 
 const inputs: FingerprintInputs = {
   sourceText: 'experiment knockout { … }\n',

@@ -119,7 +119,7 @@ function externalModel(): Uint8Array {
 }
 
 test.serial('sessionConfig: an in-memory model reads external weights from a folder', async (t) => {
-  const dir = tempDir('dissect-ext-');
+  const dir = tempDir('ext');
   writeFileSync(join(dir, 'w.bin'), new Uint8Array(new Float32Array([10, 20, 30]).buffer));
   const s = orThrowSession(await createSession(externalModel(), {
     threads: 1, sessionConfig: { 'session.model_external_initializers_file_folder_path': dir },
