@@ -139,16 +139,24 @@ function unflattenResidual(graph: GraphProto): number {
       replace.set(g, nodes);
     }
   }
+  graph.node = (graph.node ?? []).flatMap((n) => replace.get(n) ?? [n]);
+  for (const o of graph.output ?? []) if (o.name && alias.has(o.name)) throw new Error(`internal: a graph output (${o.name}) was unflattened`);
+  readThrough(graph, alias, reshaped);
+  return found.length;
+}
+
+/**
+ * Makes every reader of an aliased tensor read what it stands for (following chains), and drops
+ * the value_info of the aliased tensors and of `stale` ones (whose recorded shape no longer holds).
+ */
+function readThrough(graph: GraphProto, alias: ReadonlyMap<string, string>, stale: ReadonlySet<string> = new Set()): void {
   const resolve = (t: string): string => {
     let cur = t;
     while (alias.has(cur)) cur = alias.get(cur)!;
     return cur;
   };
-  graph.node = (graph.node ?? []).flatMap((n) => replace.get(n) ?? [n]);
-  for (const n of graph.node) n.input = (n.input ?? []).map((i) => (i ? resolve(i) : i));
-  for (const o of graph.output ?? []) if (o.name && alias.has(o.name)) throw new Error(`internal: a graph output (${o.name}) was unflattened`);
-  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? '') && !reshaped.has(v.name ?? ''));
-  return found.length;
+  for (const n of graph.node ?? []) n.input = (n.input ?? []).map((i) => (i ? resolve(i) : i));
+  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? '') && !stale.has(v.name ?? ''));
 }
 
 /** Puts a Reshape to [b, s, h·dh] in front of each 2-D head merge (see the file comment); returns how many. */
@@ -207,20 +215,18 @@ export function canonicalise(model: ModelProto): Canonicalised {
   const pinned = namesReadInSubgraphs(graph);
   for (const o of graph.output ?? []) if (o.name) pinned.add(o.name);
   const alias = new Map<string, string>();
-  const resolve = (t: string): string => alias.get(t) ?? t;
   const removed: Record<string, number> = {};
   const kept: NodeProto[] = [];
   for (const node of graph.node) {
-    if (node.input) node.input = node.input.map((i) => (i ? resolve(i) : i));
     const out = node.output?.[0] ?? '';
     if (isNoOp(node, dtypes) && !pinned.has(out)) {
-      alias.set(out, node.input![0]!);
+      alias.set(out, node.input!.find(Boolean)!);
       removed[node.opType!] = (removed[node.opType!] ?? 0) + 1;
       continue;
     }
     kept.push(node);
   }
   graph.node = kept;
-  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !alias.has(v.name ?? ''));
+  readThrough(graph, alias);
   return { removed, mergedHeads, unflattened, ...(mergedDecoder ? { mergedDecoder } : {}) };
 }

@@ -12,7 +12,7 @@ import ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
 import { UserError } from '../../src/errors.js';
 import { detectSites, inspectModel, readModel } from '../../src/onnx/index.js';
-import { bool, int64, maxAbs, maxAbsDiff, numbers, REPO, session } from './helpers.js';
+import { argmax, bool, int64, maxAbs, maxAbsDiff, numbers, REPO, session, softmax } from './helpers.js';
 
 const ZOO = join(REPO, 'generated', 'real');
 
@@ -127,6 +127,8 @@ for (const e of manifest) {
     t.deepEqual(report.layers.map((L) => L.confidence), report.layers.map(() => 'high'), 'inspect: every layer matched by pattern');
     const built = buildVariant(path, { knockout: 'replace_half_min', logits: true, hiddenStates: true });
     const variant = await session(built.bytes, built.manifest.weights.sessionConfig);
+    const lean = buildVariant(path, { knockout: false, logits: false });
+    const reduced = await session(lean.bytes, lean.manifest.weights.sessionConfig);
     const fp16 = e.dtype === 'fp16';
     const tolerance = fp16 ? 1e-2 : 1e-5;
     const clean = (fp16 ? x.clean_fp16 : x.clean) ?? x.clean;
@@ -177,6 +179,20 @@ for (const e of manifest) {
         const err = maxAbsDiff(logSoftmax(row), c.logsoftmax_last);
         t.true(err <= tolerance * maxAbs(c.logsoftmax_last), `${p.name} ${c.case}: log-probabilities differ from transformers' by ${err}`);
       });
+      if (notEager(e)) continue;
+      // the reduced outputs compute the last logits from the final norm through the LM head as
+      // dissect rebuilds it (bias, scale, soft-cap): transformers' top-1 and its probability
+      const last = clean.find((c) => c.prompt === p.name)!.logits[p.last]!;
+      const reducedOut = await reduced.run({
+        ...modelFeeds(e, p, 1, reduced.inputNames),
+        dissect_last_index: int64([p.last], [1]),
+        dissect_target: int64([0], [1]),
+      });
+      const probs = softmax(last);
+      t.is(Number(reducedOut['dissect_top1']!.data[0]), argmax(last), `${p.name}: top-1 from the rebuilt LM head`);
+      const pErr = Math.abs(numbers(reducedOut['dissect_top1_prob']!)[0]! - Math.max(...probs));
+      t.true(pErr <= 10 * tolerance, `${p.name}: top-1 probability from the rebuilt LM head differs by ${pErr}`);
+      t.true(Math.abs(numbers(reducedOut['dissect_target_prob']!)[0]! - probs[0]!) <= 10 * tolerance, `${p.name}: p(token 0)`);
     }
   });
 }

@@ -358,6 +358,20 @@ export function matchSoftmax(ix: GraphIndex, rec: Recorder, qk: string): { softm
 }
 
 /**
+ * How a sublayer's output `y` reaches `target`, the update the residual add reads: directly,
+ * scaled by a constant (Granite's residual multiplier), or through a norm of its own (a
+ * sandwich norm, Gemma 2); undefined when it does not.
+ */
+export function updateReaching(ix: GraphIndex, y: string, target: string): { postNorm?: NormMatch } | undefined {
+  if (y === target) return {};
+  const readers = ix.dataConsumers(y);
+  const scale = readers[0];
+  if (readers.length === 1 && isOp(scale, 'Mul', 'Div') && out0(scale) === target && ix.isConstant(otherInput(scale, y))) return {};
+  const n = matchNorm(ix, y);
+  return n && n.output === target ? { postNorm: n } : undefined;
+}
+
+/**
  * From the per-head context (probs·V, [b, h, s, dh]) to the attention update: heads moved
  * back with a Transpose [0,2,1,3], merged by a Reshape, then the output projection, which
  * must produce `attnOut`, directly or through a norm of its own (Gemma 2's post-attention norm).
@@ -368,11 +382,7 @@ export function matchOutputProjection(ix: GraphIndex, rec: Recorder, context: st
   const merge = soleConsumer(ix, out0(cT), ['Reshape'], 'a Reshape merging the heads into [b, s, d]');
   const merged = rec.found('contextMerged', out0(merge));
   const proj = matchLinear(ix, merged, 'attention output projection');
-  if (proj.output === attnOut) return { proj };
-  // scaled by a constant on the way into the residual stream (Granite's residual multiplier)
-  const [scale] = ix.dataConsumers(proj.output);
-  if (ix.dataConsumers(proj.output).length === 1 && isOp(scale, 'Mul', 'Div') && out0(scale) === attnOut && ix.isConstant(otherInput(scale, proj.output))) return { proj };
-  const postNorm = matchNorm(ix, proj.output);
-  if (postNorm?.output === attnOut) return { proj, postNorm };
+  const via = updateReaching(ix, proj.output, attnOut);
+  if (via) return { proj, ...via };
   return fail(ix, proj.output, `the attention output projection (or a norm of it) to be the update added to the residual stream ('${attnOut}')`, ix.producer(attnOut));
 }

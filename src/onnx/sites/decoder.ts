@@ -25,7 +25,7 @@ import {
   AttentionInputs, headsOf, linearWidth, matchRegionAttention, type AttentionFacts, type QkvPart,
 } from './attention-region.js';
 import {
-  LayerTally, assembleDetection, findAttentionMask, findEmbedding, matchFinal, modelWidth, walkBlocks, weightsOf, type NormKind,
+  LayerTally, assembleDetection, updateReaching, findAttentionMask, findEmbedding, matchFinal, modelWidth, walkBlocks, weightsOf, type NormKind,
 } from './common.js';
 import { Recorder, type Detection, type LayerFindings, type SectionFindings } from './findings.js';
 import {
@@ -120,18 +120,6 @@ function blockShape(ix: GraphIndex, r: string, norms: NormMatch[], adds: NodePro
   };
 }
 
-/**
- * How `y` reaches `target`: directly, scaled by a constant (Granite's residual multiplier), or
- * through a norm of its own (a sandwich norm).
- */
-function throughPostNorm(ix: GraphIndex, y: string, target: string): { postNorm?: NormMatch } | undefined {
-  if (y === target) return {};
-  const scale = ix.dataConsumers(y);
-  if (scale.length === 1 && isOp(scale[0], 'Mul', 'Div') && out0(scale[0]) === target && ix.isConstant(otherInput(scale[0], y))) return {};
-  const n = matchNorm(ix, y);
-  return n && n.output === target ? { postNorm: n } : undefined;
-}
-
 interface Mlp {
   kind: 'plain' | 'gated' | 'gated_fused';
   fc: LinearMatch;
@@ -204,7 +192,7 @@ function findMlp(ix: GraphIndex, rec: Recorder, linears: readonly LinearMatch[],
   const finish = (kind: Mlp['kind'], fc: LinearMatch, act: { output: string; kind: string }, pre: string, up?: LinearMatch): Mlp | undefined => {
     const proj = matchLinear(ix, act.output, 'MLP output projection');
     for (const target of targets) {
-      const via = throughPostNorm(ix, proj.output, target);
+      const via = updateReaching(ix, proj.output, target);
       if (!via) continue;
       const width = linearWidth(ix, fc) ?? 0;
       return {
