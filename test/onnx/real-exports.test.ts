@@ -83,7 +83,7 @@ const notEager = (e: Export): boolean => e.family === 'gemma2' && e.file.include
  * Feeds for one prompt repeated `rows` times: the export's own inputs that the variant takes
  * (Optimum: positions and an empty past; a merged decoder's switch is gone from the variant).
  */
-function modelFeeds(e: Export, p: Prompt, rows: number, takes: readonly string[]): Record<string, ort.Tensor> {
+function exportFeeds(e: Export, p: Prompt, rows: number, takes: readonly string[]): Record<string, ort.Tensor> {
   const n = p.input_ids.length;
   const feeds: Record<string, ort.Tensor> = {};
   for (const input of e.inputs.filter((i) => takes.includes(i.name))) {
@@ -146,7 +146,7 @@ for (const e of manifest) {
         }
       });
       const out = await variant.run({
-        ...modelFeeds(e, p, rows, variant.inputNames),
+        ...exportFeeds(e, p, rows, variant.inputNames),
         dissect_knockout: bool(mask, [rows, L, H, n, n]),
         dissect_last_index: int64(Array(rows).fill(p.last), [rows]),
         dissect_target: int64(Array(rows).fill(0), [rows]),
@@ -184,7 +184,7 @@ for (const e of manifest) {
       // dissect rebuilds it (bias, scale, soft-cap): transformers' top-1 and its probability
       const last = clean.find((c) => c.prompt === p.name)!.logits[p.last]!;
       const reducedOut = await reduced.run({
-        ...modelFeeds(e, p, 1, reduced.inputNames),
+        ...exportFeeds(e, p, 1, reduced.inputNames),
         dissect_last_index: int64([p.last], [1]),
         dissect_target: int64([0], [1]),
       });

@@ -20,7 +20,7 @@
 
 import { GraphIndex } from '../graph.js';
 import type { NodeProto } from '../proto.js';
-import { attrFloat, attrInts } from '../tensor.js';
+import { attrFloat, attrInt, attrInts } from '../tensor.js';
 import {
   AttentionInputs, headsOf, linearWidth, matchRegionAttention, type AttentionFacts, type QkvPart,
 } from './attention-region.js';
@@ -154,9 +154,7 @@ function lastAxisParts(
   const total = ix.shapes.dims(t)?.[rank - 1];
   if (readers.length === 1 && isOp(readers[0], 'Split')) {
     const split = readers[0];
-    const axisAttr = split.attribute?.find((a) => a.name === 'axis');
-    const axis = axisAttr ? Number(axisAttr.i ?? 0) : 0;
-    if (!lastAxis(axis)) return undefined;
+    if (!lastAxis(attrInt(split, 'axis', 0))) return undefined;
     const sizes = split.input?.[1] ? ix.shapes.values(split.input[1]) : undefined;
     if (sizes?.some((x) => x === undefined)) return undefined;
     const outs = split.output ?? [];
@@ -324,10 +322,9 @@ export function detectDecoder(ix: GraphIndex, dtypes: ReadonlyMap<string, number
       return undefined;
     }
     const attnOut = shape.updates[0] === mlp.out ? shape.updates[1] : shape.updates[0];
-    const mlpNorm = shape.mlpNorm ?? norms.find((n) => linearConsumers(ix, n.output, 'MLP').some((x) => x.node === mlp.fc.node))!;
-    const attnNorm = shape.attnNorm
-      ?? norms.find((n) => n !== mlpNorm && linearConsumers(ix, n.output, 'attention').length > 0)
-      ?? mlpNorm;
+    // a parallel block's MLP reads one of its norms; the attention the other, or the same (GPT-J)
+    const mlpNorm = shape.mlpNorm ?? norms.find((n) => n.output === mlp.fc.input)!;
+    const attnNorm = shape.attnNorm ?? norms.find((n) => n !== mlpNorm) ?? mlpNorm;
     if (shape.block === 'parallel') {
       rec.found('attnNorm', attnNorm.output);
       rec.found('attnOut', attnOut);
