@@ -303,7 +303,7 @@ function expandAttention(ix: GraphIndex, x: Expansion, source: string): void {
 
   const qkv = x.node('MatMul', [input!, weights!], 'qkv');
   const qkvb = bias ? x.node('Add', [qkv, bias], 'qkv_bias') : qkv;
-  const [q, k, v] = ['q', 'k', 'v'].map((part) => x.fresh(part));
+  const [q, k, v] = [x.fresh('q'), x.fresh('k'), x.fresh('v')];
   x.node('Split', [qkvb, x.ints('split', [d, d, d])], [q!, k!, v!], [intAttr('axis', 2)]);
   const mask = (raw: string): string => {
     const { keys, queries } = scorePositions(x, raw);
@@ -424,7 +424,7 @@ function expandGroupQueryAttention(ix: GraphIndex, x: Expansion, source: string)
   if (!Number.isInteger(dHead)) refuse(source, n, `its query width ${width} is not ${key ? 'num_heads' : 'num_heads + 2 · kv_num_heads'} heads`);
   let [q, k, v] = [query!, key, value];
   if (!key) {
-    [q, k, v] = ['q', 'k', 'v'].map((part) => x.fresh(part));
+    [q, k, v] = [x.fresh('q'), x.fresh('k'), x.fresh('v')];
     x.node('Split', [query!, x.ints('split', [heads * dHead, kvHeads * dHead, kvHeads * dHead])], [q!, k!, v!], [intAttr('axis', 2)]);
   }
   const queryCount = dim(x, q!, 1, 'sequence_length');

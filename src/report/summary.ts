@@ -78,7 +78,7 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
 
   // With two sweeps, one measure fills the table; with one (or none), every measure gets a column.
   const measure = shown.find((d) => d.id === options.measure) ?? shown.find((d) => d.probe === 'probability_change') ?? shown[0];
-  const columns = colAxis ? [measure] : shown;
+  const columns = measure === undefined ? [] : colAxis ? [measure] : shown;
   if (measure === undefined) {
     lines.push(`${x.name}: ${x.tokens?.length ?? 0} top-token lists (see results.json)`);
   } else if (colAxis) {

@@ -343,7 +343,7 @@ export async function datasetMeanHidden(
       if (input.program.filter === 'known' && clean.targetId !== ex.targetFirstToken) return;
       for (const [index, sum] of sums) {
         const base = index * ex.n * d;
-        for (let p = 0; p < ex.n; p++) for (let k = 0; k < d; k++) sum[k] += clean.hidden![base + p * d + k]!;
+        for (let p = 0; p < ex.n; p++) for (let k = 0; k < d; k++) sum[k]! += clean.hidden![base + p * d + k]!;
       }
       count += ex.n;
     });
@@ -540,7 +540,7 @@ function addIntegrationStep(sums: Map<number, IntegrationSums>, u: Unit, it: Row
   else {
     const g = r[VariantNames.attributionPatchGradient]!;
     const data = (g.data as Float32Array).subarray(j * g.dims[1]! * d, (j * g.dims[1]! + n) * d);
-    for (let k = 0; k < n * d; k++) sum.gradient[k] += data[k]!;
+    for (let k = 0; k < n * d; k++) sum.gradient[k]! += data[k]!;
   }
 }
 

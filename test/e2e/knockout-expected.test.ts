@@ -59,7 +59,7 @@ for (const model of models) for (const window of model.windows) {
       t.deepEqual(ex.subjectRange, f.subject_range, `subject range of ${id}`);
       t.is(ex.cleanTop1.id, f.top1);
       t.true(closeRel(ex.cleanTop1.prob, f.p0, 1e-5), `p0 of ${id}: ${ex.cleanTop1.prob} vs ${f.p0}`);
-      const sets = f[`k${window}`];
+      const sets = f[`k${window}`]!;
       for (const set of ['subject', 'nonsubject', 'last'] as const) {
         for (let l = 0; l < expected.layers; l++) {
           const p = valueOf(results, id, l, set, 'probability');

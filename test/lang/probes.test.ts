@@ -281,8 +281,8 @@ test('integer arithmetic is left-associative; constants and parameters fold', (t
     '  block last -> last at layers l + a - 1\n  block last -> last at layers a + 3 - 1..l - 0 + 8\n  measure rank\n}\n');
   t.deepEqual(brief(r.diagnostics), []);
   const [one, two] = r.program!.experiments[0]!.interventions;
-  t.deepEqual(one!.kind === 'block' && one.layers, { kind: 'single', layer: { kind: 'sub', left: { kind: 'add', left: v('l'), right: int(2) }, right: int(1) } });
-  t.deepEqual(two!.kind === 'block' && two.layers, {
+  t.deepEqual(one?.kind === 'block' && one.layers, { kind: 'single', layer: { kind: 'sub', left: { kind: 'add', left: v('l'), right: int(2) }, right: int(1) } });
+  t.deepEqual(two?.kind === 'block' && two.layers, {
     kind: 'range', from: int(4), to: { kind: 'add', left: { kind: 'sub', left: v('l'), right: int(0) }, right: int(8) },
   });
 });
