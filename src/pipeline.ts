@@ -16,11 +16,12 @@ import {
 import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
 import { Journal, JOURNAL_FILE, runFingerprint } from './run/journal.js';
+import { readShards, refuseRunFolder } from './run/merge.js';
 import { writeReport, type WriteReportOptions, type WrittenReport } from './report/html/index.js';
 import { withOutputFolder, type OutputFolder } from './output/folder.js';
 import { RESULTS_FORMAT, type ExampleId, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
 import { writeResults, type WrittenResults } from './report/write.js';
-import { loadFacts, selectFacts, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
+import { loadFacts, selectFacts, shardOf, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
 import { isRunError, orThrow, RunUserError, type RunError } from './run/errors.js';
 import { batchSize, type BatchSize } from './run/memory.js';
 import { datasetMeanHidden, executeExamples } from './run/execute.js';
@@ -245,9 +246,16 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
 async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
   const { program, plan, source, tokenizer } = loaded;
   const { sites } = source;
-  const { selected } = selectedFacts(loaded, options.selection);
+  // A shard is a part of the whole selection: a repeated id is dropped and a dataset mean is
+  // taken over the whole, as in one run, so that the shards merge into that run's numbers.
+  const { shard, ...wholeSelection } = options.selection;
+  const { selected: whole } = selectedFacts(loaded, wholeSelection);
+  const wholeUnique = splitDuplicateIds(whole).unique;
+  const firsts = new Set(wholeUnique);
+  const selected = shardOf(whole, shard);
   refuseOverTotalRows(loaded, selected.length);
-  const { unique, duplicates } = splitDuplicateIds(selected);
+  const unique = selected.filter((f) => firsts.has(f));
+  const duplicates = selected.filter((f) => !firsts.has(f));
   const variant: BuiltVariant = buildVariant(source, plan.variant);
   const attributionVariant = plan.attributionVariant ? buildVariant(source, plan.attributionVariant) : undefined;
   const batch = batchSize(options.batch, sites, plan, longestPrompt(unique, tokenizer, program.bos, source.limits.positions), options.batchMemory);
@@ -299,7 +307,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         shareClean: !options.fullRows,
         ...(attribution ? { attribution } : {}),
       };
-      const meanHidden = await datasetMeanHidden(context);
+      const meanHidden = await datasetMeanHidden({ ...context, facts: wholeUnique });
       const counts = await executeExamples({
         ...context,
         ...(attributes ? { attributes } : {}),
@@ -320,12 +328,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...unique.map((f) => journal.get(f.id)!),
       ...duplicates.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' })),
     ];
-    const ids = [...unique, ...duplicates].map((f) => f.id);
-    const droppedFacts = records.flatMap((r, i) => (r.status === 'dropped'
-      ? [{ id: ids[i]!, reason: r.reason, ...(r.detail !== undefined ? { detail: r.detail } : {}) }] : []));
-    // empty tables would read as a finding: a run that keeps nothing fails, its journal kept for a rerun
-    if (droppedFacts.length === records.length) throw noFactKept(droppedFacts);
-    const measured = measureRecords(program, plan, records, ci);
+    const { measured, droppedFacts } = measureFacts(program, plan, [...unique, ...duplicates].map((f) => f.id), records, ci);
     const journalRows = unique.filter((f, i) => fromJournal.has(f.id) && records[i]!.status === 'kept').length * (plan.passesPerExample - 1);
     if (fromJournal.size) rows = { ...rows, journalFacts: fromJournal.size, journalRows };
     const mappings = program.headMappings
@@ -365,7 +368,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         limit: options.selection.limit ?? null,
         sample: options.selection.sample ?? null,
         seed: options.selection.sample !== undefined ? (options.selection.seed ?? 0) : null,
-        ...(options.selection.shard ? { shard: options.selection.shard } : {}),
+        ...(shard ? { shard: { ...shard, facts: selected.map((f) => f.id) } } : {}),
         ...(attributes ? { withoutAttributes: measured.examples.filter((e) => !attributes.has(e.subject)).length } : {}),
       },
       examples: measured.examples,
@@ -377,6 +380,83 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   } finally {
     journal.close();
   }
+}
+
+/** The measures of a run's facts (`ids[i]` is the fact of `records[i]`) and its dropped facts. */
+function measureFacts(program: Program, plan: Plan, ids: readonly ExampleId[], records: readonly ExampleRecord[], ci: CiOptions) {
+  const droppedFacts = records.flatMap((r, i) => (r.status === 'dropped'
+    ? [{ id: ids[i]!, reason: r.reason, ...(r.detail !== undefined ? { detail: r.detail } : {}) }] : []));
+  // empty tables would read as a finding: a run that keeps nothing fails, its journal kept for a rerun
+  if (droppedFacts.length === records.length) throw noFactKept(droppedFacts);
+  return { measured: measureRecords(program, plan, records, ci), droppedFacts };
+}
+
+export interface MergeOptions {
+  /** The output folder (opened and locked by mergeShards, under the same rules as a run's). */
+  readonly out: string;
+  readonly force?: boolean;
+  /** Also write report.html and plots/. */
+  readonly report?: WriteReportOptions | boolean;
+  /** argv as typed, recorded in results.json. */
+  readonly command: readonly string[];
+}
+
+export interface MergeOutcome {
+  readonly results: Results;
+  readonly written: WrittenResults;
+  readonly report?: WrittenReport;
+}
+
+/**
+ * `dissect merge`: a run's results from the folders of its shards alone (src/run/merge.ts), measured
+ * as one run measures them, so they equal a single run's value for value. Reads no model.
+ */
+export async function mergeShards(dirs: readonly string[], options: MergeOptions): Promise<MergeOutcome> {
+  const shards = readShards(dirs);
+  const { base } = shards;
+  const program = programOfResults(base);
+  const { measured, droppedFacts } = measureFacts(program, planProgram(program, base.provenance.model), shards.ids, shards.records, base.ci);
+  const { shard, ...data } = base.data;
+  const mappings = shards.headMappings(measured.examples);
+  const results: Results = {
+    ...base,
+    createdAt: new Date().toISOString(),
+    command: [...options.command],
+    provenance: { ...base.provenance, ...(shards.rows ? { rows: shards.rows } : {}) },
+    data: {
+      ...data,
+      total: shards.ids.length,
+      kept: measured.examples.length,
+      dropped: measured.dropped,
+      droppedFacts,
+      ...(shards.withoutAttributes !== undefined ? { withoutAttributes: shards.withoutAttributes } : {}),
+    },
+    examples: measured.examples,
+    experiments: measured.experiments,
+    ...(mappings ? { headMappings: mappings } : {}),
+  };
+  return withOutputFolder(options.out, { force: options.force ?? false }, async (out) => {
+    refuseRunFolder(out.dir);
+    const written = writeResults(out, results);
+    if (!options.report) return { results, written };
+    return { results, written, report: await writeReport(out, results, options.report === true ? {} : options.report) };
+  });
+}
+
+/**
+ * The program a run's results were measured with, checked again from the text, params and model
+ * shape they record; the model is not read. The row limits were enforced when the run planned it.
+ */
+function programOfResults(results: Results): Program {
+  const { source, model } = results.provenance;
+  const overrides = Object.fromEntries(Object.entries(results.params).map(([name, value]) => [name, String(value)]));
+  const out = frontEnd(source.text, source.path, {
+    overrides,
+    rowLimits: { perFact: Infinity, total: Infinity },
+    shapeOf: () => ({ layers: model.layers, heads: model.heads, vocab: model.vocab }),
+  });
+  if (hasErrors(out.diagnostics) || !out.program) throw new DiagnosticsError(out.diagnostics, source.text);
+  return out.program;
 }
 
 /** The error of a run whose every fact was dropped, with the first few and why. */

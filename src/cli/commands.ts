@@ -6,7 +6,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
-import { loadProgram, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram } from '../pipeline.js';
+import {
+  loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram,
+} from '../pipeline.js';
 import { mayRunLastPosition, readsCleanPass } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../measure/schema.js';
@@ -112,6 +114,15 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.
   (opts.example !== undefined ? process.stderr : process.stdout).write(`report:  ${outcome.report!.html}\n`);
+}
+
+export async function mergeCommand(shards: string[], opts: { out: string; force?: boolean }): Promise<void> {
+  const outcome = await mergeShards(shards, {
+    out: resolve(opts.out), ...(opts.force ? { force: true } : {}), report: true, command: process.argv.slice(2),
+  });
+  process.stdout.write(`merged ${shards.length} shard folder${shards.length === 1 ? '' : 's'}: ${outcome.results.data.total} facts, none run again\n`);
+  process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
+  process.stdout.write(`report:  ${outcome.report!.html}\n`);
 }
 
 export async function reportCommand(resultsFile: string, opts: { out?: string; force?: boolean }): Promise<void> {

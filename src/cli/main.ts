@@ -12,7 +12,7 @@ import { defaultRowLimits, type RowLimits } from '../lang/index.js';
 import { DiagnosticsError } from '../pipeline.js';
 import { version } from '../version.js';
 import {
-  attributesCommand, checkCommand, compileCommand, doctorCommand, inspectCommand, reportCommand, runCommand, schemaCommand,
+  attributesCommand, checkCommand, compileCommand, doctorCommand, inspectCommand, mergeCommand, reportCommand, runCommand, schemaCommand,
 } from './commands.js';
 
 function parseOverride(value: string, previous: Record<string, string>): Record<string, string> {
@@ -99,8 +99,14 @@ withProgramFlags(program.command('run <file>'))
   .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .option('--full-rows', 'run every row over its whole prompt, never its last token alone against the clean run\'s cache (to cross-check)')
   .option('--shard <k/n>', 'run only facts k, k+n, k+2n, … of the selection (0 ≤ k < n), e.g. one per machine', parseShard)
-  .option('--merge <dir>', 'take the finished facts of another --out folder of this run (a shard) instead of computing them (repeatable)', collect, [])
+  .option('--merge <dir>', 'take the finished facts of another --out folder of this run (a shard) and compute the rest: to resume (repeatable); `dissect merge` assembles finished shards', collect, [])
   .action(runCommand);
+
+program.command('merge <shards...>')
+  .description('assemble the results of a run split with --shard from its shards\' folders alone (no model, nothing run again)')
+  .requiredOption('--out <dir>', 'output folder (required; not a shard\'s)')
+  .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
+  .action(mergeCommand);
 
 program.command('report <results>')
   .description('rebuild report.html and plots/ from a results.json, without the model')

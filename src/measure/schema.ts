@@ -74,7 +74,7 @@ const ProvenanceSchema = Closed({
     cleanPassRows: Type.Optional(Count),
     journalFacts: Type.Optional(Count),
     journalRows: Type.Optional(Count),
-  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way, `cleanPassRows` those that change nothing and were read from their fact's clean pass (none with --full-rows); `journalFacts` facts (with `journalRows` rows of the kept ones) came finished from the journal of an earlier invocation or a merged shard")),
+  }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way (after `dissect merge`: the shards' counts summed), `cleanPassRows` those that change nothing and were read from their fact's clean pass (none with --full-rows); `journalFacts` facts (with `journalRows` rows of the kept ones) came finished from the journal of an earlier invocation or a merged shard")),
 });
 
 const DataSchema = Closed({
@@ -93,7 +93,11 @@ const DataSchema = Closed({
   limit: CountOrNull,
   sample: CountOrNull,
   seed: CountOrNull,
-  shard: Type.Optional(Closed({ index: Count, count: Positive }, "present on a shard's results (`--shard index/count`): they cover that part of the facts only")),
+  shard: Type.Optional(Closed({
+    index: Count,
+    count: Positive,
+    facts: Type.Optional(Type.Array(ExampleIdSchema, { description: "the shard's facts in selection order, repeated ids included: `dissect merge` puts the shards' facts back in the whole run's order" })),
+  }, "present on a shard's results (`--shard index/count`): they cover that part of the facts only")),
   withoutAttributes: Type.Optional(Type.Integer({ minimum: 0, description: 'kept facts whose subject has no attribute data: they get no attributes_rate' })),
 });
 

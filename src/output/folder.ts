@@ -129,6 +129,19 @@ function ownRecord(): LockRecord {
   };
 }
 
+/** Throws FolderLockedError while a live process holds `dir`'s lock (a stale lock, or none, passes). */
+export function refuseLocked(dir: string): void {
+  const file = path.join(dir, LOCK_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return; // no lock, or released meanwhile
+  }
+  const held = parseLock(text);
+  if (held && holderAlive(held)) throw new FolderLockedError(file, held);
+}
+
 function takeLock(dir: string): string {
   const file = path.join(dir, LOCK_FILE);
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -137,8 +150,7 @@ function takeLock(dir: string): string {
       return file;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fsUserError('lock', dir, e);
-      const held = parseLock(fs.readFileSync(file, 'utf8'));
-      if (held && holderAlive(held)) throw new FolderLockedError(file, held);
+      refuseLocked(dir);
       fs.rmSync(file, { force: true }); // stale: its process is gone
     }
   }

@@ -295,10 +295,13 @@ export function selectFacts(facts: readonly Fact[], sel: Selection = {}): Fact[]
     out = chosen.map((i) => out[i]!);
   }
   if (sel.limit !== undefined) out = out.slice(0, sel.limit);
-  if (sel.shard) {
-    const { index, count } = sel.shard;
-    if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) throw new InternalError(`selectFacts: shard ${index}/${count}`);
-    out = out.filter((_, i) => i % count === index);
-  }
-  return out;
+  return shardOf(out, sel.shard);
+}
+
+/** Items index, index + count, index + 2·count, … (`--shard index/count`); all of them without a shard. */
+export function shardOf<T>(items: readonly T[], shard: Selection['shard']): T[] {
+  if (!shard) return items.slice();
+  const { index, count } = shard;
+  if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) throw new InternalError(`shardOf: shard ${index}/${count}`);
+  return items.filter((_, i) => i % count === index);
 }

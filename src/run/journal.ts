@@ -209,9 +209,27 @@ function readJournal<T>(file: string): JournalContents<T> {
   return { header, loaded, keep, size: buf.length, discarded };
 }
 
-function changedParts(header: Header, fingerprint: Fingerprint): string[] {
-  const old = header.parts ?? {};
+/** The parts of `fingerprint` that `earlier` (a journal's header parts) does not share: what changed between two runs. */
+export function changedParts(earlier: Readonly<Record<string, string>> | undefined, fingerprint: Fingerprint): string[] {
+  const old = earlier ?? {};
   return Object.keys(fingerprint.parts).filter((k) => old[k] !== fingerprint.parts[k]);
+}
+
+/** A journal as `dissect merge` reads it: the run's fingerprint and each fact's record. */
+export interface JournalRecords<T> {
+  readonly fingerprint: Fingerprint;
+  /** The record of `id` (a later line for the same id wins, as on resuming). */
+  get(id: ExampleId): T | undefined;
+}
+
+/** Reads the journal in `dir` whole, without opening it for writing; undefined when it has none (or not even a header). */
+export function readJournalRecords<T>(dir: string): JournalRecords<T> | undefined {
+  const file = path.join(dir, JOURNAL_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  const read = readJournal<T>(file);
+  if (!read.header) return undefined;
+  const records = new Map(read.loaded.map((e) => [keyOf(e.id), e.data]));
+  return { fingerprint: { hash: read.header.fingerprint, parts: read.header.parts }, get: (id) => records.get(keyOf(id)) };
 }
 
 /** The journal of one run in one output folder. `T` is whatever the runner stores per example. */
@@ -252,7 +270,7 @@ export class Journal<T> {
     const read = readJournal<T>(file);
     // Not even the header was finished: nothing to resume.
     if (!read.header) return Journal.create<T>(file, fingerprint, durability, read.size > 0);
-    if (read.header.fingerprint !== fingerprint.hash) throw new JournalMismatchError(file, changedParts(read.header, fingerprint));
+    if (read.header.fingerprint !== fingerprint.hash) throw new JournalMismatchError(file, changedParts(read.header.parts, fingerprint));
     if (read.keep < read.size) fs.truncateSync(file, read.keep);
     const fd = fs.openSync(file, 'a');
     return new Journal<T>(file, fd, read.loaded, read.discarded, durability, fingerprint);
@@ -310,7 +328,7 @@ export class Journal<T> {
     const read = readJournal<T>(file);
     if (!read.header) return 0;
     if (read.header.fingerprint !== this.fingerprint.hash) {
-      const changed = changedParts(read.header, this.fingerprint);
+      const changed = changedParts(read.header.parts, this.fingerprint);
       throw new UserError(`${file} is the journal of a different run (changed: ${changed.join(', ') || 'the run settings'}), so it cannot be merged`,
         'merge only runs of the same program, model, data, choices and selection; --shard does not count');
     }

@@ -1,0 +1,183 @@
+// `dissect merge`: the whole run assembled from the folders of its shards (`run --shard k/n`)
+// alone. A finished shard's folder holds everything a merge needs: results.json (the program's
+// text, params and choices, the model's shape, the head mappings, the shard's facts in
+// selection order) and journal.jsonl (every fact's raw numbers). The model, tokenizer and
+// dataset are not read and nothing is run, so the merge needs no machine beyond the shared
+// storage. Every reason a set of folders is not one whole run is refused before anything is
+// written: a folder that is not a finished shard, a shard of another run or another split, a
+// shard given twice, a missing shard.
+
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../errors.js';
+import type { ExampleRecord } from '../measure/record.js';
+import type { ExampleId, Results, ResultsExample, ResultsHeadMappings } from '../measure/schema.js';
+import { refuseLocked } from '../output/folder.js';
+import { readResultsFile } from '../report/html/index.js';
+import { RESULTS_JSON } from '../report/write.js';
+import { version } from '../version.js';
+import { changedParts, JOURNAL_FILE, readJournalRecords, type JournalRecords } from './journal.js';
+
+type Rows = NonNullable<Results['provenance']['rows']>;
+
+interface Shard {
+  readonly dir: string;
+  readonly results: Results;
+  readonly index: number;
+  readonly count: number;
+  readonly facts: readonly ExampleId[];
+  readonly journal: JournalRecords<ExampleRecord>;
+}
+
+/** The whole run, as the shards hold it. */
+export interface MergedShards {
+  /** The first shard's results: program, params, choices, model and CI settings, which every shard shares. */
+  readonly base: Results;
+  /** Fact ids of the whole selection with their records, as one run lists them: the first of each id in order, then the repeats. */
+  readonly ids: readonly ExampleId[];
+  readonly records: readonly ExampleRecord[];
+  /** How the shards ran their rows, their counts summed. */
+  readonly rows?: Rows;
+  readonly withoutAttributes?: number;
+  /** The head mappings (the same in every shard) flagged with every shard's facts, in the order of `examples`. */
+  headMappings(examples: readonly ResultsExample[]): ResultsHeadMappings | undefined;
+}
+
+const shardHint = 'give the --out folders of `dissect run … --shard k/n`, one for each k';
+const resumeHint = 'run its command again: it resumes from its journal, runs only the facts that are missing and writes results.json';
+const label = (s: Pick<Shard, 'index' | 'count'>) => `${s.index}/${s.count}`;
+
+/** Reads and checks the shard folders `dirs`; throws a UserError naming the folder and what is wrong. */
+export function readShards(dirs: readonly string[]): MergedShards {
+  const shards = dirs.map((d) => readShard(resolve(d)));
+  const first = shards[0];
+  if (!first) throw new UserError('no shard folder to merge', shardHint);
+  for (const s of shards.slice(1)) {
+    if (s.journal.fingerprint.hash !== first.journal.fingerprint.hash) {
+      const changed = changedParts(first.journal.fingerprint.parts, s.journal.fingerprint);
+      throw new UserError(`${s.dir} is a shard of a different run than ${first.dir} (changed: ${changed.join(', ') || 'the run settings'})`,
+        'merge only the shards of one run: the same program, params, model, tokenizer, data, choices, selection, device and dissect version');
+    }
+    if (s.count !== first.count) {
+      throw new UserError(`${s.dir} is shard ${label(s)} but ${first.dir} is shard ${label(first)}: shards of different splits overlap`,
+        `merge the shards of one split: ${first.count} folders, from --shard 0/${first.count} to ${first.count - 1}/${first.count}`);
+    }
+  }
+  const byIndex = new Map<number, Shard>();
+  for (const s of shards) {
+    const twin = byIndex.get(s.index);
+    if (twin) {
+      throw new UserError(`${twin.dir} and ${s.dir} are both shard ${label(s)}`,
+        twin.dir === s.dir ? 'give each shard\'s folder once' : 'keep one of the two folders (they hold the same facts)');
+    }
+    byIndex.set(s.index, s);
+  }
+  const missing = Array.from({ length: first.count }, (_, k) => k).filter((k) => !byIndex.has(k));
+  if (missing.length) {
+    throw new UserError(`shard${missing.length === 1 ? '' : 's'} ${missing.map((k) => `${k}/${first.count}`).join(', ')} of ${first.count} ${missing.length === 1 ? 'is' : 'are'} missing`,
+      `run ${missing.length === 1 ? 'it' : 'them'} (--shard ${missing[0]}/${first.count} …) and merge all ${first.count} folders`);
+  }
+  const ordered = [...byIndex.keys()].sort((a, b) => a - b).map((k) => byIndex.get(k)!);
+  return wholeRun(ordered);
+}
+
+function readShard(dir: string): Shard {
+  refuseLocked(dir); // a shard still being written is not finished
+  const resultsFile = join(dir, RESULTS_JSON);
+  const journal = readJournalRecords<ExampleRecord>(dir);
+  if (!existsSync(resultsFile)) {
+    if (journal) throw new UserError(`${dir}: the shard is not finished (it has a ${JOURNAL_FILE} but no ${RESULTS_JSON})`, resumeHint);
+    throw new UserError(`${dir} is not a shard's output folder (it holds no ${RESULTS_JSON} and no ${JOURNAL_FILE})`, shardHint);
+  }
+  const results = readResultsFile(resultsFile);
+  const shard = results.data.shard;
+  if (!shard) throw new UserError(`${dir} holds a whole run, not a shard (it ran without --shard)`, `its ${RESULTS_JSON} is complete as it is; ${shardHint}`);
+  if (results.tool.version !== version || !shard.facts) {
+    throw new UserError(`${dir} was written by dissect ${results.tool.version}; this is dissect ${version}`, 'run the shards and the merge with one version of dissect');
+  }
+  if (!journal || journal.fingerprint.hash !== results.fingerprint) {
+    throw new UserError(`${dir}: the shard is not finished (its ${JOURNAL_FILE} ${journal ? 'was started again after its results.json was written' : 'is missing'})`, resumeHint);
+  }
+  return { dir, results, index: shard.index, count: shard.count, facts: shard.facts, journal };
+}
+
+/** The shards' facts back in the whole selection's order (fact i is the shard i mod n's fact ⌊i/n⌋), each with its record. */
+function wholeRun(shards: readonly Shard[]): MergedShards {
+  const n = shards.length;
+  const total = shards.reduce((sum, s) => sum + s.facts.length, 0);
+  for (const s of shards) {
+    if (s.facts.length !== Math.ceil((total - s.index) / n)) {
+      throw new UserError(`${s.dir}: shard ${label(s)} holds ${s.facts.length} facts where the ${total} facts of its run give it ${Math.ceil((total - s.index) / n)}`, shardHint);
+    }
+  }
+  const seen = new Set<string>();
+  const firsts: { id: ExampleId; record: ExampleRecord }[] = [];
+  const repeats: ExampleId[] = [];
+  const unfinished = new Map<Shard, number>();
+  for (let i = 0; i < total; i++) {
+    const shard = shards[i % n]!;
+    const id = shard.facts[Math.floor(i / n)]!;
+    const key = JSON.stringify(id);
+    if (seen.has(key)) { repeats.push(id); continue; }
+    seen.add(key);
+    const record = shard.journal.get(id);
+    if (record) firsts.push({ id, record });
+    else unfinished.set(shard, (unfinished.get(shard) ?? 0) + 1);
+  }
+  const [lacking] = unfinished;
+  if (lacking) {
+    const [s, count] = lacking;
+    throw new UserError(`${s.dir}: the shard is not finished (${count} of its facts are not in its ${JOURNAL_FILE})`, resumeHint);
+  }
+  const base = shards[0]!.results;
+  const withoutAttributes = base.data.withoutAttributes !== undefined ? shards.reduce((sum, s) => sum + (s.results.data.withoutAttributes ?? 0), 0) : undefined;
+  const rows = summedRows(shards);
+  return {
+    base,
+    ids: [...firsts.map((f) => f.id), ...repeats],
+    records: [...firsts.map((f) => f.record), ...repeats.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' }))],
+    ...(rows ? { rows } : {}),
+    ...(withoutAttributes !== undefined ? { withoutAttributes } : {}),
+    headMappings: (examples) => flaggedByAll(shards, examples),
+  };
+}
+
+const ROW_COUNTS = ['lastPositionRows', 'fullRows', 'cleanPassRows', 'journalFacts', 'journalRows'] as const;
+
+/** The shards' row provenance: their mode if they agree (else `full`, saying how each ran), their counts summed. */
+function summedRows(shards: readonly Shard[]): Rows | undefined {
+  const each = shards.flatMap((s) => (s.results.provenance.rows ? [{ shard: s, rows: s.results.provenance.rows }] : []));
+  const first = each[0]?.rows;
+  if (!first) return undefined;
+  const agree = each.every(({ rows }) => rows.mode === first.mode && rows.reason === first.reason);
+  const how = agree ? { mode: first.mode, reason: first.reason } : {
+    mode: 'full' as const,
+    reason: `the shards ran their rows differently: ${each.map(({ shard, rows }) => `shard ${label(shard)} ${rows.mode} (${rows.reason})`).join('; ')}`,
+  };
+  const counts: Partial<Record<(typeof ROW_COUNTS)[number], number>> = {};
+  for (const name of ROW_COUNTS) {
+    if (each.some(({ rows }) => rows[name] !== undefined)) counts[name] = each.reduce((sum, { rows }) => sum + (rows[name] ?? 0), 0);
+  }
+  return { ...how, ...counts };
+}
+
+/** Each head's facts flagged by any shard, in the order of the whole run's examples. */
+function flaggedByAll(shards: readonly Shard[], examples: readonly ResultsExample[]): ResultsHeadMappings | undefined {
+  const mappings = shards[0]!.results.headMappings;
+  if (!mappings) return undefined;
+  return {
+    ...mappings,
+    heads: mappings.heads.map((head, h) => {
+      const flagged = new Set(shards.flatMap((s) => s.results.headMappings!.heads[h]!.subjectAttributeFacts.map((id) => JSON.stringify(id))));
+      return { ...head, subjectAttributeFacts: examples.filter((e) => flagged.has(JSON.stringify(e.id))).map((e) => e.id) };
+    }),
+  };
+}
+
+/** Refuses an --out that is a run's folder (a shard's, say): the merge would leave its journal beside results of another run. */
+export function refuseRunFolder(out: string): void {
+  if (existsSync(join(out, JOURNAL_FILE))) {
+    throw new UserError(`--out ${out} holds a run's ${JOURNAL_FILE} (a shard's folder, or a run's)`,
+      'merge into a new folder, or into the folder of an earlier merge');
+  }
+}
