@@ -200,7 +200,7 @@ function orDiagnostic<T>(x: T | RunError, sourceText: string, at?: SourceSpan): 
 }
 
 /** Loads the facts a run measures: the dataset, then --sample / --limit. */
-export function selectedFacts(loaded: Pick<LoadedProgram, 'program' | 'sourceText'>, selection: Selection): { all: Fact[]; selected: Fact[] } {
+export function selectedFacts(loaded: Pick<LoadedProgram, 'program' | 'sourceText'>, selection: Omit<Selection, 'shard'>): { all: Fact[]; selected: Fact[] } {
   const { program } = loaded;
   const all = orDiagnostic(loadFacts(program.dataset), loaded.sourceText).facts;
   const selected = selectFacts(all, selection);
@@ -246,19 +246,18 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
 async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
   const { program, plan, source, tokenizer } = loaded;
   const { sites } = source;
-  // A shard is a part of the whole selection: a repeated id is dropped and a dataset mean is
-  // taken over the whole, as in one run, so that the shards merge into that run's numbers.
+  // A shard is a part of one run: the repeated ids, the batch size and the dataset means are the
+  // whole selection's, and it runs whole batches of that run (every n-th), so each fact meets the
+  // same facts in its batch as in one run and the merged shards equal that run bit for bit.
   const { shard, ...wholeSelection } = options.selection;
-  const { selected: whole } = selectedFacts(loaded, wholeSelection);
-  const wholeUnique = splitDuplicateIds(whole).unique;
-  const firsts = new Set(wholeUnique);
-  const selected = shardOf(whole, shard);
+  const whole = splitDuplicateIds(selectedFacts(loaded, wholeSelection).selected);
+  const batch = batchSize(options.batch, sites, plan, longestPrompt(whole.unique, tokenizer, program.bos, source.limits.positions), options.batchMemory);
+  const unique = shardOf(whole.unique, shard, batch.used);
+  const duplicates = shardOf(whole.duplicates, shard, 1);
+  const selected = [...unique, ...duplicates];
   refuseOverTotalRows(loaded, selected.length);
-  const unique = selected.filter((f) => firsts.has(f));
-  const duplicates = selected.filter((f) => !firsts.has(f));
   const variant: BuiltVariant = buildVariant(source, plan.variant);
   const attributionVariant = plan.attributionVariant ? buildVariant(source, plan.attributionVariant) : undefined;
-  const batch = batchSize(options.batch, sites, plan, longestPrompt(unique, tokenizer, program.bos, source.limits.positions), options.batchMemory);
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orDiagnostic(loadAttributeSets(program.attributes, tokenizer), loaded.sourceText) : undefined;
   const hashes = {
@@ -307,7 +306,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         shareClean: !options.fullRows,
         ...(attribution ? { attribution } : {}),
       };
-      const meanHidden = await datasetMeanHidden({ ...context, facts: wholeUnique });
+      const meanHidden = await datasetMeanHidden({ ...context, facts: whole.unique });
       const counts = await executeExamples({
         ...context,
         ...(attributes ? { attributes } : {}),
@@ -328,7 +327,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...unique.map((f) => journal.get(f.id)!),
       ...duplicates.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' })),
     ];
-    const { measured, droppedFacts } = measureFacts(program, plan, [...unique, ...duplicates].map((f) => f.id), records, ci);
+    const { measured, droppedFacts } = measureFacts(program, plan, selected.map((f) => f.id), records, ci);
     const journalRows = unique.filter((f, i) => fromJournal.has(f.id) && records[i]!.status === 'kept').length * (plan.passesPerExample - 1);
     if (fromJournal.size) rows = { ...rows, journalFacts: fromJournal.size, journalRows };
     const mappings = program.headMappings
@@ -368,7 +367,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         limit: options.selection.limit ?? null,
         sample: options.selection.sample ?? null,
         seed: options.selection.sample !== undefined ? (options.selection.seed ?? 0) : null,
-        ...(shard ? { shard: { ...shard, facts: selected.map((f) => f.id) } } : {}),
+        ...(shard ? { shard: { ...shard, batch: batch.used, facts: unique.map((f) => f.id) } } : {}),
         ...(attributes ? { withoutAttributes: measured.examples.filter((e) => !attributes.has(e.subject)).length } : {}),
       },
       examples: measured.examples,

@@ -98,7 +98,7 @@ withProgramFlags(program.command('run <file>'))
   .option('--fresh', 'discard an existing journal in --out instead of resuming')
   .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .option('--full-rows', 'run every row over its whole prompt, never its last token alone against the clean run\'s cache (to cross-check)')
-  .option('--shard <k/n>', 'run only facts k, k+n, k+2n, … of the selection (0 ≤ k < n), e.g. one per machine', parseShard)
+  .option('--shard <k/n>', 'run only batches k, k+n, k+2n, … of the selection (0 ≤ k < n), e.g. one per machine; `dissect merge` assembles the shards', parseShard)
   .option('--merge <dir>', 'take the finished facts of another --out folder of this run (a shard) and compute the rest: to resume (repeatable); `dissect merge` assembles finished shards', collect, [])
   .action(runCommand);
 

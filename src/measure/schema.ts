@@ -96,8 +96,9 @@ const DataSchema = Closed({
   shard: Type.Optional(Closed({
     index: Count,
     count: Positive,
-    facts: Type.Optional(Type.Array(ExampleIdSchema, { description: "the shard's facts in selection order, repeated ids included: `dissect merge` puts the shards' facts back in the whole run's order" })),
-  }, "present on a shard's results (`--shard index/count`): they cover that part of the facts only")),
+    batch: Type.Optional(Positive),
+    facts: Type.Optional(Type.Array(ExampleIdSchema, { description: "the ids the shard ran, in order: its batches of `batch` facts are batches index, index + count, … of the whole run's, which `dissect merge` puts back in order (repeated ids are in droppedFacts)" })),
+  }, "present on a shard's results (`--shard index/count`): they cover every count-th batch of the run's facts from the index-th on, and only those")),
   withoutAttributes: Type.Optional(Type.Integer({ minimum: 0, description: 'kept facts whose subject has no attribute data: they get no attributes_rate' })),
 });
 

@@ -167,7 +167,8 @@ export function formatSummary(results: Results, written?: WrittenResults, option
     .map((f) => `  dropped ${JSON.stringify(f.id)}: ${f.reason}${f.detail ? ` (${f.detail})` : ''}`);
   const more = d.droppedFacts.length - shown.length;
   const lines = [
-    ...(d.shard ? [`shard ${d.shard.index}/${d.shard.count}: this run measured facts ${d.shard.index}, ${d.shard.index + d.shard.count}, ${d.shard.index + 2 * d.shard.count}, … of the selection only; \`dissect merge\` of every shard's folder gives the whole`] : []),
+    ...(d.shard ? [`shard ${d.shard.index}/${d.shard.count}: this run measured batches ${d.shard.index}, ${d.shard.index + d.shard.count}, ${d.shard.index + 2 * d.shard.count}, …`
+      + `${d.shard.batch ? ` (${d.shard.batch} facts each)` : ''} of the selection, not the whole; \`dissect merge\` of every shard's folder gives the whole`] : []),
     `examples: ${d.kept} of ${d.total} kept${dropped.length > 0 ? ` (dropped: ${dropped.join(', ')})` : ''}`
       + (d.withoutAttributes ? `; ${d.withoutAttributes} without attribute data (no attributes rate)` : ''),
     ...shown, ...(more > 0 ? [`  … and ${more} more dropped (every one in results.json, data.droppedFacts, and the report)`] : []),

@@ -266,7 +266,7 @@ export interface Selection {
   readonly seed?: number;
   /** Keep only the fact with this id (`--example`); applied first. */
   readonly example?: string;
-  /** Keep every `count`-th fact from the `index`-th on (`--shard index/count`); applied last. */
+  /** Run every `count`-th batch of facts from the `index`-th on (`--shard index/count`); applied by the run, not selectFacts. */
   readonly shard?: { readonly index: number; readonly count: number };
 }
 
@@ -277,7 +277,7 @@ export interface Selection {
  * swap idx[i], idx[j]) picks idx[0..k), which are then put back in ascending (dataset)
  * order. A sample of N or more keeps every fact.
  */
-export function selectFacts(facts: readonly Fact[], sel: Selection = {}): Fact[] {
+export function selectFacts(facts: readonly Fact[], sel: Omit<Selection, 'shard'> = {}): Fact[] {
   for (const key of ['limit', 'sample', 'seed'] as const) {
     const v = sel[key];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw new InternalError(`selectFacts: ${key} must be a non-negative integer, got ${v}`);
@@ -295,13 +295,17 @@ export function selectFacts(facts: readonly Fact[], sel: Selection = {}): Fact[]
     out = chosen.map((i) => out[i]!);
   }
   if (sel.limit !== undefined) out = out.slice(0, sel.limit);
-  return shardOf(out, sel.shard);
+  return out;
 }
 
-/** Items index, index + count, index + 2·count, … (`--shard index/count`); all of them without a shard. */
-export function shardOf<T>(items: readonly T[], shard: Selection['shard']): T[] {
+/**
+ * The blocks of `block` items numbered index, index + count, index + 2·count, … (`--shard
+ * index/count`; the run's blocks are its batches); every item without a shard.
+ */
+export function shardOf<T>(items: readonly T[], shard: Selection['shard'], block: number): T[] {
   if (!shard) return items.slice();
   const { index, count } = shard;
   if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count) throw new InternalError(`shardOf: shard ${index}/${count}`);
-  return items.filter((_, i) => i % count === index);
+  if (!Number.isInteger(block) || block < 1) throw new InternalError(`shardOf: blocks of ${block}`);
+  return items.filter((_, i) => Math.floor(i / block) % count === index);
 }

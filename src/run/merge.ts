@@ -25,6 +25,8 @@ interface Shard {
   readonly results: Results;
   readonly index: number;
   readonly count: number;
+  /** Facts per batch: a shard runs every n-th batch of the whole run. */
+  readonly batch: number;
   readonly facts: readonly ExampleId[];
   readonly journal: JournalRecords<ExampleRecord>;
 }
@@ -92,54 +94,63 @@ function readShard(dir: string): Shard {
   const results = readResultsFile(resultsFile);
   const shard = results.data.shard;
   if (!shard) throw new UserError(`${dir} holds a whole run, not a shard (it ran without --shard)`, `its ${RESULTS_JSON} is complete as it is; ${shardHint}`);
-  if (results.tool.version !== version || !shard.facts) {
+  if (results.tool.version !== version || !shard.facts || !shard.batch) {
     throw new UserError(`${dir} was written by dissect ${results.tool.version}; this is dissect ${version}`, 'run the shards and the merge with one version of dissect');
   }
   if (!journal || journal.fingerprint.hash !== results.fingerprint) {
     throw new UserError(`${dir}: the shard is not finished (its ${JOURNAL_FILE} ${journal ? 'was started again after its results.json was written' : 'is missing'})`, resumeHint);
   }
-  return { dir, results, index: shard.index, count: shard.count, facts: shard.facts, journal };
+  return { dir, results, index: shard.index, count: shard.count, batch: shard.batch, facts: shard.facts, journal };
 }
 
-/** The shards' facts back in the whole selection's order (fact i is the shard i mod n's fact ⌊i/n⌋), each with its record. */
+/**
+ * The whole run from its shards (in index order): batch c of the run is batch ⌊c/n⌋ of shard
+ * c mod n, and the j-th repeated id is the shard j mod n's ⌊j/n⌋-th.
+ */
 function wholeRun(shards: readonly Shard[]): MergedShards {
-  const n = shards.length;
-  const total = shards.reduce((sum, s) => sum + s.facts.length, 0);
-  for (const s of shards) {
-    if (s.facts.length !== Math.ceil((total - s.index) / n)) {
-      throw new UserError(`${s.dir}: shard ${label(s)} holds ${s.facts.length} facts where the ${total} facts of its run give it ${Math.ceil((total - s.index) / n)}`, shardHint);
-    }
+  const [first] = shards as [Shard, ...Shard[]];
+  const other = shards.find((s) => s.batch !== first.batch);
+  if (other) {
+    throw new UserError(`${other.dir} ran batches of ${other.batch} facts but ${first.dir} of ${first.batch}, so their batches are not one run's`,
+      'run every shard with the same --batch and --batch-memory');
   }
-  const seen = new Set<string>();
-  const firsts: { id: ExampleId; record: ExampleRecord }[] = [];
-  const repeats: ExampleId[] = [];
-  const unfinished = new Map<Shard, number>();
-  for (let i = 0; i < total; i++) {
-    const shard = shards[i % n]!;
-    const id = shard.facts[Math.floor(i / n)]!;
-    const key = JSON.stringify(id);
-    if (seen.has(key)) { repeats.push(id); continue; }
-    seen.add(key);
-    const record = shard.journal.get(id);
-    if (record) firsts.push({ id, record });
-    else unfinished.set(shard, (unfinished.get(shard) ?? 0) + 1);
+  const firsts = interleave(shards.map((s) => s.facts), first.batch);
+  const repeats = interleave(shards.map((s) => s.results.data.droppedFacts.filter((f) => f.reason === 'duplicate_id').map((f) => f.id)), 1);
+  if (!firsts || !repeats) throw new UserError(`the facts of shards ${shards.map((s) => s.dir).join(', ')} do not make up one run's selection`, shardHint);
+  const unfinished = shards.map((s) => s.facts.filter((id) => !s.journal.get(id)).length);
+  const lacking = unfinished.findIndex((count) => count > 0);
+  if (lacking >= 0) {
+    throw new UserError(`${shards[lacking]!.dir}: the shard is not finished (${unfinished[lacking]} of its facts are not in its ${JOURNAL_FILE})`, resumeHint);
   }
-  const [lacking] = unfinished;
-  if (lacking) {
-    const [s, count] = lacking;
-    throw new UserError(`${s.dir}: the shard is not finished (${count} of its facts are not in its ${JOURNAL_FILE})`, resumeHint);
-  }
-  const base = shards[0]!.results;
-  const withoutAttributes = base.data.withoutAttributes !== undefined ? shards.reduce((sum, s) => sum + (s.results.data.withoutAttributes ?? 0), 0) : undefined;
+  const record = new Map(shards.flatMap((s) => s.facts.map((id) => [JSON.stringify(id), s.journal.get(id)!] as const)));
+  const withoutAttributes = first.results.data.withoutAttributes !== undefined
+    ? shards.reduce((sum, s) => sum + (s.results.data.withoutAttributes ?? 0), 0) : undefined;
   const rows = summedRows(shards);
   return {
-    base,
-    ids: [...firsts.map((f) => f.id), ...repeats],
-    records: [...firsts.map((f) => f.record), ...repeats.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' }))],
+    base: first.results,
+    ids: [...firsts, ...repeats],
+    records: [...firsts.map((id) => record.get(JSON.stringify(id))!), ...repeats.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' }))],
     ...(rows ? { rows } : {}),
     ...(withoutAttributes !== undefined ? { withoutAttributes } : {}),
     headMappings: (examples) => flaggedByAll(shards, examples),
   };
+}
+
+/**
+ * Blocks of `block` items taken from the lists in turn (list c mod n gives the c-th block) until
+ * a block falls short; undefined when that leaves items over, as no split of one list would.
+ */
+function interleave<T>(lists: readonly (readonly T[])[], block: number): T[] | undefined {
+  const taken = lists.map(() => 0);
+  const out: T[] = [];
+  for (let c = 0; ; c++) {
+    const k = c % lists.length;
+    const part = lists[k]!.slice(taken[k], taken[k]! + block);
+    taken[k] += part.length;
+    out.push(...part);
+    if (part.length < block) break;
+  }
+  return taken.every((n, k) => n === lists[k]!.length) ? out : undefined;
 }
 
 const ROW_COUNTS = ['lastPositionRows', 'fullRows', 'cleanPassRows', 'journalFacts', 'journalRows'] as const;
