@@ -255,6 +255,11 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   const unique = shardOf(whole.unique, shard, batch.used);
   const duplicates = shardOf(whole.duplicates, shard, 1);
   const selected = [...unique, ...duplicates];
+  if (shard && selected.length === 0) {
+    const batches = Math.ceil(whole.unique.length / batch.used);
+    throw new UserError(`--shard ${shard.index}/${shard.count} has no facts: a shard runs whole batches, and the ${whole.unique.length} facts make ${batches} of ${batch.used}`,
+      `split the run into at most ${batches} shards, or lower --batch`);
+  }
   refuseOverTotalRows(loaded, selected.length);
   const variant: BuiltVariant = buildVariant(source, plan.variant);
   const attributionVariant = plan.attributionVariant ? buildVariant(source, plan.attributionVariant) : undefined;
