@@ -1,4 +1,4 @@
-// A run split over machines: `--shard k/n` runs every n-th fact from the k-th on, and a run
+// A run split over machines: `--shard k/n` runs every n-th batch from the k-th on, and a run
 // with `--merge` takes the shards' finished facts from their journals instead of computing
 // them. The merged results equal a single run's, and nothing is recomputed.
 
@@ -27,11 +27,11 @@ test.serial('two shards merged give the single run\'s results without recomputin
   for (const k of [0, 1]) {
     const r = dissect(...common, '--out', join(dir, `shard${k}`), '--shard', `${k}/2`);
     t.is(r.code, 0);
-    t.true(r.stdout.includes(`shard ${k}/2: facts ${k}, ${k + 2}, ${k + 4}, … of the selection (a run with --merge of every shard's folder gives the whole)\n`), r.stdout);
+    t.true(r.stdout.includes(`shard ${k}/2: this run measured batches ${k}, ${k + 2}, ${k + 4}, … (8 facts each) of the selection, not the whole; \`dissect merge\` of every shard's folder gives the whole\n`), r.stdout);
   }
   const shard0 = results(join(dir, 'shard0'));
-  t.deepEqual(shard0.data.shard, { index: 0, count: 2 });
-  t.is(shard0.data.total, 6, 'facts 0, 2, 4, … of the 12 selected');
+  t.deepEqual(shard0.data.shard, { index: 0, count: 2, batch: 8, facts: ['0', '1', '2', '3', '4', '5', '6', '7'] });
+  t.is(shard0.data.total, 8, 'the first batch of 8 of the 12 selected');
 
   const merged = dissect(...common, '--out', join(dir, 'merged'), '--merge', join(dir, 'shard0'), '--merge', join(dir, 'shard1'));
   t.is(merged.code, 0, merged.stderr);
