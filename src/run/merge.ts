@@ -145,8 +145,9 @@ function interleave<T>(lists: readonly (readonly T[])[], block: number): T[] | u
   const out: T[] = [];
   for (let c = 0; ; c++) {
     const k = c % lists.length;
-    const part = lists[k]!.slice(taken[k], taken[k]! + block);
-    taken[k] += part.length;
+    const start = taken[k]!;
+    const part = lists[k]!.slice(start, start + block);
+    taken[k] = start + part.length;
     out.push(...part);
     if (part.length < block) break;
   }
