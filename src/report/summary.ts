@@ -155,6 +155,13 @@ export function headMappingNormalisationNote(mappings: ResultsHeadMappings): str
   return mappings.normalisation === 'token_frequency' ? ', token-frequency normalised' : '';
 }
 
+/** What a shard's results cover, in the summary and the report. */
+export function shardNote(shard: NonNullable<Results['data']['shard']>): string {
+  const { index, count, batch } = shard;
+  return `shard ${index}/${count}: this run measured batches ${index}, ${index + count}, ${index + 2 * count}, …`
+    + `${batch ? ` (${batch} facts each)` : ''} of the selection, not the whole; \`dissect merge\` of every shard's folder gives the whole`;
+}
+
 /** Dropped facts the console names; results.json and the report list them all. */
 const DROPPED_SHOWN = 3;
 
@@ -167,8 +174,7 @@ export function formatSummary(results: Results, written?: WrittenResults, option
     .map((f) => `  dropped ${JSON.stringify(f.id)}: ${f.reason}${f.detail ? ` (${f.detail})` : ''}`);
   const more = d.droppedFacts.length - shown.length;
   const lines = [
-    ...(d.shard ? [`shard ${d.shard.index}/${d.shard.count}: this run measured batches ${d.shard.index}, ${d.shard.index + d.shard.count}, ${d.shard.index + 2 * d.shard.count}, …`
-      + `${d.shard.batch ? ` (${d.shard.batch} facts each)` : ''} of the selection, not the whole; \`dissect merge\` of every shard's folder gives the whole`] : []),
+    ...(d.shard ? [shardNote(d.shard)] : []),
     `examples: ${d.kept} of ${d.total} kept${dropped.length > 0 ? ` (dropped: ${dropped.join(', ')})` : ''}`
       + (d.withoutAttributes ? `; ${d.withoutAttributes} without attribute data (no attributes rate)` : ''),
     ...shown, ...(more > 0 ? [`  … and ${more} more dropped (every one in results.json, data.droppedFacts, and the report)`] : []),

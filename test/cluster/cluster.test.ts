@@ -95,6 +95,8 @@ test.serial('the Slurm job array\'s shards and its merge job give the single run
     });
   }
   t.deepEqual(results(join(results_, 'shard-1')).data.shard, { index: 1, count: 4, batch: 32, facts: Array.from({ length: 32 }, (_, i) => String(32 + i)) });
+  t.true(readFileSync(join(results_, 'shard-1', 'report.html'), 'utf8').includes(
+    '<b>shard 1/4: this run measured batches 1, 5, 9, … (32 facts each) of the selection, not the whole; `dissect merge` of every shard&#39;s folder gives the whole</b>'), 'the report says it is a shard');
   run('bash', [merge], { RESULTS: results_ });
   const merged = results(join(results_, 'merged'));
   t.deepEqual(comparable(merged), comparable(results(single)));

@@ -6,7 +6,7 @@
 import type { ExtractionSummaryResult, Results, ResultsExperiment, ResultsHeadMappings, TokenRow } from '../../measure/schema.js';
 import type { Figure, ReportPlan } from './figures.js';
 import { decimalsFor, esc, num, numCell, pct, rawCell, shortHash, table, type CellLike } from './format.js';
-import { fullyBlockedText, headMappingNormalisationNote } from '../summary.js';
+import { fullyBlockedText, headMappingNormalisationNote, shardNote } from '../summary.js';
 import { measureText, shownValue } from '../quantity.js';
 
 /** Examples whose logit-lens tokens are shown. */
@@ -81,7 +81,8 @@ function summarySection(r: Results, plan: ReportPlan): string {
     rows.push(['Known-fact accuracy', `${d.kept} / ${judged}${acc}${other}: the model's top-1 token is the target's first token`]);
   }
   rows.push(
-    ['Selection', `filter ${code(d.filter)}, bos ${code(d.bos)}, limit ${d.limit ?? '–'}, sample ${d.sample ?? '–'}, seed ${d.seed ?? '–'}`],
+    ['Selection', `filter ${code(d.filter)}, bos ${code(d.bos)}, limit ${d.limit ?? '–'}, sample ${d.sample ?? '–'}, seed ${d.seed ?? '–'}`
+      + (d.shard ? `<br><b>${esc(shardNote(d.shard))}</b>` : '')],
     ...(p.rows ? [['Rows', `${esc(p.rows.mode === 'last_position' ? 'last position where possible' : 'whole prompts')}: ${esc(p.rows.reason)}` +
       (p.rows.lastPositionRows !== undefined ? ` (${p.rows.lastPositionRows} as the last token, ${p.rows.fullRows ?? 0} over the whole prompt` +
         `${p.rows.cleanPassRows !== undefined ? `, ${p.rows.cleanPassRows} read from the clean pass` : ''})` : '') +
