@@ -84,6 +84,7 @@ export function readShards(dirs: readonly string[]): MergedShards {
 }
 
 function readShard(dir: string): Shard {
+  if (!existsSync(dir)) throw new UserError(`${dir}: no such folder`, shardHint);
   refuseLocked(dir); // a shard still being written is not finished
   const resultsFile = join(dir, RESULTS_JSON);
   const journal = readJournalRecords<ExampleRecord>(dir);

@@ -154,7 +154,7 @@ async function refused(t: import('ava').ExecutionContext, shards: readonly strin
   t.regex(e!.hint ?? '', hint);
 }
 
-test.serial('a missing, repeated, foreign or overlapping shard is refused', async (t) => {
+test.serial('a missing, repeated, foreign, overlapping or older shard is refused, and a folder that is not a shard', async (t) => {
   const shards = shardCopies();
   await refused(t, shards.slice(0, 3), /^shard 3\/4 of 4 is missing$/, /--shard 3\/4/);
   await refused(t, [shards[0]!, ...shards], /shard-0 and .*shard-0 are both shard 0\/4$/, /once/);
@@ -169,6 +169,19 @@ test.serial('a missing, repeated, foreign or overlapping shard is refused', asyn
   run(process.execPath, [cli, 'run', program, '--shard', '1/2', '--out', halves], {});
   await refused(t, [shards[0]!, halves], /half is shard 1\/2 but .*shard-0 is shard 0\/4: shards of different splits overlap$/, /4 folders/);
   await refused(t, [...shards.slice(0, 3), join(dir, 'single')], /single holds a whole run, not a shard/, /--shard k\/n/);
+  await refused(t, [...shards.slice(0, 3), join(dir, 'nowhere')], /nowhere: no such folder$/, /--shard k\/n/);
+  await refused(t, [...shards.slice(0, 3), tempDir('cluster')], /is not a shard's output folder \(it holds no results\.json and no journal\.jsonl\)$/, /--shard k\/n/);
+
+  const edited = (shard: string, edit: (r: Results) => Results) => writeFileSync(join(shard, 'results.json'), JSON.stringify(edit(results(shard))));
+  const older = shardCopies();
+  edited(older[2]!, (r) => ({ ...r, tool: { ...r.tool, version: '0.0.1' } }));
+  await refused(t, older, /shard-2 was written by dissect 0\.0\.1; this is dissect \d/, /one version of dissect/);
+  const batches = shardCopies();
+  edited(batches[3]!, (r) => ({ ...r, data: { ...r.data, shard: { ...r.data.shard!, batch: 16 } } }));
+  await refused(t, batches, /shard-3 ran batches of 16 facts but .*shard-0 of 32, so their batches are not one run's$/, /same --batch/);
+  const short = shardCopies();
+  edited(short[1]!, (r) => ({ ...r, data: { ...r.data, shard: { ...r.data.shard!, facts: r.data.shard!.facts!.slice(1) } } }));
+  await refused(t, short, /do not make up one run's selection$/, /--shard k\/n/);
 });
 
 test.serial('an unfinished shard is refused, and so is an --out that is a run\'s folder', async (t) => {
@@ -180,6 +193,11 @@ test.serial('an unfinished shard is refused, and so is an --out that is a run\'s
   const journal = join(cut!, 'journal.jsonl');
   writeFileSync(journal, readFileSync(journal, 'utf8').split('\n').slice(0, 21).join('\n') + '\n'); // the header and 20 of its 32 facts
   await refused(t, [...shardCopies().slice(0, 2), cut!, shardCopies()[3]!], /shard-2: the shard is not finished \(12 of its facts are not in its journal\.jsonl\)$/, /runs only the facts that are missing/);
+
+  const restarted = shardCopies();
+  const header = JSON.parse(readFileSync(join(restarted[3]!, 'journal.jsonl'), 'utf8').split('\n')[0]!) as { fingerprint: string };
+  writeFileSync(join(restarted[3]!, 'journal.jsonl'), JSON.stringify({ ...header, fingerprint: 'a'.repeat(64) }) + '\n'); // `run --fresh` of another run, cut short
+  await refused(t, restarted, /shard-3: the shard is not finished \(its journal\.jsonl was started again after its results\.json was written\)$/, /resumes from its journal/);
 
   const running = shardCopies();
   writeFileSync(join(running[0]!, 'dissect.lock'), JSON.stringify({ pid: process.ppid, host: hostname() }));
