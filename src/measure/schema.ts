@@ -180,7 +180,7 @@ const HeadMappingsSchema = Closed({
     pairs: Type.Array(Closed({ from: Count, to: Count, fromToken: Type.String(), toToken: Type.String(), score: Type.Number() })),
     subjectAttributeFacts: Type.Array(ExampleIdSchema),
   })),
-}, "`head_mappings`: per head, its top token → token pairs and the facts whose subject → prediction pair is among them");
+}, "`head_mappings`: per head, its top token → token pairs and the facts whose subject → prediction pair is among them (in the order of `examples`)");
 
 const CiSchema = Type.Union([
   Closed({ method: Type.Literal('none') }),

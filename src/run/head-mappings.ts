@@ -29,7 +29,7 @@ export interface HeadMapping {
   readonly head: number;
   /** The head's top entries of M, by score (ties: lower row, then lower column). */
   readonly pairs: readonly MappingPair[];
-  /** Facts one of whose subject tokens maps to the fact's prediction among these pairs. */
+  /** Facts one of whose subject tokens maps to the fact's prediction among these pairs, in the order of the facts given. */
   readonly subjectAttributeFacts: readonly ExampleId[];
 }
 
@@ -145,7 +145,8 @@ export async function headMappings(
       }));
       const flagged = new Set<ExampleId>();
       for (const p of pairs) for (const id of wanted.get(`${p.from}>${p.to}`) ?? []) flagged.add(id);
-      out.push({ layer, head, pairs, subjectAttributeFacts: [...flagged] });
+      // in the facts' order, which `dissect merge` can restore from the shards' lists
+      out.push({ layer, head, pairs, subjectAttributeFacts: facts.filter((f) => flagged.has(f.id)).map((f) => f.id) });
     }
   }
   return out;
