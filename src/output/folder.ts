@@ -4,7 +4,7 @@
 // and entries dissect would not write) is refused unless the user forces it, so
 // `--out ~/thesis` cannot clobber or tidy away their own plots.
 //
-// The folder is also locked for the whole command (run, report, compile), so two
+// The folder is also locked for the whole command (run, merge, report, compile), so two
 // processes never write into one folder. The lock records the process (pid, host, boot,
 // the process's start time), so a lock whose pid now belongs to another live process is
 // still recognised as stale.

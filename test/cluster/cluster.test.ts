@@ -221,3 +221,19 @@ test.serial('a head\'s facts flagged by any shard are flagged in the merge, in t
   const merged = await merge(shards);
   t.deepEqual(merged.results.headMappings!.heads.map((h) => h.subjectAttributeFacts), [[], ['2', '33', '40'], [], []]);
 });
+
+test.serial('merge --out follows the output-folder rules: a foreign folder needs --force, a locked one waits, an earlier merge is replaced', async (t) => {
+  const shards = shardCopies();
+  const theirs = tempDir('cluster');
+  writeFileSync(join(theirs, 'notes.txt'), 'mine');
+  await refused(t, shards, /is not empty and is not a dissect output folder \(it holds notes\.txt\)$/, /--force/, theirs);
+  await mergeShards(shards, { out: theirs, force: true, command: ['merge'] });
+  t.is(readFileSync(join(theirs, 'notes.txt'), 'utf8'), 'mine');
+  t.is(results(theirs).data.total, 101);
+
+  writeFileSync(join(theirs, 'dissect.lock'), JSON.stringify({ pid: process.ppid, host: hostname() }));
+  await refused(t, shards, /another dissect process \(pid \d+ on .*\) is writing to this output folder/, /wait for it to finish/, theirs);
+  rmSync(join(theirs, 'dissect.lock'));
+  const again = await merge(shards, theirs);
+  t.deepEqual(comparable(again.results), comparable(results(theirs)), 'a second merge into the first one\'s folder rewrites the same results');
+});
