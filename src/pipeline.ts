@@ -257,7 +257,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   const selected = [...unique, ...duplicates];
   if (shard && selected.length === 0) {
     const batches = Math.ceil(whole.unique.length / batch.used);
-    throw new UserError(`--shard ${shard.index}/${shard.count} has no facts: a shard runs whole batches, and the ${whole.unique.length} facts make ${batches} of ${batch.used}`,
+    throw new UserError(`--shard ${shard.index}/${shard.count} has no facts: a shard runs whole batches, and the run's ${whole.unique.length} facts make ${batches} batch${batches === 1 ? '' : 'es'} of ${batch.used}`,
       `split the run into at most ${batches} shards, or lower --batch`);
   }
   refuseOverTotalRows(loaded, selected.length);

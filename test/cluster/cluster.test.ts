@@ -210,6 +210,13 @@ test.serial('an unfinished shard is refused, and so is an --out that is a run\'s
   t.is(cli_.stderr, 'dissect: error: shard 0/4 of 4 is missing\n  hint: run it (--shard 0/4 …) and merge all 4 folders\n');
 });
 
+test.serial('a shard beyond the run\'s batches is refused, naming how many shards fit', (t) => {
+  const r = spawnSync(process.execPath, [cli, 'run', program, '--shard', '4/5', '--out', join(tempDir('cluster'), 'fifth')], { encoding: 'utf8' });
+  t.is(r.status, 1);
+  t.is(r.stderr, 'dissect: error: --shard 4/5 has no facts: a shard runs whole batches, and the run\'s 100 facts make 4 batches of 32\n'
+    + '  hint: split the run into at most 4 shards, or lower --batch\n');
+});
+
 test.serial('a head\'s facts flagged by any shard are flagged in the merge, in the order of the examples', async (t) => {
   const shards = shardCopies();
   const flag = (shard: string, ids: string[]) => {
