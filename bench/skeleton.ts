@@ -1,13 +1,14 @@
 // A synthetic GPT-2-architecture ONNX graph of any size: fused LayerNormalization, MatMul + Add
 // linear layers, fused qkv Split, Reshape with 0-dims, tanh gelu, causal Where + padding Add,
-// tied-free LM head. With `lazy`, weights are external and never materialised (a sparse
-// file), so a GPT-J-sized skeleton costs no memory or disk; otherwise weights are random and
-// the model runs.
+// tied-free LM head. With `lazy`, weights carry dims only (external: a sparse file), so a
+// GPT-J-sized skeleton costs no memory or disk; otherwise weights are random and the model runs.
+// writeSkeleton writes random weights to the external file as they are drawn, a chunk at a
+// time, so GPT-2 XL's 6.5 GB are never held in JavaScript.
 
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { externalizeInitializers } from '../src/onnx/external.js';
-import { DataType, writeModel, type ModelProto, type NodeProto, type TensorProto } from '../src/onnx/proto.js';
-import { floatAttr, intAttr, intsAttr, makeTensor } from '../src/onnx/tensor.js';
+import { DataLocation, DataType, writeModel, type ModelProto, type NodeProto, type TensorProto } from '../src/onnx/proto.js';
+import { elementCount, floatAttr, intAttr, intsAttr, makeTensor } from '../src/onnx/tensor.js';
 
 export interface SkeletonShape {
   readonly layers: number;
@@ -28,18 +29,35 @@ function rng(seed: number): () => number {
   };
 }
 
-/** Builds the skeleton graph; with `lazy` the float initializers carry dims only. */
-export function buildSkeleton(shape: SkeletonShape, opts: { lazy: boolean; seed?: number }): ModelProto {
+export interface SkeletonOptions {
+  /** Float weights carry dims only (no values). */
+  readonly lazy: boolean;
+  readonly seed?: number;
+}
+
+/** Makes a float weight: uniform in ±scale/2, drawn in the order the graph asks for them. */
+type WeightMaker = (name: string, dims: number[], scale: number) => TensorProto;
+
+/** Weights inside the graph: random values, or dims only when lazy. */
+function inlineWeights(opts: SkeletonOptions, rand: () => number): WeightMaker {
+  return (name, dims, scale) => (opts.lazy
+    ? { name, dataType: DataType.FLOAT, dims }
+    : makeTensor(name, DataType.FLOAT, dims, Array.from({ length: elementCount(dims) }, () => rand() * scale)));
+}
+
+/** Builds the skeleton graph with its weights inline; with `lazy` the float initializers carry dims only. */
+export function buildSkeleton(shape: SkeletonShape, opts: SkeletonOptions): ModelProto {
+  return skeletonGraph(shape, inlineWeights(opts, rng(opts.seed ?? 7)));
+}
+
+function skeletonGraph(shape: SkeletonShape, makeWeight: WeightMaker): ModelProto {
   const { layers: L, heads: H, dModel: d, vocab: V, positions: P, dMlp: M } = shape;
   const dh = d / H;
-  const rand = rng(opts.seed ?? 7);
   const nodes: NodeProto[] = [];
   const inits: TensorProto[] = [];
   let counter = 0;
   const weight = (name: string, dims: number[], scale: number): string => {
-    const count = dims.reduce((a, b) => a * b, 1);
-    if (opts.lazy) inits.push({ name, dataType: DataType.FLOAT, dims });
-    else inits.push(makeTensor(name, DataType.FLOAT, dims, Array.from({ length: count }, () => rand() * scale)));
+    inits.push(makeWeight(name, dims, scale));
     return name;
   };
   const constant = (dataType: number, dims: number[], values: (number | boolean)[]): string => {
@@ -118,11 +136,47 @@ export function buildSkeleton(shape: SkeletonShape, opts: { lazy: boolean; seed?
   };
 }
 
-/** Writes `model.onnx` + `weights.bin` (external; sparse when lazy) into `dir`. */
-export function writeSkeleton(dir: string, shape: SkeletonShape, opts: { lazy: boolean; seed?: number }): string {
-  const model = buildSkeleton(shape, opts);
-  externalizeInitializers(model, dir, 'weights.bin', { threshold: 1024, lazy: opts.lazy });
-  const path = join(dir, 'model.onnx');
-  writeModel(path, model);
-  return path;
+/** Weights of at least this many bytes go to the external file. */
+const EXTERNAL_BYTES = 1024;
+/** Floats drawn and written at a time. */
+const CHUNK = 1 << 20;
+
+/**
+ * Writes `model.onnx` + `weights.bin` into `dir`: weights of at least 1 KiB external (each at
+ * a 4096-byte boundary; a sparse hole when lazy), smaller ones inline. The values equal
+ * buildSkeleton's for the same seed.
+ */
+export function writeSkeleton(dir: string, shape: SkeletonShape, opts: SkeletonOptions): string {
+  const rand = rng(opts.seed ?? 7);
+  const inline = inlineWeights(opts, rand);
+  const fileName = 'weights.bin';
+  const fd = openSync(join(dir, fileName), 'w');
+  try {
+    let offset = 0;
+    const model = skeletonGraph(shape, (name, dims, scale) => {
+      const count = elementCount(dims);
+      const bytes = 4 * count;
+      if (bytes < EXTERNAL_BYTES) return inline(name, dims, scale);
+      if (!opts.lazy) {
+        const chunk = new Float32Array(Math.min(count, CHUNK));
+        for (let done = 0; done < count; done += chunk.length) {
+          const part = chunk.subarray(0, Math.min(chunk.length, count - done));
+          for (let i = 0; i < part.length; i++) part[i] = rand() * scale;
+          writeSync(fd, new Uint8Array(part.buffer, 0, part.byteLength), 0, part.byteLength, offset + 4 * done);
+        }
+      }
+      const tensor: TensorProto = {
+        name, dataType: DataType.FLOAT, dims, dataLocation: DataLocation.EXTERNAL,
+        externalData: [{ key: 'location', value: fileName }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(bytes) }],
+      };
+      offset += Math.ceil(bytes / 4096) * 4096;
+      return tensor;
+    });
+    ftruncateSync(fd, offset); // the final size; sparse where nothing was written
+    const path = join(dir, 'model.onnx');
+    writeModel(path, model);
+    return path;
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -139,11 +139,9 @@ const BYTES_PER_ELEMENT: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2
 
 /**
  * Moves the raw data of initializers of at least `threshold` bytes into one external file
- * `fileName` in `dir` (aligned to 4096 bytes), in place. For tests and benchmarks; with
- * `lazy`, tensors that carry no data (dims only) get a sparse hole of the right size, so a
- * huge skeleton costs no disk.
+ * `fileName` in `dir` (aligned to 4096 bytes), in place. For tests and benchmarks.
  */
-export function externalizeInitializers(model: ModelProto, dir: string, fileName: string, opts: { threshold?: number; lazy?: boolean } = {}): void {
+export function externalizeInitializers(model: ModelProto, dir: string, fileName: string, opts: { threshold?: number } = {}): void {
   const threshold = opts.threshold ?? 1024;
   const path = join(dir, fileName);
   const fd = openSync(path, 'w');
@@ -154,8 +152,8 @@ export function externalizeInitializers(model: ModelProto, dir: string, fileName
       const size = count * (BYTES_PER_ELEMENT[t.dataType ?? 0] ?? 0);
       if (size < threshold || size === 0) continue;
       const raw = t.rawData;
-      if (raw && raw.length === size) writeSync(fd, raw, 0, raw.length, offset);
-      else if (!opts.lazy) throw new Error(`internal: externalize: '${t.name}' has no raw data of ${size} bytes`);
+      if (!raw || raw.length !== size) throw new Error(`internal: externalize: '${t.name}' has no raw data of ${size} bytes`);
+      writeSync(fd, raw, 0, raw.length, offset);
       t.rawData = new Uint8Array(0);
       t.dataLocation = DataLocation.EXTERNAL;
       t.externalData = [
@@ -165,8 +163,7 @@ export function externalizeInitializers(model: ModelProto, dir: string, fileName
       ];
       offset += Math.ceil(size / 4096) * 4096;
     }
-    ftruncateSync(fd, offset); // the final size; sparse where nothing was written
-
+    ftruncateSync(fd, offset); // the final size (the last tensor's alignment padding)
   } finally {
     closeSync(fd);
   }

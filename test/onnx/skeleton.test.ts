@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'ava';
 import { buildVariant } from '../../src/onnx/compile.js';
-import { readModel } from '../../src/onnx/proto.js';
+import { DataLocation, readModel } from '../../src/onnx/proto.js';
 import { detectSites } from '../../src/onnx/sites/index.js';
-import { writeSkeleton } from '../../bench/skeleton.js';
+import { buildSkeleton, writeSkeleton } from '../../bench/skeleton.js';
 import { bool, int64, maxAbs, maxAbsDiff, numbers, session, tempDir } from './helpers.js';
 
 // The benchmark's synthetic graph, small and with random weights: MatMul + Add linears,
@@ -36,4 +38,23 @@ test.serial('a MatMul-linear GPT-2 with external data is detected and its varian
   t.true(maxAbsDiff(numbers(clean.logits!), base) <= 1e-5 * maxAbs(base));
   const all = numbers((await run(true)).dissect_attn_probs_2!);
   for (let q = 0; q < n; q++) t.true(all.slice(q * n, q * n + n).every((p, k) => Math.abs(p - (k <= q ? 1 / (q + 1) : 0)) < 1e-6));
+});
+
+test('writeSkeleton streams the weights buildSkeleton makes: the same bytes, the large ones external at 4096-byte boundaries', (t) => {
+  const dir = tempDir('skeleton-streamed');
+  const written = readModel(writeSkeleton(dir, SHAPE, { lazy: false, seed: 3 })).graph!.initializer!;
+  const built = new Map(buildSkeleton(SHAPE, { lazy: false, seed: 3 }).graph!.initializer!.map((x) => [x.name, x]));
+  const file = readFileSync(join(dir, 'weights.bin'));
+  let external = 0;
+  for (const w of written) {
+    const entry = (key: string) => Number(w.externalData?.find((e) => e.key === key)?.value);
+    const bytes = w.dataLocation === DataLocation.EXTERNAL ? file.subarray(entry('offset'), entry('offset') + entry('length')) : w.rawData!;
+    if (w.dataLocation === DataLocation.EXTERNAL) {
+      external++;
+      t.is(entry('offset') % 4096, 0);
+    }
+    t.deepEqual(Buffer.from(bytes), Buffer.from(built.get(w.name)!.rawData!), w.name!);
+  }
+  t.is(written.length, built.size);
+  t.true(external >= 3 * 4); // every layer's linear weights at least
 });
