@@ -16,26 +16,12 @@ import { fileURLToPath } from 'node:url';
 import { externalizeInitializers } from '../src/onnx/external.js';
 import { readModel, writeModel } from '../src/onnx/proto.js';
 import { loadProgram, runProgram } from '../src/pipeline.js';
+import { informationFlowSource } from './flow.js';
 import { buildSkeleton, type SkeletonShape } from './skeleton.js';
 
 const GPT2_SMALL: SkeletonShape = { layers: 12, heads: 12, dModel: 768, vocab: 50257, positions: 1024, dMlp: 3072 };
 const tiny = fileURLToPath(new URL('../../generated/tiny-gpt2/', import.meta.url));
 const GB = 1e9;
-
-function source(model: string, tokenizer: string): string {
-  return [
-    `model "${model}" tokenizer "${tokenizer}"`,
-    `dataset counterfact "${join(tiny, 'facts.json')}"`,
-    'filter none', // random weights know no fact
-    'experiment information_flow {',
-    '  for l in layers all',
-    '  for blocked in positions subject, nonsubject, last',
-    '  block blocked -> last at layers window(l, 3)',
-    '  measure probability_change, probability, rank',
-    '}',
-    '',
-  ].join('\n');
-}
 
 /** The default model's tokenizer.json with words w<id> up to `vocab` ids. */
 function paddedTokenizer(vocab: number): { model: { vocab: Record<string, number> } } {
@@ -49,7 +35,9 @@ async function runOnce(model: string, tokenizer: string, batch: number, prompts:
   const dir = mkdtempSync(join(tmpdir(), 'dissect-bench-memory-'));
   try {
     const file = join(dir, 'flow.dissect');
-    writeFileSync(file, source(model, tokenizer));
+    writeFileSync(file, informationFlowSource({
+      model, tokenizer, dataset: { format: 'counterfact', path: join(tiny, 'facts.json') }, window: 3, layers: 'all',
+    }));
     const t = performance.now();
     const outcome = await runProgram(loadProgram(file), {
       out: join(dir, 'out'), selection: { limit: prompts }, batch, device: 'cpu', command: ['bench'], fresh: true,
