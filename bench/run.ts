@@ -4,6 +4,9 @@
 //            the goal of 1.3 × weights + 1 GB, and a huge --batch lowered to what memory holds
 //   run      the information-flow sweep on the default model: examples and rows per second,
 //            with rows as the last token against the clean cache and over whole prompts
+//   xl       the paper's information-flow sweep on GPT-2 XL's shape against the paper code's
+//            method and batched whole prompts (xl.ts); last, so that its four machine-readable
+//            lines end the output
 // Each benchmark runs in its own process so that peak RSS is its own.
 
 import { execFileSync } from 'node:child_process';
@@ -46,3 +49,6 @@ try {
 } finally {
   rmSync(out, { recursive: true, force: true });
 }
+
+console.log('\n== xl: the paper\'s information-flow sweep on GPT-2 XL\'s shape');
+execFileSync(process.execPath, [join(here, 'xl.js')], { stdio: 'inherit' });

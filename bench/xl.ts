@@ -10,7 +10,7 @@
 // and extrapolated to the whole sweep. Times are per prompt after the run's fixed cost
 // (reading the graph, building the variant, loading the weights). Each run is its own
 // process, so that its peak RSS is its own. Ends with four machine-readable lines.
-//   node dist/bench/xl.js [--small]       the bench (--small: 4 layers, d 256, for development)
+//   npm run bench:xl [-- --small]         the bench alone (--small: 4 layers, d 256, for development)
 //   node dist/bench/xl.js --child SPEC    one run (the child process), printed as JSON
 
 import { spawn, type ChildProcess } from 'node:child_process';
