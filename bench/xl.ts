@@ -15,7 +15,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadProgram, runProgram } from '../src/pipeline.js';
@@ -43,8 +43,9 @@ interface RunSpec {
 }
 
 interface RunResult {
-  /** Seconds from the first fact's clean pass to the last fact journaled. */
+  /** Seconds from the first fact's clean pass to the last fact journaled: wall time, and CPU time of all the process's threads. */
   readonly marginal: number;
+  readonly marginalCpu: number;
   readonly peakRss: number;
   readonly facts: number;
   /** Forward rows per fact, its clean pass included. */
@@ -62,17 +63,23 @@ async function runOnce(spec: RunSpec): Promise<void> {
     window: spec.window, layers: spec.layers,
   }));
   const loaded = loadProgram(file);
-  let first: number | undefined;
-  let last = 0;
+  // wall and CPU seconds at the first and the last progress call
+  const now = (): [number, number] => {
+    const cpu = process.cpuUsage();
+    return [performance.now() / 1000, (cpu.user + cpu.system) / 1e6];
+  };
+  let first: [number, number] | undefined;
+  let last: [number, number] = [0, 0];
   const { results, batch } = await runProgram(loaded, {
     out: join(spec.dir, spec.label), selection: { limit: spec.prompts }, batch: spec.batch, device: 'cpu', command: ['bench', 'xl'],
     fresh: true, fullRows: spec.fullRows,
-    onProgress: () => { last = performance.now(); first ??= last; },
+    onProgress: () => { last = now(); first ??= last; },
   });
   const modes = { lastPosition: results.provenance.rows?.mode === 'last_position', shareClean: !spec.fullRows };
   const equivalents = results.examples.reduce((s, e) => s + cleanForwardEquivalents(loaded.plan, loaded.source.sites, e.tokens.length, modes), 0);
   const result: RunResult = {
-    marginal: (last - first!) / 1000,
+    marginal: last[0] - first![0],
+    marginalCpu: last[1] - first![1],
     peakRss: process.resourceUsage().maxRSS * 1024,
     facts: results.data.kept,
     rowsPerFact: loaded.plan.passesPerExample,
@@ -119,6 +126,7 @@ async function bench(shape: SkeletonShape): Promise<void> {
     `random weights, ${(weights / GB).toFixed(2)} GB external, written in ${((performance.now() - t) / 1000).toFixed(0)} s`);
 
   t = performance.now();
+  const load = loadavg()[0]!;
   const { window } = JSON.parse(readFileSync(preset, 'utf8')) as { window: number };
   const sample = [...new Set(Array.from({ length: 6 }, (_, i) => Math.round((i * (shape.layers - 1)) / 5)))];
   const sweep = await runChild({ dir, label: 'dissect', window, layers: 'all', fullRows: false, batch: 32, prompts: PROMPTS });
@@ -126,19 +134,22 @@ async function bench(shape: SkeletonShape): Promise<void> {
   const batched = await runChild({ dir, label: 'batched', window, layers: sample, fullRows: true, batch: 32, prompts: 10 });
 
   // seconds a prompt of the whole sweep: the sample's time a row, times the sweep's rows
-  const perPrompt = (r: RunResult): number => (r.marginal / r.facts) * (sweep.rowsPerFact / r.rowsPerFact);
+  const perPrompt = (r: RunResult, time: 'marginal' | 'marginalCpu' = 'marginal'): number => (r[time] / r.facts) * (sweep.rowsPerFact / r.rowsPerFact);
   const rows = sweep.rowsPerFact - 1;
   console.log(`sweep: information flow, window ${window}, ${shape.layers} layers × 3 position sets = ${rows} rows a prompt; ${PROMPTS} prompts of 10–15 tokens`);
-  console.log('run                                     prompts  rows/prompt  batch  wall s  fixed s  s/prompt  peak RSS');
+  console.log('run                                     prompts  rows/prompt  batch  wall s  fixed s  s/prompt  CPU s/prompt  peak RSS');
   for (const [name, r] of [['dissect', sweep], ['paper method (--full-rows --batch 1)', paper], ['batched whole prompts (--full-rows)', batched]] as const) {
     const extrapolated = r === sweep ? '' : ` (${r.rowsPerFact - 1} timed)`;
     console.log(`${name.padEnd(40)}${String(r.facts).padStart(7)}  ${`${rows}${extrapolated}`.padStart(11)}  ${String(r.batch).padStart(5)}` +
-      `  ${r.wall.toFixed(1).padStart(6)}  ${(r.wall - r.marginal).toFixed(1).padStart(7)}  ${perPrompt(r).toFixed(2).padStart(8)}  ${(r.peakRss / GB).toFixed(2).padStart(5)} GB`);
+      `  ${r.wall.toFixed(1).padStart(6)}  ${(r.wall - r.marginal).toFixed(1).padStart(7)}  ${perPrompt(r).toFixed(2).padStart(8)}  ${perPrompt(r, 'marginalCpu').toFixed(2).padStart(12)}  ${(r.peakRss / GB).toFixed(2).padStart(5)} GB`);
   }
   console.log(`dissect: ${(sweep.facts / sweep.marginal).toFixed(2)} facts/s after ${(sweep.wall - sweep.marginal).toFixed(1)} s fixed`);
   console.log(`clean-forward equivalents in FLOPs per prompt: ${sweep.equivalents.toFixed(1)} (the paper's method: ${sweep.rowsPerFact}; ` +
     'counted from the plan\'s rows, every row running every layer)');
-  console.log(`benchmark runs: ${((performance.now() - t) / 1000).toFixed(0)} s`);
+  // other processes stretch wall time; CPU time (all threads) far less, so its ratios show what a quiet machine would
+  const cpuRatio = (r: RunResult): string => (perPrompt(r, 'marginalCpu') / perPrompt(sweep, 'marginalCpu')).toFixed(1);
+  console.log(`on CPU time: ${cpuRatio(paper)}x the paper method, ${cpuRatio(batched)}x batched whole prompts`);
+  console.log(`benchmark runs: ${((performance.now() - t) / 1000).toFixed(0)} s; load average ${load.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (${cpus().length} cores)`);
   const projected = sweep.wall - sweep.marginal + PAPER_FACTS * perPrompt(sweep);
   console.log(`xl speedup vs paper method: ${(perPrompt(paper) / perPrompt(sweep)).toFixed(1)}x`);
   console.log(`xl speedup vs batched whole prompts: ${(perPrompt(batched) / perPrompt(sweep)).toFixed(1)}x`);
