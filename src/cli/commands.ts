@@ -16,6 +16,7 @@ import { exampleDump, formatSummary } from '../report/summary.js';
 import { importAttributeTexts } from '../run/attributes.js';
 import { splitDuplicateIds } from '../run/dataset.js';
 import { orThrow } from '../run/errors.js';
+import { rowConventions } from '../run/example.js';
 import { batchNotice } from '../run/memory.js';
 import { progressReporter } from './progress.js';
 import { withOutputFolder } from '../output/folder.js';
@@ -60,7 +61,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
 
 export async function compileCommand(file: string, opts: ProgramFlags & { out: string; force?: boolean }): Promise<void> {
   const loaded = load(file, opts);
-  const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.source, loaded.plan.variant, out));
+  const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.source, loaded.plan.variant, out, { rows: rowConventions(loaded.program) }));
   process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
 }
 

@@ -7,15 +7,17 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, relative } from 'node:path';
 import { hardlinkWeights } from './external.js';
 import { valueInfoShape } from './graph.js';
-import { knockoutPass, knockoutValue } from './passes/knockout.js';
-import { lastPositionPass } from './passes/last-position.js';
-import { gatesPass } from './passes/gates.js';
+import { describeInputs, manifestDtype, SOURCE_INPUTS, type InputDescriptor } from './inputs.js';
+import { KNOCKOUT_INPUTS, knockoutPass, knockoutValue } from './passes/knockout.js';
+import { LAST_POSITION_INPUTS, lastPositionPass } from './passes/last-position.js';
+import { GATE_INPUTS, gatesPass } from './passes/gates.js';
 import { hiddenStatesPass } from './passes/hidden.js';
-import { attentionProbsName, attentionProbsPass, reducedOutputsPass } from './passes/outputs.js';
+import { attentionProbsName, attentionProbsPass, READOUT_INPUTS, reducedOutputsPass } from './passes/outputs.js';
 import { attributionPass } from './passes/attribution.js';
-import { patchPass } from './passes/patch.js';
-import { projectionName, projectionsPass } from './passes/projections.js';
-import { DataType, dtypeName, encodeModel, type ModelProto } from './proto.js';
+import { PATCH_INPUTS, patchPass } from './passes/patch.js';
+import { PROJECTION_INPUTS, projectionName, projectionsPass } from './passes/projections.js';
+import { RECOMPUTE_INPUTS } from './passes/recompute.js';
+import { dtypeName, encodeModel, type ModelProto } from './proto.js';
 import { lowestFinite } from './tensor.js';
 import { Rewrite } from './rewrite.js';
 import { version } from '../version.js';
@@ -23,9 +25,15 @@ import type { OutputFolder } from '../output/folder.js';
 import { copyModel, inlineGraphFileWeights, readSourceModel, weightsInGraphFile, type SourceModel } from './source.js';
 import type { ModelSites } from './sites/types.js';
 import {
-  EXTERNAL_FOLDER_CONFIG, OWN_TOP1_TARGET, VariantNames, type CacheEntry, type ManifestDtype, type ManifestTensor, type VariantManifest, type VariantRequest,
-  type WeightsLayout,
+  EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestInput, type ManifestTensor, type RowConventions, type VariantManifest,
+  type VariantRequest, type WeightsLayout,
 } from './variant.js';
+
+/** Every input a variant may take, described once: the source model's, then each pass's. */
+export const VARIANT_INPUTS: readonly InputDescriptor[] = [
+  ...SOURCE_INPUTS, ...Object.values(LAST_POSITION_INPUTS), ...Object.values(KNOCKOUT_INPUTS), ...Object.values(GATE_INPUTS),
+  ...Object.values(PATCH_INPUTS), ...Object.values(READOUT_INPUTS), ...Object.values(PROJECTION_INPUTS), ...Object.values(RECOMPUTE_INPUTS),
+];
 
 export interface BuiltVariant {
   readonly bytes: Uint8Array;
@@ -39,19 +47,6 @@ export interface CompiledVariant {
   readonly manifestPath: string;
   readonly manifest: VariantManifest;
   readonly sites: ModelSites;
-}
-
-function manifestDtype(dt: number): ManifestDtype {
-  switch (dt) {
-    case DataType.FLOAT: return 'float32';
-    case DataType.FLOAT16: return 'float16';
-    case DataType.BFLOAT16: return 'bfloat16';
-    case DataType.DOUBLE: return 'float64';
-    case DataType.INT64: return 'int64';
-    case DataType.INT32: return 'int32';
-    case DataType.BOOL: return 'bool';
-    default: throw new Error(`internal: no manifest dtype for ${dtypeName(dt)}`);
-  }
 }
 
 /** Applies the passes of `request` to `model` (in place); returns where the cache goes, if it asked for one. */
@@ -72,87 +67,6 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   rw.finish();
   (model.metadataProps ??= []).push({ key: 'dissect.variant', value: JSON.stringify(request) });
   return cache ? { cache } : {};
-}
-
-function describeInputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
-  const g = model.graph!;
-  const inits = new Set((g.initializer ?? []).map((t) => t.name));
-  const past = new Map<string, string>();
-  for (const p of sites.inputs.past) { past.set(p.key, `past keys of layer ${p.layer}`); past.set(p.value, `past values of layer ${p.layer}`); }
-  const out: ManifestTensor[] = [];
-  for (const vi of g.input ?? []) {
-    const name = vi.name ?? '';
-    if (inits.has(name)) continue;
-    const { elemType, shape } = valueInfoShape(vi);
-    const dtype = manifestDtype(elemType ?? 0);
-    const dims = (shape ?? []).map((d) => d ?? '?');
-    let meaning: string;
-    let fill: string;
-    if (name === sites.inputs.inputIds) {
-      meaning = 'token ids';
-      fill = 'the prompt\'s token ids, right-padded to the longest row of the batch (any id in the padding); positions are taken from the index in the row, so do not pad on the left';
-    } else if (name === sites.inputs.attentionMask) {
-      meaning = 'attention mask';
-      fill = '1 for real tokens, 0 for padding' + (sites.inputs.past.length ? ' (length past + seq; past is 0)' : '');
-    } else if (name === sites.inputs.positionIds || name === VariantNames.positionIds) {
-      meaning = 'position ids' + (name === VariantNames.positionIds ? ' (they replace the positions the source model derives from the sequence length)' : '');
-      fill = (dims[0] === 1 ? 'one row for the whole batch (so its rows share one past length): ' : '') +
-        '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions); past + 0, … when past keys and values are fed';
-    } else if (name.startsWith(VariantNames.pastKeyPrefix) || name.startsWith(VariantNames.pastValuePrefix)) {
-      const what = name.startsWith(VariantNames.pastKeyPrefix) ? 'keys' : 'values';
-      meaning = `layer ${name.slice(name.lastIndexOf('_') + 1)}'s ${what} of the positions before this run's tokens, from an earlier run's dissect_${what.slice(0, -1)}_* output`;
-      fill = `empty (past = 0) for a whole prompt; for one token, the clean run's ${what} of the prompt before it (right-padded, with attention_mask 0 on the padding)`;
-    } else if (past.has(name)) {
-      meaning = past.get(name)!;
-      fill = `empty: shape [batch, ${sites.kvHeads ?? sites.heads}, 0, ${sites.dHead}] of ${dtype} (no past)` + (request.lastPosition
-        ? `; for one token, the ${meaning.startsWith('past keys') ? 'dissect_key' : 'dissect_value'}_${name.match(/\d+/)?.[0]} output of a whole-prompt run cut to the positions before it`
-        : '');
-    } else if (name === VariantNames.knockout) {
-      meaning = 'attention edges to block: [batch row, layer, head (or 1 for all heads), query position, key position]';
-      fill = 'true where the edge query→key is blocked in that layer (and head); dim 2 is 1 to block in all heads or the head count ' +
-        `(${sites.heads}) to block per head; entries with key > query are ignored; all false = no intervention`;
-    } else if (name === VariantNames.lastIndex) {
-      meaning = 'position whose next-token distribution is read, per row';
-      fill = 'the index of the row\'s last real token (number of real tokens − 1)';
-    } else if (name === VariantNames.target) {
-      meaning = 'token whose probability and rank are read, per row' + (request.projections?.length ? ' (also the token ranked by every projection)' : '');
-      fill = `a token id in [0, vocab), or ${OWN_TOP1_TARGET} for the row's own top-1 (dissect_top1)`;
-    } else if (name === VariantNames.gateAttention) {
-      meaning = 'factor on each block\'s attention update before the residual add: [batch row, layer, position]';
-      fill = '1 everywhere = no intervention; 0 at (layer, position) cancels that attention update there; values in between scale it';
-    } else if (name === VariantNames.gateMlp) {
-      meaning = request.gates?.mlp === 'zero_preactivation'
-        ? 'factor on each block\'s MLP pre-activations (the activation\'s input): [batch row, layer, position]; at 0 the MLP writes its output bias'
-        : 'factor on each block\'s MLP update before the residual add: [batch row, layer, position]';
-      fill = '1 everywhere = no intervention; 0 at (layer, position) cancels there; values in between scale';
-    } else if (name === VariantNames.patchLayer) {
-      meaning = `the hidden state patched, per row: l < ${sites.layers} is block l's input (hidden_states[l]), ${sites.layers} the final norm's input`;
-      fill = `a hidden-state index in [0, ${sites.layers}], or −1 for no patch`;
-    } else if (name === VariantNames.patchMask) {
-      meaning = 'positions whose block input is replaced, per row';
-      fill = 'true where the block input is replaced by dissect_patch_values; all false (or patch layer −1) = no intervention';
-    } else if (name === VariantNames.patchValues) {
-      meaning = 'replacement block-input vectors [batch row, position, d_model]';
-      fill = `any finite values where the mask is false (zeros); e.g. dissect_hidden_states[:, l] of another run (${dtype})`;
-    } else if (name === VariantNames.projPositions) {
-      meaning = 'positions projected to the vocabulary, per row (shared by every projection)';
-      fill = 'indices in [0, seq); repeat a position to pad a row that needs fewer; shape [batch, 0] when the batch needs no projection ' +
-        '(onnxruntime computes every output whether fetched or not: with no positions the projections cost nothing)';
-    } else if (name === VariantNames.recomputeRemove) {
-      const mode = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
-      meaning = `keys removed from each row's last-position attention when the attention update is recomputed (${mode}), per row`;
-      fill = 'true at the removed key positions, shape [batch, seq] (seq as input_ids); shape [batch, 0] when the batch needs no ' +
-        'recomputation (the recomputation and its projection then cost nothing)';
-    } else if (name === VariantNames.subjectWeights) {
-      meaning = 'per row: the weights of the positions averaged into the subject\'s mean token embedding';
-      fill = '1/|subject| on the row\'s subject positions, 0 elsewhere (zeros for a row that does not read it), shape [batch, seq]';
-    } else {
-      meaning = 'input of the source model';
-      fill = 'as the source model expects';
-    }
-    out.push({ name, dtype, shape: dims, meaning, fill });
-  }
-  return out;
 }
 
 function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
@@ -255,6 +169,8 @@ interface Prepared {
   source: SourceModel;
   /** The rewritten copy of the source's graph. */
   model: ModelProto;
+  /** The rewritten graph's inputs, described (which also writes their doc strings into `model`). */
+  inputs: ManifestInput[];
   files: readonly string[];
   cache?: CacheEntry[];
 }
@@ -266,13 +182,14 @@ function sourceOf(source: string | SourceModel, request: VariantRequest): Source
 
 function prepare(source: SourceModel, request: VariantRequest, model = copyModel(source.model), files = source.files): Prepared {
   const { cache } = rewriteModel(model, source.sites, request, source.path);
-  return { source, model, files, ...(cache ? { cache } : {}) };
+  const inputs = describeInputs(model, source.sites, request, VARIANT_INPUTS);
+  return { source, model, inputs, files, ...(cache ? { cache } : {}) };
 }
 
-function manifestFor(p: Prepared, request: VariantRequest, model: string, weights: VariantManifest['weights']): VariantManifest {
+function manifestFor(p: Prepared, request: VariantRequest, model: string, weights: VariantManifest['weights'], rows?: RowConventions): VariantManifest {
   const { sites } = p.source;
   return {
-    format: 'dissect-variant/1',
+    format: 'dissect-variant/2',
     tool: { name: 'dissect', version },
     source: { path: p.source.path, sha256: p.source.sha256() },
     model,
@@ -284,10 +201,11 @@ function manifestFor(p: Prepared, request: VariantRequest, model: string, weight
     dModel: sites.dModel,
     vocab: sites.vocab,
     dtype: manifestDtype(sites.dtype),
-    inputs: describeInputs(p.model, sites, request),
+    inputs: p.inputs,
     outputs: describeOutputs(p.model, sites, request),
     choices: choices(sites, request),
     ...(p.cache ? { cache: p.cache } : {}),
+    ...(rows ? { rows } : {}),
   };
 }
 
@@ -310,6 +228,8 @@ export interface CompileOptions {
   /** External weights: 'auto' hardlinks them beside the variant and falls back to writing
    *  the variant beside the source; 'beside-source' goes there directly. */
   readonly weights?: 'auto' | 'beside-source';
+  /** How the program turns facts into rows, recorded in the manifest. */
+  readonly rows?: RowConventions;
 }
 
 /**
@@ -344,7 +264,7 @@ export function compileVariant(source: string | SourceModel, request: VariantReq
   else out.write(relative(out.dir, target), bytes);
   const manifest = manifestFor(p, request, relative(out.dir, target), {
     layout, files: p.files, ...(folder ? { folder } : {}),
-  });
+  }, opts.rows);
   const manifestPath = out.write('manifest.json', JSON.stringify(manifest, null, 2) + '\n');
   return { modelPath: target, manifestPath, manifest, sites: p.source.sites };
 }

@@ -93,10 +93,11 @@ export class Rewrite {
     return name;
   }
 
-  addInput(name: string, elemType: number, shape: readonly Dim[], doc: string): string {
+  /** A new graph input; src/onnx/inputs.ts describes it (addDescribedInput) and writes its doc string. */
+  addInput(name: string, elemType: number, shape: readonly Dim[]): string {
     if (this.names.has(name)) throw new UserError(`the model already has a tensor named '${name}'; dissect reserves the dissect_ prefix`);
     this.names.take(name);
-    (this.graph.input ??= []).push(tensorValueInfo(name, elemType, shape, doc));
+    (this.graph.input ??= []).push(tensorValueInfo(name, elemType, shape));
     this.dtypes.set(name, elemType);
     this.dirty = true;
     return name;

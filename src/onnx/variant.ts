@@ -2,6 +2,7 @@
 // variant takes and gives. The manifest is written beside the variant so that it can be
 // run without dissect.
 
+import type { FillRule } from './inputs.js';
 import type { SiteOverride } from './sites/types.js';
 
 /** What the compiled variant must be able to do. Interventions are inputs, not shape. */
@@ -114,8 +115,36 @@ export interface ManifestTensor {
   /** Numbers are fixed sizes, strings are symbolic dimensions (batch, seq, layers ...). */
   readonly shape: readonly (number | string)[];
   readonly meaning: string;
-  /** How to fill an input; absent for outputs. */
-  readonly fill?: string;
+}
+
+/**
+ * An input of a plain row: one whole prompt, unpadded, changing nothing. `shape` holds 'batch'
+ * (the rows) and 'seq' (the prompt's tokens) where they apply; `value` is a constant for every
+ * entry, or the row's own data: its token ids, its positions 0…seq−1, its last index (seq − 1).
+ */
+export interface PlainRowFill {
+  readonly shape: readonly (number | 'batch' | 'seq')[];
+  readonly value: number | boolean | 'token_ids' | 'positions' | 'last_index';
+}
+
+export interface ManifestInput extends ManifestTensor {
+  /** How to fill it, in words. */
+  readonly fill: string;
+  /** What the runner fills it from (src/onnx/inputs.ts FillRule; one filler each in src/run/batch.ts). */
+  readonly rule: FillRule;
+  readonly plainRow: PlainRowFill;
+}
+
+/** How dissect turns a fact into rows, for running the variant without dissect (`dissect compile` records them). */
+export interface RowConventions {
+  /** The tokenizer.json the token ids come from. */
+  readonly tokenizer: string;
+  /** Whether the tokenizer's BOS token goes in front of every prompt. */
+  readonly bos: string;
+  /** Which layers `window(center, size)` covers (the `knockout_window` choice in force). */
+  readonly window: { readonly choice: 'knockout_window'; readonly value: string; readonly meaning: string };
+  /** How a fact's subject positions are found in the prompt's tokens. */
+  readonly subjectPositions: string;
 }
 
 /**
@@ -141,7 +170,7 @@ export interface CacheSlot {
 export interface CacheEntry { readonly layer: number; readonly key: CacheSlot; readonly value: CacheSlot }
 
 export interface VariantManifest {
-  readonly format: 'dissect-variant/1';
+  readonly format: 'dissect-variant/2';
   readonly tool: { readonly name: 'dissect'; readonly version: string };
   /** sha256 of the source .onnx file (the graph; external weight files are not hashed). */
   readonly source: { readonly path: string; readonly sha256: string };
@@ -165,12 +194,14 @@ export interface VariantManifest {
   readonly vocab: number;
   /** Element type of the model's activations (scores, logits). */
   readonly dtype: ManifestDtype;
-  readonly inputs: readonly ManifestTensor[];
+  readonly inputs: readonly ManifestInput[];
   readonly outputs: readonly ManifestTensor[];
   /** Semantic choices baked into the graph (e.g. knockout replacement value). */
   readonly choices: Readonly<Record<string, string>>;
   /** Present when the variant takes past keys and values (last-position rows), per layer. */
   readonly cache?: readonly CacheEntry[];
+  /** Present when the compile knew the program (`dissect compile`). */
+  readonly rows?: RowConventions;
 }
 
 /** Input and output names added by the rewrite. */

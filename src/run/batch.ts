@@ -1,26 +1,16 @@
-// Batch rows → the feeds of a compiled variant, one typed array per input.
-// Rows are padded on the RIGHT to the longest row with PAD_ID and attention_mask 0: the
-// TorchScript GPT-2 exports derive positions from the sequence length, so left padding
-// would shift every position. Inputs are recognised by name:
-//   input_ids             [batch, seq]    ids, then PAD_ID
-//   attention_mask        [batch, seq]    1 on the row's tokens, 0 on padding
-//   position_ids          [batch, seq]    0..seq-1 on every row (padding continues the count)
-//   past_key_values.*     [batch, heads, 0, d_head] of the listed dtype: empty (no cache)
-//   dissect_knockout      bool [batch, layers, heads|1, seq, kv] with kv = seq (no cache);
-//                         true = query→key blocked; all false for a row without knockout
-//   dissect_last_index    [batch]         the row's own last index
-//   dissect_target        [batch]         the token whose probability / rank is read (−1: the row's top-1)
-//   dissect_subject_weights float32 [batch, seq]  1/|subject| on the row's subject, 0 elsewhere (zeros: not read)
-//   the manifest's cache inputs    empty for whole prompts; for last-position rows the clean run's
-//                                  keys / values of the earlier positions, right-padded to the
-//                                  batch's longest past P, whose keys come first: attention_mask is
-//                                  then [batch, P + 1], 0 on each row's padding, and the knockout
-//                                  input [batch, layers, heads|1, 1, P + 1], the token itself at key P
-// Integer inputs are int64 (int32 is accepted too).
-// Any other input is a contract error between compiler and runner (thrown).
+// Batch rows → the feeds of a compiled variant, one typed array per input, each input filled
+// by the rule its manifest entry names (FILLERS; the compiler describes every input once, in
+// src/onnx/inputs.ts and the passes). Rows are padded on the RIGHT to the longest row with
+// PAD_ID and attention_mask 0: the TorchScript GPT-2 exports derive positions from the
+// sequence length, so left padding would shift every position. Last-position rows feed the
+// manifest's cache inputs with the clean run's keys / values of the earlier positions,
+// right-padded to the batch's longest past P, whose keys come first: attention_mask is then
+// [batch, P + 1], 0 on each row's padding, and the knockout input [batch, layers, heads|1, 1,
+// P + 1], the token itself at key P. Integer inputs are int64 (int32 is accepted too).
 
 import * as ort from 'onnxruntime-node';
-import { OWN_TOP1_TARGET, VariantNames, type CacheSlot, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
+import type { FillRule } from '../onnx/inputs.js';
+import { OWN_TOP1_TARGET, type CacheSlot, type ManifestInput, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
 import { InternalError } from './errors.js';
 import { floatToHalfArray } from './half.js';
 
@@ -61,8 +51,6 @@ export interface BatchRow {
 
 export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel' | 'cache'>>;
 
-const PAST = /^past_key_values\.|^past\.|^past_/;
-
 /** An integer input buffer: int64 (the usual) or int32. */
 interface IntBuffer { readonly tensor: ort.Tensor; set(i: number, v: number): void; fill(v: number, from: number, to: number): void }
 
@@ -91,9 +79,125 @@ function emptyTensor(t: ManifestTensor, dims: number[]): ort.Tensor {
   }
 }
 
+/** What every filler of a batch reads besides its input. */
+interface FeedContext {
+  readonly manifest: FeedManifest;
+  readonly rows: readonly BatchRow[];
+  /** The longest row's tokens. */
+  readonly S: number;
+  /** Per row, the positions before its tokens (a last-position row's past; 0 for a whole prompt). */
+  readonly before: readonly number[];
+  /** The batch's longest past: every row's keys are [past padded to it, tokens]. */
+  readonly pastLength: number;
+  /** Last-position rows (then every row of the batch is one). */
+  readonly decoding: boolean;
+}
+
+type Filler = (input: ManifestInput, c: FeedContext) => ort.Tensor;
+
+/** One filler per fill rule (the compiler's descriptors name the rule of each input; src/onnx/inputs.ts). */
+const FILLERS: { readonly [R in FillRule]: Filler } = {
+  token_ids: (input, { manifest, rows, S }) => {
+    const a = intBuffer(input, [rows.length, S]); // zero-filled = PAD_ID
+    rows.forEach((r, b) => {
+      const base = b * S;
+      for (let i = 0; i < r.ids.length; i++) {
+        const id = r.ids[i]!;
+        if (!Number.isInteger(id) || id < 0 || id >= manifest.vocab) {
+          throw new InternalError(`buildFeeds: row ${b}: token id ${id} outside the vocabulary (${manifest.vocab})`);
+        }
+        a.set(base + i, id);
+      }
+      if (PAD_ID !== 0) a.fill(PAD_ID, base + r.ids.length, base + S);
+    });
+    return a.tensor;
+  },
+  attention_mask: (input, { rows, S, before, pastLength }) => {
+    const K = pastLength + S;
+    const a = intBuffer(input, [rows.length, K]);
+    rows.forEach((r, b) => {
+      a.fill(1, b * K, b * K + before[b]!);
+      a.fill(1, b * K + pastLength, b * K + pastLength + r.ids.length);
+    });
+    return a.tensor;
+  },
+  positions: (input, { rows, S, before }) => {
+    // [1, seq]: one row of positions for the whole batch (rows then share their past length)
+    const rowsFed = input.shape[0] === 1 ? 1 : rows.length;
+    if (rowsFed === 1 && before.some((p) => p !== before[0])) {
+      throw new InternalError(`buildFeeds: ${input.name} is shared by the batch, but its rows start at ${[...new Set(before)].join(', ')}`);
+    }
+    const a = intBuffer(input, [rowsFed, S]);
+    for (let b = 0; b < rowsFed; b++) for (let i = 0; i < S; i++) a.set(b * S + i, before[b]! + i);
+    return a.tensor;
+  },
+  past: (input, { manifest, rows, S, pastLength }) => {
+    const cached = (manifest.cache ?? []).flatMap((c) => [c.key, c.value]);
+    const i = cached.findIndex((slot) => slot.input === input.name);
+    if (i >= 0) return cacheFeed(input, cached[i]!, rows.map((r) => r.past?.slots[i]), pastLength);
+    return emptyTensor(input, input.plainRow.shape.map((d) => (d === 'batch' ? rows.length : d === 'seq' ? S : d)));
+  },
+  last_index: (input, { rows }) => {
+    const a = intBuffer(input, [rows.length]);
+    rows.forEach((r, b) => a.set(b, r.lastIndex));
+    return a.tensor;
+  },
+  target: (input, { rows }) => {
+    const a = intBuffer(input, [rows.length]);
+    rows.forEach((r, b) => a.set(b, r.target));
+    return a.tensor;
+  },
+  knockout: (input, c) => (c.decoding ? lastRowKnockoutFeed(input, c.manifest, c.rows, c.pastLength) : knockoutFeed(input, c.manifest, c.rows, c.S)),
+  gate_attention: (_, c) => gateFeed(c.manifest, c.rows, c.S, 'attention'),
+  gate_mlp: (_, c) => gateFeed(c.manifest, c.rows, c.S, 'mlp'),
+  patch_layer: (input, { rows }) => {
+    const a = intBuffer(input, [rows.length]);
+    rows.forEach((r, b) => a.set(b, r.patch ? r.patch.layer : -1));
+    return a.tensor;
+  },
+  patch_mask: (_, { rows, S }) => {
+    const a = new Uint8Array(rows.length * S);
+    rows.forEach((r, b) => { if (r.patch) a.set(r.patch.mask, b * S); });
+    return new ort.Tensor('bool', a, [rows.length, S]);
+  },
+  patch_values: (input, c) => patchValuesFeed(input, c.manifest, c.rows, c.S),
+  proj_positions: (input, { rows, before }) => {
+    // P = 0 when no row projects: onnxruntime runs every node whether fetched or not,
+    // and empty positions make the projections free.
+    const P = Math.max(0, ...rows.map((r) => r.projPositions?.length ?? 0));
+    const a = intBuffer(input, [rows.length, P]);
+    // positions count from the prompt's start; a last-position row's tokens start at its past
+    rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos - before[b]!)));
+    return a.tensor;
+  },
+  recompute_remove: (_, { rows, S, before, pastLength }) => {
+    // [batch, 0] when no row recomputes: the recomputation then costs nothing. Over keys:
+    // a last-position row's mask covers its prompt, whose last key moves behind the padded past.
+    const R = rows.some((r) => r.recomputeRemove) ? pastLength + S : 0;
+    const a = new Uint8Array(rows.length * R);
+    rows.forEach((r, b) => {
+      if (!r.recomputeRemove) return;
+      const n = before[b]! + r.ids.length;
+      if (r.recomputeRemove.length !== n) throw new InternalError(`buildFeeds: row ${b}: recompute mask has ${r.recomputeRemove.length} entries for ${n} tokens`);
+      a.set(r.recomputeRemove.subarray(0, before[b]!), b * R);
+      a.set(r.recomputeRemove.subarray(before[b]!), b * R + pastLength);
+    });
+    return new ort.Tensor('bool', a, [rows.length, R]);
+  },
+  subject_weights: (_, { rows, S }) => {
+    const a = new Float32Array(rows.length * S);
+    rows.forEach((r, b) => {
+      if (!r.subjectWeights) return;
+      if (r.subjectWeights.length !== r.ids.length) throw new InternalError(`buildFeeds: row ${b}: subject weights have ${r.subjectWeights.length} entries for ${r.ids.length} tokens`);
+      a.set(r.subjectWeights, b * S);
+    });
+    return new ort.Tensor('float32', a, [rows.length, S]);
+  },
+};
+
+/** The feeds of `rows`: each manifest input filled by its rule. */
 export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): Record<string, ort.Tensor> {
-  const B = rows.length;
-  if (B === 0) throw new InternalError('buildFeeds: empty batch');
+  if (rows.length === 0) throw new InternalError('buildFeeds: empty batch');
   let S = 0;
   rows.forEach((r, b) => {
     const n = r.ids.length;
@@ -109,102 +213,13 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
   const decoding = rows[0]!.past !== undefined;
   if (rows.some((r) => (r.past !== undefined) !== decoding)) throw new InternalError('buildFeeds: last-position rows and whole prompts in one batch');
   if (decoding && !manifest.cache) throw new InternalError('buildFeeds: last-position rows for a variant without a cache');
-  // positions before each row's tokens, and the longest: the keys are [past padded to P, tokens]
   const before = rows.map((r) => r.past?.position ?? 0);
-  const pastLength = Math.max(...before);
-  const slots = new Map((manifest.cache ?? []).flatMap((c) => [c.key, c.value]).map((slot, i) => [slot.input, { slot, i }]));
-
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const input of manifest.inputs) {
-    const name = input.name;
-    if (name === 'input_ids') {
-      const a = intBuffer(input, [B, S]); // zero-filled = PAD_ID
-      rows.forEach((r, b) => {
-        const base = b * S;
-        for (let i = 0; i < r.ids.length; i++) {
-          const id = r.ids[i]!;
-          if (!Number.isInteger(id) || id < 0 || id >= manifest.vocab) {
-            throw new InternalError(`buildFeeds: row ${b}: token id ${id} outside the vocabulary (${manifest.vocab})`);
-          }
-          a.set(base + i, id);
-        }
-        if (PAD_ID !== 0) a.fill(PAD_ID, base + r.ids.length, base + S);
-      });
-      feeds[name] = a.tensor;
-    } else if (name === 'attention_mask') {
-      const K = pastLength + S;
-      const a = intBuffer(input, [B, K]);
-      rows.forEach((r, b) => {
-        a.fill(1, b * K, b * K + before[b]!);
-        a.fill(1, b * K + pastLength, b * K + pastLength + r.ids.length);
-      });
-      feeds[name] = a.tensor;
-    } else if (name === 'position_ids' || name === VariantNames.positionIds) {
-      // [1, seq]: one row of positions for the whole batch (rows then share their past length)
-      const rowsFed = input.shape[0] === 1 ? 1 : B;
-      if (rowsFed === 1 && before.some((p) => p !== before[0])) throw new InternalError(`buildFeeds: ${name} is shared by the batch, but its rows start at ${[...new Set(before)].join(', ')}`);
-      const a = intBuffer(input, [rowsFed, S]);
-      for (let b = 0; b < rowsFed; b++) for (let i = 0; i < S; i++) a.set(b * S + i, before[b]! + i);
-      feeds[name] = a.tensor;
-    } else if (slots.has(name)) {
-      const { slot, i } = slots.get(name)!;
-      feeds[name] = cacheFeed(input, slot, rows.map((r) => r.past?.slots[i]), pastLength);
-    } else if (PAST.test(name)) {
-      const dims = input.shape.map((d, i) => (i === 0 ? B : typeof d === 'number' ? d : /head/i.test(d) ? manifest.heads : 0));
-      if (!dims.includes(0)) throw new InternalError(`manifest input ${name} ${JSON.stringify(input.shape)}: no axis can be empty`);
-      feeds[name] = emptyTensor(input, dims);
-    } else if (name === VariantNames.knockout) {
-      feeds[name] = decoding ? lastRowKnockoutFeed(input, manifest, rows, pastLength) : knockoutFeed(input, manifest, rows, S);
-    } else if (name === VariantNames.gateAttention || name === VariantNames.gateMlp) {
-      feeds[name] = gateFeed(manifest, rows, S, name === VariantNames.gateAttention ? 'attention' : 'mlp');
-    } else if (name === VariantNames.patchLayer) {
-      const a = intBuffer(input, [B]);
-      rows.forEach((r, b) => a.set(b, r.patch ? r.patch.layer : -1));
-      feeds[name] = a.tensor;
-    } else if (name === VariantNames.patchMask) {
-      const a = new Uint8Array(B * S);
-      rows.forEach((r, b) => { if (r.patch) a.set(r.patch.mask, b * S); });
-      feeds[name] = new ort.Tensor('bool', a, [B, S]);
-    } else if (name === VariantNames.patchValues) {
-      feeds[name] = patchValuesFeed(input, manifest, rows, S);
-    } else if (name === VariantNames.projPositions) {
-      // P = 0 when no row projects: onnxruntime runs every node whether fetched or not,
-      // and empty positions make the projections free.
-      const P = Math.max(0, ...rows.map((r) => r.projPositions?.length ?? 0));
-      const a = intBuffer(input, [B, P]);
-      // positions count from the prompt's start; a last-position row's tokens start at its past
-      rows.forEach((r, b) => r.projPositions?.forEach((pos, i) => a.set(b * P + i, pos - before[b]!)));
-      feeds[name] = a.tensor;
-    } else if (name === VariantNames.recomputeRemove) {
-      // [batch, 0] when no row recomputes: the recomputation then costs nothing. Over keys:
-      // a last-position row's mask covers its prompt, whose last key moves behind the padded past.
-      const R = rows.some((r) => r.recomputeRemove) ? pastLength + S : 0;
-      const a = new Uint8Array(B * R);
-      rows.forEach((r, b) => {
-        if (!r.recomputeRemove) return;
-        const n = before[b]! + r.ids.length;
-        if (r.recomputeRemove.length !== n) throw new InternalError(`buildFeeds: row ${b}: recompute mask has ${r.recomputeRemove.length} entries for ${n} tokens`);
-        a.set(r.recomputeRemove.subarray(0, before[b]!), b * R);
-        a.set(r.recomputeRemove.subarray(before[b]!), b * R + pastLength);
-      });
-      feeds[name] = new ort.Tensor('bool', a, [B, R]);
-    } else if (name === VariantNames.subjectWeights) {
-      const a = new Float32Array(B * S);
-      rows.forEach((r, b) => {
-        if (!r.subjectWeights) return;
-        if (r.subjectWeights.length !== r.ids.length) throw new InternalError(`buildFeeds: row ${b}: subject weights have ${r.subjectWeights.length} entries for ${r.ids.length} tokens`);
-        a.set(r.subjectWeights, b * S);
-      });
-      feeds[name] = new ort.Tensor('float32', a, [B, S]);
-    } else if (name === VariantNames.lastIndex || name === VariantNames.target) {
-      const a = intBuffer(input, [B]);
-      rows.forEach((r, b) => a.set(b, name === VariantNames.target ? r.target : r.lastIndex));
-      feeds[name] = a.tensor;
-    } else {
-      throw new InternalError(`manifest input ${name} (${input.meaning}) is unknown to the runner`);
-    }
-  }
-  return feeds;
+  const context: FeedContext = { manifest, rows, S, before, pastLength: Math.max(...before), decoding };
+  return Object.fromEntries(manifest.inputs.map((input) => {
+    const filler = FILLERS[input.rule] as Filler | undefined;
+    if (!filler) throw new InternalError(`manifest input ${input.name} has fill rule '${String(input.rule)}', unknown to the runner`);
+    return [input.name, filler(input, context)];
+  }));
 }
 
 function gateFeed(manifest: FeedManifest, rows: readonly BatchRow[], S: number, sublayer: 'attention' | 'mlp'): ort.Tensor {

@@ -2,10 +2,12 @@
 // first token. With BOS policy `prepend` the BOS id goes first and every index (subject
 // range, n, last) counts it; `none` feeds the prompt's own tokens, as the paper does.
 
-import type { BosPolicy } from '../lang/program.js';
+import { findChoice } from '../lang/choices.js';
+import type { BosPolicy, Program } from '../lang/program.js';
+import type { RowConventions } from '../onnx/variant.js';
 import type { Fact } from './dataset.js';
 import { isRunError, runError, RunUserError, type RunError } from './errors.js';
-import { locateSubject, type SubjectRange } from './subject.js';
+import { locateSubject, SUBJECT_POSITIONS, type SubjectRange } from './subject.js';
 import type { Encoded, Tokenizer } from './tokenizer.js';
 import type { ExampleGeometry } from './positions.js';
 
@@ -28,6 +30,17 @@ export interface Example extends ExampleGeometry {
   readonly targetFirstToken: number;
   /** All tokens of that encoding. */
   readonly targetIds: readonly number[];
+}
+
+/** How `program` turns facts into rows, for a variant's manifest. */
+export function rowConventions(program: Program): RowConventions {
+  const window = program.choices.knockout_window;
+  return {
+    tokenizer: program.model.tokenizer,
+    bos: program.bos === 'prepend' ? 'prepend: the tokenizer\'s BOS id goes first, and every position counts it' : 'none: the prompt\'s own tokens',
+    window: { choice: 'knockout_window', value: window, meaning: findChoice('knockout_window')!.values.find((v) => v.name === window)!.meaning },
+    subjectPositions: SUBJECT_POSITIONS,
+  };
 }
 
 /** Why `tokenizer` cannot give the BOS token `bos prepend` asks for; undefined when it can. */

@@ -1,10 +1,13 @@
-// Where the subject sits in the token sequence. Same rule as the paper's
-// utils.find_token_range: the first occurrence of the subject string; the range starts at
-// the first token whose end lies past the subject's first character and stops after the
-// first token whose end reaches the subject's end, so tokens that only partly overlap
-// (and a leading-space token such as " Music") belong to it.
+// Where the subject sits in the token sequence (SUBJECT_POSITIONS, the paper's
+// utils.find_token_range): tokens that only partly overlap the subject (and a leading-space
+// token such as " Music") belong to it.
 
 import { runError, type RunError } from './errors.js';
+
+/** The rule locateSubject follows, in words (variant manifests record it). */
+export const SUBJECT_POSITIONS = 'the first occurrence of the subject string in the prompt (exact, case-sensitive); its positions run from ' +
+  'the first token whose end lies past the subject\'s first character to the first token whose end reaches the subject\'s end, ' +
+  'as the paper\'s utils.find_token_range; with a prepended BOS every position counts it';
 
 /** A token range [start, end). */
 export interface SubjectRange {

@@ -2,7 +2,8 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import type { ManifestTensor } from '../../src/onnx/variant.js';
+import type { FillRule } from '../../src/onnx/inputs.js';
+import type { ManifestInput } from '../../src/onnx/variant.js';
 import { buildFeeds, type BatchRow, type FeedManifest } from '../../src/run/batch.js';
 import { InternalError, orThrow } from '../../src/run/errors.js';
 import { buildKnockoutMask } from '../../src/run/knockout-mask.js';
@@ -10,8 +11,21 @@ import { createSession } from '../../src/run/session.js';
 
 const fixtures = fileURLToPath(new URL('../../../generated/fixtures/', import.meta.url));
 
-const tensor = (name: string, dtype: ManifestTensor['dtype'], shape: (number | string)[]): ManifestTensor =>
-  ({ name, dtype, shape, meaning: name, fill: '' });
+/** The fill rule of the source inputs these tests feed, by name. */
+function ruleOf(name: string): FillRule {
+  if (name.startsWith('past')) return 'past';
+  const rules: Record<string, FillRule> = {
+    input_ids: 'token_ids', attention_mask: 'attention_mask', position_ids: 'positions',
+    dissect_knockout: 'knockout', dissect_last_index: 'last_index', dissect_target: 'target',
+  };
+  return rules[name] ?? ('unknown' as FillRule);
+}
+
+/** A manifest input; a past's plain row is empty on its third axis (heads on the second). */
+const tensor = (name: string, dtype: ManifestInput['dtype'], shape: (number | string)[]): ManifestInput => ({
+  name, dtype, shape, meaning: name, fill: '', rule: ruleOf(name),
+  plainRow: { shape: shape.map((d, i) => (i === 0 ? 'batch' : i === 1 ? 4 : i === 2 ? 0 : typeof d === 'number' ? d : 'seq')), value: 0 },
+});
 
 const stub: FeedManifest = {
   layers: 2, heads: 4, vocab: 64,
@@ -127,7 +141,7 @@ test('int32 integer inputs and float64 / int32 past tensors', (t) => {
 test('contract errors are thrown as internal errors', (t) => {
   const row: BatchRow = { ids: [1, 2], lastIndex: 1, target: 0 };
   t.throws(() => buildFeeds(stub, []), { instanceOf: InternalError });
-  t.throws(() => buildFeeds({ ...stub, inputs: [tensor('token_type_ids', 'int64', ['batch', 'seq'])] }, [row]), { instanceOf: InternalError, message: /token_type_ids/ });
+  t.throws(() => buildFeeds({ ...stub, inputs: [tensor('token_type_ids', 'int64', ['batch', 'seq'])] }, [row]), { instanceOf: InternalError, message: /token_type_ids has fill rule 'unknown'/ });
   t.throws(() => buildFeeds(stub, [{ ...row, lastIndex: 2 }]), { instanceOf: InternalError, message: /lastIndex 2/ });
   t.throws(() => buildFeeds(stub, [{ ...row, target: 64 }]), { instanceOf: InternalError, message: /target 64/ });
   t.throws(() => buildFeeds(stub, [{ ...row, ids: [1, 99] }]), { instanceOf: InternalError, message: /token id 99/ });
@@ -145,9 +159,9 @@ const fixtureJson = JSON.parse(readFileSync(fixtures + 'fixtures.json', 'utf8'))
 for (const name of ['gpt2-optimum.onnx', 'gpt2-opset14.onnx']) {
   test.serial(`right padding reproduces batch-1 logits: ${name}`, async (t) => {
     const session = orThrow(await createSession(fixtures + name, { threads: 1 }));
-    const inputs: ManifestTensor[] = session.session.inputMetadata.map((m) => {
+    const inputs: ManifestInput[] = session.session.inputMetadata.map((m) => {
       if (!m.isTensor) throw new Error('tensor inputs only');
-      return tensor(m.name, m.type as ManifestTensor['dtype'], [...m.shape]);
+      return tensor(m.name, m.type as ManifestInput['dtype'], [...m.shape]);
     });
     const manifest: FeedManifest = { layers: 2, heads: 4, vocab: 64, inputs };
     const seqs = fixtureJson.fixtures[name]!.sequences;

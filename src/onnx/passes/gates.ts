@@ -15,6 +15,28 @@ import type { Rewrite } from '../rewrite.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { intAttr } from '../tensor.js';
 import { VariantNames, type VariantRequest } from '../variant.js';
+import { addDescribedInput, constantOver, type AddedInput } from '../inputs.js';
+
+const noGate = '1 everywhere = no intervention; 0 at (layer, position) cancels there; values in between scale';
+
+export const GATE_INPUTS = {
+  attention: {
+    name: VariantNames.gateAttention,
+    rule: 'gate_attention',
+    meaning: () => 'factor on each block\'s attention update before the residual add: [batch row, layer, position]',
+    fill: () => noGate,
+    plainRow: (c) => constantOver(c.shape, 1),
+  },
+  mlp: {
+    name: VariantNames.gateMlp,
+    rule: 'gate_mlp',
+    meaning: (c) => (c.request.gates?.mlp === 'zero_preactivation'
+      ? 'factor on each block\'s MLP pre-activations (the activation\'s input): [batch row, layer, position]; at 0 the MLP writes its output bias'
+      : 'factor on each block\'s MLP update before the residual add: [batch row, layer, position]'),
+    fill: () => noGate,
+    plainRow: (c) => constantOver(c.shape, 1),
+  },
+} as const satisfies Record<string, AddedInput>;
 
 export type GateRequest = NonNullable<VariantRequest['gates']>;
 
@@ -40,8 +62,7 @@ export function gatesPass(rw: Rewrite, sites: ModelSites, gates: GateRequest): v
   const shape = ['batch', sites.layers, 'seq'];
   if (gates.attention) {
     if (gates.attention !== 'zero_update') throw new UserError(`unknown attention gate mode '${String(gates.attention)}'`);
-    const g = rw.addInput(VariantNames.gateAttention, DataType.FLOAT, shape,
-      'per row, layer and position: factor on the attention update (1 keeps, 0 cancels)');
+    const g = addDescribedInput(rw, GATE_INPUTS.attention, DataType.FLOAT, shape);
     for (const L of sites.perLayer) {
       gateAt(rw, L, g, L.attnOut, 'attention', (n) => (n.output ?? []).includes(L.attnAddOut));
     }
@@ -49,9 +70,7 @@ export function gatesPass(rw: Rewrite, sites: ModelSites, gates: GateRequest): v
   if (gates.mlp) {
     const mode = gates.mlp;
     if (mode !== 'zero_update' && mode !== 'zero_preactivation') throw new UserError(`unknown MLP gate mode '${String(mode)}'`);
-    const g = rw.addInput(VariantNames.gateMlp, DataType.FLOAT, shape, mode === 'zero_update'
-      ? 'per row, layer and position: factor on the MLP update (1 keeps, 0 cancels)'
-      : 'per row, layer and position: factor on the MLP pre-activations (1 keeps, 0 leaves only the output bias)');
+    const g = addDescribedInput(rw, GATE_INPUTS.mlp, DataType.FLOAT, shape);
     for (const L of sites.perLayer) {
       if (mode === 'zero_update') {
         gateAt(rw, L, g, L.mlpOut, 'mlp', (n) => (n.output ?? []).includes(L.mlpAddOut));

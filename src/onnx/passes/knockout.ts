@@ -19,6 +19,18 @@ import type { ModelSites } from '../sites/types.js';
 import { isFloatType, lowestFinite } from '../tensor.js';
 import { VariantNames } from '../variant.js';
 import { intAttr } from '../tensor.js';
+import { addDescribedInput, type AddedInput } from '../inputs.js';
+
+export const KNOCKOUT_INPUTS = {
+  edges: {
+    name: VariantNames.knockout,
+    rule: 'knockout',
+    meaning: () => 'attention edges to block: [batch row, layer, head (or 1 for all heads), query position, key position]',
+    fill: (c) => 'true where the edge query→key is blocked in that layer (and head); dim 2 is 1 to block in all heads or the head count ' +
+      `(${c.sites.heads}) to block per head; entries with key > query are ignored; all false = no intervention`,
+    plainRow: (c) => ({ shape: ['batch', c.sites.layers, 1, 'seq', 'seq'], value: false }),
+  },
+} as const satisfies Record<string, AddedInput>;
 
 /** The name of the key axis: 'kv_seq' (past + seq) once the graph takes past keys, its own or dissect's. */
 export function keyAxis(rw: Rewrite, sites: ModelSites): string {
@@ -34,8 +46,7 @@ export function knockoutValue(rule: 'replace_half_min', dtype: number): number {
 
 export function knockoutPass(rw: Rewrite, sites: ModelSites, rule: 'replace_half_min'): void {
   const kvDim = keyAxis(rw, sites);
-  const K = rw.addInput(VariantNames.knockout, DataType.BOOL, ['batch', sites.layers, 'heads_or_1', 'seq', kvDim],
-    'true = attention edge query→key blocked at that layer (all heads when dim 2 is 1, else per head)');
+  const K = addDescribedInput(rw, KNOCKOUT_INPUTS.edges, DataType.BOOL, ['batch', sites.layers, 'heads_or_1', 'seq', kvDim]);
   // causal[q, k] = k ≤ q + (kv − seq), from the knockout input's own shape
   const I64 = DataType.INT64;
   const shape = rw.op('Shape', [K], 'dissect/knockout/shape', I64, [5]);

@@ -22,6 +22,30 @@ import { forwardTo } from '../sites/pattern.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { attrInt, intAttr } from '../tensor.js';
 import { VariantNames, type CacheEntry, type CacheSlot } from '../variant.js';
+import { addDescribedInput, positionsFill, type AddedInput, type DescribeContext } from '../inputs.js';
+
+const pastOf = (what: 'keys' | 'values') => ({
+  name: what === 'keys' ? VariantNames.pastKeyPrefix : VariantNames.pastValuePrefix,
+  perLayer: true,
+  rule: 'past',
+  meaning: (c: DescribeContext) => `layer ${c.name.slice(c.name.lastIndexOf('_') + 1)}'s ${what} of the positions before this run's tokens, ` +
+    `from an earlier run's ${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}* output`,
+  fill: () => `empty (past = 0) for a whole prompt; for one token, the clean run's ${what} of the prompt before it (right-padded, with ` +
+    'attention_mask 0 on the padding)',
+  plainRow: (c: DescribeContext) => ({ shape: c.shape.map((d, i) => (i === 0 ? 'batch' as const : typeof d === 'number' ? d : 0)), value: 0 }),
+}) as const satisfies AddedInput;
+
+export const LAST_POSITION_INPUTS = {
+  positions: {
+    name: VariantNames.positionIds,
+    rule: 'positions',
+    meaning: () => 'position ids (they replace the positions the source model derives from the sequence length)',
+    fill: positionsFill,
+    plainRow: (c) => ({ shape: [c.shape[0] === 1 ? 1 : 'batch', 'seq'], value: 'positions' }),
+  },
+  pastKeys: pastOf('keys'),
+  pastValues: pastOf('values'),
+} as const satisfies Record<string, AddedInput>;
 
 /** Why the variant cannot run last-position rows, or undefined when it can. */
 export function lastPositionUnsupported(sites: ModelSites): string | undefined {
@@ -42,11 +66,11 @@ export function lastPositionPass(rw: Rewrite, sites: ModelSites): CacheEntry[] {
   if (sites.inputs.positionIds) return cache;
   if (sites.rotaryPositions) {
     // the export traced its lookup with one row of positions: every row of a batch shares it
-    const shared = rw.addInput(VariantNames.positionIds, DataType.INT64, [1, 'seq'], 'positions of the tokens, the same for every row of the batch');
+    const shared = addDescribedInput(rw, LAST_POSITION_INPUTS.positions, DataType.INT64, [1, 'seq']);
     for (const n of rw.ix.consumersOf(sites.rotaryPositions)) rw.replaceInput(n, sites.rotaryPositions, shared);
     return cache;
   }
-  const positions = rw.addInput(VariantNames.positionIds, DataType.INT64, ['batch', 'seq'], 'position of each token in its prompt');
+  const positions = addDescribedInput(rw, LAST_POSITION_INPUTS.positions, DataType.INT64, ['batch', 'seq']);
   const weight = sites.embedding.positionWeight!;
   const gathers = rw.ix.consumersOf(weight).filter((n) => n.opType === 'Gather' && n.input?.[0] === weight);
   if (gathers.length !== 1) throw new Error(`internal: expected one Gather of the position embedding, found ${gathers.length}`);
@@ -81,8 +105,7 @@ function addedCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
       const dt = rw.dtype(site);
       const seqAxis = layout === 'bhsd' ? 2 : 3;
       const dims = (len: string): (string | number)[] => (layout === 'bhsd' ? ['batch', H, len, dh] : ['batch', H, dh, len]);
-      const input = rw.addInput(`${what === 'keys' ? VariantNames.pastKeyPrefix : VariantNames.pastValuePrefix}${L.layer}`, dt, dims('past'),
-        `layer ${L.layer}'s ${what} of the positions before this run's tokens (empty: none)`);
+      const input = addDescribedInput(rw, what === 'keys' ? LAST_POSITION_INPUTS.pastKeys : LAST_POSITION_INPUTS.pastValues, dt, dims('past'), L.layer);
       const full = rw.redirect(site, (t) => rw.op('Concat', [input, t], `dissect/last_position/layer${L.layer}/${what}`, dt, dims('kv_seq'),
         [intAttr('axis', seqAxis)]));
       const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${L.layer}`;

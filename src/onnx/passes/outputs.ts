@@ -8,7 +8,8 @@ import { DataType } from '../proto.js';
 import type { Rewrite } from '../rewrite.js';
 import type { ModelSites } from '../sites/types.js';
 import { intAttr } from '../tensor.js';
-import { VariantNames } from '../variant.js';
+import { OWN_TOP1_TARGET, VariantNames } from '../variant.js';
+import { addDescribedInput, type AddedInput } from '../inputs.js';
 import { keyAxis } from './knockout.js';
 import { applyLmHead } from './lm-head.js';
 
@@ -18,6 +19,23 @@ export interface ReducedOptions {
   readonly fromFullLogits: boolean;
 }
 
+export const READOUT_INPUTS = {
+  lastIndex: {
+    name: VariantNames.lastIndex,
+    rule: 'last_index',
+    meaning: () => 'position whose next-token distribution is read, per row',
+    fill: () => 'the index of the row\'s last real token (number of real tokens − 1)',
+    plainRow: () => ({ shape: ['batch'], value: 'last_index' }),
+  },
+  target: {
+    name: VariantNames.target,
+    rule: 'target',
+    meaning: (c) => 'token whose probability and rank are read, per row' + (c.request.projections?.length ? ' (also the token ranked by every projection)' : ''),
+    fill: () => `a token id in [0, vocab), or ${OWN_TOP1_TARGET} for the row's own top-1 (dissect_top1)`,
+    plainRow: () => ({ shape: ['batch'], value: OWN_TOP1_TARGET }),
+  },
+} as const satisfies Record<string, AddedInput>;
+
 /** The target each row's reads use: dissect_target, or the row's top-1 where dissect_target is negative. */
 export const RESOLVED_TARGET = 'dissect/reduce/target_resolved';
 
@@ -25,8 +43,8 @@ export function reducedOutputsPass(rw: Rewrite, sites: ModelSites, opts: Reduced
   const I64 = DataType.INT64;
   const F32 = DataType.FLOAT;
   const V = sites.vocab;
-  const last = rw.addInput(VariantNames.lastIndex, I64, ['batch'], 'index of each row\'s last real token');
-  const targetIn = rw.addInput(VariantNames.target, I64, ['batch'], 'token id whose probability and rank are read, per row (negative: the row\'s top-1)');
+  const last = addDescribedInput(rw, READOUT_INPUTS.lastIndex, I64, ['batch']);
+  const targetIn = addDescribedInput(rw, READOUT_INPUTS.target, I64, ['batch']);
   const base = 'dissect/reduce';
   const lastCol = rw.unsqueeze(last, [1], `${base}/last_index`, I64, ['batch', 1]);
   const dt = rw.dtype(sites.logits);

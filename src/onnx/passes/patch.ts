@@ -12,15 +12,40 @@ import { DataType } from '../proto.js';
 import type { Rewrite } from '../rewrite.js';
 import type { ModelSites } from '../sites/types.js';
 import { VariantNames } from '../variant.js';
+import { addDescribedInput, constantOver, type AddedInput } from '../inputs.js';
+
+export const PATCH_INPUTS = {
+  layer: {
+    name: VariantNames.patchLayer,
+    rule: 'patch_layer',
+    meaning: (c) => `the hidden state patched, per row: l < ${c.sites.layers} is block l's input (hidden_states[l]), ${c.sites.layers} the final norm's input`,
+    fill: (c) => `a hidden-state index in [0, ${c.sites.layers}], or −1 for no patch`,
+    plainRow: (c) => constantOver(c.shape, -1),
+  },
+  mask: {
+    name: VariantNames.patchMask,
+    rule: 'patch_mask',
+    meaning: () => 'positions whose hidden state is replaced, per row',
+    fill: () => 'true where the hidden state is replaced by dissect_patch_values; all false (or patch layer −1) = no intervention',
+    plainRow: (c) => constantOver(c.shape, false),
+  },
+  values: {
+    name: VariantNames.patchValues,
+    rule: 'patch_values',
+    meaning: () => 'replacement hidden-state vectors [batch row, position, d_model]',
+    fill: (c) => `any finite values where the mask is false (zeros); e.g. dissect_hidden_states[:, l] of another run (${c.dtype})`,
+    plainRow: (c) => constantOver(c.shape, 0),
+  },
+} as const satisfies Record<string, AddedInput>;
 
 export function patchPass(rw: Rewrite, sites: ModelSites): void {
   const I64 = DataType.INT64;
   const BOOL = DataType.BOOL;
   const dt = rw.dtype(sites.perLayer[0]!.residIn);
   const d = sites.dModel;
-  const layer = rw.addInput(VariantNames.patchLayer, I64, ['batch'], 'per row: the hidden state patched, 0..L (l < L: block l\'s input; L: the final norm\'s input; −1 = none)');
-  const mask = rw.addInput(VariantNames.patchMask, BOOL, ['batch', 'seq'], 'per row and position: true = replaced by dissect_patch_values');
-  const values = rw.addInput(VariantNames.patchValues, dt, ['batch', 'seq', d], 'replacement block-input vectors (read where the mask is true)');
+  const layer = addDescribedInput(rw, PATCH_INPUTS.layer, I64, ['batch']);
+  const mask = addDescribedInput(rw, PATCH_INPUTS.mask, BOOL, ['batch', 'seq']);
+  const values = addDescribedInput(rw, PATCH_INPUTS.values, dt, ['batch', 'seq', d]);
   const layerCol = rw.unsqueeze(layer, [1], 'dissect/patch/layer_column', I64, ['batch', 1]);
   const states = [...sites.perLayer.map((L) => L.residIn), sites.perLayer[sites.layers - 1]!.residPost];
   states.forEach((state, l) => {

@@ -35,6 +35,7 @@ import { hiddenStateTensors } from './hidden.js';
 import { RESOLVED_TARGET } from './outputs.js';
 import { applyLmHead } from './lm-head.js';
 import { recomputeInputs, recomputedUpdate, type RecomputeInputs } from './recompute.js';
+import { addDescribedInput, constantOver, type AddedInput } from '../inputs.js';
 
 const I64 = DataType.INT64;
 const F32 = DataType.FLOAT;
@@ -82,6 +83,24 @@ export function validateProjections(sites: ModelSites, requests: readonly Projec
   }
 }
 
+export const PROJECTION_INPUTS = {
+  positions: {
+    name: VariantNames.projPositions,
+    rule: 'proj_positions',
+    meaning: () => 'positions projected to the vocabulary, per row (shared by every projection)',
+    fill: () => 'indices in [0, seq); repeat a position to pad a row that needs fewer; shape [batch, 0] when the batch needs no projection ' +
+      '(onnxruntime computes every output whether fetched or not: with no positions the projections cost nothing)',
+    plainRow: () => ({ shape: ['batch', 0], value: 0 }),
+  },
+  subjectWeights: {
+    name: VariantNames.subjectWeights,
+    rule: 'subject_weights',
+    meaning: () => 'per row: the weights of the positions averaged into the subject\'s mean token embedding',
+    fill: () => '1/|subject| on the row\'s subject positions, 0 elsewhere (zeros for a row that does not read it), shape [batch, seq]',
+    plainRow: (c) => constantOver(c.shape, 0),
+  },
+} as const satisfies Record<string, AddedInput>;
+
 export interface ProjectionOptions {
   /** The attention gate input exists: head shares are scaled by it too. */
   readonly attentionGate: boolean;
@@ -94,7 +113,7 @@ export function projectionsPass(rw: Rewrite, sites: ModelSites, requests: readon
   // dissect_proj_positions exists when a site reads positions (every site but `recomputed` and `subject_embeddings`)
   let index = '';
   if (requests.some((r) => r.site !== 'recomputed' && r.site !== 'subject_embeddings')) {
-    const pos = rw.addInput(VariantNames.projPositions, I64, ['batch', 'proj_positions'], 'per row: the positions whose sites are projected');
+    const pos = addDescribedInput(rw, PROJECTION_INPUTS.positions, I64, ['batch', 'proj_positions']);
     index = rw.unsqueeze(pos, [2], 'dissect/proj/positions', I64, ['batch', 'proj_positions', 1]);
   }
   const recompute = requests.some((r) => r.site === 'recomputed') ? recomputeInputs(rw, sites) : undefined;
@@ -145,7 +164,7 @@ function headShares(rw: Rewrite, sites: ModelSites, L: LayerSites, index: string
 function subjectEmbedding(rw: Rewrite, sites: ModelSites, base: string): string {
   const emb = sites.embedding.output;
   const dt = rw.dtype(emb);
-  let w = rw.addInput(VariantNames.subjectWeights, F32, ['batch', 'seq'], 'per row: 1/|subject| on the subject positions, 0 elsewhere');
+  let w = addDescribedInput(rw, PROJECTION_INPUTS.subjectWeights, F32, ['batch', 'seq']);
   if (dt !== F32) w = rw.op('Cast', [w], `${base}/weights_cast`, dt, ['batch', 'seq'], [intAttr('to', dt)]);
   const row = rw.unsqueeze(w, [1], `${base}/weights_row`, dt, ['batch', 1, 'seq']);
   return rw.op('MatMul', [row, emb], `${base}/mean`, dt, ['batch', 1, sites.dModel]);

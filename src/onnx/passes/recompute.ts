@@ -21,6 +21,7 @@ import type { Rewrite } from '../rewrite.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { intAttr, intsAttr } from '../tensor.js';
 import { VariantNames, type RecomputeMode } from '../variant.js';
+import { addDescribedInput, type AddedInput } from '../inputs.js';
 
 const I64 = DataType.INT64;
 const F32 = DataType.FLOAT;
@@ -28,6 +29,18 @@ const BOOL = DataType.BOOL;
 
 /** The value the paper's code writes over a removed probability before its second softmax. */
 export const PAPER_REMOVED_VALUE = -1e6;
+
+export const RECOMPUTE_INPUTS = {
+  remove: {
+    name: VariantNames.recomputeRemove,
+    rule: 'recompute_remove',
+    meaning: (c) => 'keys removed from each row\'s last-position attention when the attention update is recomputed ' +
+      `(${c.request.projections?.find((p) => p.site === 'recomputed')?.recompute}), per row`,
+    fill: () => 'true at the removed key positions, shape [batch, seq] (seq as input_ids); shape [batch, 0] when the batch needs no ' +
+      'recomputation (the recomputation and its projection then cost nothing)',
+    plainRow: () => ({ shape: ['batch', 0], value: false }),
+  },
+} as const satisfies Record<string, AddedInput>;
 
 /** Tensors shared by every recomputed layer. */
 export interface RecomputeInputs {
@@ -44,8 +57,7 @@ export interface RecomputeInputs {
 export function recomputeInputs(rw: Rewrite, sites: ModelSites): RecomputeInputs {
   const base = 'dissect/recompute';
   if (!rw.names.has(VariantNames.lastIndex)) throw new Error(`internal: the recompute pass needs '${VariantNames.lastIndex}'`);
-  const R = rw.addInput(VariantNames.recomputeRemove, BOOL, ['batch', 'recompute_seq'],
-    'per row: true = key removed from the last position\'s attention in the recomputed update ([batch, 0]: nothing recomputed)');
+  const R = addDescribedInput(rw, RECOMPUTE_INPUTS.remove, BOOL, ['batch', 'recompute_seq']);
   const shape = rw.op('Shape', [R], `${base}/shape`, I64, [2]);
   const kvLen = rw.op('Slice', [shape, rw.ints(`${base}/one_start`, [1]), rw.ints(`${base}/one_end`, [2])], `${base}/kv_len`, I64, [1]);
   const Q = rw.op('Min', [kvLen, rw.ints(`${base}/one`, [1])], `${base}/queries`, I64, [1]);
