@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { compileVariant, readModelGraph } from '../../src/onnx/index.js';
 import { loadProgram, runProgram } from '../../src/pipeline.js';
 import { planFigures } from '../../src/report/html/figures.js';
+import { rowConventions } from '../../src/run/example.js';
 import { JOURNAL_FILE } from '../../src/run/journal.js';
 import type { Results } from '../../src/measure/schema.js';
 import type { VariantManifest } from '../../src/onnx/variant.js';
@@ -72,8 +73,14 @@ test.serial('the compiled variant runs in plain onnxruntime from its manifest an
   const source = informationFlowSource(3);
   const { results } = await runSource({ source, limit: 3 });
   const dir = tempDir('e2e');
-  const compiled = compileVariant(join(tinyGpt2, 'model.onnx'), { knockout: 'replace_half_min', logits: false }, OutputFolder.open(dir));
+  const file = join(tempDir('e2e'), 'experiment.dissect');
+  writeFileSync(file, source);
+  // as `dissect compile` does: the manifest also records how the program makes rows
+  const compiled = compileVariant(join(tinyGpt2, 'model.onnx'), { knockout: 'replace_half_min', logits: false }, OutputFolder.open(dir),
+    { rows: rowConventions(loadProgram(file).program) });
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as VariantManifest;
+  t.like(manifest.rows, { tokenizer: join(tinyGpt2, 'tokenizer.json'), window: { choice: 'knockout_window', value: 'centred_clipped' } });
+  t.regex(manifest.rows!.subjectPositions, /first occurrence of the subject/);
   const session = await ort.InferenceSession.create(join(dir, manifest.model), { intraOpNumThreads: 1, interOpNumThreads: 1 });
   t.is(compiled.manifest.layers, manifest.layers);
   const names = manifest.inputs.map((i) => i.name).sort();

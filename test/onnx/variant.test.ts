@@ -1,14 +1,10 @@
 import test from 'ava';
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
-import { buildVariant, compileVariant } from '../../src/onnx/compile.js';
+import { buildVariant } from '../../src/onnx/compile.js';
 import { decodeModel } from '../../src/onnx/proto.js';
-import type { VariantManifest } from '../../src/onnx/variant.js';
-import { OutputFolder } from '../../src/output/folder.js';
 import {
   FIXTURE_MODELS, argmax, bool, fixture, fixturePath, int64, lastReal, maxAbs, maxAbsDiff, modelFeeds, numbers, padRows,
-  rankOf, session, softmax, tempDir, type Row,
+  rankOf, session, softmax, type Row,
 } from './helpers.js';
 
 const rowsOf = (name: string): Row[] => fixture(name).sequences.map((s) => ({ ids: s.input_ids, mask: s.attention_mask }));
@@ -92,48 +88,3 @@ test.serial('without logits, the full logits are not computed at all', (t) => {
   ]);
 });
 
-/** Feeds built from nothing but the manifest's descriptions (what a non-dissect user would do). */
-function feedsFromManifest(m: VariantManifest, ids: readonly number[]): Record<string, ort.Tensor> {
-  const n = ids.length;
-  const dims: Record<string, number> = { batch: 1, seq: n, past_seq: 0, 'past_seq+seq': n, kv_seq: n, heads_or_1: 1 };
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const input of m.inputs) {
-    const shape = input.shape.map((d) => (typeof d === 'number' ? d : dims[d] ?? NaN));
-    if (shape.some(Number.isNaN)) throw new Error(`cannot size ${input.name} [${input.shape.join(', ')}]`);
-    const size = shape.reduce((a, b) => a * b, 1);
-    let values: number[];
-    if (input.meaning === 'token ids') values = [...ids];
-    else if (input.meaning === 'attention mask') values = new Array(size).fill(1);
-    else if (input.meaning === 'position ids') values = ids.map((_, i) => i);
-    else if (/^past (keys|values)/.test(input.meaning)) values = [];
-    else if (input.name === 'dissect_last_index') values = [n - 1];
-    else if (input.name === 'dissect_target') values = [0];
-    else if (input.dtype === 'bool') values = new Array(size).fill(0);
-    else throw new Error(`no fill rule for ${input.name}: ${input.fill}`);
-    if (input.fill === undefined) throw new Error(`${input.name} has no fill rule`);
-    feeds[input.name] = input.dtype === 'int64' ? int64(values, shape)
-      : input.dtype === 'bool' ? bool(Uint8Array.from(values), shape)
-      : new ort.Tensor(input.dtype as 'float32', Float32Array.from(values), shape);
-  }
-  return feeds;
-}
-
-for (const name of ['gpt2-opset14.onnx', 'gpt2-optimum.onnx']) {
-  test.serial(`${name}: a compiled variant runs in plain onnxruntime from its manifest alone`, async (t) => {
-    const out = tempDir('manifest');
-    const compiled = compileVariant(fixturePath(name), { knockout: 'replace_half_min', logits: false }, OutputFolder.open(out));
-    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as VariantManifest;
-    t.deepEqual(manifest, compiled.manifest);
-    t.is(manifest.weights.layout, 'embedded');
-    t.is(manifest.layers, 2);
-    t.regex(manifest.choices.knockout!, /-1\.7014117\d*e\+38/);
-    const s = await ort.InferenceSession.create(join(dirname(join(out, 'manifest.json')), manifest.model), { intraOpNumThreads: 1, interOpNumThreads: 1 });
-    const seq = fixture(name).sequences[1]!;
-    const res = await s.run(feedsFromManifest(manifest, seq.input_ids));
-    t.deepEqual(Object.keys(res).sort(), manifest.outputs.map((o) => o.name).sort());
-    for (const o of manifest.outputs) t.is(res[o.name]!.type as string, o.dtype, o.name);
-    const xs = seq.logits[seq.logits.length - 1]!;
-    t.is(numbers(res.dissect_top1!)[0], argmax(xs));
-    t.true(Math.abs(numbers(res.dissect_target_prob!)[0]! - softmax(xs)[0]!) < 1e-5);
-  });
-}
