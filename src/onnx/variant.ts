@@ -229,6 +229,7 @@ export const VariantNames = {
   keyPrefix: 'dissect_key_', // + layer: past and this run's keys, as the layer's past input takes them
   valuePrefix: 'dissect_value_', // + layer: past and this run's values
   positionIds: 'dissect_position_ids', // int64 [batch, seq], where the model has no position_ids input
+  pastRow: 'dissect_past_row', // int64 [batch]: each row's entry of the past inputs (one per prompt)
   attribution: 'dissect_attribution', // float32 [batch, layers+1, seq]: h ⊙ ∂y/∂h reduced over d
   attributionY: 'dissect_attribution_y', // float32 [batch]: y
   attributionPatchGradient: 'dissect_attribution_patch_gradient', // float32 [batch, seq, d]: ∂y/∂h at dissect_patch_layer

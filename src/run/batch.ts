@@ -3,8 +3,9 @@
 // src/onnx/inputs.ts and the passes). Rows are padded on the RIGHT to the longest row with
 // PAD_ID and attention_mask 0: the TorchScript GPT-2 exports derive positions from the
 // sequence length, so left padding would shift every position. Last-position rows feed the
-// manifest's cache inputs with the clean run's keys / values of the earlier positions,
-// right-padded to the batch's longest past P, whose keys come first: attention_mask is then
+// manifest's cache inputs with the clean run's keys / values of the earlier positions, once per
+// prompt (dissect_past_row picks each row's), right-padded to the batch's longest past P, whose
+// keys come first: attention_mask is then
 // [batch, P + 1], 0 on each row's padding, and the knockout input [batch, layers, heads|1, 1,
 // P + 1], the token itself at key P. Integer inputs are int64 (int32 is accepted too).
 
@@ -26,6 +27,7 @@ export interface CachedSlot { readonly dims: readonly number[]; readonly data: F
  * A last-position row: `ids` is the prompt's last token alone, at `position` (the number of
  * tokens before it); `slots` follow the manifest's cache (per layer, keys then values); the
  * row's `knockout` is [layers, heads, 1, position + 1], key `position` being the token itself.
+ * Rows holding the same `slots` array (the rows of one prompt) share one past in the feeds.
  */
 export interface PastOfRow { readonly position: number; readonly slots: readonly CachedSlot[] }
 
@@ -91,6 +93,10 @@ interface FeedContext {
   readonly pastLength: number;
   /** Last-position rows (then every row of the batch is one). */
   readonly decoding: boolean;
+  /** The pasts the batch feeds, one per prompt (rows of a prompt share its slots); [undefined] for whole prompts. */
+  readonly pasts: readonly (readonly CachedSlot[] | undefined)[];
+  /** Per row, its entry of `pasts`. */
+  readonly pastOfRow: readonly number[];
 }
 
 type Filler = (input: ManifestInput, c: FeedContext) => ort.Tensor;
@@ -131,11 +137,16 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
     for (let b = 0; b < rowsFed; b++) for (let i = 0; i < S; i++) a.set(b * S + i, before[b]! + i);
     return a.tensor;
   },
-  past: (input, { manifest, rows, S, pastLength }) => {
+  past: (input, { manifest, rows, S, pastLength, pasts }) => {
     const cached = (manifest.cache ?? []).flatMap((c) => [c.key, c.value]);
     const i = cached.findIndex((slot) => slot.input === input.name);
-    if (i >= 0) return cacheFeed(input, cached[i]!, rows.map((r) => r.past?.slots[i]), pastLength);
+    if (i >= 0) return cacheFeed(input, cached[i]!, pasts.map((slots) => slots?.[i]), pastLength);
     return emptyTensor(input, input.plainRow.shape.map((d) => (d === 'batch' ? rows.length : d === 'seq' ? S : d)));
+  },
+  past_row: (input, { pastOfRow }) => {
+    const a = intBuffer(input, [pastOfRow.length]);
+    pastOfRow.forEach((p, b) => a.set(b, p));
+    return a.tensor;
   },
   last_index: (input, { rows }) => {
     const a = intBuffer(input, [rows.length]);
@@ -214,7 +225,9 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
   if (rows.some((r) => (r.past !== undefined) !== decoding)) throw new InternalError('buildFeeds: last-position rows and whole prompts in one batch');
   if (decoding && !manifest.cache) throw new InternalError('buildFeeds: last-position rows for a variant without a cache');
   const before = rows.map((r) => r.past?.position ?? 0);
-  const context: FeedContext = { manifest, rows, S, before, pastLength: Math.max(...before), decoding };
+  const pasts = [...new Set(rows.map((r) => r.past?.slots))];
+  const pastOfRow = rows.map((r) => pasts.indexOf(r.past?.slots));
+  const context: FeedContext = { manifest, rows, S, before, pastLength: Math.max(...before), decoding, pasts, pastOfRow };
   return Object.fromEntries(manifest.inputs.map((input) => {
     const filler = FILLERS[input.rule] as Filler | undefined;
     if (!filler) throw new InternalError(`manifest input ${input.name} has fill rule '${String(input.rule)}', unknown to the runner`);

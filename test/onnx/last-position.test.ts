@@ -92,7 +92,7 @@ for (const m of MODELS) {
         const k = new Uint8Array(L * n * n);
         if (cut) cutKeys(n, n - 1, n, k, 0);
         return s.run({
-          ...modelInputs(sites, [ids], [ids.map(() => 1)], [ids.map((_, p) => p)], 1), ...emptyCache(1),
+          ...modelInputs(sites, [ids], [ids.map(() => 1)], [ids.map((_, p) => p)], 1), ...emptyCache(1), [VariantNames.pastRow]: int64([0], [1]),
           [VariantNames.knockout]: bool(k, [1, L, 1, n, n]), [VariantNames.lastIndex]: int64([n - 1], [1]), [VariantNames.target]: int64([TARGETS[i]!], [1]),
         });
       };
@@ -121,6 +121,7 @@ for (const m of MODELS) {
       if (cut) P.forEach((p, r) => cutKeys(Pmax + 1, p, 1, k, r * L * (Pmax + 1)));
       const out = await s.run({
         ...modelInputs(sites, prompts.map((ids) => [ids[ids.length - 1]!]), mask, (shared ? P.slice(0, 1) : P).map((p) => [p]), b), ...past,
+        [VariantNames.pastRow]: int64([...Array(b).keys()], [b]),
         [VariantNames.knockout]: bool(k, [b, L, 1, 1, Pmax + 1]), [VariantNames.lastIndex]: int64([0, 0], [b]), [VariantNames.target]: int64(TARGETS, [b]),
       });
       return numbers(out[VariantNames.targetProb]!);
@@ -131,6 +132,23 @@ for (const m of MODELS) {
       t.true(Math.abs(clean[r]! - w.clean) <= 1e-5 * Math.max(1e-3, w.clean), `row ${r} clean: ${clean[r]} vs ${w.clean}`);
       t.true(Math.abs(cut[r]! - w.cut) <= 1e-5 * Math.max(1e-3, w.cut), `row ${r} knockout: ${cut[r]} vs ${w.cut}`);
     });
+    // two rows of the first prompt (clean, cut) share its one past: fed once, picked by dissect_past_row
+    const n0 = P[0]! + 1;
+    const own: Record<string, ort.Tensor> = Object.fromEntries(cache.flatMap((c) => [c.key, c.value].map((slot) => {
+      const full = whole[0]!.out[slot.output]!;
+      return [slot.input, new ort.Tensor('float32', prefix(full, 0, P[0]!, P[0]!, slot.seqAxis), cacheDims(full, 1, slot.seqAxis, P[0]!))];
+    })));
+    const k = new Uint8Array(2 * L * n0);
+    cutKeys(n0, P[0]!, 1, k, L * n0);
+    const ids0 = prompts[0]!;
+    const shared0 = await s.run({
+      ...modelInputs(sites, [[ids0[P[0]!]!], [ids0[P[0]!]!]], [new Array(n0).fill(1), new Array(n0).fill(1)], (shared ? [P[0]!] : [P[0]!, P[0]!]).map((p) => [p]), 2),
+      ...own, [VariantNames.pastRow]: int64([0, 0], [2]),
+      [VariantNames.knockout]: bool(k, [2, L, 1, 1, n0]), [VariantNames.lastIndex]: int64([0, 0], [2]), [VariantNames.target]: int64([TARGETS[0]!, TARGETS[0]!], [2]),
+    });
+    const [sharedClean, sharedCut] = numbers(shared0[VariantNames.targetProb]!);
+    t.true(Math.abs(sharedClean! - whole[0]!.clean) <= 1e-5 * Math.max(1e-3, whole[0]!.clean), `shared past, clean: ${sharedClean} vs ${whole[0]!.clean}`);
+    t.true(Math.abs(sharedCut! - whole[0]!.cut) <= 1e-5 * Math.max(1e-3, whole[0]!.cut), `shared past, knockout: ${sharedCut} vs ${whole[0]!.cut}`);
   });
 }
 

@@ -13,10 +13,10 @@ const fixtures = fileURLToPath(new URL('../../../generated/fixtures/', import.me
 
 /** The fill rule of the source inputs these tests feed, by name. */
 function ruleOf(name: string): FillRule {
-  if (name.startsWith('past')) return 'past';
+  if (/^past|^dissect_past_(key|value)_/.test(name)) return 'past';
   const rules: Record<string, FillRule> = {
     input_ids: 'token_ids', attention_mask: 'attention_mask', position_ids: 'positions',
-    dissect_knockout: 'knockout', dissect_last_index: 'last_index', dissect_target: 'target',
+    dissect_past_row: 'past_row', dissect_knockout: 'knockout', dissect_last_index: 'last_index', dissect_target: 'target',
   };
   return rules[name] ?? ('unknown' as FillRule);
 }
@@ -186,4 +186,30 @@ for (const name of ['gpt2-optimum.onnx', 'gpt2-opset14.onnx']) {
 test('feeds are onnxruntime tensors', (t) => {
   const f = buildFeeds(stub, [{ ids: [1], lastIndex: 0, target: 0 }]);
   for (const v of Object.values(f)) t.true(v instanceof ort.Tensor);
+});
+
+test('last-position rows of one prompt share its past: fed once, dissect_past_row picks it', (t) => {
+  const slot = { input: 'dissect_past_key_0', output: 'dissect_key_0', seqAxis: 2, dims: [1, 0, 2] };
+  const m: FeedManifest = {
+    ...stub, cache: [{ layer: 0, key: slot, value: { ...slot, input: 'dissect_past_value_0', output: 'dissect_value_0' } }],
+    inputs: [
+      tensor('dissect_past_key_0', 'float32', ['past_prompts', 1, 'past', 2]), tensor('dissect_past_value_0', 'float32', ['past_prompts', 1, 'past', 2]),
+      tensor('dissect_past_row', 'int64', ['batch']),
+    ],
+  };
+  const pastOf = (position: number, v: number) => ({
+    position, slots: [0, 1].map((s) => ({ dims: [1, position, 2], data: new Float32Array(position * 2).fill(v + s) })),
+  });
+  const a = pastOf(2, 10);
+  const b = pastOf(1, 20);
+  const rows: BatchRow[] = [a, a, b, a].map((past) => ({ ids: [3], lastIndex: 0, target: 0, past }));
+  const f = buildFeeds(m, rows);
+  t.deepEqual([...(f['dissect_past_row']!.data as BigInt64Array)], big([0, 0, 1, 0]));
+  t.deepEqual(f['dissect_past_key_0']!.dims, [2, 1, 2, 2]);
+  t.deepEqual([...(f['dissect_past_key_0']!.data as Float32Array)], [10, 10, 10, 10, 20, 20, 0, 0]);
+  t.deepEqual([...(f['dissect_past_value_0']!.data as Float32Array)], [11, 11, 11, 11, 21, 21, 0, 0]);
+  // whole prompts: one empty past for the batch
+  const whole = buildFeeds(m, [{ ids: [1, 2], lastIndex: 1, target: 0 }, { ids: [3], lastIndex: 0, target: 0 }]);
+  t.deepEqual(whole['dissect_past_key_0']!.dims, [1, 1, 0, 2]);
+  t.deepEqual([...(whole['dissect_past_row']!.data as BigInt64Array)], big([0, 0]));
 });

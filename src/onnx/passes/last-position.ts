@@ -10,6 +10,10 @@
 // dissect_past_value_{l}, concatenated where attention reads its keys and values (every reader,
 // shape readers included, so masks built from the key length see the past).
 //
+// Rows of one prompt share its past: the past inputs hold one entry per prompt of the batch
+// (axis 0, 'past_prompts'), and dissect_past_row picks each row's (a Gather in front of every
+// reader), so a batch moves each prompt's cache to the device once, not once per row.
+//
 // The position of the one token must be fed: through the model's position_ids input, or, for
 // an export that derives positions from the sequence length, through dissect_position_ids,
 // which replaces the indices of the position-embedding Gather (GPT-2) or of the rotary's
@@ -45,6 +49,13 @@ export const LAST_POSITION_INPUTS = {
   },
   pastKeys: pastOf('keys'),
   pastValues: pastOf('values'),
+  pastRow: {
+    name: VariantNames.pastRow,
+    rule: 'past_row',
+    meaning: () => 'per row: the entry of the past inputs\' first axis that holds its past (the rows of one prompt share one)',
+    fill: () => 'for a row run as its last token, the index of its prompt among the pasts the batch feeds; 0 for whole prompts (their past is empty)',
+    plainRow: () => ({ shape: ['batch'], value: 0 }),
+  },
 } as const satisfies Record<string, AddedInput>;
 
 /** Why the variant cannot run last-position rows, or undefined when it can. */
@@ -58,7 +69,8 @@ export function lastPositionUnsupported(sites: ModelSites): string | undefined {
 export function lastPositionPass(rw: Rewrite, sites: ModelSites): CacheEntry[] {
   const unsupported = lastPositionUnsupported(sites);
   if (unsupported) throw new Error(`internal: last-position rows requested although ${unsupported}`);
-  const cache = sites.inputs.past.length ? modelCache(rw, sites) : addedCache(rw, sites);
+  const pastRow = addDescribedInput(rw, LAST_POSITION_INPUTS.pastRow, DataType.INT64, ['batch']);
+  const cache = sites.inputs.past.length ? modelCache(rw, sites, pastRow) : addedCache(rw, sites, pastRow);
   // the mask covers past + seq keys: it must not share the token axis's symbolic name
   const tokens = rw.ix.inputs.get(sites.inputs.inputIds)?.type?.tensorType?.shape?.dim?.[1]?.dimParam;
   const maskDims = sites.inputs.attentionMask ? rw.ix.inputs.get(sites.inputs.attentionMask)?.type?.tensorType?.shape?.dim : undefined;
@@ -78,11 +90,19 @@ export function lastPositionPass(rw: Rewrite, sites: ModelSites): CacheEntry[] {
   return cache;
 }
 
-/** Optimum-style: the model's past inputs stay; each past Concat's output becomes an output. */
-function modelCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
+/** Each row's entry of `past` (one per prompt, axis 0), picked by `pastRow`. */
+function pastOfRows(rw: Rewrite, past: string, pastRow: string, base: string): string {
+  return rw.op('Gather', [past, pastRow], base, rw.dtype(past), undefined, [intAttr('axis', 0)]);
+}
+
+/** Optimum-style: the model's past inputs stay (their batch axis one entry per prompt); each past Concat's output becomes an output. */
+function modelCache(rw: Rewrite, sites: ModelSites, pastRow: string): CacheEntry[] {
   const slot = (layer: number, input: string, what: 'keys' | 'values'): CacheSlot => {
     const concat = rw.ix.consumersOf(input).find((n): n is NodeProto => n.opType === 'Concat');
     if (!concat) throw new Error(`internal: no Concat reads the past input '${input}'`);
+    rw.redirect(input, (t) => pastOfRows(rw, t, pastRow, `dissect/last_position/layer${layer}/${what}_of_rows`));
+    const inputDims = rw.ix.inputs.get(input)?.type?.tensorType?.shape?.dim;
+    if (inputDims?.[0]) inputDims[0] = { dimParam: 'past_prompts' };
     const full = concat.output![0]!;
     const axis = attrInt(concat, 'axis')!;
     const dt = rw.dtype(full);
@@ -97,7 +117,7 @@ function modelCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
 }
 
 /** A plain export: inputs concatenated before the k and v sites; the sites become outputs. */
-function addedCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
+function addedCache(rw: Rewrite, sites: ModelSites, pastRow: string): CacheEntry[] {
   const H = sites.heads;
   const dh = sites.dHead;
   return sites.perLayer.map((L) => {
@@ -105,8 +125,10 @@ function addedCache(rw: Rewrite, sites: ModelSites): CacheEntry[] {
       const dt = rw.dtype(site);
       const seqAxis = layout === 'bhsd' ? 2 : 3;
       const dims = (len: string): (string | number)[] => (layout === 'bhsd' ? ['batch', H, len, dh] : ['batch', H, dh, len]);
-      const input = addDescribedInput(rw, what === 'keys' ? LAST_POSITION_INPUTS.pastKeys : LAST_POSITION_INPUTS.pastValues, dt, dims('past'), L.layer);
-      const full = rw.redirect(site, (t) => rw.op('Concat', [input, t], `dissect/last_position/layer${L.layer}/${what}`, dt, dims('kv_seq'),
+      const input = addDescribedInput(rw, what === 'keys' ? LAST_POSITION_INPUTS.pastKeys : LAST_POSITION_INPUTS.pastValues, dt,
+        ['past_prompts', ...dims('past').slice(1)], L.layer);
+      const base = `dissect/last_position/layer${L.layer}/${what}`;
+      const full = rw.redirect(site, (t) => rw.op('Concat', [pastOfRows(rw, input, pastRow, `${base}_of_rows`), t], base, dt, dims('kv_seq'),
         [intAttr('axis', seqAxis)]));
       const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${L.layer}`;
       rw.addOutput(output, full, dt, dims('kv_seq'), `layer ${L.layer}'s ${what}, past and this run's, as ${input} takes them`);
