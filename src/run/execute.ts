@@ -12,14 +12,15 @@ import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js'
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
 import type { AttributeSets } from './attributes.js';
-import { buildFeeds, cachedSlot, type BatchRow, type CachedSlot } from './batch.js';
+import { cachedSlot, type BatchRow, type CachedSlot } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
+import { passIO } from './io-plan.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask, type KnockoutMask } from './knockout-mask.js';
 import { resolvePositions } from './positions.js';
 import {
-  attributionValues, evaluateProbes, probeFetches, projectionPositions, recomputeMask, subjectWeights, type ProbeContext, type ProbeResult,
+  attributionValues, evaluateProbes, projectionPositions, recomputeMask, subjectWeights, type ProbeContext, type ProbeResult,
 } from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -233,10 +234,6 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
   const reads = opts.rows ?? [];
   const cacheSlots = opts.cache ? (input.variant.manifest.cache ?? []).flatMap((c) => [c.key, c.value]) : [];
   const probes = reads.flatMap((r) => r.plan.probes);
-  const fetches = [
-    VariantNames.top1, VariantNames.top1Prob, ...(opts.hidden ? [VariantNames.hiddenStates] : []), ...cacheSlots.map((s) => s.output),
-    ...probeFetches(probes),
-  ];
   for (let i = 0; i < examples.length; i += input.batch) {
     const slice = examples.slice(i, i + input.batch);
     // per example, each read row's projected positions, undefined where they lie outside the prompt
@@ -250,7 +247,8 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
         ...(weights ? { subjectWeights: weights } : {}),
       };
     });
-    const r = await input.session.run(buildFeeds(input.variant.manifest, rows), fetches);
+    const io = passIO({ kind: 'clean', probes, hidden: opts.hidden, cache: cacheSlots.length > 0 }, input.variant.manifest, rows);
+    const r = await input.session.run(io.feeds, io.fetches);
     const top1 = numbers(r[VariantNames.top1]!.data);
     const prob = numbers(r[VariantNames.top1Prob]!.data);
     slice.forEach((e, j) => {
@@ -273,7 +271,8 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
     });
     for (let c = 0; c < pending.length; c += input.batch) {
       const slice = pending.slice(c, c + input.batch);
-      const r = await input.session.run(buildFeeds(input.variant.manifest, slice.map((s) => s.row)), [VariantNames.hiddenStates]);
+      const io = passIO({ kind: 'corrupted', probes: [], hidden: true }, input.variant.manifest, slice.map((s) => s.row));
+      const r = await input.session.run(io.feeds, io.fetches);
       slice.forEach((s, j) => {
         out[s.i] = { ...out[s.i]!, corruptedHidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, s.row.ids.length) };
       });
@@ -510,9 +509,8 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
     const gradients = kind(slice[0]!) === 'attribution';
     if (gradients && !input.attribution) throw new InternalError('rows that take gradients without the attribution variant');
     const { variant, session } = gradients ? input.attribution! : input;
-    const fetches = new Set<string>([VariantNames.targetProb, VariantNames.targetRank]);
-    for (const u of slice) for (const f of probeFetches(items[u.item]!.plan.probes)) fetches.add(f);
-    const r = await session.run(buildFeeds(variant.manifest, slice.map((u) => u.batchRow)), [...fetches]);
+    const io = passIO({ kind: 'rows', probes: slice.flatMap((u) => items[u.item]!.plan.probes) }, variant.manifest, slice.map((u) => u.batchRow));
+    const r = await session.run(io.feeds, io.fetches);
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
     slice.forEach((u, j) => {
