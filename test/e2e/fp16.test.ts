@@ -1,10 +1,15 @@
 // fp16 models: a knockout sweep on the fp16 conversion of a fixture gives the fp32 numbers
 // within the documented tolerance (spec.md, "Compiled variants": 2e-3 absolute on
-// probabilities), with the same top-1 and the same blocked-weight semantics.
+// probabilities), with the same top-1 and the same blocked-weight semantics; the real fp16
+// exports compile to variants that compute in fp16.
 
 import test from 'ava';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildVariant, VariantNames } from '../../src/onnx/index.js';
+import { lastPositionUnsupported } from '../../src/onnx/passes/last-position.js';
+import { DataType, decodeModel } from '../../src/onnx/proto.js';
+import { readSourceModel } from '../../src/onnx/source.js';
 import { buildFeeds, cachedSlot, type BatchRow } from '../../src/run/batch.js';
 import { orThrow } from '../../src/run/errors.js';
 import { buildKnockoutMask } from '../../src/run/knockout-mask.js';
@@ -77,3 +82,38 @@ test('fp16: rows as the last token against the clean cache equal whole-prompt ro
   t.true(worst <= 2e-3, `worst ${worst}`);
   t.true(a.some((p, i) => i > 0 && Math.abs(p - a[0]!) > 1e-3), 'the knockout moved the numbers');
 });
+
+// The fp16 exports of the real-exports zoo (transformers' GPT-2 and Llama, model.half(), TorchScript)
+const ZOO = fileURLToPath(new URL('../../../generated/real/', import.meta.url));
+
+for (const family of ['gpt2', 'llama']) {
+  test(`real ${family} fp16 export: the variant computes in fp16; dissect casts to float32 only where it reads out`, async (t) => {
+    const path = `${ZOO}${family}/ts-17-eager-fp16.onnx`;
+    const lastPosition = !lastPositionUnsupported(readSourceModel(path).sites);
+    const variant = buildVariant(path, {
+      knockout: 'replace_half_min', logits: false, lastPosition, patch: true, hiddenStates: true, gates: { attention: 'zero_update', mlp: 'zero_update' },
+      projections: [{ site: 'hidden', layers: [1], via: 'embedding', k: 3, vocabLimit: 128 }],
+    });
+    t.is(variant.manifest.dtype, 'float16');
+    const activations = [
+      ...variant.manifest.inputs.filter((i) => i.rule === 'past' || i.rule === 'patch_values'),
+      ...variant.manifest.outputs.filter((o) => o.name === VariantNames.hiddenStates || o.name.startsWith(VariantNames.keyPrefix) || o.name.startsWith(VariantNames.valuePrefix)),
+    ];
+    t.is(activations.length, 2 + (lastPosition ? 4 * variant.manifest.layers : 0));
+    t.deepEqual(activations.filter((a) => a.dtype !== 'float16').map((a) => a.name), []);
+    const upcasts = (decodeModel(variant.bytes).graph!.node ?? []).filter((n) => n.opType === 'Cast' && n.name?.startsWith('dissect/')
+      && n.attribute?.some((a) => a.name === 'to' && Number(a.i) === DataType.FLOAT));
+    t.true(upcasts.length > 0);
+    t.deepEqual(upcasts.filter((n) => !/^dissect\/(reduce|proj)\//.test(n.name!)).map((n) => n.name), [], 'only read-outs are cast to float32');
+    // and it runs: the clean top-1 is transformers' fp16 top-1
+    const expected = JSON.parse(readFileSync(`${ZOO}${family}/expected.json`, 'utf8')) as {
+      prompts: { name: string; input_ids: number[]; last: number }[]; clean_fp16: { prompt: string; logits: number[][] }[];
+    };
+    const p = expected.prompts[0]!;
+    const session = orThrow(await createSession(variant.bytes));
+    const out = await session.run(buildFeeds(variant.manifest, [{ ids: p.input_ids.slice(0, p.last + 1), lastIndex: p.last, target: -1 }]), [VariantNames.top1]);
+    const logits = expected.clean_fp16.find((c) => c.prompt === p.name)!.logits[p.last]!;
+    t.is(Number(out[VariantNames.top1]!.data[0]), logits.indexOf(Math.max(...logits)));
+    await session.release();
+  });
+}
