@@ -1,6 +1,6 @@
 // What a variant's inputs are and how to fill them, described once per input: the source
 // model's own inputs here, every input a rewrite pass adds in that pass (its *_INPUTS table,
-// added with addDescribedInput). The manifest's inputs are these descriptions evaluated for
+// added with addDescribedInput), all listed in compile.ts's VARIANT_INPUTS. The manifest's inputs are these descriptions evaluated for
 // the compiled graph, and the runner fills each input by its `rule` alone (src/run/batch.ts
 // has one filler per rule), so a new input is one descriptor in its pass (and, for a new
 // kind of data, one filler).
@@ -59,6 +59,14 @@ export function constantOver(shape: readonly (number | string)[], value: number 
   return { shape: shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 'batch' : 'seq')), value };
 }
 
+/** How positions are filled, for the model's position_ids and dissect_position_ids alike. */
+export const POSITIONS = {
+  rule: 'positions',
+  fill: (c: DescribeContext) => (c.shape[0] === 1 ? 'one row for the whole batch (so its rows share one past length): ' : '') +
+    '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions); past + 0, … when past keys and values are fed',
+  plainRow: (c: DescribeContext): PlainRowFill => ({ shape: [c.shape[0] === 1 ? 1 : 'batch', 'seq'], value: 'positions' }),
+} as const satisfies Omit<Description, 'meaning'>;
+
 export const SOURCE_INPUTS: readonly SourceInput[] = [
   {
     role: 'input_ids',
@@ -75,13 +83,7 @@ export const SOURCE_INPUTS: readonly SourceInput[] = [
     fill: (c) => '1 for real tokens, 0 for padding' + (c.sites.inputs.past.length || c.request.lastPosition ? ' (length past + seq)' : ''),
     plainRow: () => ({ shape: ['batch', 'seq'], value: 1 }),
   },
-  {
-    role: 'position_ids',
-    rule: 'positions',
-    meaning: () => 'position ids',
-    fill: (c) => positionsFill(c),
-    plainRow: (c) => ({ shape: [c.shape[0] === 1 ? 1 : 'batch', 'seq'], value: 'positions' }),
-  },
+  { role: 'position_ids', meaning: () => 'position ids', ...POSITIONS },
   {
     role: 'past',
     rule: 'past',
@@ -100,12 +102,6 @@ export const SOURCE_INPUTS: readonly SourceInput[] = [
     }),
   },
 ];
-
-/** How positions are filled, for the model's position_ids and dissect_position_ids alike. */
-export function positionsFill(c: DescribeContext): string {
-  return (c.shape[0] === 1 ? 'one row for the whole batch (so its rows share one past length): ' : '') +
-    '0, 1, …, seq−1 in every row (right padding keeps the real tokens\' positions); past + 0, … when past keys and values are fed';
-}
 
 export function manifestDtype(dt: number): ManifestDtype {
   switch (dt) {

@@ -26,7 +26,7 @@ import { forwardTo } from '../sites/pattern.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { attrInt, intAttr } from '../tensor.js';
 import { VariantNames, type CacheEntry, type CacheSlot } from '../variant.js';
-import { addDescribedInput, positionsFill, type AddedInput, type DescribeContext } from '../inputs.js';
+import { addDescribedInput, POSITIONS, type AddedInput, type DescribeContext } from '../inputs.js';
 
 const pastOf = (what: 'keys' | 'values') => ({
   name: what === 'keys' ? VariantNames.pastKeyPrefix : VariantNames.pastValuePrefix,
@@ -42,10 +42,8 @@ const pastOf = (what: 'keys' | 'values') => ({
 export const LAST_POSITION_INPUTS = {
   positions: {
     name: VariantNames.positionIds,
-    rule: 'positions',
     meaning: () => 'position ids (they replace the positions the source model derives from the sequence length)',
-    fill: positionsFill,
-    plainRow: (c) => ({ shape: [c.shape[0] === 1 ? 1 : 'batch', 'seq'], value: 'positions' }),
+    ...POSITIONS,
   },
   pastKeys: pastOf('keys'),
   pastValues: pastOf('values'),
