@@ -88,8 +88,8 @@ export const SOURCE_INPUTS: readonly SourceInput[] = [
     role: 'past',
     rule: 'past',
     meaning: (c) => {
-      const p = c.sites.inputs.past.find((x) => x.key === c.name || x.value === c.name)!;
-      return `past ${p.key === c.name ? 'keys' : 'values'} of layer ${p.layer}`;
+      const p = c.sites.inputs.past.find((x) => x.key === c.name || x.value === c.name);
+      return p ? `past ${p.key === c.name ? 'keys' : 'values'} of layer ${p.layer}` : 'past keys or values the model takes (no layer reads them as its cache)';
     },
     fill: (c) => `empty (past = 0) for a whole prompt` + (c.request.lastPosition
       ? '; for one token, the clean run\'s output named for this input under `cache` cut to the positions before it (right-padded, ' +
@@ -116,11 +116,16 @@ export function manifestDtype(dt: number): ManifestDtype {
   }
 }
 
+/**
+ * A source input's role: as site detection found it, else by the names exports give it (an
+ * Optimum export's position_ids that positions are not looked up by, as OPT's; a past whose
+ * layer keeps its own cache, as Gemma 2's sliding layer).
+ */
 function roleOf(name: string, sites: ModelSites): SourceInput['role'] | undefined {
   if (name === sites.inputs.inputIds) return 'input_ids';
   if (name === sites.inputs.attentionMask) return 'attention_mask';
-  if (name === sites.inputs.positionIds) return 'position_ids';
-  if (sites.inputs.past.some((p) => p.key === name || p.value === name)) return 'past';
+  if (name === sites.inputs.positionIds || name === 'position_ids') return 'position_ids';
+  if (sites.inputs.past.some((p) => p.key === name || p.value === name) || /^past_key_values\.|^past\.|^past_/.test(name)) return 'past';
   return undefined;
 }
 
