@@ -59,6 +59,13 @@ export function constantOver(shape: readonly (number | string)[], value: number 
   return { shape: shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 'batch' : 'seq')), value };
 }
 
+/** How a past input of a last-position variant is filled, `source` naming the clean run's output it is cut from. */
+export function pastFill(source: string): string {
+  return `empty (past = 0) for whole prompts; for rows run as their last token, one entry per ` +
+    `prompt of the batch (dissect_past_row picks each row's): ${source} of the prompt's clean run cut to the positions before its last ` +
+    'token, right-padded to the batch\'s longest (attention_mask 0 on the padding)';
+}
+
 /** How positions are filled, for the model's position_ids and dissect_position_ids alike. */
 export const POSITIONS = {
   rule: 'positions',
@@ -91,10 +98,7 @@ export const SOURCE_INPUTS: readonly SourceInput[] = [
       const p = c.sites.inputs.past.find((x) => x.key === c.name || x.value === c.name);
       return p ? `past ${p.key === c.name ? 'keys' : 'values'} of layer ${p.layer}` : 'past keys or values the model takes (no layer reads them as its cache)';
     },
-    fill: (c) => `empty (past = 0) for a whole prompt` + (c.request.lastPosition
-      ? '; for one token, the clean run\'s output named for this input under `cache` cut to the positions before it (right-padded, ' +
-        'with attention_mask 0 on the padding)'
-      : ''),
+    fill: (c) => (c.request.lastPosition ? pastFill('the output named for this input under `cache`') : 'empty (past = 0)'),
     // symbolic dims other than the batch and the heads are the past's length
     plainRow: (c) => ({
       shape: c.shape.map((d, i) => (i === 0 ? 'batch' : typeof d === 'number' ? d : /head/i.test(d) ? c.sites.kvHeads ?? c.sites.heads : 0)),

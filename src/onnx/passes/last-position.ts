@@ -26,7 +26,7 @@ import { forwardTo } from '../sites/pattern.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { attrInt, intAttr } from '../tensor.js';
 import { VariantNames, type CacheEntry, type CacheSlot } from '../variant.js';
-import { addDescribedInput, POSITIONS, type AddedInput, type DescribeContext } from '../inputs.js';
+import { addDescribedInput, pastFill, POSITIONS, type AddedInput, type DescribeContext } from '../inputs.js';
 
 const pastOf = (what: 'keys' | 'values') => ({
   name: what === 'keys' ? VariantNames.pastKeyPrefix : VariantNames.pastValuePrefix,
@@ -34,8 +34,7 @@ const pastOf = (what: 'keys' | 'values') => ({
   rule: 'past',
   meaning: (c: DescribeContext) => `layer ${c.name.slice(c.name.lastIndexOf('_') + 1)}'s ${what} of the positions before this run's tokens, ` +
     `from an earlier run's ${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}* output`,
-  fill: () => `empty (past = 0) for a whole prompt; for one token, the clean run's ${what} of the prompt before it (right-padded, with ` +
-    'attention_mask 0 on the padding)',
+  fill: () => pastFill(`its ${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}ℓ output`),
   plainRow: (c: DescribeContext) => ({ shape: c.shape.map((d, i) => (i === 0 ? 'batch' as const : typeof d === 'number' ? d : 0)), value: 0 }),
 }) as const satisfies AddedInput;
 
