@@ -5,9 +5,9 @@
 // sequence length, so left padding would shift every position. Last-position rows feed the
 // manifest's cache inputs with the clean run's keys / values of the earlier positions, once per
 // prompt (dissect_past_row picks each row's), right-padded to the batch's longest past P, whose
-// keys come first: attention_mask is then
-// [batch, P + 1], 0 on each row's padding, and the knockout input [batch, layers, heads|1, 1,
-// P + 1], the token itself at key P. Integer inputs are int64 (int32 is accepted too).
+// keys come first: attention_mask is then [batch, P + 1], 0 on each row's padding, and the
+// knockout input [batch, layers, heads|1, 1, P + 1], the token itself at key P. Integer inputs
+// are int64 (int32 is accepted too).
 
 import * as ort from 'onnxruntime-node';
 import type { FillRule } from '../onnx/inputs.js';
