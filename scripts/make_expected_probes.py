@@ -26,7 +26,8 @@ attention `_attn` (the notebook's way of masking scores). Measurements, per fact
   (h) the embedding baseline of the attributes rate: the mean of the subject tokens' wte rows;
   (i) patching from a corrupted prompt: block l's input at the subject positions replaced by hidden 0 of
       the same template filled with another subject (same token count); the pairs also go to
-      generated/tiny-gpt2/expected/pairs.jsonl (see PATCH_CORRUPTED).
+      generated/tiny-gpt2/expected/pairs.jsonl (see PATCH_CORRUPTED);
+  (j) the L2 norm of hidden h (0..L) at subject_last, last and averaged over the subject positions.
 The precise definitions are in SEMANTICS below, which is also written into the JSON.
 """
 import json
@@ -59,6 +60,7 @@ LOCAL_SETS = ("subject", "last", "subject_last", "subject_last + last", "nonsubj
               "all - [0]", "all - last", "all - subject_last", "all - (subject_last + last)", "all")
 LOCAL_MODES = ("renormalise", "paper_resoftmax")
 LENS_K = 5
+NORM_POSITIONS = ("subject_last", "last", "subject")
 PROBES_MARKER = "\n## probes.json"
 CORRUPTED_STEP = 6         # facts come 6 per subject: the fact 6 records later has the next subject
 CORRUPTED_SOURCE = 0
@@ -173,6 +175,9 @@ SEMANTICS = {
                                    "projection, same cleaning and attribute set); null when nothing is kept; "
                                    "embedding_baseline.top5 / .target_rank: the top 5 ids and t's rank of that "
                                    "projection",
+    "j_hidden_norm": "hidden_norm.<pos>[h] for h = 0..L on the CLEAN run: the Euclidean norm (torch.linalg."
+                     "vector_norm, float32 widened to float64) of hidden h at subject_last or last; for subject, "
+                     "the mean of the norms over the subject positions s..e-1",
     "summary": "means over the stored facts, skipping nulls: attributes_rate[pos][h]; sublayer_knockout[mode]"
                "[start] and none; extraction per-layer event rates of attention and mlp; per-example rate = share "
                "of facts with >= 1 event over layers 0..L-1; control_a[set][l] and control_b[source][l] event "
@@ -214,7 +219,9 @@ t = the clean top-1. Key paths (`[l]` = layer 0..7, `[h]` = hidden 0..8, `[k]` =
     `embedding_baseline.{{top5,target_rank}}`: that vector's top 5 ids and t's rank (embedding projection);
   - (i) `patch_corrupted` (null when no corrupted prompt of equal length): `corrupted_prompt`, `event[l]`,
     `p[l]`, block l's input at the subject positions patched with hidden 0 of the corrupted prompt (the
-    top-level `patch_corrupted` says how); the pairs are in `pairs.jsonl`.
+    top-level `patch_corrupted` says how); the pairs are in `pairs.jsonl`;
+  - (j) `hidden_norm.<pos>[h]`: the L2 norm of hidden h, pos ∈ subject_last, last, subject (the mean of
+    the subject positions' norms).
 
 Events are 0/1 integers, `tie` a boolean, every other float full precision.
 """
@@ -548,6 +555,13 @@ def main():
         row["attributes_rate_embedding"] = attr_rate(subject_mean, A)[0]
         row["embedding_baseline"] = {"top5": [int(i) for i in order(emb(subject_mean))[:LENS_K]],
                                      "target_rank": rank_of(emb(subject_mean), t)}
+
+        # (j) the L2 norm of each hidden state (the `norm` probe)
+        norm_positions = {"subject_last": [e - 1], "last": [n - 1], "subject": subject}
+        row["hidden_norm"] = {p: [sum(float(torch.linalg.vector_norm(hid[h][0, q])) for q in qs) / len(qs)
+                                  for h in range(L + 1)]
+                              for p, qs in norm_positions.items()}
+        assert tuple(row["hidden_norm"]) == NORM_POSITIONS
 
         # (i) patching from a corrupted prompt (the same template, another subject, same token count)
         row["patch_corrupted"] = None

@@ -7,6 +7,7 @@ import type * as A from './ast.js';
 import { allChoices, choicesInForce, describeValues, findChoice, type ChoiceOption, type Choices } from './choices.js';
 import { closest, commandLineFile, didYouMean, error, hasErrors, relativePathsHint, sortDiagnostics, warning } from './diagnostics.js';
 import { extremes, layersOf, span as inclusiveRange, type Binding, type Extreme } from './evaluate.js';
+import { probeNames, siteNames, siteProbe, siteProbesThat, type SiteName, type SiteProbe, type SiteProbeName } from './probes.js';
 import { defaultRowLimits, formatCount, maxIntegrationSteps, maxNesting, maxOverrideLayer, maxRowsFlag, type RowLimits } from './limits.js';
 import {
   measureNames, namedPositionSets, overridableSites,
@@ -44,15 +45,11 @@ export const bosPolicies: readonly BosPolicy[] = ['none', 'prepend'];
 export const datasetFieldNames = ['prompt', 'subject', 'target', 'corrupted'] as const;
 /** The fields every fields clause names (`corrupted` is optional). */
 const requiredFieldNames = ['prompt', 'subject', 'target'] as const;
-/** Every probe, as written after `measure`. */
-export const probeNames = [
-  'attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight', 'attribution', 'integrated_gradients',
-] as const satisfies readonly Probe['kind'][];
 /** The options `integrated_gradients` takes after its site, and the steps it takes when `steps` is not written. */
 export const integrationOptions = ['steps', 'baseline'] as const;
 export const defaultIntegrationSteps = 64;
-/** The site kinds a probe can read, as written after `of`. */
-export const siteNames = ['hidden', 'attention', 'mlp', 'heads', 'subject_embeddings'] as const satisfies readonly Site['kind'][];
+/** A site as a probe's syntax hint writes it. */
+const siteSyntax = (site: SiteName): string => (site === 'subject_embeddings' ? site : `${site} <n>`);
 export const attributesFormats = ['json', 'paragraphs'] as const;
 export const attributesOptions = ['candidates', 'keep', 'min_length', 'stopwords'] as const;
 export const stopwordLists = ['english', 'none'] as const;
@@ -961,37 +958,31 @@ class Checker {
 
   // ---- measures and probes -----------------------------------------------------------------
 
-  site(s: A.SiteExpr, scope: Scope, probe: string): Site | undefined {
+  /** The site a probe reads; `allowed`: the sites that probe can read. */
+  site(s: A.SiteExpr, scope: Scope, probe: string, allowed: readonly SiteName[]): Site | undefined {
     const kind = s.kind.name;
-    const known = (siteNames as readonly string[]).includes(kind);
-    if (kind === 'subject_embeddings') {
-      if (s.index) {
-        this.intExpr(s.index, scope, 'a layer');
-        this.error(s.index.span, 'subject_embeddings takes no index',
-          'write: <probe> of subject_embeddings (the mean token embedding of the subject, read before any block)');
-        return undefined;
-      }
-      if (probe === 'extraction') {
-        this.error(s.kind.span, 'extraction cannot read subject_embeddings',
-          'subject_embeddings is a baseline for attributes_rate; it also allows target_rank and top_tokens');
-        return undefined;
-      }
-      return { kind: 'subject_embeddings' };
+    if (kind === 'subject_embeddings' && s.index) {
+      this.intExpr(s.index, scope, 'a layer');
+      this.error(s.index.span, 'subject_embeddings takes no index',
+        'write: <probe> of subject_embeddings (the mean token embedding of the subject, read before any block)');
+      return undefined;
     }
-    if (!s.index) throw new Error(`internal: site '${kind}' without an index passed the parser`);
-    const index = this.intExpr(s.index, scope, kind === 'hidden' ? 'a hidden-state index' : 'a layer');
-    if (!known) {
+    if (kind !== 'subject_embeddings' && !s.index) throw new Error(`internal: site '${kind}' without an index passed the parser`);
+    const index = s.index && this.intExpr(s.index, scope, kind === 'hidden' ? 'a hidden-state index' : 'a layer');
+    if (!(siteNames as readonly string[]).includes(kind)) {
       this.error(s.kind.span, `unknown site '${kind}'`,
         didYouMean(kind, siteNames, 'sites: hidden <n> (a hidden state), attention <n>, mlp <n>, heads <n> (a block\'s update), subject_embeddings'));
       return undefined;
     }
-    if (kind === 'heads' && (probe === 'attributes_rate' || probe === 'top_tokens')) {
-      this.error(s.kind.span, `${probe} cannot read heads`,
-        'per-head values exist for extraction and target_rank; read attention <n> for the whole attention update');
+    const known = kind as SiteName;
+    if (!allowed.includes(known)) {
+      this.error(s.kind.span, `${probe} cannot read ${known}`,
+        `${known} is read by ${siteProbesThat((p) => p.sites.includes(known)).join(', ')}; ${probe} reads ${allowed.join(', ')}`);
       return undefined;
     }
-    if (!this.checkIndex(index, s.index, scope, kind === 'hidden' ? 'hidden' : 'layer') || !index) return undefined;
-    return kind === 'hidden' ? { kind: 'hidden', index } : { kind: kind as 'attention' | 'mlp' | 'heads', layer: index };
+    if (known === 'subject_embeddings') return { kind: known };
+    if (!this.checkIndex(index, s.index!, scope, known === 'hidden' ? 'hidden' : 'layer') || !index) return undefined;
+    return known === 'hidden' ? { kind: known, index } : { kind: known, layer: index };
   }
 
   probe(item: A.MeasureItem, scope: Scope): Probe | undefined {
@@ -1019,48 +1010,50 @@ class Checker {
       return undefined;
     }
     if (item.name.name === 'attribution' || item.name.name === 'integrated_gradients') return this.attributionProbe(item, item.name.name, scope);
-    const name = item.name.name as Exclude<Probe['kind'], 'attention_weight' | AttributionProbe['kind']>;
+    const probe = siteProbe(item.name.name as SiteProbeName);
+    const name = probe.name;
+    const syntax = `syntax: ${name}${probe.topTokens === 'count' ? ' <k>' : ''} of ${probe.sites.map(siteSyntax).join(' | ')} [at <positions>]`;
     if (item.options) {
       this.error(item.options[0]!.span, `${name} takes no options`, 'options (steps, baseline) belong to integrated_gradients');
       return undefined;
     }
     let ok = true;
-    if (name === 'attributes_rate') {
+    if (probe.topTokens === 'candidates') {
       this.usesAttributes = true;
       if (!this.hasAttributes) {
-        this.error(item.name.span, 'attributes_rate needs an attributes statement',
+        this.error(item.name.span, `${name} needs an attributes statement`,
           'add an attributes statement, e.g. attributes json "attributes.json" (a map from subject to attribute strings)');
         ok = false;
       }
     }
     let k: number | undefined;
-    if (name === 'top_tokens') {
+    if (probe.topTokens === 'count') {
       if (!item.count) {
-        this.error(item.name.span, 'top_tokens needs a count', 'syntax: top_tokens <k> of <site> [at <positions>]');
+        this.error(item.name.span, `${name} needs a count`, syntax);
         ok = false;
       } else {
         k = this.count(item.count, scope);
         if (k !== undefined && k < 1) {
-          this.error(item.count.span, `top_tokens needs at least 1 token, got ${k}`, 'syntax: top_tokens <k> of <site> [at <positions>]');
+          this.error(item.count.span, `${name} needs at least 1 token, got ${k}`, syntax);
           k = undefined;
         } else if (k !== undefined && this.shape && k > this.shape.vocab) {
-          this.error(item.count.span, `top_tokens ${k} is larger than the vocabulary (${this.shape.vocab})`,
+          this.error(item.count.span, `${name} ${k} is larger than the vocabulary (${this.shape.vocab})`,
             'the projection ranks every vocabulary token once');
           k = undefined;
         }
         if (k === undefined) ok = false;
       }
     } else if (item.count) {
-      this.error(item.count.span, `${name} takes no count`, 'only top_tokens takes a count: top_tokens <k> of <site>');
+      this.error(item.count.span, `${name} takes no count`,
+        `only ${siteProbesThat((p) => p.topTokens === 'count').join(', ')} takes a count: top_tokens <k> of <site>`);
       ok = false;
     }
     if (!item.site) {
-      this.error(item.name.span, `${name} needs a site`,
-        `syntax: ${name}${name === 'top_tokens' ? ' <k>' : ''} of hidden <n> | attention <n> | mlp <n> | heads <n> [at <positions>]`);
+      this.error(item.name.span, `${name} needs a site`, syntax);
       if (item.at) this.posExpr(item.at, scope);
       return undefined;
     }
-    const site = this.site(item.site, scope, name);
+    const site = this.site(item.site, scope, name, probe.sites);
     if (item.site.kind.name === 'subject_embeddings' && (item.at || item.without)) {
       const extraSpan = item.at ? item.at.span : item.without!.span;
       this.error(extraSpan, `subject_embeddings takes no ${item.at ? 'at' : 'without'} clause`,
@@ -1073,12 +1066,10 @@ class Checker {
     let without: PositionSet | undefined;
     if (item.without) {
       without = this.posExpr(item.without, scope);
-      if (!this.withoutAllowed(item, name, at)) ok = false;
+      if (!this.withoutAllowed(item, probe, at)) ok = false;
     }
     if (!ok || !site || !at || (item.without && !without)) return undefined;
-    const extra = without ? { without } : {};
-    if (name === 'top_tokens') return { kind: 'top_tokens', k: k!, site, at, ...extra, label, span };
-    return { kind: name, site, at, ...extra, label, span };
+    return { kind: name, ...(k !== undefined ? { k } : {}), site, at, ...(without ? { without } : {}), label, span };
   }
 
   /**
@@ -1105,7 +1096,7 @@ class Checker {
         `${syntax}  (the gradient is taken with respect to the residual stream)`);
       return undefined;
     }
-    const site = this.site(item.site, scope, name);
+    const site = this.site(item.site, scope, name, ['hidden']);
     if (item.without) {
       this.error(item.without.span, `${name} takes no without clause`, syntax);
       ok = false;
@@ -1172,10 +1163,11 @@ class Checker {
    * `attention <l>`, no `at` other than last, and a probe that reads the projection's top
    * tokens or the target's rank.
    */
-  withoutAllowed(item: Extract<A.MeasureItem, { kind: 'named' }>, name: string, at: PositionSet | undefined): boolean {
-    const syntax = 'syntax: extraction | target_rank | top_tokens <k> of attention <l> without <positions>';
-    if (name === 'attributes_rate') {
-      this.error(item.name.span, 'attributes_rate cannot read a recomputed attention update (without)', syntax);
+  withoutAllowed(item: Extract<A.MeasureItem, { kind: 'named' }>, probe: SiteProbe, at: PositionSet | undefined): boolean {
+    const syntax = `syntax: ${siteProbesThat((p) => p.without).map((n) => (siteProbe(n).topTokens === 'count' ? `${n} <k>` : n)).join(' | ')} ` +
+      'of attention <l> without <positions>';
+    if (!probe.without) {
+      this.error(item.name.span, `${probe.name} cannot read a recomputed attention update (without)`, syntax);
       return false;
     }
     if (item.site!.kind.name !== 'attention') {

@@ -14,7 +14,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   Comment, Identifier, Integer, keywords, keywordTokens, punctuationTokens, StringLiteral,
 } from './lexer.js';
-import { probeNames, siteNames, summaryNames } from './checker.js';
+import { summaryNames } from './checker.js';
+import { probeNames, siteNames } from './probes.js';
 import { parser } from './parser.js';
 import { measureNames, namedPositionSets } from './program.js';
 

@@ -3,6 +3,7 @@
 // remain symbolic because the planner expands them.
 
 import type { Choices } from './choices.js';
+import type { SiteProbeName } from './probes.js';
 
 export interface SourceSpan {
   readonly file: string;
@@ -106,31 +107,21 @@ export type Site =
   | { readonly kind: 'subject_embeddings' };
 
 /**
- * A probe measures an internal site of each row (after that row's interventions):
- * - attributes_rate: % of the cleaned top candidates of the projected site that are in the subject's attribute set;
- * - extraction: 1 if the top-1 token of the projected site is the clean prediction, else 0 (heads: per head);
- * - target_rank: rank of the clean prediction in the projected site (0 = top-1) (heads: per head);
- * - top_tokens: the k top tokens of the projected site (the `projection` choice, as for every probe; a conventional
- *   logit lens is `choose projection = final_norm_unembedding`);
+ * A probe measures an internal site of each row (after that row's interventions); src/lang/probes.ts
+ * lists the probes and what each measures.
+ * - a site probe (`kind` a SiteProbeName) reads `site` at the positions `at`, averaged over them; `k` is its
+ *   count where the probe takes one (top_tokens);
  * - attention_weight: the attention that query positions `target` give keys `source` at `layer`, summed over keys,
  *   averaged over query positions; heads `all` = mean over heads, `each` = per head.
  *
- * `without` (extraction, target_rank, top_tokens of `attention l`, at last only): the probe reads
+ * `without` (a site probe that allows it, of `attention l`, at last only): the probe reads
  * block l's attention update at the last position recomputed from that row's attention
  * probabilities with the keys `without` removed (the `recompute` choice), not propagated.
  */
 export type Probe =
   | {
-      readonly kind: 'attributes_rate' | 'extraction' | 'target_rank';
-      readonly site: Site;
-      readonly at: PositionSet;
-      readonly without?: PositionSet;
-      readonly label: string;
-      readonly span: SourceSpan;
-    }
-  | {
-      readonly kind: 'top_tokens';
-      readonly k: number;
+      readonly kind: SiteProbeName;
+      readonly k?: number;
       readonly site: Site;
       readonly at: PositionSet;
       readonly without?: PositionSet;

@@ -4,14 +4,14 @@
 // (src/plan/measures.ts); this module is their one home, type and JSON Schema alike.
 
 import { Type, type Static } from '@sinclair/typebox';
+import { probeNames } from '../lang/probes.js';
 import { measureNames } from '../lang/program.js';
 
 const literals = <T extends string>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
 
 export const measureSites = ['logits', 'attention_probs', 'hidden', 'attention', 'mlp', 'heads', 'recomputed', 'subject_embeddings'] as const;
-export const probeNames = [
-  ...measureNames, 'attributes_rate', 'extraction', 'target_rank', 'top_tokens', 'attention_weight', 'attribution', 'integrated_gradients',
-] as const;
+/** What a descriptor measures: an output measure or a probe (src/lang/probes.ts). */
+export const descriptorProbes = [...measureNames, ...probeNames];
 /**
  * The numbers an attribution probe reports per fact: the mean of its per-position values over
  * each group of positions the paper plots (within the positions it reads; `subject_other` is the
@@ -33,7 +33,7 @@ export const LayerRefSchema = Type.Object({
 export const MeasureDescriptorSchema = Type.Object({
   id: Type.String({ minLength: 1, description: 'unique within its experiment: the key of its values, series points and CSV lines' }),
   label: Type.String({ minLength: 1, description: 'the measure as written in the .dissect file (shared by the heads of a per-head probe)' }),
-  probe: literals(probeNames),
+  probe: literals(descriptorProbes),
   site: literals(measureSites),
   layer: Type.Union([LayerRefSchema, Type.Null()], { description: 'block index, or hidden-state index for `hidden`; null for the output and subject embeddings' }),
   head: Type.Optional(Type.Integer({ minimum: 0, description: 'one head of a per-head probe' })),
@@ -51,7 +51,7 @@ export const MeasureDescriptorSchema = Type.Object({
 export type LayerRef = Readonly<Static<typeof LayerRefSchema>>;
 export type MeasureDescriptor = Readonly<Static<typeof MeasureDescriptorSchema>>;
 export type MeasureSite = (typeof measureSites)[number];
-export type ProbeName = (typeof probeNames)[number];
+export type DescriptorProbe = (typeof descriptorProbes)[number];
 
 /** A number per row (every probe but top_tokens, which lists tokens). */
 export const isNumeric = (d: MeasureDescriptor): boolean => d.probe !== 'top_tokens';

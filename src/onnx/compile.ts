@@ -107,6 +107,7 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
     meanings[projectionName(p.site, 'ids')] = `top-${p.k} token ids of ${what}: ${axes}, rank]`;
     meanings[projectionName(p.site, 'scores')] = `float32 scores of dissect_proj_${p.site}_ids (descending; ties: lowest id first): ${axes}, rank]`;
     meanings[projectionName(p.site, 'target_rank')] = `number of vocabulary entries scoring strictly above dissect_target in ${what}: ${axes}]`;
+    meanings[projectionName(p.site, 'norm')] = `float32 L2 norm of ${siteText[p.site]}, before projection: ${axes}]`;
   }
   return (model.graph!.output ?? []).map((vi) => {
     const { elemType, shape } = valueInfoShape(vi);

@@ -11,5 +11,5 @@ export { checkExternalData, externalRefs, externalizeInitializers } from './exte
 export { attentionProbsName } from './passes/outputs.js';
 export * from './variant.js';
 export { buildHeadMappingGraph, HeadMappingNames, type HeadMappingGraph, type HeadMappingRequest } from './head-mappings.js';
-export { projectionName } from './passes/projections.js';
+export { projectionName, type ProjectionPart } from './passes/projections.js';
 export type { HeadProjection, LinearWeights } from './sites/types.js';

@@ -51,7 +51,7 @@ export function probeDescriptors(p: Probe, heads: number): MeasureDescriptor[] {
     layer: site.kind === 'subject_embeddings' ? null : layerRef(site.kind === 'hidden' ? site.index : site.layer),
     positions: positionSetText(p.at),
     ...(p.without ? { without: positionSetText(p.without) } : {}),
-    ...(p.kind === 'top_tokens' ? { k: p.k } : {}),
+    ...(p.k !== undefined ? { k: p.k } : {}),
   }, site.kind === 'heads', heads);
 }
 

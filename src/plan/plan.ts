@@ -9,6 +9,7 @@ import type {
   SourceSpan,
 } from '../lang/program.js';
 import { evalInt as evalIntWith, layersOf } from '../lang/evaluate.js';
+import { siteProbe, type SiteProbeName } from '../lang/probes.js';
 import type { MeasureDescriptor } from '../measure/descriptor.js';
 import { siteOfStatementName, type LayerSiteName, type SiteOverride } from '../onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../onnx/variant.js';
@@ -52,7 +53,7 @@ export type SiteKind = 'hidden' | 'attention' | 'mlp' | 'heads' | 'recomputed' |
 
 export type ProbePlan =
   | {
-      readonly kind: 'attributes_rate' | 'extraction' | 'target_rank' | 'top_tokens';
+      readonly kind: SiteProbeName;
       /** The ids of its measure descriptors: one, or one per head (site `heads`). */
       readonly ids: readonly string[];
       readonly site: SiteKind;
@@ -257,8 +258,9 @@ function planProbe(p: Probe, ids: readonly string[], env: Binding, ctx: PlanCont
     return p.kind === 'attribution' ? { kind: p.kind, ...common } : { kind: p.kind, ...common, steps: p.steps, baseline: p.baseline };
   }
   const layer = p.site.kind === 'hidden' ? evalInt(p.site.index, env) : p.site.kind === 'subject_embeddings' ? 0 : evalInt(p.site.layer, env);
-  // Extraction reads two so that a tie for the top is seen, not silently broken.
-  const k = p.kind === 'top_tokens' ? p.k : p.kind === 'attributes_rate' ? ctx.attributesCandidates : p.kind === 'extraction' ? 2 : 1;
+  const { topTokens } = siteProbe(p.kind);
+  // the graph's TopK takes one token at least, read or not
+  const k = Math.max(1, topTokens === 'count' ? p.k! : topTokens === 'candidates' ? ctx.attributesCandidates : topTokens);
   const site: SiteKind = p.without ? 'recomputed' : p.site.kind;
   return { kind: p.kind, ids, site, layer, at: substitute(p.at, env), k };
 }

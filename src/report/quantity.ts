@@ -3,35 +3,25 @@
 // Descriptors hold parameters already replaced by values, so `hidden measured` reads
 // `hidden 7` here.
 
-import type { LayerRef, MeasureDescriptor, ProbeName } from '../measure/descriptor.js';
+import { probeQuantity, type ProbeName, type ProbeQuantity } from '../lang/probes.js';
+import { measureNames, type MeasureName } from '../lang/program.js';
+import type { LayerRef, MeasureDescriptor } from '../measure/descriptor.js';
 
-export interface Quantity {
-  /** What the number is, with its unit. */
-  readonly title: string;
-  /** Shown value = stored value × factor: extraction's 0/1 events are shown in % of examples, as the summaries count them. */
-  readonly factor: number;
-  /** Ranks span orders of magnitude: they are drawn on a log axis (symlog, so that rank 0, the top-1, has a place). */
-  readonly log: boolean;
-}
+export type Quantity = ProbeQuantity;
 
-const QUANTITIES: Readonly<Record<ProbeName, Quantity>> = {
+/** The output measures' units; each probe's is in its registry entry. */
+const MEASURE_QUANTITIES: Readonly<Record<MeasureName, Quantity>> = {
   probability_change: { title: 'change in p(prediction), %', factor: 1, log: false },
   probability: { title: 'p(prediction)', factor: 1, log: false },
   rank: { title: 'rank (0 = top-1)', factor: 1, log: true },
-  attributes_rate: { title: 'attributes rate, %', factor: 1, log: false },
-  extraction: { title: 'examples with an event, %', factor: 100, log: false },
-  target_rank: { title: 'projection rank (0 = top-1)', factor: 1, log: true },
-  attention_weight: { title: 'attention weight', factor: 1, log: false },
-  top_tokens: { title: 'top tokens', factor: 1, log: false },
-  attribution: { title: 'gradient × hidden state, per position', factor: 1, log: false },
-  integrated_gradients: { title: 'integrated gradients, per position', factor: 1, log: false },
 };
 
-export const quantity = (d: MeasureDescriptor): Quantity => QUANTITIES[d.probe];
+export const quantity = (d: MeasureDescriptor): Quantity =>
+  (measureNames as readonly string[]).includes(d.probe) ? MEASURE_QUANTITIES[d.probe as MeasureName] : probeQuantity(d.probe as ProbeName);
 
 /** A stored value in the measure's shown unit; null when there is none. */
 export const shownValue = (d: MeasureDescriptor, v: number | null | undefined): number | null =>
-  v === null || v === undefined ? null : v * QUANTITIES[d.probe].factor;
+  v === null || v === undefined ? null : v * quantity(d).factor;
 
 /** `l + 1`, `7`, `start - 1`. */
 export function layerRefText(ref: LayerRef): string {

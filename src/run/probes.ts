@@ -19,10 +19,12 @@
 // Integrated gradients span several batch rows per row; execute.ts reduces them and hands the
 // per-position values to attributionValues.
 
+import type { SiteProbeName } from '../lang/probes.js';
 import type { AttributesSpec, PositionSet } from '../lang/program.js';
 import { attributesRate } from '../measure/attributes.js';
 import { attributionParts, integrationParts } from '../measure/descriptor.js';
 import type { PositionValues, TokenList } from '../measure/record.js';
+import { projectionName, type ProjectionPart } from '../onnx/index.js';
 import type { ProjectionRequest } from '../onnx/variant.js';
 import { VariantNames } from '../onnx/variant.js';
 import { isAttribution, type AttributionPlan, type ProbePlan, type SiteKind } from '../plan/plan.js';
@@ -32,9 +34,6 @@ import type { Example } from './example.js';
 import { resolvePositions } from './positions.js';
 import type { DecodedTensor } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
-
-export const projectionOutput = (site: SiteKind, part: 'ids' | 'scores' | 'target_rank'): string =>
-  `${VariantNames.projPrefix}${site}_${part}`;
 
 export interface ProbeResult {
   /** Measure descriptor id → value; per-head probes give one per head. */
@@ -116,9 +115,7 @@ export function probeFetches(probes: readonly ProbePlan[]): string[] {
       out.add(VariantNames.attributionPatchGradient);
     }
     if (isAttribution(p)) continue;
-    if (p.kind === 'attributes_rate' || p.kind === 'top_tokens' || p.kind === 'extraction') out.add(projectionOutput(p.site, 'ids'));
-    if (p.kind === 'extraction') out.add(projectionOutput(p.site, 'scores'));
-    if (p.kind === 'target_rank') out.add(projectionOutput(p.site, 'target_rank'));
+    for (const part of siteProbeEvaluators[p.kind].reads) out.add(projectionName(p.site, part));
   }
   return [...out];
 }
@@ -194,41 +191,60 @@ function projectionProbe(p: ProjectionPlan, ctx: ProbeContext, result: ProbeResu
   for (const { id, lead } of slots) {
     const values: number[] = [];
     for (const { pos, pi } of positions) {
-      const v = positionValue(p, ctx, [...lead, pi], pos, id, result);
+      const v = siteProbeEvaluators[p.kind].value(p, ctx, [...lead, pi], pos, id, result);
       if (v !== undefined) values.push(v);
     }
     const m = mean(values);
-    if (m !== undefined && p.kind !== 'top_tokens') result.values[id] = m;
+    if (m !== undefined) result.values[id] = m;
   }
 }
 
-function positionValue(
-  p: ProjectionPlan, ctx: ProbeContext, index: readonly number[], pos: number, id: string, result: ProbeResult,
-): number | undefined {
-  switch (p.kind) {
-    case 'target_rank':
-      return at(output(ctx, projectionOutput(p.site, 'target_rank')), index);
-    case 'extraction': {
-      const top = at(output(ctx, projectionOutput(p.site, 'ids')), [...index, 0]);
-      const scores = output(ctx, projectionOutput(p.site, 'scores'));
+/** What the runner does for a site probe (src/lang/probes.ts): the projection outputs it reads and its value at one position. */
+interface SiteProbeEvaluator {
+  readonly reads: readonly ProjectionPart[];
+  /** `index`: the row, layer, (head,) and position slot in the outputs; undefined: no value (top_tokens lists tokens instead). */
+  value(p: ProjectionPlan, ctx: ProbeContext, index: readonly number[], pos: number, id: string, result: ProbeResult): number | undefined;
+}
+
+const siteProbeEvaluators: Readonly<Record<SiteProbeName, SiteProbeEvaluator>> = {
+  target_rank: {
+    reads: ['target_rank'],
+    value: (p, ctx, index) => at(output(ctx, projectionName(p.site, 'target_rank')), index),
+  },
+  extraction: {
+    reads: ['ids', 'scores'],
+    value: (p, ctx, index, _pos, _id, result) => {
+      const top = at(output(ctx, projectionName(p.site, 'ids')), [...index, 0]);
+      const scores = output(ctx, projectionName(p.site, 'scores'));
       if (scores.dims[scores.dims.length - 1]! > 1 && at(scores, [...index, 0]) === at(scores, [...index, 1])) result.ties++;
       return top === ctx.target ? 1 : 0;
-    }
-    case 'attributes_rate': {
+    },
+  },
+  attributes_rate: {
+    reads: ['ids'],
+    value: (p, ctx, index) => {
       const attrs = ctx.attributes;
       if (!attrs) throw new InternalError('attributes_rate without attribute sets');
       const set = attrs.sets.get(ctx.example.fact.subject);
       if (!set) return undefined; // no attribute data for this subject: excluded, counted by the caller
       const ranked = topIds(ctx, p, index).map((id) => ctx.tokenizer.decode(id));
       return attributesRate(ranked, set, attrs.spec.keep, attrs.spec).rate ?? undefined;
-    }
-    case 'top_tokens':
-      result.tokens.push({ measure: id, position: pos, tokens: topIds(ctx, p, index).map((id) => ctx.tokenizer.decode(id)) });
+    },
+  },
+  top_tokens: {
+    reads: ['ids'],
+    value: (p, ctx, index, pos, id, result) => {
+      result.tokens.push({ measure: id, position: pos, tokens: topIds(ctx, p, index).map((t) => ctx.tokenizer.decode(t)) });
       return undefined;
-  }
-}
+    },
+  },
+  norm: {
+    reads: ['norm'],
+    value: (p, ctx, index) => at(output(ctx, projectionName(p.site, 'norm')), index),
+  },
+};
 
 function topIds(ctx: ProbeContext, p: { site: SiteKind; k: number }, index: readonly number[]): number[] {
-  const ids = output(ctx, projectionOutput(p.site, 'ids'));
+  const ids = output(ctx, projectionName(p.site, 'ids'));
   return Array.from({ length: p.k }, (_, j) => at(ids, [...index, j]));
 }

@@ -24,6 +24,7 @@ interface Fact {
   control_a: Record<string, { event: PerLayer }>;
   control_b: Record<string, { event: PerLayer; p: PerLayer }>;
   logit_lens: Record<'embedding' | 'final_norm_unembedding', number[][]>;
+  hidden_norm: Record<'subject_last' | 'last' | 'subject', number[]>;
 }
 const expected = JSON.parse(readFileSync(join(tinyGpt2, 'expected/probes.json'), 'utf8')) as {
   n_facts: number; layers: number; heads: number; facts: Fact[];
@@ -176,6 +177,22 @@ test.serial('control B: subject positions patched with early hidden states', asy
         const got = valueAt(r, 0, f.case_id, key, 'probability')!;
         t.true(Math.abs(got - p[l]!) <= 1e-5 * Math.max(p[l]!, 1e-6) + 1e-7, `${f.case_id} p src ${source} l${l}: ${got} vs ${p[l]}`);
       }
+    }
+  }
+});
+
+test.serial('the L2 norm of each hidden state, at one position and averaged over the subject', async (t) => {
+  const r = await run(`experiment norms {
+  for h in hidden all
+  for p in positions subject_last, last, subject
+  measure norm of hidden h at p
+}`);
+  for (const f of expected.facts) {
+    for (const [pos, norms] of Object.entries(f.hidden_norm)) {
+      norms.forEach((want, h) => {
+        const got = valueAt(r, 0, f.case_id, { h, p: pos }, 'norm of hidden h at p')!;
+        t.true(Math.abs(got - want) <= 1e-5 * want, `${f.case_id} ${pos} h${h}: ${got} vs ${want}`);
+      });
     }
   }
 });

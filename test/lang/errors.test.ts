@@ -353,7 +353,7 @@ test('unknown and repeated measures', (t) => {
   const source = `${header}\nexperiment e {\n  measure rnk, rank\n  measure rank\n}\n`;
   t.deepEqual(problems(source), ["5:11 unknown measure 'rnk'", "6:11 measure 'rank' is listed twice"]);
   t.is(hintOf(source),
-    "did you mean 'rank'? measures: probability_change, probability, rank; probes: attributes_rate, extraction, target_rank, top_tokens, attention_weight, attribution, integrated_gradients");
+    "did you mean 'rank'? measures: probability_change, probability, rank; probes: attributes_rate, extraction, target_rank, top_tokens, norm, attention_weight, attribution, integrated_gradients");
 });
 
 // ---- many errors, and the text format -----------------------------------------------------------

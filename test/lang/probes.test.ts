@@ -308,6 +308,35 @@ test('a measure statement mixes output measures and probes; probes keep source o
   t.deepEqual(x.probes.map((p) => p.label), ['extraction of mlp 2', 'target_rank of hidden 0 at [0]']);
 });
 
+test('norm: the L2 norm of a hidden state, a block\'s update or each head\'s share, at the positions written', (t) => {
+  const r = run(`${header}\nexperiment e {\n  for h in hidden 0..2\n  measure norm of hidden h at subject, norm of heads 1, norm of mlp 0\n}\n`);
+  const x = r.program!.experiments[0]!;
+  t.deepEqual(x.probes.map((p) => [p.kind, 'site' in p ? p.site : undefined, 'at' in p ? p.at : undefined]), [
+    ['norm', { kind: 'hidden', index: v('h') }, named('subject')],
+    ['norm', { kind: 'heads', layer: int(1) }, named('last')],
+    ['norm', { kind: 'mlp', layer: int(0) }, named('last')],
+  ]);
+  t.false(x.probes.some((p) => 'k' in p));
+});
+
+test('norm: no count, no subject_embeddings, no without', (t) => {
+  const text = [
+    'experiment e {',
+    '  measure norm 3 of hidden 1, norm of subject_embeddings, norm of attention 1 without subject',
+    '}',
+  ].join('\n');
+  t.deepEqual(body(text), [
+    '5:16 norm takes no count',
+    '5:39 norm cannot read subject_embeddings',
+    '5:59 norm cannot read a recomputed attention update (without)',
+  ]);
+  t.deepEqual(hints(text), [
+    'only top_tokens takes a count: top_tokens <k> of <site>',
+    'subject_embeddings is read by attributes_rate, target_rank, top_tokens; norm reads hidden, attention, mlp, heads',
+    'syntax: extraction | target_rank | top_tokens <k> of attention <l> without <positions>',
+  ]);
+});
+
 // ---- diagnostics ---------------------------------------------------------------------------
 
 /** Checks `text` placed after the 3-line header (so its line 1 is file line 4). */

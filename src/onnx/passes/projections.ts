@@ -1,9 +1,11 @@
 // Vocabulary projections reduced in the graph. One int64 input dissect_proj_positions
-// [batch, P] (shared by all projections); per projected site S, three outputs:
+// [batch, P] (shared by all projections); per projected site S, four outputs:
 //   dissect_proj_S_ids          int64   [batch, n_layers, (heads,) P, k]  top-k token ids
 //   dissect_proj_S_scores       float32 [batch, n_layers, (heads,) P, k]  their scores, descending
 //   dissect_proj_S_target_rank  int64   [batch, n_layers, (heads,) P]     entries scoring strictly
 //                                                                         above dissect_target
+//   dissect_proj_S_norm         float32 [batch, n_layers, (heads,) P]     the L2 norm of the site's
+//                                                                         vector, before projection
 // Sites: hidden (hidden_states[l], l = 0..L), attention / mlp (block l's update as added to the
 // residual stream, i.e. after any gate), heads (each head's share of block l's attention
 // update: context[:, h, p, :] · W_O[h·dh:(h+1)·dh, :], no bias; times the attention gate if
@@ -43,7 +45,7 @@ const SITES = ['hidden', 'attention', 'mlp', 'heads', 'recomputed', 'subject_emb
 const RECOMPUTE_MODES = ['renormalise', 'paper_resoftmax'] as const;
 const VIAS = ['embedding', 'final_norm_unembedding'] as const;
 
-export type ProjectionPart = 'ids' | 'scores' | 'target_rank';
+export type ProjectionPart = 'ids' | 'scores' | 'target_rank' | 'norm';
 
 export function projectionName(site: ProjectionRequest['site'], part: ProjectionPart): string {
   return `${VariantNames.projPrefix}${site}_${part}`;
@@ -267,4 +269,15 @@ function projectSite(rw: Rewrite, sites: ModelSites, req: ProjectionRequest, ind
   rw.addOutput(projectionName(req.site, 'scores'), topScores, F32, outShape(req.k), `scores of dissect_proj_${req.site}_ids, descending`);
   rw.addOutput(projectionName(req.site, 'target_rank'), targetRank, I64, outShape(),
     `entries of the ${req.site} projection scoring strictly above dissect_target`);
+  rw.addOutput(projectionName(req.site, 'norm'), l2Norm(rw, X, rank, `${base}/norm`, outShape()), F32, outShape(),
+    `L2 norm of the ${req.site} vectors before projection`);
+}
+
+/** The L2 norm of x over its last axis (axis `rank` − 1), in float32 whatever x's type. */
+function l2Norm(rw: Rewrite, x: string, rank: number, base: string, shape: (number | string)[]): string {
+  const x32 = rw.dtype(x) === F32 ? x : rw.op('Cast', [x], `${base}/x_f32`, F32, undefined, [intAttr('to', F32)]);
+  const squares = rw.op('Mul', [x32, x32], `${base}/squares`, F32);
+  // a positive axis, as for the rank: onnxruntime mis-shapes an empty input reduced over axis −1
+  const sum = rw.op('ReduceSum', [squares, rw.ints(`${base}/axis`, [rank - 1])], `${base}/sum`, F32, shape, [intAttr('keepdims', 0)]);
+  return rw.op('Sqrt', [sum], `${base}/value`, F32, shape);
 }
