@@ -48,17 +48,21 @@ for (const { name, path } of testModels()) {
       const ids = out[`dissect_proj_${pr.site}_ids`]!;
       const scores = out[`dissect_proj_${pr.site}_scores`]!;
       const ranks = out[`dissect_proj_${pr.site}_target_rank`]!;
+      const norms = out[`dissect_proj_${pr.site}_norm`]!;
       const heads = pr.site === 'heads' ? H : 1;
       const dims = [2, pr.layers.length, ...(pr.site === 'heads' ? [H] : []), P];
       t.deepEqual(ids.dims, [...dims, pr.k]);
       t.deepEqual(scores.dims, [...dims, pr.k]);
       t.deepEqual(ranks.dims, dims);
+      t.deepEqual(norms.dims, dims);
+      t.is(norms.type, 'float32');
       t.is(ids.type, 'int64');
       t.is(scores.type, 'float32');
       t.is(ranks.type, 'int64');
       const I = numbers(ids);
       const S = numbers(scores);
       const R = numbers(ranks);
+      const N = numbers(norms);
       for (let b = 0; b < 2; b++) {
         pr.layers.forEach((l, li) => {
           for (let hd = 0; hd < heads; hd++) {
@@ -70,6 +74,8 @@ for (const { name, path } of testModels()) {
               const got = { ids: I.slice(o * pr.k, (o + 1) * pr.k), scores: S.slice(o * pr.k, (o + 1) * pr.k), rank: R[o]! };
               checkRow(t, got, r, targets[b]!, rel, `${pr.site} ${pr.via} row ${b} layer ${l}${pr.site === 'heads' ? ` head ${hd}` : ''} position ${POSITIONS[b]![pi]}`);
               t.true(got.ids.every((id) => id < pr.vocabLimit));
+              const norm = Math.hypot(...x);
+              t.true(Math.abs(N[o]! - norm) <= rel * norm, `${pr.site} row ${b} layer ${l} head ${hd} position ${POSITIONS[b]![pi]}: norm ${N[o]} vs ${norm}`);
             }
           }
         });
