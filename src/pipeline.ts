@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FileSystemError, fsUserError, UserError } from './errors.js';
-import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, totalRowsError, type RowLimits } from './lang/index.js';
+import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, rankedTokens, totalRowsError, type RowLimits } from './lang/index.js';
 import type { Diagnostic, ModelShape, Program, SourceSpan } from './lang/program.js';
 import type { CiOptions } from './measure/stats.js';
 import {
@@ -91,18 +91,22 @@ export function loadProgram(
 ): LoadedProgram {
   const { path, sourceText } = readSource(file);
   let source: SourceModel | undefined;
+  let tokenizerRead: Tokenizer | RunError | undefined;
   const out = frontEnd(sourceText, path, {
     overrides,
     rowLimits,
-    shapeOf: (onnxPath, overrides) => {
+    shapeOf: (onnxPath, overrides, tokenizerPath) => {
       const read = readModelShape(() => readSourceModel(onnxPath, siteOverridesOf(overrides), readGraph));
       if ('error' in read) return read;
       source = read.source;
-      return read.shape;
+      if (tokenizerPath === undefined) return read.shape;
+      tokenizerRead = loadTokenizer(tokenizerPath);
+      // a tokenizer that cannot be read is reported at its statement once the file checks
+      return isRunError(tokenizerRead) ? read.shape : { ...read.shape, vocab: rankedTokens(read.shape.vocab, tokenizerRead.vocabSize) };
     },
   });
-  if (hasErrors(out.diagnostics) || !out.program || !source) throw new DiagnosticsError(out.diagnostics, sourceText);
-  const tokenizer = orDiagnostic(loadTokenizer(out.program.model.tokenizer), sourceText, out.program.model.tokenizerSpan);
+  if (hasErrors(out.diagnostics) || !out.program || !source || !tokenizerRead) throw new DiagnosticsError(out.diagnostics, sourceText);
+  const tokenizer = orDiagnostic(tokenizerRead, sourceText, out.program.model.tokenizerSpan);
   const mismatch = tokenizerMismatch(tokenizer, { path: out.program.model.onnx, embeddingRows: source.limits.embeddingRows })
     ?? (out.program.bos === 'prepend' ? bosUnavailable(tokenizer) : undefined);
   if (mismatch) throw new RunUserError(mismatch);
@@ -498,7 +502,7 @@ async function headMappingResults(
     return { id: e.id, subjectTokens: subjectToken === 'last' ? ids.slice(-1) : ids, target: e.cleanTop1.id };
   });
   const heads = await headMappings(source, {
-    layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: Math.min(tokenizer.vocabSize, sites.vocab),
+    layers: spec.layers, heads: sites.heads, top: spec.top, side, vocabLimit: rankedTokens(sites.vocab, tokenizer.vocabSize),
     normalisation,
     session: { device: options.device, ...(options.threads ? { threads: options.threads } : {}) },
   }, tokenizer, facts);

@@ -18,10 +18,11 @@ import {
 } from './program.js';
 
 /**
- * Reads the model's shape, detecting its sites with the file's `site` overrides. An error
- * caused by one override gives its index, so that it is reported at that statement.
+ * Reads the model's shape, detecting its sites with the file's `site` overrides, and with the
+ * tokenizer (when the file names one) the tokens a projection ranks. An error caused by one
+ * override gives its index, so that it is reported at that statement.
  */
-export type ShapeOf = (onnxPath: string, sites: readonly SiteOverrideSpec[]) => ModelShape | { error: string; site?: number };
+export type ShapeOf = (onnxPath: string, sites: readonly SiteOverrideSpec[], tokenizerPath: string | undefined) => ModelShape | { error: string; site?: number };
 
 export interface CheckOptions {
   /** The .dissect source text (experiments quote their own lines). */
@@ -330,7 +331,7 @@ class Checker {
       this.error(m.span, 'the model statement has no tokenizer', 'add: tokenizer "path/to/tokenizer.json" after the model path');
     }
     if (onnx !== undefined) {
-      const shape = this.options.shapeOf(onnx, sites.map((s) => s.spec));
+      const shape = this.options.shapeOf(onnx, sites.map((s) => s.spec), tokenizer);
       const culprit = 'error' in shape && shape.site !== undefined ? sites[shape.site] : undefined;
       if ('error' in shape && culprit) {
         this.error(culprit.stmt.tensor.span, shape.error.replace(/\s*\n\s*/g, ' '),
@@ -471,10 +472,9 @@ class Checker {
       else values.keep = n;
     }
     // The default too: 500 candidates are more than a small model's vocabulary.
-    if (ok && this.shape && values.candidates > this.shape.vocab) {
-      const given = seen.get('candidates');
-      this.error(given ? given.value.span : a.span, `candidates ${values.candidates}${given ? '' : ' (the default)'} is larger than the vocabulary (${this.shape.vocab})`,
-        `the projection ranks ${this.shape.vocab} tokens; ${given ? 'write' : 'add'} candidates ${this.shape.vocab} or fewer (the paper takes 500 of GPT-2's 50257)`);
+    const given = seen.get('candidates');
+    if (ok && !this.fitsVocabulary(`candidates ${values.candidates}${given ? '' : ' (the default)'}`, values.candidates, given ? given.value.span : a.span,
+      (vocab) => `the projection ranks ${vocab} tokens; ${given ? 'write' : 'add'} candidates ${vocab} or fewer (the paper takes 500 of GPT-2's 50257)`)) {
       ok = false;
     }
     if (ok && values.keep > values.candidates) {
@@ -1036,9 +1036,7 @@ class Checker {
         if (k !== undefined && k < 1) {
           this.error(item.count.span, `${name} needs at least 1 token, got ${k}`, syntax);
           k = undefined;
-        } else if (k !== undefined && this.shape && k > this.shape.vocab) {
-          this.error(item.count.span, `${name} ${k} is larger than the vocabulary (${this.shape.vocab})`,
-            'the projection ranks every vocabulary token once');
+        } else if (k !== undefined && !this.fitsVocabulary(`${name} ${k}`, k, item.count.span, () => 'the projection ranks every vocabulary token once')) {
           k = undefined;
         }
         if (k === undefined) ok = false;
@@ -1183,6 +1181,17 @@ class Checker {
       return false;
     }
     return true;
+  }
+
+  /**
+   * Whether `count` top tokens (`written` in the message) are at most the tokens a projection
+   * ranks (ModelShape.vocab); else an error at `at`. The compiled projections and head mappings
+   * refuse a larger count, so this is where `check` finds it.
+   */
+  fitsVocabulary(written: string, count: number, at: A.Span, hint: (vocab: number) => string): boolean {
+    if (!this.shape || count <= this.shape.vocab) return true;
+    this.error(at, `${written} is larger than the vocabulary (${this.shape.vocab})`, hint(this.shape.vocab));
+    return false;
   }
 
   /** top_tokens' count: an integer literal or an integer parameter (not a sweep variable). */
@@ -1556,9 +1565,8 @@ class Checker {
     if (k !== undefined && k < 1) {
       this.error(h.top.span, `head_mappings top must be at least 1, got ${k}`, hint);
       k = undefined;
-    } else if (k !== undefined && this.shape && k > this.shape.vocab) {
-      this.error(h.top.span, `head_mappings top ${k} is larger than the vocabulary (${this.shape.vocab})`,
-        'each head reports at most as many pairs as the vocabulary has tokens');
+    } else if (k !== undefined && !this.fitsVocabulary(`head_mappings top ${k}`, k, h.top.span,
+      () => 'each head reports at most as many pairs as the vocabulary has tokens')) {
       k = undefined;
     }
     if (!ok || k === undefined) return undefined;

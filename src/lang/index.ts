@@ -14,7 +14,7 @@ export type { ShapeOf } from './checker.js';
 export { allChoices, defaultChoices, findChoice, type Choice, type ChoiceName, type ChoiceOption, type Choices, type ChoiceValue } from './choices.js';
 export { commandLineFile, formatDiagnostics, hasErrors } from './diagnostics.js';
 export { keywords } from './lexer.js';
-export { defaultRowLimits, maxNesting, totalRowsError, type RowLimits } from './limits.js';
+export { defaultRowLimits, maxNesting, rankedTokens, totalRowsError, type RowLimits } from './limits.js';
 
 /** A UTF-8 byte-order mark is not part of the text (columns on line 1 stay right). */
 function withoutBom(text: string): string {

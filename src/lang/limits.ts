@@ -44,6 +44,17 @@ export const maxOverrideLayer = 9_999;
  */
 export const maxIntegrationSteps = 4_096;
 
+/**
+ * The tokens a projection ranks and a head mapping reads: the model's vocabulary ids that the
+ * tokenizer has (GPT-J's embedding has 50,400 rows for 50,257 tokens). The checker bounds every
+ * count of top tokens by it (top_tokens k, attributes candidates, head_mappings top), and the
+ * planner gives it to the compiled projections as their vocabulary, so a count `check` passes
+ * is one the compiled variant accepts.
+ */
+export function rankedTokens(modelVocab: number, tokenizerVocab: number): number {
+  return Math.min(modelVocab, tokenizerVocab);
+}
+
 /** "1,234,567": counts in messages. */
 export function formatCount(n: number): string {
   return n.toLocaleString('en-US');

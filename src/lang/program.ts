@@ -290,6 +290,7 @@ export interface Program {
 export interface ModelShape {
   readonly layers: number;
   readonly heads: number;
+  /** The tokens a projection ranks (limits.ts's rankedTokens: the model's vocabulary, or the tokenizer's when it has fewer). */
   readonly vocab: number;
 }
 

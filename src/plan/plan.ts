@@ -9,6 +9,7 @@ import type {
   SourceSpan,
 } from '../lang/program.js';
 import { evalInt as evalIntWith, layersOf } from '../lang/evaluate.js';
+import { rankedTokens } from '../lang/limits.js';
 import { siteProbe, type SiteProbeName } from '../lang/probes.js';
 import type { MeasureDescriptor } from '../measure/descriptor.js';
 import { siteOfStatementName, type LayerSiteName, type SiteOverride } from '../onnx/sites/types.js';
@@ -348,7 +349,7 @@ export function planProgram(program: Program, shape: ModelShape, tokenVocab = sh
   const gates = rows.flatMap((r) => r.gates);
   const patches = rows.flatMap((r) => (r.patch ? [r.patch] : []));
   const probes = rows.flatMap((r) => r.probes);
-  const projected = projections(rows, program.choices, Math.min(tokenVocab, shape.vocab));
+  const projected = projections(rows, program.choices, rankedTokens(shape.vocab, tokenVocab));
   const gateModes: { attention?: 'zero_update'; mlp?: 'zero_update' | 'zero_preactivation' } = {};
   if (gates.some((g) => g.sublayer === 'attention')) gateModes.attention = 'zero_update';
   if (gates.some((g) => g.sublayer === 'mlp')) gateModes.mlp = program.choices.cancel_mlp;
