@@ -22,7 +22,7 @@ import {
   withoutSoftmax as withoutSoftmaxNode,
 } from './helpers.js';
 import {
-  ModelRef, checkProjections, TINY_GPT2, at, checkFullyBlockedRows, checkPerHeadKnockout, checkKnockoutBlocks, checkRow, feedsFor, gateTensor, harness, neutralFeeds,
+  ModelRef, checkHeadSharesSum, checkProjections, TINY_GPT2, at, checkFullyBlockedRows, checkPerHeadKnockout, checkKnockoutBlocks, checkRow, feedsFor, gateTensor, harness, neutralFeeds,
   sameDtype, skeletonModel, topK, vecMat, vecMatT, type ProjectionSetup,
 } from './reference.js';
 
@@ -398,7 +398,7 @@ const fnorm = rmsOf(s.finalNorm.input);
 const U = ref.linearIo({ weight: s.unembedding.weight, op: s.unembedding.op, layout: s.unembedding.layout === 'Vd' ? 'oi' : 'io' });
 const project = (x: readonly number[], via: ProjectionRequest['via']): number[] =>
   via === 'embedding' ? vecMatT(x, E) : vecMat(rmsNorm(x, fnorm), U);
-const SETUP: ProjectionSetup = { sites: s, ref, L, n, d, dh, H, positions: POSITIONS, targets: TARGETS, project };
+const SETUP: ProjectionSetup = { sites: s, ref, L, n, d, dh, H, positions: POSITIONS, targets: TARGETS, project, rel: 1e-4 };
 
 
 async function compareProjections(t: ExecutionContext, projections: ProjectionRequest[], path = P14): Promise<Record<string, ort.Tensor>> {
@@ -447,23 +447,7 @@ test.serial('llama: projections of every site match a JS reference (embed_tokens
 });
 
 test.serial('llama: per-head shares (o_proj rows of the query head) sum to the attention update', async (t) => {
-  const blocks = Array.from({ length: L }, (_, l) => l);
-  const h = await harness(P14, { knockout: false, logits: false, projections: [{ site: 'heads', layers: blocks, via: 'embedding', k: 3, vocabLimit: V }] },
-    () => s.perLayer.flatMap((Lx) => [Lx.attnOut, `dissect/proj/heads/layer${Lx.layer}/shares`]));
-  const out = await h.run([A, BP], { dissect_proj_positions: int64(POSITIONS.flat(), [2, P]) });
-  for (const Lx of s.perLayer) {
-    const shares = numbers(out[`dissect/proj/heads/layer${Lx.layer}/shares`]!);
-    const attn = numbers(out[Lx.attnOut]!);
-    for (let b = 0; b < 2; b++) {
-      for (let pi = 0; pi < P; pi++) {
-        const pos = POSITIONS[b]![pi]!;
-        const sum = new Array<number>(d).fill(0);
-        for (let hd = 0; hd < H; hd++) for (let i = 0; i < d; i++) sum[i]! += shares[at([2, H, P, d], b, hd, pi) + i]!;
-        const update = attn.slice(at([2, n, d], b, pos), at([2, n, d], b, pos) + d);
-        t.true(maxAbsDiff(sum, update) <= 1e-5 * maxAbs(update), `layer ${Lx.layer} row ${b} position ${pos}`);
-      }
-    }
-  }
+  await checkHeadSharesSum(t, P14, [A, BP], SETUP);
 });
 
 // ---- fused RMSNorm ops ----

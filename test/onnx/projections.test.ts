@@ -1,9 +1,9 @@
 import test, { type ExecutionContext } from 'ava';
 import type ort from 'onnxruntime-node';
-import { OWN_TOP1_TARGET, type ProjectionRequest, type VariantRequest } from '../../src/onnx/variant.js';
-import { argmax, int64, maxAbs, maxAbsDiff, numbers } from './helpers.js';
+import { OWN_TOP1_TARGET, type ProjectionRequest } from '../../src/onnx/variant.js';
+import { argmax, int64, numbers } from './helpers.js';
 import {
-  ModelRef, at, checkRow, gateTensor, harness, layerNorm, testModels, topK, vecMat, vecMatT, type Matrix,
+  ModelRef, at, checkHeadSharesSum, checkProjections, gateTensor, harness, layerNorm, testModels, vecMat, vecMatT, type ProjectionSetup,
 } from './reference.js';
 
 const A = [0, 9, 9, 33, 12, 1, 63];
@@ -22,65 +22,18 @@ for (const { name, path } of testModels()) {
   const u = s.unembedding;
   const U = ref.linearIo({ weight: u.weight, op: u.op, layout: u.layout === 'Vd' ? 'oi' : 'io' });
   const uBias = u.bias ? ref.vector(u.bias) : undefined;
-  const project = (x: number[], via: ProjectionRequest['via']): number[] =>
+  const project = (x: readonly number[], via: ProjectionRequest['via']): number[] =>
     via === 'embedding' ? vecMatT(x, E) : vecMat(layerNorm(x, fnorm), U, uBias);
   const blocks = Array.from({ length: L }, (_, l) => l);
   const targets = [3, 11];
 
-  /** x of a site at (row, layer, [head,] position index) from the run's hidden states and taps. */
-  function siteVector(out: Record<string, ort.Tensor>, site: ProjectionRequest['site'], row: number, l: number, pos: number, head = 0): number[] {
-    const slice = (xs: number[], o: number) => xs.slice(o, o + d);
-    if (site === 'hidden') return slice(numbers(out.dissect_hidden_states!), at([2, L + 1, n, d], row, l, pos));
-    const Lx = s.perLayer[l]!;
-    if (site === 'attention') return slice(numbers(out[Lx.attnOut]!), at([2, n, d], row, pos));
-    if (site === 'mlp') return slice(numbers(out[Lx.mlpOut]!), at([2, n, d], row, pos));
-    // heads, independently: the head's slice of the merged context · its rows of W_O
-    const ctx = numbers(out[Lx.contextMerged]!).slice(at([2, n, d], row, pos) + head * dh, at([2, n, d], row, pos) + (head + 1) * dh);
-    const wo: Matrix = ref.linearIo(Lx.attnProj);
-    return vecMat(ctx, { rows: dh, cols: d, data: wo.data.slice(head * dh * d, (head + 1) * dh * d) });
-  }
+  const setup: ProjectionSetup = { sites: s, ref, L, n, d, dh, H, positions: POSITIONS, targets, project, rel };
 
-  async function compare(t: ExecutionContext, projections: ProjectionRequest[], extra: Partial<VariantRequest> = {}): Promise<Record<string, ort.Tensor>> {
-    const h = await harness(path, { knockout: false, logits: true, hiddenStates: true, projections, ...extra },
+  async function compare(t: ExecutionContext, projections: ProjectionRequest[]): Promise<Record<string, ort.Tensor>> {
+    const h = await harness(path, { knockout: false, logits: true, hiddenStates: true, projections },
       () => s.perLayer.flatMap((Lx) => [Lx.attnOut, Lx.mlpOut, Lx.contextMerged]));
     const out = await h.run([A, B], { dissect_proj_positions: int64(POSITIONS.flat(), [2, P]), dissect_target: int64(targets, [2]) });
-    for (const pr of projections) {
-      const ids = out[`dissect_proj_${pr.site}_ids`]!;
-      const scores = out[`dissect_proj_${pr.site}_scores`]!;
-      const ranks = out[`dissect_proj_${pr.site}_target_rank`]!;
-      const norms = out[`dissect_proj_${pr.site}_norm`]!;
-      const heads = pr.site === 'heads' ? H : 1;
-      const dims = [2, pr.layers.length, ...(pr.site === 'heads' ? [H] : []), P];
-      t.deepEqual(ids.dims, [...dims, pr.k]);
-      t.deepEqual(scores.dims, [...dims, pr.k]);
-      t.deepEqual(ranks.dims, dims);
-      t.deepEqual(norms.dims, dims);
-      t.is(norms.type, 'float32');
-      t.is(ids.type, 'int64');
-      t.is(scores.type, 'float32');
-      t.is(ranks.type, 'int64');
-      const I = numbers(ids);
-      const S = numbers(scores);
-      const R = numbers(ranks);
-      const N = numbers(norms);
-      for (let b = 0; b < 2; b++) {
-        pr.layers.forEach((l, li) => {
-          for (let hd = 0; hd < heads; hd++) {
-            for (let pi = 0; pi < P; pi++) {
-              const idx = pr.site === 'heads' ? [b, li, hd, pi] : [b, li, pi];
-              const o = at(dims, ...idx);
-              const x = siteVector(out, pr.site, b, l, POSITIONS[b]![pi]!, hd);
-              const r = topK(project(x, pr.via), pr.k, targets[b]!, pr.vocabLimit);
-              const got = { ids: I.slice(o * pr.k, (o + 1) * pr.k), scores: S.slice(o * pr.k, (o + 1) * pr.k), rank: R[o]! };
-              checkRow(t, got, r, targets[b]!, rel, `${pr.site} ${pr.via} row ${b} layer ${l}${pr.site === 'heads' ? ` head ${hd}` : ''} position ${POSITIONS[b]![pi]}`);
-              t.true(got.ids.every((id) => id < pr.vocabLimit));
-              const norm = Math.hypot(...x);
-              t.true(Math.abs(N[o]! - norm) <= rel * norm, `${pr.site} row ${b} layer ${l} head ${hd} position ${POSITIONS[b]![pi]}: norm ${N[o]} vs ${norm}`);
-            }
-          }
-        });
-      }
-    }
+    checkProjections(t, out, out, projections, setup);
     return out;
   }
 
@@ -108,34 +61,8 @@ for (const { name, path } of testModels()) {
   });
 
   test.serial(`${name}: heads' shares plus the output bias sum to the attention update (and follow the attention gate)`, async (t) => {
-    for (const gated of [false, true]) {
-      const h = await harness(path, {
-        knockout: false, logits: false, projections: [{ site: 'heads', layers: blocks, via: 'embedding', k: 3, vocabLimit: V }],
-        ...(gated ? { gates: { attention: 'zero_update' as const } } : {}),
-      }, () => s.perLayer.flatMap((Lx) => [Lx.attnOut, `dissect/proj/heads/layer${Lx.layer}/${gated ? 'gated_shares' : 'shares'}`]));
-      const gate = gateTensor(2, L, n, [[0, 0, 6, 0.25], [1, L - 1, 3, 0], [0, L - 1, 1, 0.5]]);
-      const g = gate.data as Float32Array;
-      const out = await h.run([A, B], { dissect_proj_positions: int64(POSITIONS.flat(), [2, P]), ...(gated ? { dissect_gate_attention: gate } : {}) });
-      for (const Lx of s.perLayer) {
-        const shares = numbers(out[`dissect/proj/heads/layer${Lx.layer}/${gated ? 'gated_shares' : 'shares'}`]!);
-        const attn = numbers(out[Lx.attnOut]!);
-        const bias = Array.from(ref.vector(Lx.attnProj.bias!));
-        t.deepEqual(out[`dissect/proj/heads/layer${Lx.layer}/${gated ? 'gated_shares' : 'shares'}`]!.dims, [2, H, P, d]);
-        for (let b = 0; b < 2; b++) {
-          for (let pi = 0; pi < P; pi++) {
-            const pos = POSITIONS[b]![pi]!;
-            const factor = gated ? g[(b * L + Lx.layer) * n + pos]! : 1;
-            const sum = new Array<number>(d).fill(0);
-            for (let hd = 0; hd < H; hd++) for (let i = 0; i < d; i++) sum[i]! += shares[at([2, H, P, d], b, hd, pi) + i]!;
-            const update = attn.slice(at([2, n, d], b, pos), at([2, n, d], b, pos) + d);
-            const expected = update.map((a, i) => factor * (a - bias[i]!));
-            const diff = maxAbsDiff(sum, expected);
-            t.true(diff <= (ref.fp16 ? 1e-2 : 1e-5) * Math.max(maxAbs(update), 1e-3),
-              `gated=${gated} layer ${Lx.layer} row ${b} position ${pos}: Σ shares vs gate·(update − bias): ${diff}`);
-          }
-        }
-      }
-    }
+    await checkHeadSharesSum(t, path, [A, B], setup);
+    await checkHeadSharesSum(t, path, [A, B], setup, gateTensor(2, L, n, [[0, 0, 6, 0.25], [1, L - 1, 3, 0], [0, L - 1, 1, 0.5]]));
   });
 
   test.serial(`${name}: vocabLimit excludes the ids above it, and a target there ranks below every allowed id`, async (t) => {

@@ -14,7 +14,7 @@ import type { LinearWeights, ModelSites } from '../../src/onnx/sites/types.js';
 import { attrFloat, tensorDims, tensorValues, toHalfBits } from '../../src/onnx/tensor.js';
 import { buildVariant } from '../../src/onnx/compile.js';
 import { VariantNames, type ProjectionRequest, type VariantManifest, type VariantRequest } from '../../src/onnx/variant.js';
-import { FIXTURE_MODELS, REPO, bool, fixturePath, int64, maxAbs, numbers, session, tempDir } from './helpers.js';
+import { FIXTURE_MODELS, REPO, bool, fixturePath, int64, maxAbs, maxAbsDiff, numbers, session, tempDir } from './helpers.js';
 
 export const TINY_GPT2 = join(REPO, 'generated', 'tiny-gpt2', 'model.onnx');
 
@@ -363,6 +363,8 @@ export interface ProjectionSetup {
   readonly positions: readonly (readonly number[])[];
   readonly targets: readonly number[];
   readonly project: (x: readonly number[], via: ProjectionRequest['via']) => number[];
+  /** Relative tolerance of scores and norms (fp16 models need more). */
+  readonly rel: number;
 }
 
 /** The [d] vector a projection site reads at (row, layer l, position pos, head) from the tapped outputs. */
@@ -381,7 +383,10 @@ export function projectionSiteVector(
   return vecMat(ctx, { rows: dh, cols: d, data: wo.data.slice(head * dh * d, (head + 1) * dh * d) });
 }
 
-/** Every projection output (ids, scores, target rank) in `out` against the JS reference on the `tapped` site tensors. */
+/**
+ * Every projection output in `out` (ids, scores, target rank: their shapes, types, and values
+ * against the JS reference on the `tapped` site tensors; the norm of the site's vector).
+ */
 export function checkProjections(
   t: ExecutionContext, out: Record<string, ort.Tensor>, tapped: Record<string, ort.Tensor>, projections: readonly ProjectionRequest[], c: ProjectionSetup,
 ): void {
@@ -390,10 +395,16 @@ export function checkProjections(
   for (const pr of projections) {
     const heads = pr.site === 'heads' ? H : 1;
     const dims = [2, pr.layers.length, ...(pr.site === 'heads' ? [H] : []), P];
-    const I = numbers(out[`dissect_proj_${pr.site}_ids`]!);
-    const S = numbers(out[`dissect_proj_${pr.site}_scores`]!);
-    const R = numbers(out[`dissect_proj_${pr.site}_target_rank`]!);
-    t.deepEqual(out[`dissect_proj_${pr.site}_ids`]!.dims, [...dims, pr.k]);
+    const output = (part: string): ort.Tensor => out[`dissect_proj_${pr.site}_${part}`]!;
+    for (const [part, type, shape] of [['ids', 'int64', [...dims, pr.k]], ['scores', 'float32', [...dims, pr.k]], ['target_rank', 'int64', dims],
+      ['norm', 'float32', dims]] as const) {
+      t.deepEqual(output(part).dims, shape, `${pr.site} ${part}`);
+      t.is(output(part).type, type, `${pr.site} ${part}`);
+    }
+    const I = numbers(output('ids'));
+    const S = numbers(output('scores'));
+    const R = numbers(output('target_rank'));
+    const N = numbers(output('norm'));
     for (let b = 0; b < 2; b++) {
       pr.layers.forEach((l, li) => {
         for (let hd = 0; hd < heads; hd++) {
@@ -402,11 +413,50 @@ export function checkProjections(
             const x = projectionSiteVector(c, tapped, pr.site, b, l, POSITIONS[b]![pi]!, hd);
             const r = topK(c.project(x, pr.via), pr.k, TARGETS[b]!, pr.vocabLimit);
             const got = { ids: I.slice(o * pr.k, (o + 1) * pr.k), scores: S.slice(o * pr.k, (o + 1) * pr.k), rank: R[o]! };
-            checkRow(t, got, r, TARGETS[b]!, 1e-4, `${pr.site} ${pr.via} limit ${pr.vocabLimit} row ${b} layer ${l}${pr.site === 'heads' ? ` head ${hd}` : ''} position ${POSITIONS[b]![pi]}`);
+            const what = `${pr.site} ${pr.via} limit ${pr.vocabLimit} row ${b} layer ${l}${pr.site === 'heads' ? ` head ${hd}` : ''} position ${POSITIONS[b]![pi]}`;
+            checkRow(t, got, r, TARGETS[b]!, c.rel, what);
             t.true(got.ids.every((id) => id < pr.vocabLimit));
+            const norm = Math.hypot(...x);
+            t.true(Math.abs(N[o]! - norm) <= c.rel * norm, `${what}: norm ${N[o]} vs ${norm}`);
           }
         }
       });
+    }
+  }
+}
+
+/**
+ * Each head's share of every block's attention update at the setup's positions, summed over
+ * the heads, is the update less the output projection's bias (if any), times the attention
+ * gate where `gate` ([2, L, n]) is fed.
+ */
+export async function checkHeadSharesSum(t: ExecutionContext, path: string, rows: readonly (readonly number[])[], c: ProjectionSetup, gate?: ort.Tensor): Promise<void> {
+  const { L, n, d, H, positions: POSITIONS } = c;
+  const P = POSITIONS[0]!.length;
+  const blocks = Array.from({ length: L }, (_, l) => l);
+  const shares = (layer: number): string => `dissect/proj/heads/layer${layer}/${gate ? 'gated_shares' : 'shares'}`;
+  const h = await harness(path, {
+    knockout: false, logits: false, projections: [{ site: 'heads', layers: blocks, via: 'embedding', k: 3, vocabLimit: c.sites.vocab }],
+    ...(gate ? { gates: { attention: 'zero_update' as const } } : {}),
+  }, () => c.sites.perLayer.flatMap((Lx) => [Lx.attnOut, shares(Lx.layer)]));
+  const out = await h.run(rows.map((r) => [...r]), { dissect_proj_positions: int64(POSITIONS.flat(), [2, P]), ...(gate ? { dissect_gate_attention: gate } : {}) });
+  const g = gate ? numbers(gate) : undefined;
+  for (const Lx of c.sites.perLayer) {
+    const S = numbers(out[shares(Lx.layer)]!);
+    t.deepEqual(out[shares(Lx.layer)]!.dims, [2, H, P, d]);
+    const attn = numbers(out[Lx.attnOut]!);
+    const bias = Lx.attnProj.bias ? c.ref.vector(Lx.attnProj.bias) : new Float64Array(d);
+    for (let b = 0; b < 2; b++) {
+      for (let pi = 0; pi < P; pi++) {
+        const pos = POSITIONS[b]![pi]!;
+        const factor = g ? g[at([2, L, n], b, Lx.layer, pos)]! : 1;
+        const sum = new Array<number>(d).fill(0);
+        for (let hd = 0; hd < H; hd++) for (let i = 0; i < d; i++) sum[i]! += S[at([2, H, P, d], b, hd, pi) + i]!;
+        const update = attn.slice(at([2, n, d], b, pos), at([2, n, d], b, pos) + d);
+        const diff = maxAbsDiff(sum, update.map((a, i) => factor * (a - bias[i]!)));
+        t.true(diff <= (c.ref.fp16 ? 1e-2 : 1e-5) * Math.max(maxAbs(update), 1e-3),
+          `${gate ? 'gated ' : ''}layer ${Lx.layer} row ${b} position ${pos}: Σ shares vs gate·(update − bias): ${diff}`);
+      }
     }
   }
 }
