@@ -2,7 +2,7 @@
 // series and extraction summaries. Needs no model, so `dissect report` and resumed runs
 // rebuild everything from the journal alone.
 
-import type { IntExpr, LayerSet, Program } from '../lang/program.js';
+import type { Program } from '../lang/program.js';
 import { passesOfRow, type Plan } from '../plan/plan.js';
 import { aggregateSeries, sweepAxes } from './aggregate.js';
 import { isNumeric, type MeasureDescriptor } from './descriptor.js';
@@ -48,7 +48,7 @@ export function measureRecords(program: Program, plan: Plan, records: readonly E
         for (const v of x.positionValues ?? []) positionValues.push({ example: r.example.id, key, ...v });
       });
     }
-    const summaries = source.summaries.flatMap((s) => extractionSummaries(exp.measures, axes, values, s.layers));
+    const summaries = exp.summaries.flatMap((s) => extractionSummaries(exp.measures, axes, values, s.layers));
     return {
       name: exp.name,
       source: exp.source,
@@ -74,23 +74,9 @@ export function measureRecords(program: Program, plan: Plan, records: readonly E
 // probe fires (value 1), then rates over examples. A per-head probe fires at a layer when
 // any head does: its heads' descriptors share the probe's label.
 
-/** Literal layers of `summarize extraction in layers R` (the checker allows no sweep variables there). */
-function literalLayers(set: LayerSet): number[] | undefined {
-  const lit = (e: IntExpr): number => {
-    if (e.kind !== 'int') throw new Error('internal: summarize layers must be literal');
-    return e.value;
-  };
-  switch (set.kind) {
-    case 'all': return undefined;
-    case 'single': return [lit(set.layer)];
-    case 'range': return Array.from({ length: Math.max(0, lit(set.to) - lit(set.from) + 1) }, (_, i) => lit(set.from) + i);
-    default: throw new Error(`internal: summarize layers cannot be ${set.kind}`);
-  }
-}
-
 /** One summary per binding of the sweeps other than the layer sweep. */
 function extractionSummaries(
-  measures: readonly MeasureDescriptor[], axes: readonly SweepAxis[], values: readonly ValueRow[], range: LayerSet | undefined,
+  measures: readonly MeasureDescriptor[], axes: readonly SweepAxis[], values: readonly ValueRow[], within: readonly number[] | null,
 ): ExtractionSummaryResult[] {
   const layerAxis = axes.find((a) => a.kind === 'layers');
   if (!layerAxis) throw new Error('internal: summarize extraction needs a layer sweep');
@@ -103,7 +89,6 @@ function extractionSummaries(
     g.rows.push(row);
     groups.set(id, g);
   }
-  const within = range ? literalLayers(range) : undefined;
   return [...groups.values()].map((g) => extractionSummary(measures, layerAxis.variable, g.key, g.rows, within));
 }
 
@@ -123,7 +108,7 @@ function extractionProbes(measures: readonly MeasureDescriptor[]): ExtractionPro
 
 /** The extraction summary of one binding of the non-layer sweeps: `values` are its rows over the layer sweep. */
 export function extractionSummary(
-  measures: readonly MeasureDescriptor[], layerVariable: string, key: SweepKey, values: readonly ValueRow[], within: number[] | undefined,
+  measures: readonly MeasureDescriptor[], layerVariable: string, key: SweepKey, values: readonly ValueRow[], within: readonly number[] | null,
 ): ExtractionSummaryResult {
   const extraction = extractionProbes(measures);
   const eventsOf = (row: ValueRow, p: ExtractionProbe): boolean => p.ids.some((id) => (row.values[id] ?? 0) > 0);
@@ -171,7 +156,7 @@ export function extractionSummary(
       attentionFirst: pct(attentionFirst, both),
     };
   }
-  return { key, layerVariable, layers: within ?? null, examples: n, probes: perProbe, cross, ranks: rankAnalysis(measures, values) };
+  return { key, layerVariable, layers: within === null ? null : [...within], examples: n, probes: perProbe, cross, ranks: rankAnalysis(measures, values) };
 }
 
 /**

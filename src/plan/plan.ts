@@ -127,6 +127,8 @@ export interface ExperimentPlan {
   /** Each intervention statement, parameters replaced by their values. */
   readonly interventionText: readonly string[];
   readonly sweeps: readonly { readonly variable: string; readonly values: readonly SweepValue[] }[];
+  /** Its `summarize extraction` statements: the layers each counts (null: every layer of the sweep). */
+  readonly summaries: readonly { readonly layers: readonly number[] | null }[];
   readonly rows: readonly PlanRow[];
   readonly source: string;
   readonly span: SourceSpan;
@@ -313,6 +315,8 @@ function planExperiment(exp: Experiment, ctx: PlanContext): ExperimentPlan {
       variable: s.variable,
       values: s.kind === 'positions' ? s.values.map((v) => v.label) : [...s.values],
     })),
+    // summary layers are literal (the checker allows no sweep variable there)
+    summaries: exp.summaries.map((s) => ({ layers: s.layers ? evalLayers(s.layers, new Map(), ctx) : null })),
     rows,
     source: exp.source,
     span: exp.span,

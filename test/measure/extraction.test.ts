@@ -54,7 +54,7 @@ test('per-probe rates: any layer, in the summary\'s layers, and event layers per
 });
 
 test('without `in layers` the in-layers rate is null', (t) => {
-  t.true(extractionSummary(measures, 'l', {}, values, undefined).probes.every((p) => p.rateInLayers === null));
+  t.true(extractionSummary(measures, 'l', {}, values, null).probes.every((p) => p.rateInLayers === null));
 });
 
 test('rank analysis: hidden − attention rank over rows where attention ranks the prediction first', (t) => {

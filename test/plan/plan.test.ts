@@ -25,6 +25,19 @@ test("the knockout window is the paper's: centred, clipped at both ends", (t) =>
   t.deepEqual(span(3, 1), [3, 3, 1]);
 });
 
+test('summary layers are listed by the planner, windows and within included (the layer-set rules of every other layer set)', (t) => {
+  const plan = planProgram(program(`
+experiment e {
+  for l in layers all
+  measure extraction of attention l
+  summarize extraction
+  summarize extraction in layers 40..47
+  summarize extraction in layers window(0, 9)
+  summarize extraction in layers window(20, 4) within 19..20
+}`), gpt2xl);
+  t.deepEqual(plan.experiments[0]!.summaries.map((s) => s.layers), [null, [40, 41, 42, 43, 44, 45, 46, 47], [0, 1, 2, 3, 4], [19, 20]]);
+});
+
 test('a sweep expands to one row per binding, outermost first, with window layers per row', (t) => {
   const plan = planProgram(program(`
 experiment flow {
