@@ -1,35 +1,22 @@
-// CST → AST. Only called on a CST without syntax errors, so every required child exists.
+// CST → AST. Only called on a CST without syntax errors, so every required child exists. The
+// CST's node types (src/lang/cst.ts) are generated from the parser's rules, so a child read
+// here that a rule does not have, or reads as required where the rule makes it optional,
+// does not compile.
 
-import type { CstElement, CstNode, IToken } from 'chevrotain';
+import type { CstNode, IToken } from 'chevrotain';
 import type {
   AttributesStmt, BlockStmt, CancelStmt, DatasetStmt, Document, ExperimentItem, ExperimentStmt, FieldAssign,
   ForStmt, HeadMappingsStmt, Ident, IntExpr, IntLit, IntValue, LayerExpr, MeasureItem, MeasureStmt, PatchStmt,
   PositionSweepItem, PosExpr, NameValueOption, Ref, SiteExpr, Span, Statement, StrLit, SummarizeStmt, Value,
 } from './ast.js';
+import type * as C from './cst.js';
 import { stringValue } from './lexer.js';
 
-function isToken(e: CstElement): e is IToken {
-  return (e as IToken).image !== undefined;
-}
-
-function nodes(node: CstNode, key: string): CstNode[] {
-  return (node.children[key] ?? []).filter((e): e is CstNode => !isToken(e));
-}
-function tokens(node: CstNode, key: string): IToken[] {
-  return (node.children[key] ?? []).filter(isToken);
-}
-function node(parent: CstNode, key: string, i = 0): CstNode {
-  const n = nodes(parent, key)[i];
-  if (n === undefined) throw new Error(`internal: missing ${key} in ${parent.name}`);
-  return n;
-}
-function token(parent: CstNode, key: string, i = 0): IToken {
-  const t = tokens(parent, key)[i];
-  if (t === undefined) throw new Error(`internal: missing ${key} in ${parent.name}`);
-  return t;
-}
-function optToken(parent: CstNode, key: string): IToken | undefined {
-  return tokens(parent, key)[0];
+/** The i-th element of a child list the rule requires here (the CST has no syntax errors). */
+function nth<T>(children: readonly T[] | undefined, i = 0): T {
+  const x = children?.[i];
+  if (x === undefined) throw new Error('internal: a CST child the grammar requires is missing');
+  return x;
 }
 
 function tokenSpan(t: IToken): Span {
@@ -59,13 +46,15 @@ function ident(t: IToken): Ident {
   return { name: t.image, span: tokenSpan(t) };
 }
 /** `<name> <integer | name>` (attributes and probe options): the value is a literal or a reference. */
-function nameValueOption(n: CstNode): NameValueOption {
-  const int = optToken(n, 'Integer');
-  const word = tokens(n, 'Name')[1];
-  const value: IntLit | Ref = int ? intLit(int) : { kind: 'ref', name: word!.image, span: tokenSpan(word!) };
-  return { name: ident(token(n, 'Name')), value, span: nodeSpan(n) };
+function nameValueOption(n: C.AttributeOptionCstNode | C.ProbeOptionCstNode): NameValueOption {
+  const int = n.children.Integer?.[0];
+  const value: IntLit | Ref = int ? intLit(int) : ref(nth(n.children.Name, 1));
+  return { name: ident(nth(n.children.Name)), value, span: nodeSpan(n) };
 }
 
+function ref(t: IToken): Ref {
+  return { kind: 'ref', name: t.image, span: tokenSpan(t) };
+}
 function intLit(t: IToken, negative = false, signSpan?: Span): IntLit {
   const span = signSpan ? joinSpans(signSpan, tokenSpan(t)) : tokenSpan(t);
   const magnitude = Number(t.image);
@@ -78,91 +67,84 @@ function strLit(t: IToken): StrLit {
 class Builder {
   constructor(private readonly source: string) {}
 
-  document(cst: CstNode, file: string): Document {
-    return { file, statements: nodes(cst, 'statement').map((s) => this.statement(s)) };
+  document(cst: C.DocumentCstNode, file: string): Document {
+    return { file, statements: (cst.children.statement ?? []).map((st) => this.statement(st)) };
   }
 
-  statement(cst: CstNode): Statement {
-    const [kind] = Object.keys(cst.children);
-    const n = node(cst, kind!);
-    const span = nodeSpan(n);
-    switch (kind) {
-      case 'paramStatement': {
-        const str = optToken(n, 'String');
-        return {
-          kind: 'param',
-          name: ident(token(n, 'Name')),
-          value: str ? strLit(str) : intLit(token(n, 'Integer')),
-          span,
-        };
-      }
-      case 'modelStatement': {
-        const values = nodes(n, 'value');
-        const tokenizer = values[1] ? this.value(values[1]) : undefined;
-        return { kind: 'model', onnx: this.value(values[0]!), ...(tokenizer ? { tokenizer } : {}), span };
-      }
-      case 'datasetStatement':
-        return this.dataset(n, span);
-      case 'attributesStatement':
-        return this.attributes(n, span);
-      case 'filterStatement':
-        return { kind: 'filter', value: ident(token(n, 'Name')), span };
-      case 'bosStatement':
-        return { kind: 'bos', value: ident(token(n, 'Name')), span };
-      case 'chooseStatement':
-        return { kind: 'choose', name: ident(token(n, 'Name', 0)), value: ident(token(n, 'Name', 1)), span };
-      case 'positionsStatement':
-        return { kind: 'positions', name: ident(token(n, 'Name')), expr: this.posExpr(node(n, 'positionExpr')), span };
-      case 'headMappingsStatement':
-        return this.headMappings(n, span);
-      case 'siteStatement':
-        return {
-          kind: 'site', name: ident(token(n, 'Name')), layers: this.layerSet(node(n, 'layerSet')), tensor: this.value(node(n, 'value')), span,
-        };
-      case 'experimentStatement':
-        return this.experiment(n, span);
-      default:
-        throw new Error(`internal: unknown statement ${kind}`);
+  statement(cst: C.StatementCstNode): Statement {
+    const c = cst.children;
+    if (c.paramStatement) {
+      const n = nth(c.paramStatement);
+      const str = n.children.String?.[0];
+      return { kind: 'param', name: ident(nth(n.children.Name)), value: str ? strLit(str) : intLit(nth(n.children.Integer)), span: nodeSpan(n) };
     }
+    if (c.modelStatement) {
+      const n = nth(c.modelStatement);
+      const tokenizer = n.children.value[1];
+      return { kind: 'model', onnx: this.value(nth(n.children.value)), ...(tokenizer ? { tokenizer: this.value(tokenizer) } : {}), span: nodeSpan(n) };
+    }
+    if (c.datasetStatement) return this.dataset(nth(c.datasetStatement));
+    if (c.attributesStatement) return this.attributes(nth(c.attributesStatement));
+    if (c.filterStatement) {
+      const n = nth(c.filterStatement);
+      return { kind: 'filter', value: ident(nth(n.children.Name)), span: nodeSpan(n) };
+    }
+    if (c.bosStatement) {
+      const n = nth(c.bosStatement);
+      return { kind: 'bos', value: ident(nth(n.children.Name)), span: nodeSpan(n) };
+    }
+    if (c.chooseStatement) {
+      const n = nth(c.chooseStatement);
+      return { kind: 'choose', name: ident(nth(n.children.Name, 0)), value: ident(nth(n.children.Name, 1)), span: nodeSpan(n) };
+    }
+    if (c.positionsStatement) {
+      const n = nth(c.positionsStatement);
+      return { kind: 'positions', name: ident(nth(n.children.Name)), expr: this.posExpr(nth(n.children.positionExpr)), span: nodeSpan(n) };
+    }
+    if (c.headMappingsStatement) return this.headMappings(nth(c.headMappingsStatement));
+    if (c.siteStatement) {
+      const n = nth(c.siteStatement);
+      return {
+        kind: 'site', name: ident(nth(n.children.Name)), layers: this.layerSet(nth(n.children.layerSet)), tensor: this.value(nth(n.children.value)),
+        span: nodeSpan(n),
+      };
+    }
+    return this.experiment(nth(c.experimentStatement));
   }
 
-  value(n: CstNode): Value {
-    const str = optToken(n, 'String');
-    if (str) return strLit(str);
-    const t = token(n, 'Name');
-    return { kind: 'ref', name: t.image, span: tokenSpan(t) };
+  value(n: C.ValueCstNode): Value {
+    const str = n.children.String?.[0];
+    return str ? strLit(str) : ref(nth(n.children.Name));
   }
 
-  intValue(n: CstNode): IntValue {
-    const int = optToken(n, 'Integer');
-    if (int) return intLit(int);
-    const t = token(n, 'Name');
-    return { kind: 'ref', name: t.image, span: tokenSpan(t) };
+  intValue(n: C.IntValueCstNode): IntValue {
+    const int = n.children.Integer?.[0];
+    return int ? intLit(int) : ref(nth(n.children.Name));
   }
 
-  dataset(n: CstNode, span: Span): DatasetStmt {
-    const fieldsTok = optToken(n, 'Fields');
-    const base = { kind: 'dataset' as const, format: ident(token(n, 'Name')), path: this.value(node(n, 'value')), span };
+  dataset(n: C.DatasetStatementCstNode): DatasetStmt {
+    const fieldsTok = n.children.Fields?.[0];
+    const base = { kind: 'dataset' as const, format: ident(nth(n.children.Name)), path: this.value(nth(n.children.value)), span: nodeSpan(n) };
     if (!fieldsTok) return base;
-    const fields: FieldAssign[] = nodes(n, 'field').map((f) => ({
-      name: ident(token(f, 'Name')),
-      value: this.value(node(f, 'value')),
+    const fields: FieldAssign[] = (n.children.field ?? []).map((f) => ({
+      name: ident(nth(f.children.Name)),
+      value: this.value(nth(f.children.value)),
       span: nodeSpan(f),
     }));
     return { ...base, fields, fieldsSpan: tokenSpan(fieldsTok) };
   }
 
-  attributes(n: CstNode, span: Span): AttributesStmt {
-    const options = nodes(n, 'attributeOption').map(nameValueOption);
-    return { kind: 'attributes', format: ident(token(n, 'Name')), path: this.value(node(n, 'value')), options, span };
+  attributes(n: C.AttributesStatementCstNode): AttributesStmt {
+    const options = (n.children.attributeOption ?? []).map(nameValueOption);
+    return { kind: 'attributes', format: ident(nth(n.children.Name)), path: this.value(nth(n.children.value)), options, span: nodeSpan(n) };
   }
 
-  headMappings(n: CstNode, span: Span): HeadMappingsStmt {
+  headMappings(n: C.HeadMappingsStatementCstNode): HeadMappingsStmt {
     return {
       kind: 'head_mappings',
-      layers: nodes(n, 'layerSet').map((l) => this.layerSet(l)),
-      top: this.intValue(node(n, 'intValue')),
-      span,
+      layers: n.children.layerSet.map((l) => this.layerSet(l)),
+      top: this.intValue(nth(n.children.intValue)),
+      span: nodeSpan(n),
     };
   }
 
@@ -172,127 +154,124 @@ class Builder {
     return this.source.slice(s.offset, s.endOffset).replace(/\s+/g, ' ');
   }
 
-  experiment(n: CstNode, span: Span): ExperimentStmt {
-    const items = nodes(n, 'experimentItem').map((item): ExperimentItem => {
-      const [kind] = Object.keys(item.children);
-      const s = node(item, kind!);
-      switch (kind) {
-        case 'forStatement': return this.forStmt(s);
-        case 'blockStatement': return this.block(s);
-        case 'cancelStatement': return this.cancel(s);
-        case 'patchStatement': return this.patch(s);
-        case 'measureStatement': return this.measure(s);
-        case 'summarizeStatement': return this.summarize(s);
-        default: throw new Error(`internal: unknown experiment item ${kind}`);
-      }
+  experiment(n: C.ExperimentStatementCstNode): ExperimentStmt {
+    const items = (n.children.experimentItem ?? []).map((item): ExperimentItem => {
+      const c = item.children;
+      if (c.forStatement) return this.forStmt(nth(c.forStatement));
+      if (c.blockStatement) return this.block(nth(c.blockStatement));
+      if (c.cancelStatement) return this.cancel(nth(c.cancelStatement));
+      if (c.patchStatement) return this.patch(nth(c.patchStatement));
+      if (c.measureStatement) return this.measure(nth(c.measureStatement));
+      return this.summarize(nth(c.summarizeStatement));
     });
-    return { kind: 'experiment', name: ident(token(n, 'Name')), items, span };
+    return { kind: 'experiment', name: ident(nth(n.children.Name)), items, span: nodeSpan(n) };
   }
 
-  forStmt(n: CstNode): ForStmt {
-    const variable = ident(token(n, 'Name'));
+  forStmt(n: C.ForStatementCstNode): ForStmt {
+    const c = n.children;
+    const variable = ident(nth(c.Name));
     const span = nodeSpan(n);
-    if (optToken(n, 'Layers') || optToken(n, 'Hidden')) {
-      const items = nodes(n, 'layerSet').map((l) => this.layerSet(l));
-      return { kind: 'for', variable, domain: optToken(n, 'Layers') ? { kind: 'layers', items } : { kind: 'hidden', items }, span };
+    if (c.Layers || c.Hidden) {
+      const items = (c.layerSet ?? []).map((l) => this.layerSet(l));
+      return { kind: 'for', variable, domain: c.Layers ? { kind: 'layers', items } : { kind: 'hidden', items }, span };
     }
-    const items = nodes(n, 'positionSweepItem').map((p) => this.positionSweepItem(p));
+    const items = (c.positionSweepItem ?? []).map((p) => this.positionSweepItem(p));
     return { kind: 'for', variable, domain: { kind: 'positions', items }, span };
   }
 
-  positionSweepItem(n: CstNode): PositionSweepItem {
+  positionSweepItem(n: C.PositionSweepItemCstNode): PositionSweepItem {
+    const c = n.children;
     const text = this.text(n);
-    if (!optToken(n, 'Each')) return { kind: 'set', expr: this.posExpr(node(n, 'positionExpr')), text };
-    const [from, to] = tokens(n, 'Integer');
-    const minuses = tokens(n, 'Minus');
+    const each = c.Each?.[0];
+    if (!each) return { kind: 'set', expr: this.posExpr(nth(c.positionExpr)), text };
+    const from = nth(c.Integer, 0);
+    const to = nth(c.Integer, 1);
     const signed = (t: IToken, after: number, before: number): IntLit => {
-      const minus = minuses.find((m) => m.startOffset > after && m.startOffset < before);
+      const minus = (c.Minus ?? []).find((m) => m.startOffset > after && m.startOffset < before);
       return intLit(t, minus !== undefined, minus ? tokenSpan(minus) : undefined);
     };
-    const dots = token(n, 'DotDot');
     return {
       kind: 'each',
-      from: signed(from!, token(n, 'Each').startOffset, from!.startOffset),
-      to: signed(to!, dots.startOffset, to!.startOffset),
+      from: signed(from, each.startOffset, from.startOffset),
+      to: signed(to, nth(c.DotDot).startOffset, to.startOffset),
       text,
       span: nodeSpan(n),
     };
   }
 
-  block(n: CstNode): BlockStmt {
-    const exprs = nodes(n, 'positionExpr');
-    const headSet = nodes(n, 'headSet')[0];
+  block(n: C.BlockStatementCstNode): BlockStmt {
+    const c = n.children;
+    const headSet = c.headSet?.[0];
     let heads: BlockStmt['heads'];
     if (headSet) {
-      heads = optToken(headSet, 'All')
+      heads = headSet.children.All
         ? { kind: 'all', span: nodeSpan(headSet) }
-        : { kind: 'list', heads: nodes(headSet, 'intValue').map((v) => this.intValue(v)), span: nodeSpan(headSet) };
+        : { kind: 'list', heads: (headSet.children.intValue ?? []).map((v) => this.intValue(v)), span: nodeSpan(headSet) };
     }
     return {
       kind: 'block',
-      source: this.posExpr(exprs[0]!),
-      target: this.posExpr(exprs[1]!),
-      layers: this.layerSet(node(n, 'layerSet')),
+      source: this.posExpr(nth(c.positionExpr, 0)),
+      target: this.posExpr(nth(c.positionExpr, 1)),
+      layers: this.layerSet(nth(c.layerSet)),
       ...(heads ? { heads } : {}),
       span: nodeSpan(n),
     };
   }
 
-  cancel(n: CstNode): CancelStmt {
-    const positions = nodes(n, 'positionExpr')[0];
+  cancel(n: C.CancelStatementCstNode): CancelStmt {
+    const positions = n.children.positionExpr?.[0];
     return {
       kind: 'cancel',
-      sublayer: ident(token(n, 'Name')),
-      layers: this.layerSet(node(n, 'layerSet')),
+      sublayer: ident(nth(n.children.Name)),
+      layers: this.layerSet(nth(n.children.layerSet)),
       ...(positions ? { positions: this.posExpr(positions) } : {}),
       span: nodeSpan(n),
     };
   }
 
-  patch(n: CstNode): PatchStmt {
-    const ints = nodes(n, 'intExpr');
+  patch(n: C.PatchStatementCstNode): PatchStmt {
+    const c = n.children;
     return {
       kind: 'patch',
-      layer: this.intExpr(ints[0]!),
-      positions: this.posExpr(node(n, 'positionExpr')),
-      mean: optToken(n, 'Mean') !== undefined,
-      corrupted: optToken(n, 'Corrupted') !== undefined,
-      source: this.intExpr(ints[1]!),
+      layer: this.intExpr(nth(c.intExpr, 0)),
+      positions: this.posExpr(nth(c.positionExpr)),
+      mean: c.Mean !== undefined,
+      corrupted: c.Corrupted !== undefined,
+      source: this.intExpr(nth(c.intExpr, 1)),
       span: nodeSpan(n),
     };
   }
 
-  measure(n: CstNode): MeasureStmt {
-    return { kind: 'measure', items: nodes(n, 'measureItem').map((i) => this.measureItem(i)), span: nodeSpan(n) };
+  measure(n: C.MeasureStatementCstNode): MeasureStmt {
+    return { kind: 'measure', items: n.children.measureItem.map((i) => this.measureItem(i)), span: nodeSpan(n) };
   }
 
-  measureItem(n: CstNode): MeasureItem {
+  measureItem(n: C.MeasureItemCstNode): MeasureItem {
+    const c = n.children;
     const span = nodeSpan(n);
     const text = this.text(n);
-    if (optToken(n, 'AttentionWeight')) {
-      const exprs = nodes(n, 'positionExpr');
-      const heads = optToken(n, 'Name');
+    if (c.AttentionWeight) {
+      const heads = c.Name?.[0];
       return {
         kind: 'attention_weight',
-        source: this.posExpr(exprs[0]!),
-        target: this.posExpr(exprs[1]!),
-        layer: this.intExpr(node(n, 'intExpr')),
+        source: this.posExpr(nth(c.positionExpr, 0)),
+        target: this.posExpr(nth(c.positionExpr, 1)),
+        layer: this.intExpr(nth(c.intExpr)),
         ...(heads ? { heads: ident(heads) } : {}),
         text,
         span,
       };
     }
-    const count = nodes(n, 'intValue')[0];
-    const site = nodes(n, 'site')[0];
-    const options = nodes(n, 'probeOption').map(nameValueOption);
+    const count = c.intValue?.[0];
+    const site = c.site?.[0];
+    const options = (c.probeOption ?? []).map(nameValueOption);
     // position expressions in source order: the `without` set (when written), then the `at` set
-    const exprs = nodes(n, 'positionExpr');
-    const hasWithout = optToken(n, 'Without') !== undefined;
-    const without = hasWithout ? exprs[0] : undefined;
-    const at = hasWithout ? exprs[1] : exprs[0];
+    const exprs = c.positionExpr ?? [];
+    const without = c.Without ? exprs[0] : undefined;
+    const at = c.Without ? exprs[1] : exprs[0];
     return {
       kind: 'named',
-      name: ident(token(n, 'Name')),
+      name: ident(nth(c.Name)),
       ...(count ? { count: this.intValue(count) } : {}),
       ...(site ? { site: this.site(site) } : {}),
       ...(options.length ? { options } : {}),
@@ -303,76 +282,79 @@ class Builder {
     };
   }
 
-  site(n: CstNode): SiteExpr {
-    const index = nodes(n, 'intExpr')[0];
-    return { kind: ident(token(n, 'Name')), ...(index ? { index: this.intExpr(index) } : {}), span: nodeSpan(n) };
+  site(n: C.SiteCstNode): SiteExpr {
+    const index = n.children.intExpr?.[0];
+    return { kind: ident(nth(n.children.Name)), ...(index ? { index: this.intExpr(index) } : {}), span: nodeSpan(n) };
   }
 
-  summarize(n: CstNode): SummarizeStmt {
-    const layers = nodes(n, 'layerSet')[0];
+  summarize(n: C.SummarizeStatementCstNode): SummarizeStmt {
+    const layers = n.children.layerSet?.[0];
     return {
       kind: 'summarize',
-      what: ident(token(n, 'Name')),
+      what: ident(nth(n.children.Name)),
       ...(layers ? { layers: this.layerSet(layers) } : {}),
       span: nodeSpan(n),
     };
   }
 
-  posExpr(n: CstNode): PosExpr {
-    const terms = nodes(n, 'positionTerm').map((t) => this.posTerm(t));
-    const ops = [...tokens(n, 'Plus'), ...tokens(n, 'Minus')].sort((a, b) => a.startOffset - b.startOffset);
-    let acc = terms[0]!;
-    ops.forEach((op, i) => {
-      const right = terms[i + 1]!;
-      acc = { kind: 'binary', op: op.image === '+' ? '+' : '-', left: acc, right, span: joinSpans(acc.span, right.span) };
-    });
-    return acc;
+  posExpr(n: C.PositionExprCstNode): PosExpr {
+    const terms = n.children.positionTerm.map((t) => this.posTerm(t));
+    return operators(n.children).reduce((left: PosExpr, op, i): PosExpr => {
+      const right = nth(terms, i + 1);
+      return { kind: 'binary', op, left, right, span: joinSpans(left.span, right.span) };
+    }, nth(terms));
   }
 
-  posTerm(n: CstNode): PosExpr {
-    const name = optToken(n, 'Name');
-    if (name) return { kind: 'ref', name: name.image, span: tokenSpan(name) };
-    const list = nodes(n, 'indexList')[0];
+  posTerm(n: C.PositionTermCstNode): PosExpr {
+    const c = n.children;
+    const name = c.Name?.[0];
+    if (name) return ref(name);
+    const list = c.indexList?.[0];
     if (list) {
-      const values = nodes(list, 'signedInteger').map((s) => {
-        const minus = optToken(s, 'Minus');
-        return intLit(token(s, 'Integer'), minus !== undefined, minus ? tokenSpan(minus) : undefined);
+      const values = list.children.signedInteger.map((si) => {
+        const minus = si.children.Minus?.[0];
+        return intLit(nth(si.children.Integer), minus !== undefined, minus ? tokenSpan(minus) : undefined);
       });
       return { kind: 'indices', values, span: nodeSpan(list) };
     }
-    return this.posExpr(node(n, 'positionExpr'));
+    return this.posExpr(nth(c.positionExpr));
   }
 
-  intExpr(n: CstNode): IntExpr {
-    const values = nodes(n, 'intValue').map((v) => this.intValue(v));
-    const ops = [...tokens(n, 'Plus'), ...tokens(n, 'Minus')].sort((a, b) => a.startOffset - b.startOffset);
-    let acc: IntExpr = values[0]!;
-    ops.forEach((op, i) => {
-      const right = values[i + 1]!;
-      acc = { kind: 'binary', op: op.image === '+' ? '+' : '-', left: acc, right, span: joinSpans(acc.span, right.span) };
-    });
-    return acc;
+  intExpr(n: C.IntExprCstNode): IntExpr {
+    const values = n.children.intValue.map((v) => this.intValue(v));
+    return operators(n.children).reduce((left: IntExpr, op, i): IntExpr => {
+      const right = nth(values, i + 1);
+      return { kind: 'binary', op, left, right, span: joinSpans(left.span, right.span) };
+    }, nth(values));
   }
 
-  layerSet(n: CstNode): LayerExpr {
-    const base = this.layerBase(node(n, 'layerBase'));
-    const within = optToken(n, 'Within');
+  layerSet(n: C.LayerSetCstNode): LayerExpr {
+    const base = this.layerBase(nth(n.children.layerBase));
+    const within = n.children.Within?.[0];
     if (!within) return base;
-    const [from, to] = nodes(n, 'intExpr').map((e) => this.intExpr(e));
-    return { kind: 'within', set: base, from: from!, to: to!, withinSpan: tokenSpan(within), span: nodeSpan(n) };
+    const bounds = n.children.intExpr;
+    return {
+      kind: 'within', set: base, from: this.intExpr(nth(bounds, 0)), to: this.intExpr(nth(bounds, 1)), withinSpan: tokenSpan(within), span: nodeSpan(n),
+    };
   }
 
-  layerBase(n: CstNode): LayerExpr {
+  layerBase(n: C.LayerBaseCstNode): LayerExpr {
+    const c = n.children;
     const span = nodeSpan(n);
-    if (optToken(n, 'All')) return { kind: 'all', span };
-    const ints = nodes(n, 'intExpr').map((v) => this.intExpr(v));
-    if (optToken(n, 'Window')) return { kind: 'window', center: ints[0]!, size: ints[1]!, span };
-    if (optToken(n, 'DotDot')) return { kind: 'range', from: ints[0]!, to: ints[1]!, span };
-    return { kind: 'single', layer: ints[0]!, span };
+    if (c.All) return { kind: 'all', span };
+    const ints = (c.intExpr ?? []).map((v) => this.intExpr(v));
+    if (c.Window) return { kind: 'window', center: nth(ints, 0), size: nth(ints, 1), span };
+    if (c.DotDot) return { kind: 'range', from: nth(ints, 0), to: nth(ints, 1), span };
+    return { kind: 'single', layer: nth(ints), span };
   }
 }
 
-/** Builds the AST of a file that parsed without errors. */
+/** The `+` and `-` between the terms of an expression, in source order. */
+function operators(c: { readonly Plus?: IToken[]; readonly Minus?: IToken[] }): ('+' | '-')[] {
+  return [...(c.Plus ?? []), ...(c.Minus ?? [])].sort((a, b) => a.startOffset - b.startOffset).map((op) => (op.image === '+' ? '+' : '-'));
+}
+
+/** Builds the AST of a file that parsed without errors (`cst`: the parser's `document` node). */
 export function buildAst(cst: CstNode, source: string, file: string): Document {
-  return new Builder(source).document(cst, file);
+  return new Builder(source).document(cst as C.DocumentCstNode, file);
 }

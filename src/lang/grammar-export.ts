@@ -3,10 +3,11 @@
 //   grammar/dissect.ebnf           readable EBNF (from the parser's GAST)
 //   grammar/diagrams.html          Chevrotain syntax diagrams
 //   grammar/dissect.tmLanguage.json  TextMate grammar for editors
+//   src/lang/cst.ts                the CST's node types (Chevrotain's generateCstDts), which build-ast.ts reads
 // Run after changing the lexer or parser:  npx tsc -p . && node dist/src/lang/grammar-export.js
 // (test/lang/grammar.test.ts fails while the committed files are stale).
 
-import { createSyntaxDiagramsCode, type ISerializedGast, type TokenType } from 'chevrotain';
+import { createSyntaxDiagramsCode, generateCstDts, type ISerializedGast, type TokenType } from 'chevrotain';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -28,6 +29,7 @@ export const grammarFiles = {
   ebnf: 'grammar/dissect.ebnf',
   diagrams: 'grammar/diagrams.html',
   textmate: 'grammar/dissect.tmLanguage.json',
+  cstTypes: 'src/lang/cst.ts',
 } as const;
 
 const literalText = new Map<string, string>(
@@ -192,12 +194,19 @@ export function renderTextMate(): string {
   return `${JSON.stringify(grammar, null, 2)}\n`;
 }
 
+/** The CST's node types, one per parser rule, with each child list typed (optional where the rule may omit it). */
+function renderCstTypes(): string {
+  return `// Generated from the parser's rules by src/lang/grammar-export.ts (${regenerateCommand}); do not edit.\n\n` +
+    generateCstDts(parser.getGAstProductions());
+}
+
 /** Every generated file: repository-relative path → content. */
 export function renderAll(): Record<string, string> {
   return {
     [grammarFiles.ebnf]: renderEbnf(),
     [grammarFiles.diagrams]: renderDiagrams(),
     [grammarFiles.textmate]: renderTextMate(),
+    [grammarFiles.cstTypes]: renderCstTypes(),
   };
 }
 
