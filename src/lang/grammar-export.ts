@@ -15,7 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   Comment, Identifier, Integer, keywords, keywordTokens, punctuationTokens, StringLiteral,
 } from './lexer.js';
-import { summaryNames } from './checker.js';
+import { summaryNames } from './check/measures.js';
 import { probeNames, siteNames } from './probes.js';
 import { parser } from './parser.js';
 import { measureNames, namedPositionSets } from './program.js';
