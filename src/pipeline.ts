@@ -114,6 +114,26 @@ export function loadProgram(
   return { file: path, sourceText, program: out.program, source, plan, tokenizer, warnings: out.diagnostics, rowLimits };
 }
 
+/**
+ * The variants a run of the program compiles (the attribution variant too, when an experiment
+ * takes gradients). A model the compiler cannot rewrite for this program (a reserved tensor
+ * name, an op the backward pass has no rule for, …) is an error at the model statement: `check`
+ * calls this too, so it finds what `run` would refuse.
+ */
+export function buildVariants(loaded: LoadedProgram): { variant: BuiltVariant; attribution?: BuiltVariant } {
+  const { source, plan, program } = loaded;
+  try {
+    const variant = buildVariant(source, plan.variant);
+    return plan.attributionVariant ? { variant, attribution: buildVariant(source, plan.attributionVariant) } : { variant };
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    throw new DiagnosticsError([{
+      span: program.model.span, severity: 'error', message: `the model cannot be compiled for this program: ${e.message}`,
+      hint: e.hint ?? 'the program asks the model for an intervention or a measure its graph does not allow; `dissect inspect MODEL` shows what was recognised',
+    }], loaded.sourceText);
+  }
+}
+
 /** Refuses, at the dataset statement, a run of `facts` facts over the total row limit. */
 export function refuseOverTotalRows(loaded: LoadedProgram, facts: number): void {
   const tooMany = totalRowsError(loaded.program.dataset.span, loaded.plan.passesPerExample - 1, facts, loaded.rowLimits);
@@ -265,8 +285,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       `split the run into at most ${batches} shards, or lower --batch`);
   }
   refuseOverTotalRows(loaded, selected.length);
-  const variant: BuiltVariant = buildVariant(source, plan.variant);
-  const attributionVariant = plan.attributionVariant ? buildVariant(source, plan.attributionVariant) : undefined;
+  const { variant, attribution: attributionVariant } = buildVariants(loaded);
   let rows = rowExecution(plan, sites, options);
   const attributes = program.attributes ? orDiagnostic(loadAttributeSets(program.attributes, tokenizer), loaded.sourceText) : undefined;
   const hashes = {

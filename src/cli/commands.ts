@@ -7,7 +7,7 @@ import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import {
-  loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram,
+  buildVariants, loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram,
 } from '../pipeline.js';
 import { mayRunLastPosition, readsCleanPass } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
@@ -36,6 +36,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
   const { selected } = selectedFacts(loaded, {});
   refuseOverTotalRows(loaded, selected.length);
   const { duplicates } = splitDuplicateIds(selected);
+  buildVariants(loaded);
   const { plan, source: { sites, limits }, tokenizer } = loaded;
   const positions = limits.positions ? `at most ${limits.positions.count} tokens (the rows of ${limits.positions.table})` : 'no limit found in the graph';
   const repeats = duplicates.length ? `; ${duplicates.length} repeat${duplicates.length === 1 ? 's an earlier id and is' : ' earlier ids and are'} dropped` : '';

@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DiagnosticsError, loadProgram, runProgram } from '../../src/pipeline.js';
+import { readModel, writeModel } from '../../src/onnx/proto.js';
+import { buildVariants, DiagnosticsError, loadProgram, runProgram } from '../../src/pipeline.js';
 import { tempDir } from '../temp.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -50,10 +51,10 @@ function refusedAlike(t: ExecutionContext, dir: string, expected: string): void 
   }
 }
 
-/** What `check` reports (the loader `check` and `run` share): the first diagnostic, as file:line:col: message. */
+/** What `check` reports (the loader and the variants `check` and `run` share): the first diagnostic, as file:line:col: message. */
 function checked(dir: string): string {
   try {
-    loadProgram(join(dir, 'x.dissect'));
+    buildVariants(loadProgram(join(dir, 'x.dissect')));
     return 'ok';
   } catch (e) {
     if (!(e instanceof DiagnosticsError)) throw e;
@@ -83,4 +84,23 @@ test('at the bound, check passes and the run compiles and runs', async (t) => {
   });
   t.is(results.experiments[0]!.tokens![0]!.tokens.length, 263);
   t.is(results.headMappings!.heads[0]!.pairs.length, 263);
+});
+
+test('a model the compiler cannot rewrite for the program is a check error at the model statement, as in run', async (t) => {
+  // a tensor of the model takes the name of the input a knockout adds
+  const dir = program(['experiment e {', '  block subject -> last at layers 0', '  measure probability', '}'], 'default');
+  const model = readModel(join(tiny, 'model.onnx'));
+  const node = model.graph!.node!.find((n) => n.opType === 'Softmax')!;
+  const renamed = node.output![0]!;
+  for (const n of model.graph!.node!) n.input = n.input!.map((i) => (i === renamed ? 'dissect_knockout' : i));
+  node.output = ['dissect_knockout'];
+  writeModel(join(dir, 'model.onnx'), model);
+  writeFileSync(join(dir, 'x.dissect'), readFileSync(join(dir, 'x.dissect'), 'utf8').replace(join(tiny, 'model.onnx'), join(dir, 'model.onnx')));
+  const expected = "1:1: the model cannot be compiled for this program: the model already has a tensor named 'dissect_knockout'; dissect reserves the dissect_ prefix";
+  t.is(checked(dir), expected);
+  const run = await t.throwsAsync(runProgram(loadProgram(join(dir, 'x.dissect')), {
+    out: join(dir, 'out'), selection: { limit: 1 }, batch: 8, device: 'cpu', command: ['test'],
+  }), { instanceOf: DiagnosticsError });
+  const d = (run as DiagnosticsError).diagnostics[0]!;
+  t.is(`${d.span.line}:${d.span.column}: ${d.message}`, expected);
 });
