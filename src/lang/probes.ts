@@ -3,15 +3,17 @@
 // measure descriptors their probe names, and the report its unit; the runner evaluates it
 // (src/run/probes.ts, a table keyed by these names, so a probe missing there does not compile).
 //
-// Most probes read a site of the model (`<probe> [count] of <site> [without S] [at P]`); two
-// have a syntax of their own (attention_weight; the gradient probes, which take options).
+// Most probes read a site of the model (`<probe> [count] of <site> [without S] [at P]`); the
+// others have a syntax of their own (attention_weight; the gradient probes, which take options).
+
+import type { Site } from './program.js';
 
 /** The site kinds a probe can read, as written after `of`. */
-export const siteNames = ['hidden', 'attention', 'mlp', 'heads', 'subject_embeddings'] as const;
+export const siteNames = ['hidden', 'attention', 'mlp', 'heads', 'subject_embeddings'] as const satisfies readonly Site['kind'][];
 export type SiteName = (typeof siteNames)[number];
 
-/** How a number of the probe reads (the console summary's and the report's titles). */
-export interface ProbeQuantity {
+/** How a measured number reads: its title with the unit, shown factor and axis (the console summary's and the report's). */
+export interface Quantity {
   /** What the number is, with its unit. */
   readonly title: string;
   /** Shown value = stored value × factor: extraction's 0/1 events are shown in % of examples, as the summaries count them. */
@@ -33,14 +35,14 @@ interface SiteProbeEntry<N extends string> {
   readonly topTokens: 'count' | 'candidates' | number;
   /** `… of attention l without S`: the probe can read a recomputed attention update. */
   readonly without: boolean;
-  readonly quantity: ProbeQuantity;
+  readonly quantity: Quantity;
 }
 
 interface OwnSyntaxEntry<N extends string> {
   readonly name: N;
   readonly syntax: 'attention_weight' | 'gradient';
   readonly about: string;
-  readonly quantity: ProbeQuantity;
+  readonly quantity: Quantity;
 }
 
 const siteEntry = <const N extends string>(e: Omit<SiteProbeEntry<N>, 'syntax'>): SiteProbeEntry<N> => ({ ...e, syntax: 'site' });
@@ -132,6 +134,6 @@ export function siteProbesThat(allows: (p: SiteProbe) => boolean): SiteProbeName
   return siteProbes.filter(allows).map((e) => e.name);
 }
 
-export function probeQuantity(name: ProbeName): ProbeQuantity {
+export function probeQuantity(name: ProbeName): Quantity {
   return findProbe(name)!.quantity;
 }

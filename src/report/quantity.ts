@@ -3,11 +3,9 @@
 // Descriptors hold parameters already replaced by values, so `hidden measured` reads
 // `hidden 7` here.
 
-import { probeQuantity, type ProbeName, type ProbeQuantity } from '../lang/probes.js';
+import { probeQuantity, type ProbeName, type Quantity } from '../lang/probes.js';
 import { measureNames, type MeasureName } from '../lang/program.js';
 import type { LayerRef, MeasureDescriptor } from '../measure/descriptor.js';
-
-export type Quantity = ProbeQuantity;
 
 /** The output measures' units; each probe's is in its registry entry. */
 const MEASURE_QUANTITIES: Readonly<Record<MeasureName, Quantity>> = {

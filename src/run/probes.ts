@@ -1,7 +1,8 @@
 // Probes: what a row reads from the model's inside, turned into numbers. The graph
 // projects each requested site at the row's projected positions and reduces it to top-k
-// ids, scores and the target's rank; this module chooses those positions and fetches and
-// turns the outputs into per-row values.
+// ids, scores, the target's rank and the vector's norm; this module chooses those positions,
+// fetches the outputs each probe reads and turns them into per-row values (one evaluator per
+// probe of the registry, src/lang/probes.ts).
 //
 // A probe at a set of several positions averages its per-position values; a set that is
 // empty for a fact (e.g. subject_next when the subject ends the prompt) gives no value.

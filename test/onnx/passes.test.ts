@@ -11,7 +11,8 @@ import { OutputFolder } from '../../src/output/folder.js';
 const MODEL = fixturePath('gpt2-opset14.onnx');
 const MODEL_INPUTS = ['input_ids', 'attention_mask'];
 const REDUCED = ['dissect_target_prob', 'dissect_target_rank', 'dissect_top1', 'dissect_top1_prob'];
-const proj = (site: 'hidden' | 'attention' | 'mlp' | 'heads') => [`dissect_proj_${site}_ids`, `dissect_proj_${site}_scores`, `dissect_proj_${site}_target_rank`];
+const proj = (site: 'hidden' | 'attention' | 'mlp' | 'heads') =>
+  [`dissect_proj_${site}_ids`, `dissect_proj_${site}_scores`, `dissect_proj_${site}_target_rank`, `dissect_proj_${site}_norm`];
 
 function io(request: VariantRequest): { inputs: string[]; outputs: string[]; nodes: string[]; manifest: VariantManifest } {
   const { bytes, manifest } = buildVariant(MODEL, request);
@@ -85,6 +86,7 @@ test('the manifest describes every new input (meaning, fill, dtype, shape) and o
   t.like(output('dissect_proj_hidden_target_rank'), { dtype: 'int64', shape: ['batch', 2, 'proj_positions'] });
   t.like(output('dissect_proj_heads_ids'), { dtype: 'int64', shape: ['batch', 2, 4, 'proj_positions', 2] });
   t.like(output('dissect_proj_heads_target_rank'), { dtype: 'int64', shape: ['batch', 2, 4, 'proj_positions'] });
+  t.like(output('dissect_proj_heads_norm'), { dtype: 'float32', shape: ['batch', 2, 4, 'proj_positions'] });
   t.regex(output('dissect_proj_hidden_ids').meaning, /ids ≥ 60 excluded/);
   for (const k of ['gateAttention', 'gateMlp', 'patch', 'hiddenStates', 'projections']) t.truthy(m.choices[k], k);
   const meta = decodeModel(readFileSync(c.modelPath)).metadataProps!.find((p) => p.key === 'dissect.variant')!;
