@@ -15,12 +15,15 @@ function intSweepVar(kind: 'layers' | 'hidden', stmt: A.ForStmt, values: readonl
   for (const v of values) { low = Math.min(low, v); high = Math.max(high, v); }
   return { kind, stmt, values, low, high };
 }
+
 /** A position sweep's value as written: a set, or `each a..b` (one singleton set per index). */
 type PositionSweepPart = { readonly label: string; readonly set: PositionSet } | { readonly each: IntRange };
+
 /** A checked sweep whose values are counted, not yet listed (they are, once the rows fit the limit). */
 type CountedSweep =
   | { readonly kind: 'layers' | 'hidden'; readonly stmt: A.ForStmt; readonly ranges: readonly IntRange[]; readonly count: number }
   | { readonly kind: 'positions'; readonly stmt: A.ForStmt; readonly parts: readonly PositionSweepPart[]; readonly count: number };
+
 /** An experiment whose sweeps are checked and counted; its body is checked once its rows fit. */
 interface SweptExperiment {
   readonly stmt: A.ExperimentStmt;
@@ -30,9 +33,11 @@ interface SweptExperiment {
   /** Rows per fact, the product of the sweeps' counts; undefined when a sweep has errors. */
   readonly rows: number | undefined;
 }
+
 function rangeSize(r: IntRange): number {
   return r.to - r.from + 1;
 }
+
 /** The first value that occurs twice, if any. */
 function firstRepeated(values: readonly number[]): number | undefined {
   const seen = new Set<number>();

@@ -12,12 +12,14 @@ import { PositionChecks } from './positions.js';
 
 /** What an integer must index: a block (0..L-1), a hidden state (0..L), or a block input (patch, 0..L-1). */
 type IndexKind = 'layer' | 'hidden' | 'patch';
+
 function intVars(e: IntExpr | undefined, out: Set<string>): Set<string> {
   if (!e) return out;
   if (e.kind === 'var') out.add(e.name);
   if (e.kind === 'add' || e.kind === 'sub') { intVars(e.left, out); intVars(e.right, out); }
   return out;
 }
+
 function layerSetVars(l: LayerSet, out = new Set<string>()): Set<string> {
   switch (l.kind) {
     case 'all': return out;
@@ -27,6 +29,7 @@ function layerSetVars(l: LayerSet, out = new Set<string>()): Set<string> {
     case 'within': return intVars(l.to, intVars(l.from, layerSetVars(l.set, out)));
   }
 }
+
 /** "l = 3, src = 5" */
 function describeBinding(b: Binding): string {
   return [...b].map(([k, v]) => `${k} = ${v}`).join(', ');

@@ -16,6 +16,7 @@ import { InterventionChecks } from './interventions.js';
 /** The options `integrated_gradients` takes after its site, and the steps it takes when `steps` is not written. */
 const integrationOptions = ['steps', 'baseline'] as const;
 const defaultIntegrationSteps = 64;
+
 /** A site as a probe's syntax hint writes it. */
 const siteSyntax = (site: SiteName): string => (site === 'subject_embeddings' ? site : `${site} <n>`);
 export const summaryNames = ['extraction'] as const;

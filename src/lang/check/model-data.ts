@@ -10,11 +10,13 @@ import { ParamChecks } from './params.js';
 
 const datasetFormats = ['counterfact', 'known', 'jsonl', 'csv'] as const;
 const datasetFieldNames = ['prompt', 'subject', 'target', 'corrupted'] as const;
+
 /** The fields every fields clause names (`corrupted` is optional). */
 const requiredFieldNames = ['prompt', 'subject', 'target'] as const;
 const attributesFormats = ['json', 'paragraphs'] as const;
 const attributesOptions = ['candidates', 'keep', 'min_length', 'stopwords'] as const;
 const stopwordLists = ['english', 'none'] as const;
+
 /** The paper's settings, used when the attributes statement leaves an option out. */
 const attributesDefaults = { candidates: 500, keep: 50, minLength: 3, stopwords: 'english' } as const;
 
