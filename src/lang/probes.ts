@@ -100,13 +100,13 @@ const registry = [
     name: 'attribution',
     syntax: 'gradient',
     about: 'gradient × hidden state of the row\'s own run, per position',
-    quantity: { title: 'gradient × hidden state, per position', factor: 1, log: false },
+    quantity: { title: 'gradient × hidden state', factor: 1, log: false },
   }),
   ownEntry({
     name: 'integrated_gradients',
     syntax: 'gradient',
     about: 'integrated gradients of a hidden state from a baseline, per position',
-    quantity: { title: 'integrated gradients, per position', factor: 1, log: false },
+    quantity: { title: 'integrated gradients', factor: 1, log: false },
   }),
 ] as const;
 

@@ -77,7 +77,7 @@ browserTest('report.html renders in headless Chromium: every section and plot, n
   t.deepEqual(requests, [url], 'the page loads nothing but itself');
 });
 
-browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linear axes, the example\'s tokens on the per-token heatmap', async (t, browser) => {
+browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linear axes, the example\'s tokens on the per-token and attribution heatmaps, attribution choices in the caption', async (t, browser) => {
   const results = richResults(1); // what `dissect run --example` reports
   const dir = tempDir('browser');
   try {
@@ -89,6 +89,7 @@ browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linea
       return {
         id: f.getAttribute('data-plot') ?? '',
         kind: f.getAttribute('data-kind') ?? '',
+        caption: f.querySelector('figcaption')?.textContent ?? '',
         axes: [...f.querySelectorAll('g.role-axis')].map((axis) => ({
           title: axis.querySelector('g.role-axis-title text')?.textContent ?? '',
           labels: [...axis.querySelectorAll('g.role-axis-label text')].map((l) => ({ text: l.textContent ?? '', y: centreY(l) })),
@@ -109,7 +110,7 @@ browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linea
         t.deepEqual(f.zeroRules, [], `${f.id}: no rule on a log axis`);
         continue;
       }
-      const zero = y!.labels.find((l) => l.text === '0');
+      const zero = y!.labels.find((l) => l.text !== '' && Number(l.text.replace('−', '-')) === 0); // '0', or '0.0' beside '−0.5'
       t.truthy(zero, `${f.id}: the axis reaches 0`);
       t.is(f.zeroRules.length, 1, `${f.id}: one rule at 0`);
       t.true(Math.abs(f.zeroRules[0]! - zero!.y) < 4, `${f.id}: the rule (y ${f.zeroRules[0]}) is at the 0 label (y ${zero!.y})`);
@@ -117,6 +118,15 @@ browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linea
     const flow = figures.find((f) => f.id.startsWith('flow'))!;
     t.deepEqual(flow.axes[1]!.labels.map((l) => l.text), ['Subject* [-5]', '0* [-4]', '<b>is</b> [-3]', 'in [-2]', 'the [-1]']);
     t.deepEqual(flow.axes.map((a) => a.title), ['layer (l)', 'token (t)']);
+    // The one fact's attribution heatmap: hidden states across, its tokens down, the named choices in the caption.
+    const attribution = figures.filter((f) => f.id.startsWith('attribution'));
+    t.deepEqual(attribution.map((f) => f.kind), ['line', 'heatmap']);
+    const heatmap = attribution[1]!;
+    t.deepEqual(heatmap.axes.map((a) => a.title), ['hidden state', 'token (position)']);
+    t.deepEqual(heatmap.axes[1]!.labels.map((l) => l.text), ['Subject* [0]', '0* [1]', '<b>is</b> [2]', 'in [3]', 'the [4]']);
+    for (const f of attribution) {
+      t.true(f.caption.includes('choices: attribution_target = log_probability, attribution_reduction = sum; integrated_gradients steps = 8, baseline = mean.'), f.caption);
+    }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

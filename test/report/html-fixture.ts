@@ -3,7 +3,7 @@
 // its subject-embedding baseline, a sublayer knockout in three experiments (two swept, one
 // flat, reading a hidden state given by a parameter), an extraction experiment with
 // per-head probes and its summary, a patch sweep (layers × hidden) summarised per source, a
-// position-only sweep and a logit lens. The series are
+// position-only sweep, a logit lens and integrated gradients over hidden states. The series are
 // aggregated from the per-example values with the real aggregateSeries, so the object
 // passes validateResults.
 
@@ -152,7 +152,22 @@ export function richResults(examples = EXAMPLES): Results {
     name: 'lens', source: lensSource, ...planned(lensSource),
     sweeps: lensSweep, forwardPasses: 3 * examples, fullyBlockedRows: 0, series: [], values: lensValues, tokens,
   };
-  const experiments = [knockout, flow, enrichment, baseline, cancel('mlp'), cancel('attention'), noCancel, extraction, patched, bars, lens];
+  // Integrated gradients over hidden states: per-group means as measures, and each position's
+  // value per example (positionValues), which the report draws as a heatmap per fact.
+  const attributionValue = (ex: number, h: number, position: number) => round(2 * unit(`a${ex}|${h}|${position}`) - 0.5);
+  const attribution = experiment(
+    examples,
+    'attribution',
+    'experiment attribution {\n  for h in hidden all\n  measure integrated_gradients of hidden h steps 8\n}',
+    [hidden('h', [0, 1, 2, 3])],
+    (ex, k, m) => round(2 * unit(`${ex}|${k['h']}|${m}`) - 0.5),
+    {
+      positionValues: Array.from({ length: examples }, (_, ex) => [0, 1, 2, 3].map((h) => ({
+        example: ex, key: { h }, measure: 'integrated_gradients of hidden h steps 8', positions: [0, 1, 2, 3, 4], values: [0, 1, 2, 3, 4].map((p) => attributionValue(ex, h, p)),
+      }))).flat(),
+    },
+  );
+  const experiments = [knockout, flow, enrichment, baseline, cancel('mlp'), cancel('attention'), noCancel, extraction, patched, bars, lens, attribution];
   return {
     format: 'dissect-results/2',
     tool: { name: 'dissect', version: '0.1.0' },
@@ -168,11 +183,13 @@ export function richResults(examples = EXAMPLES): Results {
       onnxruntime: { version: '1.30.0' },
       rows: { mode: 'last_position', reason: 'rows at the last position ran that token alone', lastPositionRows: 30, fullRows: 12, cleanPassRows: 6 },
     },
-    choices: { knockout_window: 'centred_clipped', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform' },
+    choices: { knockout_window: 'centred_clipped', cancel_mlp: 'zero_preactivation', cancel_attention: 'uniform', attribution_target: 'log_probability', attribution_reduction: 'sum' },
     choiceMeanings: {
       knockout_window: 'k layers centred on l, clipped at the ends',
       cancel_attention: 'every score of the query is masked alike',
       cancel_mlp: "the MLP's pre-activations are set to 0 <so it still writes its bias>",
+      attribution_target: 'y = log p(t), the log-softmax of the last position\'s logits at t',
+      attribution_reduction: 'a position\'s value is Σ_d h_d · ∂y/∂h_d',
     },
     params: { measured: 3 },
     data: {

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allFigures, renderReport, writeReport, type RenderedReport } from '../../src/report/html/index.js';
+import { esc } from '../../src/report/html/format.js';
 import { renameIds } from '../../src/report/html/render.js';
 import { validateResults, type Results } from '../../src/measure/schema.js';
 import { makeResults } from './fixture.js';
@@ -101,6 +102,11 @@ test('the charts each experiment gets', async (t) => {
     'extraction:heatmap:0|1|2', // layer × head
     'patched:bar:0|1', // summarised per hidden source: the % of examples with an event
     'by_position:bar:subject|last',
+    // integrated gradients: one line per group of positions, then a hidden state × token heatmap for each of the first 3 facts
+    'attribution:line:subject_first|subject_last|subject_other|nonsubject|last|completeness_gap',
+    'attribution:heatmap:Subject* [0]|0* [1]|<b>is</b> [2]|in [3]|the [4]',
+    'attribution:heatmap:Subject* [0]|1* [1]|<b>is</b> [2]|in [3]|the [4]',
+    'attribution:heatmap:Subject* [0]|2* [1]|<b>is</b> [2]|in [3]|the [4]',
   ]);
   t.is(figures[0]!.figure.title, 'knockout: probability_change');
   t.deepEqual(figures[0]!.figure.subtitle, ['block blocked -> last at layers window(l, 3)', 'mean over examples (n = 4), 95% CI: bootstrap percentile']);
@@ -350,6 +356,33 @@ test('the per-token heatmap of one example (--example) labels its rows with the 
   // Over several examples an index is a different token in each: it stays an index.
   const { figures } = await rich();
   t.deepEqual(figures.find((f) => f.figure.id.startsWith('flow'))!.figure.series, ['[-5]', '[-4]', '[-3]', '[-2]', '[-1]']);
+});
+
+test('attribution: a hidden state × position heatmap per fact with its values and tokens, the named choices in every caption', async (t) => {
+  const r = richResults();
+  const x = r.experiments.find((e) => e.name === 'attribution')!;
+  const { figures, html } = await rich();
+  const mine = figures.filter((f) => f.figure.experiments.includes('attribution'));
+  const choices = 'choices: attribution_target = log_probability, attribution_reduction = sum; integrated_gradients steps = 8, baseline = mean';
+  for (const { figure } of mine) {
+    t.is(figure.caption, choices, figure.id);
+    t.true(figure.subtitle.includes(choices), figure.id);
+    t.true(html.includes(`${esc(figure.title)}. ${choices}. File:`), `${figure.id}: the caption under the figure`);
+  }
+  const heatmap = mine.find((f) => f.figure.kind === 'heatmap')!;
+  t.is(heatmap.figure.title, 'attribution: integrated_gradients of hidden h steps 8 baseline mean at all, per position (example 0)');
+  t.deepEqual(heatmap.figure.subtitle, [
+    'no intervention', 'example 0: "Subject 0 <b>is</b> in" → "Target0"',
+    "one of the first 3 of 4 facts; every fact's values are in results.json (positionValues)", choices, '* a subject token',
+  ]);
+  // Cell (hidden 2, position 3) is the fact's value there.
+  const value = x.positionValues!.find((v) => v.example === 0 && v.key['h'] === 2)!.values[3]!;
+  t.true(heatmap.svg.includes(`aria-label="hidden state: 2; token (position): in [3]; integrated gradients: ${value}"`));
+  // Under --example the one fact gets its heatmap, and no note about other facts.
+  const one = await renderReport(richResults(1));
+  const only = one.figures.filter((f) => f.figure.kind === 'heatmap' && f.figure.experiments.includes('attribution'));
+  t.is(only.length, 1);
+  t.false(only[0]!.figure.subtitle.some((s) => s.includes('facts')));
 });
 
 test('sections say what their rows did; the contents list every section, tables where there is no plot', async (t) => {

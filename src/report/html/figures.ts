@@ -4,8 +4,10 @@
 //   one layer/hidden sweep × one position sweep → one line chart per measure, one line per
 //       position set, with CI bands (the paper's knockout and attributes-rate figures);
 //   one layer/hidden sweep → one line chart per probe (extraction of attention vs of mlp,
-//       ...), one line per measure; per-head probes → a layer × head heatmap, per binding of
-//       the other sweeps;
+//       ...), one line per measure (an attribution probe: one line per group of positions);
+//       per-head probes → a layer × head heatmap, per binding of the other sweeps;
+//   attribution probes → also a hidden state × position heatmap of each of the first facts,
+//       its tokens on the axis, per binding of the sweeps its hidden state does not use;
 //   two layer/hidden sweeps → a heatmap per measure;
 //   one position sweep → a bar chart per measure with CI whiskers;
 //   an extraction probe that `summarize extraction` summarises per binding of another sweep
@@ -19,7 +21,7 @@
 // log axis, and attributes-rate charts of hidden states draw the subject-embedding baseline.
 
 import type { TopLevelSpec } from 'vega-lite';
-import { isNumeric, measureIdentity, type MeasureDescriptor } from '../../measure/descriptor.js';
+import { isNumeric, measureIdentity, type LayerRef, type MeasureDescriptor } from '../../measure/descriptor.js';
 import type { ExtractionSummaryResult, Results, ResultsExample, ResultsExperiment, SweepAxis } from '../../measure/schema.js';
 import { measureText, quantity, shownValue } from '../quantity.js';
 import { decimalsFor, num, numCell, slug, table, type CellLike } from './format.js';
@@ -40,6 +42,8 @@ export interface Figure {
   readonly series: readonly string[];
   /** The figure's numbers as an HTML table. */
   readonly tableHtml: string;
+  /** Said under the figure besides its title: the named choices behind its numbers, where they matter. */
+  readonly caption?: string;
 }
 
 /** A comparison across experiments, placed after the last experiment it draws. */
@@ -340,9 +344,21 @@ const interventionLine = (x: ResultsExperiment): string =>
 /** What a figure averages: the examples (or the one example of an `--example` run) and the CI. */
 function averagedLine(results: Results, points: readonly Point[]): string {
   const only = results.examples.length === 1 ? results.examples[0]! : undefined;
-  if (only) return `example ${only.id}: "${only.prompt}" → "${only.cleanTop1.token.trim()}"`;
+  if (only) return exampleLine(only);
   return `mean over examples (${nText(points)}), ${ciText(results)}`;
 }
+
+const exampleLine = (ex: ResultsExample): string => `example ${ex.id}: "${ex.prompt}" → "${ex.cleanTop1.token.trim()}"`;
+
+/** A token of an example as an axis label: its text (quoted when blank), starred in the subject, then `index`. */
+function tokenLabel(ex: ResultsExample, at: number, index: string): string | undefined {
+  const token = ex.tokens[at];
+  if (token === undefined) return undefined;
+  const inSubject = at >= ex.subjectRange[0] && at < ex.subjectRange[1];
+  return `${token.trim() === '' ? JSON.stringify(token) : token.trim()}${inSubject ? '*' : ''} ${index}`;
+}
+
+const SUBJECT_TOKEN_NOTE = '* a subject token';
 
 /**
  * Row labels of a per-token heatmap (`each a..b`). With one example (`--example`) they are
@@ -355,11 +371,7 @@ function tokenLabels(axis: SweepAxis, examples: readonly ResultsExample[]): stri
     const index = /^\[(-?\d+)\]$/.exec(String(v));
     if (!only || !index) return String(v);
     const i = Number(index[1]);
-    const at = i < 0 ? only.tokens.length + i : i;
-    const token = only.tokens[at];
-    if (token === undefined) return String(v);
-    const inSubject = at >= only.subjectRange[0] && at < only.subjectRange[1];
-    return `${token.trim() === '' ? JSON.stringify(token) : token.trim()}${inSubject ? '*' : ''} ${v}`;
+    return tokenLabel(only, i < 0 ? only.tokens.length + i : i, String(v)) ?? String(v);
   });
 }
 
@@ -416,7 +428,8 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
   const positions = x.sweeps.filter((s) => !isNumericAxis(s));
   const idx = new SeriesIndex(x);
   const ci = results.ci.method !== 'none';
-  const sub = (pts: readonly Point[]): string[] => [interventionLine(x), averagedLine(results, pts)];
+  const choices = attributionChoices(x, results);
+  const sub = (pts: readonly Point[]): string[] => [interventionLine(x), averagedLine(results, pts), ...(choices ? [choices] : [])];
   const bars = extractionBars(x, ids);
   const measures = orderedMeasures(x).filter((m) => !bars.labels.has(m.label));
   const figs: Figure[] = [];
@@ -429,7 +442,7 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
     for (const m of measures) {
       const pts = L.values.flatMap((a) => tokens.values.map((b, i) => idx.point({ [L.variable]: a, [tokens.variable]: b }, m, { x: a, y: rows[i]! })));
       const title = `${x.name}: ${measureText(m)}`;
-      const subtitle = [...sub(pts), ...(rows.some((r) => r.includes('* ')) ? ['* a subject token'] : [])];
+      const subtitle = [...sub(pts), ...(rows.some((r) => r.includes('* ')) ? [SUBJECT_TOKEN_NOTE] : [])];
       figs.push({
         id: ids.take(x.name, m.id), kind: 'heatmap', title, subtitle, experiments: [x.name],
         spec: heatmapSpec({ title, subtitle, points: pts, xTitle: axisTitle(L), yTitle: `token (${tokens.variable})`, xOrder: L.values, yOrder: rows, axis: valueAxis(m) }),
@@ -453,18 +466,24 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
         });
       }
     } else {
-      // One chart per probe, one line per measure.
+      // One chart per probe, one line per measure; an attribution probe's groups of positions
+      // (its parts) are lines of one chart per probe as written, the paper's attribution curves.
       const byProbe = new Map<string, MeasureDescriptor[]>();
-      for (const m of measures) byProbe.set(m.probe, [...(byProbe.get(m.probe) ?? []), m]);
+      for (const m of measures) {
+        const chart = m.part === undefined ? m.probe : m.label;
+        byProbe.set(chart, [...(byProbe.get(chart) ?? []), m]);
+      }
       for (const [probe, ms] of byProbe) {
-        const names = ms.map(measureText);
+        const names = ms.map((m) => m.part ?? measureText(m));
         const pts = ms.flatMap((m, i) => L.values.map((l) => idx.point({ [L.variable]: l }, m, { x: l, series: names[i]! })));
-        const title = ms.length === 1 ? `${x.name}: ${names[0]!}` : `${x.name}: ${probe}`;
+        const { part, ...written } = ms[0]!;
+        const title = ms.length === 1 ? `${x.name}: ${measureText(ms[0]!)}` : `${x.name}: ${part === undefined ? probe : measureText(written)}`;
+        const seriesTitle = part === undefined ? 'measure' : 'positions';
         figs.push({
           id: ids.take(x.name, probe), kind: 'line', title, subtitle: sub(pts), experiments: [x.name],
-          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), axis: valueAxis(ms[0]!), seriesTitle: 'measure', seriesOrder: names, ci, references: embeddingBaselines(results, ms[0]!) }),
+          spec: lineSpec({ title, subtitle: sub(pts), points: pts, xTitle: axisTitle(L), axis: valueAxis(ms[0]!), seriesTitle, seriesOrder: names, ci, references: embeddingBaselines(results, ms[0]!) }),
           series: names,
-          tableHtml: pointsTable(pts, { x: L.variable, series: 'measure' }),
+          tableHtml: pointsTable(pts, { x: L.variable, series: seriesTitle }),
         });
       }
     }
@@ -514,7 +533,63 @@ function experimentFigures(x: ResultsExperiment, results: Results, ids: Ids): Fi
       });
     }
   }
-  return [...figs, ...bars.figures];
+  const all = [...figs, ...attributionHeatmaps(x, results, ids, choices), ...bars.figures];
+  return choices ? all.map((f) => ({ ...f, caption: choices })) : all;
+}
+
+const isAttributionProbe = (d: MeasureDescriptor): boolean => d.probe === 'attribution' || d.probe === 'integrated_gradients';
+
+/** The named choices behind an experiment's attribution numbers, or undefined when it has no attribution probe. */
+function attributionChoices(x: ResultsExperiment, results: Results): string | undefined {
+  const probes = x.measures.filter(isAttributionProbe);
+  if (!probes.length) return undefined;
+  const named = ['attribution_target', 'attribution_reduction'].flatMap((c) => (results.choices[c] ? [`${c} = ${results.choices[c]}`] : []));
+  const integrations = new Set(probes.flatMap((d) => (d.steps === undefined ? [] : [`integrated_gradients steps = ${d.steps}, baseline = ${d.baseline}`])));
+  return `choices: ${[named.join(', '), ...integrations].join('; ')}`;
+}
+
+/** Facts that get a heatmap of their own per attribution probe (the first in results order); the rest are in results.json. */
+export const ATTRIBUTION_HEATMAP_FACTS = 3;
+
+/** A layer as written, evaluated at a binding of the sweep variables. */
+const layerAt = (ref: LayerRef, key: Readonly<Record<string, number | string>>): number =>
+  Object.entries(ref.variables).reduce((l, [name, c]) => l + c * Number(key[name]), ref.constant);
+
+/**
+ * Per attribution probe, fact and binding of the sweeps its layer does not use: a hidden state ×
+ * position heatmap of the per-position values (positionValues), the fact's tokens on the axis,
+ * as the paper's attribution figure reads one prompt. Over a dataset only the first facts get one.
+ */
+function attributionHeatmaps(x: ResultsExperiment, results: Results, ids: Ids, choices: string | undefined): Figure[] {
+  const rows = x.positionValues ?? [];
+  const labels = [...new Set(x.measures.filter(isAttributionProbe).map((d) => d.label))];
+  const facts = results.examples.slice(0, ATTRIBUTION_HEATMAP_FACTS);
+  const factsLine = results.examples.length > facts.length
+    ? [`one of the first ${facts.length} of ${results.examples.length} facts; every fact's values are in results.json (positionValues)`] : [];
+  return labels.flatMap((label) => {
+    const { part: _part, ...probe } = x.measures.find((d) => d.label === label)!;
+    const layer = probe.layer!;
+    const other = x.sweeps.filter((a) => !(a.variable in layer.variables));
+    return facts.flatMap((ex) => bindingsOf(other).flatMap((binding): Figure[] => {
+      const mine = rows.filter((r) => r.example === ex.id && r.measure === label && other.every((a) => r.key[a.variable] === binding[a.variable]));
+      if (!mine.length) return [];
+      const states = [...new Set(mine.map((r) => layerAt(layer, r.key)))].sort((a, b) => a - b);
+      const positions = [...new Set(mine.flatMap((r) => r.positions))].sort((a, b) => a - b);
+      const tokenAt = new Map(positions.map((p) => [p, tokenLabel(ex, p, `[${p}]`) ?? `[${p}]`]));
+      const pts = mine.flatMap((r) => r.positions.map((p, i): Point => ({ x: layerAt(layer, r.key), y: tokenAt.get(p)!, mean: r.values[i]!, lo: null, hi: null, n: 1 })));
+      const where = Object.keys(binding).length ? `, ${bindingText(binding)}` : '';
+      const title = `${x.name}: ${measureText(probe)}, per position (example ${ex.id}${where})`;
+      const yOrder = positions.map((p) => tokenAt.get(p)!);
+      const subtitle = [interventionLine(x), exampleLine(ex), ...factsLine, ...(choices ? [choices] : []),
+        ...(yOrder.some((t) => t.includes('* ')) ? [SUBJECT_TOKEN_NOTE] : [])];
+      return [{
+        id: ids.take(x.name, label, 'example', String(ex.id), ...Object.values(binding).map(String)), kind: 'heatmap', title, subtitle, experiments: [x.name],
+        spec: heatmapSpec({ title, subtitle, points: pts, xTitle: 'hidden state', yTitle: 'token (position)', xOrder: states, yOrder, axis: valueAxis(probe) }),
+        series: yOrder,
+        tableHtml: pointsTable(pts, { x: 'hidden state', y: 'position' }),
+      }];
+    }));
+  });
 }
 
 /** An experiment that measures a compared measure, and its descriptor there. */

@@ -140,7 +140,7 @@ function figureHtml(f: RenderedFigure, sources: string): string {
   const { figure } = f;
   return `<figure class="plot" id="fig-${esc(figure.id)}" data-plot="${esc(figure.id)}" data-kind="${figure.kind}" data-series="${figure.series.length}">
 ${f.svg}
-<figcaption>${esc(figure.title)}. File: <a href="${esc(f.file)}">${esc(f.file)}</a></figcaption>
+<figcaption>${esc(figure.title)}.${figure.caption ? ` ${esc(figure.caption)}.` : ''} File: <a href="${esc(f.file)}">${esc(f.file)}</a></figcaption>
 <details class="data"><summary>Data table</summary>${figure.tableHtml}</details>
 ${sourceDetails(sources)}
 </figure>`;
