@@ -4,6 +4,8 @@
 //            the goal of 1.3 × weights + 1 GB, and a huge --batch lowered to what memory holds
 //   run      the information-flow sweep on the default model: examples and rows per second,
 //            with rows as the last token against the clean cache and over whole prompts
+//   attribution  one backward pass for every hidden state against a clean forward, and
+//            attribution facts per second (bench/attribution.ts)
 //   xl       the paper's information-flow sweep on GPT-2 XL's shape against the paper code's
 //            method and batched whole prompts (xl.ts); last, so that its four machine-readable
 //            lines end the output
@@ -49,6 +51,9 @@ try {
 } finally {
   rmSync(out, { recursive: true, force: true });
 }
+
+console.log('\n== attribution: gradient × hidden state of every hidden state, against clean forwards');
+process.stdout.write(execFileSync(process.execPath, [join(here, 'attribution.js')], { encoding: 'utf8' }));
 
 console.log('\n== xl: the paper\'s information-flow sweep on GPT-2 XL\'s shape');
 execFileSync(process.execPath, [join(here, 'xl.js')], { stdio: 'inherit' });

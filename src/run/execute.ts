@@ -491,7 +491,9 @@ interface IntegrationSums { yInput: number; yBaseline: number; readonly gradient
  */
 async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<RowRecord[]> {
   const sharedPositions = input.variant.manifest.inputs.some((t) => t.name === VariantNames.positionIds && t.shape[0] === 1);
-  const units: Unit[] = items.flatMap((it, item) => [it.batchRow, ...(it.integration?.rows ?? [])].map((batchRow, step) => ({ item, step, batchRow })));
+  const readers = sharedGradientRuns(input, items);
+  const units: Unit[] = items.flatMap((it, item) => (readers.has(item)
+    ? [it.batchRow, ...(it.integration?.rows ?? [])].map((batchRow, step) => ({ item, step, batchRow })) : []));
   // a batch holds rows of one kind: rows that take gradients, last-position rows (of one past
   // length where the variant's positions are shared by the batch) or whole prompts
   const kind = ({ item }: Unit): string => {
@@ -509,15 +511,19 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
     const gradients = kind(slice[0]!) === 'attribution';
     if (gradients && !input.attribution) throw new InternalError('rows that take gradients without the attribution variant');
     const { variant, session } = gradients ? input.attribution! : input;
-    const io = passIO({ kind: 'rows', probes: slice.flatMap((u) => items[u.item]!.plan.probes) }, variant.manifest, slice.map((u) => u.batchRow));
+    const probes = slice.flatMap((u) => readers.get(u.item)!.flatMap((reader) => items[reader]!.plan.probes));
+    const io = passIO({ kind: 'rows', probes }, variant.manifest, slice.map((u) => u.batchRow));
     const r = await session.run(io.feeds, io.fetches);
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
     slice.forEach((u, j) => {
-      const it = items[u.item]!;
-      if (it.integration) addIntegrationStep(sums, u, it, r, j, variant.manifest.dModel);
+      const own = items[u.item]!;
+      if (own.integration) addIntegrationStep(sums, u, own, r, j, variant.manifest.dModel);
       if (u.step !== 0) return;
-      outputs[u.item] = { pNew: prob[j]!, rank: rank[j]!, probes: evaluateProbes(it.plan.probes, probeContext(input, r, j, it.batchRow.projPositions ?? [], it.example, it.target)) };
+      for (const reader of readers.get(u.item)!) {
+        const it = items[reader]!;
+        outputs[reader] = { pNew: prob[j]!, rank: rank[j]!, probes: evaluateProbes(it.plan.probes, probeContext(input, r, j, it.batchRow.projPositions ?? [], it.example, it.target)) };
+      }
     });
   }
   for (const [item, sum] of sums) integratedGradients(items[item]!, sum, input.variant.manifest.dModel, input.program.choices.attribution_reduction, outputs[item]!.probes);
@@ -525,6 +531,36 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
     const { pNew, rank, probes } = outputs[item]!;
     return rowRecord(pNew, rank, it.fullyBlocked, probes);
   });
+}
+
+/**
+ * Which items each run serves: item → the items that read its outputs (itself first); items
+ * served by another's run are absent. An attribution row's one backward pass gives every hidden
+ * state, so the rows of a fact that differ only in the hidden state their `attribution` probes
+ * read (`for h in hidden all`) run once, not once per hidden state.
+ */
+function sharedGradientRuns(input: ExecuteInput, items: readonly RowItem[]): Map<number, number[]> {
+  const readers = new Map<number, number[]>();
+  const runOf = new Map<Example, Map<string, number>>();
+  items.forEach((it, item) => {
+    const shareable = input.plan.experiments[it.exp]!.attribution && it.plan.probes.every((p) => p.kind === 'attribution');
+    if (!shareable) {
+      readers.set(item, [item]);
+      return;
+    }
+    const { knockouts, gates, patch, recompute } = it.plan;
+    const interventions = JSON.stringify([knockouts, gates, patch ?? null, recompute ?? null]);
+    const runs = runOf.get(it.example) ?? new Map<string, number>();
+    runOf.set(it.example, runs);
+    const run = runs.get(interventions);
+    if (run === undefined) {
+      runs.set(interventions, item);
+      readers.set(item, [item]);
+    } else {
+      readers.get(run)!.push(item);
+    }
+  });
+  return readers;
 }
 
 /** Adds one batch row of an integrated-gradients item: y at the ends, the gradient at a midpoint. */
