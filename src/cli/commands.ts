@@ -9,7 +9,7 @@ import { compilable, compileVariant, inspectModel, renderInspectJson, renderInsp
 import {
   buildVariants, loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram,
 } from '../pipeline.js';
-import { mayRunLastPosition, readsCleanPass } from '../plan/plan.js';
+import { mayRunLastPosition, readsCleanPass, rowsInSharedGradientRuns } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../measure/schema.js';
 import { exampleDump, formatSummary } from '../report/summary.js';
@@ -41,7 +41,8 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
   const positions = limits.positions ? `at most ${limits.positions.count} tokens (the rows of ${limits.positions.table})` : 'no limit found in the graph';
   const repeats = duplicates.length ? `; ${duplicates.length} repeat${duplicates.length === 1 ? 's an earlier id and is' : ' earlier ids and are'} dropped` : '';
   const read = plan.experiments.reduce((n, e) => n + e.rows.filter(readsCleanPass).length, 0);
-  const passes = plan.passesPerExample - read;
+  const shared = plan.experiments.reduce((n, e) => n + rowsInSharedGradientRuns(e), 0);
+  const passes = plan.passesPerExample - read - shared;
   const lines = [
     `${file}: ok`,
     `model: ${sites.family}, ${sites.layers} layers, ${sites.heads} heads, d_model ${sites.dModel}, vocab ${sites.vocab}`,
@@ -50,11 +51,13 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
     ...plan.experiments.map((e) => {
       const fast = plan.variant.lastPosition ? e.rows.filter(mayRunLastPosition).length : 0;
       const read = e.rows.filter(readsCleanPass).length;
-      const how = [[fast, 'run as the last token alone'], [read, 'read from the clean pass']].flatMap(([count, what]) =>
+      const how = [[fast, 'run as the last token alone'], [read, 'read from the clean pass'],
+        [rowsInSharedGradientRuns(e), "read from another configuration's backward pass"]].flatMap(([count, what]) =>
         count === 0 ? [] : [count === e.rows.length ? `each ${what}` : `${count} ${what}`]);
       return `experiment ${e.name}: ${e.rows.length} configurations per example${how.map((h) => `, ${h}`).join('')}`;
     }),
-    `forward passes: ${passes} per example (1 clean + configurations${read ? `, but the ${read} read from the clean pass` : ''}), `
+    `forward passes: ${passes} per example (1 clean + configurations${read ? `, but the ${read} read from the clean pass` : ''}`
+      + `${shared ? `${read ? ' and' : ', but'} the ${shared} read from another configuration's backward pass` : ''}), `
       + `at most ${passes * selected.length} for ${selected.length} facts`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -102,6 +102,23 @@ export function passesOfRow(row: PlanRow): number {
   return integration ? integration.steps + 2 : 1;
 }
 
+/**
+ * Rows of an experiment whose keys are equal run once per fact in the attribution variant: their
+ * probes are all `attribution`, whose one backward pass gives every hidden state, and their
+ * interventions are equal, so they differ only in the hidden state they read (`for h in hidden
+ * all`). undefined: the row runs on its own.
+ */
+export function sharedGradientRun(exp: ExperimentPlan, row: PlanRow): string | undefined {
+  if (!exp.attribution || !row.probes.every((p) => p.kind === 'attribution')) return undefined;
+  return JSON.stringify([row.knockouts, row.gates, row.patch ?? null, row.recompute ?? null]);
+}
+
+/** How many rows of an experiment run in another row's backward pass (sharedGradientRun). */
+export function rowsInSharedGradientRuns(exp: ExperimentPlan): number {
+  const keys = exp.rows.flatMap((r) => sharedGradientRun(exp, r) ?? []);
+  return keys.length - new Set(keys).size;
+}
+
 export type SweepValue = number | string;
 
 export interface PlanRow {

@@ -17,8 +17,12 @@ export interface SummaryOptions {
 const title = (d: MeasureDescriptor): string =>
   d.site === 'logits' ? `mean ${quantity(d).title}` : `mean ${measureText(d)} (${quantity(d).title})`;
 
-/** Decimals by probe: probabilities and attention weights need four; percentages (extraction's included) and ranks one. */
-const decimals = (d: MeasureDescriptor): number => (d.probe === 'probability' || d.probe === 'attention_weight' ? 4 : 1);
+/**
+ * Decimals by probe: probabilities and attention weights need four; attributions (in units of y,
+ * a log-probability by default, often below 0.1) three; percentages (extraction's included) and ranks one.
+ */
+const DECIMALS: Partial<Record<MeasureDescriptor['probe'], number>> = { probability: 4, attention_weight: 4, attribution: 3, integrated_gradients: 3 };
+const decimals = (d: MeasureDescriptor): number => DECIMALS[d.probe] ?? 1;
 
 function fmt(v: number | null, measure: MeasureDescriptor): string {
   const shown = shownValue(measure, v);
@@ -79,12 +83,15 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
   // With two sweeps, one measure fills the table; with one (or none), every measure gets a column.
   const measure = shown.find((d) => d.id === options.measure) ?? shown.find((d) => d.probe === 'probability_change') ?? shown[0];
   const columns = measure === undefined ? [] : colAxis ? [measure] : shown;
+  // the groups of positions of one attribution probe: columns named by group, the probe in the title
+  const partsOf = columns.length > 1 && columns.every((d) => d.part !== undefined && d.label === columns[0]!.label);
   if (measure === undefined) {
     lines.push(`${x.name}: ${x.tokens?.length ?? 0} top-token lists (see results.json)`);
   } else if (colAxis) {
     lines.push(`${x.name}: ${title(measure)} (${nText(x.series.filter((p) => p.measure === measure.id))}, ${ci})`);
   } else {
-    lines.push(`${x.name}: means (${nText(x.series.filter((p) => columns.some((d) => d.id === p.measure)))}, ${ci})`);
+    const of = partsOf ? ` of ${columns[0]!.label} per group of positions` : '';
+    lines.push(`${x.name}: means${of} (${nText(x.series.filter((p) => columns.some((d) => d.id === p.measure)))}, ${ci})`);
   }
   if (measure !== undefined && rowAxis === undefined) {
     for (const m of columns) lines.push(`  ${m.id}: ${cell(point({}, m), m, showCi)}`);
@@ -93,7 +100,7 @@ export function experimentSummary(x: ResultsExperiment, results: Results, option
     for (const a of rest) groups = groups.flatMap((g) => a.values.map((v) => ({ ...g, [a.variable]: v })));
     for (const g of groups) {
       if (rest.length > 0) lines.push(`  ${rest.map((a) => `${a.variable} = ${g[a.variable]}`).join(', ')}`);
-      const header = [rowAxis.variable, ...(colAxis ? colAxis.values.map(String) : columns.map((d) => d.id))];
+      const header = [rowAxis.variable, ...(colAxis ? colAxis.values.map(String) : columns.map((d) => (partsOf ? d.part! : d.id)))];
       const table: string[][] = [header];
       for (const rv of rowAxis.values) {
         const key: Record<string, number | string> = { ...g, [rowAxis.variable]: rv };

@@ -7,7 +7,7 @@ import type { Program } from '../lang/program.js';
 import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
 import { OWN_TOP1_TARGET, VariantNames } from '../onnx/variant.js';
-import { mayRunLastPosition, readsCleanPass, type AttributionPlan, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
+import { mayRunLastPosition, readsCleanPass, sharedGradientRun, type AttributionPlan, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
 import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js';
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
@@ -535,26 +535,25 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
 
 /**
  * Which items each run serves: item → the items that read its outputs (itself first); items
- * served by another's run are absent. An attribution row's one backward pass gives every hidden
- * state, so the rows of a fact that differ only in the hidden state their `attribution` probes
- * read (`for h in hidden all`) run once, not once per hidden state.
+ * served by another's run are absent. The rows of a fact that plan.ts's sharedGradientRun puts
+ * together (differing only in the hidden state their attribution probes read) run once, not
+ * once per hidden state.
  */
 function sharedGradientRuns(input: ExecuteInput, items: readonly RowItem[]): Map<number, number[]> {
   const readers = new Map<number, number[]>();
   const runOf = new Map<Example, Map<string, number>>();
   items.forEach((it, item) => {
-    const shareable = input.plan.experiments[it.exp]!.attribution && it.plan.probes.every((p) => p.kind === 'attribution');
-    if (!shareable) {
+    const shared = sharedGradientRun(input.plan.experiments[it.exp]!, it.plan);
+    if (shared === undefined) {
       readers.set(item, [item]);
       return;
     }
-    const { knockouts, gates, patch, recompute } = it.plan;
-    const interventions = JSON.stringify([knockouts, gates, patch ?? null, recompute ?? null]);
+    const key = JSON.stringify([it.exp, shared]);
     const runs = runOf.get(it.example) ?? new Map<string, number>();
     runOf.set(it.example, runs);
-    const run = runs.get(interventions);
+    const run = runs.get(key);
     if (run === undefined) {
-      runs.set(interventions, item);
+      runs.set(key, item);
       readers.set(item, [item]);
     } else {
       readers.get(run)!.push(item);

@@ -139,26 +139,28 @@ test('--params applies a preset before --set, and names a bad file', (t) => {
 
 test('--max-rows raises the rows per fact and in total; over either limit, check names the flag value that fits', (t) => {
   const example = fileURLToPath(new URL('../../../examples/paper.dissect', import.meta.url));
-  // the paper's program plans 307 rows per fact on the default model, which knows 300 facts
+  // the paper's program plans 316 rows per fact on the default model, which knows 300 facts
   const perFact = dissect('check', example, '--max-rows', '300');
   t.is(perFact.code, 1);
   t.regex(perFact.stderr, /paper\.dissect:\d+:12: error: the experiments up to '\w+' give \d+ rows per fact, more than the limit of 300\n/);
-  t.regex(perFact.stderr, /raise the limit: --max-rows 307 /);
+  t.regex(perFact.stderr, /raise the limit: --max-rows 316 /);
   const total = dissect('check', example, '--max-rows', '400/90000');
   t.is(total.code, 1);
-  t.regex(total.stderr, /paper\.dissect:31:1: error: 300 facts × 307 rows per fact make 92,100 rows, more than the limit of 90,000\n/);
-  t.regex(total.stderr, /raise the limit: --max-rows 400\/92100\n/);
+  t.regex(total.stderr, /paper\.dissect:31:1: error: 300 facts × 316 rows per fact make 94,800 rows, more than the limit of 90,000\n/);
+  t.regex(total.stderr, /raise the limit: --max-rows 400\/94800\n/);
   t.true(noStack(total.stderr), total.stderr);
-  const enough = dissect('check', example, '--max-rows', '307/1e5');
+  const enough = dissect('check', example, '--max-rows', '316/1e5');
   t.is(enough.code, 0, enough.stderr);
   // 55 of them change nothing and are read from the clean pass
   t.regex(enough.stdout, /experiment enrichment: 36 configurations per example, each read from the clean pass\n/);
-  t.regex(enough.stdout, /forward passes: 253 per example \(1 clean \+ configurations, but the 55 read from the clean pass\)/);
+  // and 8 of the attribution experiment's 9 hidden states come from the first one's backward pass
+  t.regex(enough.stdout, /experiment attribution: 9 configurations per example, 8 read from another configuration's backward pass\n/);
+  t.regex(enough.stdout, /forward passes: 254 per example \(1 clean \+ configurations, but the 55 read from the clean pass and the 8 read from another configuration's backward pass\)/);
   // run counts the facts it selects
   const out = tempDir('max-rows');
   const run = dissect('run', example, '--out', out, '--limit', '3', '--max-rows', '400/900');
   t.is(run.code, 1);
-  t.regex(run.stderr, /paper\.dissect:31:1: error: 3 facts × 307 rows per fact make 921 rows, more than the limit of 900\n/);
+  t.regex(run.stderr, /paper\.dissect:31:1: error: 3 facts × 316 rows per fact make 948 rows, more than the limit of 900\n/);
   const bad = dissect('check', example, '--max-rows', '0');
   t.is(bad.code, 1);
   t.regex(bad.stderr, /expected rows per fact, optionally \/rows in total \(e\.g\. 200000 or 200000\/1e9\), got "0"/);

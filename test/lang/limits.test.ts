@@ -72,8 +72,8 @@ test('the paper on GPT-2 XL (its preset) is far inside the limits', (t) => {
   const r = frontEnd(readFileSync(file, 'utf8'), file, { overrides, shapeOf: () => gpt2xl });
   t.deepEqual(brief(r.diagnostics), []);
   const rows = planProgram(r.program!, gpt2xl).passesPerExample - 1;
-  // flow 48×3, heatmap 48×8, enrichment 49×4 + 1, cancel 40 + 40 + 1, extraction 48, control A 48×5 and 48×11, control B 48×3, lens 49
-  t.is(rows, 144 + 384 + 196 + 1 + 81 + 48 + 240 + 528 + 144 + 49);
+  // flow 48×3, heatmap 48×8, enrichment 49×4 + 1, cancel 40 + 40 + 1, extraction 48, control A 48×5 and 48×11, control B 48×3, lens 49, attribution 49
+  t.is(rows, 144 + 384 + 196 + 1 + 81 + 48 + 240 + 528 + 144 + 49 + 49);
   // CounterFact has 21,919 facts: the whole of it fits the total too
   t.is(totalRowsError(r.program!.dataset.span, rows, 21_919, { perFact: 100_000, total: 100_000_000 }), undefined);
 });

@@ -60,4 +60,10 @@ test('probes are titled with parameter values and their unit; extraction in %; f
   t.true(text.includes(`\n  0  ${(100 * at(0, 0)).toFixed(1).padStart(4)}  ${(100 * at(0, 1)).toFixed(1).padStart(4)}\n`), text);
   t.true(text.includes('\n  rows: 12; 12 of 12 rows had a query with every key blocked (expected: cancel attention in the uniform mode'), text);
   t.is(text.split('rows had a query with every key blocked').length, 2, 'only cancel_attention has such rows');
+  // one attribution probe: a column per group of positions; attributions, often below 0.1, with three decimals
+  t.true(text.includes('attribution: means of integrated_gradients of hidden h steps 8 per group of positions (n = 4, 95% CI: bootstrap_percentile)\n'
+    + '  h  subject_first  subject_last  subject_other  nonsubject   last  completeness_gap\n'), text);
+  const attribution = r.experiments.find((x) => x.name === 'attribution')!;
+  const last = attribution.series.find((p) => p.key['h'] === 0 && p.measure.endsWith('[last]'))!.mean!;
+  t.regex(text, new RegExp(`\\n  0 .* ${last.toFixed(3)} .*\\n`));
 });
