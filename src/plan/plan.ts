@@ -80,7 +80,7 @@ export type ProbePlan =
  * descriptors' ids, one per part (descriptor.ts's attributionParts, integrationParts), in order;
  * `label` keys its per-position values. Integrated gradients run `steps` + 2 forward and backward
  * passes per row and fact (y at α = 1 and 0, then the midpoints), hidden state `layer` replaced at
- * every position by b + α(h − b), h the clean run's.
+ * every position by b + α(h − b), h the row's own run's (intervened, where the row blocks or cancels).
  */
 export type AttributionPlan =
   | { readonly kind: 'attribution'; readonly ids: readonly string[]; readonly label: string; readonly layer: number; readonly at: PositionSet }

@@ -171,7 +171,13 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     });
     progress();
     // Rows of every known fact of the chunk share forward passes, then each fact is journaled whole.
-    let measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
+    const measurableOf = async (inp: ExecuteInput) => {
+      const perFact = known.map((k) => rowItems(inp, k.p.example, k.clean));
+      const integrated = await integrateIntervened(inp, perFact.flat());
+      let at = 0;
+      return known.map((k, i) => ({ k, items: perFact[i]!.map(() => integrated[at++]!) }));
+    };
+    let measurable = await measurableOf(input);
     if (!checked) {
       const first = measurable.find((m) => m.items.some((it) => it.batchRow.past));
       if (first) {
@@ -179,7 +185,7 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
         counts.disagreement = await crossCheck(input, first.items.find((it) => it.batchRow.past)!, first.k.clean);
         if (counts.disagreement) {
           input = { ...input, lastPosition: false };
-          measurable = known.map((k) => ({ k, items: rowItems(input, k.p.example, k.clean) }));
+          measurable = await measurableOf(input);
         }
       }
     }
@@ -364,7 +370,7 @@ interface RowItem {
 
 /**
  * Integrated gradients of one row and fact: hidden state `probe.layer` replaced at every position
- * by b + α(h − b), h the clean run's, b the baseline. `rows` run at α = 0 and at the midpoints
+ * by b + α(h − b), h the row's own run's (integrating), b the baseline. `rows` run at α = 0 and at the midpoints
  * ((k + ½) / steps); the item's own batch row is α = 1.
  */
 interface Integration {
@@ -417,23 +423,57 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
     ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
     ...(weights ? { subjectWeights: weights } : {}),
   };
+  const item: RowItem = { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
   const probe = integrationOf(row);
-  if (!probe) return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
-  const d = variant.manifest.dModel;
+  // a row that blocks or cancels integrates along its own run's hidden state: integrateIntervened reads it
+  if (!probe || intervenes(row)) return item;
   if (!clean.hidden) throw new InternalError('integrated gradients without a clean hidden-state pass');
-  const hidden = clean.hidden.subarray(probe.layer * n * d, (probe.layer + 1) * n * d);
+  return integrating(input, item, hiddenState(clean.hidden, probe.layer, n, variant.manifest.dModel));
+}
+
+const intervenes = (row: PlanRow): boolean => row.knockouts.length > 0 || row.gates.length > 0;
+
+/** Hidden state `layer` [n, d] of hidden states 0..L [L+1, n, d]. */
+const hiddenState = (states: Float32Array, layer: number, n: number, d: number): Float32Array => states.subarray(layer * n * d, (layer + 1) * n * d);
+
+/**
+ * An integrated-gradients item: hidden state `probe.layer`, `hidden` ([n, d], the row's run's),
+ * replaced at every position by b + α(h − b) through the patch inputs, the row's interventions
+ * kept (those above the hidden state act on every step).
+ */
+function integrating(input: ExecuteInput, item: RowItem, hidden: Float32Array): RowItem {
+  const probe = integrationOf(item.plan)!;
+  const d = input.variant.manifest.dModel;
+  const n = item.example.n;
   const baseline = probe.baseline === 'zero' ? new Float32Array(d) : input.meanHidden?.get(probe.layer);
   if (!baseline) throw new InternalError(`no dataset mean of hidden ${probe.layer}`);
   const delta = Float32Array.from(hidden, (h, i) => h - baseline[i % d]!);
   const along = (alpha: number): BatchRow => ({
-    ...batchRow,
+    ...item.batchRow,
     patch: { layer: probe.layer, mask: new Uint8Array(n).fill(1), values: Float32Array.from(delta, (x, i) => baseline[i % d]! + alpha * x) },
   });
   const midpoints = Array.from({ length: probe.steps }, (_, k) => along((k + 0.5) / probe.steps));
-  return {
-    exp: e, row: r, plan: row, example, target: clean.targetId, batchRow: along(1), fullyBlocked: mask.fullyBlockedRows,
-    integration: { probe, delta, rows: [along(0), ...midpoints] },
-  };
+  return { ...item, batchRow: along(1), integration: { probe, delta, rows: [along(0), ...midpoints] } };
+}
+
+/**
+ * Integrated-gradients items whose rows block or cancel (left without their integration by
+ * rowItem): h is read from a forward pass of the row itself in the main variant, so that the
+ * interventions below the integrated hidden state shape it; then they integrate as any row.
+ */
+async function integrateIntervened(input: ExecuteInput, items: readonly RowItem[]): Promise<RowItem[]> {
+  const pending = items.flatMap((it, i) => (integrationOf(it.plan) && !it.integration ? [i] : []));
+  const out = [...items];
+  for (let c = 0; c < pending.length; c += input.batch) {
+    const slice = pending.slice(c, c + input.batch);
+    const r = await input.session.run(buildFeeds(input.variant.manifest, slice.map((i) => items[i]!.batchRow)), [VariantNames.hiddenStates]);
+    slice.forEach((i, j) => {
+      const it = items[i]!;
+      const n = it.example.n;
+      out[i] = integrating(input, it, hiddenState(hiddenOfRow(r[VariantNames.hiddenStates]!, j, n), integrationOf(it.plan)!.layer, n, input.variant.manifest.dModel));
+    });
+  }
+  return out;
 }
 
 /** Every blocked edge of the mask is the last position's: the other positions run as in the clean pass. */

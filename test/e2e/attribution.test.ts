@@ -93,3 +93,23 @@ test.serial('integrated gradients with the mean baseline are complete within 1% 
     t.true(Math.abs(gap) <= 0.01 * Math.abs(difference), `fact ${row.example} h${h}: gap ${gap} of y(h) − y(b) = ${difference}`);
   }
 });
+
+test.serial('integrated gradients under a cancel below the integrated hidden state integrate along the cancelled run, complete within 1%', async (t) => {
+  const cancel = '  cancel attention at layers 0..2';
+  const { results: r } = await runSource({
+    limit: LIMIT,
+    source: tinyGpt2Program('experiment cancelled {', cancel, '  measure probability', '}',
+      'experiment ig {', cancel, '  measure probability, integrated_gradients of hidden 4 steps 64', '}', ''),
+  });
+  const [cancelled, ig] = r.experiments;
+  for (const ex of r.examples) {
+    const p = (x: typeof ig) => x!.values.find((v) => v.example === ex.id)!.values['probability']!;
+    // at α = 1 the row is the cancelled run itself, not the clean one
+    t.true(Math.abs(p(ig) - p(cancelled)) <= 1e-5, `fact ${ex.id}: p ${p(ig)} at α = 1, ${p(cancelled)} cancelled`);
+    t.true(Math.abs(p(cancelled) - ex.cleanTop1.prob) > 0.01, `fact ${ex.id}: the cancel moves p (${p(cancelled)} vs clean ${ex.cleanTop1.prob})`);
+    const values = ig!.positionValues!.find((v) => v.example === ex.id)!.values;
+    const gap = ig!.values.find((v) => v.example === ex.id)!.values['integrated_gradients of hidden 4 steps 64 [completeness_gap]']!;
+    const difference = values.reduce((a, b) => a + b, 0) - gap; // y(h) − y(b), h the cancelled run's
+    t.true(Math.abs(gap) <= 0.01 * Math.abs(difference), `fact ${ex.id}: gap ${gap} of y(h) − y(b) = ${difference}`);
+  }
+});
