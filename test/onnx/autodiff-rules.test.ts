@@ -52,6 +52,7 @@ const CASES: readonly RuleCase[] = [
   { rule: 'Neg', inputs: [x(2, 3)] },
   { rule: 'Pow', inputs: [positive(2, 3), x(3)] },
   { rule: 'Pow', label: 'constant exponent', inputs: [x(2, 3), { constant: [3], dims: [], type: 'float' }] },
+  { rule: 'Pow', label: 'constant exponent 2 (a norm\'s square)', inputs: [x(2, 3), { constant: [2], dims: [], type: 'float' }] },
   { rule: 'Where', inputs: [{ constant: [1, 0, 0, 1, 1, 0], dims: [2, 3], type: 'bool' }, x(2, 3), x(1, 3)] },
   { rule: 'Relu', inputs: [x(2, 3)] },
   { rule: 'Sqrt', inputs: [positive(2, 3)] },

@@ -80,12 +80,13 @@ export function emitGradients(rw: Rewrite, y: string, wrt: readonly string[], ba
     contributions.set(t, [sum]);
     return sum;
   };
+  const shapes = new Map<string, string>();
   contribute(y, filledLike(rw, y, 1, `${base}/seed`));
   for (let k = slice.nodes.length - 1; k >= 0; k--) {
     const node = slice.nodes[k]!;
     const outputs = (node.output ?? []).map((o) => (o ? total(o) : undefined));
     if (!outputs.some(Boolean)) continue;
-    const emitter = new GradientEmitter(rw, forward, ranks, node, `${base}/${k}`, slice.active);
+    const emitter = new GradientEmitter(rw, forward, ranks, node, `${base}/${k}`, slice.active, shapes);
     const inputs = GRADIENT_RULES[ruleKey(node.opType ?? '', node.domain ?? undefined)]!(emitter, outputs);
     inputs.forEach((g, i) => {
       const t = node.input?.[i];

@@ -17,12 +17,14 @@ const BROADCAST_INPUTS: Readonly<Record<string, readonly number[]>> = {
 };
 
 export class GradientEmitter {
-  private readonly shapes = new Map<string, string>();
   private count = 0;
 
-  /** `forward`: the index of the graph before any backward node (constants and fixed shapes are read there). */
+  /**
+   * `forward`: the index of the graph before any backward node (constants and fixed shapes are
+   * read there). `shapes`: Shape(t) per tensor, shared by the emitters of one backward pass.
+   */
   constructor(readonly rw: Rewrite, readonly forward: GraphIndex, private readonly ranks: ReadonlyMap<string, number>, readonly node: NodeProto,
-    private readonly base: string, private readonly active: ReadonlySet<string>) {}
+    private readonly base: string, private readonly active: ReadonlySet<string>, private readonly shapes: Map<string, string>) {}
 
   /** The dims of a forward tensor: as a pass recorded them for its new tensors, else as the graph fixes them. */
   dims(t: string): (number | undefined)[] | undefined {
@@ -80,7 +82,7 @@ export class GradientEmitter {
     return this.rw.reduce(op, t, axes, `${this.base}/${this.count++}`, keepdims, this.rw.dtype(t));
   }
 
-  /** Shape(t), one node per tensor. */
+  /** Shape(t), one node per tensor in a backward pass. */
   shape(t: string): string {
     let s = this.shapes.get(t);
     if (!s) this.shapes.set(t, (s = this.op('Shape', [t], undefined, I64)));

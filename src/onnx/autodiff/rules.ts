@@ -32,6 +32,22 @@ function elementwise(derivative: (e: GradientEmitter, x: string, y: string) => s
   return (e, g) => [e.mul(only(e, g), derivative(e, e.in(0), e.out(0)))];
 }
 
+/**
+ * d/da a^b = b · a^(b−1). A constant scalar b (a norm's square, a gelu's cube) is folded: b · a for
+ * b = 2 and a Pow by the constant b − 1 otherwise, since onnxruntime's Pow by an exponent computed
+ * at run time takes its slow general path (on the default model the backward's Pows cost more than
+ * all its other elementwise ops).
+ */
+function powerDerivative(e: GradientEmitter, a: string, b: string): string {
+  const constant = e.forward.constantValues(b);
+  if (constant?.length === 1) {
+    const p = constant[0]!;
+    return e.mul(e.scalar(p, a), p === 2 ? a : e.op('Pow', [a, e.scalar(p - 1, a)]));
+  }
+  const exponent = e.op('Cast', [b], [intAttr('to', e.rw.dtype(a))], e.rw.dtype(a));
+  return e.mul(exponent, e.op('Pow', [a, e.sub(exponent, e.scalar(1, a))]));
+}
+
 /** Passes the gradient through a reshape of the same elements. */
 const reshapeBack: GradientRule = (e, g) => [e.op('Reshape', [only(e, g), e.shape(e.in(0))])];
 
@@ -146,8 +162,7 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   Pow: (e, g) => forInputs(e, 2, (i) => {
     const [a, b] = [e.in(0), e.in(1)];
     const castTo = (t: string, like: string): string => e.op('Cast', [t], [intAttr('to', e.rw.dtype(like))], e.rw.dtype(like));
-    const exponent = castTo(b, a);
-    const local = i === 0 ? e.mul(exponent, e.op('Pow', [a, e.sub(exponent, e.scalar(1, a))])) : castTo(e.mul(e.out(0), e.op('Log', [a])), b);
+    const local = i === 0 ? powerDerivative(e, a, b) : castTo(e.mul(e.out(0), e.op('Log', [a])), b);
     return e.sumTo(e.mul(only(e, g), local), i);
   }),
   Where: (e, g) => forInputs(e, 3, (i) => {
