@@ -374,7 +374,7 @@ export function planProgram(program: Program, shape: ModelShape, tokenVocab = sh
   const gateModes: { attention?: 'zero_update'; mlp?: 'zero_update' | 'zero_preactivation' } = {};
   if (gates.some((g) => g.sublayer === 'attention')) gateModes.attention = 'zero_update';
   if (gates.some((g) => g.sublayer === 'mlp')) gateModes.mlp = program.choices.cancel_mlp;
-  // integrated gradients patch the hidden state they integrate along, from the clean run's
+  // integrated gradients patch the hidden state they integrate along, read from the clean pass or the row's own run
   const integrates = probes.some((p) => p.kind === 'integrated_gradients');
   const variant: VariantRequest = {
     knockout: knockouts.length > 0 ? program.choices.knockout_value : false,
