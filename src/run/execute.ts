@@ -466,7 +466,8 @@ async function integrateIntervened(input: ExecuteInput, items: readonly RowItem[
   const out = [...items];
   for (let c = 0; c < pending.length; c += input.batch) {
     const slice = pending.slice(c, c + input.batch);
-    const r = await input.session.run(buildFeeds(input.variant.manifest, slice.map((i) => items[i]!.batchRow)), [VariantNames.hiddenStates]);
+    const io = passIO({ kind: 'integration', probes: [], hidden: true }, input.variant.manifest, slice.map((i) => items[i]!.batchRow));
+    const r = await input.session.run(io.feeds, io.fetches);
     slice.forEach((i, j) => {
       const it = items[i]!;
       const n = it.example.n;

@@ -16,9 +16,11 @@ import { probeFetches } from './probes.js';
 /**
  * - clean: a prompt's own run; reads its top-1 (the target) and the probes of the rows read from it;
  * - corrupted: the corrupted prompt's run, for its hidden states alone;
+ * - integration: an integrated-gradients row that blocks or cancels, run as it is, for the hidden
+ *   states alone (the integration starts from its own);
  * - rows: configurations; read the target's probability and rank and their probes.
  */
-export type PassKind = 'clean' | 'corrupted' | 'rows';
+export type PassKind = 'clean' | 'corrupted' | 'integration' | 'rows';
 
 export interface PassNeeds {
   readonly kind: PassKind;
@@ -38,6 +40,7 @@ export interface PassIO {
 const READ_OUTS: Readonly<Record<PassKind, readonly string[]>> = {
   clean: [VariantNames.top1, VariantNames.top1Prob],
   corrupted: [],
+  integration: [],
   rows: [VariantNames.targetProb, VariantNames.targetRank],
 };
 

@@ -28,11 +28,12 @@ test('a clean pass fetches its top-1, its rows\' probes, and the keys, values an
   t.deepEqual(io.feeds['input_ids']!.data, buildFeeds(manifest, rows)['input_ids']!.data);
 });
 
-test('rows fetch their read-outs and their probes\' outputs only; a corrupted prompt its hidden states only', (t) => {
+test('rows fetch their read-outs and their probes\' outputs only; a corrupted prompt and an intervened integration row their hidden states only', (t) => {
   t.deepEqual([...passIO({ kind: 'rows', probes: [] }, manifest, rows).fetches], [VariantNames.targetProb, VariantNames.targetRank]);
   t.deepEqual([...passIO({ kind: 'rows', probes: [rank] }, manifest, rows).fetches],
     [VariantNames.targetProb, VariantNames.targetRank, 'dissect_proj_hidden_target_rank']);
   t.deepEqual([...passIO({ kind: 'corrupted', probes: [], hidden: true }, manifest, rows).fetches], [VariantNames.hiddenStates]);
+  t.deepEqual([...passIO({ kind: 'integration', probes: [], hidden: true }, manifest, rows).fetches], [VariantNames.hiddenStates]);
   // the variant outputs far more than a row reads (keys, values, hidden states): none of it is fetched
   t.true(manifest.outputs.length > 10);
 });
