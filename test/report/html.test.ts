@@ -400,3 +400,31 @@ test('sections say what their rows did; the contents list every section, tables 
   });
   t.regex(chunk(withMappings.html, '<nav>', 'nav'), /<li><a href="#head-mappings">head mappings<\/a> <span class="note">\(1 head\)<\/span><\/li>/);
 });
+
+test('a heatmap of values of both signs is coloured by sign around zero (red above, blue below); one-signed values keep viridis', async (t) => {
+  const { figures } = await rich();
+  const colour = (svg: string, label: string): [number, number, number] => {
+    const at = svg.indexOf(`aria-label="${label}"`);
+    const tag = svg.slice(svg.lastIndexOf('<', at), svg.indexOf('>', at));
+    const m = /fill="rgb\((\d+), (\d+), (\d+)\)"/.exec(tag);
+    if (at < 0 || !m) throw new Error(`no coloured cell ${label}: ${tag}`);
+    return [Number(m[1]), Number(m[2]), Number(m[3])];
+  };
+  const signed = figures.find((f) => f.figure.kind === 'heatmap' && f.figure.experiments.includes('attribution'))!;
+  const cells = [...signed.svg.matchAll(/aria-label="(hidden state: [^"]*; integrated gradients: ([−\d.e-]+))"/g)].map((m) => ({ label: m[1]!, v: Number(m[2]!.replace('−', '-')) }));
+  const top = cells.reduce((a, b) => (b.v > a.v ? b : a));
+  const bottom = cells.reduce((a, b) => (b.v < a.v ? b : a));
+  t.true(top.v > 0 && bottom.v < 0, 'the fixture has values of both signs');
+  const [r1, , b1] = colour(signed.svg, top.label);
+  const [r2, , b2] = colour(signed.svg, bottom.label);
+  t.true(r1 > b1, `largest value ${top.v} is red`);
+  t.true(b2 > r2, `smallest value ${bottom.v} is blue`);
+  // Viridis would colour the smallest value dark purple too, but never a value near zero white.
+  const middle = cells.reduce((a, b) => (Math.abs(b.v) < Math.abs(a.v) ? b : a));
+  t.true(colour(signed.svg, middle.label).every((c) => c > 200), `${middle.v} is near white`);
+  for (const { figure } of figures.filter((f) => f.figure.kind === 'heatmap')) {
+    const values = (figure.spec as { data: { values: { mean: number }[] } }).data.values.map((v) => v.mean);
+    const both = Math.min(...values) < 0 && Math.max(...values) > 0;
+    t.is(JSON.stringify(figure.spec).includes(both ? '"domainMid":0' : '"scheme":"viridis"'), true, figure.id);
+  }
+});

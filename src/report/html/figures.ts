@@ -255,11 +255,15 @@ function heatmapSpec(o: {
   const hi = means.length ? Math.max(...means) : 1;
   const d = decimalsFor(means) === 4 ? 3 : 1;
   const labelled = o.xOrder.length * o.yOrder.length <= 120;
+  // Values of both signs read against zero: a diverging scale centred there, so a cell's colour
+  // says its sign (attributions, probability changes); one-signed values keep viridis.
+  const signed = lo < 0 && hi > 0;
+  const extent = Math.max(-lo, hi);
   const values = defined.map((p) => ({
     x: String(p.x), y: String(p.y), mean: p.mean,
     label: num(p.mean, d),
-    // Text colour: white on the dark (low) end of viridis.
-    dark: hi > lo ? ((p.mean as number) - lo) / (hi - lo) < 0.5 : true,
+    // Text colour: white on viridis's dark low end, or on the diverging scale's saturated ends.
+    dark: signed ? Math.abs(p.mean as number) / extent > 0.6 : hi > lo ? ((p.mean as number) - lo) / (hi - lo) < 0.5 : true,
   }));
   const cell = Math.max(18, Math.min(40, Math.floor(WIDTH / Math.max(1, o.xOrder.length))));
   const layers: object[] = [
@@ -268,7 +272,7 @@ function heatmapSpec(o: {
       encoding: {
         color: {
           field: 'mean', type: 'quantitative', title: o.axis.title,
-          scale: { scheme: 'viridis', ...(o.axis.log ? { type: 'symlog' } : {}) },
+          scale: { ...(signed ? { scheme: 'redblue', reverse: true, domainMid: 0 } : { scheme: 'viridis' }), ...(o.axis.log ? { type: 'symlog' } : {}) },
           legend: { orient: 'right', gradientLength: Math.max(50, cell * o.yOrder.length - 24) },
         },
       },
