@@ -298,11 +298,7 @@ class Builder {
   }
 
   posExpr(n: C.PositionExprCstNode): PosExpr {
-    const terms = n.children.positionTerm.map((t) => this.posTerm(t));
-    return operators(n.children).reduce((left: PosExpr, op, i): PosExpr => {
-      const right = nth(terms, i + 1);
-      return { kind: 'binary', op, left, right, span: joinSpans(left.span, right.span) };
-    }, nth(terms));
+    return foldOperators<PosExpr>(n.children, n.children.positionTerm.map((t) => this.posTerm(t)));
   }
 
   posTerm(n: C.PositionTermCstNode): PosExpr {
@@ -321,11 +317,7 @@ class Builder {
   }
 
   intExpr(n: C.IntExprCstNode): IntExpr {
-    const values = n.children.intValue.map((v) => this.intValue(v));
-    return operators(n.children).reduce((left: IntExpr, op, i): IntExpr => {
-      const right = nth(values, i + 1);
-      return { kind: 'binary', op, left, right, span: joinSpans(left.span, right.span) };
-    }, nth(values));
+    return foldOperators<IntExpr>(n.children, n.children.intValue.map((v) => this.intValue(v)));
   }
 
   layerSet(n: C.LayerSetCstNode): LayerExpr {
@@ -350,8 +342,13 @@ class Builder {
 }
 
 /** The `+` and `-` between the terms of an expression, in source order. */
-function operators(c: { readonly Plus?: IToken[]; readonly Minus?: IToken[] }): ('+' | '-')[] {
-  return [...(c.Plus ?? []), ...(c.Minus ?? [])].sort((a, b) => a.startOffset - b.startOffset).map((op) => (op.image === '+' ? '+' : '-'));
+/** `t0 ± t1 ± …` folded left: the operators in source order between the terms. */
+function foldOperators<E extends PosExpr | IntExpr>(c: { readonly Plus?: IToken[]; readonly Minus?: IToken[] }, terms: readonly E[]): E {
+  const ops = [...(c.Plus ?? []), ...(c.Minus ?? [])].sort((a, b) => a.startOffset - b.startOffset);
+  return ops.reduce((left: E, op, i): E => {
+    const right = nth(terms, i + 1);
+    return { kind: 'binary', op: op.image === '+' ? '+' : '-', left, right, span: joinSpans(left.span, right.span) } as E;
+  }, nth(terms));
 }
 
 /** Builds the AST of a file that parsed without errors (`cst`: the parser's `document` node). */
