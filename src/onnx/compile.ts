@@ -15,6 +15,7 @@ import { hiddenStatesPass } from './passes/hidden.js';
 import { attentionProbsName, attentionProbsPass, READOUT_INPUTS, reducedOutputsPass } from './passes/outputs.js';
 import { attributionPass } from './passes/attribution.js';
 import { PATCH_INPUTS, patchPass } from './passes/patch.js';
+import { START_LAYER_INPUTS, startLayerPass } from './passes/start-layer.js';
 import { PROJECTION_INPUTS, projectionName, projectionsPass } from './passes/projections.js';
 import { RECOMPUTE_INPUTS } from './passes/recompute.js';
 import { dtypeName, encodeModel, type ModelProto } from './proto.js';
@@ -33,6 +34,7 @@ import {
 export const VARIANT_INPUTS: readonly InputDescriptor[] = [
   ...SOURCE_INPUTS, ...Object.values(LAST_POSITION_INPUTS), ...Object.values(KNOCKOUT_INPUTS), ...Object.values(GATE_INPUTS),
   ...Object.values(PATCH_INPUTS), ...Object.values(READOUT_INPUTS), ...Object.values(PROJECTION_INPUTS), ...Object.values(RECOMPUTE_INPUTS),
+  ...Object.values(START_LAYER_INPUTS),
 ];
 
 export interface BuiltVariant {
@@ -49,8 +51,11 @@ export interface CompiledVariant {
   readonly sites: ModelSites;
 }
 
-/** Applies the passes of `request` to `model` (in place); returns where the cache goes, if it asked for one. */
-export function rewriteModel(model: ModelProto, sites: ModelSites, request: VariantRequest, source = 'model'): { cache?: CacheEntry[] } {
+/** What rewriting learnt: where the cache goes (if asked for), why rows cannot start above block 0 (if asked for and so). */
+export interface Rewritten { readonly cache?: CacheEntry[]; readonly startLayerUnsupported?: string }
+
+/** Applies the passes of `request` to `model` (in place). */
+export function rewriteModel(model: ModelProto, sites: ModelSites, request: VariantRequest, source = 'model'): Rewritten {
   const rw = new Rewrite(model, source);
   // the cache first: every later pass reads keys and values with the past in front
   const cache = request.lastPosition ? lastPositionPass(rw, sites) : undefined;
@@ -64,9 +69,11 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   if (request.attentionProbs) attentionProbsPass(rw, sites);
   if (request.attribution) attributionPass(rw, sites, request.attribution, !!request.patch);
   if (!request.logits) rw.removeOutput(sites.logits);
+  // last: it moves each block's nodes, as the other passes left them, into a branch
+  const startLayerUnsupported = request.startLayer ? startLayerPass(rw, sites) : undefined;
   rw.finish();
   (model.metadataProps ??= []).push({ key: 'dissect.variant', value: JSON.stringify(request) });
-  return cache ? { cache } : {};
+  return { ...(cache ? { cache } : {}), ...(startLayerUnsupported ? { startLayerUnsupported } : {}) };
 }
 
 function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantRequest): ManifestTensor[] {
@@ -120,7 +127,7 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
   });
 }
 
-function choices(sites: ModelSites, request: VariantRequest): Record<string, string> {
+function choices(sites: ModelSites, request: VariantRequest, rewritten: Rewritten): Record<string, string> {
   const c: Record<string, string> = {
     reducedOutputs: 'last-position logits cast to float32 before Softmax/ArgMax; rank = count of strictly greater logits; ties in top-1: lowest id',
     lastPosition: request.logits ? 'gathered from the full logits' : 'LM head applied to the gathered last hidden state only',
@@ -151,6 +158,12 @@ function choices(sites: ModelSites, request: VariantRequest): Record<string, str
       `(reverse-mode, one rule per op); per position ${request.attribution.reduction === 'sum' ? 'Σ_d h_d · ∂y/∂h_d' : '‖h ⊙ ∂y/∂h‖₂'} ` +
       'over hidden states 0..L as dissect_hidden_states defines them, computed in the model\'s dtype';
   }
+  if (request.startLayer) {
+    c.startLayer = rewritten.startLayerUnsupported
+      ? `unavailable (${rewritten.startLayerUnsupported}): every row runs from block 0, without the start-layer inputs`
+      : 'each block is an If on block < dissect_start_layer: a skipped block returns dissect_start_hidden as its residual output ' +
+        '(and, for whatever else it computes, stand-ins of the same shape that nothing may read); at start 0 every block runs as in the source graph';
+  }
   const recompute = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
   if (recompute === 'renormalise') {
     c.recompute = 'renormalise: P\' = P with the removed keys set to 0, divided per head by the kept sum (0 if that sum is 0); ' +
@@ -173,7 +186,7 @@ interface Prepared {
   /** The rewritten graph's inputs, described (which also writes their doc strings into `model`). */
   inputs: ManifestInput[];
   files: readonly string[];
-  cache?: CacheEntry[];
+  rewritten: Rewritten;
 }
 
 /** A model path is read here; a SourceModel was read once for the whole run (its site overrides applied then). */
@@ -182,9 +195,9 @@ function sourceOf(source: string | SourceModel, request: VariantRequest): Source
 }
 
 function prepare(source: SourceModel, request: VariantRequest, model = copyModel(source.model), files = source.files): Prepared {
-  const { cache } = rewriteModel(model, source.sites, request, source.path);
+  const rewritten = rewriteModel(model, source.sites, request, source.path);
   const inputs = describeInputs(model, source.sites, request, VARIANT_INPUTS);
-  return { source, model, inputs, files, ...(cache ? { cache } : {}) };
+  return { source, model, inputs, files, rewritten };
 }
 
 function manifestFor(p: Prepared, request: VariantRequest, model: string, weights: VariantManifest['weights'], rows?: RowConventions): VariantManifest {
@@ -204,8 +217,8 @@ function manifestFor(p: Prepared, request: VariantRequest, model: string, weight
     dtype: manifestDtype(sites.dtype),
     inputs: p.inputs,
     outputs: describeOutputs(p.model, sites, request),
-    choices: choices(sites, request),
-    ...(p.cache ? { cache: p.cache } : {}),
+    choices: choices(sites, request, p.rewritten),
+    ...(p.rewritten.cache ? { cache: p.rewritten.cache } : {}),
     ...(rows ? { rows } : {}),
   };
 }

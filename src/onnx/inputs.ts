@@ -15,7 +15,7 @@ import type { ManifestDtype, ManifestInput, PlainRowFill, VariantRequest } from 
 /** How the runner fills an input for a batch of rows; each rule has one filler in src/run/batch.ts. */
 export type FillRule =
   | 'token_ids' | 'attention_mask' | 'positions' | 'past' | 'past_row' | 'last_index' | 'target' | 'knockout' | 'gate_attention' | 'gate_mlp'
-  | 'patch_layer' | 'patch_mask' | 'patch_values' | 'proj_positions' | 'recompute_remove' | 'subject_weights';
+  | 'patch_layer' | 'patch_mask' | 'patch_values' | 'proj_positions' | 'recompute_remove' | 'subject_weights' | 'start_layer' | 'start_hidden';
 
 /** What a description may depend on: the model, the request, and the input as the compiled graph declares it. */
 export interface DescribeContext {

@@ -151,7 +151,12 @@ export class Rewrite {
 
   /** The dims a pass recorded for a tensor it made (symbolic dims as undefined). */
   recordedDims(t: string): (number | undefined)[] | undefined {
-    return this.newInfo.get(t)?.shape?.map((d) => (typeof d === 'number' ? d : undefined));
+    return this.recordedShape(t)?.map((d) => (typeof d === 'number' ? d : undefined));
+  }
+
+  /** The shape a pass recorded for a tensor it made, symbolic dims by name. */
+  recordedShape(t: string): readonly Dim[] | undefined {
+    return this.newInfo.get(t)?.shape;
   }
 
   /** Int64 1-D constant (axes, shapes). */

@@ -53,6 +53,12 @@ export interface VariantRequest {
    * hidden state each row patches (integrated gradients reduce it on the host).
    */
   readonly attribution?: AttributionRequest;
+  /**
+   * Rows that begin at a block above 0: inputs `dissect_start_layer` int64 [1] and
+   * `dissect_start_hidden` [batch, seq, d] (model dtype); blocks below the start layer are
+   * skipped and the start block reads the fed hidden state (see passes/start-layer.ts).
+   */
+  readonly startLayer?: boolean;
 }
 
 /** What gradient attribution differentiates and how a position's h ⊙ ∂y/∂h is reduced over the model width. */
@@ -233,6 +239,8 @@ export const VariantNames = {
   attribution: 'dissect_attribution', // float32 [batch, layers+1, seq]: h ⊙ ∂y/∂h reduced over d
   attributionY: 'dissect_attribution_y', // float32 [batch]: y
   attributionPatchGradient: 'dissect_attribution_patch_gradient', // float32 [batch, seq, d]: ∂y/∂h at dissect_patch_layer
+  startLayer: 'dissect_start_layer', // int64 [1]: the first block the batch runs
+  startHidden: 'dissect_start_hidden', // [batch, seq, d]: the clean hidden state entering that block
 } as const;
 
 /** dissect_target for a row whose target is its own top-1 (a clean pass reading its probes). */

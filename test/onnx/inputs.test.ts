@@ -18,7 +18,7 @@ import { argmax, fixture, fixturePath, REPO, SESSION_OPTIONS, tempDir } from './
 
 /** Every pass at once, so that the variant takes every input a pass can add. */
 const EVERY_INPUT: VariantRequest = {
-  knockout: 'replace_half_min', logits: false, lastPosition: true, patch: true, hiddenStates: true,
+  knockout: 'replace_half_min', logits: false, lastPosition: true, patch: true, hiddenStates: true, startLayer: true,
   gates: { attention: 'zero_update', mlp: 'zero_preactivation' },
   projections: [
     { site: 'hidden', layers: [0, 1, 2], via: 'embedding', k: 3, vocabLimit: 64 },

@@ -1,0 +1,80 @@
+// The start-layer pass: a variant whose blocks can be skipped gives, at start 0, the logits of
+// the variant without it, and at start s, fed the hidden state entering block s, the numbers
+// of a run of every block, with blocks of edges at s and above; on the default GPT-2 and real
+// GPT-J and Llama exports (rotary positions; Optimum's cache layout; external weights). An
+// export with a block tensor of no known shape is left as it was, and the manifest says why.
+
+import test from 'ava';
+import ort from 'onnxruntime-node';
+import { join } from 'node:path';
+import { buildVariant, type BuiltVariant } from '../../src/onnx/compile.js';
+import { VariantNames, type VariantRequest } from '../../src/onnx/variant.js';
+import { buildFeeds, type BatchRow } from '../../src/run/batch.js';
+import { REPO, numbers, session } from './helpers.js';
+
+const MODELS = [
+  join(REPO, 'generated', 'tiny-gpt2', 'model.onnx'),
+  ...['gptj/ts-17-eager-fp32', 'llama/dynamo-20-eager-fp32', 'llama/ts-17-eager-fp32-optimum'].map((f) => join(REPO, 'generated', 'real', `${f}.onnx`)),
+];
+const PROMPTS = [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2, 19, 33]];
+const TARGETS = [11, 40];
+const REQUEST: VariantRequest = { knockout: 'replace_half_min', logits: true, hiddenStates: true };
+
+async function open(v: BuiltVariant): Promise<ort.InferenceSession> {
+  return session(v.bytes, v.manifest.weights.sessionConfig);
+}
+
+/** Rows blocking, in every block from `from` on, the edges from positions 0 and 1 into every later position. */
+function rows(layers: number, from: number): BatchRow[] {
+  return PROMPTS.map((ids, r) => {
+    const n = ids.length;
+    const data = new Uint8Array(layers * n * n);
+    for (let l = from; l < layers; l++) for (let q = 2; q < n; q++) data.set([1, 1], (l * n + q) * n);
+    return { ids, lastIndex: n - 1, target: TARGETS[r]!, knockout: { layers, heads: 1, seq: n, data } };
+  });
+}
+
+function maxDifference(a: ort.Tensor, b: ort.Tensor): number {
+  const x = numbers(a);
+  const y = numbers(b);
+  if (x.length !== y.length) return Infinity;
+  return x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
+}
+
+for (const path of MODELS) {
+  test(`${path.slice(REPO.length)}: start 0 gives the source's logits, start s the numbers of every block run`, async (t) => {
+    const plain = buildVariant(path, REQUEST);
+    const skipping = buildVariant(path, { ...REQUEST, startLayer: true });
+    t.true(skipping.manifest.inputs.some((i) => i.name === VariantNames.startLayer));
+    t.regex(skipping.manifest.choices['startLayer']!, /^each block is an If/);
+    const [a, b] = [await open(plain), await open(skipping)];
+    const { layers: L, dModel: d } = plain.manifest;
+    const unblocked = await a.run(buildFeeds(plain.manifest, rows(L, L)));
+    for (const s of [...new Set([0, 1, L - 1, L])]) {
+      const batch = rows(L, s);
+      const full = await a.run(buildFeeds(plain.manifest, batch));
+      if (s < L) t.true(maxDifference(full[VariantNames.targetProb]!, unblocked[VariantNames.targetProb]!) > 1e-6, `start ${s}: the blocks change the numbers`);
+      // the hidden state entering block s, from the run of every block (blocks below s change nothing)
+      const hidden = numbers(full[VariantNames.hiddenStates]!);
+      const n = PROMPTS[0]!.length;
+      const started = batch.map((row, r): BatchRow => (s === 0 ? row : {
+        ...row, start: { layer: s, hidden: Float32Array.from(hidden.slice(((r * (L + 1) + s) * n) * d, ((r * (L + 1) + s) * n + n) * d)) },
+      }));
+      const fast = await b.run(buildFeeds(skipping.manifest, started));
+      const logits = maxDifference(full['logits']!, fast['logits']!);
+      if (s === 0) t.is(logits, 0, 'start 0: every block runs as in the source graph');
+      else t.true(logits <= 1e-5, `start ${s}: logits differ by ${logits}`);
+      t.true(maxDifference(full[VariantNames.targetProb]!, fast[VariantNames.targetProb]!) <= 1e-6, `start ${s}: target probability`);
+      t.deepEqual(numbers(fast[VariantNames.targetRank]!), numbers(full[VariantNames.targetRank]!), `start ${s}: target rank`);
+    }
+    await Promise.all([a.release(), b.release()]);
+  });
+}
+
+test('an export with a block tensor of no known shape keeps every block, and the manifest says why', (t) => {
+  // onnxruntime's fused rotary, expanded: the positions, computed in block 0 from its queries' shape, serve every block
+  const built = buildVariant(join(REPO, 'generated', 'real', 'llama', 'ts-17-eager-fp32-gqa.onnx'), { ...REQUEST, startLayer: true });
+  t.false(built.manifest.inputs.some((i) => i.name === VariantNames.startLayer || i.name === VariantNames.startHidden));
+  t.is(built.manifest.choices['startLayer'], 'unavailable (block 0\'s tensor \'/model/layers.0/self_attn/q_rotary/RotaryEmbedding/positions\' is read outside ' +
+    'the block and its shape is not known): every row runs from block 0, without the start-layer inputs');
+});
