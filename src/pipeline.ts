@@ -13,7 +13,9 @@ import {
   buildVariant, readModelGraph, readSourceModel, sha256File, SiteOverrideError, type BuiltVariant, type GraphReader, type ModelLimits, type ModelSites,
   type SiteOverride, type SourceModel,
 } from './onnx/index.js';
-import { mayRunLastPosition, planProgram, siteOverridesOf, type Plan } from './plan/plan.js';
+import { mayRunLastPosition, planProgram, readsCleanPass, siteOverridesOf, startLayerOf, type Plan } from './plan/plan.js';
+import { cleanForwardEquivalents } from './plan/cost.js';
+import { VariantNames } from './onnx/variant.js';
 import { lastPositionUnsupported } from './onnx/passes/last-position.js';
 import { Journal, JOURNAL_FILE, runFingerprint } from './run/journal.js';
 import { readShards, refuseRunFolder } from './run/merge.js';
@@ -162,6 +164,28 @@ function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNu
 }
 
 /**
+ * The plan a run executes: its variant also takes a start layer (and returns hidden states, the
+ * clean pass's being the rows' start) when some row that runs begins above block 0 and the
+ * options allow it.
+ */
+function withStartLayer(plan: Plan, layers: number, options: RunOptions): Plan {
+  if (options.fullRows || options.allLayers) return plan;
+  const above = plan.experiments.some((e) => !e.attribution && e.rows.some((r) => !readsCleanPass(r) && startLayerOf(r, layers) > 0));
+  return above ? { ...plan, variant: { ...plan.variant, startLayer: true, hiddenStates: true } } : plan;
+}
+
+/** Whether rows begin at their first block, and why. */
+function startLayerExecution(plan: Plan, variant: BuiltVariant, options: RunOptions): { used: boolean; reason: string } {
+  if (variant.manifest.inputs.some((i) => i.name === VariantNames.startLayer)) {
+    return { used: true, reason: 'each row began at the first block it changes or reads, from the clean run\'s hidden state entering it' };
+  }
+  const reason = options.fullRows ? '--full-rows' : options.allLayers ? '--all-layers'
+    : plan.variant.startLayer ? variant.manifest.choices['startLayer']!
+      : 'every row that runs changes or reads block 0, or takes gradients';
+  return { used: false, reason };
+}
+
+/**
  * The model a .dissect file names and its `site` statements, without reading the model: for
  * `dissect inspect FILE.dissect`, which must work exactly when detection fails.
  */
@@ -196,8 +220,10 @@ export interface RunOptions {
   /** argv as typed, recorded in results.json. */
   readonly command: readonly string[];
   readonly onProgress?: (done: number, total: number) => void;
-  /** Run every row over its whole prompt, each on its own (cross-checks the last-position rows and the rows read from the clean pass). */
+  /** Run every row over its whole prompt from block 0, each on its own (cross-checks the last-position rows, the rows read from the clean pass and the start layer). */
   readonly fullRows?: boolean;
+  /** Run every row from block 0 (cross-checks rows that begin at the first block they change or read). */
+  readonly allLayers?: boolean;
   /** Output folders of other runs of this run (its shards) whose finished examples are taken, not recomputed. */
   readonly merge?: readonly string[];
 }
@@ -210,6 +236,11 @@ export interface RunOutcome {
   readonly resumed: number;
   /** --batch as asked and as used (lowered when its rows would need too much memory). */
   readonly batch: BatchSize;
+  /**
+   * The run's FLOPs per prompt of the kept facts' mean token count, in clean forward passes
+   * (plan/cost.ts), as its rows ran. Not in results.json: a shard's would be its own prompts'.
+   */
+  readonly cost: { readonly tokens: number; readonly cleanForwardEquivalents: number };
 }
 
 /**
@@ -268,8 +299,9 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
 }
 
 async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
-  const { program, plan, source, tokenizer } = loaded;
+  const { program, source, tokenizer } = loaded;
   const { sites } = source;
+  const plan = withStartLayer(loaded.plan, sites.layers, options);
   // A shard is a part of one run: the repeated ids, the batch size and the dataset means are the
   // whole selection's, and it runs whole batches of that run (every n-th), so each fact meets the
   // same facts in its batch as in one run and the merged shards equal that run bit for bit.
@@ -285,8 +317,9 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       `split the run into at most ${batches} shards, or lower --batch`);
   }
   refuseOverTotalRows(loaded, selected.length);
-  const { variant, attribution: attributionVariant } = buildVariants(loaded);
+  const { variant, attribution: attributionVariant } = buildVariants({ ...loaded, plan });
   let rows = rowExecution(plan, sites, options);
+  const startLayer = startLayerExecution(plan, variant, options);
   const attributes = program.attributes ? orDiagnostic(loadAttributeSets(program.attributes, tokenizer), loaded.sourceText) : undefined;
   const hashes = {
     model: variant.manifest.source.sha256,
@@ -332,6 +365,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
         lastPosition: rows.mode === 'last_position',
         ...(source.limits.positions ? { positions: source.limits.positions } : {}),
         shareClean: !options.fullRows,
+        startLayer: startLayer.used,
         ...(attribution ? { attribution } : {}),
       };
       const meanHidden = await datasetMeanHidden({ ...context, facts: whole.unique });
@@ -356,6 +390,14 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...duplicates.map((): ExampleRecord => ({ status: 'dropped', reason: 'duplicate_id' })),
     ];
     const { measured, droppedFacts } = measureFacts(program, plan, selected.map((f) => f.id), records, ci);
+    rows = { ...rows, startLayer };
+    const tokens = measured.examples.reduce((n, e) => n + e.tokens.length, 0) / Math.max(1, measured.examples.length);
+    const cost = {
+      tokens,
+      cleanForwardEquivalents: cleanForwardEquivalents(plan, sites, tokens, {
+        lastPosition: rows.mode === 'last_position', startLayer: startLayer.used, shareClean: !options.fullRows,
+      }),
+    };
     const journalRows = unique.filter((f, i) => fromJournal.has(f.id) && records[i]!.status === 'kept').length * (plan.passesPerExample - 1);
     if (fromJournal.size) rows = { ...rows, journalFacts: fromJournal.size, journalRows };
     const mappings = program.headMappings
@@ -403,7 +445,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...(mappings ? { headMappings: mappings } : {}),
       ci: ci.method === 'none' ? { method: 'none' } : ci,
     };
-    return { results, written: writeResults(out, results), resumed, batch };
+    return { results, written: writeResults(out, results), resumed, batch, cost };
   } finally {
     journal.close();
   }

@@ -18,6 +18,7 @@ import { splitDuplicateIds } from '../run/dataset.js';
 import { orThrow } from '../run/errors.js';
 import { rowConventions } from '../run/example.js';
 import { batchNotice } from '../run/memory.js';
+import { costNotice } from '../plan/cost.js';
 import { progressReporter } from './progress.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
@@ -82,6 +83,7 @@ interface RunFlags extends ProgramFlags {
   fresh?: boolean;
   example?: string;
   fullRows?: boolean;
+  allLayers?: boolean;
   shard?: { index: number; count: number };
   merge: string[];
 }
@@ -106,6 +108,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     ...(opts.force ? { force: true } : {}),
     report: true,
     ...(opts.fullRows ? { fullRows: true } : {}),
+    ...(opts.allLayers ? { allLayers: true } : {}),
     ...(opts.merge.length ? { merge: opts.merge.map((d) => resolve(d)) } : {}),
     command: process.argv.slice(2),
     onProgress: (done, total) => progress.update(done, total),
@@ -115,6 +118,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   if (lowered) process.stderr.write(`${lowered}\n`);
   // stdout holds what was asked for (the summary, or --example's JSON); status goes to stderr.
   if (outcome.resumed > 0) process.stderr.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
+  process.stderr.write(`${costNotice(outcome.cost)}\n`);
   if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
   else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.

@@ -195,6 +195,19 @@ export function readsCleanPass(row: PlanRow): boolean {
   return !row.knockouts.length && !row.gates.length && !row.patch && !row.recompute && !row.probes.some(isAttribution);
 }
 
+/**
+ * The first block a row changes or reads, `layers` when it does neither (only the final norm
+ * and the LM head then run): every hidden state up to that block's input is the clean run's, so
+ * the row may begin there from the clean hidden state. A block is changed by a block of edges
+ * or a cancel there, and a patch of hidden state l changes block l's input; probes read block l
+ * (its updates, heads, attention weights or recomputation) or hidden state h (block h's input).
+ * The subject's embeddings come before every block. Gradients span every hidden state: 0.
+ */
+export function startLayerOf(row: PlanRow, layers: number): number {
+  const read = row.probes.map((p) => (isAttribution(p) ? 0 : p.kind === 'attention_weight' || p.site !== 'subject_embeddings' ? p.layer : layers));
+  return Math.min(layers, ...row.knockouts.flatMap((k) => k.layers), ...row.gates.flatMap((g) => g.layers), ...(row.patch ? [row.patch.layer] : []), ...read);
+}
+
 type Bound = { readonly int: number } | { readonly set: PositionSet };
 type Binding = ReadonlyMap<string, Bound>;
 

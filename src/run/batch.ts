@@ -49,7 +49,14 @@ export interface BatchRow {
   readonly subjectWeights?: Float32Array;
   /** Present for a last-position row (then every row of the batch is one). */
   readonly past?: PastOfRow;
+  /**
+   * Begin at block `layer` (> 0) from the clean run's hidden state entering it, [ids.length, d];
+   * absent = block 0. Every row of a batch starts at the same block.
+   */
+  readonly start?: StartOfRow;
 }
+
+export interface StartOfRow { readonly layer: number; readonly hidden: Float32Array }
 
 export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel' | 'cache'>>;
 
@@ -195,6 +202,12 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
     });
     return new ort.Tensor('bool', a, [rows.length, R]);
   },
+  start_layer: (input, { rows }) => {
+    const a = intBuffer(input, [1]);
+    a.set(0, startLayer(rows));
+    return a.tensor;
+  },
+  start_hidden: (input, c) => startHiddenFeed(input, c.manifest, c.rows, startLayer(c.rows) ? c.S : 0),
   subject_weights: (_, { rows, S }) => {
     const a = new Float32Array(rows.length * S);
     rows.forEach((r, b) => {
@@ -235,6 +248,39 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
   }));
 }
 
+/** The block every row of the batch starts at. */
+function startLayer(rows: readonly BatchRow[]): number {
+  const layer = rows[0]!.start?.layer ?? 0;
+  if (rows.some((r) => (r.start?.layer ?? 0) !== layer)) throw new InternalError('buildFeeds: rows starting at different blocks in one batch');
+  return layer;
+}
+
+/** The rows' start hidden states [batch, S, d], S = 0 when the batch starts at block 0 (nothing is read). */
+function startHiddenFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number): ort.Tensor {
+  const d = widthOf(input, manifest);
+  const values = new Float32Array(rows.length * S * d);
+  rows.forEach((r, b) => {
+    if (!r.start) return;
+    if (r.start.hidden.length !== r.ids.length * d) throw new InternalError(`buildFeeds: row ${b}: start hidden state is not [${r.ids.length}, ${d}]`);
+    values.set(r.start.hidden, b * S * d);
+  });
+  return modelFloats(input, values, [rows.length, S, d]);
+}
+
+/** The model width of a [batch, seq, d] input. */
+function widthOf(input: ManifestTensor, manifest: FeedManifest): number {
+  const d = typeof input.shape[2] === 'number' ? input.shape[2] : manifest.dModel;
+  if (d === undefined) throw new InternalError(`manifest input ${input.name}: model width unknown`);
+  return d;
+}
+
+/** float32 values as the input's dtype (the model's: float32 or float16). */
+function modelFloats(input: ManifestTensor, values: Float32Array, dims: readonly number[]): ort.Tensor {
+  if (input.dtype === 'float32') return new ort.Tensor('float32', values, dims);
+  if (input.dtype === 'float16') return new ort.Tensor('float16', floatToHalfArray(values), dims);
+  throw new InternalError(`manifest input ${input.name} is ${input.dtype}; the runner feeds hidden states as float32 or float16`);
+}
+
 function gateFeed(manifest: FeedManifest, rows: readonly BatchRow[], S: number, sublayer: 'attention' | 'mlp'): ort.Tensor {
   const L = manifest.layers;
   const a = new Float32Array(rows.length * L * S).fill(1);
@@ -248,18 +294,15 @@ function gateFeed(manifest: FeedManifest, rows: readonly BatchRow[], S: number, 
   return new ort.Tensor('float32', a, [rows.length, L, S]);
 }
 
-function patchValuesFeed(input: ManifestTensor, manifest: FeedManifest & { dModel?: number }, rows: readonly BatchRow[], S: number): ort.Tensor {
-  const d = typeof input.shape[2] === 'number' ? input.shape[2] : manifest.dModel;
-  if (d === undefined) throw new InternalError(`manifest input ${input.name}: model width unknown`);
+function patchValuesFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number): ort.Tensor {
+  const d = widthOf(input, manifest);
   const values = new Float32Array(rows.length * S * d);
   rows.forEach((r, b) => {
     if (!r.patch) return;
     if (r.patch.values.length !== r.ids.length * d) throw new InternalError(`buildFeeds: row ${b}: patch values are not [${r.ids.length}, ${d}]`);
     values.set(r.patch.values, b * S * d);
   });
-  if (input.dtype === 'float32') return new ort.Tensor('float32', values, [rows.length, S, d]);
-  if (input.dtype === 'float16') return new ort.Tensor('float16', floatToHalfArray(values), [rows.length, S, d]);
-  throw new InternalError(`manifest input ${input.name} is ${input.dtype}; patch values are float32 or float16`);
+  return modelFloats(input, values, [rows.length, S, d]);
 }
 
 /** A last-position row's slot from a whole-prompt run's cache output [batch, …, seq, …] (sequence on `axis`): batch row `row`, its first `take` positions. */

@@ -7,12 +7,12 @@ import type { Program } from '../lang/program.js';
 import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
 import { OWN_TOP1_TARGET, VariantNames } from '../onnx/variant.js';
-import { mayRunLastPosition, readsCleanPass, sharedGradientRun, type AttributionPlan, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
+import { mayRunLastPosition, readsCleanPass, sharedGradientRun, startLayerOf, type AttributionPlan, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
 import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js';
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
 import type { AttributeSets } from './attributes.js';
-import { cachedSlot, type BatchRow, type CachedSlot } from './batch.js';
+import { cachedSlot, type BatchRow, type CachedSlot, type StartOfRow } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
 import { passIO } from './io-plan.js';
@@ -46,6 +46,8 @@ export interface ExecuteInput {
   readonly lastPosition?: boolean;
   /** Read rows that change nothing (readsCleanPass) from each fact's clean pass instead of running them. */
   readonly shareClean?: boolean;
+  /** Begin each row at the first block it changes or reads (startLayerOf), from the clean run's hidden state (the variant takes dissect_start_layer). */
+  readonly startLayer?: boolean;
   readonly onProgress?: (doneExamples: number, totalExamples: number) => void;
 }
 
@@ -137,7 +139,7 @@ export interface RowCounts { lastPosition: number; full: number; clean: number; 
  * back to whole prompts rather than report wrong numbers.
  */
 async function crossCheck(input: ExecuteInput, item: RowItem, clean: Clean): Promise<string | undefined> {
-  const whole = rowItem({ ...input, lastPosition: false }, item.example, clean, item.exp, item.row, item.plan);
+  const whole = rowItem({ ...input, lastPosition: false, startLayer: false }, item.example, clean, item.exp, item.row, item.plan);
   const [fast, full] = await runRows(input, [item, whole]);
   const tolerance = input.variant.manifest.dtype === 'float32' ? 1e-4 : 2e-3;
   if (Math.abs(fast!.pNew - full!.pNew) <= tolerance && fast!.rank === full!.rank) return undefined;
@@ -157,7 +159,7 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   for (let c = 0; c < todo.length; c += batch) {
     const prepared = prepareChunk(input, todo.slice(c, c + batch));
     const cleans = await cleanPass(input, prepared.map((p) => p.example), {
-      hidden: needsHidden(input.plan), cache: input.lastPosition ?? false, rows: read,
+      hidden: needsHidden(input.plan) || (input.startLayer ?? false), cache: input.lastPosition ?? false, rows: read,
       ...(needsCorrupted(input.plan) ? { corrupted: input.tokenizer } : {}),
     });
     const known: { p: Prepared; clean: Clean }[] = [];
@@ -192,10 +194,11 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     // Experiment-major order keeps rows with the same needs (projections, patches) in the
     // same batches: onnxruntime computes every output of a batch, fetched or not. Last-position
     // rows come first (they cannot share a batch with whole prompts), by past length (less
-    // padding; a variant whose positions are one row for the batch needs them equal).
+    // padding; a variant whose positions are one row for the batch needs them equal), then by
+    // the block they start at (a batch starts at one).
     const past = (it: RowItem): number => it.batchRow.past?.position ?? Infinity;
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
-      .sort((a, b) => past(a.item) - past(b.item) || a.item.exp - b.item.exp);
+      .sort((a, b) => past(a.item) - past(b.item) || startOf(a.item) - startOf(b.item) || a.item.exp - b.item.exp);
     const records = await runRows(input, order.map((o) => o.item));
     for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
@@ -403,17 +406,20 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   if (input.lastPosition && clean.cache && mayRunLastPosition(row) && onlyLastQuery(mask, example) && projPositions.every((p) => p === n - 1)) {
     const last = new Uint8Array(mask.layers * mask.heads * n);
     for (let s = 0; s < mask.layers * mask.heads; s++) last.set(mask.data.subarray((s * n + n - 1) * n, (s * n + n) * n), s * n);
+    const start = rowStart(input, e, row, clean, n, 'last');
     const batchRow: BatchRow = {
       ids: [example.ids[n - 1]!], lastIndex: 0, target: clean.targetId,
       ...(plan.variant.knockout ? { knockout: { layers: mask.layers, heads: mask.heads, seq: 1, data: last } } : {}),
       ...(projPositions.length ? { projPositions } : {}),
       ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
       past: { position: n - 1, slots: clean.cache },
+      ...(start ? { start } : {}),
     };
     return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
   }
   const gates = gateArrays(row.gates, example, L);
   const weights = subjectWeights(row.probes, example);
+  const start = rowStart(input, e, row, clean, n, 'all');
   const batchRow: BatchRow = {
     ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,
     ...(plan.variant.knockout ? { knockout: mask } : {}),
@@ -422,6 +428,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
     ...(projPositions.length ? { projPositions } : {}),
     ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
     ...(weights ? { subjectWeights: weights } : {}),
+    ...(start ? { start } : {}),
   };
   const item: RowItem = { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
   const probe = integrationOf(row);
@@ -476,6 +483,25 @@ async function integrateIntervened(input: ExecuteInput, items: readonly RowItem[
   }
   return out;
 }
+
+/**
+ * Where a row of an n-token prompt begins when the run starts rows at their first block: that
+ * block and the clean run's hidden state entering it, at every position or the last alone (a
+ * last-position row); undefined for block 0 and for rows that take gradients (their variant
+ * has no start layer).
+ */
+function rowStart(input: ExecuteInput, e: number, row: PlanRow, clean: Clean, n: number, positions: 'all' | 'last'): StartOfRow | undefined {
+  if (!input.startLayer || input.plan.experiments[e]!.attribution) return undefined;
+  const layer = startLayerOf(row, input.variant.manifest.layers);
+  if (layer === 0) return undefined;
+  if (!clean.hidden) throw new InternalError('rows starting above block 0 without the clean run\'s hidden states');
+  const d = input.variant.manifest.dModel;
+  const from = positions === 'last' ? n - 1 : 0;
+  return { layer, hidden: clean.hidden.subarray((layer * n + from) * d, (layer + 1) * n * d) };
+}
+
+/** The block a row item starts at. */
+const startOf = (it: RowItem): number => it.batchRow.start?.layer ?? 0;
 
 /** Every blocked edge of the mask is the last position's: the other positions run as in the clean pass. */
 function onlyLastQuery(mask: KnockoutMask, ex: Example): boolean {
@@ -540,7 +566,8 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
   const kind = ({ item }: Unit): string => {
     const it = items[item]!;
     if (input.plan.experiments[it.exp]!.attribution) return 'attribution';
-    return !it.batchRow.past ? 'whole' : sharedPositions ? `past ${it.batchRow.past.position}` : 'past';
+    const rows = !it.batchRow.past ? 'whole' : sharedPositions ? `past ${it.batchRow.past.position}` : 'past';
+    return `${rows} from ${startOf(it)}`;
   };
   const outputs: { pNew: number; rank: number; probes: ProbeResult }[] = [];
   const sums = new Map<number, IntegrationSums>();

@@ -4,7 +4,8 @@
 // fetches only what the host reads — its read-outs and its probes' outputs — plus the outputs
 // that come back as a later pass's feeds, the one host round trip left: a clean pass's keys and
 // values (for its prompt's last-position rows, fed once per prompt of a batch; see
-// dissect_past_row) and its hidden states (for patches). The plan is the same on every device.
+// dissect_past_row) and its hidden states (for patches, and rows that begin at a later block).
+// The plan is the same on every device.
 
 import type { ProbePlan } from '../plan/plan.js';
 import { VariantNames, type VariantManifest } from '../onnx/variant.js';

@@ -157,7 +157,7 @@ function interleave<T>(lists: readonly (readonly T[])[], block: number): T[] | u
 
 const ROW_COUNTS = ['lastPositionRows', 'fullRows', 'cleanPassRows', 'journalFacts', 'journalRows'] as const;
 
-/** The shards' row provenance: their mode if they agree (else `full`, saying how each ran), their counts summed. */
+/** The shards' row provenance: their mode if they agree (else `full`, saying how each ran), their counts summed, their start layer if they agree. */
 function summedRows(shards: readonly Shard[]): Rows | undefined {
   const each = shards.flatMap((s) => (s.results.provenance.rows ? [{ shard: s, rows: s.results.provenance.rows }] : []));
   const first = each[0]?.rows;
@@ -171,7 +171,11 @@ function summedRows(shards: readonly Shard[]): Rows | undefined {
   for (const name of ROW_COUNTS) {
     if (each.some(({ rows }) => rows[name] !== undefined)) counts[name] = each.reduce((sum, { rows }) => sum + (rows[name] ?? 0), 0);
   }
-  return { ...how, ...counts };
+  // whether rows began at their first block, when every shard says the same; the cost per
+  // prompt is a shard's own (its prompts' mean length), not summed
+  const startLayer = first.startLayer;
+  const sameStart = startLayer && each.every(({ rows }) => rows.startLayer?.used === startLayer.used && rows.startLayer.reason === startLayer.reason);
+  return { ...how, ...counts, ...(sameStart ? { startLayer } : {}) };
 }
 
 /** Each head's facts flagged by any shard, in the order of the whole run's examples. */

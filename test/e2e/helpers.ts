@@ -1,6 +1,7 @@
 // Shared setup of the end-to-end tests: .dissect programs over the committed default
 // model, run through the same pipeline as `dissect run`.
 
+import type { ExecutionContext } from 'ava';
 import { writeFileSync } from 'node:fs';
 import { tempDir } from '../temp.js';
 import { join } from 'node:path';
@@ -37,6 +38,8 @@ export interface RunSetup {
   readonly limit?: number;
   readonly out?: string;
   readonly fresh?: boolean;
+  readonly fullRows?: boolean;
+  readonly allLayers?: boolean;
 }
 
 export async function runSource(setup: RunSetup): Promise<RunOutcome & { out: string }> {
@@ -51,6 +54,8 @@ export async function runSource(setup: RunSetup): Promise<RunOutcome & { out: st
     device: 'cpu',
     command: ['test'],
     ...(setup.fresh ? { fresh: true } : {}),
+    ...(setup.fullRows ? { fullRows: true } : {}),
+    ...(setup.allLayers ? { allLayers: true } : {}),
   });
   return { ...outcome, out };
 }
@@ -74,4 +79,34 @@ export function tinyGpt2Program(...lines: string[]): string {
 export function valueAt(r: Results, e: number, id: number, key: Record<string, number | string>, measure: string): number | undefined {
   const row = r.experiments[e]!.values.find((v) => v.example === String(id) && Object.entries(key).every(([k, x]) => v.key[k] === x));
   return row?.values[measure];
+}
+
+/**
+ * Every value of two runs of one program agrees: probabilities within 1e-5 absolute, their
+ * change (in percent of p0) within 1e-3 points, ranks, extraction and top tokens exactly.
+ * Returns how many values were compared.
+ */
+export function sameNumbers(t: ExecutionContext, fast: Results, full: Results): number {
+  const tolerance: Record<string, number> = { probability: 1e-5, probability_change: 1e-3 };
+  let worst = { by: 0, what: '' };
+  let compared = 0;
+  fast.experiments.forEach((x, e) => {
+    const a = x.values;
+    const b = full.experiments[e]!.values;
+    t.is(a.length, b.length, x.name);
+    a.forEach((row, i) => {
+      t.deepEqual([row.example, row.key], [b[i]!.example, b[i]!.key]);
+      for (const [k, v] of Object.entries(row.values)) {
+        const w = b[i]!.values[k]!;
+        compared++;
+        if (tolerance[k] === undefined) t.is(v, w, `${x.name} ${row.example} ${JSON.stringify(row.key)} ${k}`);
+        const by = tolerance[k] === undefined ? 0 : Math.abs((v ?? 0) - (w ?? 0)) / tolerance[k]!;
+        if (by > worst.by) worst = { by, what: `${row.example} ${JSON.stringify(row.key)} ${k}: ${v} vs ${w}` };
+      }
+    });
+    t.deepEqual(x.forwardPasses, full.experiments[e]!.forwardPasses);
+    t.deepEqual(x.tokens ?? [], full.experiments[e]!.tokens ?? [], `${x.name} top tokens`);
+  });
+  t.true(worst.by <= 1, `worst: ${worst.what}`);
+  return compared;
 }

@@ -4,20 +4,12 @@
 // clean pass, and again each over its whole prompt (--full-rows), give the same numbers;
 // results.json says which way rows ran and why.
 
-import test, { type ExecutionContext } from 'ava';
-import type { Results } from '../../src/measure/schema.js';
+import test from 'ava';
 import { join } from 'node:path';
-import { informationFlowSource, runSource, tempDir, tinyGpt2 } from './helpers.js';
-import { loadProgram, runProgram } from '../../src/pipeline.js';
-import { writeFileSync } from 'node:fs';
+import { informationFlowSource, runSource, sameNumbers, tinyGpt2 } from './helpers.js';
 
 async function run(source: string, fullRows: boolean) {
-  const dir = tempDir('e2e');
-  const file = join(dir, 'flow.dissect');
-  writeFileSync(file, source);
-  return (await runProgram(loadProgram(file), {
-    out: join(dir, 'out'), selection: { limit: 20 }, batch: 16, device: 'cpu', command: ['test'], ...(fullRows ? { fullRows: true } : {}),
-  })).results;
+  return (await runSource({ source, limit: 20, batch: 16, fullRows })).results;
 }
 
 const experiments = [
@@ -36,36 +28,6 @@ const experiments = [
   '  measure target_rank of hidden 4 at p',
   '}',
 ].join('\n');
-
-/**
- * Every value of two runs of one program agrees: probabilities within 1e-5 absolute, their
- * change (in percent of p0) within 1e-3 points, ranks, extraction and top tokens exactly.
- * Returns how many values were compared.
- */
-function sameNumbers(t: ExecutionContext, fast: Results, full: Results): number {
-  const tolerance: Record<string, number> = { probability: 1e-5, probability_change: 1e-3 };
-  let worst = { by: 0, what: '' };
-  let compared = 0;
-  fast.experiments.forEach((x, e) => {
-    const a = x.values;
-    const b = full.experiments[e]!.values;
-    t.is(a.length, b.length, x.name);
-    a.forEach((row, i) => {
-      t.deepEqual([row.example, row.key], [b[i]!.example, b[i]!.key]);
-      for (const [k, v] of Object.entries(row.values)) {
-        const w = b[i]!.values[k]!;
-        compared++;
-        if (tolerance[k] === undefined) t.is(v, w, `${x.name} ${row.example} ${JSON.stringify(row.key)} ${k}`);
-        const by = tolerance[k] === undefined ? 0 : Math.abs((v ?? 0) - (w ?? 0)) / tolerance[k]!;
-        if (by > worst.by) worst = { by, what: `${row.example} ${JSON.stringify(row.key)} ${k}: ${v} vs ${w}` };
-      }
-    });
-    t.deepEqual(x.forwardPasses, full.experiments[e]!.forwardPasses);
-    t.deepEqual(x.tokens ?? [], full.experiments[e]!.tokens ?? [], `${x.name} top tokens`);
-  });
-  t.true(worst.by <= 1, `worst: ${worst.what}`);
-  return compared;
-}
 
 test.serial('last-position rows equal whole-prompt rows, probes included, and results say how rows ran', async (t) => {
   const source = `${informationFlowSource(3)}\n${experiments}\n`;

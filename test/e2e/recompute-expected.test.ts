@@ -58,9 +58,10 @@ for (const mode of ['renormalise', 'paper_resoftmax'] as const) {
           const rank = valueAt(r, 0, f.case_id, key, 'target_rank of attention l without s');
           if (event !== want.event[l]) mismatches.push(`${f.case_id} ${set} l${l}: event ${event} vs ${want.event[l]}`);
           if (rank !== want.target_rank[l]) mismatches.push(`${f.case_id} ${set} l${l}: rank ${rank} vs ${want.target_rank[l]}`);
-          // nothing is propagated: the output is the clean one
+          // nothing is propagated: the output is the clean one (up to float32 rounding: the row runs
+          // one token from block l, the clean pass every token from block 0)
           const p = valueAt(r, 0, f.case_id, key, 'probability')!;
-          if (Math.abs(p - f.p0) > 1e-6 * Math.max(f.p0, 1e-6) + 1e-7) mismatches.push(`${f.case_id} ${set} l${l}: probability ${p} vs p0 ${f.p0}`);
+          if (Math.abs(p - f.p0) > 1e-5 * Math.max(f.p0, 1e-6) + 1e-7) mismatches.push(`${f.case_id} ${set} l${l}: probability ${p} vs p0 ${f.p0}`);
           if (want.tie[l]) ties++;
           compared++;
         }

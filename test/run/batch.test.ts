@@ -8,6 +8,7 @@ import { buildFeeds, type BatchRow, type FeedManifest } from '../../src/run/batc
 import { InternalError, orThrow } from '../../src/run/errors.js';
 import { buildKnockoutMask } from '../../src/run/knockout-mask.js';
 import { createSession } from '../../src/run/session.js';
+import { fromHalfBits } from '../../src/onnx/tensor.js';
 
 const fixtures = fileURLToPath(new URL('../../../generated/fixtures/', import.meta.url));
 
@@ -17,6 +18,7 @@ function ruleOf(name: string): FillRule {
   const rules: Record<string, FillRule> = {
     input_ids: 'token_ids', attention_mask: 'attention_mask', position_ids: 'positions',
     dissect_past_row: 'past_row', dissect_knockout: 'knockout', dissect_last_index: 'last_index', dissect_target: 'target',
+    dissect_start_layer: 'start_layer', dissect_start_hidden: 'start_hidden',
   };
   return rules[name] ?? ('unknown' as FillRule);
 }
@@ -149,6 +151,28 @@ test('contract errors are thrown as internal errors', (t) => {
   t.throws(() => buildFeeds(stub, [{ ...row, knockout: packed(2, 4, 2, []) }]), { instanceOf: InternalError, message: /the variant takes \[2, 1\]/ });
   t.throws(() => buildFeeds(stub, [{ ...row, knockout: packed(2, 1, 1, []) }]), { instanceOf: InternalError, message: /covers 1 of its 2 tokens/ });
   t.throws(() => buildFeeds({ ...stub, inputs: [tensor('input_ids', 'float32', ['batch', 'seq'])] }, [row]), { instanceOf: InternalError });
+});
+
+test('the start block is the batch\'s; its hidden states right-padded with zeros, or empty at block 0', (t) => {
+  const manifest: FeedManifest = {
+    ...stub, dModel: 2,
+    inputs: [...stub.inputs, tensor('dissect_start_layer', 'int64', [1]), tensor('dissect_start_hidden', 'float16', ['batch', 'start_seq', 2])],
+  };
+  const rows: BatchRow[] = [
+    { ids: [5, 6, 7], lastIndex: 2, target: 9, start: { layer: 1, hidden: Float32Array.from([1, 2, 3, 4, 5, 6]) } },
+    { ids: [8, 9], lastIndex: 1, target: 3, start: { layer: 1, hidden: Float32Array.from([-1, -2, -3, -4]) } },
+  ];
+  const f = buildFeeds(manifest, rows);
+  t.deepEqual([...(f['dissect_start_layer']!.data as BigInt64Array)], big([1]));
+  const hidden = f['dissect_start_hidden']!;
+  t.is(hidden.type, 'float16');
+  t.deepEqual(hidden.dims, [2, 3, 2]);
+  t.deepEqual([...(hidden.data as Uint16Array)].map(fromHalfBits), [1, 2, 3, 4, 5, 6, -1, -2, -3, -4, 0, 0]);
+  const fromZero = buildFeeds(manifest, rows.map(({ start: _, ...row }) => row));
+  t.deepEqual([...(fromZero['dissect_start_layer']!.data as BigInt64Array)], big([0]));
+  t.deepEqual(fromZero['dissect_start_hidden']!.dims, [2, 0, 2]);
+  t.throws(() => buildFeeds(manifest, [rows[0]!, { ids: [8, 9], lastIndex: 1, target: 3 }]), { instanceOf: InternalError, message: /different blocks/ });
+  t.throws(() => buildFeeds(manifest, [{ ...rows[0]!, start: { layer: 1, hidden: new Float32Array(4) } }]), { instanceOf: InternalError, message: /not \[3, 2\]/ });
 });
 
 // End to end on the random-weight GPT-2 fixtures: two prompts of different lengths in one

@@ -53,6 +53,9 @@ test.serial('a run uses the lowered batch for its longest prompt and reports it'
   });
   t.is(results.data.total, 4);
   t.is(batch.requested, 100_000_000);
-  t.is(batch.used, Math.floor(BATCH_MEMORY_BUDGET / rowBytes(loaded.source.sites, loaded.plan, batch.longestPrompt)));
+  // the plan run: its rows begin at their first block, so its variant also returns hidden states
+  const run = { ...loaded.plan, variant: { ...loaded.plan.variant, startLayer: true, hiddenStates: true } };
+  t.true(results.provenance.rows!.startLayer!.used);
+  t.is(batch.used, Math.floor(BATCH_MEMORY_BUDGET / rowBytes(loaded.source.sites, run, batch.longestPrompt)));
   t.true(batch.longestPrompt >= Math.max(...results.examples.map((e) => e.tokens.length)));
 });
