@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadProgram, runProgram } from '../src/pipeline.js';
 import { gpt2TokenizerJson } from '../test/run/_tokenizers.js';
-import { cleanForwardEquivalents } from './flops.js';
+import { cleanForwardEquivalents } from '../src/plan/cost.js';
 import { informationFlowSource } from './flow.js';
 import { benchFacts } from './prompts.js';
 import { writeSkeleton, type SkeletonShape } from './skeleton.js';
@@ -75,7 +75,9 @@ async function runOnce(spec: RunSpec): Promise<void> {
     fresh: true, fullRows: spec.fullRows,
     onProgress: () => { last = now(); first ??= last; },
   });
-  const modes = { lastPosition: results.provenance.rows?.mode === 'last_position', shareClean: !spec.fullRows };
+  const modes = {
+    lastPosition: results.provenance.rows?.mode === 'last_position', startLayer: results.provenance.rows?.startLayer?.used ?? false, shareClean: !spec.fullRows,
+  };
   const equivalents = results.examples.reduce((s, e) => s + cleanForwardEquivalents(loaded.plan, loaded.source.sites, e.tokens.length, modes), 0);
   const result: RunResult = {
     marginal: last[0] - first![0],

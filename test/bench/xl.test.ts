@@ -1,47 +1,7 @@
-// The XL bench's parts that decide its numbers: the clean-forward count and the prompts.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// The XL bench's prompts (its clean-forward count is src/plan/cost.ts's, tested in test/plan/cost.test.ts).
 import test from 'ava';
 import { encode } from 'gpt-3-encoder';
 import { benchFacts } from '../../bench/prompts.js';
-import { cleanForwardEquivalents } from '../../bench/flops.js';
-import { loadProgram } from '../../src/pipeline.js';
-import { tempDir } from '../temp.js';
-
-const tiny = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));
-
-test('clean-forward equivalents: a last-position row costs 1/n of a clean forward, a whole-prompt row 1, a row read from the clean pass 0', (t) => {
-  const file = join(tempDir('bench-flops'), 'flow.dissect');
-  writeFileSync(file, [
-    `model "${join(tiny, 'model.onnx')}" tokenizer "${join(tiny, 'tokenizer.json')}"`,
-    `dataset counterfact "${join(tiny, 'facts.json')}"`,
-    'experiment flow {',
-    '  for l in layers all',
-    '  for blocked in positions subject, last',
-    '  block blocked -> last at layers window(l, 3)',
-    '  measure probability',
-    '}',
-    'experiment lens {',
-    '  for h in hidden all',
-    '  measure target_rank of hidden h at last',
-    '}',
-    'experiment cancelled {',
-    '  cancel mlp at layers 0',
-    '  measure probability',
-    '}',
-    '',
-  ].join('\n'));
-  const { plan, source } = loadProgram(file);
-  const { layers } = source.sites;
-  t.is(layers, 8);
-  const flow = 2 * layers;
-  const lens = layers + 1;
-  // the clean pass, then per row: 1 token of 10 for the last-position rows, the whole prompt for the cancel
-  t.true(Math.abs(cleanForwardEquivalents(plan, source.sites, 10, { lastPosition: true, shareClean: true }) - (1 + flow / 10 + 1)) < 1e-12);
-  t.true(Math.abs(cleanForwardEquivalents(plan, source.sites, 10, { lastPosition: false, shareClean: true }) - (1 + flow + 1)) < 1e-12);
-  t.true(Math.abs(cleanForwardEquivalents(plan, source.sites, 10, { lastPosition: false, shareClean: false }) - (1 + flow + lens + 1)) < 1e-12);
-});
 
 test('the bench facts: 20 distinct prompts of 10–15 GPT-2 tokens, 12.5 on average, each holding its subject', (t) => {
   const facts = benchFacts(20);
