@@ -147,7 +147,7 @@ async function bench(shape: SkeletonShape): Promise<void> {
   }
   console.log(`dissect: ${(sweep.facts / sweep.marginal).toFixed(2)} facts/s after ${(sweep.wall - sweep.marginal).toFixed(1)} s fixed`);
   console.log(`clean-forward equivalents in FLOPs per prompt: ${sweep.equivalents.toFixed(1)} (the paper's method: ${sweep.rowsPerFact}; ` +
-    'counted from the plan\'s rows, every row running every layer)');
+    'counted from the plan\'s rows as they ran, from their first block; src/plan/cost.ts)');
   // other processes stretch wall time; CPU time (all threads) far less, so its ratios show what a quiet machine would
   const cpuRatio = (r: RunResult): string => (perPrompt(r, 'marginalCpu') / perPrompt(sweep, 'marginalCpu')).toFixed(1);
   console.log(`on CPU time: ${cpuRatio(paper)}x the paper method, ${cpuRatio(batched)}x batched whole prompts`);
