@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildVariant } from '../src/onnx/compile.js';
-import { loadProgram, runProgram, selectedFacts } from '../src/pipeline.js';
+import { loadProgram, runProgram, selectedFacts } from '../src/pipeline/index.js';
 import { buildFeeds, type BatchRow } from '../src/run/batch.js';
 import { orThrow } from '../src/run/errors.js';
 import { createSession } from '../src/run/session.js';

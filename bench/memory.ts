@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { externalizeInitializers } from '../src/onnx/external.js';
 import { readModel, writeModel } from '../src/onnx/proto.js';
-import { loadProgram, runProgram } from '../src/pipeline.js';
+import { loadProgram, runProgram } from '../src/pipeline/index.js';
 import { informationFlowSource } from './flow.js';
 import { buildSkeleton, type SkeletonShape } from './skeleton.js';
 

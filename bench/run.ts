@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadProgram, runProgram } from '../src/pipeline.js';
+import { loadProgram, runProgram } from '../src/pipeline/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const example = fileURLToPath(new URL('../../examples/information-flow.dissect', import.meta.url));

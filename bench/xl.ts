@@ -18,7 +18,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadProgram, runProgram } from '../src/pipeline.js';
+import { loadProgram, runProgram } from '../src/pipeline/index.js';
 import { gpt2TokenizerJson } from '../test/run/_tokenizers.js';
 import { cleanForwardEquivalents } from '../src/plan/cost.js';
 import { informationFlowSource } from './flow.js';

@@ -8,7 +8,7 @@ import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import {
   buildVariants, loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram,
-} from '../pipeline.js';
+} from '../pipeline/index.js';
 import { mayRunLastPosition, readsCleanPass, rowsInSharedGradientRuns } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
 import { resultsSchema } from '../measure/schema.js';

@@ -9,7 +9,7 @@ import { isUserError } from '../errors.js';
 import { releaseOpenFolders } from '../output/folder.js';
 import { JOURNAL_FILE } from '../run/journal.js';
 import { defaultRowLimits, type RowLimits } from '../lang/index.js';
-import { DiagnosticsError } from '../pipeline.js';
+import { DiagnosticsError } from '../pipeline/index.js';
 import { version } from '../version.js';
 import {
   attributesCommand, checkCommand, compileCommand, doctorCommand, inspectCommand, mergeCommand, reportCommand, runCommand, schemaCommand,

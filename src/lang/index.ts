@@ -11,6 +11,7 @@ import type { Diagnostic, Program } from './program.js';
 
 export type { Document } from './ast.js';
 export type { ShapeOf } from './checker.js';
+export type { Diagnostic, ModelShape, Program, SourceSpan } from './program.js';
 export { allChoices, defaultChoices, findChoice, type Choice, type ChoiceName, type ChoiceOption, type Choices, type ChoiceValue } from './choices.js';
 export { commandLineFile, formatDiagnostics, hasErrors } from './diagnostics.js';
 export { keywords } from './lexer.js';

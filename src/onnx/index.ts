@@ -9,6 +9,7 @@ export { readModel, writeModel, decodeModel, encodeModel, DataType } from './pro
 export { modelLimits, type ModelLimits } from './limits.js';
 export { checkExternalData, externalRefs, externalizeInitializers } from './external.js';
 export { attentionProbsName } from './passes/outputs.js';
+export { lastPositionUnsupported } from './passes/last-position.js';
 export * from './variant.js';
 export { buildHeadMappingGraph, HeadMappingNames, type HeadMappingGraph, type HeadMappingRequest } from './head-mappings.js';
 export { projectionName, type ProjectionPart } from './passes/projections.js';

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readModel, writeModel } from '../../src/onnx/proto.js';
-import { buildVariants, DiagnosticsError, loadProgram, runProgram } from '../../src/pipeline.js';
+import { buildVariants, DiagnosticsError, loadProgram, runProgram } from '../../src/pipeline/index.js';
 import { tempDir } from '../temp.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));

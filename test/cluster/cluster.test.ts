@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../../src/errors.js';
 import type { Results } from '../../src/measure/schema.js';
-import { mergeShards } from '../../src/pipeline.js';
+import { mergeShards } from '../../src/pipeline/index.js';
 import { tempDir, tinyGpt2, tinyGpt2Program } from '../e2e/helpers.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));

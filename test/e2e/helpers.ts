@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { tempDir } from '../temp.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline.js';
+import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline/index.js';
 import type { Results } from '../../src/measure/schema.js';
 
 export const tinyGpt2 = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));

@@ -14,7 +14,7 @@ import { measureIdentity, type MeasureDescriptor } from '../../src/measure/descr
 import type { Results } from '../../src/measure/schema.js';
 import { buildVariant } from '../../src/onnx/compile.js';
 import { VariantNames } from '../../src/onnx/variant.js';
-import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline.js';
+import { loadProgram, runProgram, type RunOutcome } from '../../src/pipeline/index.js';
 import { buildFeeds, type BatchRow } from '../../src/run/batch.js';
 import { orThrow } from '../../src/run/errors.js';
 import { createSession } from '../../src/run/session.js';

@@ -7,7 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileVariant, readModelGraph } from '../../src/onnx/index.js';
-import { loadProgram, runProgram } from '../../src/pipeline.js';
+import { loadProgram, runProgram } from '../../src/pipeline/index.js';
 import { planFigures } from '../../src/report/html/figures.js';
 import { rowConventions } from '../../src/run/example.js';
 import { JOURNAL_FILE } from '../../src/run/journal.js';

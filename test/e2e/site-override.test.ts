@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectSites, encodeModel, readModel } from '../../src/onnx/index.js';
 import { makeTensor } from '../../src/onnx/tensor.js';
-import { DiagnosticsError, loadProgram } from '../../src/pipeline.js';
+import { DiagnosticsError, loadProgram } from '../../src/pipeline/index.js';
 import { runSource, tempDir, tinyGpt2 } from './helpers.js';
 
 const dir = tempDir('e2e');

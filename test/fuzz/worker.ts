@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../src/lang/grammar-export.js';
 import type { ShapeOf } from '../../src/lang/index.js';
 import { readModel, readSourceModel } from '../../src/onnx/index.js';
-import { readModelShape } from '../../src/pipeline.js';
+import { readModelShape } from '../../src/pipeline/index.js';
 import { siteOverridesOf } from '../../src/plan/plan.js';
 import { judge } from './property.js';
 

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExampleRecord } from '../../src/measure/record.js';
 import { buildVariant } from '../../src/onnx/compile.js';
-import { loadProgram, selectedFacts } from '../../src/pipeline.js';
+import { loadProgram, selectedFacts } from '../../src/pipeline/index.js';
 import { orThrow } from '../../src/run/errors.js';
 import { executeExamples } from '../../src/run/execute.js';
 import { Journal, runFingerprint } from '../../src/run/journal.js';

@@ -9,14 +9,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VariantNames } from '../../src/onnx/variant.js';
-import { loadProgram, runProgram } from '../../src/pipeline.js';
+import { loadProgram, runProgram } from '../../src/pipeline/index.js';
 import { buildVariant } from '../../src/onnx/compile.js';
 import type { ExampleRecord } from '../../src/measure/record.js';
 import { executeExamples } from '../../src/run/execute.js';
 import { Journal, runFingerprint } from '../../src/run/journal.js';
 import { orThrow } from '../../src/run/errors.js';
 import { createSession, type RunSession } from '../../src/run/session.js';
-import { selectedFacts } from '../../src/pipeline.js';
+import { selectedFacts } from '../../src/pipeline/index.js';
 import { tempDir } from '../temp.js';
 
 const tiny = fileURLToPath(new URL('../../../generated/tiny-gpt2/', import.meta.url));

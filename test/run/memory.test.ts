@@ -4,7 +4,7 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadProgram, runProgram, type LoadedProgram } from '../../src/pipeline.js';
+import { loadProgram, runProgram, type LoadedProgram } from '../../src/pipeline/index.js';
 import { BATCH_MEMORY_BUDGET, batchNotice, batchSize, rowBytes } from '../../src/run/memory.js';
 import { informationFlowSource, tempDir, tinyGpt2 } from '../e2e/helpers.js';
 

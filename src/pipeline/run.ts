@@ -1,152 +1,27 @@
-// The stages wired together: .dissect file → checked Program → Plan → compiled variant →
-// executed examples → measures → results. The CLI commands and the end-to-end tests call
-// these functions; each stage is reached only through its own module's interface.
+// `dissect run`: a loaded program executed over its facts (src/run), measured (src/measure) and
+// written (src/report) into an output folder it owns for the whole run.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { FileSystemError, fsUserError, UserError } from './errors.js';
-import { defaultRowLimits, findChoice, formatDiagnostics, frontEnd, hasErrors, rankedTokens, totalRowsError, type RowLimits } from './lang/index.js';
-import type { Diagnostic, ModelShape, Program, SourceSpan } from './lang/program.js';
-import type { CiOptions } from './measure/stats.js';
+import { UserError } from '../errors.js';
+import { withOutputFolder, type OutputFolder } from '../output/folder.js';
+import { version } from '../version.js';
+import { buildVariants, orDiagnostic, refuseOverTotalRows, selectedFacts, type LoadedProgram } from './load.js';
+import { findChoice, type Program, rankedTokens } from '../lang/index.js';
 import {
-  buildVariant, readModelGraph, readSourceModel, sha256File, SiteOverrideError, type BuiltVariant, type GraphReader, type ModelLimits, type ModelSites,
-  type SiteOverride, type SourceModel,
-} from './onnx/index.js';
-import { mayRunLastPosition, planProgram, readsCleanPass, siteOverridesOf, startLayerOf, type Plan } from './plan/plan.js';
-import { cleanForwardEquivalents } from './plan/cost.js';
-import { VariantNames } from './onnx/variant.js';
-import { lastPositionUnsupported } from './onnx/passes/last-position.js';
-import { Journal, JOURNAL_FILE, runFingerprint } from './run/journal.js';
-import { readShards, refuseRunFolder } from './run/merge.js';
-import { writeReport, type WriteReportOptions, type WrittenReport } from './report/html/index.js';
-import { withOutputFolder, type OutputFolder } from './output/folder.js';
-import { RESULTS_FORMAT, type ExampleId, type Results, type ResultsExample, type ResultsHeadMappings } from './measure/schema.js';
-import { writeResults, type WrittenResults } from './report/write.js';
-import { loadFacts, selectFacts, shardOf, splitDuplicateIds, type Fact, type Selection } from './run/dataset.js';
-import { isRunError, orThrow, RunUserError, type RunError } from './run/errors.js';
-import { batchSize, type BatchSize } from './run/memory.js';
-import { datasetMeanHidden, executeExamples } from './run/execute.js';
-import type { ExampleRecord } from './measure/record.js';
-import { measureRecords } from './measure/results.js';
-import { loadAttributeSets } from './run/attributes.js';
-import { headMappings } from './run/head-mappings.js';
-import { createSession, doctorInfo } from './run/session.js';
-import { bosUnavailable, prepareExample } from './run/example.js';
-import { loadTokenizer, tokenizerMismatch, type Tokenizer } from './run/tokenizer.js';
-import { version } from './version.js';
-
-/** Diagnostics of a .dissect file, already formatted with file:line:col and hints. */
-export class DiagnosticsError extends UserError {
-  constructor(readonly diagnostics: readonly Diagnostic[], sourceText: string) {
-    super(formatDiagnostics([...diagnostics], sourceText));
-    this.name = 'DiagnosticsError';
-  }
-}
-
-export interface LoadedProgram {
-  readonly file: string;
-  readonly sourceText: string;
-  readonly program: Program;
-  /** The model, read once: the check, the variant and the head mappings all use this one. */
-  readonly source: SourceModel;
-  readonly plan: Plan;
-  readonly tokenizer: Tokenizer;
-  /** Warnings (errors throw). */
-  readonly warnings: readonly Diagnostic[];
-  /** The row limits it was checked with (the total is checked against the facts a run takes). */
-  readonly rowLimits: RowLimits;
-}
-
-function readSource(file: string): { path: string; sourceText: string } {
-  const path = resolve(file);
-  try {
-    return { path, sourceText: readFileSync(path, 'utf8') };
-  } catch (e) {
-    throw fsUserError('read', file, e, 'check the path of the .dissect file');
-  }
-}
-
-/**
- * What the checker learns from a model (the answer of its ShapeOf): the model `read` gives and
- * its shape, or, for a model dissect cannot read, why (at the site override to blame).
- */
-export function readModelShape(read: () => SourceModel): { source: SourceModel; shape: ModelShape } | { error: string; site?: number } {
-  try {
-    const source = read();
-    const { sites } = source;
-    return { source, shape: { layers: sites.layers, heads: sites.heads, vocab: sites.vocab } };
-  } catch (e) {
-    if (e instanceof SiteOverrideError) return { error: e.message, site: e.index };
-    if (e instanceof FileSystemError) return { error: e.reason };
-    if (e instanceof UserError) return { error: e.message };
-    throw e;
-  }
-}
-
-/**
- * Reads, parses and checks a .dissect file against its model, and plans it. The model's graph
- * is read here, through `readGraph`, and nowhere else in the run.
- */
-export function loadProgram(
-  file: string, overrides: Readonly<Record<string, string>> = {}, rowLimits = defaultRowLimits, readGraph: GraphReader = readModelGraph,
-): LoadedProgram {
-  const { path, sourceText } = readSource(file);
-  let source: SourceModel | undefined;
-  let tokenizerRead: Tokenizer | RunError | undefined;
-  const out = frontEnd(sourceText, path, {
-    overrides,
-    rowLimits,
-    shapeOf: (onnxPath, overrides, tokenizerPath) => {
-      const read = readModelShape(() => readSourceModel(onnxPath, siteOverridesOf(overrides), readGraph));
-      if ('error' in read) return read;
-      source = read.source;
-      if (tokenizerPath === undefined) return read.shape;
-      tokenizerRead = loadTokenizer(tokenizerPath);
-      // a tokenizer that cannot be read is reported at its statement once the file checks
-      return isRunError(tokenizerRead) ? read.shape : { ...read.shape, vocab: rankedTokens(read.shape.vocab, tokenizerRead.vocabSize) };
-    },
-  });
-  if (hasErrors(out.diagnostics) || !out.program || !source || !tokenizerRead) throw new DiagnosticsError(out.diagnostics, sourceText);
-  const tokenizer = orDiagnostic(tokenizerRead, sourceText, out.program.model.tokenizerSpan);
-  const mismatch = tokenizerMismatch(tokenizer, { path: out.program.model.onnx, embeddingRows: source.limits.embeddingRows })
-    ?? (out.program.bos === 'prepend' ? bosUnavailable(tokenizer) : undefined);
-  if (mismatch) throw new RunUserError(mismatch);
-  const plan = withLastPosition(planProgram(out.program, source.sites, tokenizer.vocabSize), source.sites);
-  return { file: path, sourceText, program: out.program, source, plan, tokenizer, warnings: out.diagnostics, rowLimits };
-}
-
-/**
- * The variants a run of the program compiles (the attribution variant too, when an experiment
- * takes gradients). A model the compiler cannot rewrite for this program (a reserved tensor
- * name, an op the backward pass has no rule for, …) is an error at the model statement: `check`
- * calls this too, so it finds what `run` would refuse.
- */
-export function buildVariants(loaded: LoadedProgram): { variant: BuiltVariant; attribution?: BuiltVariant } {
-  const { source, plan, program } = loaded;
-  try {
-    const variant = buildVariant(source, plan.variant);
-    return plan.attributionVariant ? { variant, attribution: buildVariant(source, plan.attributionVariant) } : { variant };
-  } catch (e) {
-    if (!(e instanceof UserError)) throw e;
-    throw new DiagnosticsError([{
-      span: program.model.span, severity: 'error', message: `the model cannot be compiled for this program: ${e.message}`,
-      hint: e.hint ?? 'the program asks the model for an intervention or a measure its graph does not allow; `dissect inspect MODEL` shows what was recognised',
-    }], loaded.sourceText);
-  }
-}
-
-/** Refuses, at the dataset statement, a run of `facts` facts over the total row limit. */
-export function refuseOverTotalRows(loaded: LoadedProgram, facts: number): void {
-  const tooMany = totalRowsError(loaded.program.dataset.span, loaded.plan.passesPerExample - 1, facts, loaded.rowLimits);
-  if (tooMany) throw new DiagnosticsError([tooMany], loaded.sourceText);
-}
-
-/** Asks the variant for a cache when some row may run its last token alone and the model allows it. */
-function withLastPosition(plan: Plan, sites: ModelSites): Plan {
-  const wanted = plan.experiments.some((e) => e.rows.some(mayRunLastPosition));
-  return wanted && !lastPositionUnsupported(sites) ? { ...plan, variant: { ...plan.variant, lastPosition: true } } : plan;
-}
+  type CiOptions, type ExampleId, type ExampleRecord, measureRecords, type Results, RESULTS_FORMAT,
+  type ResultsExample, type ResultsHeadMappings,
+} from '../measure/index.js';
+import {
+  type BuiltVariant, lastPositionUnsupported, type ModelLimits, type ModelSites, sha256File, type SourceModel,
+  VariantNames,
+} from '../onnx/index.js';
+import { cleanForwardEquivalents, mayRunLastPosition, type Plan, readsCleanPass, startLayerOf } from '../plan/index.js';
+import {
+  batchSize, type BatchSize, createSession, datasetMeanHidden, doctorInfo, executeExamples, type Fact, headMappings,
+  isRunError, Journal, JOURNAL_FILE, loadAttributeSets, orThrow, prepareExample, runFingerprint, type Selection,
+  shardOf, splitDuplicateIds, type Tokenizer,
+} from '../run/index.js';
+import { writeReport, type WriteReportOptions, writeResults, type WrittenReport, type WrittenResults } from '../report/index.js';
 
 /** How a run executes its rows, and why (recorded in results.json). */
 function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNullable<Results['provenance']['rows']> {
@@ -183,24 +58,6 @@ function startLayerExecution(plan: Plan, variant: BuiltVariant, options: RunOpti
     : plan.variant.startLayer ? variant.manifest.choices['startLayer']!
       : 'every row that runs changes or reads block 0, or takes gradients';
   return { used: false, reason };
-}
-
-/**
- * The model a .dissect file names and its `site` statements, without reading the model: for
- * `dissect inspect FILE.dissect`, which must work exactly when detection fails.
- */
-export function modelStatementOf(file: string, overrides: Readonly<Record<string, string>> = {}): { onnx: string; siteOverrides: SiteOverride[] } {
-  const { path, sourceText } = readSource(file);
-  let named: { onnx: string; siteOverrides: SiteOverride[] } | undefined;
-  const out = frontEnd(sourceText, path, {
-    overrides,
-    shapeOf: (onnx, sites) => {
-      named = { onnx, siteOverrides: siteOverridesOf(sites) };
-      return { error: 'not read' }; // the caller reads it
-    },
-  });
-  if (!named) throw new DiagnosticsError(out.diagnostics, sourceText);
-  return named;
 }
 
 export interface RunOptions {
@@ -241,52 +98,6 @@ export interface RunOutcome {
    * (plan/cost.ts), as its rows ran. Not in results.json: a shard's would be its own prompts'.
    */
   readonly cost: { readonly tokens: number; readonly cleanForwardEquivalents: number };
-}
-
-/**
- * The value, or the run error as a diagnostic of the .dissect file (source line, caret and
- * hint, like the checker's) when it is about a place in it: the error's own span, else `at`.
- */
-function orDiagnostic<T>(x: T | RunError, sourceText: string, at?: SourceSpan): T {
-  if (!isRunError(x)) return x;
-  const span = x.span ?? at;
-  if (span === undefined) throw new RunUserError(x);
-  throw new DiagnosticsError([{ span, severity: 'error', message: x.message, ...(x.hint !== undefined ? { hint: x.hint } : {}) }], sourceText);
-}
-
-/** Loads the facts a run measures: the dataset, then --sample / --limit. */
-export function selectedFacts(loaded: Pick<LoadedProgram, 'program' | 'sourceText'>, selection: Omit<Selection, 'shard'>): { all: Fact[]; selected: Fact[] } {
-  const { program } = loaded;
-  const all = orDiagnostic(loadFacts(program.dataset), loaded.sourceText).facts;
-  const selected = selectFacts(all, selection);
-  if (selection.example !== undefined && selected.length === 0) {
-    const ids = all.slice(0, 5).map((f) => f.id).join(', ');
-    throw new UserError(`--example ${selection.example}: no fact has that id in ${program.dataset.path}`, `ids look like: ${ids}${all.length > 5 ? ', …' : ''}`);
-  }
-  return { all, selected };
-}
-
-/** `--params FILE`: a JSON object of parameter values, applied before `--set`. */
-export function readParamsFile(file: string): Record<string, string> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw fsUserError('read --params', file, e);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`--params ${file}: not valid JSON: ${(e as Error).message}`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`--params ${file}: expected an object of parameter values`, 'e.g. {"window": 9, "model": "gpt2-xl.onnx"}');
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(json)) {
-    if (typeof value !== 'string' && typeof value !== 'number') throw new UserError(`--params ${file}: ${name} must be a string or a number`);
-    out[name] = String(value);
-  }
-  return out;
 }
 
 export async function runProgram(loaded: LoadedProgram, options: RunOptions): Promise<RunOutcome> {
@@ -452,80 +263,12 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
 }
 
 /** The measures of a run's facts (`ids[i]` is the fact of `records[i]`) and its dropped facts. */
-function measureFacts(program: Program, plan: Plan, ids: readonly ExampleId[], records: readonly ExampleRecord[], ci: CiOptions) {
+export function measureFacts(program: Program, plan: Plan, ids: readonly ExampleId[], records: readonly ExampleRecord[], ci: CiOptions) {
   const droppedFacts = records.flatMap((r, i) => (r.status === 'dropped'
     ? [{ id: ids[i]!, reason: r.reason, ...(r.detail !== undefined ? { detail: r.detail } : {}) }] : []));
   // empty tables would read as a finding: a run that keeps nothing fails, its journal kept for a rerun
   if (droppedFacts.length === records.length) throw noFactKept(droppedFacts);
   return { measured: measureRecords(program, plan, records, ci), droppedFacts };
-}
-
-export interface MergeOptions {
-  /** The output folder (opened and locked by mergeShards, under the same rules as a run's). */
-  readonly out: string;
-  readonly force?: boolean;
-  /** Also write report.html and plots/. */
-  readonly report?: WriteReportOptions | boolean;
-  /** argv as typed, recorded in results.json. */
-  readonly command: readonly string[];
-}
-
-export interface MergeOutcome {
-  readonly results: Results;
-  readonly written: WrittenResults;
-  readonly report?: WrittenReport;
-}
-
-/**
- * `dissect merge`: a run's results from the folders of its shards alone (src/run/merge.ts), measured
- * as one run measures them, so they equal a single run's value for value. Reads no model.
- */
-export async function mergeShards(dirs: readonly string[], options: MergeOptions): Promise<MergeOutcome> {
-  const shards = readShards(dirs);
-  const { base } = shards;
-  const program = programOfResults(base);
-  const { measured, droppedFacts } = measureFacts(program, planProgram(program, base.provenance.model), shards.ids, shards.records, base.ci);
-  const { shard, ...data } = base.data;
-  const mappings = shards.headMappings(measured.examples);
-  const results: Results = {
-    ...base,
-    createdAt: new Date().toISOString(),
-    command: [...options.command],
-    provenance: { ...base.provenance, ...(shards.rows ? { rows: shards.rows } : {}) },
-    data: {
-      ...data,
-      total: shards.ids.length,
-      kept: measured.examples.length,
-      dropped: measured.dropped,
-      droppedFacts,
-      ...(shards.withoutAttributes !== undefined ? { withoutAttributes: shards.withoutAttributes } : {}),
-    },
-    examples: measured.examples,
-    experiments: measured.experiments,
-    ...(mappings ? { headMappings: mappings } : {}),
-  };
-  return withOutputFolder(options.out, { force: options.force ?? false }, async (out) => {
-    refuseRunFolder(out.dir);
-    const written = writeResults(out, results);
-    if (!options.report) return { results, written };
-    return { results, written, report: await writeReport(out, results, options.report === true ? {} : options.report) };
-  });
-}
-
-/**
- * The program a run's results were measured with, checked again from the text, params and model
- * shape they record; the model is not read. The row limits were enforced when the run planned it.
- */
-function programOfResults(results: Results): Program {
-  const { source, model } = results.provenance;
-  const overrides = Object.fromEntries(Object.entries(results.params).map(([name, value]) => [name, String(value)]));
-  const out = frontEnd(source.text, source.path, {
-    overrides,
-    rowLimits: { perFact: Infinity, total: Infinity },
-    shapeOf: () => ({ layers: model.layers, heads: model.heads, vocab: model.vocab }),
-  });
-  if (hasErrors(out.diagnostics) || !out.program) throw new DiagnosticsError(out.diagnostics, source.text);
-  return out.program;
 }
 
 /** The error of a run whose every fact was dropped, with the first few and why. */
