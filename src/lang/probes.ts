@@ -1,7 +1,7 @@
 // The probes: what a `measure` item reads inside the model. The registry below is the one
 // list: the checker takes each probe's syntax and the sites it may read from its entry, the
-// measure descriptors their probe names, and the report its unit; the runner evaluates it
-// (src/run/probes.ts, a table keyed by these names, so a probe missing there does not compile).
+// measure descriptors their probe names, and the report its unit; the measure stage evaluates it
+// (src/measure/probes.ts, a table keyed by these names, so a probe missing there does not compile).
 //
 // Most probes read a site of the model (`<probe> [count] of <site> [without S] [at P]`); the
 // others have a syntax of their own (attention_weight; the gradient probes, which take options).

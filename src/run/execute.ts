@@ -8,6 +8,7 @@ import type { CleanOutput } from '../measure/knockout.js';
 import type { BuiltVariant } from '../onnx/compile.js';
 import { OWN_TOP1_TARGET, VariantNames } from '../onnx/variant.js';
 import { mayRunLastPosition, readsCleanPass, sharedGradientRun, startLayerOf, type AttributionPlan, type GateCancel, type Plan, type PlanRow } from '../plan/plan.js';
+import { attributionValues, evaluateProbes, type ProbeContext, type ProbeResult } from '../measure/probes.js';
 import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js';
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
@@ -18,10 +19,8 @@ import { prepareExample, type Example } from './example.js';
 import { passIO } from './io-plan.js';
 import type { Fact } from './dataset.js';
 import { buildKnockoutMask, type KnockoutMask } from './knockout-mask.js';
-import { resolvePositions } from './positions.js';
-import {
-  attributionValues, evaluateProbes, projectionPositions, recomputeMask, subjectWeights, type ProbeContext, type ProbeResult,
-} from './probes.js';
+import { positionsIn, resolvePositions } from './positions.js';
+import { projectionPositions, recomputeMask, subjectWeights } from './probes.js';
 import type { DecodedTensor, RunSession } from './session.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -294,12 +293,13 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
 type ProbeInput = Pick<ExecuteInput, 'program' | 'plan' | 'variant' | 'tokenizer' | 'attributes'>;
 
 function probeContext(
-  input: ProbeInput, outputs: Record<string, DecodedTensor>, row: number, positions: readonly number[], example: Example, target: number,
+  input: ProbeInput, outputs: Record<string, DecodedTensor>, row: number, projectedPositions: readonly number[], example: Example, target: number,
 ): ProbeContext {
-  const attributes = input.program.attributes && input.attributes ? { spec: input.program.attributes, sets: input.attributes } : undefined;
+  const spec = input.program.attributes;
   return {
-    outputs, row, positions, projections: input.plan.variant.projections ?? [], heads: input.variant.manifest.heads,
-    example, target, tokenizer: input.tokenizer, ...(attributes ? { attributes } : {}),
+    outputs, row, projectedPositions, projections: input.plan.variant.projections ?? [], heads: input.variant.manifest.heads,
+    positionsOf: positionsIn(example), target, decode: (id) => input.tokenizer.decode(id),
+    ...(spec && input.attributes ? { attributes: { spec, subjectSet: input.attributes.get(example.fact.subject) } } : {}),
   };
 }
 
@@ -661,7 +661,7 @@ function integratedGradients(it: RowItem, sum: IntegrationSums, d: number, reduc
   };
   let total = 0;
   for (let p = 0; p < n; p++) for (let k = 0; k < d; k++) total += product(p, k);
-  attributionValues(probe, it.example, reduced, result, total - (sum.yInput - sum.yBaseline));
+  attributionValues(probe, positionsIn(it.example), reduced, result, total - (sum.yInput - sum.yBaseline));
 }
 
 function resultsExample(p: Prepared, clean: CleanOutput, tokenizer: Tokenizer): ResultsExample {

@@ -39,6 +39,9 @@ export function resolvePositions(set: PositionSet, ex: ExampleGeometry): number[
   return r;
 }
 
+/** resolvePositions of one example, as the measure stage reads positions (ProbeContext.positionsOf). */
+export const positionsIn = (ex: ExampleGeometry) => (set: PositionSet): number[] => resolvePositions(set, ex);
+
 function range(from: number, to: number): number[] {
   const out: number[] = [];
   for (let i = from; i < to; i++) out.push(i);
