@@ -55,6 +55,7 @@ export interface ProbeContext {
   readonly projectedPositions: readonly number[];
   /** The variant's projections: which layers of each site it projects, in output order. */
   readonly projections: readonly ProjectionRequest[];
+  /** Attention heads per layer. */
   readonly heads: number;
   readonly positionsOf: PositionsOf;
   /** The clean run's top-1 token: the prediction extraction looks for. */
