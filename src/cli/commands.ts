@@ -23,12 +23,20 @@ import { progressReporter } from './progress.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
 
+/**
+ * A status line (what was written, resumed, lowered): on stderr, so that stdout holds only what a
+ * command was asked for (check's report, the run's summary or --example's JSON, inspect, doctor, schema).
+ */
+function status(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
 /** The flags of every command that loads a program. */
 type ProgramFlags = { set: Record<string, string>; params?: string; maxRows?: RowLimits };
 
 function load(file: string, opts: ProgramFlags): LoadedProgram {
   const loaded = loadProgram(file, { ...(opts.params ? readParamsFile(opts.params) : {}), ...opts.set }, opts.maxRows);
-  if (loaded.warnings.length) process.stderr.write(formatDiagnostics([...loaded.warnings], loaded.sourceText) + '\n');
+  if (loaded.warnings.length) status(formatDiagnostics([...loaded.warnings], loaded.sourceText));
   return loaded;
 }
 
@@ -67,7 +75,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
 export async function compileCommand(file: string, opts: ProgramFlags & { out: string; force?: boolean }): Promise<void> {
   const loaded = load(file, opts);
   const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.source, loaded.plan.variant, out, { rows: rowConventions(loaded.program) }));
-  process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
+  status(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}`);
 }
 
 interface RunFlags extends ProgramFlags {
@@ -115,14 +123,16 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   });
   progress.stop();
   const lowered = batchNotice(outcome.batch);
-  if (lowered) process.stderr.write(`${lowered}\n`);
-  // stdout holds what was asked for (the summary, or --example's JSON); status goes to stderr.
-  if (outcome.resumed > 0) process.stderr.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
-  process.stderr.write(`${costNotice(outcome.cost)}\n`);
-  if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
-  else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
+  if (lowered) status(lowered);
+  if (outcome.resumed > 0) status(`resumed: ${outcome.resumed} examples came from the journal`);
+  status(costNotice(outcome.cost));
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.
-  (opts.example !== undefined ? process.stderr : process.stdout).write(`report:  ${outcome.report!.html}\n`);
+  if (opts.example !== undefined) {
+    process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
+    status(`report:  ${outcome.report!.html}`);
+  } else {
+    process.stdout.write(`${formatSummary(outcome.results, outcome.written)}\nreport:  ${outcome.report!.html}\n`);
+  }
 }
 
 export async function mergeCommand(shards: string[], opts: { out: string; force?: boolean }): Promise<void> {
@@ -139,7 +149,7 @@ export async function reportCommand(resultsFile: string, opts: { out?: string; f
   const dir = opts.out ?? dirname(resolve(resultsFile));
   const report = await withOutputFolder(dir, { force: opts.force ?? false }, (out) => writeReport(out, results));
   const pngs = report.pngs.length ? `, ${report.pngs.length} PNG` : report.pngSkipped ? ` (no PNG: ${report.pngSkipped})` : '';
-  process.stdout.write(`wrote ${report.html}\n${report.svgs.length} plots in ${join(dirname(report.html), PLOTS_DIR)} (SVG${pngs})\n`);
+  status(`wrote ${report.html}\n${report.svgs.length} plots in ${join(dirname(report.html), PLOTS_DIR)} (SVG${pngs})`);
 }
 
 /** `dissect inspect MODEL`, or `dissect inspect FILE.dissect` for its model with its site statements. */
@@ -157,7 +167,7 @@ export function attributesCommand(folder: string, opts: { out: string }): void {
   } catch (e) {
     throw fsUserError('write', opts.out, e, 'give --out a file in an existing folder you can write to');
   }
-  process.stdout.write(`wrote ${opts.out}: ${Object.keys(map).length} subjects\n`);
+  status(`wrote ${opts.out}: ${Object.keys(map).length} subjects`);
 }
 
 /** The execution providers --device takes. */

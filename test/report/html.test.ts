@@ -233,7 +233,7 @@ test('`dissect report results.json` rebuilds the same bytes from results.json al
   fs.writeFileSync(saved, JSON.stringify(r, null, 1));
   const res = await dissect('report', saved);
   t.is(res.status, 0, res.stderr);
-  t.regex(res.stdout, new RegExp(`wrote ${path.join(dir, 'saved', 'report.html').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  t.regex(res.stderr, new RegExp(`wrote ${path.join(dir, 'saved', 'report.html').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
   t.is(fs.readFileSync(path.join(dir, 'saved', 'report.html'), 'utf8'), fs.readFileSync(path.join(dir, 'run', 'report.html'), 'utf8'));
   for (const f of fs.readdirSync(path.join(dir, 'run', 'plots'))) {
     t.is(fs.readFileSync(path.join(dir, 'saved', 'plots', f), 'utf8'), fs.readFileSync(path.join(dir, 'run', 'plots', f), 'utf8'), f);
