@@ -18,7 +18,8 @@ export function browserTest(title: string, body: (t: ExecutionContext, browser: 
   } else if (!existsSync(CHROMIUM)) {
     test.skip(`${title} (SKIPPED: ${CHROMIUM} not found; install it with .ci/install-chromium)`, () => {});
   } else {
-    test(title, async (t) => {
+    // serial: one Chromium at a time (each takes about 1 GB), so that npm test stays under 4 GB
+    test.serial(title, async (t) => {
       const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
       try {
         await body(t, browser);
