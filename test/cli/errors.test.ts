@@ -186,7 +186,7 @@ test('inspect FILE.dissect applies its site statements; one naming a missing ten
   );
   const r = dissect('inspect', join(dir, 'x.dissect'));
   t.is(r.code, 1);
-  t.regex(r.stderr, /site override mlpAct at layer 0: the graph has no tensor named 'no_such_tensor'/);
+  t.regex(r.stderr, /site override mlp_act at layer 0: the graph has no tensor named 'no_such_tensor'/); // as site statements name it
   t.true(noStack(r.stderr));
   writeFileSync(join(dir, 'x.dissect'), readFileSync(join(dir, 'x.dissect'), 'utf8').replace(/site mlp_act.*\n/, ''));
   const ok = dissect('inspect', join(dir, 'x.dissect'));
