@@ -52,7 +52,7 @@ export function firstBreak(d: Detection): string | undefined {
     : d.layers.filter((L) => L.missing.length).map((L) => ({ where: `layer ${L.layer}`, m: L.missing[0]! }))[0];
   const count = d.model.missing.length + d.layers.reduce((a, L) => a + L.missing.length, 0);
   return first
-    ? `${first.where}: ${first.m.site} not found: at ${first.m.at}: expected ${first.m.expected}` +
+    ? `${first.where}: ${siteStatementName(first.m.site)} not found: at ${first.m.at}: expected ${first.m.expected}` +
       (count > 1 ? ` (${count - 1} more site(s) missing)` : '')
     : 'no layers found';
 }
