@@ -7,7 +7,8 @@ import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import {
-  buildVariants, loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram,
+  buildVariants, loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts,
+  type LoadedProgram, type RunOutcome,
 } from '../pipeline/index.js';
 import { mayRunLastPosition, readsCleanPass, rowsInSharedGradientRuns } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
@@ -29,6 +30,11 @@ import { doctorInfo } from '../run/session.js';
  */
 function status(text: string): void {
   process.stderr.write(`${text}\n`);
+}
+
+/** The output of `run` and `merge`: the summary and where the report is. */
+function printSummary(outcome: Pick<RunOutcome, 'results' | 'written' | 'report'>): void {
+  process.stdout.write(`${formatSummary(outcome.results, outcome.written)}\nreport:  ${outcome.report!.html}\n`);
 }
 
 /** The flags of every command that loads a program. */
@@ -131,7 +137,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
     status(`report:  ${outcome.report!.html}`);
   } else {
-    process.stdout.write(`${formatSummary(outcome.results, outcome.written)}\nreport:  ${outcome.report!.html}\n`);
+    printSummary(outcome);
   }
 }
 
@@ -139,9 +145,8 @@ export async function mergeCommand(shards: string[], opts: { out: string; force?
   const outcome = await mergeShards(shards, {
     out: resolve(opts.out), ...(opts.force ? { force: true } : {}), report: true, command: process.argv.slice(2),
   });
-  process.stdout.write(`merged ${shards.length} shard folder${shards.length === 1 ? '' : 's'}: ${outcome.results.data.total} facts, none run again\n`);
-  process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
-  process.stdout.write(`report:  ${outcome.report!.html}\n`);
+  status(`merged ${shards.length} shard folder${shards.length === 1 ? '' : 's'}: ${outcome.results.data.total} facts, none run again`);
+  printSummary(outcome);
 }
 
 export async function reportCommand(resultsFile: string, opts: { out?: string; force?: boolean }): Promise<void> {

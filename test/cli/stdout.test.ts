@@ -1,5 +1,5 @@
 // stdout holds only what a command was asked for, so that it can be piped and parsed: check's
-// report, the run's summary (the same on a rerun that resumes), inspect, doctor and schema.
+// report, the summary of run and merge (the same on a rerun that resumes), inspect, doctor and schema.
 // Status lines (what was written, resumed) go to stderr; compile, report and attributes are
 // asked for files, so their stdout is empty. (--example's JSON: errors.test.ts.)
 
@@ -28,7 +28,7 @@ test('check, inspect, doctor and schema print their output alone', (t) => {
   t.is((JSON.parse(dissect('schema').stdout) as { properties: { format: { const: string } } }).properties.format.const, 'dissect-results/2');
 });
 
-test('run prints its summary alone, also when it resumes; compile, report and attributes print nothing on stdout', (t) => {
+test('run and merge print their summary alone, also when a run resumes; compile, report and attributes print nothing on stdout', (t) => {
   const dir = tempDir('stdout');
   const out = join(dir, 'run');
   const first = dissect('run', example, '--out', out, '--limit', '2');
@@ -39,6 +39,14 @@ test('run prints its summary alone, also when it resumes; compile, report and at
   const again = dissect('run', example, '--out', out, '--limit', '2');
   t.is(again.stdout, first.stdout);
   t.regex(again.stderr, /^resumed: 2 examples came from the journal$/m);
+
+  // merge prints a run's summary of the whole too; what it merged is status
+  const shards = [0, 1].map((k) => join(dir, `shard${k}`));
+  shards.forEach((shard, k) => t.is(dissect('run', example, '--out', shard, '--limit', '2', '--batch', '1', '--shard', `${k}/2`).code, 0));
+  const merged = dissect('merge', ...shards, '--out', join(dir, 'merged'));
+  t.is(merged.code, 0, merged.stderr);
+  t.is(merged.stdout.split('\n')[0], 'examples: 2 of 2 kept');
+  t.regex(merged.stderr, /^merged 2 shard folders: 2 facts, none run again$/m);
 
   const compiled = dissect('compile', example, '--out', join(dir, 'variant'));
   const report = dissect('report', join(out, 'results.json'), '--out', join(dir, 'report'));
