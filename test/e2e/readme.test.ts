@@ -110,9 +110,9 @@ test('the README\'s "reproduced?" column agrees with the model card\'s verdicts'
   t.deepEqual(verdicts, ['a', 'b', 'c', 'd'].map((k) => card.findings[k]!.reproduced));
 });
 
-test('the folders the README\'s commands write into are ignored by git', (t) => {
+test('the folders the README\'s run, compile, report and merge commands write into are ignored by git', (t) => {
   const ignored = new Set(readFileSync(join(repo, '.gitignore'), 'utf8').split('\n').map((l) => l.replace(/\/$/, '')));
-  const outs = [...readme.matchAll(/npx dissect (?:run|compile|report) .*--out ([a-z]\S*)/g)].map((m) => m[1]!);
+  const outs = [...readme.matchAll(/npx dissect (?:run|compile|report|merge) .*--out ([a-z]\S*)/g)].map((m) => m[1]!);
   t.true(outs.length >= 6, outs.join(' '));
   for (const out of outs) t.true(ignored.has(out.split('/')[0]!), `${out} is not under a folder .gitignore lists`);
 });
