@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Results } from '../../src/measure/schema.js';
-import { loadProgram, runProgram } from '../../src/pipeline.js';
+import { loadProgram, runProgram } from '../../src/pipeline/index.js';
 import { tempDir, tinyGpt2 } from './helpers.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
