@@ -6,6 +6,8 @@
 //            with rows as the last token against the clean cache and over whole prompts
 //   attribution  one backward pass for every hidden state against a clean forward, and
 //            attribution facts per second (bench/attribution.ts)
+//   GPT-J    the full-width GPT-J check of the tests against PyTorch, which peaks at 7 GiB and
+//            so is skipped by `npm test` (test/onnx/full-width-gptj.test.ts)
 //   xl       the paper's information-flow sweep on GPT-2 XL's shape against the paper code's
 //            method and batched whole prompts (xl.ts); last, so that its four machine-readable
 //            lines end the output
@@ -54,6 +56,11 @@ try {
 
 console.log('\n== attribution: gradient × hidden state of every hidden state, against clean forwards');
 process.stdout.write(execFileSync(process.execPath, [join(here, 'attribution.js')], { encoding: 'utf8' }));
+
+console.log('\n== GPT-J width: a 2-block slice of GPT-J-6B against PyTorch (needs /usr/bin/python3 with torch and onnx)');
+execFileSync('npx', ['ava', join(here, '..', 'test', 'onnx', 'full-width-gptj.test.js')], {
+  stdio: 'inherit', env: { ...process.env, DISSECT_FULL_WIDTH: '1' },
+});
 
 console.log('\n== xl: the paper\'s information-flow sweep on GPT-2 XL\'s shape');
 execFileSync(process.execPath, [join(here, 'xl.js')], { stdio: 'inherit' });

@@ -1,25 +1,20 @@
-// Tests in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
-// playwright-core, which downloads no browser). CI installs it with .ci/install-chromium, so
-// there a missing browser fails the test; elsewhere the test is skipped, saying why.
+// Tests in a real browser: headless Chromium (scripts/chromium.ts). CI installs it with
+// .ci/install-chromium, so there a missing browser fails the test; elsewhere the test is
+// skipped, saying why.
 
 import test, { type ExecutionContext } from 'ava';
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
+import type { Browser } from 'playwright-core';
+import { CHROMIUM, chromiumInstalled, launchChromium } from '../scripts/chromium.js';
 
 export function browserTest(title: string, body: (t: ExecutionContext, browser: Browser) => Promise<void>): void {
-  if (!existsSync(CHROMIUM) && process.env['CI']) {
+  if (!chromiumInstalled() && process.env['CI']) {
     test(title, (t) => t.fail(`${CHROMIUM} not found: .ci/install-chromium should have installed it`));
-  } else if (!existsSync(CHROMIUM)) {
+  } else if (!chromiumInstalled()) {
     test.skip(`${title} (SKIPPED: ${CHROMIUM} not found; install it with .ci/install-chromium)`, () => {});
   } else {
-    test(title, async (t) => {
-      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
+    // serial: one Chromium at a time (each takes about 1 GB), so that npm test stays under 4 GB
+    test.serial(title, async (t) => {
+      const browser = await launchChromium();
       try {
         await body(t, browser);
       } finally {

@@ -7,7 +7,8 @@ import { fsUserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import {
-  buildVariants, loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts, type LoadedProgram,
+  buildVariants, loadProgram, mergeShards, modelStatementOf, readParamsFile, refuseOverTotalRows, runProgram, selectedFacts,
+  type LoadedProgram, type RunOutcome,
 } from '../pipeline/index.js';
 import { mayRunLastPosition, readsCleanPass, rowsInSharedGradientRuns } from '../plan/plan.js';
 import { PLOTS_DIR, readResultsFile, writeReport } from '../report/html/index.js';
@@ -23,12 +24,25 @@ import { progressReporter } from './progress.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
 
+/**
+ * A status line (what was written, resumed, lowered): on stderr, so that stdout holds only what a
+ * command was asked for (check's report, the run's summary or --example's JSON, inspect, doctor, schema).
+ */
+function status(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+/** The output of `run` and `merge`: the summary and where the report is. */
+function printSummary(outcome: Pick<RunOutcome, 'results' | 'written' | 'report'>): void {
+  process.stdout.write(`${formatSummary(outcome.results, outcome.written)}\nreport:  ${outcome.report!.html}\n`);
+}
+
 /** The flags of every command that loads a program. */
 type ProgramFlags = { set: Record<string, string>; params?: string; maxRows?: RowLimits };
 
 function load(file: string, opts: ProgramFlags): LoadedProgram {
   const loaded = loadProgram(file, { ...(opts.params ? readParamsFile(opts.params) : {}), ...opts.set }, opts.maxRows);
-  if (loaded.warnings.length) process.stderr.write(formatDiagnostics([...loaded.warnings], loaded.sourceText) + '\n');
+  if (loaded.warnings.length) status(formatDiagnostics([...loaded.warnings], loaded.sourceText));
   return loaded;
 }
 
@@ -67,7 +81,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
 export async function compileCommand(file: string, opts: ProgramFlags & { out: string; force?: boolean }): Promise<void> {
   const loaded = load(file, opts);
   const compiled = await withOutputFolder(opts.out, { force: opts.force ?? false }, (out) => compileVariant(loaded.source, loaded.plan.variant, out, { rows: rowConventions(loaded.program) }));
-  process.stdout.write(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}\n`);
+  status(`wrote ${compiled.modelPath}\nwrote ${compiled.manifestPath}`);
 }
 
 interface RunFlags extends ProgramFlags {
@@ -115,23 +129,24 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   });
   progress.stop();
   const lowered = batchNotice(outcome.batch);
-  if (lowered) process.stderr.write(`${lowered}\n`);
-  // stdout holds what was asked for (the summary, or --example's JSON); status goes to stderr.
-  if (outcome.resumed > 0) process.stderr.write(`resumed: ${outcome.resumed} examples came from the journal\n`);
-  process.stderr.write(`${costNotice(outcome.cost)}\n`);
-  if (opts.example !== undefined) process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
-  else process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
+  if (lowered) status(lowered);
+  if (outcome.resumed > 0) status(`resumed: ${outcome.resumed} examples came from the journal`);
+  status(costNotice(outcome.cost));
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.
-  (opts.example !== undefined ? process.stderr : process.stdout).write(`report:  ${outcome.report!.html}\n`);
+  if (opts.example !== undefined) {
+    process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
+    status(`report:  ${outcome.report!.html}`);
+  } else {
+    printSummary(outcome);
+  }
 }
 
 export async function mergeCommand(shards: string[], opts: { out: string; force?: boolean }): Promise<void> {
   const outcome = await mergeShards(shards, {
     out: resolve(opts.out), ...(opts.force ? { force: true } : {}), report: true, command: process.argv.slice(2),
   });
-  process.stdout.write(`merged ${shards.length} shard folder${shards.length === 1 ? '' : 's'}: ${outcome.results.data.total} facts, none run again\n`);
-  process.stdout.write(formatSummary(outcome.results, outcome.written) + '\n');
-  process.stdout.write(`report:  ${outcome.report!.html}\n`);
+  status(`merged ${shards.length} shard folder${shards.length === 1 ? '' : 's'}: ${outcome.results.data.total} facts, none run again`);
+  printSummary(outcome);
 }
 
 export async function reportCommand(resultsFile: string, opts: { out?: string; force?: boolean }): Promise<void> {
@@ -139,7 +154,7 @@ export async function reportCommand(resultsFile: string, opts: { out?: string; f
   const dir = opts.out ?? dirname(resolve(resultsFile));
   const report = await withOutputFolder(dir, { force: opts.force ?? false }, (out) => writeReport(out, results));
   const pngs = report.pngs.length ? `, ${report.pngs.length} PNG` : report.pngSkipped ? ` (no PNG: ${report.pngSkipped})` : '';
-  process.stdout.write(`wrote ${report.html}\n${report.svgs.length} plots in ${join(dirname(report.html), PLOTS_DIR)} (SVG${pngs})\n`);
+  status(`wrote ${report.html}\n${report.svgs.length} plots in ${join(dirname(report.html), PLOTS_DIR)} (SVG${pngs})`);
 }
 
 /** `dissect inspect MODEL`, or `dissect inspect FILE.dissect` for its model with its site statements. */
@@ -157,7 +172,7 @@ export function attributesCommand(folder: string, opts: { out: string }): void {
   } catch (e) {
     throw fsUserError('write', opts.out, e, 'give --out a file in an existing folder you can write to');
   }
-  process.stdout.write(`wrote ${opts.out}: ${Object.keys(map).length} subjects\n`);
+  status(`wrote ${opts.out}: ${Object.keys(map).length} subjects`);
 }
 
 /** The execution providers --device takes. */

@@ -1,19 +1,13 @@
 // The CLI on bad input: a message with file:line:col and a hint, exit code 1, never a stack.
 
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../temp.js';
+import { dissect } from './helpers.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const fixtures = fileURLToPath(new URL('../../../generated/fixtures/', import.meta.url));
-
-function dissect(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 function workspace(files: Record<string, string>): string {
   const dir = tempDir('cli');
@@ -192,7 +186,7 @@ test('inspect FILE.dissect applies its site statements; one naming a missing ten
   );
   const r = dissect('inspect', join(dir, 'x.dissect'));
   t.is(r.code, 1);
-  t.regex(r.stderr, /site override mlpAct at layer 0: the graph has no tensor named 'no_such_tensor'/);
+  t.regex(r.stderr, /site override mlp_act at layer 0: the graph has no tensor named 'no_such_tensor'/); // as site statements name it
   t.true(noStack(r.stderr));
   writeFileSync(join(dir, 'x.dissect'), readFileSync(join(dir, 'x.dissect'), 'utf8').replace(/site mlp_act.*\n/, ''));
   const ok = dissect('inspect', join(dir, 'x.dissect'));

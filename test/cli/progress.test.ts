@@ -10,6 +10,7 @@ import { progressReporter } from '../../src/cli/progress.js';
 import { LOCK_FILE } from '../../src/output/folder.js';
 import { JOURNAL_FILE } from '../../src/run/journal.js';
 import { tempDir } from '../temp.js';
+import { cli } from './helpers.js';
 
 test('without a terminal a progress line every 10 s, with the time left once it can be estimated', (t) => {
   let clock = 0;
@@ -30,7 +31,6 @@ test('without a terminal a progress line every 10 s, with the time left once it 
   t.is(lines.length, 2, 'at most one line per 10 s');
 });
 
-const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const example = fileURLToPath(new URL('../../../examples/information-flow.dissect', import.meta.url));
 
 test('Ctrl-C prints what was saved and how to resume, and removes the lock for the rerun', async (t) => {

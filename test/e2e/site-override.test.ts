@@ -47,12 +47,12 @@ function load(text: string): ReturnType<typeof loadProgram> {
 
 test('without the override the file is refused at the model statement, naming the node', (t) => {
   const e = t.throws(() => load(source(clippedModel, '')), { instanceOf: DiagnosticsError })!;
-  t.regex(e.message, /e\.dissect:1:7: error: cannot read the model .*clipped\.onnx: .*layer 0: mlpAct not found: at 'Clip_0' \(Clip\): expected MLP output projection/);
+  t.regex(e.message, /e\.dissect:1:7: error: cannot read the model .*clipped\.onnx: .*layer 0: mlp_act not found: at 'Clip_0' \(Clip\): expected MLP output projection/);
 });
 
 test('a tensor the graph lacks is reported at the site statement', (t) => {
   const e = t.throws(() => load(source(clippedModel, 'site mlp_act at layers all = "clp_{layer}"')), { instanceOf: DiagnosticsError })!;
-  t.regex(e.message, /e\.dissect:3:30: error: site override mlpAct at layer 0: the graph has no tensor named 'clp_0'/);
+  t.regex(e.message, /e\.dissect:3:30: error: site override mlp_act at layer 0: the graph has no tensor named 'clp_0'/);
   t.regex(e.message, /dissect inspect/);
 });
 

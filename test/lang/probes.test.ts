@@ -574,6 +574,13 @@ test('summarize extraction: needs one layer sweep and an extraction probe', (t) 
   ]);
 });
 
+test('summarize extraction adds no error of its own when its layer sweep has one, or the model cannot be read', (t) => {
+  const experiment = (sweep: string) => `${header}\nexperiment e {\n  for l in layers ${sweep}\n  measure extraction of attention l\n  summarize extraction\n}\n`;
+  t.deepEqual(problems(experiment('all'), { shape: { error: 'no such file or folder' } }),
+    ['2:7 cannot read the model /virtual/exp/m.onnx: no such file or folder']);
+  t.deepEqual(problems(experiment('0..99')), ['5:22 layer 99 is out of range: the model has 12 layers (0..11)']);
+});
+
 test('sweep variables used only by probes are used', (t) => {
   t.deepEqual(body('experiment e {\n  for h in hidden 1, 2\n  for p in positions last, subject_last\n  measure target_rank of hidden h at p\n}\n'), []);
 });

@@ -72,7 +72,7 @@ test('a graph that is not a transformer fails clearly', (t) => {
     irVersion: 8, opsetImport: [{ domain: '', version: 14 }],
     graph: { node: [{ input: ['x'], output: ['y'], opType: 'Relu' }], input: [{ name: 'x', type: { tensorType: { elemType: 1 } } }], output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }] },
   }));
-  t.throws(() => detectSites(m, 'relu.onnx'), { instanceOf: SiteError, message: /relu\.onnx: not a recognised transformer graph: model: inputIds not found: .*expected a Gather of token ids/ });
+  t.throws(() => detectSites(m, 'relu.onnx'), { instanceOf: SiteError, message: /relu\.onnx: not a recognised transformer graph: model: input_ids not found: .*expected a Gather of token ids/ });
 });
 
 test('inspect reports found and missing sites as text and JSON', (t) => {

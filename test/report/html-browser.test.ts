@@ -9,6 +9,13 @@ import { allFigures, planFigures, writeReport } from '../../src/report/html/inde
 import { richResults } from './html-fixture.js';
 import { OutputFolder } from '../../src/output/folder.js';
 import { tempDir } from '../temp.js';
+import { photographReport, REPORT_PNG_WIDTH } from '../../scripts/report-png.js';
+
+/** A PNG's width and height, from its IHDR chunk. */
+const pngSize = (file: string) => {
+  const bytes = fs.readFileSync(file);
+  return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+};
 
 browserTest('report.html renders in headless Chromium: every section and plot, no console errors', async (t, browser) => {
   const results = richResults();
@@ -130,4 +137,17 @@ browserTest('report.html in Chromium: axis titles in words, a rule at 0 on linea
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+browserTest('npm run report-png photographs a report from its top to the end of its first plot', async (t, browser) => {
+  const dir = tempDir('report-png');
+  const written = await writeReport(OutputFolder.open(dir), richResults(), { png: false });
+  const page = await browser.newPage({ viewport: { width: REPORT_PNG_WIDTH, height: 900 } });
+  await page.goto(pathToFileURL(written.html).href);
+  const plot = (await page.locator('figure.plot').first().boundingBox())!;
+  await page.close();
+  const png = `${dir}/report.png`;
+  await photographReport(browser, written.html, png);
+  t.deepEqual(pngSize(png), { width: REPORT_PNG_WIDTH, height: Math.ceil(plot.y + plot.height + 24) });
+  t.is(pngSize(new URL('../../../docs/report.png', import.meta.url).pathname).width, REPORT_PNG_WIDTH);
 });

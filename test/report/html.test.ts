@@ -62,8 +62,8 @@ test('the page is self-contained: no network URL, no script, a CSP that forbids 
 test('the summary: model, dataset, counts, known-fact accuracy, device and the choices with their meanings', async (t) => {
   const { html } = await rich();
   const summary = chunk(html, '<section class="summary"', 'section');
-  t.regex(summary, /<code>\/m\/gpt2\.onnx<\/code><br>gpt2, 4 layers, 3 heads, vocabulary 50257, sha256 <code>aaaaaaaaaaaa<\/code>/);
-  t.regex(summary, /<code>\/d\/counterfact\.json<\/code> \(counterfact\)/);
+  t.regex(summary, /<code title="\/m\/gpt2\.onnx">\/m\/gpt2\.onnx<\/code><br>gpt2, 4 layers, 3 heads, vocabulary 50257, sha256 <code>aaaaaaaaaaaa<\/code>/);
+  t.regex(summary, /<code title="\/d\/counterfact\.json">\/d\/counterfact\.json<\/code> \(counterfact\)/);
   t.regex(summary, /<b>4<\/b> kept of 7 read, 3 dropped \(not_known: 2, subject_not_found: 1\)/);
   t.regex(summary, /Known-fact accuracy<\/dt><dd>4 \/ 6 = 66\.7% \(of the 6 facts whose prompt could be used\)/);
   t.regex(summary, /<dt>Device<\/dt><dd>cpu, onnxruntime 1\.30\.0/);
@@ -72,6 +72,16 @@ test('the summary: model, dataset, counts, known-fact accuracy, device and the c
   t.regex(summary, /<td><code>knockout_window<\/code><\/td><td><code>centred_clipped<\/code><\/td><td>k layers centred on l, clipped at the ends<\/td>/);
   // Text from results.json is escaped.
   t.true(summary.includes('set to 0 &lt;so it still writes its bias&gt;'));
+});
+
+test('the summary shows the run\'s files relative to the report\'s folder where that is shorter, the absolute path on hover', async (t) => {
+  const r = richResults();
+  const home = '/home/someone/src/dissect';
+  const results = { ...r, provenance: { ...r.provenance, model: { ...r.provenance.model, path: `${home}/generated/tiny-gpt2/model.onnx` } } };
+  const { html } = await renderReport(results, `${home}/out/paper`);
+  t.regex(html, /<code title="\/home\/someone\/src\/dissect\/generated\/tiny-gpt2\/model\.onnx">\.\.\/\.\.\/generated\/tiny-gpt2\/model\.onnx<\/code><br>gpt2/);
+  // from there, /d/counterfact.json is shorter as it is
+  t.regex(html, /<code title="\/d\/counterfact\.json">\/d\/counterfact\.json<\/code>/);
 });
 
 test('one section per experiment, in order, plus a combined sublayer-knockout section', async (t) => {
@@ -233,7 +243,7 @@ test('`dissect report results.json` rebuilds the same bytes from results.json al
   fs.writeFileSync(saved, JSON.stringify(r, null, 1));
   const res = await dissect('report', saved);
   t.is(res.status, 0, res.stderr);
-  t.regex(res.stdout, new RegExp(`wrote ${path.join(dir, 'saved', 'report.html').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  t.regex(res.stderr, new RegExp(`wrote ${path.join(dir, 'saved', 'report.html').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
   t.is(fs.readFileSync(path.join(dir, 'saved', 'report.html'), 'utf8'), fs.readFileSync(path.join(dir, 'run', 'report.html'), 'utf8'));
   for (const f of fs.readdirSync(path.join(dir, 'run', 'plots'))) {
     t.is(fs.readFileSync(path.join(dir, 'saved', 'plots', f), 'utf8'), fs.readFileSync(path.join(dir, 'run', 'plots', f), 'utf8'), f);

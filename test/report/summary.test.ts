@@ -1,4 +1,5 @@
 import test from 'ava';
+import { renderReport } from '../../src/report/html/index.js';
 import { formatSummary } from '../../src/report/summary.js';
 import { makeResults, mutable } from './fixture.js';
 import { richResults } from './html-fixture.js';
@@ -66,4 +67,14 @@ test('probes are titled with parameter values and their unit; extraction in %; f
   const attribution = r.experiments.find((x) => x.name === 'attribution')!;
   const last = attribution.series.find((p) => p.key['h'] === 0 && p.measure.endsWith('[last]'))!.mean!;
   t.regex(text, new RegExp(`\\n  0 .* ${last.toFixed(3)} .*\\n`));
+});
+
+test('a shard\'s results say they are a shard, first in the summary and in the report\'s selection', async (t) => {
+  const r = mutable(makeResults());
+  r.data.shard = { index: 1, count: 4 };
+  const says = 'shard 1/4: this run measured batches 1, 5, 9, … of the selection, not the whole; `dissect merge` of every shard\'s folder gives the whole';
+  t.is(formatSummary(r).split('\n')[0], says);
+  const { html } = await renderReport(r);
+  t.regex(html, new RegExp(`<dt>Selection</dt><dd>[^\\n]*<br><b>${says.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/'/g, '&#39;')}</b></dd>`));
+  t.false(formatSummary(makeResults()).includes('shard'));
 });

@@ -196,7 +196,7 @@ export abstract class ExperimentChecks extends MeasureChecks {
     }
     const summaries: ExtractionSummary[] = [];
     for (const s of x.items.filter((i): i is A.SummarizeStmt => i.kind === 'summarize')) {
-      const summary = this.summary(s, sweeps, measured?.probes, scope);
+      const summary = this.summary(s, x, sweeps, measured?.probes, scope);
       if (summary) summaries.push(summary);
       else ok = false;
     }

@@ -323,20 +323,25 @@ export abstract class MeasureChecks extends InterventionChecks {
     return ok ? { measures, probes } : undefined;
   }
 
-  summary(s: A.SummarizeStmt, sweeps: readonly Sweep[], probes: readonly Probe[] | undefined, scope: Scope): ExtractionSummary | undefined {
+  /**
+   * `summarize extraction` in experiment `x`. Its layer sweeps are counted as written: one that
+   * could not be listed (an error of its own, or `layers all` of a model that could not be read)
+   * is already reported, and is no reason for a second error here.
+   */
+  summary(s: A.SummarizeStmt, x: A.ExperimentStmt, sweeps: readonly Sweep[], probes: readonly Probe[] | undefined, scope: Scope): ExtractionSummary | undefined {
     const what = s.what.name;
     if (!(summaryNames as readonly string[]).includes(what)) {
       this.error(s.what.span, `unknown summary '${what}'`, didYouMean(what, summaryNames, `summaries: ${summaryNames.join(', ')}`));
       return undefined;
     }
-    const layerSweeps = sweeps.filter((w): w is Extract<Sweep, { kind: 'layers' | 'hidden' }> => w.kind === 'layers');
+    const layerSweeps = x.items.filter((i): i is A.ForStmt => i.kind === 'for' && i.domain.kind === 'layers');
     let ok = true;
     if (layerSweeps.length === 0) {
       this.error(s.span, 'summarize extraction needs a layer sweep in its experiment',
         'add: for l in layers all, and measure extraction of attention l (the summary counts events over the layers of l)');
       ok = false;
     } else if (layerSweeps.length > 1) {
-      this.error(s.span, `summarize extraction needs exactly one layer sweep, but this experiment has ${layerSweeps.length} (${layerSweeps.map((w) => `'${w.variable}'`).join(', ')})`,
+      this.error(s.span, `summarize extraction needs exactly one layer sweep, but this experiment has ${layerSweeps.length} (${layerSweeps.map((f) => `'${f.variable.name}'`).join(', ')})`,
         'the summary counts events over the layers of one sweep; move the other sweep to another experiment');
       ok = false;
     }
@@ -349,8 +354,8 @@ export abstract class MeasureChecks extends InterventionChecks {
     if (s.layers) {
       layers = this.layerSet(s.layers, { ...scope, inSummary: true });
       if (!layers) return undefined;
-      const sweep = layerSweeps[0];
-      if (ok && sweep && this.shape && layerSweeps.length === 1) {
+      const sweep = sweeps.find((w): w is Extract<Sweep, { kind: 'layers' | 'hidden' }> => w.kind === 'layers');
+      if (ok && sweep && this.shape) {
         const counted = layersOf(layers, valueIn(new Map()), this.shape.layers, this.windowRule);
         if (!counted.some((l) => sweep.values.includes(l))) {
           this.warn(s.layers.span, `the summary counts no layer: none of ${this.text(s.layers.span)} is in the sweep over '${sweep.variable}'`,

@@ -4,7 +4,7 @@
 
 import { GraphIndex, nodeLabel } from '../graph.js';
 import { UserError } from '../../errors.js';
-import type { ModelSites, SiteOverride } from './types.js';
+import { siteStatementName, type ModelSites, type SiteOverride } from './types.js';
 import { PatternBreak } from './pattern.js';
 
 export interface FoundSite {
@@ -52,7 +52,7 @@ export function firstBreak(d: Detection): string | undefined {
     : d.layers.filter((L) => L.missing.length).map((L) => ({ where: `layer ${L.layer}`, m: L.missing[0]! }))[0];
   const count = d.model.missing.length + d.layers.reduce((a, L) => a + L.missing.length, 0);
   return first
-    ? `${first.where}: ${first.m.site} not found: at ${first.m.at}: expected ${first.m.expected}` +
+    ? `${first.where}: ${siteStatementName(first.m.site)} not found: at ${first.m.at}: expected ${first.m.expected}` +
       (count > 1 ? ` (${count - 1} more site(s) missing)` : '')
     : 'no layers found';
 }
@@ -97,7 +97,7 @@ export class Recorder {
     const o = this.overrides.get(site);
     if (o && !this.ix.producer(o.tensor) && !this.ix.inputs.has(o.tensor) && !this.ix.initializers.has(o.tensor)) {
       const where = 'layer' in this.into ? ` at layer ${(this.into as LayerFindings).layer}` : '';
-      throw new SiteOverrideError(`site override ${site}${where}: the graph has no tensor named '${o.tensor}'`, o.index);
+      throw new SiteOverrideError(`site override ${siteStatementName(site)}${where}: the graph has no tensor named '${o.tensor}'`, o.index);
     }
     return o?.tensor;
   }

@@ -25,8 +25,8 @@ export interface RenderedReport {
   readonly warnings: readonly string[];
 }
 
-/** The report in memory: the page and each figure's SVG. */
-export async function renderReport(results: Results): Promise<RenderedReport> {
+/** The report in memory: the page and each figure's SVG; `reportDir` is the folder it is meant for. */
+export async function renderReport(results: Results, reportDir?: string): Promise<RenderedReport> {
   const plan = planFigures(results);
   const warnings: string[] = [];
   const figures: RenderedFigure[] = [];
@@ -34,7 +34,7 @@ export async function renderReport(results: Results): Promise<RenderedReport> {
     const svg = await renderSvg(figure.spec, figure.id, warnings);
     figures.push({ figure, svg, file: `${PLOTS_DIR}/${figure.id}.svg` });
   }
-  const html = renderPage(results, plan, new Map(figures.map((f) => [f.figure.id, f])));
+  const html = renderPage(results, plan, new Map(figures.map((f) => [f.figure.id, f])), reportDir);
   return { html, plan, figures, warnings };
 }
 
@@ -58,7 +58,7 @@ export interface WriteReportOptions {
  * mislead). Files dissect did not write are never touched.
  */
 export async function writeReport(out: OutputFolder, results: Results, options: WriteReportOptions = {}): Promise<WrittenReport> {
-  const rendered = await renderReport(results);
+  const rendered = await renderReport(results, out.dir);
   const svgs: string[] = [];
   const pngs: string[] = [];
   let pngSkipped: string | undefined;

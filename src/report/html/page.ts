@@ -3,6 +3,7 @@
 // then one <section class="experiment"> per experiment, and a <section class="comparison">
 // after the last experiment of each combined chart.
 
+import { relative } from 'node:path';
 import type { ExtractionSummaryResult, Results, ResultsExperiment, ResultsHeadMappings, TokenRow } from '../../measure/schema.js';
 import type { Figure, ReportPlan } from './figures.js';
 import { decimalsFor, esc, num, numCell, pct, rawCell, shortHash, table, type CellLike } from './format.js';
@@ -59,16 +60,27 @@ function facts(rows: readonly (readonly [string, string])[]): string {
 
 const code = (s: string): string => `<code>${esc(s)}</code>`;
 
-function summarySection(r: Results, plan: ReportPlan): string {
+/**
+ * A file of the run as the page shows it: relative to the report's folder where that is shorter,
+ * so that a report under the repository reads `../../generated/…` rather than the folders of
+ * the machine it was made on; the absolute path, as results.json records it, on hover.
+ */
+function pathCode(path: string, reportDir: string | undefined): string {
+  const rel = reportDir === undefined ? path : relative(reportDir, path);
+  return `<code title="${esc(path)}">${esc(rel.length < path.length ? rel : path)}</code>`;
+}
+
+function summarySection(r: Results, plan: ReportPlan, reportDir: string | undefined): string {
   const p = r.provenance;
+  const file = (path: string) => pathCode(path, reportDir);
   const d = r.data;
   const dropped = Object.entries(d.dropped).filter(([, n]) => n > 0);
   const droppedSum = dropped.reduce((a, [, n]) => a + n, 0);
   const rows: [string, string][] = [
-    ['Model', `${code(p.model.path)}<br>${esc(p.model.family)}, ${p.model.layers} layers, ${p.model.heads} heads, vocabulary ${p.model.vocab}, sha256 ${code(shortHash(p.model.sha256))}` +
+    ['Model', `${file(p.model.path)}<br>${esc(p.model.family)}, ${p.model.layers} layers, ${p.model.heads} heads, vocabulary ${p.model.vocab}, sha256 ${code(shortHash(p.model.sha256))}` +
       (p.model.expandedFusedOps ? `<br>fused onnxruntime ops expanded into standard ops: ${esc(Object.entries(p.model.expandedFusedOps).map(([op, n]) => `${n} × ${op}`).join(', '))}` : '')],
-    ['Tokenizer', `${code(p.tokenizer.path)}, sha256 ${code(shortHash(p.tokenizer.sha256))}`],
-    ['Dataset', `${code(p.dataset.path)} (${esc(p.dataset.format)}), sha256 ${code(shortHash(p.dataset.sha256))}`],
+    ['Tokenizer', `${file(p.tokenizer.path)}, sha256 ${code(shortHash(p.tokenizer.sha256))}`],
+    ['Dataset', `${file(p.dataset.path)} (${esc(p.dataset.format)}), sha256 ${code(shortHash(p.dataset.sha256))}`],
     ['Examples', `<b>${d.kept}</b> kept of ${d.total} read, ${droppedSum} dropped${dropped.length ? ` (${dropped.map(([k, n]) => `${esc(k)}: ${n}`).join(', ')})` : ''}` +
       (d.droppedFacts.length ? `<details class="dropped"><summary>every dropped fact and why</summary><ul>${
         d.droppedFacts.map((f) => `<li>${code(JSON.stringify(f.id))}: ${esc(f.reason)}${f.detail ? ` — ${esc(f.detail)}` : ''}</li>`).join('')}</ul></details>` : '')],
@@ -89,7 +101,7 @@ function summarySection(r: Results, plan: ReportPlan): string {
       (p.rows.journalFacts ? `; besides, ${p.rows.journalFacts} facts (${p.rows.journalRows ?? 0} rows) came finished from the journal of an earlier run or a merged shard` : '')] as [string, string]] : []),
     ['Device', `${esc(p.device)}, onnxruntime ${esc(p.onnxruntime.version)}${p.node ? `, node ${esc(p.node)}` : ''}, NVIDIA_TF32_OVERRIDE ${p.env.NVIDIA_TF32_OVERRIDE === null ? 'unset' : code(p.env.NVIDIA_TF32_OVERRIDE)}`],
     ['Confidence intervals', r.ci.method === 'none' ? 'none' : `${Math.round(r.ci.level * 100)}% ${esc(r.ci.method.replace(/_/g, ' '))}, ${r.ci.resamples} resamples, seed ${r.ci.seed}`],
-    ['Program', `${code(p.source.path)}, sha256 ${code(shortHash(p.source.sha256))}`],
+    ['Program', `${file(p.source.path)}, sha256 ${code(shortHash(p.source.sha256))}`],
     ['Run', `${esc(r.tool.name)} ${esc(r.tool.version)}, ${esc(r.createdAt)}${r.fingerprint ? `, fingerprint ${code(shortHash(r.fingerprint))}` : ''}<br>${code(['dissect', ...r.command].join(' '))}`],
   );
   const choices = Object.keys(r.choices).sort();
@@ -301,14 +313,14 @@ ${table(['layer', 'head', 'facts', 'top pairs (first 10)'], rows, 'mappings')}
 </section>`;
 }
 
-/** The whole page. `rendered` maps figure ids to their SVG and file. */
-export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<string, RenderedFigure>): string {
+/** The whole page, to be written into `reportDir` (paths then shown relative to it). `rendered` maps figure ids to their SVG and file. */
+export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<string, RenderedFigure>, reportDir?: string): string {
   const get = (f: Figure): RenderedFigure => {
     const out = rendered.get(f.id);
     if (!out) throw new Error(`figure ${f.id} was not rendered`);
     return out;
   };
-  const body: string[] = [summarySection(r, plan)];
+  const body: string[] = [summarySection(r, plan, reportDir)];
   for (const x of r.experiments) {
     body.push(experimentSection(x, r, (plan.byExperiment.get(x.name) ?? []).map(get)));
     for (const c of plan.comparisons.filter((c) => c.after === x.name)) body.push(comparisonSection(get(c.figure), r));
