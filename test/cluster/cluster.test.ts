@@ -19,7 +19,7 @@ import { tempDir, tinyGpt2, tinyGpt2Program } from '../e2e/helpers.js';
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const cluster = join(repo, 'examples', 'cluster');
 const cli = join(repo, 'dist', 'src', 'cli', 'main.js');
-// js-yaml ships with ava (a dev dependency); a parser beats checking the manifests by hand
+// js-yaml (a dev dependency): a parser beats checking the manifests by hand
 const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string): unknown };
 
 /** 101 facts (4 batches of 32: one per shard) whose last repeats an id of the first batch, and the program over them. */
