@@ -128,8 +128,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     onProgress: (done, total) => progress.update(done, total),
   });
   progress.stop();
-  const lowered = batchNotice(outcome.batch);
-  if (lowered) status(lowered);
+  for (const lowered of [batchNotice(outcome.batch), outcome.gradientBatch && batchNotice(outcome.gradientBatch, true)]) if (lowered) status(lowered);
   if (outcome.resumed > 0) status(`resumed: ${outcome.resumed} examples came from the journal`);
   status(costNotice(outcome.cost));
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.

@@ -93,6 +93,8 @@ export interface RunOutcome {
   readonly resumed: number;
   /** --batch as asked and as used (lowered when its rows would need too much memory). */
   readonly batch: BatchSize;
+  /** The same for the rows that take gradients (their backward pass needs more a row), when the run has any. */
+  readonly gradientBatch?: BatchSize;
   /**
    * The run's FLOPs per prompt of the kept facts' mean token count, in clean forward passes
    * (plan/cost.ts), as its rows ran. Not in results.json: a shard's would be its own prompts'.
@@ -118,7 +120,9 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   // same facts in its batch as in one run and the merged shards equal that run bit for bit.
   const { shard, ...wholeSelection } = options.selection;
   const whole = splitDuplicateIds(selectedFacts(loaded, wholeSelection).selected);
-  const batch = batchSize(options.batch, sites, plan, longestPrompt(whole.unique, tokenizer, program.bos, source.limits.positions), options.batchMemory);
+  const longest = longestPrompt(whole.unique, tokenizer, program.bos, source.limits.positions);
+  const batch = batchSize(options.batch, sites, plan, longest, options.batchMemory);
+  const gradientBatch = plan.attributionVariant ? batchSize(options.batch, sites, plan, longest, options.batchMemory, true) : undefined;
   const unique = shardOf(whole.unique, shard, batch.used);
   const duplicates = shardOf(whole.duplicates, shard, 1);
   const selected = [...unique, ...duplicates];
@@ -173,6 +177,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     try {
       const context = {
         program, plan, variant, session, tokenizer, facts: unique, journal, batch: batch.used,
+        ...(gradientBatch ? { gradientBatch: gradientBatch.used } : {}),
         lastPosition: rows.mode === 'last_position',
         ...(source.limits.positions ? { positions: source.limits.positions } : {}),
         shareClean: !options.fullRows,
@@ -256,7 +261,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       ...(mappings ? { headMappings: mappings } : {}),
       ci: ci.method === 'none' ? { method: 'none' } : ci,
     };
-    return { results, written: writeResults(out, results), resumed, batch, cost };
+    return { results, written: writeResults(out, results), resumed, batch, ...(gradientBatch ? { gradientBatch } : {}), cost };
   } finally {
     journal.close();
   }

@@ -39,6 +39,8 @@ export interface ExecuteInput {
   readonly meanHidden?: ReadonlyMap<number, Float32Array>;
   /** Rows per forward pass. */
   readonly batch: number;
+  /** Rows per forward pass of the rows that take gradients (default: batch). */
+  readonly gradientBatch?: number;
   /** The most tokens the model takes (ModelLimits.positions); longer prompts are dropped. */
   readonly positions?: { readonly count: number; readonly table: string };
   /** Run rows that change only the last position's attention as that token alone, against the clean run's cache. */
@@ -572,7 +574,8 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
   const outputs: { pNew: number; rank: number; probes: ProbeResult }[] = [];
   const sums = new Map<number, IntegrationSums>();
   for (let i = 0; i < units.length;) {
-    let end = Math.min(units.length, i + input.batch);
+    const rows = kind(units[i]!) === 'attribution' ? input.gradientBatch ?? input.batch : input.batch;
+    let end = Math.min(units.length, i + rows);
     for (let j = i + 1; j < end; j++) if (kind(units[j]!) !== kind(units[i]!)) end = j;
     const slice = units.slice(i, end);
     i = end;

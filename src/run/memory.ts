@@ -41,6 +41,17 @@ export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
   return floats * FLOAT_BYTES + knockoutBytes;
 }
 
+/**
+ * Bytes one row of `n` tokens takes in the attribution variant, whose backward pass reads the
+ * forward activations of every block (kept from the forward, not one block at a time) and
+ * makes a gradient of each: twice every block's working set, the logits' softmax and its
+ * gradient, and the hidden states with their gradients ((layers+1)·n·d each).
+ */
+export function gradientRowBytes(sites: ModelSites, n: number): number {
+  const { layers: L, heads: H, dModel: d, dMlp, vocab: V } = sites;
+  return (2 * L * n * (6 * d + 2 * dMlp + 3 * H * n) + 2 * 3 * V + 2 * (L + 1) * n * d) * FLOAT_BYTES;
+}
+
 export interface BatchSize {
   readonly requested: number;
   /** The bytes a batch may take beside the weights (--batch-memory; default BATCH_MEMORY_BUDGET). */
@@ -52,16 +63,23 @@ export interface BatchSize {
   readonly longestPrompt: number;
 }
 
-/** --batch, lowered so that a batch of the longest prompt's rows stays within `budget` bytes. */
-export function batchSize(requested: number, sites: ModelSites, plan: Plan, longestPrompt: number, budget = BATCH_MEMORY_BUDGET): BatchSize {
-  const bytes = rowBytes(sites, plan, longestPrompt);
+/**
+ * --batch, lowered so that a batch of the longest prompt's rows stays within `budget` bytes:
+ * for the rows that take gradients (`gradients`), by their own, larger row.
+ */
+export function batchSize(
+  requested: number, sites: ModelSites, plan: Plan, longestPrompt: number, budget = BATCH_MEMORY_BUDGET, gradients = false,
+): BatchSize {
+  const bytes = gradients ? gradientRowBytes(sites, longestPrompt) : rowBytes(sites, plan, longestPrompt);
   return { requested, budget, used: Math.max(1, Math.min(requested, Math.floor(budget / bytes))), rowBytes: bytes, longestPrompt };
 }
 
 /** Why --batch was lowered, for the user; undefined when it was not. */
-export function batchNotice(b: BatchSize): string | undefined {
+export function batchNotice(b: BatchSize, gradients = false): string | undefined {
   if (b.used === b.requested) return undefined;
   const mb = (b.rowBytes / 2 ** 20).toFixed(1);
-  return `--batch ${b.requested} lowered to ${b.used} rows per forward pass: a row of the longest prompt (${b.longestPrompt} tokens) ` +
+  const rows = gradients ? 'rows that take gradients' : 'rows';
+  const row = gradients ? 'a row and its backward pass' : 'a row';
+  return `--batch ${b.requested} lowered to ${b.used} ${rows} per forward pass: ${row} of the longest prompt (${b.longestPrompt} tokens) ` +
     `needs about ${mb} MiB, and a batch is kept within ${Number((b.budget / 2 ** 30).toPrecision(4))} GiB beside the weights (raise it with --batch-memory)`;
 }

@@ -5,7 +5,7 @@ import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProgram, runProgram, type LoadedProgram } from '../../src/pipeline/index.js';
-import { BATCH_MEMORY_BUDGET, batchNotice, batchSize, rowBytes } from '../../src/run/memory.js';
+import { BATCH_MEMORY_BUDGET, batchNotice, batchSize, gradientRowBytes, rowBytes } from '../../src/run/memory.js';
 import { informationFlowSource, tempDir, tinyGpt2 } from '../e2e/helpers.js';
 
 function load(source: string): LoadedProgram {
@@ -58,4 +58,37 @@ test.serial('a run uses the lowered batch for its longest prompt and reports it'
   t.true(results.provenance.rows!.startLayer!.used);
   t.is(batch.used, Math.floor(BATCH_MEMORY_BUDGET / rowBytes(loaded.source.sites, run, batch.longestPrompt)));
   t.true(batch.longestPrompt >= Math.max(...results.examples.map((e) => e.tokens.length)));
+});
+
+const attribution = [
+  `model "${join(tinyGpt2, 'model.onnx')}" tokenizer "${join(tinyGpt2, 'tokenizer.json')}"`,
+  `dataset counterfact "${join(tinyGpt2, 'facts.json')}"`,
+  'experiment grad {', '  for h in hidden all', '  measure attribution of hidden h', '}',
+  'experiment flow {', '  for l in layers all', '  block subject -> last at layers l', '  measure probability_change', '}', '',
+].join('\n');
+
+test('a row that takes gradients: every block\'s working set kept for the backward pass and its gradient', (t) => {
+  const { sites } = load(logitLens).source;
+  // 2 · 8 blocks · 10 · (6·128 + 2·512 + 3·4·10) = 305,920; logits and their gradient 2·3·264 = 1,584;
+  // hidden states and their gradients 2 · 9 · 10 · 128 = 23,040
+  t.is(gradientRowBytes(sites, 10), (305_920 + 1_584 + 23_040) * 4);
+});
+
+test.serial('rows that take gradients get a batch of their own, lowered by their larger row; the numbers are the same', async (t) => {
+  const loaded = load(attribution);
+  const run = (batchMemory: number) => runProgram(loaded, {
+    out: join(tempDir(), 'out'), selection: { limit: 6 }, batch: 6, batchMemory, device: 'cpu', command: ['test'],
+  });
+  // 2 MiB hold every knockout row of the batch but only a few rows with their backward pass
+  const small = await run(2 * 2 ** 20);
+  const gradients = small.gradientBatch!;
+  t.is(gradients.used, Math.floor(2 * 2 ** 20 / gradientRowBytes(loaded.source.sites, gradients.longestPrompt)));
+  t.true(gradients.used < small.batch.used, `${gradients.used} rows with gradients, ${small.batch.used} without`);
+  t.regex(batchNotice(gradients, true)!, /^--batch 6 lowered to \d rows that take gradients per forward pass: a row and its backward pass of the longest prompt/);
+  const large = await run(2 ** 30);
+  t.is(large.gradientBatch!.used, 6);
+  const values = (r: typeof small) => r.results.experiments.map((x) => x.series.map((p) => p.mean));
+  const [a, b] = [values(small).flat(), values(large).flat()];
+  t.is(a.length, b.length);
+  a.forEach((v, i) => t.true(Math.abs((v ?? 0) - (b[i] ?? 0)) <= 1e-5 * Math.max(1, Math.abs(b[i] ?? 0)), `value ${i}: ${v} vs ${b[i]}`));
 });
