@@ -1,11 +1,13 @@
 // `dissect inspect MODEL`: what the compiler sees in a model — format facts, inputs and
 // outputs, external data, and per layer which sites were found (tensor, producing op, how
 // it was matched) and which were not (what was expected, where matching broke), with a
-// confidence per layer. Never reads external weights.
+// confidence per layer. Reads no weights, inline or external.
 
 import { checkExternalData, externalRefs } from './external.js';
 import { valueInfoShape } from './graph.js';
-import { dtypeName, int, readModel, type ValueInfoProto } from './proto.js';
+import { basename } from 'node:path';
+import { dtypeName, int, type ValueInfoProto } from './proto.js';
+import { readModelGraph } from './source.js';
 import { runDetection } from './sites/index.js';
 import { firstBreak, type FoundSite, type LayerFindings, type MissingSite } from './sites/findings.js';
 import { LAYER_SITE_NAMES, siteStatementName, type SiteOverride } from './sites/types.js';
@@ -81,19 +83,21 @@ function layerReport(L: LayerFindings, notes: readonly string[]): LayerReport {
 }
 
 export function inspectModel(path: string, overrides: readonly SiteOverride[] = []): InspectReport {
-  const model = readModel(path);
+  // the run's graph reader: large inline weights stay in the file, referenced as data of the
+  // model file itself, which is not external data
+  const model = readModelGraph(path);
   const g = model.graph!;
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
   const tensor = (vi: ValueInfoProto): InspectTensor => {
     const { elemType, shape } = valueInfoShape(vi);
     return { name: vi.name ?? '', dtype: elemType !== undefined ? dtypeName(elemType) : '?', shape: (shape ?? []).map((d) => d ?? '?') };
   };
-  const refs = externalRefs(model);
+  const refs = externalRefs(model).filter((r) => r.location !== basename(path));
   let files: string[] = [];
   let problem: string | undefined;
   if (refs.length) {
     try {
-      files = checkExternalData(model, path);
+      files = checkExternalData(model, path).filter((f) => f !== basename(path));
     } catch (e) {
       problem = (e as Error).message;
       files = [...new Set(refs.map((r) => r.location))];

@@ -3,7 +3,10 @@ import { decodeModel, readModel, type ModelProto } from '../../src/onnx/proto.js
 import { detectSites, runDetection, SiteError } from '../../src/onnx/sites/index.js';
 import { LAYER_SITE_NAMES } from '../../src/onnx/sites/types.js';
 import { inspectModel, renderInspectJson, renderInspectText } from '../../src/onnx/inspect.js';
-import { encodeModel } from '../../src/onnx/proto.js';
+import { DataType, encodeModel, writeModel } from '../../src/onnx/proto.js';
+import { join } from 'node:path';
+import { LEFT_ON_DISK_BYTES } from '../../src/onnx/source.js';
+import { tempDir } from '../temp.js';
 import { FIXTURE_MODELS, anonymise, fixture, fixturePath, withoutSoftmax as withoutSoftmaxNode } from './helpers.js';
 
 for (const name of FIXTURE_MODELS) {
@@ -73,6 +76,17 @@ test('a graph that is not a transformer fails clearly', (t) => {
     graph: { node: [{ input: ['x'], output: ['y'], opType: 'Relu' }], input: [{ name: 'x', type: { tensorType: { elemType: 1 } } }], output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }] },
   }));
   t.throws(() => detectSites(m, 'relu.onnx'), { instanceOf: SiteError, message: /relu\.onnx: not a recognised transformer graph: model: input_ids not found: .*expected a Gather of token ids/ });
+});
+
+test('inspect reads the graph as a run does: large inline weights stay in the file and are not external data', (t) => {
+  const model = readModel(fixturePath('gpt2-opset17.onnx'));
+  const floats = LEFT_ON_DISK_BYTES / 4 + 1;
+  model.graph!.initializer!.push({ name: 'large_unused', dims: [floats], dataType: DataType.FLOAT, rawData: new Uint8Array(floats * 4) });
+  const path = join(tempDir(), 'model.onnx');
+  writeModel(path, model);
+  const r = inspectModel(path);
+  t.deepEqual(r.externalData, { tensors: 0, files: [] });
+  t.deepEqual(r.summary, inspectModel(fixturePath('gpt2-opset17.onnx')).summary);
 });
 
 test('inspect reports found and missing sites as text and JSON', (t) => {
