@@ -194,12 +194,17 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     }
     // Experiment-major order keeps rows with the same needs (projections, patches) in the
     // same batches: onnxruntime computes every output of a batch, fetched or not. Last-position
-    // rows come first (they cannot share a batch with whole prompts), by past length (less
-    // padding; a variant whose positions are one row for the batch needs them equal), then by
-    // the block they start at (a batch starts at one).
+    // rows come first (they cannot share a batch with whole prompts), by the block they start at
+    // (a batch starts at one), then by past length (less padding; a variant whose positions are
+    // one row for the batch needs them equal). Start before past length: the rows of a chunk
+    // that start at one block fill whole batches across prompts of every length, where sorting
+    // by length first splits them into a batch per length and block, each reading every
+    // weight of its blocks for a few rows.
     const past = (it: RowItem): number => it.batchRow.past?.position ?? Infinity;
+    const wholePrompt = (it: RowItem): number => (it.batchRow.past ? 0 : 1);
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
-      .sort((a, b) => past(a.item) - past(b.item) || startOf(a.item) - startOf(b.item) || a.item.exp - b.item.exp);
+      .sort((a, b) => wholePrompt(a.item) - wholePrompt(b.item) || startOf(a.item) - startOf(b.item) || past(a.item) - past(b.item)
+        || a.item.exp - b.item.exp);
     const records = await runRows(input, order.map((o) => o.item));
     for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
