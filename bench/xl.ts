@@ -10,7 +10,8 @@
 // and extrapolated to the whole sweep. Times are per prompt after the run's fixed cost
 // (reading the graph, building the variant, loading the weights). Each run is its own
 // process, so that its peak RSS is its own. Ends with four machine-readable lines.
-//   npm run bench:xl [-- --small]         the bench alone (--small: 4 layers, d 256, for development)
+//   npm run bench:xl [-- --small] [-- --layers N]   the bench alone (--small: 4 layers, d 256; --layers N: XL's
+//                                                  width with N layers; both for development)
 //   node dist/bench/xl.js --child SPEC    one run (the child process), printed as JSON
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -160,4 +161,14 @@ async function bench(shape: SkeletonShape): Promise<void> {
 }
 
 if (process.argv[2] === '--child') await runOnce(JSON.parse(process.argv[3]!) as RunSpec);
-else await bench(process.argv.includes('--small') ? SMALL : XL);
+else await bench(benchShape(process.argv.slice(2)));
+
+/** The graph the flags ask for: XL, or --small, with --layers N overriding the layer count. */
+function benchShape(args: readonly string[]): SkeletonShape {
+  const shape = args.includes('--small') ? SMALL : XL;
+  const at = args.indexOf('--layers');
+  if (at < 0) return shape;
+  const layers = Number(args[at + 1]);
+  if (!Number.isInteger(layers) || layers < 1) throw new Error(`--layers takes a positive whole number of layers, got ${args[at + 1] ?? 'nothing'}`);
+  return { ...shape, layers };
+}
