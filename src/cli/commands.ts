@@ -69,7 +69,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
       const how = [[fast, 'run as the last token alone'], [read, 'read from the clean pass'],
         [rowsInSharedGradientRuns(e), "read from another configuration's backward pass"]].flatMap(([count, what]) =>
         count === 0 ? [] : [count === e.rows.length ? `each ${what}` : `${count} ${what}`]);
-      return `experiment ${e.name}: ${e.rows.length} configurations per example${how.map((h) => `, ${h}`).join('')}`;
+      return `experiment ${e.name}: ${e.rows.length} configuration${e.rows.length === 1 ? '' : 's'} per example${how.map((h) => `, ${h}`).join('')}`;
     }),
     `forward passes: ${passes} per example (1 clean + configurations${read ? `, but the ${read} read from the clean pass` : ''}`
       + `${shared ? `${read ? ' and' : ', but'} the ${shared} read from another configuration's backward pass` : ''}), `
@@ -130,7 +130,8 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
   progress.stop();
   for (const lowered of [batchNotice(outcome.batch), outcome.gradientBatch && batchNotice(outcome.gradientBatch, true)]) if (lowered) status(lowered);
   if (outcome.resumed > 0) status(`resumed: ${outcome.resumed} examples came from the journal`);
-  status(costNotice(outcome.cost));
+  // a run wholly resumed from its journal ran nothing to cost
+  if (outcome.resumed < outcome.results.data.total) status(costNotice(outcome.cost));
   // With --example stdout is the JSON dump alone, so that it can be piped and diffed.
   if (opts.example !== undefined) {
     process.stdout.write(JSON.stringify(exampleDump(outcome.results), null, 1) + '\n');
@@ -171,18 +172,25 @@ export function attributesCommand(folder: string, opts: { out: string }): void {
   } catch (e) {
     throw fsUserError('write', opts.out, e, 'give --out a file in an existing folder you can write to');
   }
-  status(`wrote ${opts.out}: ${Object.keys(map).length} subjects`);
+  const subjects = Object.keys(map).length;
+  status(`wrote ${opts.out}: ${subjects} subject${subjects === 1 ? '' : 's'}`);
 }
 
 /** The execution providers --device takes. */
 const DEVICES = ['cpu', 'cuda'];
+
+/** A provider as doctor lists it, with what keeps it from --device in one parenthesis. */
+function backendText(b: { readonly name: string; readonly bundled: boolean }): string {
+  const notes = [...(b.bundled ? [] : ['not bundled']), ...(DEVICES.includes(b.name) ? [] : ['not usable with --device'])];
+  return notes.length ? `${b.name} (${notes.join('; ')})` : b.name;
+}
 
 export function doctorCommand(): void {
   const info = doctorInfo();
   const lines = [
     `onnxruntime-node ${info.ortVersion}`,
     // onnxruntime-node lists every provider it knows; --device takes cpu and cuda only
-    `execution providers: ${info.backends.map((b) => `${b.name}${b.bundled ? '' : ' (not bundled)'}${DEVICES.includes(b.name) ? '' : ' (not usable with --device)'}`).join(', ')}`,
+    `execution providers: ${info.backends.map(backendText).join(', ')}`,
     `cuda: ${info.cudaUnavailable ? `unavailable: ${info.cudaUnavailable}` : 'available'}`,
     `NVIDIA_TF32_OVERRIDE: ${info.tf32Override ?? 'unset'}${info.tf32Override === '0' ? '' : ' (set it to 0 for exact fp32 on GPUs)'}`,
   ];

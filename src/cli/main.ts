@@ -66,7 +66,7 @@ const program = new Command()
   .name('dissect')
   .description('Compile and run interpretability experiments on ONNX transformer models')
   .version(version)
-  .showHelpAfterError();
+  .showHelpAfterError('(dissect <command> --help for usage)');
 
 const withProgramFlags = (cmd: Command): Command =>
   cmd

@@ -129,7 +129,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   if (shard && selected.length === 0) {
     const batches = Math.ceil(whole.unique.length / batch.used);
     throw new UserError(`--shard ${shard.index}/${shard.count} has no facts: a shard runs whole batches, and the run's ${whole.unique.length} facts make ${batches} batch${batches === 1 ? '' : 'es'} of ${batch.used}`,
-      `split the run into at most ${batches} shards, or lower --batch`);
+      `split the run into at most ${batches} shard${batches === 1 ? '' : 's'}, or lower --batch`);
   }
   refuseOverTotalRows(loaded, selected.length);
   const { variant, attribution: attributionVariant } = buildVariants({ ...loaded, plan });

@@ -76,7 +76,7 @@ export function runFingerprint(inputs: FingerprintInputs): Fingerprint {
   return { hash: sha256(canonicalJson(parts)), parts };
 }
 
-const journalHint = 'Choose another output folder with --out, or pass --fresh to discard the journal and start over.';
+const journalHint = 'choose another output folder with --out, or pass --fresh to discard the journal and start over.';
 
 /** The output folder holds a journal of a different run. A user error: they pick. */
 export class JournalMismatchError extends UserError {

@@ -76,7 +76,7 @@ export function readShards(dirs: readonly string[]): MergedShards {
   }
   const missing = Array.from({ length: first.count }, (_, k) => k).filter((k) => !byIndex.has(k));
   if (missing.length) {
-    throw new UserError(`shard${missing.length === 1 ? '' : 's'} ${missing.map((k) => `${k}/${first.count}`).join(', ')} of ${first.count} ${missing.length === 1 ? 'is' : 'are'} missing`,
+    throw new UserError(`shard${missing.length === 1 ? '' : 's'} ${missing.map((k) => `${k}/${first.count}`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} missing`,
       `run ${missing.length === 1 ? 'it' : 'them'} (--shard ${missing[0]}/${first.count} …) and merge all ${first.count} folders`);
   }
   const ordered = [...byIndex.keys()].sort((a, b) => a - b).map((k) => byIndex.get(k)!);

@@ -53,7 +53,7 @@ test('run and merge print their summary alone, also when a run resumes; compile,
   mkdirSync(join(dir, 'texts'));
   writeFileSync(join(dir, 'texts', 'Lornar Elnar.txt'), 'Lornar Elnar was born in Solvig.\n');
   const attributes = dissect('attributes', join(dir, 'texts'), '--out', join(dir, 'attributes.json'));
-  for (const [r, written] of [[compiled, /^wrote .*model\.onnx\nwrote .*manifest\.json\n$/], [report, /^wrote .*report\.html\n\d+ plots in /], [attributes, /^wrote .*attributes\.json: 1 subjects\n$/]] as const) {
+  for (const [r, written] of [[compiled, /^wrote .*model\.onnx\nwrote .*manifest\.json\n$/], [report, /^wrote .*report\.html\n\d+ plots in /], [attributes, /^wrote .*attributes\.json: 1 subject\n$/]] as const) {
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, '');
     t.regex(r.stderr, written);
