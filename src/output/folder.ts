@@ -208,11 +208,13 @@ export function releaseOpenFolders(): string[] {
 export class OutputFolder {
   private released = false;
 
-  private constructor(readonly dir: string, private readonly lock: string, private readonly owned: Set<string>) {}
+  /** `created`: this command made the folder, so a command that fails before writing leaves none behind. */
+  private constructor(readonly dir: string, private readonly lock: string, private readonly owned: Set<string>, private readonly created: boolean) {}
 
   /** Create (if needed), check and lock `dir`. Every file-system problem is a UserError. */
   static open(dir: string, options: OpenOptions = {}): OutputFolder {
     const abs = path.resolve(dir);
+    const created = !fs.existsSync(abs);
     try {
       if (fs.existsSync(abs) && !fs.statSync(abs).isDirectory()) throw new UserError(`--out ${dir} is a file, not a folder`, 'give a folder (new or a dissect output)');
       fs.mkdirSync(abs, { recursive: true });
@@ -223,7 +225,7 @@ export class OutputFolder {
     const owned = readOwnership(abs);
     checkNotForeign(abs, owned !== undefined, options.force === true);
     const lock = takeLock(abs);
-    const folder = new OutputFolder(abs, lock, owned ?? new Set());
+    const folder = new OutputFolder(abs, lock, owned ?? new Set(), created);
     open.add(folder);
     return folder;
   }
@@ -276,6 +278,14 @@ export class OutputFolder {
     this.released = true;
     open.delete(this);
     fs.rmSync(this.lock, { force: true });
+    if (!this.created) return;
+    // a command that failed before writing anything leaves no empty --out behind; release runs
+    // in a finally, so a problem here must not hide the command's own error
+    try {
+      if (fs.readdirSync(this.dir).length === 0) fs.rmdirSync(this.dir);
+    } catch {
+      /* the folder stays */
+    }
   }
 
   private saveOwnership(): void {

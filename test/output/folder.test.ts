@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FolderLockedError, ForeignFolderError, LOCK_FILE, OutputFolder, OWNERSHIP_FILE } from '../../src/output/folder.js';
+import { FolderLockedError, ForeignFolderError, LOCK_FILE, OutputFolder, OWNERSHIP_FILE, withOutputFolder } from '../../src/output/folder.js';
 import { writeReport } from '../../src/report/html/index.js';
 import { makeResults } from '../report/fixture.js';
 import { richResults } from '../report/html-fixture.js';
@@ -157,4 +157,17 @@ test('`report --out` waits for no one: a folder a run holds is refused', async (
   t.is(r.status, 1);
   t.regex(r.stderr, /another dissect process \(pid \d+/);
   t.false(fs.existsSync(path.join(dir, 'report.html')));
+});
+
+test('a command that fails before writing leaves no empty --out behind; a folder it did not create, or one it wrote into, stays', async (t) => {
+  const fresh = path.join(tmp(), 'new', 'out');
+  await t.throwsAsync(withOutputFolder(fresh, {}, () => { throw new Error('failed'); }), { message: 'failed' });
+  t.false(fs.existsSync(fresh));
+  t.true(fs.existsSync(path.dirname(fresh)), 'only the folder --out names is removed');
+  const existing = tmp();
+  await withOutputFolder(existing, {}, () => undefined);
+  t.true(fs.existsSync(existing));
+  const written = path.join(tmp(), 'written');
+  await t.throwsAsync(withOutputFolder(written, {}, (f) => { f.write('a.txt', 'a'); throw new Error('later'); }), { message: 'later' });
+  t.is(fs.readFileSync(path.join(written, 'a.txt'), 'utf8'), 'a');
 });
