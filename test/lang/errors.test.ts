@@ -70,6 +70,13 @@ test('misspelt statement keywords get the keyword, and every broken statement is
   t.is(hints[5], "did you mean 'param'? (a statement starts with param, model, dataset, attributes, filter, bos, choose, positions, head_mappings, site or experiment)");
 });
 
+test('two neighbouring letters swapped are one typo: modle and mesaure get their suggestion', (t) => {
+  const source = ['modle "m.onnx" tokenizer "t.json"', 'experiment e {', '  mesaure rank', '}'].join('\n');
+  const hints = run(source).diagnostics.map((d) => d.hint);
+  t.regex(hints[0]!, /^did you mean 'model'\?/);
+  t.regex(hints[1]!, /^did you mean 'measure'\?/);
+});
+
 test('an unclosed experiment is reported at the end of the file', (t) => {
   t.deepEqual(syntaxProblems('experiment e {\n  measure rank\n'), ["2:15 expected '}', found the end of the file"]);
 });
