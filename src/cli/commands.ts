@@ -3,7 +3,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fsUserError } from '../errors.js';
+import { fsUserError, UserError } from '../errors.js';
 import { formatDiagnostics, type RowLimits } from '../lang/index.js';
 import { compilable, compileVariant, inspectModel, renderInspectJson, renderInspectText } from '../onnx/index.js';
 import {
@@ -103,6 +103,9 @@ interface RunFlags extends ProgramFlags {
 }
 
 export async function runCommand(file: string, opts: RunFlags): Promise<void> {
+  if (opts.example !== undefined && opts.shard) {
+    throw new UserError('--example runs one fact, which is no shard of a run', 'drop --shard (or --example)');
+  }
   const loaded = load(file, opts);
   const progress = progressReporter({ tty: !!process.stderr.isTTY, write: (line) => process.stderr.write(line) });
   const outcome = await runProgram(loaded, {

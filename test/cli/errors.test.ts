@@ -101,6 +101,9 @@ test('a missing .dissect file and a bad flag are user errors', (t) => {
   const flag = dissect('run', 'x.dissect', '--out', 'o', '--batch', 'zero');
   t.is(flag.code, 1);
   t.regex(flag.stderr, /expected a positive integer, got "zero"/);
+  const both = dissect('run', 'x.dissect', '--out', 'o', '--example', '3', '--shard', '0/2');
+  t.is(both.code, 1);
+  t.is(both.stderr, 'dissect: error: --example runs one fact, which is no shard of a run\n  hint: drop --shard (or --example)\n');
 });
 
 test('doctor lists the cpu provider and schema prints the results schema', (t) => {
