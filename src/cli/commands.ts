@@ -23,6 +23,7 @@ import { costNotice } from '../plan/cost.js';
 import { progressReporter } from './progress.js';
 import { withOutputFolder } from '../output/folder.js';
 import { doctorInfo } from '../run/session.js';
+import { plural } from '../plural.js';
 
 /**
  * A status line (what was written, resumed, lowered): on stderr, so that stdout holds only what a
@@ -69,7 +70,7 @@ export function checkCommand(file: string, opts: ProgramFlags): void {
       const how = [[fast, 'run as the last token alone'], [read, 'read from the clean pass'],
         [rowsInSharedGradientRuns(e), "read from another configuration's backward pass"]].flatMap(([count, what]) =>
         count === 0 ? [] : [count === e.rows.length ? `each ${what}` : `${count} ${what}`]);
-      return `experiment ${e.name}: ${e.rows.length} configuration${e.rows.length === 1 ? '' : 's'} per example${how.map((h) => `, ${h}`).join('')}`;
+      return `experiment ${e.name}: ${plural(e.rows.length, 'configuration')} per example${how.map((h) => `, ${h}`).join('')}`;
     }),
     `forward passes: ${passes} per example (1 clean + configurations${read ? `, but the ${read} read from the clean pass` : ''}`
       + `${shared ? `${read ? ' and' : ', but'} the ${shared} read from another configuration's backward pass` : ''}), `
@@ -148,7 +149,7 @@ export async function mergeCommand(shards: string[], opts: { out: string; force?
   const outcome = await mergeShards(shards, {
     out: resolve(opts.out), ...(opts.force ? { force: true } : {}), report: true, command: process.argv.slice(2),
   });
-  status(`merged ${shards.length} shard folder${shards.length === 1 ? '' : 's'}: ${outcome.results.data.total} facts, none run again`);
+  status(`merged ${plural(shards.length, 'shard folder')}: ${outcome.results.data.total} facts, none run again`);
   printSummary(outcome);
 }
 
@@ -175,8 +176,7 @@ export function attributesCommand(folder: string, opts: { out: string }): void {
   } catch (e) {
     throw fsUserError('write', opts.out, e, 'give --out a file in an existing folder you can write to');
   }
-  const subjects = Object.keys(map).length;
-  status(`wrote ${opts.out}: ${subjects} subject${subjects === 1 ? '' : 's'}`);
+  status(`wrote ${opts.out}: ${plural(Object.keys(map).length, 'subject')}`);
 }
 
 /** The execution providers --device takes. */

@@ -14,6 +14,7 @@ import { version } from '../version.js';
 import {
   attributesCommand, checkCommand, compileCommand, doctorCommand, inspectCommand, mergeCommand, reportCommand, runCommand, schemaCommand,
 } from './commands.js';
+import { plural } from '../plural.js';
 
 function parseOverride(value: string, previous: Record<string, string>): Record<string, string> {
   const eq = value.indexOf('=');
@@ -139,7 +140,7 @@ process.once('SIGINT', () => {
   for (const dir of releaseOpenFolders()) {
     const journal = join(dir, JOURNAL_FILE);
     const saved = existsSync(journal) ? Math.max(0, readFileSync(journal, 'utf8').split('\n').filter(Boolean).length - 1) : 0;
-    process.stderr.write(`\ninterrupted: ${saved} finished fact${saved === 1 ? '' : 's'} saved in ${journal}; run the same command again to resume from there\n`);
+    process.stderr.write(`\ninterrupted: ${plural(saved, 'finished fact')} saved in ${journal}; run the same command again to resume from there\n`);
   }
   process.exit(130);
 });

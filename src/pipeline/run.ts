@@ -22,6 +22,7 @@ import {
   shardOf, splitDuplicateIds, type Tokenizer,
 } from '../run/index.js';
 import { writeReport, type WriteReportOptions, writeResults, type WrittenReport, type WrittenResults } from '../report/index.js';
+import { plural } from '../plural.js';
 
 /** How a run executes its rows, and why (recorded in results.json). */
 function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNullable<Results['provenance']['rows']> {
@@ -128,8 +129,8 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   const selected = [...unique, ...duplicates];
   if (shard && selected.length === 0) {
     const batches = Math.ceil(whole.unique.length / batch.used);
-    throw new UserError(`--shard ${shard.index}/${shard.count} has no facts: a shard runs whole batches, and the run's ${whole.unique.length} facts make ${batches} batch${batches === 1 ? '' : 'es'} of ${batch.used}`,
-      `split the run into at most ${batches} shard${batches === 1 ? '' : 's'}, or lower --batch`);
+    throw new UserError(`--shard ${shard.index}/${shard.count} has no facts: a shard runs whole batches, and the run's ${whole.unique.length} facts make ${plural(batches, 'batch', 'batches')} of ${batch.used}`,
+      `split the run into at most ${plural(batches, 'shard')}, or lower --batch`);
   }
   refuseOverTotalRows(loaded, selected.length);
   const { variant, attribution: attributionVariant } = buildVariants({ ...loaded, plan });

@@ -42,9 +42,7 @@ export function valueIn(b: Binding): (variable: string) => number {
   return (variable) => b.get(variable) ?? NaN;
 }
 
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
+export { plural } from '../../plural.js';
 
 /** A checked `site` statement and the statement, for errors found once the model is read. */
 export interface CheckedSite { readonly spec: SiteOverrideSpec; readonly stmt: A.SiteStmt }

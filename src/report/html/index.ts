@@ -10,6 +10,7 @@ import { RESULTS_FORMAT, validateResults, type Results } from '../../measure/sch
 import { allFigures, planFigures, type ReportPlan } from './figures.js';
 import { renderPage, type RenderedFigure } from './page.js';
 import { loadPngRenderer, renderSvg } from './render.js';
+import { plural } from '../../plural.js';
 
 export { planFigures, allFigures, type Figure, type ReportPlan } from './figures.js';
 
@@ -102,7 +103,7 @@ export function readResultsFile(file: string): Results {
     const shown = errors.slice(0, 10).map((e) => `  ${e}`).join('\n');
     const more = errors.length > 10 ? `\n  … and ${errors.length - 10} more` : '';
     throw new UserError(
-      `${file} is not a valid dissect results file (${errors.length} problem${errors.length === 1 ? '' : 's'}):\n${shown}${more}`,
+      `${file} is not a valid dissect results file (${plural(errors.length, 'problem')}):\n${shown}${more}`,
       `give the results.json that \`dissect run\` wrote (format ${RESULTS_FORMAT}); \`dissect schema\` prints its JSON Schema`,
     );
   }

@@ -9,6 +9,7 @@ import type { Figure, ReportPlan } from './figures.js';
 import { decimalsFor, esc, num, numCell, pct, rawCell, shortHash, table, type CellLike } from './format.js';
 import { fullyBlockedText, headMappingNormalisationNote, shardNote } from '../summary.js';
 import { measureText, shownValue } from '../quantity.js';
+import { plural } from '../../plural.js';
 
 /** Examples whose logit-lens tokens are shown. */
 export const TOKEN_EXAMPLES = 3;
@@ -116,7 +117,7 @@ function summarySection(r: Results, plan: ReportPlan, reportDir: string | undefi
     const extra = plan.comparisons.filter((c) => c.after === x.name).map((c) => `<li><a href="#cmp-${esc(c.figure.id)}">${esc(c.figure.title)}</a></li>`);
     return `<li><a href="#exp-${esc(x.name)}">${esc(x.name)}</a> <span class="note">(${esc(contentsNote(x, plan.byExperiment.get(x.name)?.length ?? 0))})</span>${extra.length ? `<ul>${extra.join('')}</ul>` : ''}</li>`;
   });
-  if (r.headMappings) toc.push(`<li><a href="#head-mappings">head mappings</a> <span class="note">(${r.headMappings.heads.length} head${r.headMappings.heads.length === 1 ? '' : 's'})</span></li>`);
+  if (r.headMappings) toc.push(`<li><a href="#head-mappings">head mappings</a> <span class="note">(${plural(r.headMappings.heads.length, 'head')})</span></li>`);
   return `<section class="summary" id="summary">
 <h2>Summary</h2>
 ${facts(rows)}
@@ -135,7 +136,7 @@ function fullyBlockedNote(x: ResultsExperiment, r: Results): string {
 }
 
 function contentsNote(x: ResultsExperiment, plots: number): string {
-  if (plots > 0) return `${plots} plot${plots === 1 ? '' : 's'}`;
+  if (plots > 0) return plural(plots, 'plot');
   const tables = [
     ...(x.series.length ? ['means'] : []),
     ...(x.extraction?.length ? ['extraction summary'] : []),
@@ -267,7 +268,7 @@ function sweepText(x: ResultsExperiment): string {
 function experimentSection(x: ResultsExperiment, r: Results, figures: readonly RenderedFigure[]): string {
   const meta = [
     sweepText(x),
-    `${x.measures.length} measure${x.measures.length === 1 ? '' : 's'}`,
+    plural(x.measures.length, 'measure'),
     `${x.forwardPasses} rows`,
   ].join(' · ');
   const did = x.interventionText.length ? x.interventionText.map(code).join('; ') : 'no intervention';
@@ -340,7 +341,7 @@ export function renderPage(r: Results, plan: ReportPlan, rendered: ReadonlyMap<s
 <body>
 <main>
 <h1>${esc(name)}</h1>
-<p class="sub">dissect report of ${r.experiments.length} experiment${r.experiments.length === 1 ? '' : 's'} on ${esc(r.provenance.model.family)} (${r.data.kept} examples), run ${esc(r.createdAt)}</p>
+<p class="sub">dissect report of ${plural(r.experiments.length, 'experiment')} on ${esc(r.provenance.model.family)} (${r.data.kept} examples), run ${esc(r.createdAt)}</p>
 ${body.join('\n')}
 <section class="program" id="program">
 <h2>Program</h2>
