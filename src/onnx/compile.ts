@@ -23,7 +23,7 @@ import { lowestFinite } from './tensor.js';
 import { Rewrite } from './rewrite.js';
 import { version } from '../version.js';
 import type { OutputFolder } from '../output/folder.js';
-import { copyModel, inlineGraphFileWeights, readSourceModel, weightsInGraphFile, type SourceModel } from './source.js';
+import { copyModel, externalDataFiles, inlineGraphFileWeights, readSourceModel, weightsInGraphFile, type SourceModel } from './source.js';
 import type { ModelSites } from './sites/types.js';
 import {
   EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestInput, type ManifestTensor, type RowConventions, type VariantManifest,
@@ -254,7 +254,7 @@ export function compileVariant(source: string | SourceModel, request: VariantReq
   const read = sourceOf(source, request);
   const model = copyModel(read.model);
   if (weightsInGraphFile(read)) inlineGraphFileWeights(model, read);
-  const p = prepare(read, request, model, read.files.filter((f) => f !== basename(read.path)));
+  const p = prepare(read, request, model, externalDataFiles(read.files, read.path));
   const bytes = encodeModel(p.model);
   const modelPath = read.path;
   const srcDir = dirname(modelPath);

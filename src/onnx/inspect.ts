@@ -3,11 +3,10 @@
 // it was matched) and which were not (what was expected, where matching broke), with a
 // confidence per layer. Reads no weights, inline or external.
 
-import { checkExternalData, externalRefs } from './external.js';
+import { checkExternalData } from './external.js';
 import { valueInfoShape } from './graph.js';
-import { basename } from 'node:path';
 import { dtypeName, int, type ValueInfoProto } from './proto.js';
-import { readModelGraph } from './source.js';
+import { externalDataFiles, externalDataRefs, readModelGraph } from './source.js';
 import { runDetection } from './sites/index.js';
 import { firstBreak, type FoundSite, type LayerFindings, type MissingSite } from './sites/findings.js';
 import { LAYER_SITE_NAMES, siteStatementName, type SiteOverride } from './sites/types.js';
@@ -92,12 +91,12 @@ export function inspectModel(path: string, overrides: readonly SiteOverride[] = 
     const { elemType, shape } = valueInfoShape(vi);
     return { name: vi.name ?? '', dtype: elemType !== undefined ? dtypeName(elemType) : '?', shape: (shape ?? []).map((d) => d ?? '?') };
   };
-  const refs = externalRefs(model).filter((r) => r.location !== basename(path));
+  const refs = externalDataRefs(model, path);
   let files: string[] = [];
   let problem: string | undefined;
   if (refs.length) {
     try {
-      files = checkExternalData(model, path).filter((f) => f !== basename(path));
+      files = externalDataFiles(checkExternalData(model, path), path);
     } catch (e) {
       problem = (e as Error).message;
       files = [...new Set(refs.map((r) => r.location))];

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { fsUserError, UserError } from '../errors.js';
-import { checkExternalData, externalRefs } from './external.js';
+import { checkExternalData, externalRefs, type ExternalRef } from './external.js';
 import { modelLimits, type ModelLimits } from './limits.js';
 import { checkModel, DataLocation, decodeModel, encodeModel, onnxType, type GraphProto, type ModelProto, type TensorProto } from './proto.js';
 import { detectSites } from './sites/index.js';
@@ -53,6 +53,16 @@ export function readSourceModel(path: string, overrides: readonly SiteOverride[]
 /** A copy of a graph to rewrite (the weights, left on disk, are referenced by both). */
 export function copyModel(model: ModelProto): ModelProto {
   return decodeModel(encodeModel(model));
+}
+
+/** The external data files proper of a model at `modelPath`: `files` less the .onnx file itself, where readModelGraph leaves inline weights. */
+export function externalDataFiles(files: readonly string[], modelPath: string): string[] {
+  return files.filter((f) => f !== basename(modelPath));
+}
+
+/** The tensors of a graph read by readModelGraph that lie in external data files proper (not left in the .onnx file). */
+export function externalDataRefs(model: ModelProto, modelPath: string): ExternalRef[] {
+  return externalRefs(model).filter((r) => r.location !== basename(modelPath));
 }
 
 /** Whether some of the source's weights lie in its .onnx file (as read by readModelGraph). */
