@@ -38,7 +38,7 @@ export function sortDiagnostics(diagnostics: readonly Diagnostic[]): Diagnostic[
  * Edit distance counting a swap of two neighbouring letters as one edit (optimal string
  * alignment), so that `modle` is one typo from `model`, as a reader sees it.
  */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   let before: number[] = [];
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {

@@ -99,7 +99,7 @@ function regexOf(t: TokenType): string {
 }
 
 /** The grammar in EBNF (W3C style: `?` optional, `*` zero or more, `|` alternatives). */
-export function renderEbnf(): string {
+function renderEbnf(): string {
   const rules = parser.getSerializedGastProductions() as Gast[];
   const lines = [
     '(* The dissect language: syntax of .dissect files.',
@@ -125,7 +125,7 @@ export function renderEbnf(): string {
  * loads its scripts and stylesheet from a CDN; they ship in its npm package, so they are
  * inlined: the page opens offline, from a clone or an archived run.
  */
-export function renderDiagrams(): string {
+function renderDiagrams(): string {
   const diagrams = join(dirname(createRequire(import.meta.url).resolve('chevrotain')), '..', '..', 'diagrams');
   const cdn = /https:\/\/unpkg\.com\/chevrotain@[^/]+\/diagrams\/([\w/.-]+)/;
   const inline = (path: string): string => readFileSync(join(diagrams, path), 'utf8').replaceAll('</script', '<\\/script');
@@ -139,7 +139,7 @@ function alternatives(words: readonly string[]): string {
 }
 
 /** A TextMate grammar (VS Code, Sublime, GitHub linguist-style editors). */
-export function renderTextMate(): string {
+function renderTextMate(): string {
   const grammar = {
     $schema: 'https://raw.githubusercontent.com/martinring/tmlanguage/master/tmlanguage.json',
     name: 'dissect',

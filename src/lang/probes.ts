@@ -119,7 +119,7 @@ export type SiteProbe = SiteProbeEntry<SiteProbeName>;
 /** Every probe name, in registry order. */
 export const probeNames: readonly ProbeName[] = registry.map((e) => e.name);
 
-export function findProbe(name: string): Entry | undefined {
+function findProbe(name: string): Entry | undefined {
   return registry.find((e) => e.name === name);
 }
 

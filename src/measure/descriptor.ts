@@ -9,9 +9,9 @@ import { measureNames } from '../lang/program.js';
 
 const literals = <T extends string>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
 
-export const measureSites = ['logits', 'attention_probs', 'hidden', 'attention', 'mlp', 'heads', 'recomputed', 'subject_embeddings'] as const;
+const measureSites = ['logits', 'attention_probs', 'hidden', 'attention', 'mlp', 'heads', 'recomputed', 'subject_embeddings'] as const;
 /** What a descriptor measures: an output measure or a probe (src/lang/probes.ts). */
-export const descriptorProbes = [...measureNames, ...probeNames];
+const descriptorProbes = [...measureNames, ...probeNames];
 /**
  * The numbers an attribution probe reports per fact: the mean of its per-position values over
  * each group of positions the paper plots (within the positions it reads; `subject_other` is the

@@ -11,7 +11,7 @@ import { intAttr, intsAttr, makeTensor } from './tensor.js';
 export type Dim = number | string;
 
 /** Lowest default-domain opset the passes emit ops for (Unsqueeze/ReduceSum axes as inputs). */
-export const MIN_OPSET = 13;
+const MIN_OPSET = 13;
 
 export class Rewrite {
   readonly graph: GraphProto;

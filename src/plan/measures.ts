@@ -7,7 +7,7 @@ import { attributionParts, integrationParts, type LayerRef, type MeasureDescript
 import { positionSetText } from './text.js';
 
 /** An integer expression of sweep variables in linear form. */
-export function layerRef(e: IntExpr): LayerRef {
+function layerRef(e: IntExpr): LayerRef {
   switch (e.kind) {
     case 'int': return { constant: e.value, variables: {} };
     case 'var': return { constant: 0, variables: { [e.name]: 1 } };

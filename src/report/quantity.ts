@@ -22,7 +22,7 @@ export const shownValue = (d: MeasureDescriptor, v: number | null | undefined): 
   v === null || v === undefined ? null : v * quantity(d).factor;
 
 /** `l + 1`, `7`, `start - 1`. */
-export function layerRefText(ref: LayerRef): string {
+function layerRefText(ref: LayerRef): string {
   const terms = Object.entries(ref.variables).map(([name, c]) => (c === 1 ? name : c === -1 ? `-${name}` : `${c}·${name}`));
   if (terms.length === 0) return String(ref.constant);
   const head = terms.join(' + ').replace(/\+ -/g, '- ');

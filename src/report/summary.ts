@@ -69,7 +69,7 @@ function nText(points: readonly SeriesPoint[]): string {
  * The lines of one experiment's block. Rows are the layer (or hidden-state) sweep; columns
  * are the other sweep's values, or, with one sweep, the experiment's measures.
  */
-export function experimentSummary(x: ResultsExperiment, results: Results, options: SummaryOptions = {}): string[] {
+function experimentSummary(x: ResultsExperiment, results: Results, options: SummaryOptions = {}): string[] {
   const shown = x.measures.filter((d) => isNumeric(d) && d.head === undefined);
   const ci = results.ci.method === 'none' ? 'no CI' : `${Math.round(results.ci.level * 100)}% CI: ${results.ci.method}`;
   const rowAxis = x.sweeps.find((s) => s.kind !== 'positions') ?? x.sweeps[0];

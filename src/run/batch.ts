@@ -15,7 +15,7 @@ import { OWN_TOP1_TARGET, type CacheSlot, type ManifestInput, type ManifestTenso
 import { InternalError } from './errors.js';
 import { floatToHalfArray } from './half.js';
 
-export const PAD_ID = 0;
+const PAD_ID = 0;
 
 /** Packed bool [layers, heads, seq, seq], nonzero = blocked; seq ≥ the row's length (knockout-mask.ts's KnockoutMask fits). */
 export interface BatchKnockout { readonly layers: number; readonly heads: number; readonly seq: number; readonly data: Uint8Array }

@@ -24,7 +24,7 @@ import { UserError } from '../errors.js';
 import type { ExampleId } from '../measure/schema.js';
 
 export const JOURNAL_FILE = 'journal.jsonl';
-export const JOURNAL_FORMAT = 'dissect-journal/2' as const;
+const JOURNAL_FORMAT = 'dissect-journal/2' as const;
 
 /** Everything that decides a run's numbers. Two runs may share a journal only if all agree. */
 export interface FingerprintInputs {

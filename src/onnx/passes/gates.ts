@@ -44,7 +44,7 @@ export type GateRequest = NonNullable<VariantRequest['gates']>;
 const BIAS_FUSED = new Set(['BiasGelu', 'FastGelu', 'BiasFastGelu']);
 
 /** The per-layer gate column [batch, seq, 1] in dtype `dt`. */
-export function gateColumn(rw: Rewrite, gate: string, layer: number, dt: number, base: string): string {
+function gateColumn(rw: Rewrite, gate: string, layer: number, dt: number, base: string): string {
   const slice = rw.op('Gather', [gate, rw.scalarInt(`${base}/index`, layer)], `${base}/slice`, DataType.FLOAT, ['batch', 'seq'],
     [intAttr('axis', 1)]);
   const col = rw.unsqueeze(slice, [2], `${base}/column`, DataType.FLOAT, ['batch', 'seq', 1]);

@@ -52,7 +52,7 @@ export function projectionName(site: ProjectionRequest['site'], part: Projection
 }
 
 /** Rows of the projection matrix of `via` (the vocabulary size it scores). */
-export function projectionVocab(rw: Rewrite, sites: ModelSites, via: ProjectionRequest['via']): number {
+function projectionVocab(rw: Rewrite, sites: ModelSites, via: ProjectionRequest['via']): number {
   if (via === 'final_norm_unembedding') return sites.vocab;
   const t = rw.ix.constantTensor(sites.embedding.weight);
   const rows = t ? tensorDims(t)[0] : undefined;
@@ -60,7 +60,7 @@ export function projectionVocab(rw: Rewrite, sites: ModelSites, via: ProjectionR
   return rows;
 }
 
-export function validateProjections(sites: ModelSites, requests: readonly ProjectionRequest[], vocabOf: (via: ProjectionRequest['via']) => number): void {
+function validateProjections(sites: ModelSites, requests: readonly ProjectionRequest[], vocabOf: (via: ProjectionRequest['via']) => number): void {
   const seen = new Set<string>();
   for (const r of requests) {
     const what = `projection of '${String(r.site)}'`;

@@ -28,7 +28,7 @@ const F32 = DataType.FLOAT;
 const BOOL = DataType.BOOL;
 
 /** The value the paper's code writes over a removed probability before its second softmax. */
-export const PAPER_REMOVED_VALUE = -1e6;
+const PAPER_REMOVED_VALUE = -1e6;
 
 export const RECOMPUTE_INPUTS = {
   remove: {

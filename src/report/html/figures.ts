@@ -74,7 +74,7 @@ const HEIGHT = 260;
 
 const isNumericAxis = (a: SweepAxis): boolean => a.kind !== 'positions';
 
-export function axisTitle(a: SweepAxis): string {
+function axisTitle(a: SweepAxis): string {
   if (a.kind === 'layers') return `layer (${a.variable})`;
   if (a.kind === 'hidden') return `hidden state (${a.variable})`;
   return `positions (${a.variable})`;
@@ -553,7 +553,7 @@ function attributionChoices(x: ResultsExperiment, results: Results): string | un
 }
 
 /** Facts that get a heatmap of their own per attribution probe (the first in results order); the rest are in results.json. */
-export const ATTRIBUTION_HEATMAP_FACTS = 3;
+const ATTRIBUTION_HEATMAP_FACTS = 3;
 
 /** A layer as written, evaluated at a binding of the sweep variables. */
 const layerAt = (ref: LayerRef, key: Readonly<Record<string, number | string>>): number =>

@@ -14,7 +14,7 @@ import { plural } from '../../plural.js';
 
 export { planFigures, allFigures, type Figure, type ReportPlan } from './figures.js';
 
-export const REPORT_HTML = 'report.html';
+const REPORT_HTML = 'report.html';
 export const PLOTS_DIR = 'plots';
 
 export interface RenderedReport {

@@ -12,7 +12,7 @@ import { measureText, shownValue } from '../quantity.js';
 import { plural } from '../../plural.js';
 
 /** Examples whose logit-lens tokens are shown. */
-export const TOKEN_EXAMPLES = 3;
+const TOKEN_EXAMPLES = 3;
 
 export interface RenderedFigure {
   readonly figure: Figure;
