@@ -5,10 +5,13 @@
 //
 // The cache: a model exported with one (Optimum's past_key_values.* inputs, concatenated
 // before attention) keeps its own inputs, so that what it derives from the past length (the
-// rotary angles a Llama slices to past + seq) stays right; the pass only exposes each Concat's
-// output, this run's full keys and values. A plain export gets inputs dissect_past_key_{l} /
-// dissect_past_value_{l}, concatenated where attention reads its keys and values (every reader,
-// shape readers included, so masks built from the key length see the past).
+// rotary angles a Llama slices to past + seq) stays right. A plain export gets inputs
+// dissect_past_key_{l} / dissect_past_value_{l}, concatenated where attention reads its keys
+// and values (every reader, shape readers included, so masks built from the key length see the
+// past). Either way the outputs dissect_key_{l} / dissect_value_{l} are the keys and values of
+// this run's tokens alone, the Concat's other input: a clean pass (empty past) returns its
+// prompt's, and a row, which returns nothing anyone reads, holds one token's per layer until
+// the run ends (onnxruntime keeps every graph output) instead of its whole past's.
 //
 // Rows of one prompt share its past: the past inputs hold one entry per prompt of the batch
 // (axis 0, 'past_prompts'), and dissect_past_row picks each row's (a Gather in front of every
@@ -92,22 +95,29 @@ function pastOfRows(rw: Rewrite, past: string, pastRow: string, base: string): s
   return rw.op('Gather', [past, pastRow], base, rw.dtype(past), undefined, [intAttr('axis', 0)]);
 }
 
-/** Optimum-style: the model's past inputs stay (their batch axis one entry per prompt); each past Concat's output becomes an output. */
+/** `tensor`, with its shape recorded (a skipped block's stand-in for it takes that shape). */
+function ownTokens(rw: Rewrite, tensor: string, dims: readonly (string | number)[], name: string): string {
+  return rw.op('Identity', [tensor], name, rw.dtype(tensor), dims);
+}
+
+/** Optimum-style: the model's past inputs stay (their batch axis one entry per prompt); what each past Concat joins to the past becomes an output. */
 function modelCache(rw: Rewrite, sites: ModelSites, pastRow: string): CacheEntry[] {
   const slot = (layer: number, input: string, what: 'keys' | 'values'): CacheSlot => {
     const concat = rw.ix.consumersOf(input).find((n): n is NodeProto => n.opType === 'Concat');
     if (!concat) throw new Error(`internal: no Concat reads the past input '${input}'`);
-    rw.redirect(input, (t) => pastOfRows(rw, t, pastRow, `dissect/last_position/layer${layer}/${what}_of_rows`));
     const inputDims = rw.ix.inputs.get(input)?.type?.tensorType?.shape?.dim;
     if (inputDims?.[0]) inputDims[0] = { dimParam: 'past_prompts' };
-    const full = concat.output![0]!;
+    const own = concat.input!.find((i) => i !== input);
+    if (!own) throw new Error(`internal: the Concat of the past input '${input}' joins nothing to it`);
+    rw.redirect(input, (t) => pastOfRows(rw, t, pastRow, `dissect/last_position/layer${layer}/${what}_of_rows`));
     const axis = attrInt(concat, 'axis')!;
-    const dt = rw.dtype(full);
+    const dt = rw.dtype(own);
     const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${layer}`;
     const seqAxis = axis < 0 ? axis + 4 : axis;
     // [heads, seq, d_head], or keys kept transposed [heads, d_head, seq]
     const inner = seqAxis === 2 ? [sites.kvHeads ?? sites.heads, 0, sites.dHead] : [sites.kvHeads ?? sites.heads, sites.dHead, 0];
-    rw.addOutput(output, full, dt, ['batch', ...inner.map((d) => d || 'kv_seq')], `layer ${layer}'s ${what}, past and this run's, as ${input} takes them`);
+    const dims = ['batch', ...inner.map((d) => d || 'seq')];
+    rw.addOutput(output, ownTokens(rw, own, dims, `dissect/last_position/layer${layer}/own_${what}`), dt, dims, `layer ${layer}'s ${what} of this run's tokens, as ${input} takes them`);
     return { input, output, seqAxis, dims: inner };
   };
   return sites.inputs.past.map((p) => ({ layer: p.layer, key: slot(p.layer, p.key, 'keys'), value: slot(p.layer, p.value, 'values') }));
@@ -125,10 +135,10 @@ function addedCache(rw: Rewrite, sites: ModelSites, pastRow: string): CacheEntry
       const input = addDescribedInput(rw, what === 'keys' ? LAST_POSITION_INPUTS.pastKeys : LAST_POSITION_INPUTS.pastValues, dt,
         ['past_prompts', ...dims('past').slice(1)], L.layer);
       const base = `dissect/last_position/layer${L.layer}/${what}`;
-      const full = rw.redirect(site, (t) => rw.op('Concat', [pastOfRows(rw, input, pastRow, `${base}_of_rows`), t], base, dt, dims('kv_seq'),
+      rw.redirect(site, (t) => rw.op('Concat', [pastOfRows(rw, input, pastRow, `${base}_of_rows`), t], base, dt, dims('kv_seq'),
         [intAttr('axis', seqAxis)]));
       const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${L.layer}`;
-      rw.addOutput(output, full, dt, dims('kv_seq'), `layer ${L.layer}'s ${what}, past and this run's, as ${input} takes them`);
+      rw.addOutput(output, ownTokens(rw, site, dims('seq'), `${base}/own`), dt, dims('seq'), `layer ${L.layer}'s ${what} of this run's tokens, as ${input} takes them`);
       return { input, output, seqAxis, dims: dims('').slice(1).map((d) => (typeof d === 'number' ? d : 0)) };
     };
     const keys = scoredKeys(rw, L);
