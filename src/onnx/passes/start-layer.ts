@@ -86,6 +86,7 @@ export function startLayerPass(rw: Rewrite, sites: ModelSites): string | undefin
   removeDeadNodes(rw.graph); // a dead reader of a block's tensor would make it an output of the block
   const blocks = sites.perLayer.map((L) => blockNodes(rw, L));
   hoistShared(rw, sites, blocks);
+  takeFeeders(rw, blocks);
   const plans: BlockPlan[] = [];
   for (const L of sites.perLayer) {
     const plan = blockPlan(rw, sites, L, blocks[L.layer]!);
@@ -166,6 +167,31 @@ function hoistShared(rw: Rewrite, sites: ModelSites, blocks: readonly Set<NodePr
       }
     }
   });
+}
+
+/**
+ * Moves into each block the nodes outside every block that only it reads (and what only those
+ * read): a row's gathered past (Gather of the shared past by dissect_past_row), its layer of the
+ * knockout mask and gates. Left outside they would all run before the first block and stay
+ * alive until their block runs — every layer's past, per row, at once — and run for skipped
+ * blocks too. Inside, they run with their block, read the same outer-scope values, or not at all.
+ */
+function takeFeeders(rw: Rewrite, blocks: readonly Set<NodeProto>[]): void {
+  const ix = rw.ix;
+  const graphOutputs = new Set((rw.graph.output ?? []).map((o) => o.name ?? ''));
+  const blockOf = new Map<NodeProto, Set<NodeProto>>();
+  for (const b of blocks) for (const n of b) blockOf.set(n, b);
+  // consumers come after producers: in reverse order a chain of feeders moves in one sweep
+  for (const n of [...ix.nodes].reverse()) {
+    if (blockOf.has(n)) continue;
+    const outputs = (n.output ?? []).filter((o) => o);
+    if (!outputs.length || outputs.some((o) => graphOutputs.has(o))) continue;
+    const readers = outputs.flatMap((o) => ix.consumersOf(o));
+    const owner = readers.length ? blockOf.get(readers[0]!) : undefined;
+    if (!owner || readers.some((r) => blockOf.get(r) !== owner)) continue;
+    owner.add(n);
+    blockOf.set(n, owner);
+  }
 }
 
 /**
