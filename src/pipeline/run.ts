@@ -178,6 +178,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     try {
       const context = {
         program, plan, variant, session, tokenizer, facts: unique, journal, batch: batch.used,
+        ...(batch.lastPosition ? { lastPositionBatch: batch.lastPosition } : {}),
         ...(gradientBatch ? { gradientBatch: gradientBatch.used } : {}),
         lastPosition: rows.mode === 'last_position',
         ...(source.limits.positions ? { positions: source.limits.positions } : {}),

@@ -39,6 +39,8 @@ export interface ExecuteInput {
   readonly meanHidden?: ReadonlyMap<number, Float32Array>;
   /** Rows per forward pass. */
   readonly batch: number;
+  /** Rows per forward pass of last-position rows, one token each (default: batch). */
+  readonly lastPositionBatch?: number;
   /** Rows per forward pass of the rows that take gradients (default: batch). */
   readonly gradientBatch?: number;
   /** The most tokens the model takes (ModelLimits.positions); longer prompts are dropped. */
@@ -579,7 +581,9 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
   const outputs: { pNew: number; rank: number; probes: ProbeResult }[] = [];
   const sums = new Map<number, IntegrationSums>();
   for (let i = 0; i < units.length;) {
-    const rows = kind(units[i]!) === 'attribution' ? input.gradientBatch ?? input.batch : input.batch;
+    const first = units[i]!;
+    const rows = kind(first) === 'attribution' ? input.gradientBatch ?? input.batch
+      : items[first.item]!.batchRow.past ? input.lastPositionBatch ?? input.batch : input.batch;
     let end = Math.min(units.length, i + rows);
     for (let j = i + 1; j < end; j++) if (kind(units[j]!) !== kind(units[i]!)) end = j;
     const slice = units.slice(i, end);

@@ -42,6 +42,30 @@ export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
 }
 
 /**
+ * Bytes one last-position row (its prompt's last token against the prompt's past, at most n
+ * keys) takes at the peak of its pass, counted as float32:
+ * - one block's working set for one token, scores over n keys (6·d + 2·d_mlp + 3·heads·n);
+ * - its past gathered from its prompt's, one block at a time (2·n·d);
+ * - the logits, softmax and cast (3·vocab);
+ * - what it returns, kept to the end of the pass: its token's keys and values (2·layers·d),
+ *   hidden states ((layers+1)·d), attention probabilities (layers·heads·n), each projection
+ *   to the vocabulary (vocab, per head for heads);
+ * - its prompt's past fed (2·layers·n·d), counted for every row: a batch's rows may each be
+ *   of another prompt;
+ * - the knockout mask fed (bool, layers · heads in the mask · n).
+ */
+export function lastPositionRowBytes(sites: ModelSites, plan: Plan, n: number): number {
+  const { layers: L, heads: H, dModel: d, dMlp, vocab: V } = sites;
+  const request = plan.variant;
+  const floats = (6 * d + 2 * dMlp + 3 * H * n) + 2 * n * d + 3 * V + 2 * L * d
+    + (request.hiddenStates ? (L + 1) * d : 0)
+    + (request.attentionProbs ? L * H * n : 0)
+    + (request.projections ?? []).reduce((sum, p) => sum + V * (p.site === 'heads' ? H : 1), 0)
+    + 2 * L * n * d;
+  return floats * FLOAT_BYTES + (request.knockout ? L * plan.knockoutHeads * n : 0);
+}
+
+/**
  * Bytes one row of `n` tokens takes in the attribution variant, whose backward pass reads the
  * forward activations of every block (kept from the forward, not one block at a time) and
  * makes a gradient of each: twice every block's working set, the logits' softmax and its
@@ -58,6 +82,12 @@ export interface BatchSize {
   readonly budget: number;
   /** Rows per forward pass (and examples per chunk) the run uses: at most `requested`. */
   readonly used: number;
+  /**
+   * Last-position rows per forward pass (variants that run them): one token each, so a pass
+   * holds as many as `used` whole prompts have tokens (used × longest prompt), lowered to what
+   * the budget holds of lastPositionRowBytes.
+   */
+  readonly lastPosition?: number;
   /** The estimate of one row's bytes that capped it, for the longest prompt. */
   readonly rowBytes: number;
   readonly longestPrompt: number;
@@ -71,7 +101,10 @@ export function batchSize(
   requested: number, sites: ModelSites, plan: Plan, longestPrompt: number, budget = BATCH_MEMORY_BUDGET, gradients = false,
 ): BatchSize {
   const bytes = gradients ? gradientRowBytes(sites, longestPrompt) : rowBytes(sites, plan, longestPrompt);
-  return { requested, budget, used: Math.max(1, Math.min(requested, Math.floor(budget / bytes))), rowBytes: bytes, longestPrompt };
+  const used = Math.max(1, Math.min(requested, Math.floor(budget / bytes)));
+  const lastPosition = !gradients && plan.variant.lastPosition
+    ? Math.max(1, Math.min(used * longestPrompt, Math.floor(budget / lastPositionRowBytes(sites, plan, longestPrompt)))) : undefined;
+  return { requested, budget, used, ...(lastPosition ? { lastPosition } : {}), rowBytes: bytes, longestPrompt };
 }
 
 /** Why --batch was lowered, for the user; undefined when it was not. */

@@ -5,7 +5,7 @@ import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProgram, runProgram, type LoadedProgram } from '../../src/pipeline/index.js';
-import { BATCH_MEMORY_BUDGET, batchNotice, batchSize, gradientRowBytes, rowBytes } from '../../src/run/memory.js';
+import { BATCH_MEMORY_BUDGET, batchNotice, batchSize, gradientRowBytes, lastPositionRowBytes, rowBytes } from '../../src/run/memory.js';
 import { informationFlowSource, tempDir, tinyGpt2 } from '../e2e/helpers.js';
 
 function load(source: string): LoadedProgram {
@@ -30,6 +30,23 @@ test('a row\'s bytes: the default model (8 layers, 4 heads, d 128, MLP 512, 264 
   // the logit lens changes nothing (its rows are read from the clean pass: no cache) and projects
   // the hidden states: 10 positions · 264 floats
   t.is(rowBytes(sites, load(logitLens).plan, 10), (19_120 + 792 + 2_640) * 4);
+});
+
+test('a last-position row\'s bytes: one token\'s block against 10 keys, its prompt\'s past counted per row; a pass holds n times --batch of them', (t) => {
+  const flow = load(informationFlowSource(3));
+  const { plan } = flow;
+  const { sites } = flow.source;
+  // a block for one token: 6·128 + 2·512 + 3·4·10 = 1,912; its past gathered, one block at a time,
+  // 2·10·128 = 2,560; logits 792; its token's keys and values returned 2·8·128 = 2,048; its
+  // prompt's past fed 2·8·10·128 = 20,480 floats; the knockout mask 8 layers · 1 · 10 bools
+  t.is(lastPositionRowBytes(sites, plan, 10), (1_912 + 2_560 + 792 + 2_048 + 20_480) * 4 + 80);
+  t.like(batchSize(32, sites, plan, 10), { used: 32, lastPosition: 320 });
+  // a budget of 100 whole-prompt rows holds 293 last-position rows, not 100 · 10
+  const budget = 100 * rowBytes(sites, plan, 10);
+  t.like(batchSize(1_000, sites, plan, 10, budget), { used: 100, lastPosition: Math.floor(budget / 111_248) });
+  t.is(Math.floor(budget / 111_248), 293);
+  // the logit lens runs no last-position rows
+  t.is(batchSize(32, sites, load(logitLens).plan, 10).lastPosition, undefined);
 });
 
 test('--batch is lowered to what the budget holds, and says why', (t) => {
@@ -91,4 +108,23 @@ test.serial('rows that take gradients get a batch of their own, lowered by their
   const [a, b] = [values(small).flat(), values(large).flat()];
   t.is(a.length, b.length);
   a.forEach((v, i) => t.true(Math.abs((v ?? 0) - (b[i] ?? 0)) <= 1e-5 * Math.max(1, Math.abs(b[i] ?? 0)), `value ${i}: ${v} vs ${b[i]}`));
+});
+
+test.serial('last-position rows run hundreds to a pass or a few to a pass with the same numbers', async (t) => {
+  const loaded = load(informationFlowSource(3));
+  const run = (batchMemory?: number) => runProgram(loaded, {
+    out: join(tempDir(), 'out'), selection: { limit: 6 }, batch: 32, ...(batchMemory ? { batchMemory } : {}), device: 'cpu', command: ['test'],
+  });
+  const wide = await run();
+  t.is(wide.batch.lastPosition, 32 * wide.batch.longestPrompt);
+  // room for a few last-position rows (fewer with the hidden states rows from their first block
+  // read): whole prompts one to a pass
+  const narrow = await run(3 * lastPositionRowBytes(loaded.source.sites, loaded.plan, wide.batch.longestPrompt) + 1);
+  t.is(narrow.batch.used, 1);
+  t.true(narrow.batch.lastPosition! >= 2 && narrow.batch.lastPosition! <= 3, `${narrow.batch.lastPosition} last-position rows a pass`);
+  t.like(narrow.results.provenance.rows, { mode: 'last_position' });
+  const values = (r: typeof wide) => r.results.experiments.flatMap((x) => x.series.map((p) => p.mean ?? 0));
+  const [a, b] = [values(wide), values(narrow)];
+  t.true(a.length > 0);
+  t.deepEqual(a.map((v, i) => Math.abs(v - b[i]!) <= 1e-5 * Math.max(1, Math.abs(v))), a.map(() => true));
 });
