@@ -348,6 +348,15 @@ test('warnings: an unused sweep variable, a layer listed twice', (t) => {
   t.truthy(r.program, 'warnings do not stop the program');
 });
 
+test('a warning: a block from the last token into the subject, which a causal model never attends', (t) => {
+  const r = run(`${header}\nexperiment e {\n  block last -> subject_last at layers 0\n  block subject -> last at layers 0\n  measure rank\n}\n`);
+  t.deepEqual(r.diagnostics.map((d) => `${d.span.line}:${d.span.column} ${d.severity}: ${d.message} (${d.hint})`), [
+    '5:3 warning: block last -> subject_last acts only where the subject ends the prompt: an earlier position never reads the last token ' +
+      '(to stop the last token reading the subject, write block subject_last -> last (block FROM -> TO: what TO reads from FROM))',
+  ]);
+  t.truthy(r.program, 'warnings do not stop the program');
+});
+
 // ---- measures ---------------------------------------------------------------------------------
 
 test('an experiment without a measure', (t) => {

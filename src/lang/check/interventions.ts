@@ -7,6 +7,9 @@ import type { Intervention, PositionSet } from '../program.js';
 import type { Scope } from './base.js';
 import { LayerChecks } from './layers.js';
 
+/** Named sets of subject positions: each lies before the last token unless the subject ends the prompt. */
+const SUBJECT_SETS: ReadonlySet<string> = new Set(['subject', 'subject_first', 'subject_last']);
+
 export abstract class InterventionChecks extends LayerChecks {
   intervention(item: A.BlockStmt | A.CancelStmt | A.PatchStmt, scope: Scope): Intervention | undefined {
     const span = this.span(item.span);
@@ -17,6 +20,12 @@ export abstract class InterventionChecks extends LayerChecks {
         const layers = this.layers(item.layers, scope);
         const heads = this.heads(item.heads, scope);
         if (!source || !target || !layers || !heads) return undefined;
+        if (source.kind === 'named' && source.name === 'last' && target.kind === 'named' && SUBJECT_SETS.has(target.name)) {
+          // a causal model's earlier positions never read a later one: these edges exist only
+          // where the subject ends the prompt
+          this.warn(item.span, `block last -> ${target.name} acts only where the subject ends the prompt: an earlier position never reads the last token`,
+            `to stop the last token reading the subject, write block ${target.name} -> last (block FROM -> TO: what TO reads from FROM)`);
+        }
         return { kind: 'block', source, target, layers, heads, span };
       }
       case 'cancel': {
