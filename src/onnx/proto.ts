@@ -192,13 +192,16 @@ export function checkIrVersion(ir: number, source: string): void {
   }
 }
 
+/** The hint of every error on a file that does not decode as a ModelProto. */
+export const UNREADABLE_MODEL_HINT = 'an ONNX model is the .onnx file torch.onnx.export or Optimum writes (a protobuf ModelProto); check the path, and that the file was copied whole';
+
 /** Decodes a serialized ModelProto; refuses IR versions newer than the schema. */
 export function decodeModel(bytes: Uint8Array, source = 'model'): ModelProto {
   let model: ModelProto;
   try {
     model = onnxType('ModelProto').decode(bytes) as unknown as ModelProto;
   } catch (e) {
-    throw new UserError(`${source}: not a readable ONNX model (${(e as Error).message})`);
+    throw new UserError(`${source}: not a readable ONNX model (${(e as Error).message})`, UNREADABLE_MODEL_HINT);
   }
   checkModel(model, source);
   return model;

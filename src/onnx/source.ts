@@ -12,7 +12,7 @@ import { basename, resolve } from 'node:path';
 import { fsUserError, UserError } from '../errors.js';
 import { checkExternalData, externalRefs, type ExternalRef } from './external.js';
 import { modelLimits, type ModelLimits } from './limits.js';
-import { checkModel, DataLocation, decodeModel, encodeModel, onnxType, type GraphProto, type ModelProto, type TensorProto } from './proto.js';
+import { checkModel, DataLocation, UNREADABLE_MODEL_HINT, decodeModel, encodeModel, onnxType, type GraphProto, type ModelProto, type TensorProto } from './proto.js';
 import { detectSites } from './sites/index.js';
 import type { ModelSites, SiteOverride } from './sites/types.js';
 import { TENSOR_VALUES_LIMIT } from './tensor.js';
@@ -173,7 +173,7 @@ class FileBytes {
   }
 
   unreadable(why: string): UserError {
-    return new UserError(`${this.source}: not a readable ONNX model (${why})`);
+    return new UserError(`${this.source}: not a readable ONNX model (${why})`, UNREADABLE_MODEL_HINT);
   }
 
   private truncated(): UserError {

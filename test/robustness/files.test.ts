@@ -24,7 +24,7 @@ test('inspect: a missing model, a folder and a name too long', (t) => {
   refused(t, s, ['inspect', 'nope.onnx'], /^dissect: error: cannot read the model nope\.onnx: no such file or folder\n  hint: give the path of an \.onnx file\n$/);
   refused(t, s, ['inspect', s.path('home')], /cannot read the model .*home: it is a folder/);
   refused(t, s, ['inspect', `${long}.onnx`], /cannot read the model a+\.onnx: the name is too long/);
-  refused(t, s, ['inspect', s.write('garbage.onnx', 'not a model')], /garbage\.onnx: not a readable ONNX model/);
+  refused(t, s, ['inspect', s.write('garbage.onnx', 'not a model')], /garbage\.onnx: not a readable ONNX model \(.*\)\n  hint: an ONNX model is the \.onnx file torch\.onnx\.export or Optimum writes/);
   refused(t, s, ['inspect', `${long}.dissect`], /cannot read a+\.dissect: the name is too long/);
 });
 
