@@ -12,6 +12,11 @@ export const BATCH_MEMORY_BUDGET = 2 ** 30;
 
 const FLOAT_BYTES = 4;
 
+/** Floats a position's projections to the vocabulary return: vocab each, per head for heads. */
+function projectionFloats(plan: Plan, sites: ModelSites): number {
+  return (plan.variant.projections ?? []).reduce((sum, p) => sum + sites.vocab * (p.site === 'heads' ? sites.heads : 1), 0);
+}
+
 /**
  * Bytes one row of `n` tokens takes at the peak of its forward pass, with its example's share
  * of what JavaScript keeps (counted as float32, whatever the model's dtype):
@@ -36,7 +41,7 @@ export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
     + (request.lastPosition ? 3 * 2 * L * n * d : 0)
     + (request.hiddenStates ? (corrupted ? 3 : 2) * (L + 1) * n * d : 0)
     + (request.attentionProbs ? L * H * n * n : 0)
-    + (request.projections ?? []).reduce((sum, p) => sum + n * V * (p.site === 'heads' ? H : 1), 0);
+    + n * projectionFloats(plan, sites);
   const knockoutBytes = request.knockout ? L * plan.knockoutHeads * n * n : 0;
   return floats * FLOAT_BYTES + knockoutBytes;
 }
@@ -60,7 +65,7 @@ export function lastPositionRowBytes(sites: ModelSites, plan: Plan, n: number): 
   const floats = (6 * d + 2 * dMlp + 3 * H * n) + 2 * n * d + 3 * V + 2 * L * d
     + (request.hiddenStates ? (L + 1) * d : 0)
     + (request.attentionProbs ? L * H * n : 0)
-    + (request.projections ?? []).reduce((sum, p) => sum + V * (p.site === 'heads' ? H : 1), 0)
+    + projectionFloats(plan, sites)
     + 2 * L * n * d;
   return floats * FLOAT_BYTES + (request.knockout ? L * plan.knockoutHeads * n : 0);
 }
