@@ -2,7 +2,7 @@
 // errors; the CST of a file with errors is not turned into an AST.
 
 import {
-  CstParser, EOF, type CstNode, type IParserErrorMessageProvider, type IRecognitionException,
+  CstParser, EOF, tokenMatcher, type CstNode, type IParserErrorMessageProvider, type IRecognitionException,
   type IToken, type TokenType,
 } from 'chevrotain';
 import {
@@ -416,9 +416,8 @@ export class DissectParser extends CstParser {
   /** A word that is not `at` / `without`, on the line it may continue, followed by a value: a probe option. */
   private probeOptionFollows(): boolean {
     const [word, value] = [this.LA(1), this.LA(2)];
-    const isName = (t: IToken): boolean => t.tokenType === Name || (t.tokenType.CATEGORIES?.includes(Name) ?? false);
-    return isName(word) && word.tokenType !== At && word.tokenType !== Without && this.nameAllowed()
-      && (value.tokenType === Integer || (isName(value) && !statementStarts.includes(value.tokenType)));
+    return tokenMatcher(word, Name) && word.tokenType !== At && word.tokenType !== Without && this.nameAllowed()
+      && (value.tokenType === Integer || (tokenMatcher(value, Name) && !statementStarts.includes(value.tokenType)));
   }
 
   /**
@@ -442,7 +441,7 @@ export class DissectParser extends CstParser {
     const next = this.LA(2);
     if (next.tokenType === Integer) return true;
     if (next.tokenType === At || next.tokenType === Without || next.tokenType === EOF) return false;
-    if (!next.tokenType.CATEGORIES?.includes(Name) && next.tokenType !== Name) return false;
+    if (!tokenMatcher(next, Name)) return false;
     return !statementStarts.includes(next.tokenType) || next.startLine === this.LA(1).endLine;
   }
 

@@ -38,15 +38,15 @@ interface SiteProbeEntry<N extends string> {
   readonly quantity: Quantity;
 }
 
-interface OwnSyntaxEntry<N extends string> {
+interface OwnSyntaxEntry<N extends string, S extends 'attention_weight' | 'gradient'> {
   readonly name: N;
-  readonly syntax: 'attention_weight' | 'gradient';
+  readonly syntax: S;
   readonly about: string;
   readonly quantity: Quantity;
 }
 
 const siteEntry = <const N extends string>(e: Omit<SiteProbeEntry<N>, 'syntax'>): SiteProbeEntry<N> => ({ ...e, syntax: 'site' });
-const ownEntry = <const N extends string>(e: OwnSyntaxEntry<N>): OwnSyntaxEntry<N> => e;
+const ownEntry = <const N extends string, const S extends 'attention_weight' | 'gradient'>(e: OwnSyntaxEntry<N, S>): OwnSyntaxEntry<N, S> => e;
 
 const registry = [
   siteEntry({
@@ -119,7 +119,7 @@ export type SiteProbe = SiteProbeEntry<SiteProbeName>;
 /** Every probe name, in registry order. */
 export const probeNames: readonly ProbeName[] = registry.map((e) => e.name);
 
-function findProbe(name: string): Entry | undefined {
+export function findProbe(name: string): Entry | undefined {
   return registry.find((e) => e.name === name);
 }
 

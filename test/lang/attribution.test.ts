@@ -71,6 +71,7 @@ test('positioned errors', (t) => {
   const body = (line: string) => problems(`${header}\nexperiment e {\n  ${line}\n}\n`);
   t.deepEqual(body('measure attribution of mlp 3'), ['5:26 attribution reads hidden states only, not mlp']);
   t.deepEqual(body('measure attribution'), ['5:11 attribution needs a site']);
+  t.deepEqual(body('measure attribution of hiden 3'), ["5:26 unknown site 'hiden'"]);
   t.deepEqual(body('measure attribution of hidden 13'), ['5:33 hidden 13 is out of range: hidden states are 0..12 (0 = the embedding output)']);
   t.deepEqual(body('measure attribution of hidden 1 steps 4'), ['5:35 attribution takes no options']);
   t.deepEqual(body('measure attribution of hidden 1 without last'), ['5:43 attribution takes no without clause']);

@@ -5,7 +5,7 @@ import type * as A from '../ast.js';
 import { closest, didYouMean } from '../diagnostics.js';
 import { layersOf } from '../evaluate.js';
 import { maxIntegrationSteps } from '../limits.js';
-import { probeNames, siteNames, siteProbe, siteProbesThat, type SiteName, type SiteProbe, type SiteProbeName } from '../probes.js';
+import { findProbe, probeNames, siteNames, siteProbe, siteProbesThat, type SiteName, type SiteProbe } from '../probes.js';
 import {
   integrationBaselines, measureNames, type AttributionProbe, type ExtractionSummary, type IntegrationBaseline, type LayerSet, type MeasureName,
   type PositionSet, type Probe, type Site, type Sweep,
@@ -68,13 +68,14 @@ export abstract class MeasureChecks extends InterventionChecks {
       if (!source || !target || !layer || !okLayer || !heads) return undefined;
       return { kind: 'attention_weight', source, target, layer, heads, label, span };
     }
-    if (item.name.name === 'attention_weight') {
+    const probe = findProbe(item.name.name);
+    if (!probe) throw new Error(`internal: probe '${item.name.name}' passed the parser but is not in the registry`);
+    if (probe.syntax === 'attention_weight') {
       this.error(item.name.span, 'attention_weight needs source and target positions and a layer',
         'syntax: attention_weight <positions> -> <positions> at layer <n> [heads all | each]');
       return undefined;
     }
-    if (item.name.name === 'attribution' || item.name.name === 'integrated_gradients') return this.attributionProbe(item, item.name.name, scope);
-    const probe = siteProbe(item.name.name as SiteProbeName);
+    if (probe.syntax === 'gradient') return this.attributionProbe(item, probe.name, scope);
     const name = probe.name;
     const syntax = `syntax: ${name}${probe.topTokens === 'count' ? ' <k>' : ''} of ${probe.sites.map(siteSyntax).join(' | ')} [at <positions>]`;
     if (item.options) {
@@ -152,7 +153,8 @@ export abstract class MeasureChecks extends InterventionChecks {
       this.error(item.name.span, `${name} needs a site`, syntax);
       return undefined;
     }
-    if (item.site.kind.name !== 'hidden') {
+    // a known site other than hidden: said in the gradient's terms (a misspelt one: site() suggests)
+    if (item.site.kind.name !== 'hidden' && (siteNames as readonly string[]).includes(item.site.kind.name)) {
       if (item.site.index) this.intExpr(item.site.index, scope, 'a layer');
       this.error(item.site.kind.span, `${name} reads hidden states only, not ${item.site.kind.name}`,
         `${syntax}  (the gradient is taken with respect to the residual stream)`);
