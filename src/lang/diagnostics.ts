@@ -83,6 +83,12 @@ export function didYouMean(word: string, candidates: Iterable<string>, fallback:
   return best !== undefined ? `did you mean '${best}'?` : fallback;
 }
 
+/** `list`, led by "did you mean 'x'? " when a candidate is close to `word`. */
+export function suggestThen(word: string, candidates: Iterable<string>, list: string): string {
+  const best = closest(word, candidates);
+  return best !== undefined ? `did you mean '${best}'? ${list}` : list;
+}
+
 function expandTabs(text: string): string {
   let out = '';
   for (const ch of text) out += ch === '\t' ? ' '.repeat(4 - (out.length % 4)) : ch;

@@ -2,7 +2,7 @@
 // A section of the checker (src/lang/checker.ts), a class extending the section it builds on.
 
 import type * as A from '../ast.js';
-import { closest, didYouMean } from '../diagnostics.js';
+import { didYouMean, suggestThen } from '../diagnostics.js';
 import { layersOf } from '../evaluate.js';
 import { maxIntegrationSteps } from '../limits.js';
 import { findProbe, probeNames, siteNames, siteProbe, siteProbesThat, type SiteName, type SiteProbe } from '../probes.js';
@@ -60,7 +60,7 @@ export abstract class MeasureChecks extends InterventionChecks {
       let heads: 'all' | 'each' | undefined = 'all';
       if (item.heads && item.heads.name !== 'all' && item.heads.name !== 'each') {
         this.error(item.heads.span, `unknown heads mode '${item.heads.name}' for attention_weight`,
-          `${closest(item.heads.name, ['all', 'each']) ? `did you mean '${closest(item.heads.name, ['all', 'each'])}'? ` : ''}heads all (the mean over heads) or heads each (one value per head)`);
+          suggestThen(item.heads.name, ['all', 'each'], 'heads all (the mean over heads) or heads each (one value per head)'));
         heads = undefined;
       } else if (item.heads) {
         heads = item.heads.name as 'all' | 'each';
@@ -288,9 +288,8 @@ export abstract class MeasureChecks extends InterventionChecks {
         continue;
       }
       if (m.kind === 'named' && !(probeNames as readonly string[]).includes(m.name.name)) {
-        const best = closest(m.name.name, [...measureNames, ...probeNames]);
         this.error(m.name.span, `unknown measure '${m.name.name}'`,
-          `${best ? `did you mean '${best}'? ` : ''}measures: ${measureNames.join(', ')}; probes: ${probeNames.join(', ')}`);
+          suggestThen(m.name.name, [...measureNames, ...probeNames], `measures: ${measureNames.join(', ')}; probes: ${probeNames.join(', ')}`));
         ok = false;
         continue;
       }

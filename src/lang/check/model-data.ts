@@ -3,7 +3,7 @@
 
 import type * as A from '../ast.js';
 import { allChoices, choicesInForce, describeValues, findChoice, type Choices } from '../choices.js';
-import { closest, didYouMean, relativePathsHint } from '../diagnostics.js';
+import { didYouMean, relativePathsHint, suggestThen } from '../diagnostics.js';
 import type { AttributesSpec, DatasetFields, DatasetSpec, Program } from '../program.js';
 import type { CheckedSite } from './base.js';
 import { ParamChecks } from './params.js';
@@ -86,9 +86,8 @@ export abstract class ModelDataChecks extends ParamChecks {
       const fields = this.fields(d.fields, d.fieldsSpan!);
       return path === undefined || fields === undefined ? undefined : { format, path, pathSpan, fields, span };
     }
-    const best = closest(format, datasetFormats);
     this.error(d.format.span, `unknown dataset format '${format}'`,
-      `${best ? `did you mean '${best}'? ` : ''}formats: ${datasetFormats.join(', ')}`);
+      suggestThen(format, datasetFormats, `formats: ${datasetFormats.join(', ')}`));
     return undefined;
   }
 
@@ -129,9 +128,8 @@ export abstract class ModelDataChecks extends ParamChecks {
     let ok = true;
     const format = a.format.name;
     if (!(attributesFormats as readonly string[]).includes(format)) {
-      const best = closest(format, attributesFormats);
       this.error(a.format.span, `unknown attributes format '${format}'`,
-        `${best ? `did you mean '${best}'? ` : ''}formats: json (a map from subject to strings), paragraphs (a CSV with columns subject, paragraphs)`);
+        suggestThen(format, attributesFormats, 'formats: json (a map from subject to strings), paragraphs (a CSV with columns subject, paragraphs)'));
       ok = false;
     }
     const path = this.path(a.path, 'a path to the attributes file');
@@ -141,9 +139,8 @@ export abstract class ModelDataChecks extends ParamChecks {
     for (const o of a.options) {
       const name = o.name.name;
       if (!(attributesOptions as readonly string[]).includes(name)) {
-        const best = closest(name, attributesOptions);
         this.error(o.name.span, `unknown attributes option '${name}'`,
-          `${best ? `did you mean '${best}'? ` : ''}options: candidates <n>, keep <n>, min_length <n>, stopwords english | none`);
+          suggestThen(name, attributesOptions, 'options: candidates <n>, keep <n>, min_length <n>, stopwords english | none'));
         ok = false;
         continue;
       }
@@ -158,9 +155,8 @@ export abstract class ModelDataChecks extends ParamChecks {
         const v = o.value;
         const word = v.kind === 'ref' ? v.name : v.text;
         if (v.kind !== 'ref' || !(stopwordLists as readonly string[]).includes(word)) {
-          const best = closest(word, stopwordLists);
           this.error(v.span, `unknown stopword list '${word}'`,
-            `${best ? `did you mean '${best}'? ` : ''}allowed: english (NLTK's English stopwords), none (no stopword filter)`);
+            suggestThen(word, stopwordLists, "allowed: english (NLTK's English stopwords), none (no stopword filter)"));
           ok = false;
           continue;
         }
@@ -207,9 +203,8 @@ export abstract class ModelDataChecks extends ParamChecks {
     if (!stmt) return fallback;
     const v = stmt.value.name;
     if ((allowed as readonly string[]).includes(v)) return v as T;
-    const best = closest(v, allowed);
     this.error(stmt.value.span, `unknown ${stmt.kind} value '${v}'`,
-      `${best ? `did you mean '${best}'? ` : ''}allowed: ${allowed.join(', ')}`);
+      suggestThen(v, allowed, `allowed: ${allowed.join(', ')}`));
     return fallback;
   }
 
@@ -221,8 +216,7 @@ export abstract class ModelDataChecks extends ParamChecks {
       const choice = findChoice(name);
       if (!choice) {
         const names = allChoices().map((x) => x.name);
-        const best = closest(name, names);
-        this.error(c.name.span, `unknown choice '${name}'`, `${best ? `did you mean '${best}'? ` : ''}choices: ${names.join(', ')}`);
+        this.error(c.name.span, `unknown choice '${name}'`, suggestThen(name, names, `choices: ${names.join(', ')}`));
         continue;
       }
       const first = seen.get(name);
@@ -233,9 +227,8 @@ export abstract class ModelDataChecks extends ParamChecks {
       seen.set(name, c);
       const value = c.value.name;
       if (!choice.values.some((v) => v.name === value)) {
-        const best = closest(value, choice.values.map((v) => v.name));
         this.error(c.value.span, `unknown value '${value}' for choice '${name}'`,
-          `${best ? `did you mean '${best}'? ` : ''}allowed: ${describeValues(choice)}`);
+          suggestThen(value, choice.values.map((v) => v.name), `allowed: ${describeValues(choice)}`));
         continue;
       }
       chosen[name] = value;
