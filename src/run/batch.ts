@@ -178,7 +178,7 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
     rows.forEach((r, b) => { if (r.patch) a.set(r.patch.mask, b * S); });
     return new ort.Tensor('bool', a, [rows.length, S]);
   },
-  patch_values: (input, c) => patchValuesFeed(input, c.manifest, c.rows, c.S),
+  patch_values: (input, c) => rowVectorsFeed(input, c.manifest, c.rows, c.S, 'patch values', (r) => r.patch?.values),
   proj_positions: (input, { rows, before }) => {
     // P = 0 when no row projects: onnxruntime runs every node whether fetched or not,
     // and empty positions make the projections free.
@@ -207,7 +207,7 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
     a.set(0, startLayer(rows));
     return a.tensor;
   },
-  start_hidden: (input, c) => startHiddenFeed(input, c.manifest, c.rows, startLayer(c.rows) ? c.S : 0),
+  start_hidden: (input, c) => rowVectorsFeed(input, c.manifest, c.rows, startLayer(c.rows) ? c.S : 0, 'start hidden state', (r) => r.start?.hidden),
   subject_weights: (_, { rows, S }) => {
     const a = new Float32Array(rows.length * S);
     rows.forEach((r, b) => {
@@ -255,14 +255,20 @@ function startLayer(rows: readonly BatchRow[]): number {
   return layer;
 }
 
-/** The rows' start hidden states [batch, S, d], S = 0 when the batch starts at block 0 (nothing is read). */
-function startHiddenFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number): ort.Tensor {
+/**
+ * One [n, d] array per row (`pick`; absent: zeros) as a [batch, S, d] input: the rows' start
+ * hidden states (S = 0 when the batch starts at block 0: nothing is read) or patch values.
+ */
+function rowVectorsFeed(
+  input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number, what: string, pick: (r: BatchRow) => Float32Array | undefined,
+): ort.Tensor {
   const d = widthOf(input, manifest);
   const values = new Float32Array(rows.length * S * d);
   rows.forEach((r, b) => {
-    if (!r.start) return;
-    if (r.start.hidden.length !== r.ids.length * d) throw new InternalError(`buildFeeds: row ${b}: start hidden state is not [${r.ids.length}, ${d}]`);
-    values.set(r.start.hidden, b * S * d);
+    const v = pick(r);
+    if (!v) return;
+    if (v.length !== r.ids.length * d) throw new InternalError(`buildFeeds: row ${b}: ${what} is not [${r.ids.length}, ${d}]`);
+    values.set(v, b * S * d);
   });
   return modelFloats(input, values, [rows.length, S, d]);
 }
@@ -278,7 +284,7 @@ function widthOf(input: ManifestTensor, manifest: FeedManifest): number {
 function modelFloats(input: ManifestTensor, values: Float32Array, dims: readonly number[]): ort.Tensor {
   if (input.dtype === 'float32') return new ort.Tensor('float32', values, dims);
   if (input.dtype === 'float16') return new ort.Tensor('float16', floatToHalfArray(values), dims);
-  throw new InternalError(`manifest input ${input.name} is ${input.dtype}; the runner feeds hidden states as float32 or float16`);
+  throw new InternalError(`manifest input ${input.name} is ${input.dtype}; the runner feeds activations as float32 or float16`);
 }
 
 function gateFeed(manifest: FeedManifest, rows: readonly BatchRow[], S: number, sublayer: 'attention' | 'mlp'): ort.Tensor {
@@ -292,17 +298,6 @@ function gateFeed(manifest: FeedManifest, rows: readonly BatchRow[], S: number, 
     for (let l = 0; l < L; l++) a.set(g.subarray(l * n, (l + 1) * n), (b * L + l) * S);
   });
   return new ort.Tensor('float32', a, [rows.length, L, S]);
-}
-
-function patchValuesFeed(input: ManifestTensor, manifest: FeedManifest, rows: readonly BatchRow[], S: number): ort.Tensor {
-  const d = widthOf(input, manifest);
-  const values = new Float32Array(rows.length * S * d);
-  rows.forEach((r, b) => {
-    if (!r.patch) return;
-    if (r.patch.values.length !== r.ids.length * d) throw new InternalError(`buildFeeds: row ${b}: patch values are not [${r.ids.length}, ${d}]`);
-    values.set(r.patch.values, b * S * d);
-  });
-  return modelFloats(input, values, [rows.length, S, d]);
 }
 
 /** A last-position row's slot from a whole-prompt run's cache output [batch, …, seq, …] (sequence on `axis`): batch row `row`, its first `take` positions. */
@@ -336,9 +331,7 @@ function cacheFeed(input: ManifestTensor, slot: CacheSlot, values: readonly (Cac
     if (v.data.length !== outer * len * inner) throw new InternalError(`buildFeeds: row ${b}: cache ${slot.input} holds ${v.data.length} values, expected ${outer}·${len}·${inner}`);
     for (let o = 0; o < outer; o++) data.set(v.data.subarray(o * len * inner, (o + 1) * len * inner), (b * outer + o) * P * inner);
   });
-  if (input.dtype === 'float32') return new ort.Tensor('float32', data, dims);
-  if (input.dtype === 'float16') return new ort.Tensor('float16', floatToHalfArray(data), dims);
-  throw new InternalError(`manifest input ${input.name} is ${input.dtype}; a cache is float32 or float16`);
+  return modelFloats(input, data, dims);
 }
 
 /** Last-position rows: each row's [layers, heads, 1, position + 1], key `position` (the token itself) moved to P. */

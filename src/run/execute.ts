@@ -382,14 +382,17 @@ interface RowItem {
 
 /**
  * Integrated gradients of one row and fact: hidden state `probe.layer` replaced at every position
- * by b + α(h − b), h the row's own run's (integrating), b the baseline. `rows` run at α = 0 and at the midpoints
- * ((k + ½) / steps); the item's own batch row is α = 1.
+ * by b + α(h − b), h the row's own run's (integrating), b the baseline. Its steps run at α = 0 and
+ * at the midpoints ((k + ½) / steps); the item's own batch row is α = 1. A step's row is made
+ * when its batch runs (`along`), so that a chunk holds a batch's patch values, not every step's.
  */
 interface Integration {
   readonly probe: Extract<AttributionPlan, { kind: 'integrated_gradients' }>;
   /** h − b, [n, d]. */
   readonly delta: Float32Array;
-  readonly rows: readonly BatchRow[];
+  /** The α of each step after the item's own row: 0, then the midpoints. */
+  readonly alphas: readonly number[];
+  readonly along: (alpha: number) => BatchRow;
 }
 
 /**
@@ -468,8 +471,8 @@ function integrating(input: ExecuteInput, item: RowItem, hidden: Float32Array): 
     ...item.batchRow,
     patch: { layer: probe.layer, mask: new Uint8Array(n).fill(1), values: Float32Array.from(delta, (x, i) => baseline[i % d]! + alpha * x) },
   });
-  const midpoints = Array.from({ length: probe.steps }, (_, k) => along((k + 0.5) / probe.steps));
-  return { ...item, batchRow: along(1), integration: { probe, delta, rows: [along(0), ...midpoints] } };
+  const alphas = [0, ...Array.from({ length: probe.steps }, (_, k) => (k + 0.5) / probe.steps)];
+  return { ...item, batchRow: along(1), integration: { probe, delta, alphas, along } };
 }
 
 /**
@@ -554,8 +557,8 @@ function patchOf(input: ExecuteInput, patch: NonNullable<PlanRow['patch']>, ex: 
   return { layer: patch.layer, mask, values };
 }
 
-/** One batch row of an item: step 0 is the item's own row; integrated gradients add their Integration.rows as steps 1, 2, … */
-interface Unit { readonly item: number; readonly step: number; readonly batchRow: BatchRow }
+/** One batch row of an item: step 0 is the item's own row; integrated gradients add one per Integration.alphas as steps 1, 2, … */
+interface Unit { readonly item: number; readonly step: number }
 
 /** What integrated gradients gather from their batch rows: y at α = 1 and 0, and the sum of the gradients at the midpoints ([n, d]). */
 interface IntegrationSums { yInput: number; yBaseline: number; readonly gradient: Float64Array }
@@ -569,30 +572,33 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
   const sharedPositions = input.variant.manifest.inputs.some((t) => t.name === VariantNames.positionIds && t.shape[0] === 1);
   const readers = sharedGradientRuns(input, items);
   const units: Unit[] = items.flatMap((it, item) => (readers.has(item)
-    ? [it.batchRow, ...(it.integration?.rows ?? [])].map((batchRow, step) => ({ item, step, batchRow })) : []));
+    ? Array.from({ length: 1 + (it.integration?.alphas.length ?? 0) }, (_, step) => ({ item, step })) : []));
+  const batchRow = ({ item, step }: Unit): BatchRow => {
+    const it = items[item]!;
+    return step === 0 ? it.batchRow : it.integration!.along(it.integration!.alphas[step - 1]!);
+  };
   // a batch holds rows of one kind: rows that take gradients, last-position rows (of one past
   // length where the variant's positions are shared by the batch) or whole prompts
-  const kind = ({ item }: Unit): string => {
+  const kinds = units.map(({ item }): string => {
     const it = items[item]!;
     if (input.plan.experiments[it.exp]!.attribution) return 'attribution';
     const rows = !it.batchRow.past ? 'whole' : sharedPositions ? `past ${it.batchRow.past.position}` : 'past';
     return `${rows} from ${startOf(it)}`;
-  };
+  });
   const outputs: { pNew: number; rank: number; probes: ProbeResult }[] = [];
   const sums = new Map<number, IntegrationSums>();
   for (let i = 0; i < units.length;) {
-    const first = units[i]!;
-    const rows = kind(first) === 'attribution' ? input.gradientBatch ?? input.batch
-      : items[first.item]!.batchRow.past ? input.lastPositionBatch ?? input.batch : input.batch;
+    const gradients = kinds[i] === 'attribution';
+    const rows = gradients ? input.gradientBatch ?? input.batch
+      : items[units[i]!.item]!.batchRow.past ? input.lastPositionBatch ?? input.batch : input.batch;
     let end = Math.min(units.length, i + rows);
-    for (let j = i + 1; j < end; j++) if (kind(units[j]!) !== kind(units[i]!)) end = j;
+    for (let j = i + 1; j < end; j++) if (kinds[j] !== kinds[i]) end = j;
     const slice = units.slice(i, end);
     i = end;
-    const gradients = kind(slice[0]!) === 'attribution';
     if (gradients && !input.attribution) throw new InternalError('rows that take gradients without the attribution variant');
     const { variant, session } = gradients ? input.attribution! : input;
     const probes = slice.flatMap((u) => readers.get(u.item)!.flatMap((reader) => items[reader]!.plan.probes));
-    const io = passIO({ kind: 'rows', probes }, variant.manifest, slice.map((u) => u.batchRow));
+    const io = passIO({ kind: 'rows', probes }, variant.manifest, slice.map(batchRow));
     const r = await session.run(io.feeds, io.fetches);
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
