@@ -154,6 +154,11 @@ export class Rewrite {
     return this.recordedShape(t)?.map((d) => (typeof d === 'number' ? d : undefined));
   }
 
+  /** Records the shape of an existing tensor (written as its value_info): what later passes read as recordedShape. */
+  recordShape(t: string, shape: readonly Dim[]): void {
+    this.newInfo.set(t, { elemType: this.dtype(t), shape });
+  }
+
   /** The shape a pass recorded for a tensor it made, symbolic dims by name. */
   recordedShape(t: string): readonly Dim[] | undefined {
     return this.newInfo.get(t)?.shape;

@@ -1,7 +1,8 @@
 // The start-layer pass: a variant whose blocks can be skipped gives, at start 0, the logits of
 // the variant without it, and at start s, fed the hidden state entering block s, the numbers
 // of a run of every block, with blocks of edges at s and above; on the default GPT-2 and real
-// GPT-J and Llama exports (rotary positions; Optimum's cache layout; external weights). An
+// GPT-J and Llama exports (rotary positions; Optimum's cache layout, with and without the
+// cache inputs of last-position rows; external weights). An
 // export with a block tensor of no known shape is left as it was, and the manifest says why.
 
 import test from 'ava';
@@ -41,10 +42,19 @@ function maxDifference(a: ort.Tensor, b: ort.Tensor): number {
   return x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
 }
 
-for (const path of MODELS) {
-  test(`${path.slice(REPO.length)}: start 0 gives the source's logits, start s the numbers of every block run`, async (t) => {
-    const plain = buildVariant(path, REQUEST);
-    const skipping = buildVariant(path, { ...REQUEST, startLayer: true });
+// Optimum's exports also with the cache a last-position run adds (their own past inputs; the
+// keys and values of the run's tokens as outputs, whose stand-in shape the pass must know)
+const CASES = [
+  ...MODELS.map((path) => ({ path, request: REQUEST })),
+  ...['gpt2/ts-17-eager-fp32-optimum', 'llama/ts-17-eager-fp32-optimum'].map((f) => ({
+    path: join(REPO, 'generated', 'real', `${f}.onnx`), request: { ...REQUEST, lastPosition: true },
+  })),
+];
+
+for (const { path, request } of CASES) {
+  test(`${path.slice(REPO.length)}${request.lastPosition ? ' (with a cache)' : ''}: start 0 gives the source's logits, start s the numbers of every block run`, async (t) => {
+    const plain = buildVariant(path, request);
+    const skipping = buildVariant(path, { ...request, startLayer: true });
     t.true(skipping.manifest.inputs.some((i) => i.name === VariantNames.startLayer));
     t.regex(skipping.manifest.choices['startLayer']!, /^each block is an If/);
     const [a, b] = [await open(plain), await open(skipping)];

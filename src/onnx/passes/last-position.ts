@@ -95,9 +95,10 @@ function pastOfRows(rw: Rewrite, past: string, pastRow: string, base: string): s
   return rw.op('Gather', [past, pastRow], base, rw.dtype(past), undefined, [intAttr('axis', 0)]);
 }
 
-/** `tensor`, with its shape recorded (a skipped block's stand-in for it takes that shape). */
-function ownTokens(rw: Rewrite, tensor: string, dims: readonly (string | number)[], name: string): string {
-  return rw.op('Identity', [tensor], name, rw.dtype(tensor), dims);
+/** `tensor` as an output, its shape recorded (a skipped block's stand-in for it takes that shape). */
+function addOwnTokens(rw: Rewrite, output: string, tensor: string, dims: readonly (string | number)[], doc: string): void {
+  rw.recordShape(tensor, dims);
+  rw.addOutput(output, tensor, rw.dtype(tensor), dims, doc);
 }
 
 /** Optimum-style: the model's past inputs stay (their batch axis one entry per prompt); what each past Concat joins to the past becomes an output. */
@@ -111,13 +112,12 @@ function modelCache(rw: Rewrite, sites: ModelSites, pastRow: string): CacheEntry
     if (!own) throw new Error(`internal: the Concat of the past input '${input}' joins nothing to it`);
     rw.redirect(input, (t) => pastOfRows(rw, t, pastRow, `dissect/last_position/layer${layer}/${what}_of_rows`));
     const axis = attrInt(concat, 'axis')!;
-    const dt = rw.dtype(own);
     const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${layer}`;
     const seqAxis = axis < 0 ? axis + 4 : axis;
     // [heads, seq, d_head], or keys kept transposed [heads, d_head, seq]
     const inner = seqAxis === 2 ? [sites.kvHeads ?? sites.heads, 0, sites.dHead] : [sites.kvHeads ?? sites.heads, sites.dHead, 0];
     const dims = ['batch', ...inner.map((d) => d || 'seq')];
-    rw.addOutput(output, ownTokens(rw, own, dims, `dissect/last_position/layer${layer}/own_${what}`), dt, dims, `layer ${layer}'s ${what} of this run's tokens, as ${input} takes them`);
+    addOwnTokens(rw, output, own, dims, `layer ${layer}'s ${what} of this run's tokens, as ${input} takes them`);
     return { input, output, seqAxis, dims: inner };
   };
   return sites.inputs.past.map((p) => ({ layer: p.layer, key: slot(p.layer, p.key, 'keys'), value: slot(p.layer, p.value, 'values') }));
@@ -138,7 +138,7 @@ function addedCache(rw: Rewrite, sites: ModelSites, pastRow: string): CacheEntry
       rw.redirect(site, (t) => rw.op('Concat', [pastOfRows(rw, input, pastRow, `${base}_of_rows`), t], base, dt, dims('kv_seq'),
         [intAttr('axis', seqAxis)]));
       const output = `${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}${L.layer}`;
-      rw.addOutput(output, ownTokens(rw, site, dims('seq'), `${base}/own`), dt, dims('seq'), `layer ${L.layer}'s ${what} of this run's tokens, as ${input} takes them`);
+      addOwnTokens(rw, output, site, dims('seq'), `layer ${L.layer}'s ${what} of this run's tokens, as ${input} takes them`);
       return { input, output, seqAxis, dims: dims('').slice(1).map((d) => (typeof d === 'number' ? d : 0)) };
     };
     const keys = scoredKeys(rw, L);
