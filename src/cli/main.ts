@@ -3,11 +3,10 @@
 // command and turns user errors into a message and exit code 1.
 
 import { Command, InvalidArgumentError } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isUserError } from '../errors.js';
 import { releaseOpenFolders } from '../output/folder.js';
-import { JOURNAL_FILE } from '../run/journal.js';
+import { JOURNAL_FILE, journaledFacts } from '../run/journal.js';
 import { defaultRowLimits, type RowLimits } from '../lang/index.js';
 import { DiagnosticsError } from '../pipeline/index.js';
 import { version } from '../version.js';
@@ -138,9 +137,9 @@ program.command('schema')
 // the folder for the rerun that resumes, and exit as interrupted.
 process.once('SIGINT', () => {
   for (const dir of releaseOpenFolders()) {
-    const journal = join(dir, JOURNAL_FILE);
-    const saved = existsSync(journal) ? Math.max(0, readFileSync(journal, 'utf8').split('\n').filter(Boolean).length - 1) : 0;
-    process.stderr.write(`\ninterrupted: ${plural(saved, 'finished fact')} saved in ${journal}; run the same command again to resume from there\n`);
+    const saved = journaledFacts(dir);
+    if (saved === undefined) continue; // a folder of report, compile or merge: nothing to resume
+    process.stderr.write(`\ninterrupted: ${plural(saved, 'finished fact')} saved in ${join(dir, JOURNAL_FILE)}; run the same command again to resume from there\n`);
   }
   process.exit(130);
 });

@@ -232,6 +232,21 @@ export function readJournalRecords<T>(dir: string): JournalRecords<T> | undefine
   return { fingerprint: { hash: read.header.fingerprint, parts: read.header.parts }, get: (id) => records.get(keyOf(id)) };
 }
 
+/**
+ * How many facts the journal in `dir` holds (distinct ids; a torn last line is not one), or
+ * undefined when the folder has no journal or it cannot be read.
+ */
+export function journaledFacts(dir: string): number | undefined {
+  const file = path.join(dir, JOURNAL_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    return new Set(readJournal(file).loaded.map((e) => keyOf(e.id))).size;
+  } catch (e) {
+    if (e instanceof UserError) return undefined;
+    throw e;
+  }
+}
+
 /** The journal of one run in one output folder. `T` is whatever the runner stores per example. */
 export class Journal<T> {
   /** Examples finished by earlier attempts of this run, in journal order. */

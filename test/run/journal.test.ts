@@ -11,6 +11,7 @@ import {
   JournalCorruptError,
   JournalFormatError,
   JournalMismatchError,
+  journaledFacts,
   runFingerprint,
   type FingerprintInputs,
 } from '../../src/run/journal.js';
@@ -100,6 +101,18 @@ test('kill mid-write: a cut-off last line is ignored and cut away before appendi
   t.is(ls.length, 4);
   for (const l of ls.slice(0, 3)) t.notThrows(() => JSON.parse(l));
   t.is(fs.statSync(file).size, full);
+});
+
+test('journaledFacts (what Ctrl-C reports): distinct ids, a torn last line not counted; undefined without a journal', (t) => {
+  const dir = tmp();
+  t.is(journaledFacts(dir), undefined);
+  const j = Journal.open<Raw>(dir, fp);
+  for (const id of [0, 1, 1, 'ex-x']) j.append(id, raw(0)); // an id written again on resuming counts once
+  j.close();
+  t.is(journaledFacts(dir), 3);
+  const file = path.join(dir, JOURNAL_FILE);
+  fs.truncateSync(file, fs.statSync(file).size - 7);
+  t.is(journaledFacts(dir), 2);
 });
 
 test('kill while writing the header: start afresh', (t) => {
