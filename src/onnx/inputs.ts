@@ -60,6 +60,11 @@ export function constantOver(shape: readonly (number | string)[], value: number 
 }
 
 /** How a past input of a last-position variant is filled, `source` naming the clean run's output it is cut from. */
+/** A past input of a plain row: empty; symbolic dims other than the batch and the heads are the past's length. */
+export function pastPlainRow(c: DescribeContext): PlainRowFill {
+  return { shape: c.shape.map((d, i) => (i === 0 ? 'batch' : typeof d === 'number' ? d : /head/i.test(d) ? c.sites.kvHeads ?? c.sites.heads : 0)), value: 0 };
+}
+
 export function pastFill(source: string): string {
   return `empty (past = 0) for whole prompts; for rows run as their last token, one entry per ` +
     `prompt of the batch (dissect_past_row picks each row's): ${source} of the prompt's clean run cut to the positions before its last ` +
@@ -99,11 +104,7 @@ export const SOURCE_INPUTS: readonly SourceInput[] = [
       return p ? `past ${p.key === c.name ? 'keys' : 'values'} of layer ${p.layer}` : 'past keys or values the model takes (no layer reads them as its cache)';
     },
     fill: (c) => (c.request.lastPosition ? pastFill('the output named for this input under `cache`') : 'empty (past = 0)'),
-    // symbolic dims other than the batch and the heads are the past's length
-    plainRow: (c) => ({
-      shape: c.shape.map((d, i) => (i === 0 ? 'batch' : typeof d === 'number' ? d : /head/i.test(d) ? c.sites.kvHeads ?? c.sites.heads : 0)),
-      value: 0,
-    }),
+    plainRow: pastPlainRow,
   },
 ];
 

@@ -46,7 +46,7 @@ function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNu
  */
 function withStartLayer(plan: Plan, layers: number, options: RunOptions): Plan {
   if (options.fullRows || options.allLayers) return plan;
-  const above = plan.experiments.some((e) => !e.attribution && e.rows.some((r) => !readsCleanPass(r) && startLayerOf(r, layers) > 0));
+  const above = plan.experiments.some((e) => e.rows.some((r) => !readsCleanPass(r) && startLayerOf(r, layers) > 0));
   return above ? { ...plan, variant: { ...plan.variant, startLayer: true, hiddenStates: true } } : plan;
 }
 

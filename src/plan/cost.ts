@@ -46,7 +46,7 @@ export function cleanForwardEquivalents(plan: Plan, shape: CostShape, tokens: nu
     for (const row of exp.rows) {
       if (modes.shareClean && readsCleanPass(row)) continue;
       const rowTokens = modes.lastPosition && mayRunLastPosition(row) ? 1 : tokens;
-      const start = modes.startLayer && !exp.attribution ? startLayerOf(row, shape.layers) : 0;
+      const start = modes.startLayer ? startLayerOf(row, shape.layers) : 0;
       const forward = (shape.layers - start) * blockFlops(shape, rowTokens, tokens) + (1 + projections(row, shape.heads)) * unembedding(shape);
       total += passesOfRow(row) * forward;
     }

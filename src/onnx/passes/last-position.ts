@@ -29,7 +29,7 @@ import { forwardTo } from '../sites/pattern.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { attrInt, intAttr } from '../tensor.js';
 import { VariantNames, type CacheEntry, type CacheSlot } from '../variant.js';
-import { addDescribedInput, pastFill, POSITIONS, type AddedInput, type DescribeContext } from '../inputs.js';
+import { addDescribedInput, pastFill, pastPlainRow, POSITIONS, type AddedInput, type DescribeContext } from '../inputs.js';
 
 const pastOf = (what: 'keys' | 'values') => ({
   name: what === 'keys' ? VariantNames.pastKeyPrefix : VariantNames.pastValuePrefix,
@@ -38,7 +38,7 @@ const pastOf = (what: 'keys' | 'values') => ({
   meaning: (c: DescribeContext) => `layer ${c.name.slice(c.name.lastIndexOf('_') + 1)}'s ${what} of the positions before this run's tokens, ` +
     `from an earlier run's ${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}* output`,
   fill: () => pastFill(`its ${what === 'keys' ? VariantNames.keyPrefix : VariantNames.valuePrefix}ℓ output`),
-  plainRow: (c: DescribeContext) => ({ shape: c.shape.map((d, i) => (i === 0 ? 'batch' as const : typeof d === 'number' ? d : 0)), value: 0 }),
+  plainRow: pastPlainRow,
 }) as const satisfies AddedInput;
 
 export const LAST_POSITION_INPUTS = {
