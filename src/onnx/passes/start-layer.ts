@@ -21,7 +21,7 @@ import { AttributeType, DataType, type GraphProto, type NodeProto } from '../pro
 import type { Dim, Rewrite } from '../rewrite.js';
 import type { LayerSites, ModelSites } from '../sites/types.js';
 import { removeDeadNodes, tensorValueInfo, valueInfoShape } from '../graph.js';
-import { intAttr } from '../tensor.js';
+import { intAttr, makeTensor, tensorAttr } from '../tensor.js';
 import { VariantNames } from '../variant.js';
 import { addDescribedInput, type AddedInput } from '../inputs.js';
 
@@ -258,8 +258,7 @@ function skippedBlock(
     if (o.dims === 'hidden' || likeHidden(o.dims, o.dtype)) return node('Identity', [hidden], `out${i}`);
     const dims = o.dims.map((x) => (typeof x === 'number' ? rw.ints(`${base}/skip/dim`, [x]) : axis(x)));
     const shape = node('Concat', dims, `out${i}_shape`, [intAttr('axis', 0)]);
-    const zeros = node('ConstantOfShape', [shape], `out${i}_zeros`); // float32 zeros
-    return o.dtype === DataType.FLOAT ? zeros : node('Cast', [zeros], `out${i}`, [intAttr('to', o.dtype)]);
+    return node('ConstantOfShape', [shape], `out${i}`, [tensorAttr('value', makeTensor('value', o.dtype, [1], [0]))]);
   });
   return { name: `${base}/skips`, node: nodes, output: results.map((r, i) => tensorValueInfo(r, outputs[i]!.dtype, undefined)) };
 }
