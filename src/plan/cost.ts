@@ -6,7 +6,7 @@
 // the knockout's masking are left out (a few percent of a block at GPT-2's shapes).
 
 import type { ModelSites } from '../onnx/sites/types.js';
-import { isAttribution, mayRunLastPosition, passesOfRow, readsCleanPass, startLayerOf, type Plan, type PlanRow } from './plan.js';
+import { isAttribution, mayRunLastPosition, passesOfRow, readsCleanPass, rowsWithOwnRun, startLayerOf, type Plan, type PlanRow } from './plan.js';
 
 export type CostShape = Pick<ModelSites, 'layers' | 'heads' | 'dModel' | 'dMlp' | 'vocab'>;
 
@@ -36,14 +36,14 @@ function projections(row: PlanRow, heads: number): number {
 
 /**
  * FLOPs per prompt of `tokens` tokens, in clean forward passes: the clean pass (1) plus every
- * row that runs (rows read from the clean pass cost nothing more; rows that take gradients count
- * their forward passes only).
+ * row that runs (rows read from the clean pass, or from another row's backward pass, cost nothing
+ * more; rows that take gradients count their forward passes only).
  */
 export function cleanForwardEquivalents(plan: Plan, shape: CostShape, tokens: number, modes: RowModes): number {
   const clean = shape.layers * blockFlops(shape, tokens, tokens) + unembedding(shape);
   let total = clean;
   for (const exp of plan.experiments) {
-    for (const row of exp.rows) {
+    for (const row of rowsWithOwnRun(exp)) {
       if (modes.shareClean && readsCleanPass(row)) continue;
       const rowTokens = modes.lastPosition && mayRunLastPosition(row) ? 1 : tokens;
       const start = modes.startLayer ? startLayerOf(row, shape.layers) : 0;

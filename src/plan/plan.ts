@@ -113,10 +113,21 @@ export function sharedGradientRun(exp: ExperimentPlan, row: PlanRow): string | u
   return JSON.stringify([row.knockouts, row.gates, row.patch ?? null, row.recompute ?? null]);
 }
 
+/** The rows of an experiment that run a pass of their own: all but those read from an earlier row's backward pass (sharedGradientRun). */
+export function rowsWithOwnRun(exp: ExperimentPlan): PlanRow[] {
+  const seen = new Set<string>();
+  return exp.rows.filter((r) => {
+    const key = sharedGradientRun(exp, r);
+    if (key === undefined) return true;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 /** How many rows of an experiment run in another row's backward pass (sharedGradientRun). */
 export function rowsInSharedGradientRuns(exp: ExperimentPlan): number {
-  const keys = exp.rows.flatMap((r) => sharedGradientRun(exp, r) ?? []);
-  return keys.length - new Set(keys).size;
+  return exp.rows.length - rowsWithOwnRun(exp).length;
 }
 
 export type SweepValue = number | string;

@@ -70,3 +70,13 @@ test('the paper\'s information flow on GPT-2 XL\'s shape: 145 clean forwards as 
   t.is(costNotice({ tokens, cleanForwardEquivalents: started }),
     'cost: 8.7 clean forward passes per prompt of 12.0 tokens (FLOPs of the clean pass and the rows as they ran; spec.md, "What a run costs")');
 });
+
+test('rows read from another row\'s backward pass cost nothing more: attribution of every hidden state costs one row', (t) => {
+  const one = plan('experiment g {\n  measure attribution of hidden 3\n}');
+  const every = plan('experiment g {\n  for h in hidden all\n  measure attribution of hidden h\n}');
+  t.is(every.experiments[0]!.rows.length, 49);
+  const modes = { lastPosition: true, startLayer: true, shareClean: true };
+  const cost = (p: Plan) => cleanForwardEquivalents(p, XL, 12, modes);
+  t.true(cost(one) > 1.5, `${cost(one)}`);
+  t.is(cost(every), cost(one));
+});
