@@ -11,6 +11,7 @@ import type {
 } from './ast.js';
 import type * as C from './cst.js';
 import { stringValue } from './lexer.js';
+import { sourceText } from './diagnostics.js';
 
 /** The i-th element of a child list the rule requires here (the CST has no syntax errors). */
 function nth<T>(children: readonly T[] | undefined, i = 0): T {
@@ -19,17 +20,8 @@ function nth<T>(children: readonly T[] | undefined, i = 0): T {
   return x;
 }
 
-function tokenSpan(t: IToken): Span {
-  return {
-    line: t.startLine ?? 1,
-    column: t.startColumn ?? 1,
-    offset: t.startOffset,
-    endOffset: (t.endOffset ?? t.startOffset) + 1,
-    endLine: t.endLine ?? t.startLine ?? 1,
-  };
-}
-function nodeSpan(n: CstNode): Span {
-  const l = n.location!;
+/** The span of a token, or of a node's location: both carry Chevrotain's start and end fields. */
+function spanOf(l: { startOffset: number; startLine?: number; startColumn?: number; endOffset?: number; endLine?: number }): Span {
   return {
     line: l.startLine ?? 1,
     column: l.startColumn ?? 1,
@@ -38,6 +30,8 @@ function nodeSpan(n: CstNode): Span {
     endLine: l.endLine ?? l.startLine ?? 1,
   };
 }
+const tokenSpan = (t: IToken): Span => spanOf(t);
+const nodeSpan = (n: CstNode): Span => spanOf(n.location!);
 function joinSpans(a: Span, b: Span): Span {
   return { line: a.line, column: a.column, offset: a.offset, endOffset: b.endOffset, endLine: b.endLine };
 }
@@ -150,8 +144,7 @@ class Builder {
 
   /** Source text of a node, runs of whitespace collapsed to one space. */
   text(n: CstNode): string {
-    const s = nodeSpan(n);
-    return this.source.slice(s.offset, s.endOffset).replace(/\s+/g, ' ');
+    return sourceText(this.source, nodeSpan(n));
   }
 
   experiment(n: C.ExperimentStatementCstNode): ExperimentStmt {
@@ -341,7 +334,6 @@ class Builder {
   }
 }
 
-/** The `+` and `-` between the terms of an expression, in source order. */
 /** `t0 ± t1 ± …` folded left: the operators in source order between the terms. */
 function foldOperators<E extends PosExpr | IntExpr>(c: { readonly Plus?: IToken[]; readonly Minus?: IToken[] }, terms: readonly E[]): E {
   const ops = [...(c.Plus ?? []), ...(c.Minus ?? [])].sort((a, b) => a.startOffset - b.startOffset);

@@ -89,6 +89,11 @@ export function suggestThen(word: string, candidates: Iterable<string>, list: st
   return best !== undefined ? `did you mean '${best}'? ${list}` : list;
 }
 
+/** The source text under a span, runs of whitespace collapsed to one space. */
+export function sourceText(source: string, span: { readonly offset: number; readonly endOffset: number }): string {
+  return source.slice(span.offset, span.endOffset).replace(/\s+/g, ' ');
+}
+
 function expandTabs(text: string): string {
   let out = '';
   for (const ch of text) out += ch === '\t' ? ' '.repeat(4 - (out.length % 4)) : ch;

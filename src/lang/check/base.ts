@@ -42,7 +42,6 @@ export function valueIn(b: Binding): (variable: string) => number {
   return (variable) => b.get(variable) ?? NaN;
 }
 
-export { plural } from '../../plural.js';
 
 /** A checked `site` statement and the statement, for errors found once the model is read. */
 export interface CheckedSite { readonly spec: SiteOverrideSpec; readonly stmt: A.SiteStmt }

@@ -220,7 +220,6 @@ export abstract class ExperimentChecks extends MeasureChecks {
     };
   }
 
-
   nameClash(name: string, vars: ReadonlyMap<string, SweepVar>): { message: string; hint: string } | undefined {
     const prior = vars.get(name);
     if (prior) return { message: `duplicate sweep variable '${name}'`, hint: `'${name}' is already bound at line ${prior.stmt.span.line}` };

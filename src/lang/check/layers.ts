@@ -3,11 +3,12 @@
 // A section of the checker (src/lang/checker.ts), a class extending the section it builds on.
 
 import type * as A from '../ast.js';
-import { didYouMean } from '../diagnostics.js';
+import { didYouMean, sourceText } from '../diagnostics.js';
 import { extremes, layersOf, type Binding, type Extreme } from '../evaluate.js';
 import { formatCount, maxNesting } from '../limits.js';
 import type { IntExpr, LayerSet } from '../program.js';
-import { emptyScope, plural, valueIn, type IntRange, type Scope } from './base.js';
+import { emptyScope, valueIn, type IntRange, type Scope } from './base.js';
+import { plural } from '../../plural.js';
 import { PositionChecks } from './positions.js';
 
 /** What an integer must index: a block (0..L-1), a hidden state (0..L), or a block input (patch, 0..L-1). */
@@ -38,7 +39,7 @@ function describeBinding(b: Binding): string {
 export abstract class LayerChecks extends PositionChecks {
   /** The source text under a span, runs of whitespace collapsed. */
   text(s: A.Span): string {
-    return this.options.source.slice(s.offset, s.endOffset).replace(/\s+/g, ' ');
+    return sourceText(this.options.source, s);
   }
 
   /** An integer literal, an integer parameter, or a layer or hidden sweep variable. */

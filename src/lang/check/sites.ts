@@ -6,7 +6,8 @@ import { didYouMean } from '../diagnostics.js';
 import { span as inclusiveRange } from '../evaluate.js';
 import { maxOverrideLayer } from '../limits.js';
 import { overridableSites, type OverridableSite } from '../program.js';
-import { emptyScope, plural, type CheckedSite } from './base.js';
+import { emptyScope, type CheckedSite } from './base.js';
+import { plural } from '../../plural.js';
 import { ExperimentChecks } from './experiments.js';
 
 function overlaps(a: 'all' | readonly number[], b: 'all' | readonly number[]): boolean {
