@@ -5,9 +5,9 @@
 // writeSkeleton writes random weights to the external file as they are drawn, a chunk at a
 // time, so GPT-2 XL's 6.5 GB are never held in JavaScript.
 
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataLocation, DataType, writeModel, type ModelProto, type NodeProto, type TensorProto } from '../src/onnx/proto.js';
+import { ExternalDataWriter } from '../src/onnx/external.js';
+import { DataType, writeModel, type ModelProto, type NodeProto, type TensorProto } from '../src/onnx/proto.js';
 import { elementCount, floatAttr, intAttr, intsAttr, makeTensor } from '../src/onnx/tensor.js';
 
 export interface SkeletonShape {
@@ -149,34 +149,24 @@ const CHUNK = 1 << 20;
 export function writeSkeleton(dir: string, shape: SkeletonShape, opts: SkeletonOptions): string {
   const rand = rng(opts.seed ?? 7);
   const inline = inlineWeights(opts, rand);
-  const fileName = 'weights.bin';
-  const fd = openSync(join(dir, fileName), 'w');
+  const file = new ExternalDataWriter(dir, 'weights.bin');
   try {
-    let offset = 0;
     const model = skeletonGraph(shape, (name, dims, scale) => {
       const count = elementCount(dims);
-      const bytes = 4 * count;
-      if (bytes < EXTERNAL_BYTES) return inline(name, dims, scale);
-      if (!opts.lazy) {
+      if (4 * count < EXTERNAL_BYTES) return inline(name, dims, scale);
+      return file.place({ name, dataType: DataType.FLOAT, dims }, 4 * count, opts.lazy ? undefined : (write) => {
         const chunk = new Float32Array(Math.min(count, CHUNK));
         for (let done = 0; done < count; done += chunk.length) {
           const part = chunk.subarray(0, Math.min(chunk.length, count - done));
           for (let i = 0; i < part.length; i++) part[i] = rand() * scale;
-          writeSync(fd, new Uint8Array(part.buffer, 0, part.byteLength), 0, part.byteLength, offset + 4 * done);
+          write(new Uint8Array(part.buffer, 0, part.byteLength), 4 * done);
         }
-      }
-      const tensor: TensorProto = {
-        name, dataType: DataType.FLOAT, dims, dataLocation: DataLocation.EXTERNAL,
-        externalData: [{ key: 'location', value: fileName }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(bytes) }],
-      };
-      offset += Math.ceil(bytes / 4096) * 4096;
-      return tensor;
+      });
     });
-    ftruncateSync(fd, offset); // the final size; sparse where nothing was written
     const path = join(dir, 'model.onnx');
     writeModel(path, model);
     return path;
   } finally {
-    closeSync(fd);
+    file.close();
   }
 }

@@ -138,33 +138,60 @@ export function hardlinkWeights(files: readonly string[], srcDir: string, out: O
 const BYTES_PER_ELEMENT: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
 
 /**
+ * An external-data file being written: each tensor's bytes start at a 4096-byte boundary, and
+ * close() gives the file its final size (sparse where nothing was written).
+ */
+export class ExternalDataWriter {
+  private offset = 0;
+  private readonly fd: number;
+
+  constructor(dir: string, readonly fileName: string) {
+    this.fd = openSync(join(dir, fileName), 'w');
+  }
+
+  /**
+   * Places a tensor of `size` bytes, which `fill` writes (`at`: a byte offset within the
+   * tensor; nothing written: a hole), and makes `t` external data there, in place.
+   */
+  place(t: TensorProto, size: number, fill?: (write: (bytes: Uint8Array, at: number) => void) => void): TensorProto {
+    const offset = this.offset;
+    fill?.((bytes, at) => { writeSync(this.fd, bytes, 0, bytes.length, offset + at); });
+    this.offset += Math.ceil(size / 4096) * 4096;
+    t.rawData = new Uint8Array(0);
+    t.dataLocation = DataLocation.EXTERNAL;
+    t.externalData = [
+      { key: 'location', value: this.fileName },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(size) },
+    ];
+    return t;
+  }
+
+  close(): void {
+    try {
+      ftruncateSync(this.fd, this.offset);
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+}
+
+/**
  * Moves the raw data of initializers of at least `threshold` bytes into one external file
- * `fileName` in `dir` (aligned to 4096 bytes), in place. For tests and benchmarks.
+ * `fileName` in `dir`, in place. For tests and benchmarks.
  */
 export function externalizeInitializers(model: ModelProto, dir: string, fileName: string, opts: { threshold?: number } = {}): void {
   const threshold = opts.threshold ?? 1024;
-  const path = join(dir, fileName);
-  const fd = openSync(path, 'w');
-  let offset = 0;
+  const file = new ExternalDataWriter(dir, fileName);
   try {
     for (const t of model.graph?.initializer ?? []) {
-      const count = elementCount(tensorDims(t));
-      const size = count * (BYTES_PER_ELEMENT[t.dataType ?? 0] ?? 0);
+      const size = elementCount(tensorDims(t)) * (BYTES_PER_ELEMENT[t.dataType ?? 0] ?? 0);
       if (size < threshold || size === 0) continue;
       const raw = t.rawData;
       if (!raw || raw.length !== size) throw new Error(`internal: externalize: '${t.name}' has no raw data of ${size} bytes`);
-      writeSync(fd, raw, 0, raw.length, offset);
-      t.rawData = new Uint8Array(0);
-      t.dataLocation = DataLocation.EXTERNAL;
-      t.externalData = [
-        { key: 'location', value: fileName },
-        { key: 'offset', value: String(offset) },
-        { key: 'length', value: String(size) },
-      ];
-      offset += Math.ceil(size / 4096) * 4096;
+      file.place(t, size, (write) => write(raw, 0));
     }
-    ftruncateSync(fd, offset); // the final size (the last tensor's alignment padding)
   } finally {
-    closeSync(fd);
+    file.close();
   }
 }
