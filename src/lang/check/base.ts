@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import type * as A from '../ast.js';
 import type { CheckOptions } from '../checker.js';
 import type { ChoiceOption } from '../choices.js';
-import { commandLineFile, error, warning } from '../diagnostics.js';
+import { commandLineFile, error, suggestThen, warning } from '../diagnostics.js';
 import type { Binding } from '../evaluate.js';
 import { defaultRowLimits, type RowLimits } from '../limits.js';
 import type { Diagnostic, ModelShape, PositionSet, SiteOverrideSpec, SourceSpan } from '../program.js';
@@ -120,6 +120,38 @@ export abstract class CheckerBase {
    * ranks (ModelShape.vocab); else an error at `at`. The compiled projections and head mappings
    * refuse a larger count, so this is where `check` finds it.
    */
+  /**
+   * `name value` options by name, each known (else an error with a suggestion) and given once
+   * (else an error pointing at the first); `ok` is false when one was not.
+   */
+  namedOptions<N extends string>(
+    options: readonly A.NameValueOption[], allowed: readonly N[], what: { readonly unknown: (name: string) => string; readonly owner: string; readonly list: string },
+  ): { readonly given: ReadonlyMap<N, A.NameValueOption>; readonly ok: boolean } {
+    const given = new Map<N, A.NameValueOption>();
+    let ok = true;
+    for (const o of options) {
+      const name = o.name.name;
+      if (!(allowed as readonly string[]).includes(name)) {
+        this.error(o.name.span, what.unknown(name), suggestThen(name, allowed, what.list));
+        ok = false;
+        continue;
+      }
+      const first = given.get(name as N);
+      if (first) {
+        this.error(o.name.span, `${what.owner}option '${name}' is given twice`, `the first is at line ${first.span.line}, column ${first.span.column}; keep one`);
+        ok = false;
+        continue;
+      }
+      given.set(name as N, o);
+    }
+    return { given, ok };
+  }
+
+  /** The word a `name value` option's value spells (a name, or an integer's text). */
+  optionWord(o: A.NameValueOption): string {
+    return o.value.kind === 'ref' ? o.value.name : o.value.text;
+  }
+
   fitsVocabulary(written: string, count: number, at: A.Span, hint: (vocab: number) => string): boolean {
     if (!this.shape || count <= this.shape.vocab) return true;
     this.error(at, `${written} is larger than the vocabulary (${this.shape.vocab})`, hint(this.shape.vocab));

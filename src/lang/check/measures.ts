@@ -179,45 +179,34 @@ export abstract class MeasureChecks extends InterventionChecks {
 
   /** `steps n` (1 … maxIntegrationSteps, default defaultIntegrationSteps) and `baseline mean | zero` (default mean), each at most once. */
   integrationOptions(options: readonly A.NameValueOption[], scope: Scope): { steps: number; baseline: IntegrationBaseline } | undefined {
-    let steps = defaultIntegrationSteps;
+    const named = this.namedOptions(options, integrationOptions, {
+      unknown: (name) => `unknown option '${name}' for integrated_gradients`, owner: '',
+      list: 'options: steps <n> (the integration points), baseline mean | zero',
+    });
+    let ok = named.ok;
     let baseline: IntegrationBaseline = 'mean';
-    let ok = true;
-    const seen = new Set<string>();
-    for (const o of options) {
-      const name = o.name.name;
-      if (!(integrationOptions as readonly string[]).includes(name)) {
-        this.error(o.name.span, `unknown option '${name}' for integrated_gradients`,
-          didYouMean(name, integrationOptions, 'options: steps <n> (the integration points), baseline mean | zero'));
-        ok = false;
-        continue;
-      }
-      if (seen.has(name)) {
-        this.error(o.name.span, `option '${name}' is given twice`, 'give each option once');
-        ok = false;
-        continue;
-      }
-      seen.add(name);
-      if (name === 'baseline') {
-        const value = o.value.kind === 'ref' ? o.value.name : o.value.text;
-        if ((integrationBaselines as readonly string[]).includes(value)) {
-          baseline = value as IntegrationBaseline;
-        } else {
-          this.error(o.value.span, `unknown baseline '${value}'`,
-            didYouMean(value, integrationBaselines, 'baselines: mean (the dataset\'s mean hidden state) or zero'));
-          ok = false;
-        }
-        continue;
-      }
-      const n = this.count(o.value, scope);
-      if (n === undefined) {
-        ok = false;
-      } else if (n < 1 || n > maxIntegrationSteps) {
-        this.error(o.value.span, `integrated_gradients takes 1 to ${maxIntegrationSteps} steps, got ${n}`,
-          `each step is one forward and backward pass per fact; the completeness gap shrinks with steps (64 keeps it within 1% on the test models)`);
-        ok = false;
+    const b = named.given.get('baseline');
+    if (b) {
+      const value = this.optionWord(b);
+      if ((integrationBaselines as readonly string[]).includes(value)) {
+        baseline = value as IntegrationBaseline;
       } else {
-        steps = n;
+        this.error(b.value.span, `unknown baseline '${value}'`,
+          didYouMean(value, integrationBaselines, 'baselines: mean (the dataset\'s mean hidden state) or zero'));
+        ok = false;
       }
+    }
+    let steps = defaultIntegrationSteps;
+    const s = named.given.get('steps');
+    const n = s && this.count(s.value, scope);
+    if (s && n === undefined) {
+      ok = false;
+    } else if (s && n !== undefined && (n < 1 || n > maxIntegrationSteps)) {
+      this.error(s.value.span, `integrated_gradients takes 1 to ${maxIntegrationSteps} steps, got ${n}`,
+        `each step is one forward and backward pass per fact; the completeness gap shrinks with steps (64 keeps it within 1% on the test models)`);
+      ok = false;
+    } else if (n !== undefined) {
+      steps = n;
     }
     return ok ? { steps, baseline } : undefined;
   }

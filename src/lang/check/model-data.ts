@@ -135,27 +135,16 @@ export abstract class ModelDataChecks extends ParamChecks {
     const path = this.path(a.path, 'a path to the attributes file');
     if (path === undefined) ok = false;
     const values: { candidates: number; keep: number; minLength: number; stopwords: 'english' | 'none' } = { ...attributesDefaults };
-    const seen = new Map<string, A.AttributesStmt['options'][number]>();
-    for (const o of a.options) {
-      const name = o.name.name;
-      if (!(attributesOptions as readonly string[]).includes(name)) {
-        this.error(o.name.span, `unknown attributes option '${name}'`,
-          suggestThen(name, attributesOptions, 'options: candidates <n>, keep <n>, min_length <n>, stopwords english | none'));
-        ok = false;
-        continue;
-      }
-      const first = seen.get(name);
-      if (first) {
-        this.error(o.name.span, `attributes option '${name}' is given twice`, `the first is at line ${first.span.line}, column ${first.span.column}; keep one`);
-        ok = false;
-        continue;
-      }
-      seen.set(name, o);
+    const named = this.namedOptions(a.options, attributesOptions, {
+      unknown: (name) => `unknown attributes option '${name}'`, owner: 'attributes ',
+      list: 'options: candidates <n>, keep <n>, min_length <n>, stopwords english | none',
+    });
+    if (!named.ok) ok = false;
+    for (const [name, o] of named.given) {
       if (name === 'stopwords') {
-        const v = o.value;
-        const word = v.kind === 'ref' ? v.name : v.text;
-        if (v.kind !== 'ref' || !(stopwordLists as readonly string[]).includes(word)) {
-          this.error(v.span, `unknown stopword list '${word}'`,
+        const word = this.optionWord(o);
+        if (o.value.kind !== 'ref' || !(stopwordLists as readonly string[]).includes(word)) {
+          this.error(o.value.span, `unknown stopword list '${word}'`,
             suggestThen(word, stopwordLists, "allowed: english (NLTK's English stopwords), none (no stopword filter)"));
           ok = false;
           continue;
@@ -176,13 +165,13 @@ export abstract class ModelDataChecks extends ParamChecks {
       else values.keep = n;
     }
     // The default too: 500 candidates are more than a small model's vocabulary.
-    const given = seen.get('candidates');
+    const given = named.given.get('candidates');
     if (ok && !this.fitsVocabulary(`candidates ${values.candidates}${given ? '' : ' (the default)'}`, values.candidates, given ? given.value.span : a.span,
       (vocab) => `the projection ranks ${vocab} tokens; ${given ? 'write' : 'add'} candidates ${vocab} or fewer (the paper takes 500 of GPT-2's 50257)`)) {
       ok = false;
     }
     if (ok && values.keep > values.candidates) {
-      const at = seen.get('keep') ?? a;
+      const at = named.given.get('keep') ?? a;
       this.warn(at.span, `keep ${values.keep} is more than candidates ${values.candidates}: at most ${values.candidates} candidates can be kept`,
         'raise candidates or lower keep');
     }
