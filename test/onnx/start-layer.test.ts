@@ -10,7 +10,7 @@ import ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { buildVariant, type BuiltVariant } from '../../src/onnx/compile.js';
 import { VariantNames, type VariantRequest } from '../../src/onnx/variant.js';
-import { buildFeeds, type BatchRow } from '../../src/run/batch.js';
+import { buildFeeds, cleanCache, type BatchRow } from '../../src/run/batch.js';
 import { REPO, numbers, session } from './helpers.js';
 
 const MODELS = [
@@ -80,6 +80,36 @@ for (const { path, request } of CASES) {
     await Promise.all([a.release(), b.release()]);
   });
 }
+
+test('last-position rows from a high block: a skipped block returns its token\'s keys and values in their own shape, not the past\'s', async (t) => {
+  // onnxruntime keeps every graph output to the end of a pass: a stand-in of the past's length
+  // per skipped block held a pass of rows starting near the top of XL's shape 0.4 GB over its need
+  const path = join(REPO, 'generated', 'tiny-gpt2', 'model.onnx');
+  const v = buildVariant(path, { ...REQUEST, logits: false, lastPosition: true, startLayer: true });
+  const s = await open(v);
+  const { layers: L, dModel: d, heads: H } = v.manifest;
+  const clean = await s.run(buildFeeds(v.manifest, PROMPTS.map((ids, r) => ({ ids, lastIndex: ids.length - 1, target: TARGETS[r]! }))));
+  const decoded = Object.fromEntries(Object.entries(clean).map(([k, x]) => [k, { dims: x.dims, data: x.data }]));
+  const cache = cleanCache(v.manifest, [decoded]);
+  const hidden = numbers(clean[VariantNames.hiddenStates]!);
+  const n = PROMPTS[0]!.length;
+  const start = L - 1;
+  const last = PROMPTS.map((ids, r): BatchRow => ({
+    ids: [ids[n - 1]!], lastIndex: 0, target: TARGETS[r]!, past: { position: n - 1, cache, prompt: r },
+    start: { layer: start, hidden: Float32Array.from(hidden.slice(((r * (L + 1) + start) * n + n - 1) * d, ((r * (L + 1) + start) * n + n) * d)) },
+  }));
+  const out = await s.run(buildFeeds(v.manifest, last));
+  t.is(v.manifest.cache!.length, L);
+  for (const { layer, key, value } of v.manifest.cache!) {
+    for (const slot of [key, value]) {
+      const own = [2, ...slot.dims];
+      own[slot.seqAxis] = 1;
+      t.is(own.reduce((a, b) => a * b, 1), 2 * d, `${slot.output}: one token's, [2, ${H} heads, d_head ${d / H}] in some order`);
+      t.deepEqual(out[slot.output]!.dims, own, `${slot.output} (${layer < start ? 'skipped' : 'run'})`);
+    }
+  }
+  await s.release();
+});
 
 test('an export with a block tensor of no known shape keeps every block, and the manifest says why', (t) => {
   // onnxruntime's fused rotary, expanded: the positions, computed in block 0 from its queries' shape, serve every block

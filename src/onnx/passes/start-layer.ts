@@ -139,7 +139,9 @@ function blockPlan(rw: Rewrite, sites: ModelSites, L: LayerSites, nodes: Set<Nod
   };
   const out: BlockPlan['leaving'][number][] = [];
   for (const tensor of leaving) {
-    const dims = tensor === L.residPost ? undefined : shapes.get(tensor) ?? rw.recordedShape(tensor) ?? returnedShape(tensor);
+    // a shape a pass recorded first: it knows what it made of a site (the last-position pass's
+    // keys of this run's tokens alone are the key site, whose shape in the source covers every key)
+    const dims = tensor === L.residPost ? undefined : rw.recordedShape(tensor) ?? shapes.get(tensor) ?? returnedShape(tensor);
     if (tensor !== L.residPost && !dims) return `block ${L.layer}'s tensor '${tensor}' is read outside the block and its shape is not known`;
     out.push({ tensor, standIn: dims ? dims.map(standInDim) : 'hidden' });
   }
