@@ -179,6 +179,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
       const context = {
         program, plan, variant, session, tokenizer, facts: unique, journal, batch: batch.used,
         ...(batch.lastPosition ? { lastPositionBatch: batch.lastPosition } : {}),
+        ...(batch.cleanPass ? { cleanBatch: batch.cleanPass } : {}),
         ...(gradientBatch ? { gradientBatch: gradientBatch.used } : {}),
         lastPosition: rows.mode === 'last_position',
         ...(source.limits.positions ? { positions: source.limits.positions } : {}),

@@ -3,11 +3,11 @@
 // src/onnx/inputs.ts and the passes). Rows are padded on the RIGHT to the longest row with
 // PAD_ID and attention_mask 0: the TorchScript GPT-2 exports derive positions from the
 // sequence length, so left padding would shift every position. Last-position rows feed the
-// manifest's cache inputs with the clean run's keys / values of the earlier positions, once per
-// prompt (dissect_past_row picks each row's), right-padded to the batch's longest past P, whose
-// keys come first: attention_mask is then [batch, P + 1], 0 on each row's padding, and the
-// knockout input [batch, layers, heads|1, 1, P + 1], the token itself at key P. Integer inputs
-// are int64 (int32 is accepted too).
+// manifest's cache inputs with the keys / values their clean pass returned, as it returned
+// them: one entry per prompt (dissect_past_row picks each row's), right-padded to that pass's
+// longest prompt P, whose keys come first: attention_mask is then [batch, P + 1], 1 on each
+// row's earlier positions, and the knockout input [batch, layers, heads|1, 1, P + 1], the token
+// itself at key P. Integer inputs are int64 (int32 is accepted too).
 
 import * as ort from 'onnxruntime-node';
 import type { FillRule } from '../onnx/inputs.js';
@@ -20,16 +20,21 @@ const PAD_ID = 0;
 /** Packed bool [layers, heads, seq, seq], nonzero = blocked; seq ≥ the row's length (knockout-mask.ts's KnockoutMask fits). */
 export interface BatchKnockout { readonly layers: number; readonly heads: number; readonly seq: number; readonly data: Uint8Array }
 
-/** One cache slot of a last-position row: the clean run's tensor without its batch axis, `position` entries on its sequence axis. */
-export interface CachedSlot { readonly dims: readonly number[]; readonly data: Float32Array }
+/**
+ * The keys and values one clean pass returned, kept as the feeds of its prompts' last-position
+ * rows: per manifest cache slot (per layer, keys then values) a [prompts, …, seq, …] tensor in
+ * the model's dtype. On the CPU a pass whose rows read every prompt feeds these very tensors:
+ * the cache is neither copied per prompt nor rebuilt per pass.
+ */
+export interface CleanCache { readonly slots: readonly ort.Tensor[]; readonly prompts: number; readonly seq: number }
 
 /**
  * A last-position row: `ids` is the prompt's last token alone, at `position` (the number of
- * tokens before it); `slots` follow the manifest's cache (per layer, keys then values); the
- * row's `knockout` is [layers, heads, 1, position + 1], key `position` being the token itself.
- * Rows holding the same `slots` array (the rows of one prompt) share one past in the feeds.
+ * tokens before it); its past is prompt `prompt` of `cache`, whose first `position` entries it
+ * reads (the rest is masked); the row's `knockout` is [layers, heads, 1, position + 1], key
+ * `position` being the token itself.
  */
-export interface PastOfRow { readonly position: number; readonly slots: readonly CachedSlot[] }
+export interface PastOfRow { readonly position: number; readonly cache: CleanCache; readonly prompt: number }
 
 export interface BatchRow {
   readonly ids: readonly number[];
@@ -100,9 +105,9 @@ interface FeedContext {
   readonly pastLength: number;
   /** Last-position rows (then every row of the batch is one). */
   readonly decoding: boolean;
-  /** The pasts the batch feeds, one per prompt (rows of a prompt share its slots); [undefined] for whole prompts. */
-  readonly pasts: readonly (readonly CachedSlot[] | undefined)[];
-  /** Per row, its entry of `pasts`. */
+  /** The keys and values the batch feeds (last-position rows): the clean cache's prompts `prompts`. */
+  readonly past?: { readonly cache: CleanCache; readonly prompts: readonly number[] };
+  /** Per row, its prompt's entry of the fed past (0 for a whole prompt). */
   readonly pastOfRow: readonly number[];
 }
 
@@ -144,11 +149,17 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
     for (let b = 0; b < rowsFed; b++) for (let i = 0; i < S; i++) a.set(b * S + i, before[b]! + i);
     return a.tensor;
   },
-  past: (input, { manifest, rows, S, pastLength, pasts }) => {
-    const cached = (manifest.cache ?? []).flatMap((c) => [c.key, c.value]);
+  past: (input, { manifest, rows, S, past }) => {
+    const cached = cacheSlots(manifest);
     const i = cached.findIndex((slot) => slot.input === input.name);
-    if (i >= 0) return cacheFeed(input, cached[i]!, pasts.map((slots) => slots?.[i]), pastLength);
-    return emptyTensor(input, input.plainRow.shape.map((d) => (d === 'batch' ? rows.length : d === 'seq' ? S : d)));
+    if (i < 0) return emptyTensor(input, input.plainRow.shape.map((d) => (d === 'batch' ? rows.length : d === 'seq' ? S : d)));
+    if (!past) {
+      // whole prompts: one empty past
+      const dims = [1, ...cached[i]!.dims];
+      dims[cached[i]!.seqAxis] = 0;
+      return emptyTensor(input, dims);
+    }
+    return promptsOf(past.cache.slots[i]!, past.prompts, past.cache.prompts);
   },
   past_row: (input, { pastOfRow }) => {
     const a = intBuffer(input, [pastOfRow.length]);
@@ -238,9 +249,9 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
   if (rows.some((r) => (r.past !== undefined) !== decoding)) throw new InternalError('buildFeeds: last-position rows and whole prompts in one batch');
   if (decoding && !manifest.cache) throw new InternalError('buildFeeds: last-position rows for a variant without a cache');
   const before = rows.map((r) => r.past?.position ?? 0);
-  const pasts = [...new Set(rows.map((r) => r.past?.slots))];
-  const pastOfRow = rows.map((r) => pasts.indexOf(r.past?.slots));
-  const context: FeedContext = { manifest, rows, S, before, pastLength: Math.max(...before), decoding, pasts, pastOfRow };
+  const past = decoding ? pastOf(rows) : undefined;
+  const pastOfRow = rows.map((r) => (past ? past.prompts.indexOf(r.past!.prompt) : 0));
+  const context: FeedContext = { manifest, rows, S, before, pastLength: past?.cache.seq ?? 0, decoding, ...(past ? { past } : {}), pastOfRow };
   return Object.fromEntries(manifest.inputs.map((input) => {
     const filler = FILLERS[input.rule] as Filler | undefined;
     if (!filler) throw new InternalError(`manifest input ${input.name} has fill rule '${String(input.rule)}', unknown to the runner`);
@@ -300,38 +311,82 @@ function gateFeed(manifest: FeedManifest, rows: readonly BatchRow[], S: number, 
   return new ort.Tensor('float32', a, [rows.length, L, S]);
 }
 
-/** A last-position row's slot from a whole-prompt run's cache output [batch, …, seq, …] (sequence on `axis`): batch row `row`, its first `take` positions. */
-export function cachedSlot(t: { readonly dims: readonly number[]; readonly data: unknown }, row: number, axis: number, take: number): CachedSlot {
-  // the session decodes float16 outputs: a cache arrives as float32 whatever the model's dtype
-  if (!(t.data instanceof Float32Array)) throw new InternalError('a cache output must arrive decoded to float32');
-  const dims = t.dims;
-  const outer = dims.slice(1, axis).reduce((a, b) => a * b, 1);
-  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const seq = dims[axis]!;
-  const data = new Float32Array(outer * take * inner);
-  for (let o = 0; o < outer; o++) {
-    const from = (row * outer + o) * seq * inner;
-    data.set(t.data.subarray(from, from + take * inner), o * take * inner);
-  }
-  const kept = dims.slice(1);
-  kept[axis - 1] = take;
-  return { dims: kept, data };
+/** The manifest's cache slots in feed order: per layer, keys then values. */
+const cacheSlots = (manifest: FeedManifest): CacheSlot[] => (manifest.cache ?? []).flatMap((c) => [c.key, c.value]);
+
+type Outputs = Readonly<Record<string, { readonly dims: readonly number[]; readonly data: unknown }>>;
+
+/**
+ * The cache of a chunk's clean passes (`parts`, in order; the session decodes float16 outputs to
+ * float32), in the model's dtype: one pass's float32 outputs are kept as they are; several
+ * passes' are joined on the batch axis, each right-padded to the longest prompt.
+ */
+export function cleanCache(manifest: FeedManifest, parts: readonly Outputs[]): CleanCache {
+  const slots = cacheSlots(manifest);
+  if (!slots.length || !parts.length) throw new InternalError('a clean cache for a variant without one, or of no pass');
+  const tensors = slots.map((slot) => parts.map((outputs) => {
+    const t = outputs[slot.output];
+    if (!(t?.data instanceof Float32Array) || t.dims.length !== slot.dims.length + 1) {
+      throw new InternalError(`cache output ${slot.output} must arrive as [batch, ${slot.dims.join(', ')}] decoded to float32`);
+    }
+    return { dims: t.dims, data: t.data };
+  }));
+  const prompts = tensors[0]!.reduce((sum, t) => sum + t.dims[0]!, 0);
+  const seq = Math.max(...tensors[0]!.map((t) => t.dims[slots[0]!.seqAxis]!));
+  return {
+    prompts, seq,
+    slots: slots.map((slot, i) => {
+      const input = manifest.inputs.find((m) => m.name === slot.input)!;
+      const own = tensors[i]!;
+      if (own.some((t, k) => t.dims[0] !== tensors[0]![k]!.dims[0] || t.dims[slot.seqAxis] !== tensors[0]![k]!.dims[slots[0]!.seqAxis])) {
+        throw new InternalError(`cache output ${slot.output} differs in prompts or positions from ${slots[0]!.output}`);
+      }
+      if (own.length === 1) return modelFloats(input, own[0]!.data, own[0]!.dims);
+      const dims = [prompts, ...own[0]!.dims.slice(1)];
+      dims[slot.seqAxis] = seq;
+      const outer = dims.slice(1, slot.seqAxis).reduce((a, b) => a * b, 1);
+      const inner = dims.slice(slot.seqAxis + 1).reduce((a, b) => a * b, 1);
+      const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
+      let at = 0;
+      for (const t of own) {
+        const len = t.dims[slot.seqAxis]!;
+        for (let b = 0; b < t.dims[0]!; b++, at++) {
+          for (let o = 0; o < outer; o++) {
+            const from = (b * outer + o) * len * inner;
+            data.set(t.data.subarray(from, from + len * inner), (at * outer + o) * seq * inner);
+          }
+        }
+      }
+      return modelFloats(input, data, dims);
+    }),
+  };
 }
 
-/** A cache input: each row's slot (absent for a whole prompt: empty), right-padded to P entries on the sequence axis. */
-function cacheFeed(input: ManifestTensor, slot: CacheSlot, values: readonly (CachedSlot | undefined)[], P: number): ort.Tensor {
-  const dims = [values.length, ...slot.dims];
-  dims[slot.seqAxis] = P;
-  const outer = dims.slice(1, slot.seqAxis).reduce((a, b) => a * b, 1);
-  const inner = dims.slice(slot.seqAxis + 1).reduce((a, b) => a * b, 1);
-  const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
-  values.forEach((v, b) => {
-    if (!v) return;
-    const len = v.dims[slot.seqAxis - 1]!;
-    if (v.data.length !== outer * len * inner) throw new InternalError(`buildFeeds: row ${b}: cache ${slot.input} holds ${v.data.length} values, expected ${outer}·${len}·${inner}`);
-    for (let o = 0; o < outer; o++) data.set(v.data.subarray(o * len * inner, (o + 1) * len * inner), (b * outer + o) * P * inner);
+/** The cache and prompts a batch of last-position rows feeds: every row reads one clean pass's cache. */
+function pastOf(rows: readonly BatchRow[]): NonNullable<FeedContext['past']> {
+  const cache = rows[0]!.past!.cache;
+  rows.forEach((r, b) => {
+    if (r.past!.cache !== cache) throw new InternalError('buildFeeds: last-position rows of two clean passes in one batch');
+    if (!Number.isInteger(r.past!.prompt) || r.past!.prompt < 0 || r.past!.prompt >= cache.prompts || r.past!.position >= cache.seq) {
+      throw new InternalError(`buildFeeds: row ${b}: past of prompt ${r.past!.prompt} at ${r.past!.position}, the cache holds ${cache.prompts} prompts of ${cache.seq}`);
+    }
   });
-  return modelFloats(input, data, dims);
+  const prompts = [...new Set(rows.map((r) => r.past!.prompt))].sort((a, b) => a - b);
+  // every prompt read: the cache as it is; otherwise the prompts read, so that a device copies only those
+  return { cache, prompts: prompts.length === cache.prompts ? Array.from({ length: cache.prompts }, (_, i) => i) : prompts };
+}
+
+/** Batch entries `prompts` of `t` (all `count` of them: `t` itself). */
+function promptsOf(t: ort.Tensor, prompts: readonly number[], count: number): ort.Tensor {
+  if (prompts.length === count) return t;
+  const size = t.data.length / count;
+  const dims = [prompts.length, ...t.dims.slice(1)];
+  const pick = <A extends Float32Array | Uint16Array>(data: A, out: A): A => {
+    prompts.forEach((p, i) => out.set(data.subarray(p * size, (p + 1) * size), i * size));
+    return out;
+  };
+  if (t.type === 'float16') return new ort.Tensor('float16', pick(t.data as Uint16Array, new Uint16Array(prompts.length * size)), dims);
+  return new ort.Tensor('float32', pick(t.data as Float32Array, new Float32Array(prompts.length * size)), dims);
 }
 
 /** Last-position rows: each row's [layers, heads, 1, position + 1], key `position` (the token itself) moved to P. */

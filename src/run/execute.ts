@@ -13,7 +13,7 @@ import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js'
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
 import type { AttributeSets } from './attributes.js';
-import { cachedSlot, type BatchRow, type CachedSlot, type StartOfRow } from './batch.js';
+import { cleanCache, type BatchRow, type PastOfRow, type StartOfRow } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
 import { passIO } from './io-plan.js';
@@ -41,6 +41,8 @@ export interface ExecuteInput {
   readonly batch: number;
   /** Rows per forward pass of last-position rows, one token each (default: batch). */
   readonly lastPositionBatch?: number;
+  /** Prompts per clean pass that returns keys and values or hidden states (default: batch; BatchSize.cleanPass). */
+  readonly cleanBatch?: number;
   /** Rows per forward pass of the rows that take gradients (default: batch). */
   readonly gradientBatch?: number;
   /** The most tokens the model takes (ModelLimits.positions); longer prompts are dropped. */
@@ -56,15 +58,15 @@ export interface ExecuteInput {
 
 interface Prepared { readonly fact: Fact; readonly example: Example }
 interface Clean extends CleanOutput {
-  /** hidden_states [layers+1, n, d] of the clean run, when patches need them. */
-  readonly hidden?: Float32Array;
-  /** The clean run's keys and values of positions 0 … n−2, per manifest cache slot, for last-position rows. */
-  readonly cache?: readonly CachedSlot[];
+  /** The clean run's hidden states, when patches, integrated gradients or start blocks read them. */
+  readonly hidden?: HiddenStates;
+  /** Where the clean run's keys and values are, for last-position rows. */
+  readonly past?: Omit<PastOfRow, 'position'>;
   /**
-   * hidden_states [layers+1, n, d] of the clean run of the fact's corrupted prompt (same BOS
-   * policy), when a patch needs them and that prompt has the same token count n.
+   * The hidden states of the clean run of the fact's corrupted prompt (same BOS policy), when
+   * a patch needs them and that prompt has the same token count n.
    */
-  readonly corruptedHidden?: Float32Array;
+  readonly corruptedHidden?: HiddenStates;
   /** The records of the rows read from this pass (CleanRow), null where a row's positions lie outside the prompt. */
   readonly read?: readonly (RowRecord | null)[];
 }
@@ -246,13 +248,14 @@ interface CleanPassOptions {
  * the probes of `rows` read in the same pass what a row of their own would: their positions
  * are projected together, and subject weights fed where one reads subject_embeddings.
  */
-async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'batch'>, examples: readonly Example[], opts: CleanPassOptions): Promise<Clean[]> {
+async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'batch' | 'cleanBatch'>, examples: readonly Example[], opts: CleanPassOptions): Promise<Clean[]> {
   const out: Clean[] = [];
   const reads = opts.rows ?? [];
-  const cacheSlots = opts.cache ? (input.variant.manifest.cache ?? []).flatMap((c) => [c.key, c.value]) : [];
   const probes = reads.flatMap((r) => r.plan.probes);
-  for (let i = 0; i < examples.length; i += input.batch) {
-    const slice = examples.slice(i, i + input.batch);
+  const cacheParts: Record<string, DecodedTensor>[] = [];
+  const perPass = opts.cache || opts.hidden ? input.cleanBatch ?? input.batch : input.batch;
+  for (let i = 0; i < examples.length; i += perPass) {
+    const slice = examples.slice(i, i + perPass);
     // per example, each read row's projected positions, undefined where they lie outside the prompt
     const positions = slice.map((e) => reads.map((r) => withinPrompt(() => projectionPositions(r.plan.probes, e))));
     const rows = slice.map((e, j): BatchRow => {
@@ -264,8 +267,9 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
         ...(weights ? { subjectWeights: weights } : {}),
       };
     });
-    const io = passIO({ kind: 'clean', probes, hidden: opts.hidden, cache: cacheSlots.length > 0 }, input.variant.manifest, rows);
+    const io = passIO({ kind: 'clean', probes, hidden: opts.hidden, cache: opts.cache ?? false }, input.variant.manifest, rows);
     const r = await input.session.run(io.feeds, io.fetches);
+    if (opts.cache) cacheParts.push(r);
     const top1 = numbers(r[VariantNames.top1]!.data);
     const prob = numbers(r[VariantNames.top1Prob]!.data);
     slice.forEach((e, j) => {
@@ -276,10 +280,14 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
       out.push({
         targetId: target, p0,
         ...(opts.hidden ? { hidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, e.n) } : {}),
-        ...(cacheSlots.length ? { cache: cacheSlots.map((s) => cachedSlot(r[s.output]!, j, s.seqAxis, e.n - 1)) } : {}),
         ...(reads.length ? { read } : {}),
       });
     });
+  }
+  if (cacheParts.length) {
+    // one cache for the chunk: a batch of its last-position rows feeds it whatever prompts they are of
+    const cache = cleanCache(input.variant.manifest, cacheParts);
+    out.forEach((c, prompt) => { out[prompt] = { ...c, past: { cache, prompt } }; });
   }
   if (opts.corrupted) {
     const pending = examples.flatMap((e, i) => {
@@ -319,16 +327,18 @@ function rowRecord(pNew: number, rank: number, fullyBlocked: number, probes: Pro
   };
 }
 
-/** One batch row of dissect_hidden_states [batch, layers+1, seq, d], cut to the row's n tokens. */
-function hiddenOfRow(t: DecodedTensor, row: number, n: number): Float32Array {
+/** Hidden state ℓ (0 … layers) of a row of n tokens, [n, d]: a view into its pass's output. */
+type HiddenStates = (layer: number) => Float32Array;
+
+/** Batch row `row` of dissect_hidden_states [batch, layers+1, seq, d], cut to its n tokens (views, not copies: a chunk holds its clean pass's output once). */
+function hiddenOfRow(t: DecodedTensor, row: number, n: number): HiddenStates {
   const [, states, seq, d] = t.dims as [number, number, number, number];
-  const out = new Float32Array(states * n * d);
   const data = t.data as Float32Array;
-  for (let s = 0; s < states; s++) {
-    const src = ((row * states + s) * seq) * d;
-    out.set(data.subarray(src, src + n * d), s * n * d);
-  }
-  return out;
+  return (layer) => {
+    if (!Number.isInteger(layer) || layer < 0 || layer >= states) throw new InternalError(`hidden state ${layer} of ${states}`);
+    const from = (row * states + layer) * seq * d;
+    return data.subarray(from, from + n * d);
+  };
 }
 
 /**
@@ -359,8 +369,8 @@ export async function datasetMeanHidden(
       const clean = cleans[j]!;
       if (input.program.filter === 'known' && clean.targetId !== ex.targetFirstToken) return;
       for (const [index, sum] of sums) {
-        const base = index * ex.n * d;
-        for (let p = 0; p < ex.n; p++) for (let k = 0; k < d; k++) sum[k]! += clean.hidden![base + p * d + k]!;
+        const states = clean.hidden!(index);
+        for (let p = 0; p < ex.n; p++) for (let k = 0; k < d; k++) sum[k]! += states[p * d + k]!;
       }
       count += ex.n;
     });
@@ -415,7 +425,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   const mask = buildKnockoutMask(row.knockouts, example, L, plan.knockoutHeads, example.n);
   const projPositions = projectionPositions(row.probes, example);
   const n = example.n;
-  if (input.lastPosition && clean.cache && mayRunLastPosition(row) && onlyLastQuery(mask, example) && projPositions.every((p) => p === n - 1)) {
+  if (input.lastPosition && clean.past && mayRunLastPosition(row) && onlyLastQuery(mask, example) && projPositions.every((p) => p === n - 1)) {
     const last = new Uint8Array(mask.layers * mask.heads * n);
     for (let s = 0; s < mask.layers * mask.heads; s++) last.set(mask.data.subarray((s * n + n - 1) * n, (s * n + n) * n), s * n);
     const start = rowStart(input, e, row, clean, n, 'last');
@@ -424,7 +434,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
       ...(plan.variant.knockout ? { knockout: { layers: mask.layers, heads: mask.heads, seq: 1, data: last } } : {}),
       ...(projPositions.length ? { projPositions } : {}),
       ...(row.recompute ? { recomputeRemove: recomputeMask(row.recompute, example) } : {}),
-      past: { position: n - 1, slots: clean.cache },
+      past: { position: n - 1, ...clean.past },
       ...(start ? { start } : {}),
     };
     return { exp: e, row: r, plan: row, example, target: clean.targetId, batchRow, fullyBlocked: mask.fullyBlockedRows };
@@ -447,13 +457,10 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   // a row that blocks or cancels integrates along its own run's hidden state: integrateIntervened reads it
   if (!probe || intervenes(row)) return item;
   if (!clean.hidden) throw new InternalError('integrated gradients without a clean hidden-state pass');
-  return integrating(input, item, hiddenState(clean.hidden, probe.layer, n, variant.manifest.dModel));
+  return integrating(input, item, clean.hidden(probe.layer));
 }
 
 const intervenes = (row: PlanRow): boolean => row.knockouts.length > 0 || row.gates.length > 0;
-
-/** Hidden state `layer` [n, d] of hidden states 0..L [L+1, n, d]. */
-const hiddenState = (states: Float32Array, layer: number, n: number, d: number): Float32Array => states.subarray(layer * n * d, (layer + 1) * n * d);
 
 /**
  * An integrated-gradients item: hidden state `probe.layer`, `hidden` ([n, d], the row's run's),
@@ -489,8 +496,7 @@ async function integrateIntervened(input: ExecuteInput, items: readonly RowItem[
     const r = await input.session.run(io.feeds, io.fetches);
     slice.forEach((i, j) => {
       const it = items[i]!;
-      const n = it.example.n;
-      out[i] = integrating(input, it, hiddenState(hiddenOfRow(r[VariantNames.hiddenStates]!, j, n), integrationOf(it.plan)!.layer, n, input.variant.manifest.dModel));
+      out[i] = integrating(input, it, hiddenOfRow(r[VariantNames.hiddenStates]!, j, it.example.n)(integrationOf(it.plan)!.layer));
     });
   }
   return out;
@@ -509,7 +515,7 @@ function rowStart(input: ExecuteInput, e: number, row: PlanRow, clean: Clean, n:
   if (!clean.hidden) throw new InternalError('rows starting above block 0 without the clean run\'s hidden states');
   const d = input.variant.manifest.dModel;
   const from = positions === 'last' ? n - 1 : 0;
-  return { layer, hidden: clean.hidden.subarray((layer * n + from) * d, (layer + 1) * n * d) };
+  return { layer, hidden: clean.hidden(layer).subarray(from * d) };
 }
 
 /** The block a row item starts at. */
@@ -545,10 +551,10 @@ function patchOf(input: ExecuteInput, patch: NonNullable<PlanRow['patch']>, ex: 
   const values = new Float32Array(n * d);
   if (patch.source.kind === 'hidden') {
     if (!clean.hidden) throw new InternalError('patch from hidden states without a clean hidden-state pass');
-    values.set(clean.hidden.subarray(patch.source.index * n * d, (patch.source.index + 1) * n * d));
+    values.set(clean.hidden(patch.source.index));
   } else if (patch.source.kind === 'corrupted_hidden') {
     if (!clean.corruptedHidden) throw new InternalError('patch from a corrupted prompt without its hidden states');
-    values.set(clean.corruptedHidden.subarray(patch.source.index * n * d, (patch.source.index + 1) * n * d));
+    values.set(clean.corruptedHidden(patch.source.index));
   } else {
     const m = input.meanHidden?.get(patch.source.index);
     if (!m) throw new InternalError(`no dataset mean of hidden ${patch.source.index}`);

@@ -56,7 +56,7 @@ export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
  *   hidden states ((layers+1)·d), attention probabilities (layers·heads·n), each projection
  *   to the vocabulary (vocab, per head for heads);
  * - its prompt's past fed (2·layers·n·d), counted for every row: a batch's rows may each be
- *   of another prompt;
+ *   of another prompt (a batch feeds its chunk's clean cache, or the prompts it reads);
  * - the knockout mask fed (bool, layers · heads in the mask · n).
  */
 export function lastPositionRowBytes(sites: ModelSites, plan: Plan, n: number): number {
@@ -93,6 +93,13 @@ export interface BatchSize {
    * the budget holds of lastPositionRowBytes.
    */
   readonly lastPosition?: number;
+  /**
+   * Prompts per clean pass when the clean pass returns each token's keys, values and hidden
+   * states for last-position rows: as many as hold a last-position pass's rows in tokens
+   * (lastPosition / longest prompt), so that what onnxruntime returns at once, and its arena
+   * keeps for the rest of the run, is a part of the chunk's, not all of it.
+   */
+  readonly cleanPass?: number;
   /** The estimate of one row's bytes that capped it, for the longest prompt. */
   readonly rowBytes: number;
   readonly longestPrompt: number;
@@ -109,7 +116,8 @@ export function batchSize(
   const used = Math.max(1, Math.min(requested, Math.floor(budget / bytes)));
   const lastPosition = !gradients && plan.variant.lastPosition
     ? Math.max(1, Math.min(used * longestPrompt, Math.floor(budget / lastPositionRowBytes(sites, plan, longestPrompt)))) : undefined;
-  return { requested, budget, used, ...(lastPosition ? { lastPosition } : {}), rowBytes: bytes, longestPrompt };
+  const cleanPass = lastPosition ? Math.max(1, Math.min(used, Math.floor(lastPosition / longestPrompt))) : undefined;
+  return { requested, budget, used, ...(lastPosition ? { lastPosition, cleanPass } : {}), rowBytes: bytes, longestPrompt };
 }
 
 /** Why --batch was lowered, for the user; undefined when it was not. */

@@ -10,7 +10,7 @@ import { buildVariant, VariantNames } from '../../src/onnx/index.js';
 import { lastPositionUnsupported } from '../../src/onnx/passes/last-position.js';
 import { DataType, decodeModel } from '../../src/onnx/proto.js';
 import { readSourceModel } from '../../src/onnx/source.js';
-import { buildFeeds, cachedSlot, type BatchRow } from '../../src/run/batch.js';
+import { buildFeeds, cleanCache, type BatchRow } from '../../src/run/batch.js';
 import { orThrow } from '../../src/run/errors.js';
 import { buildKnockoutMask } from '../../src/run/knockout-mask.js';
 import { createSession } from '../../src/run/session.js';
@@ -60,6 +60,8 @@ test('fp16: rows as the last token against the clean cache equal whole-prompt ro
   const L = variant.manifest.layers;
   const clean = await session.run(buildFeeds(variant.manifest, prompts.map((ids) => ({ ids, lastIndex: ids.length - 1, target: ids[0]! }))),
     cache.map((s) => s.output));
+  const pasts = cleanCache(variant.manifest, [clean]);
+  t.is(pasts.slots[0]!.type, 'float16');
   const whole: BatchRow[] = [];
   const last: BatchRow[] = [];
   prompts.forEach((ids, r) => {
@@ -71,7 +73,7 @@ test('fp16: rows as the last token against the clean cache equal whole-prompt ro
       last.push({
         ids: [ids[n - 1]!], lastIndex: 0, target: ids[0]!,
         knockout: { layers: L, heads: 1, seq: 1, data: mask.data.filter((_, i) => Math.floor(i / n) % n === n - 1) },
-        past: { position: n - 1, slots: cache.map((s) => cachedSlot(clean[s.output]!, r, s.seqAxis, n - 1)) },
+        past: { position: n - 1, cache: pasts, prompt: r },
       });
     }
   });

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import type { FillRule } from '../../src/onnx/inputs.js';
 import type { ManifestInput } from '../../src/onnx/variant.js';
-import { buildFeeds, type BatchRow, type FeedManifest } from '../../src/run/batch.js';
+import { buildFeeds, cleanCache, type BatchRow, type FeedManifest } from '../../src/run/batch.js';
 import { InternalError, orThrow } from '../../src/run/errors.js';
 import { buildKnockoutMask } from '../../src/run/knockout-mask.js';
 import { createSession } from '../../src/run/session.js';
@@ -212,26 +212,42 @@ test('feeds are onnxruntime tensors', (t) => {
   for (const v of Object.values(f)) t.true(v instanceof ort.Tensor);
 });
 
-test('last-position rows of one prompt share its past: fed once, dissect_past_row picks it', (t) => {
+test('last-position rows read their clean pass\'s cache: as it is when they read every prompt, else the prompts they read; dissect_past_row picks each row\'s', (t) => {
   const slot = { input: 'dissect_past_key_0', output: 'dissect_key_0', seqAxis: 2, dims: [1, 0, 2] };
   const m: FeedManifest = {
     ...stub, cache: [{ layer: 0, key: slot, value: { ...slot, input: 'dissect_past_value_0', output: 'dissect_value_0' } }],
     inputs: [
       tensor('dissect_past_key_0', 'float32', ['past_prompts', 1, 'past', 2]), tensor('dissect_past_value_0', 'float32', ['past_prompts', 1, 'past', 2]),
-      tensor('dissect_past_row', 'int64', ['batch']),
+      tensor('dissect_past_row', 'int64', ['batch']), tensor('attention_mask', 'int64', ['batch', 'kv']),
     ],
   };
-  const pastOf = (position: number, v: number) => ({
-    position, slots: [0, 1].map((s) => ({ dims: [1, position, 2], data: new Float32Array(position * 2).fill(v + s) })),
-  });
-  const a = pastOf(2, 10);
-  const b = pastOf(1, 20);
-  const rows: BatchRow[] = [a, a, b, a].map((past) => ({ ids: [3], lastIndex: 0, target: 0, past }));
-  const f = buildFeeds(m, rows);
+  // a clean pass of three prompts, right-padded to 3 tokens: prompt p's entries are 10p + position (keys), + 100 (values)
+  const out = (plus: number) => ({ dims: [3, 1, 3, 2], data: Float32Array.from({ length: 18 }, (_, i) => plus + 10 * Math.floor(i / 6) + Math.floor((i % 6) / 2)) });
+  const cache = cleanCache(m, [{ dissect_key_0: out(0), dissect_value_0: out(100) }]);
+  t.deepEqual([cache.prompts, cache.seq], [3, 3]);
+  const row = (prompt: number, position: number): BatchRow => ({ ids: [3], lastIndex: 0, target: 0, past: { position, cache, prompt } });
+  const f = buildFeeds(m, [row(0, 2), row(0, 2), row(2, 1), row(0, 2)]);
   t.deepEqual([...(f['dissect_past_row']!.data as BigInt64Array)], big([0, 0, 1, 0]));
-  t.deepEqual(f['dissect_past_key_0']!.dims, [2, 1, 2, 2]);
-  t.deepEqual([...(f['dissect_past_key_0']!.data as Float32Array)], [10, 10, 10, 10, 20, 20, 0, 0]);
-  t.deepEqual([...(f['dissect_past_value_0']!.data as Float32Array)], [11, 11, 11, 11, 21, 21, 0, 0]);
+  t.deepEqual(f['dissect_past_key_0']!.dims, [2, 1, 3, 2]);
+  t.deepEqual([...(f['dissect_past_key_0']!.data as Float32Array)], [0, 0, 1, 1, 2, 2, 20, 20, 21, 21, 22, 22]);
+  t.deepEqual([...(f['dissect_past_value_0']!.data as Float32Array)], [100, 100, 101, 101, 102, 102, 120, 120, 121, 121, 122, 122]);
+  // each row's earlier positions, its padding masked, then the token itself after the cache's 3
+  t.deepEqual([...(f['attention_mask']!.data as BigInt64Array)], big([1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1]));
+  // every prompt read: the pass's own tensor, no copy
+  const all = buildFeeds(m, [row(2, 1), row(1, 2), row(0, 2)]);
+  t.is(all['dissect_past_key_0'], cache.slots[0]);
+  t.deepEqual([...(all['dissect_past_row']!.data as BigInt64Array)], big([2, 1, 0]));
+  t.throws(() => buildFeeds(m, [row(0, 3)]), { message: /past of prompt 0 at 3, the cache holds 3 prompts of 3/ });
+  const other = cleanCache(m, [{ dissect_key_0: out(0), dissect_value_0: out(100) }]);
+  t.throws(() => buildFeeds(m, [row(0, 2), { ...row(1, 2), past: { position: 2, cache: other, prompt: 1 } }]), { message: /two clean passes/ });
+  // a chunk's clean pass in two parts (2 prompts of up to 3 tokens, 1 of 2): one cache, the second part's prompt padded
+  const part = (prompts: number, seq: number, from: number) => ({
+    dims: [prompts, 1, seq, 2], data: Float32Array.from({ length: prompts * seq * 2 }, (_, i) => from + 10 * Math.floor(i / (seq * 2)) + Math.floor((i % (seq * 2)) / 2)),
+  });
+  const joined = cleanCache(m, [{ dissect_key_0: part(2, 3, 0), dissect_value_0: part(2, 3, 100) }, { dissect_key_0: part(1, 2, 20), dissect_value_0: part(1, 2, 120) }]);
+  t.deepEqual([joined.prompts, joined.seq], [3, 3]);
+  t.deepEqual([...(joined.slots[0]!.data as Float32Array)], [0, 0, 1, 1, 2, 2, 10, 10, 11, 11, 12, 12, 20, 20, 21, 21, 0, 0]);
+  t.deepEqual([...(joined.slots[1]!.data as Float32Array)], [100, 100, 101, 101, 102, 102, 110, 110, 111, 111, 112, 112, 120, 120, 121, 121, 0, 0]);
   // whole prompts: one empty past for the batch
   const whole = buildFeeds(m, [{ ids: [1, 2], lastIndex: 1, target: 0 }, { ids: [3], lastIndex: 0, target: 0 }]);
   t.deepEqual(whole['dissect_past_key_0']!.dims, [1, 1, 0, 2]);
