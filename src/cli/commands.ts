@@ -99,6 +99,7 @@ interface RunFlags extends ProgramFlags {
   example?: string;
   fullRows?: boolean;
   allLayers?: boolean;
+  cleanStream?: 'host' | 'in-graph';
   shard?: { index: number; count: number };
   merge: string[];
 }
@@ -127,6 +128,7 @@ export async function runCommand(file: string, opts: RunFlags): Promise<void> {
     report: true,
     ...(opts.fullRows ? { fullRows: true } : {}),
     ...(opts.allLayers ? { allLayers: true } : {}),
+    ...(opts.cleanStream ? { cleanStream: opts.cleanStream } : {}),
     ...(opts.merge.length ? { merge: opts.merge.map((d) => resolve(d)) } : {}),
     command: process.argv.slice(2),
     onProgress: (done, total) => progress.update(done, total),

@@ -2,7 +2,7 @@
 // The CLI is a thin shell over the stages: it parses flags, calls one stage function per
 // command and turns user errors into a message and exit code 1.
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { join } from 'node:path';
 import { isUserError } from '../errors.js';
 import { releaseOpenFolders } from '../output/folder.js';
@@ -99,6 +99,8 @@ withProgramFlags(program.command('run <file>'))
   .option('--force', 'write into a non-empty folder that is not a dissect output (dissect still removes only files it wrote)')
   .option('--full-rows', 'run every row over its whole prompt, never its last token alone against the clean run\'s cache, and from block 0 (to cross-check)')
   .option('--all-layers', 'run every row from block 0, never from the first block it changes or reads (to cross-check)')
+  .addOption(new Option('--clean-stream <where>', 'where last-position rows get the clean run\'s keys and values: host (the clean pass returns them and each batch feeds them back) or in-graph (each batch recomputes them in its own graph; nothing crosses to the host)')
+    .choices(['host', 'in-graph']).default(undefined, 'in-graph on cuda, host on cpu'))
   .option('--shard <k/n>', 'run only batches k, k+n, k+2n, … of the selection (0 ≤ k < n), e.g. one per machine; `dissect merge` assembles the shards', parseShard)
   .option('--merge <dir>', 'take the finished facts of another --out folder of this run (a shard) and compute the rest: to resume (repeatable); `dissect merge` assembles finished shards', collect, [])
   .action(runCommand);

@@ -74,6 +74,9 @@ const ProvenanceSchema = Closed({
     cleanPassRows: Type.Optional(Count),
     journalFacts: Type.Optional(Count),
     journalRows: Type.Optional(Count),
+    cleanStream: Type.Optional(Type.Union([Type.Literal('host'), Type.Literal('in-graph')], {
+      description: 'where last-position rows got the clean run\'s keys and values: returned by the clean pass and fed back (`host`), or recomputed in the graph of each batch (`in-graph`, the CUDA default)',
+    })),
     startLayer: Type.Optional(Closed({ used: Type.Boolean(), reason: NonEmpty },
       'whether rows began at the first block they change or read, from the clean run\'s hidden state entering it, and why (or why not)')),
   }, "how rows ran: `last_position` when rows that change only the last position's attention ran that token alone against the clean run's keys and values; the counts are the rows this invocation ran each way (after `dissect merge`: the shards' counts summed), `cleanPassRows` those that change nothing and were read from their fact's clean pass (none with --full-rows); `journalFacts` facts (with `journalRows` rows of the kept ones) came finished from the journal of an earlier invocation or a merged shard")),

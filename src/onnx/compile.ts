@@ -16,6 +16,7 @@ import { attentionProbsName, attentionProbsPass, READOUT_INPUTS, reducedOutputsP
 import { attributionPass } from './passes/attribution.js';
 import { PATCH_INPUTS, patchPass } from './passes/patch.js';
 import { START_LAYER_INPUTS, startLayerPass } from './passes/start-layer.js';
+import { CLEAN_STREAM_INPUTS, cleanStreamPass } from './passes/clean-stream.js';
 import { PROJECTION_INPUTS, projectionName, projectionsPass } from './passes/projections.js';
 import { RECOMPUTE_INPUTS } from './passes/recompute.js';
 import { dtypeName, encodeModel, type ModelProto } from './proto.js';
@@ -26,7 +27,7 @@ import type { OutputFolder } from '../output/folder.js';
 import { copyModel, externalDataFiles, inlineGraphFileWeights, readSourceModel, weightsInGraphFile, type SourceModel } from './source.js';
 import type { ModelSites } from './sites/types.js';
 import {
-  EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestInput, type ManifestTensor, type RowConventions, type VariantManifest,
+  CLEAN_STREAM_PREFIX, EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestInput, type ManifestTensor, type RowConventions, type VariantManifest,
   type VariantRequest, type WeightsLayout,
 } from './variant.js';
 
@@ -34,7 +35,7 @@ import {
 export const VARIANT_INPUTS: readonly InputDescriptor[] = [
   ...SOURCE_INPUTS, ...Object.values(LAST_POSITION_INPUTS), ...Object.values(KNOCKOUT_INPUTS), ...Object.values(GATE_INPUTS),
   ...Object.values(PATCH_INPUTS), ...Object.values(READOUT_INPUTS), ...Object.values(PROJECTION_INPUTS), ...Object.values(RECOMPUTE_INPUTS),
-  ...Object.values(START_LAYER_INPUTS),
+  ...Object.values(START_LAYER_INPUTS), ...Object.values(CLEAN_STREAM_INPUTS),
 ];
 
 export interface BuiltVariant {
@@ -71,6 +72,10 @@ export function rewriteModel(model: ModelProto, sites: ModelSites, request: Vari
   if (!request.logits) rw.removeOutput(sites.logits);
   // last: it moves each block's nodes, as the other passes left them, into a branch
   const startLayerUnsupported = request.startLayer ? startLayerPass(rw, sites) : undefined;
+  if (request.cleanStream === 'in-graph') {
+    if (!cache) throw new Error('internal: the clean stream in the graph serves last-position rows; the request has none');
+    cleanStreamPass(rw, sites, cache);
+  }
   rw.finish();
   (model.metadataProps ??= []).push({ key: 'dissect.variant', value: JSON.stringify(request) });
   return { ...(cache ? { cache } : {}), ...(startLayerUnsupported ? { startLayerUnsupported } : {}) };
@@ -118,11 +123,14 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
   }
   return (model.graph!.output ?? []).map((vi) => {
     const { elemType, shape } = valueInfoShape(vi);
+    const name = vi.name ?? '';
+    const meaning = (n: string): string => meanings[n] ?? 'output of the source model (passed through)';
     return {
-      name: vi.name ?? '',
+      name,
       dtype: manifestDtype(elemType ?? 0),
-      shape: (shape ?? []).map((d) => d ?? '?'),
-      meaning: meanings[vi.name ?? ''] ?? 'output of the source model (passed through)',
+      shape: (shape ?? []).map((d) => (typeof d === 'string' ? d.replace(/^clean_/, '') : d ?? '?')),
+      // the clean copy's (passes/clean-stream.ts): what a batch of whole prompts reads
+      meaning: name.startsWith(CLEAN_STREAM_PREFIX) ? `the clean stream's ${meaning(name.slice(CLEAN_STREAM_PREFIX.length))}` : meaning(name),
     };
   });
 }
@@ -163,6 +171,11 @@ function choices(sites: ModelSites, request: VariantRequest, rewritten: Rewritte
       ? `unavailable (${rewritten.startLayerUnsupported}): every row runs from block 0, without the start-layer inputs`
       : 'each block is an If on block < dissect_start_layer: a skipped block returns dissect_start_hidden as its residual output ' +
         '(and, for whatever else it computes, stand-ins of the same shape that nothing may read); at start 0 every block runs as in the source graph';
+  }
+  if (request.cleanStream) {
+    c.cleanStream = 'in-graph: a copy of the variant (names prefixed dissect_clean/, weights shared) runs the prompts the batch\'s rows read, ' +
+      'whole and unchanged; the rows read its keys and values as their past, and its hidden state entering dissect_start_layer at ' +
+      'dissect_past_row, dissect_past_length; a batch of whole prompts feeds it one token, masked off';
   }
   const recompute = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
   if (recompute === 'renormalise') {
@@ -219,6 +232,7 @@ function manifestFor(p: Prepared, request: VariantRequest, model: string, weight
     outputs: describeOutputs(p.model, sites, request),
     choices: choices(sites, request, p.rewritten),
     ...(p.rewritten.cache ? { cache: p.rewritten.cache } : {}),
+    ...(request.cleanStream ? { cleanStream: request.cleanStream } : {}),
     ...(rows ? { rows } : {}),
   };
 }

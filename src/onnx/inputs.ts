@@ -10,12 +10,12 @@ import { valueInfoShape } from './graph.js';
 import { DataType, dtypeName, type ModelProto } from './proto.js';
 import type { Dim, Rewrite } from './rewrite.js';
 import type { ModelSites } from './sites/types.js';
-import type { ManifestDtype, ManifestInput, PlainRowFill, VariantRequest } from './variant.js';
+import { CLEAN_STREAM_PREFIX, type ManifestDtype, type ManifestInput, type PlainRowFill, type VariantRequest } from './variant.js';
 
 /** How the runner fills an input for a batch of rows; each rule has one filler in src/run/batch.ts. */
 export type FillRule =
   | 'token_ids' | 'attention_mask' | 'positions' | 'past' | 'past_row' | 'last_index' | 'target' | 'knockout' | 'gate_attention' | 'gate_mlp'
-  | 'patch_layer' | 'patch_mask' | 'patch_values' | 'proj_positions' | 'recompute_remove' | 'subject_weights' | 'start_layer' | 'start_hidden';
+  | 'patch_layer' | 'patch_mask' | 'patch_values' | 'proj_positions' | 'recompute_remove' | 'subject_weights' | 'start_layer' | 'start_hidden' | 'past_length';
 
 /** What a description may depend on: the model, the request, and the input as the compiled graph declares it. */
 export interface DescribeContext {
@@ -150,7 +150,10 @@ export function describeInputs(model: ModelProto, sites: ModelSites, request: Va
   const g = model.graph!;
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
   return (g.input ?? []).filter((vi) => !inits.has(vi.name)).map((vi) => {
-    const name = vi.name ?? '';
+    const fullName = vi.name ?? '';
+    // the clean copy's inputs (passes/clean-stream.ts): described as the inputs they copy
+    const clean = fullName.startsWith(CLEAN_STREAM_PREFIX);
+    const name = clean ? fullName.slice(CLEAN_STREAM_PREFIX.length) : fullName;
     const desc = descriptorOf(name, sites, descriptors);
     if (!desc && name.startsWith('dissect_')) throw new Error(`internal: input ${name} has no descriptor (describe it in the pass that adds it)`);
     if (!desc) {
@@ -158,9 +161,12 @@ export function describeInputs(model: ModelProto, sites: ModelSites, request: Va
         'Export the model without this input, or with one of those names.');
     }
     const { elemType, shape } = valueInfoShape(vi);
-    const c: DescribeContext = { sites, request, name, dtype: manifestDtype(elemType ?? 0), shape: (shape ?? []).map((d) => d ?? '?') };
-    const meaning = desc.meaning(c);
+    // the copy's symbolic dims are renamed in the graph (clean_batch …), not in what they mean
+    const dims = (shape ?? []).map((d) => (clean && typeof d === 'string' ? d.replace(/^clean_/, '') : d ?? '?'));
+    const c: DescribeContext = { sites, request, name, dtype: manifestDtype(elemType ?? 0), shape: dims };
+    const meaning = clean ? `the clean stream's ${name}: ${desc.meaning(c)}` : desc.meaning(c);
+    const fill = clean ? `as ${name}, for the prompts the batch's rows read, whole and unchanged (one token, masked off, for a batch of whole prompts)` : desc.fill(c);
     vi.docString = meaning;
-    return { name, dtype: c.dtype, shape: c.shape, meaning, fill: desc.fill(c), rule: desc.rule, plainRow: desc.plainRow(c) };
+    return { name: fullName, dtype: c.dtype, shape: c.shape, meaning, fill, rule: desc.rule, plainRow: desc.plainRow(c) };
   });
 }

@@ -59,6 +59,12 @@ export interface VariantRequest {
    * skipped and the start block reads the fed hidden state (see passes/start-layer.ts).
    */
   readonly startLayer?: boolean;
+  /**
+   * With lastPosition: the clean run inside the graph (see passes/clean-stream.ts). The past
+   * inputs and dissect_start_hidden give way to a clean copy of the variant whose inputs are
+   * the originals prefixed `dissect_clean/`, and `dissect_past_length` int64 [batch].
+   */
+  readonly cleanStream?: 'in-graph';
 }
 
 /** What gradient attribution differentiates and how a position's h ⊙ ∂y/∂h is reduced over the model width. */
@@ -204,8 +210,13 @@ export interface VariantManifest {
   readonly outputs: readonly ManifestTensor[];
   /** Semantic choices baked into the graph (e.g. knockout replacement value). */
   readonly choices: Readonly<Record<string, string>>;
-  /** Present when the variant takes past keys and values (last-position rows), per layer. */
+  /**
+   * Present when the variant takes past keys and values (last-position rows), per layer. With
+   * the clean stream in the graph, where its clean copy returns them (their inputs are gone).
+   */
   readonly cache?: readonly CacheEntry[];
+  /** The clean run is inside the graph (VariantRequest.cleanStream): the inputs prefixed dissect_clean/ are its. */
+  readonly cleanStream?: 'in-graph';
   /** Present when the compile knew the program (`dissect compile`). */
   readonly rows?: RowConventions;
 }
@@ -236,12 +247,16 @@ export const VariantNames = {
   valuePrefix: 'dissect_value_', // + layer: past and this run's values
   positionIds: 'dissect_position_ids', // int64 [batch, seq], where the model has no position_ids input
   pastRow: 'dissect_past_row', // int64 [batch]: each row's entry of the past inputs (one per prompt)
+  pastLength: 'dissect_past_length', // int64 [batch]: each row's positions before its tokens (clean stream in the graph)
   attribution: 'dissect_attribution', // float32 [batch, layers+1, seq]: h ⊙ ∂y/∂h reduced over d
   attributionY: 'dissect_attribution_y', // float32 [batch]: y
   attributionPatchGradient: 'dissect_attribution_patch_gradient', // float32 [batch, seq, d]: ∂y/∂h at dissect_patch_layer
   startLayer: 'dissect_start_layer', // int64 [1]: the first block the batch runs
   startHidden: 'dissect_start_hidden', // [batch, seq, d]: the clean hidden state entering that block
 } as const;
+
+/** The prefix of the names of a variant's clean copy, its inputs' too (VariantRequest.cleanStream). */
+export const CLEAN_STREAM_PREFIX = 'dissect_clean/';
 
 /** dissect_target for a row whose target is its own top-1 (a clean pass reading its probes). */
 export const OWN_TOP1_TARGET = -1;

@@ -30,6 +30,7 @@ function rowExecution(plan: Plan, sites: ModelSites, options: RunOptions): NonNu
     return {
       mode: 'last_position',
       reason: 'rows whose blocked edges and probes are all at the last position ran that token alone against the clean run\'s keys and values',
+      cleanStream: plan.variant.cleanStream ?? 'host',
     };
   }
   const reason = options.fullRows ? '--full-rows'
@@ -48,6 +49,20 @@ function withStartLayer(plan: Plan, layers: number, options: RunOptions): Plan {
   if (options.fullRows || options.allLayers) return plan;
   const above = plan.experiments.some((e) => e.rows.some((r) => !readsCleanPass(r) && startLayerOf(r, layers) > 0));
   return above ? { ...plan, variant: { ...plan.variant, startLayer: true, hiddenStates: true } } : plan;
+}
+
+/**
+ * Where last-position rows get the clean run's keys and values: on CUDA, by default, from a clean
+ * copy in the graph of each batch (nothing returned to the host and fed back: onnxruntime-node
+ * copies every feed and fetch across); elsewhere from the clean pass.
+ */
+export function cleanStreamFor(options: Pick<RunOptions, 'cleanStream' | 'device'>): 'host' | 'in-graph' {
+  return options.cleanStream ?? (/^cuda(:\d+)?$/.test(options.device) ? 'in-graph' : 'host');
+}
+
+function withCleanStream(plan: Plan, options: RunOptions): Plan {
+  if (cleanStreamFor(options) === 'host' || !plan.variant.lastPosition || options.fullRows) return plan;
+  return { ...plan, variant: { ...plan.variant, cleanStream: 'in-graph' } };
 }
 
 /** Whether rows begin at their first block, and why. */
@@ -84,6 +99,8 @@ export interface RunOptions {
   readonly allLayers?: boolean;
   /** Output folders of other runs of this run (its shards) whose finished examples are taken, not recomputed. */
   readonly merge?: readonly string[];
+  /** Where last-position rows get the clean run's keys and values (default: in-graph on CUDA, host elsewhere). */
+  readonly cleanStream?: 'host' | 'in-graph';
 }
 
 export interface RunOutcome {
@@ -115,7 +132,7 @@ export async function runProgram(loaded: LoadedProgram, options: RunOptions): Pr
 async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: OutputFolder): Promise<RunOutcome> {
   const { program, source, tokenizer } = loaded;
   const { sites } = source;
-  const plan = withStartLayer(loaded.plan, sites.layers, options);
+  const plan = withCleanStream(withStartLayer(loaded.plan, sites.layers, options), options);
   // A shard is a part of one run: the repeated ids, the batch size and the dataset means are the
   // whole selection's, and it runs whole batches of that run (every n-th), so each fact meets the
   // same facts in its batch as in one run and the merged shards equal that run bit for bit.

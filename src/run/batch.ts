@@ -7,11 +7,14 @@
 // them: one entry per prompt (dissect_past_row picks each row's), right-padded to that pass's
 // longest prompt P, whose keys come first: attention_mask is then [batch, P + 1], 1 on each
 // row's earlier positions, and the knockout input [batch, layers, heads|1, 1, P + 1], the token
-// itself at key P. Integer inputs are int64 (int32 is accepted too).
+// itself at key P. With the clean stream in the graph (src/onnx/passes/clean-stream.ts) the
+// prompts' clean run is not fed but recomputed: the inputs of the graph's clean copy are filled
+// by these same rules for the prompts the rows read, and a batch of whole prompts runs in the
+// copy. Integer inputs are int64 (int32 is accepted too).
 
 import * as ort from 'onnxruntime-node';
 import type { FillRule } from '../onnx/inputs.js';
-import { OWN_TOP1_TARGET, type CacheSlot, type ManifestInput, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
+import { CLEAN_STREAM_PREFIX, OWN_TOP1_TARGET, type CacheSlot, type ManifestInput, type ManifestTensor, type VariantManifest } from '../onnx/variant.js';
 import { InternalError } from './errors.js';
 import { floatToHalfArray } from './half.js';
 
@@ -21,12 +24,16 @@ const PAD_ID = 0;
 export interface BatchKnockout { readonly layers: number; readonly heads: number; readonly seq: number; readonly data: Uint8Array }
 
 /**
- * The keys and values one clean pass returned, kept as the feeds of its prompts' last-position
- * rows: per manifest cache slot (per layer, keys then values) a [prompts, …, seq, …] tensor in
- * the model's dtype. On the CPU a pass whose rows read every prompt feeds these very tensors:
- * the cache is neither copied per prompt nor rebuilt per pass.
+ * What a chunk's last-position rows read of its clean run, `prompts` prompts of up to `seq`
+ * tokens: the keys and values its clean pass returned (`tensors`: per manifest cache slot, per
+ * layer keys then values, a [prompts, …, seq, …] tensor in the model's dtype; a batch whose rows
+ * read every prompt feeds these very tensors, neither copied per prompt nor rebuilt per pass),
+ * or, with the clean stream in the graph, the prompts themselves (`prompts`: their clean rows).
  */
-export interface CleanCache { readonly slots: readonly ort.Tensor[]; readonly prompts: number; readonly seq: number }
+export type CleanCache =
+  | { readonly kind: 'tensors'; readonly slots: readonly ort.Tensor[]; readonly prompts: number; readonly seq: number }
+  | { readonly kind: 'prompts'; readonly rows: readonly BatchRow[]; readonly prompts: number; readonly seq: number };
+export type TensorCache = Extract<CleanCache, { kind: 'tensors' }>;
 
 /**
  * A last-position row: `ids` is the prompt's last token alone, at `position` (the number of
@@ -61,9 +68,10 @@ export interface BatchRow {
   readonly start?: StartOfRow;
 }
 
-export interface StartOfRow { readonly layer: number; readonly hidden: Float32Array }
+/** `hidden`: absent with the clean stream in the graph, which reads it there. */
+export interface StartOfRow { readonly layer: number; readonly hidden?: Float32Array }
 
-export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel' | 'cache'>>;
+export type FeedManifest = Pick<VariantManifest, 'inputs' | 'layers' | 'heads' | 'vocab'> & Partial<Pick<VariantManifest, 'dModel' | 'cache' | 'cleanStream'>>;
 
 /** An integer input buffer: int64 (the usual) or int32. */
 interface IntBuffer { readonly tensor: ort.Tensor; set(i: number, v: number): void; fill(v: number, from: number, to: number): void }
@@ -159,11 +167,17 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
       dims[cached[i]!.seqAxis] = 0;
       return emptyTensor(input, dims);
     }
+    if (past.cache.kind !== 'tensors') throw new InternalError(`buildFeeds: ${input.name} of a variant whose clean stream is in the graph`);
     return promptsOf(past.cache.slots[i]!, past.prompts, past.cache.prompts);
   },
   past_row: (input, { pastOfRow }) => {
     const a = intBuffer(input, [pastOfRow.length]);
     pastOfRow.forEach((p, b) => a.set(b, p));
+    return a.tensor;
+  },
+  past_length: (input, { before }) => {
+    const a = intBuffer(input, [before.length]);
+    before.forEach((p, b) => a.set(b, p));
     return a.tensor;
   },
   last_index: (input, { rows }) => {
@@ -218,7 +232,10 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
     a.set(0, startLayer(rows));
     return a.tensor;
   },
-  start_hidden: (input, c) => rowVectorsFeed(input, c.manifest, c.rows, startLayer(c.rows) ? c.S : 0, 'start hidden state', (r) => r.start?.hidden),
+  start_hidden: (input, c) => rowVectorsFeed(input, c.manifest, c.rows, startLayer(c.rows) ? c.S : 0, 'start hidden state', (r) => {
+    if (r.start && !r.start.hidden) throw new InternalError('buildFeeds: a row starting above block 0 without its hidden state');
+    return r.start?.hidden;
+  }),
   subject_weights: (_, { rows, S }) => {
     const a = new Float32Array(rows.length * S);
     rows.forEach((r, b) => {
@@ -232,6 +249,40 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
 
 /** The feeds of `rows`: each manifest input filled by its rule. */
 export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): Record<string, ort.Tensor> {
+  return manifest.cleanStream ? cleanStreamFeeds(manifest, rows) : plainFeeds(manifest, rows);
+}
+
+/**
+ * The clean stream in the graph: last-position rows fill the rows' part, the prompts they read
+ * the clean copy's inputs; whole prompts run in the copy, and the rows' part one placeholder
+ * token against its first prompt.
+ */
+function cleanStreamFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): Record<string, ort.Tensor> {
+  const own = (clean: boolean): FeedManifest => ({
+    ...manifest, cleanStream: undefined,
+    inputs: manifest.inputs.filter((i) => i.name.startsWith(CLEAN_STREAM_PREFIX) === clean)
+      .map((i) => (clean ? { ...i, name: i.name.slice(CLEAN_STREAM_PREFIX.length) } : i)),
+  });
+  let prompts: readonly BatchRow[];
+  let rowFeeds: Record<string, ort.Tensor>;
+  if (rows[0]?.past) {
+    const { cache, prompts: read } = pastOf(rows);
+    if (cache.kind !== 'prompts') throw new InternalError('buildFeeds: a cache of tensors for a variant whose clean stream is in the graph');
+    prompts = read.map((p) => cache.rows[p]!);
+    rowFeeds = plainFeeds(own(false), rows, longest(prompts));
+  } else {
+    prompts = rows;
+    const cache: CleanCache = { kind: 'prompts', rows, prompts: rows.length, seq: longest(rows) };
+    rowFeeds = plainFeeds(own(false), [{ ids: [PAD_ID], lastIndex: 0, target: 0, past: { position: 0, cache, prompt: 0 } }], cache.seq);
+  }
+  const cleanFeeds = plainFeeds(own(true), prompts);
+  return { ...rowFeeds, ...Object.fromEntries(Object.entries(cleanFeeds).map(([name, t]) => [CLEAN_STREAM_PREFIX + name, t])) };
+}
+
+const longest = (rows: readonly BatchRow[]): number => Math.max(...rows.map((r) => r.ids.length));
+
+/** `rows` fed to a variant that takes them alone; `cleanLength`: the keys of the clean stream in the graph its last-position rows read. */
+function plainFeeds(manifest: FeedManifest, rows: readonly BatchRow[], cleanLength?: number): Record<string, ort.Tensor> {
   if (rows.length === 0) throw new InternalError('buildFeeds: empty batch');
   let S = 0;
   rows.forEach((r, b) => {
@@ -251,7 +302,8 @@ export function buildFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): R
   const before = rows.map((r) => r.past?.position ?? 0);
   const past = decoding ? pastOf(rows) : undefined;
   const pastOfRow = rows.map((r) => (past ? past.prompts.indexOf(r.past!.prompt) : 0));
-  const context: FeedContext = { manifest, rows, S, before, pastLength: past?.cache.seq ?? 0, decoding, ...(past ? { past } : {}), pastOfRow };
+  const pastLength = cleanLength ?? past?.cache.seq ?? 0;
+  const context: FeedContext = { manifest, rows, S, before, pastLength, decoding, ...(past ? { past } : {}), pastOfRow };
   return Object.fromEntries(manifest.inputs.map((input) => {
     const filler = FILLERS[input.rule] as Filler | undefined;
     if (!filler) throw new InternalError(`manifest input ${input.name} has fill rule '${String(input.rule)}', unknown to the runner`);
@@ -321,7 +373,7 @@ type Outputs = Readonly<Record<string, { readonly dims: readonly number[]; reado
  * float32), in the model's dtype: one pass's float32 outputs are kept as they are; several
  * passes' are joined on the batch axis, each right-padded to the longest prompt.
  */
-export function cleanCache(manifest: FeedManifest, parts: readonly Outputs[]): CleanCache {
+export function cleanCache(manifest: FeedManifest, parts: readonly Outputs[]): TensorCache {
   const slots = cacheSlots(manifest);
   if (!slots.length || !parts.length) throw new InternalError('a clean cache for a variant without one, or of no pass');
   const tensors = slots.map((slot) => parts.map((outputs) => {
@@ -334,7 +386,7 @@ export function cleanCache(manifest: FeedManifest, parts: readonly Outputs[]): C
   const prompts = tensors[0]!.reduce((sum, t) => sum + t.dims[0]!, 0);
   const seq = Math.max(...tensors[0]!.map((t) => t.dims[slots[0]!.seqAxis]!));
   return {
-    prompts, seq,
+    kind: 'tensors', prompts, seq,
     slots: slots.map((slot, i) => {
       const input = manifest.inputs.find((m) => m.name === slot.input)!;
       const own = tensors[i]!;

@@ -13,7 +13,7 @@ import type { DropReason, ExampleRecord, RowRecord } from '../measure/record.js'
 import type { ResultsExample } from '../measure/schema.js';
 import type { Journal } from './journal.js';
 import type { AttributeSets } from './attributes.js';
-import { cleanCache, type BatchRow, type PastOfRow, type StartOfRow } from './batch.js';
+import { cleanCache, type BatchRow, type CleanCache, type PastOfRow, type StartOfRow } from './batch.js';
 import { InternalError, isRunError, RunUserError } from './errors.js';
 import { prepareExample, type Example } from './example.js';
 import { passIO } from './io-plan.js';
@@ -163,8 +163,10 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   // Examples go in chunks of `batch`: one clean pass per chunk, then its rows.
   for (let c = 0; c < todo.length; c += batch) {
     const prepared = prepareChunk(input, todo.slice(c, c + batch));
+    // with the clean stream in the graph, rows read the start block's hidden state there
+    const startHidden = (input.startLayer ?? false) && !input.variant.manifest.cleanStream;
     const cleans = await cleanPass(input, prepared.map((p) => p.example), {
-      hidden: needsHidden(input.plan) || (input.startLayer ?? false), cache: input.lastPosition ?? false, rows: read,
+      hidden: needsHidden(input.plan) || startHidden, cache: input.lastPosition ?? false, rows: read,
       ...(needsCorrupted(input.plan) ? { corrupted: input.tokenizer } : {}),
     });
     const known: { p: Prepared; clean: Clean }[] = [];
@@ -253,7 +255,8 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
   const reads = opts.rows ?? [];
   const probes = reads.flatMap((r) => r.plan.probes);
   const cacheParts: Record<string, DecodedTensor>[] = [];
-  const perPass = opts.cache || opts.hidden ? input.cleanBatch ?? input.batch : input.batch;
+  const inGraph = input.variant.manifest.cleanStream === 'in-graph';
+  const perPass = (opts.cache && !inGraph) || opts.hidden ? input.cleanBatch ?? input.batch : input.batch;
   for (let i = 0; i < examples.length; i += perPass) {
     const slice = examples.slice(i, i + perPass);
     // per example, each read row's projected positions, undefined where they lie outside the prompt
@@ -267,9 +270,9 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
         ...(weights ? { subjectWeights: weights } : {}),
       };
     });
-    const io = passIO({ kind: 'clean', probes, hidden: opts.hidden, cache: opts.cache ?? false }, input.variant.manifest, rows);
-    const r = await input.session.run(io.feeds, io.fetches);
-    if (opts.cache) cacheParts.push(r);
+    const io = passIO({ kind: 'clean', probes, hidden: opts.hidden, cache: (opts.cache ?? false) && !inGraph }, input.variant.manifest, rows);
+    const r = await io.run(input.session);
+    if (opts.cache && !inGraph) cacheParts.push(r);
     const top1 = numbers(r[VariantNames.top1]!.data);
     const prob = numbers(r[VariantNames.top1Prob]!.data);
     slice.forEach((e, j) => {
@@ -284,9 +287,11 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
       });
     });
   }
-  if (cacheParts.length) {
+  if (opts.cache) {
     // one cache for the chunk: a batch of its last-position rows feeds it whatever prompts they are of
-    const cache = cleanCache(input.variant.manifest, cacheParts);
+    const cache: CleanCache = inGraph
+      ? { kind: 'prompts', rows: examples.map((e) => ({ ids: e.ids, lastIndex: e.lastIndex, target: 0 })), prompts: examples.length, seq: Math.max(...examples.map((e) => e.n)) }
+      : cleanCache(input.variant.manifest, cacheParts);
     out.forEach((c, prompt) => { out[prompt] = { ...c, past: { cache, prompt } }; });
   }
   if (opts.corrupted) {
@@ -297,7 +302,7 @@ async function cleanPass(input: ProbeInput & Pick<ExecuteInput, 'session' | 'bat
     for (let c = 0; c < pending.length; c += input.batch) {
       const slice = pending.slice(c, c + input.batch);
       const io = passIO({ kind: 'corrupted', probes: [], hidden: true }, input.variant.manifest, slice.map((s) => s.row));
-      const r = await input.session.run(io.feeds, io.fetches);
+      const r = await io.run(input.session);
       slice.forEach((s, j) => {
         out[s.i] = { ...out[s.i]!, corruptedHidden: hiddenOfRow(r[VariantNames.hiddenStates]!, j, s.row.ids.length) };
       });
@@ -493,7 +498,7 @@ async function integrateIntervened(input: ExecuteInput, items: readonly RowItem[
   for (let c = 0; c < pending.length; c += input.batch) {
     const slice = pending.slice(c, c + input.batch);
     const io = passIO({ kind: 'integration', probes: [], hidden: true }, input.variant.manifest, slice.map((i) => items[i]!.batchRow));
-    const r = await input.session.run(io.feeds, io.fetches);
+    const r = await io.run(input.session);
     slice.forEach((i, j) => {
       const it = items[i]!;
       out[i] = integrating(input, it, hiddenOfRow(r[VariantNames.hiddenStates]!, j, it.example.n)(integrationOf(it.plan)!.layer));
@@ -512,6 +517,8 @@ function rowStart(input: ExecuteInput, e: number, row: PlanRow, clean: Clean, n:
   if (!input.startLayer || input.plan.experiments[e]!.attribution) return undefined;
   const layer = startLayerOf(row, input.variant.manifest.layers);
   if (layer === 0) return undefined;
+  // the clean stream in the graph gives a last-position row its start there; a whole prompt runs from block 0
+  if (input.variant.manifest.cleanStream) return positions === 'last' ? { layer } : undefined;
   if (!clean.hidden) throw new InternalError('rows starting above block 0 without the clean run\'s hidden states');
   const d = input.variant.manifest.dModel;
   const from = positions === 'last' ? n - 1 : 0;
@@ -605,7 +612,7 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
     const { variant, session } = gradients ? input.attribution! : input;
     const probes = slice.flatMap((u) => readers.get(u.item)!.flatMap((reader) => items[reader]!.plan.probes));
     const io = passIO({ kind: 'rows', probes }, variant.manifest, slice.map(batchRow));
-    const r = await session.run(io.feeds, io.fetches);
+    const r = await io.run(session);
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);
     slice.forEach((u, j) => {

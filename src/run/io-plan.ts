@@ -5,14 +5,17 @@
 // that come back as a later pass's feeds, the one host round trip left: a clean pass's keys and
 // values (for its prompt's last-position rows, fed once per prompt of a batch; see
 // dissect_past_row) and its hidden states (for patches, and rows that begin at a later block).
-// The plan is the same on every device.
+// With the clean stream in the graph (the CUDA default) that round trip is gone: a clean pass
+// keeps nothing for later passes, and a pass of whole prompts reads the outputs of the graph's
+// clean copy, which runs them (src/onnx/passes/clean-stream.ts).
 
 import type { ProbePlan } from '../plan/plan.js';
-import { VariantNames, type VariantManifest } from '../onnx/variant.js';
+import { CLEAN_STREAM_PREFIX, VariantNames, type VariantManifest } from '../onnx/variant.js';
 import type * as ort from 'onnxruntime-node';
 import { buildFeeds, type BatchRow } from './batch.js';
 import { InternalError } from './errors.js';
 import { probeFetches } from './probes.js';
+import type { DecodedTensor, RunSession } from './session.js';
 
 /**
  * - clean: a prompt's own run; reads its top-1 (the target) and the probes of the rows read from it;
@@ -36,6 +39,8 @@ export interface PassNeeds {
 export interface PassIO {
   readonly feeds: Record<string, ort.Tensor>;
   readonly fetches: readonly string[];
+  /** Runs the pass on `session`; its outputs by the variant's names (the clean copy's prefix taken off). */
+  run(session: RunSession): Promise<Record<string, DecodedTensor>>;
 }
 
 const READ_OUTS: Readonly<Record<PassKind, readonly string[]>> = {
@@ -52,7 +57,17 @@ export function passIO(needs: PassNeeds, manifest: VariantManifest, rows: readon
   const fetches = [...new Set([
     ...READ_OUTS[needs.kind], ...probeFetches(needs.probes), ...(needs.hidden ? [VariantNames.hiddenStates] : []), ...cache,
   ])];
-  const missing = fetches.filter((f) => !manifest.outputs.some((o) => o.name === f));
+  // whole prompts run in the clean copy when the clean stream is in the graph
+  const prefix = manifest.cleanStream && !rows[0]?.past ? CLEAN_STREAM_PREFIX : '';
+  const fetched = fetches.map((f) => prefix + f);
+  const missing = fetched.filter((f) => !manifest.outputs.some((o) => o.name === f));
   if (missing.length) throw new InternalError(`a ${needs.kind} pass fetches ${missing.join(', ')}, which the variant does not output`);
-  return { feeds: buildFeeds(manifest, rows), fetches };
+  const feeds = buildFeeds(manifest, rows);
+  return {
+    feeds, fetches: fetched,
+    run: async (session) => {
+      const out = await session.run(feeds, fetched);
+      return prefix ? Object.fromEntries(Object.entries(out).map(([name, t]) => [name.slice(prefix.length), t])) : out;
+    },
+  };
 }

@@ -157,7 +157,7 @@ function interleave<T>(lists: readonly (readonly T[])[], block: number): T[] | u
 
 const ROW_COUNTS = ['lastPositionRows', 'fullRows', 'cleanPassRows', 'journalFacts', 'journalRows'] as const;
 
-/** The shards' row provenance: their mode if they agree (else `full`, saying how each ran), their counts summed, their start layer if they agree. */
+/** The shards' row provenance: their mode if they agree (else `full`, saying how each ran), their counts summed, their clean stream and start layer if they agree. */
 function summedRows(shards: readonly Shard[]): Rows | undefined {
   const each = shards.flatMap((s) => (s.results.provenance.rows ? [{ shard: s, rows: s.results.provenance.rows }] : []));
   const first = each[0]?.rows;
@@ -175,7 +175,9 @@ function summedRows(shards: readonly Shard[]): Rows | undefined {
   // prompt is a shard's own (its prompts' mean length), not summed
   const startLayer = first.startLayer;
   const sameStart = startLayer && each.every(({ rows }) => rows.startLayer?.used === startLayer.used && rows.startLayer.reason === startLayer.reason);
-  return { ...how, ...counts, ...(sameStart ? { startLayer } : {}) };
+  const cleanStream = first.cleanStream;
+  const sameStream = cleanStream && each.every(({ rows }) => rows.cleanStream === cleanStream);
+  return { ...how, ...(sameStream ? { cleanStream } : {}), ...counts, ...(sameStart ? { startLayer } : {}) };
 }
 
 /** Each head's facts flagged by any shard, in the order of the whole run's examples. */

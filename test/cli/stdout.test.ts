@@ -4,7 +4,7 @@
 // asked for files, so their stdout is empty. (--example's JSON: errors.test.ts.)
 
 import test from 'ava';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../temp.js';
@@ -58,4 +58,15 @@ test('run and merge print their summary alone, also when a run resumes; compile,
     t.is(r.stdout, '');
     t.regex(r.stderr, written);
   }
+});
+
+test('--clean-stream picks where last-position rows get the clean run (recorded in results.json); a misspelt place lists the two', (t) => {
+  const dir = tempDir('clean-stream');
+  const run = dissect('run', example, '--out', join(dir, 'run'), '--limit', '2', '--clean-stream', 'in-graph');
+  t.is(run.code, 0, run.stderr);
+  const results = JSON.parse(readFileSync(join(dir, 'run', 'results.json'), 'utf8')) as { provenance: { rows: { cleanStream: string } } };
+  t.is(results.provenance.rows.cleanStream, 'in-graph');
+  const wrong = dissect('run', example, '--out', join(dir, 'wrong'), '--clean-stream', 'gpu');
+  t.not(wrong.code, 0);
+  t.regex(wrong.stderr, /--clean-stream <where>' argument 'gpu' is invalid\. Allowed choices are host, in-graph/);
 });

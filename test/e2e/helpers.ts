@@ -32,6 +32,30 @@ export function informationFlowSource(window: number, extra = '', model = tinyGp
   ].join('\n');
 }
 
+/** Experiments of every kind of row besides the information flow's (start-layer and clean-stream tests). */
+export const START_LAYER_EXPERIMENTS = [
+  'experiment extraction {',
+  '  for l in layers all',
+  '  block subject -> last at layers l',
+  '  measure extraction of attention l, extraction of heads l, target_rank of mlp l at last, target_rank of hidden l + 1 at last',
+  '}',
+  'experiment everywhere {',
+  '  for l in layers all',
+  '  block subject -> all at layers l',
+  '  measure probability, rank, target_rank of hidden l at subject_last',
+  '}',
+  'experiment cancelled {',
+  '  for l in layers all',
+  '  cancel mlp at layers l at positions subject',
+  '  measure probability, target_rank of attention l at last',
+  '}',
+  'experiment patched {',
+  '  for l in layers 1..3',
+  '  patch hidden l at positions subject with mean hidden l',
+  '  measure probability, rank',
+  '}',
+].join('\n');
+
 export interface RunSetup {
   readonly source: string;
   readonly batch?: number;
@@ -40,6 +64,7 @@ export interface RunSetup {
   readonly fresh?: boolean;
   readonly fullRows?: boolean;
   readonly allLayers?: boolean;
+  readonly cleanStream?: 'host' | 'in-graph';
 }
 
 export async function runSource(setup: RunSetup): Promise<RunOutcome & { out: string }> {
@@ -56,6 +81,7 @@ export async function runSource(setup: RunSetup): Promise<RunOutcome & { out: st
     ...(setup.fresh ? { fresh: true } : {}),
     ...(setup.fullRows ? { fullRows: true } : {}),
     ...(setup.allLayers ? { allLayers: true } : {}),
+    ...(setup.cleanStream ? { cleanStream: setup.cleanStream } : {}),
   });
   return { ...outcome, out };
 }

@@ -5,34 +5,11 @@
 // the same run with every row from block 0 (--all-layers), and cost fewer clean forwards.
 
 import test from 'ava';
-import { informationFlowSource, runSource, sameNumbers, tinyGpt2, tinyGptj } from './helpers.js';
-
-const experiments = [
-  'experiment extraction {',
-  '  for l in layers all',
-  '  block subject -> last at layers l',
-  '  measure extraction of attention l, extraction of heads l, target_rank of mlp l at last, target_rank of hidden l + 1 at last',
-  '}',
-  'experiment everywhere {',
-  '  for l in layers all',
-  '  block subject -> all at layers l',
-  '  measure probability, rank, target_rank of hidden l at subject_last',
-  '}',
-  'experiment cancelled {',
-  '  for l in layers all',
-  '  cancel mlp at layers l at positions subject',
-  '  measure probability, target_rank of attention l at last',
-  '}',
-  'experiment patched {',
-  '  for l in layers 1..3',
-  '  patch hidden l at positions subject with mean hidden l',
-  '  measure probability, rank',
-  '}',
-].join('\n');
+import { informationFlowSource, runSource, sameNumbers, START_LAYER_EXPERIMENTS, tinyGpt2, tinyGptj } from './helpers.js';
 
 for (const [name, model] of [['tiny-gpt2', tinyGpt2], ['tiny-gptj (rotary)', tinyGptj]] as const) {
   test.serial(`${name}: rows from their first block equal rows from block 0, at fewer clean-forward equivalents`, async (t) => {
-    const source = `${informationFlowSource(3, '', model)}\n${experiments}\n`;
+    const source = `${informationFlowSource(3, '', model)}\n${START_LAYER_EXPERIMENTS}\n`;
     const [quick, all] = [await runSource({ source, limit: 12, batch: 16 }), await runSource({ source, limit: 12, batch: 16, allLayers: true })];
     const [fast, slow] = [quick.results, all.results];
     t.deepEqual(fast.provenance.rows?.startLayer, {
