@@ -18,6 +18,7 @@ import { REPO, fixturePath } from './helpers.js';
 const MODELS = [
   { name: 'tiny-gpt2 (keys kept transposed)', path: join(REPO, 'generated', 'tiny-gpt2', 'model.onnx') },
   { name: 'gpt2-optimum', path: fixturePath('gpt2-optimum.onnx') },
+  { name: 'gpt2-fp16 (the start block\'s hidden state cast to the model\'s dtype)', path: fixturePath('gpt2-fp16.onnx') },
   { name: 'llama-optimum', path: fixturePath('llama-optimum.onnx') },
   { name: 'gptj-optimum', path: fixturePath('gptj-optimum.onnx') },
   // rotary positions one row for the batch: its prompts are of one length
@@ -51,7 +52,13 @@ for (const m of MODELS) {
     t.deepEqual(cleanInGraph.fetches, [VariantNames.top1, VariantNames.top1Prob].map((f) => CLEAN_STREAM_PREFIX + f));
     const [x, y] = [await cleanHost.run(a), await cleanInGraph.run(b)];
     t.deepEqual(numbers(y[VariantNames.top1]), numbers(x[VariantNames.top1]));
-    t.deepEqual(numbers(y[VariantNames.top1Prob]), numbers(x[VariantNames.top1Prob]), 'the clean copy is the variant itself');
+    // the copy is the variant itself; onnxruntime may fuse the larger fp16 graph's kernels otherwise
+    const tolerance = host.manifest.dtype === 'float16' ? 2e-3 : 1e-6;
+    const within = (p: DecodedTensor | undefined, q: DecodedTensor | undefined): number => {
+      const b = numbers(q);
+      return Math.max(...numbers(p).map((v, i) => Math.abs(v - b[i]!)));
+    };
+    t.true(within(x[VariantNames.top1Prob], y[VariantNames.top1Prob]) <= tolerance, 'the clean pass in the copy');
 
     const hidden = x[VariantNames.hiddenStates]!.data as Float32Array;
     const S = Math.max(...prompts.map((p) => p.length));
@@ -78,9 +85,8 @@ for (const m of MODELS) {
       t.is(floatBytes(onDevice.feeds), 0);
       t.true(floatBytes(onHost.feeds) >= 2 * L * prompts.length * 3 * 4, `host feeds: ${floatBytes(onHost.feeds)} bytes of activations`);
       const [p, q] = [await onHost.run(a), await onDevice.run(b)];
-      const probs = numbers(q[VariantNames.targetProb]);
-      const worst = Math.max(...numbers(p[VariantNames.targetProb]).map((v, i) => Math.abs(v - probs[i]!)));
-      t.true(worst <= 1e-6, `from block ${from}: target probabilities differ by ${worst}`);
+      const worst = within(p[VariantNames.targetProb], q[VariantNames.targetProb]);
+      t.true(worst <= tolerance, `from block ${from}: target probabilities differ by ${worst}`);
       t.deepEqual(numbers(q[VariantNames.targetRank]), numbers(p[VariantNames.targetRank]), `from block ${from}: ranks`);
     }
     await Promise.all([a.release(), b.release()]);
