@@ -18,7 +18,7 @@ import {
 import { cleanForwardEquivalents, mayRunLastPosition, type Plan, readsCleanPass, startLayerOf } from '../plan/index.js';
 import {
   batchSize, type BatchSize, createSession, datasetMeanHidden, doctorInfo, executeExamples, type Fact, headMappings,
-  isRunError, Journal, JOURNAL_FILE, loadAttributeSets, orThrow, prepareExample, runFingerprint, type Selection,
+  isRunError, Journal, JOURNAL_FILE, loadAttributeSets, orThrow, parseDevice, prepareExample, runFingerprint, type Selection,
   shardOf, splitDuplicateIds, type Tokenizer,
 } from '../run/index.js';
 import { writeReport, type WriteReportOptions, writeResults, type WrittenReport, type WrittenResults } from '../report/index.js';
@@ -57,7 +57,8 @@ function withStartLayer(plan: Plan, layers: number, options: RunOptions): Plan {
  * copies every feed and fetch across); elsewhere from the clean pass.
  */
 export function cleanStreamFor(options: Pick<RunOptions, 'cleanStream' | 'device'>): 'host' | 'in-graph' {
-  return options.cleanStream ?? (/^cuda(:\d+)?$/.test(options.device) ? 'in-graph' : 'host');
+  const device = parseDevice(options.device);
+  return options.cleanStream ?? (!isRunError(device) && device.kind === 'cuda' ? 'in-graph' : 'host');
 }
 
 function withCleanStream(plan: Plan, options: RunOptions): Plan {
@@ -68,7 +69,12 @@ function withCleanStream(plan: Plan, options: RunOptions): Plan {
 /** Whether rows begin at their first block, and why. */
 function startLayerExecution(plan: Plan, variant: BuiltVariant, options: RunOptions): { used: boolean; reason: string } {
   if (variant.manifest.inputs.some((i) => i.name === VariantNames.startLayer)) {
-    return { used: true, reason: 'each row began at the first block it changes or reads, from the clean run\'s hidden state entering it' };
+    return {
+      used: true,
+      reason: variant.manifest.cleanStream
+        ? 'each last-position row began at the first block it changes or reads, from the clean stream\'s hidden state entering it in the graph; whole prompts from block 0'
+        : 'each row began at the first block it changes or reads, from the clean run\'s hidden state entering it',
+    };
   }
   const reason = options.fullRows ? '--full-rows' : options.allLayers ? '--all-layers'
     : plan.variant.startLayer ? variant.manifest.choices['startLayer']!
@@ -171,7 +177,11 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     datasetSha256: hashes.dataset,
     // a shard is a part of the same run: its journal merges into the others'
     selection: { filter: program.filter, bos: program.bos, ...options.selection, shard: undefined },
-    extra: { tool: version, device: options.device, ...(hashes.attributes ? { attributes: hashes.attributes } : {}) },
+    // the clean stream in the graph: another plan, not mixed with the host's in one journal
+    extra: {
+      tool: version, device: options.device, ...(plan.variant.cleanStream ? { cleanStream: plan.variant.cleanStream } : {}),
+      ...(hashes.attributes ? { attributes: hashes.attributes } : {}),
+    },
   });
   out.claim(JOURNAL_FILE);
   const journal = Journal.open<ExampleRecord>(out.dir, fingerprint, { fresh: options.fresh ?? false });

@@ -26,9 +26,9 @@ export interface BatchKnockout { readonly layers: number; readonly heads: number
 /**
  * What a chunk's last-position rows read of its clean run, `prompts` prompts of up to `seq`
  * tokens: the keys and values its clean pass returned (`tensors`: per manifest cache slot, per
- * layer keys then values, a [prompts, …, seq, …] tensor in the model's dtype; a batch whose rows
- * read every prompt feeds these very tensors, neither copied per prompt nor rebuilt per pass),
- * or, with the clean stream in the graph, the prompts themselves (`prompts`: their clean rows).
+ * layer keys then values, a [prompts, …, seq, …] tensor in the model's dtype; every batch feeds
+ * these very tensors, neither copied per prompt nor rebuilt per pass), or, with the clean stream
+ * in the graph, the prompts themselves (`prompts`: their clean rows).
  */
 export type CleanCache =
   | { readonly kind: 'tensors'; readonly slots: readonly ort.Tensor[]; readonly prompts: number; readonly seq: number }
@@ -168,7 +168,7 @@ const FILLERS: { readonly [R in FillRule]: Filler } = {
       return emptyTensor(input, dims);
     }
     if (past.cache.kind !== 'tensors') throw new InternalError(`buildFeeds: ${input.name} of a variant whose clean stream is in the graph`);
-    return promptsOf(past.cache.slots[i]!, past.prompts, past.cache.prompts);
+    return past.cache.slots[i]!;
   },
   past_row: (input, { pastOfRow }) => {
     const a = intBuffer(input, [pastOfRow.length]);
@@ -266,14 +266,16 @@ function cleanStreamFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): Re
   let prompts: readonly BatchRow[];
   let rowFeeds: Record<string, ort.Tensor>;
   if (rows[0]?.past) {
-    const { cache, prompts: read } = pastOf(rows);
+    const past = pastOf(rows);
+    const { cache } = past;
     if (cache.kind !== 'prompts') throw new InternalError('buildFeeds: a cache of tensors for a variant whose clean stream is in the graph');
-    prompts = read.map((p) => cache.rows[p]!);
-    rowFeeds = plainFeeds(own(false), rows, longest(prompts));
+    prompts = past.prompts.map((p) => cache.rows[p]!);
+    rowFeeds = plainFeeds(own(false), rows, { past, length: longest(prompts) });
   } else {
     prompts = rows;
     const cache: CleanCache = { kind: 'prompts', rows, prompts: rows.length, seq: longest(rows) };
-    rowFeeds = plainFeeds(own(false), [{ ids: [PAD_ID], lastIndex: 0, target: 0, past: { position: 0, cache, prompt: 0 } }], cache.seq);
+    const placeholder: BatchRow = { ids: [PAD_ID], lastIndex: 0, target: 0, past: { position: 0, cache, prompt: 0 } };
+    rowFeeds = plainFeeds(own(false), [placeholder], { past: { cache, prompts: [0] }, length: cache.seq });
   }
   const cleanFeeds = plainFeeds(own(true), prompts);
   return { ...rowFeeds, ...Object.fromEntries(Object.entries(cleanFeeds).map(([name, t]) => [CLEAN_STREAM_PREFIX + name, t])) };
@@ -281,8 +283,8 @@ function cleanStreamFeeds(manifest: FeedManifest, rows: readonly BatchRow[]): Re
 
 const longest = (rows: readonly BatchRow[]): number => Math.max(...rows.map((r) => r.ids.length));
 
-/** `rows` fed to a variant that takes them alone; `cleanLength`: the keys of the clean stream in the graph its last-position rows read. */
-function plainFeeds(manifest: FeedManifest, rows: readonly BatchRow[], cleanLength?: number): Record<string, ort.Tensor> {
+/** `rows` fed to a variant that takes them alone; `clean`: with the clean stream in the graph, the prompts its last-position rows read and their keys' length. */
+function plainFeeds(manifest: FeedManifest, rows: readonly BatchRow[], clean?: { readonly past: NonNullable<FeedContext['past']>; readonly length: number }): Record<string, ort.Tensor> {
   if (rows.length === 0) throw new InternalError('buildFeeds: empty batch');
   let S = 0;
   rows.forEach((r, b) => {
@@ -300,9 +302,9 @@ function plainFeeds(manifest: FeedManifest, rows: readonly BatchRow[], cleanLeng
   if (rows.some((r) => (r.past !== undefined) !== decoding)) throw new InternalError('buildFeeds: last-position rows and whole prompts in one batch');
   if (decoding && !manifest.cache) throw new InternalError('buildFeeds: last-position rows for a variant without a cache');
   const before = rows.map((r) => r.past?.position ?? 0);
-  const past = decoding ? pastOf(rows) : undefined;
+  const past = decoding ? clean?.past ?? pastOf(rows) : undefined;
   const pastOfRow = rows.map((r) => (past ? past.prompts.indexOf(r.past!.prompt) : 0));
-  const pastLength = cleanLength ?? past?.cache.seq ?? 0;
+  const pastLength = clean?.length ?? past?.cache.seq ?? 0;
   const context: FeedContext = { manifest, rows, S, before, pastLength, decoding, ...(past ? { past } : {}), pastOfRow };
   return Object.fromEntries(manifest.inputs.map((input) => {
     const filler = FILLERS[input.rule] as Filler | undefined;
@@ -423,22 +425,10 @@ function pastOf(rows: readonly BatchRow[]): NonNullable<FeedContext['past']> {
       throw new InternalError(`buildFeeds: row ${b}: past of prompt ${r.past!.prompt} at ${r.past!.position}, the cache holds ${cache.prompts} prompts of ${cache.seq}`);
     }
   });
-  const prompts = [...new Set(rows.map((r) => r.past!.prompt))].sort((a, b) => a - b);
-  // every prompt read: the cache as it is; otherwise the prompts read, so that a device copies only those
-  return { cache, prompts: prompts.length === cache.prompts ? Array.from({ length: cache.prompts }, (_, i) => i) : prompts };
-}
-
-/** Batch entries `prompts` of `t` (all `count` of them: `t` itself). */
-function promptsOf(t: ort.Tensor, prompts: readonly number[], count: number): ort.Tensor {
-  if (prompts.length === count) return t;
-  const size = t.data.length / count;
-  const dims = [prompts.length, ...t.dims.slice(1)];
-  const pick = <A extends Float32Array | Uint16Array>(data: A, out: A): A => {
-    prompts.forEach((p, i) => out.set(data.subarray(p * size, (p + 1) * size), i * size));
-    return out;
-  };
-  if (t.type === 'float16') return new ort.Tensor('float16', pick(t.data as Uint16Array, new Uint16Array(prompts.length * size)), dims);
-  return new ort.Tensor('float32', pick(t.data as Float32Array, new Float32Array(prompts.length * size)), dims);
+  // keys and values: the cache as it is, every prompt (no copy; on the CPU a feed costs nothing);
+  // in the graph: the prompts read, the copy runs those alone
+  const prompts = cache.kind === 'tensors' ? Array.from({ length: cache.prompts }, (_, i) => i) : [...new Set(rows.map((r) => r.past!.prompt))].sort((a, b) => a - b);
+  return { cache, prompts };
 }
 
 /** Last-position rows: each row's [layers, heads, 1, position + 1], key `position` (the token itself) moved to P. */

@@ -68,3 +68,10 @@ test('the clean stream is in the graph on CUDA unless told otherwise, on the hos
   t.is(cleanStreamFor({ device: 'cuda', cleanStream: 'host' }), 'host');
   t.is(cleanStreamFor({ device: 'cpu', cleanStream: 'in-graph' }), 'in-graph');
 });
+
+test.serial('a run with the clean stream in the graph and one on the host do not share a journal', async (t) => {
+  const out = join(tempDir('clean-stream-resume'), 'out');
+  const source = informationFlowSource(3);
+  await runSource({ source, limit: 2, out, cleanStream: 'in-graph' });
+  await t.throwsAsync(runSource({ source, limit: 2, out }), { message: /journal\.jsonl belongs to a different run \(changed: extra\)/ });
+});

@@ -17,7 +17,9 @@ import { REPO, fixturePath } from './helpers.js';
 
 const MODELS = [
   { name: 'tiny-gpt2 (keys kept transposed)', path: join(REPO, 'generated', 'tiny-gpt2', 'model.onnx') },
+  { name: 'gpt2-opset14', path: fixturePath('gpt2-opset14.onnx') },
   { name: 'gpt2-optimum', path: fixturePath('gpt2-optimum.onnx') },
+  { name: 'gpt2-ort-fused (onnxruntime\'s fused attention, expanded)', path: fixturePath('gpt2-ort-fused.onnx') },
   { name: 'gpt2-fp16 (the start block\'s hidden state cast to the model\'s dtype)', path: fixturePath('gpt2-fp16.onnx') },
   { name: 'llama-optimum', path: fixturePath('llama-optimum.onnx') },
   { name: 'gptj-optimum', path: fixturePath('gptj-optimum.onnx') },

@@ -85,6 +85,8 @@ function cleanCopy(model: ModelProto): GraphProto {
   };
   rename(copy);
   copy.input = (copy.input ?? []).filter((v) => v.name?.startsWith(CLEAN_STREAM_PREFIX));
+  const unnamed = (copy.output ?? []).filter((v) => !v.name?.startsWith(CLEAN_STREAM_PREFIX));
+  if (unnamed.length) throw new Error(`internal: the clean copy returns ${unnamed.map((v) => v.name).join(', ')}, which no node of it computes`);
   for (const v of [...copy.input, ...(copy.output ?? [])]) {
     for (const d of v.type?.tensorType?.shape?.dim ?? []) if (d.dimParam) d.dimParam = `clean_${d.dimParam}`;
   }
