@@ -194,6 +194,8 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   }
   // facts an earlier invocation (or a merged shard) finished: their rows are not run now
   const fromJournal = new Set(unique.filter((f) => journal.has(f.id)).map((f) => f.id));
+  /** Clean runs recomputed in the graph per fact run (the clean stream in the graph). */
+  let recomputed = 0;
   try {
     const sessionOf = async (built: BuiltVariant) => orThrow(await createSession(built.bytes, {
       device: options.device,
@@ -227,6 +229,7 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
           lastPositionRows: 0, fullRows: counts.full, cleanPassRows: counts.clean,
         }
         : { ...rows, lastPositionRows: counts.lastPosition, fullRows: counts.full, cleanPassRows: counts.clean };
+      recomputed = counts.examples ? counts.recomputed / counts.examples : 0;
     } finally {
       await session.release();
       await attribution?.session.release();
@@ -240,7 +243,8 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     const tokens = measured.examples.reduce((n, e) => n + e.tokens.length, 0) / Math.max(1, measured.examples.length);
     const cost = {
       tokens,
-      cleanForwardEquivalents: cleanForwardEquivalents(plan, sites, tokens, {
+      // with the clean stream in the graph, each prompt's clean run as often as batches recomputed it
+      cleanForwardEquivalents: recomputed + cleanForwardEquivalents(plan, sites, tokens, {
         lastPosition: rows.mode === 'last_position', startLayer: startLayer.used, shareClean: !options.fullRows,
       }),
     };

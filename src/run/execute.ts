@@ -135,7 +135,16 @@ function corruptedInput(ex: Example, tokenizer: Tokenizer): BatchRow | undefined
  * `disagreement` when the cross-check of the first last-position row failed (every row then
  * ran over its whole prompt).
  */
-export interface RowCounts { lastPosition: number; full: number; clean: number; disagreement?: string }
+export interface RowCounts {
+  lastPosition: number;
+  full: number;
+  clean: number;
+  /** Prompts whose clean run a batch of last-position rows recomputed in its graph (the clean stream in the graph), summed over batches. */
+  recomputed: number;
+  /** Facts this call ran. */
+  examples: number;
+  disagreement?: string;
+}
 
 /**
  * Runs one last-position row also over its whole prompt. A model whose masks or positions do
@@ -143,9 +152,9 @@ export interface RowCounts { lastPosition: number; full: number; clean: number; 
  * would give other numbers: then undefined is returned with what differed, and the run falls
  * back to whole prompts rather than report wrong numbers.
  */
-async function crossCheck(input: ExecuteInput, item: RowItem, clean: Clean): Promise<string | undefined> {
+async function crossCheck(input: ExecuteInput, item: RowItem, clean: Clean, counts: RowCounts): Promise<string | undefined> {
   const whole = rowItem({ ...input, lastPosition: false, startLayer: false }, item.example, clean, item.exp, item.row, item.plan);
-  const [fast, full] = await runRows(input, [item, whole]);
+  const [fast, full] = await runRows(input, [item, whole], counts);
   const tolerance = input.variant.manifest.dtype === 'float32' ? 1e-4 : 2e-3;
   if (Math.abs(fast!.pNew - full!.pNew) <= tolerance && fast!.rank === full!.rank) return undefined;
   return `fact ${item.example.fact.id}, ${input.plan.experiments[item.exp]!.name} row ${item.row}: p ${fast!.pNew} as the last token, ${full!.pNew} over the whole prompt`;
@@ -154,10 +163,11 @@ async function crossCheck(input: ExecuteInput, item: RowItem, clean: Clean): Pro
 /** Runs every example not yet in the journal and journals it. */
 export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   const { facts, journal, batch } = input;
-  const counts: RowCounts = { lastPosition: 0, full: 0, clean: 0 };
+  const counts: RowCounts = { lastPosition: 0, full: 0, clean: 0, recomputed: 0, examples: 0 };
   const read = cleanRows(input);
   let checked = !input.lastPosition;
   const todo = facts.filter((f) => !journal.has(f.id));
+  counts.examples = todo.length;
   const progress = (): void => input.onProgress?.(facts.filter((f) => journal.has(f.id)).length, facts.length);
   progress();
   // Examples go in chunks of `batch`: one clean pass per chunk, then its rows.
@@ -191,7 +201,7 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
       const first = measurable.find((m) => m.items.some((it) => it.batchRow.past));
       if (first) {
         checked = true;
-        counts.disagreement = await crossCheck(input, first.items.find((it) => it.batchRow.past)!, first.k.clean);
+        counts.disagreement = await crossCheck(input, first.items.find((it) => it.batchRow.past)!, first.k.clean, counts);
         if (counts.disagreement) {
           input = { ...input, lastPosition: false };
           measurable = await measurableOf(input);
@@ -211,7 +221,7 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
       .sort((a, b) => wholePrompt(a.item) - wholePrompt(b.item) || startOf(a.item) - startOf(b.item) || past(a.item) - past(b.item)
         || a.item.exp - b.item.exp);
-    const records = await runRows(input, order.map((o) => o.item));
+    const records = await runRows(input, order.map((o) => o.item), counts);
     for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
     order.forEach((o, i) => { rowsOf[o.owner]![o.item.exp]![o.item.row] = records[i]!; });
@@ -581,7 +591,7 @@ interface IntegrationSums { yInput: number; yBaseline: number; readonly gradient
  * of experiments that take gradients run in the attribution variant; an integrated-gradients
  * item runs several batch rows, possibly across batches, and is reduced once all have run.
  */
-async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<RowRecord[]> {
+async function runRows(input: ExecuteInput, items: readonly RowItem[], counts: RowCounts): Promise<RowRecord[]> {
   const sharedPositions = input.variant.manifest.inputs.some((t) => t.name === VariantNames.positionIds && t.shape[0] === 1);
   const readers = sharedGradientRuns(input, items);
   const units: Unit[] = items.flatMap((it, item) => (readers.has(item)
@@ -611,7 +621,9 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[]): Promise<
     if (gradients && !input.attribution) throw new InternalError('rows that take gradients without the attribution variant');
     const { variant, session } = gradients ? input.attribution! : input;
     const probes = slice.flatMap((u) => readers.get(u.item)!.flatMap((reader) => items[reader]!.plan.probes));
-    const io = passIO({ kind: 'rows', probes }, variant.manifest, slice.map(batchRow));
+    const rowsOfPass = slice.map(batchRow);
+    if (variant.manifest.cleanStream && rowsOfPass[0]!.past) counts.recomputed += new Set(rowsOfPass.map((r) => r.past!.prompt)).size;
+    const io = passIO({ kind: 'rows', probes }, variant.manifest, rowsOfPass);
     const r = await io.run(session);
     const prob = numbers(r[VariantNames.targetProb]!.data);
     const rank = numbers(r[VariantNames.targetRank]!.data);

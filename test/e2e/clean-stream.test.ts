@@ -27,6 +27,8 @@ for (const [name, model] of [['tiny-gpt2', tinyGpt2], ['tiny-gptj (rotary)', tin
     t.is(inGraph.results.provenance.rows?.lastPositionRows, host.results.provenance.rows?.lastPositionRows);
     t.true(inGraph.results.data.kept > 0);
     t.true(sameNumbers(t, inGraph.results, host.results) > 1000);
+    // the recomputed clean runs count: at least one a prompt beyond the host plan's
+    t.true(inGraph.cost.cleanForwardEquivalents >= host.cost.cleanForwardEquivalents + 1, `${inGraph.cost.cleanForwardEquivalents} vs ${host.cost.cleanForwardEquivalents}`);
   });
 }
 
