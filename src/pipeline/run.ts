@@ -72,7 +72,7 @@ function startLayerExecution(plan: Plan, variant: BuiltVariant, options: RunOpti
     return {
       used: true,
       reason: variant.manifest.cleanStream
-        ? 'each last-position row began at the first block it changes or reads, from the clean stream\'s hidden state entering it in the graph; whole prompts from block 0'
+        ? 'a batch of last-position rows began at the lowest first block its rows change or read, from the clean stream\'s hidden state entering it in the graph; whole prompts from block 0'
         : 'each row began at the first block it changes or reads, from the clean run\'s hidden state entering it',
     };
   }
@@ -123,7 +123,12 @@ export interface RunOutcome {
    * The run's FLOPs per prompt of the kept facts' mean token count, in clean forward passes
    * (plan/cost.ts), as its rows ran. Not in results.json: a shard's would be its own prompts'.
    */
-  readonly cost: { readonly tokens: number; readonly cleanForwardEquivalents: number };
+  readonly cost: {
+    readonly tokens: number;
+    readonly cleanForwardEquivalents: number;
+    /** Of those, the clean runs recomputed in the graph per fact run (the clean stream in the graph; 0 on the host). */
+    readonly recomputedCleanRuns: number;
+  };
 }
 
 export async function runProgram(loaded: LoadedProgram, options: RunOptions): Promise<RunOutcome> {
@@ -243,9 +248,11 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
     const tokens = measured.examples.reduce((n, e) => n + e.tokens.length, 0) / Math.max(1, measured.examples.length);
     const cost = {
       tokens,
-      // with the clean stream in the graph, each prompt's clean run as often as batches recomputed it
+      recomputedCleanRuns: recomputed,
+      // with the clean stream in the graph, each prompt's clean run as often as batches recomputed
+      // it, and rows counted from block 0 (a batch starts at its rows' lowest block: at most theirs)
       cleanForwardEquivalents: recomputed + cleanForwardEquivalents(plan, sites, tokens, {
-        lastPosition: rows.mode === 'last_position', startLayer: startLayer.used, shareClean: !options.fullRows,
+        lastPosition: rows.mode === 'last_position', startLayer: startLayer.used && !plan.variant.cleanStream, shareClean: !options.fullRows,
       }),
     };
     const journalRows = unique.filter((f, i) => fromJournal.has(f.id) && records[i]!.status === 'kept').length * (plan.passesPerExample - 1);

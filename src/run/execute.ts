@@ -215,12 +215,16 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
     // one row for the batch needs them equal). Start before past length: the rows of a chunk
     // that start at one block fill whole batches across prompts of every length, where sorting
     // by length first splits them into a batch per length and block, each reading every
-    // weight of its blocks for a few rows.
+    // weight of its blocks for a few rows. With the clean stream in the graph a batch recomputes
+    // the clean run of every prompt it reads: last-position rows then go prompt by prompt, so
+    // that a prompt's clean run is recomputed about once, and a batch starts at the lowest block
+    // of its rows (runRows).
     const past = (it: RowItem): number => it.batchRow.past?.position ?? Infinity;
     const wholePrompt = (it: RowItem): number => (it.batchRow.past ? 0 : 1);
+    const byPrompt = input.variant.manifest.cleanStream ? (owner: number): number => owner : (): number => 0;
     const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
-      .sort((a, b) => wholePrompt(a.item) - wholePrompt(b.item) || startOf(a.item) - startOf(b.item) || past(a.item) - past(b.item)
-        || a.item.exp - b.item.exp);
+      .sort((a, b) => wholePrompt(a.item) - wholePrompt(b.item) || byPrompt(a.owner) - byPrompt(b.owner) || startOf(a.item) - startOf(b.item)
+        || past(a.item) - past(b.item) || a.item.exp - b.item.exp);
     const records = await runRows(input, order.map((o) => o.item), counts);
     for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
@@ -535,6 +539,16 @@ function rowStart(input: ExecuteInput, e: number, row: PlanRow, clean: Clean, n:
   return { layer, hidden: clean.hidden(layer).subarray(from * d) };
 }
 
+/**
+ * Last-position rows from the lowest block any of them starts at (the clean stream in the graph
+ * gives each its hidden state there): a row may begin below its own first block, whose blocks
+ * below change nothing.
+ */
+function fromLowestStart(rows: readonly BatchRow[]): BatchRow[] {
+  const layer = Math.min(...rows.map((r) => r.start?.layer ?? 0));
+  return rows.map(({ start: _, ...row }) => (layer ? { ...row, start: { layer } } : row));
+}
+
 /** The block a row item starts at. */
 const startOf = (it: RowItem): number => it.batchRow.start?.layer ?? 0;
 
@@ -601,12 +615,14 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[], counts: R
     return step === 0 ? it.batchRow : it.integration!.along(it.integration!.alphas[step - 1]!);
   };
   // a batch holds rows of one kind: rows that take gradients, last-position rows (of one past
-  // length where the variant's positions are shared by the batch) or whole prompts
+  // length where the variant's positions are shared by the batch) or whole prompts, starting at
+  // one block (last-position rows with the clean stream in the graph: at their lowest, below)
+  const inGraph = input.variant.manifest.cleanStream !== undefined;
   const kinds = units.map(({ item }): string => {
     const it = items[item]!;
     if (input.plan.experiments[it.exp]!.attribution) return 'attribution';
     const rows = !it.batchRow.past ? 'whole' : sharedPositions ? `past ${it.batchRow.past.position}` : 'past';
-    return `${rows} from ${startOf(it)}`;
+    return inGraph && it.batchRow.past ? rows : `${rows} from ${startOf(it)}`;
   });
   const outputs: { pNew: number; rank: number; probes: ProbeResult }[] = [];
   const sums = new Map<number, IntegrationSums>();
@@ -621,8 +637,11 @@ async function runRows(input: ExecuteInput, items: readonly RowItem[], counts: R
     if (gradients && !input.attribution) throw new InternalError('rows that take gradients without the attribution variant');
     const { variant, session } = gradients ? input.attribution! : input;
     const probes = slice.flatMap((u) => readers.get(u.item)!.flatMap((reader) => items[reader]!.plan.probes));
-    const rowsOfPass = slice.map(batchRow);
-    if (variant.manifest.cleanStream && rowsOfPass[0]!.past) counts.recomputed += new Set(rowsOfPass.map((r) => r.past!.prompt)).size;
+    let rowsOfPass = slice.map(batchRow);
+    if (variant.manifest.cleanStream && rowsOfPass[0]!.past) {
+      counts.recomputed += new Set(rowsOfPass.map((r) => r.past!.prompt)).size;
+      rowsOfPass = fromLowestStart(rowsOfPass);
+    }
     const io = passIO({ kind: 'rows', probes }, variant.manifest, rowsOfPass);
     const r = await io.run(session);
     const prob = numbers(r[VariantNames.targetProb]!.data);
