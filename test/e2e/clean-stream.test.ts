@@ -11,7 +11,7 @@ import type * as ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
 import { CLEAN_STREAM_PREFIX, VariantNames } from '../../src/onnx/variant.js';
 import type { ExampleRecord } from '../../src/measure/record.js';
-import { cleanStreamFor, loadProgram, selectedFacts } from '../../src/pipeline/index.js';
+import { cleanStreamFor, loadProgram, selectedFacts, sessionConfigFor } from '../../src/pipeline/index.js';
 import { orThrow } from '../../src/run/errors.js';
 import { executeExamples } from '../../src/run/execute.js';
 import { Journal, runFingerprint } from '../../src/run/journal.js';
@@ -65,6 +65,13 @@ test.serial('with the clean stream in the graph no pass feeds an activation or f
   const kept = (name: string): boolean => /^dissect_(key|value)_\d+$|^dissect_hidden_states$/.test(name.replace(CLEAN_STREAM_PREFIX, ''));
   t.deepEqual(passes.flatMap((p) => p.fetches.filter(kept)), []);
   t.deepEqual(passes.map((p) => p.floats), passes.map(() => 0));
+});
+
+test('the clean stream in the graph runs unpacked on the CPU (the copy would pack every weight again), as packed as ever on CUDA', (t) => {
+  const weights = { layout: 'external-source-folder' as const, files: [], sessionConfig: { 'session.model_external_initializers_file_folder_path': '/m' } };
+  t.deepEqual(sessionConfigFor({ weights, cleanStream: 'in-graph' }, 'cpu'), { ...weights.sessionConfig, 'session.disable_prepacking': '1' });
+  t.deepEqual(sessionConfigFor({ weights, cleanStream: 'in-graph' }, 'cuda:0'), weights.sessionConfig);
+  t.deepEqual(sessionConfigFor({ weights }, 'cpu'), weights.sessionConfig);
 });
 
 test('the clean stream is in the graph on CUDA unless told otherwise, on the host elsewhere', (t) => {
