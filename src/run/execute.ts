@@ -167,7 +167,6 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
   const read = cleanRows(input);
   let checked = !input.lastPosition;
   const todo = facts.filter((f) => !journal.has(f.id));
-  counts.examples = todo.length;
   const progress = (): void => input.onProgress?.(facts.filter((f) => journal.has(f.id)).length, facts.length);
   progress();
   // Examples go in chunks of `batch`: one clean pass per chunk, then its rows.
@@ -208,23 +207,25 @@ export async function executeExamples(input: ExecuteInput): Promise<RowCounts> {
         }
       }
     }
-    // Experiment-major order keeps rows with the same needs (projections, patches) in the
-    // same batches: onnxruntime computes every output of a batch, fetched or not. Last-position
-    // rows come first (they cannot share a batch with whole prompts), by the block they start at
-    // (a batch starts at one), then by past length (less padding; a variant whose positions are
-    // one row for the batch needs them equal). Start before past length: the rows of a chunk
-    // that start at one block fill whole batches across prompts of every length, where sorting
-    // by length first splits them into a batch per length and block, each reading every
-    // weight of its blocks for a few rows. With the clean stream in the graph a batch recomputes
-    // the clean run of every prompt it reads: last-position rows then go prompt by prompt, so
-    // that a prompt's clean run is recomputed about once, and a batch starts at the lowest block
-    // of its rows (runRows).
+    // Last-position rows come first (they cannot share a batch with whole prompts), by the block
+    // they start at (a batch starts at one), then by past length (less padding; a variant whose
+    // positions are one row for the batch needs them equal), then by experiment, which keeps rows
+    // with the same needs (projections, patches) in the same batches: onnxruntime computes every
+    // output of a batch, fetched or not. Start before past length: the rows of a chunk that start
+    // at one block fill whole batches across prompts of every length, where sorting by length
+    // first splits them into a batch per length and block, each reading every weight of its
+    // blocks for a few rows. With the clean stream in the graph a batch of last-position rows
+    // recomputes the clean run of every prompt it reads: those go by what they compute
+    // (projections, recomputation: a batch pays for its rows'), past length, then prompt by
+    // prompt, so that a prompt's clean run is recomputed about once a need, and a batch starts
+    // at the lowest block of its rows (runRows).
     const past = (it: RowItem): number => it.batchRow.past?.position ?? Infinity;
-    const wholePrompt = (it: RowItem): number => (it.batchRow.past ? 0 : 1);
-    const byPrompt = input.variant.manifest.cleanStream ? (owner: number): number => owner : (): number => 0;
-    const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item })))
-      .sort((a, b) => wholePrompt(a.item) - wholePrompt(b.item) || byPrompt(a.owner) - byPrompt(b.owner) || startOf(a.item) - startOf(b.item)
-        || past(a.item) - past(b.item) || a.item.exp - b.item.exp);
+    const needs = (it: RowItem): number => (it.batchRow.projPositions?.length ? 1 : 0) + (it.batchRow.recomputeRemove ? 2 : 0);
+    const keys = ({ owner, item }: { owner: number; item: RowItem }): number[] => (!item.batchRow.past ? [1, startOf(item), item.exp]
+      : input.variant.manifest.cleanStream ? [0, needs(item), past(item), owner, startOf(item), item.exp] : [0, startOf(item), past(item), item.exp]);
+    const order = measurable.flatMap((m, owner) => m.items.map((item) => ({ owner, item, keys: keys({ owner, item }) })))
+      .sort((a, b) => lexicographic(a.keys, b.keys));
+    counts.examples += measurable.length;
     const records = await runRows(input, order.map((o) => o.item), counts);
     for (const o of order) counts[o.item.batchRow.past ? 'lastPosition' : 'full']++;
     const rowsOf = measurable.map(() => input.plan.experiments.map((exp) => new Array<RowRecord | null>(exp.rows.length).fill(null)));
@@ -547,6 +548,12 @@ function rowStart(input: ExecuteInput, e: number, row: PlanRow, clean: Clean, n:
 function fromLowestStart(rows: readonly BatchRow[]): BatchRow[] {
   const layer = Math.min(...rows.map((r) => r.start?.layer ?? 0));
   return rows.map(({ start: _, ...row }) => (layer ? { ...row, start: { layer } } : row));
+}
+
+/** a before b (< 0), after (> 0) or neither, entry by entry. */
+function lexicographic(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
 }
 
 /** The block a row item starts at. */
