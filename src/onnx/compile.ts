@@ -27,7 +27,7 @@ import type { OutputFolder } from '../output/folder.js';
 import { copyModel, externalDataFiles, inlineGraphFileWeights, readSourceModel, weightsInGraphFile, type SourceModel } from './source.js';
 import type { ModelSites } from './sites/types.js';
 import {
-  CLEAN_STREAM_PREFIX, EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestInput, type ManifestTensor, type RowConventions, type VariantManifest,
+  describedTensor, EXTERNAL_FOLDER_CONFIG, VariantNames, type CacheEntry, type ManifestInput, type ManifestTensor, type RowConventions, type VariantManifest,
   type VariantRequest, type WeightsLayout,
 } from './variant.js';
 
@@ -123,14 +123,14 @@ function describeOutputs(model: ModelProto, sites: ModelSites, request: VariantR
   }
   return (model.graph!.output ?? []).map((vi) => {
     const { elemType, shape } = valueInfoShape(vi);
-    const name = vi.name ?? '';
-    const meaning = (n: string): string => meanings[n] ?? 'output of the source model (passed through)';
+    // the clean copy's (passes/clean-stream.ts): what a batch of whole prompts reads
+    const { copied, name, dims } = describedTensor(vi.name ?? '', shape ?? []);
+    const meaning = meanings[name] ?? 'output of the source model (passed through)';
     return {
-      name,
+      name: vi.name ?? '',
       dtype: manifestDtype(elemType ?? 0),
-      shape: (shape ?? []).map((d) => (typeof d === 'string' ? d.replace(/^clean_/, '') : d ?? '?')),
-      // the clean copy's (passes/clean-stream.ts): what a batch of whole prompts reads
-      meaning: name.startsWith(CLEAN_STREAM_PREFIX) ? `the clean stream's ${meaning(name.slice(CLEAN_STREAM_PREFIX.length))}` : meaning(name),
+      shape: dims,
+      meaning: copied ? `the clean stream's ${meaning}` : meaning,
     };
   });
 }
@@ -175,7 +175,7 @@ function choices(sites: ModelSites, request: VariantRequest, rewritten: Rewritte
   if (request.cleanStream) {
     c.cleanStream = 'in-graph: a copy of the variant (names prefixed dissect_clean/, weights shared) runs the prompts the batch\'s rows read, ' +
       'whole and unchanged; the rows read its keys and values as their past, and its hidden state entering dissect_start_layer at ' +
-      'dissect_past_row, dissect_past_length; a batch of whole prompts feeds it one token, masked off';
+      'dissect_past_row, dissect_past_length; a batch of whole prompts runs in the copy, the rows\' part one placeholder token against its first prompt';
   }
   const recompute = request.projections?.find((p) => p.site === 'recomputed')?.recompute;
   if (recompute === 'renormalise') {

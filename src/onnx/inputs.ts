@@ -10,7 +10,7 @@ import { valueInfoShape } from './graph.js';
 import { DataType, dtypeName, type ModelProto } from './proto.js';
 import type { Dim, Rewrite } from './rewrite.js';
 import type { ModelSites } from './sites/types.js';
-import { CLEAN_STREAM_PREFIX, type ManifestDtype, type ManifestInput, type PlainRowFill, type VariantRequest } from './variant.js';
+import { describedTensor, type ManifestDtype, type ManifestInput, type PlainRowFill, type VariantRequest } from './variant.js';
 
 /** How the runner fills an input for a batch of rows; each rule has one filler in src/run/batch.ts. */
 export type FillRule =
@@ -151,21 +151,18 @@ export function describeInputs(model: ModelProto, sites: ModelSites, request: Va
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
   return (g.input ?? []).filter((vi) => !inits.has(vi.name)).map((vi) => {
     const fullName = vi.name ?? '';
+    const { elemType, shape } = valueInfoShape(vi);
     // the clean copy's inputs (passes/clean-stream.ts): described as the inputs they copy
-    const clean = fullName.startsWith(CLEAN_STREAM_PREFIX);
-    const name = clean ? fullName.slice(CLEAN_STREAM_PREFIX.length) : fullName;
+    const { copied: clean, name, dims } = describedTensor(fullName, shape ?? []);
     const desc = descriptorOf(name, sites, descriptors);
     if (!desc && name.startsWith('dissect_')) throw new Error(`internal: input ${name} has no descriptor (describe it in the pass that adds it)`);
     if (!desc) {
       throw new UserError(`the model's input '${name}' is none dissect can fill (token ids, attention mask, position ids, past keys and values)`,
         'Export the model without this input, or with one of those names.');
     }
-    const { elemType, shape } = valueInfoShape(vi);
-    // the copy's symbolic dims are renamed in the graph (clean_batch …), not in what they mean
-    const dims = (shape ?? []).map((d) => (clean && typeof d === 'string' ? d.replace(/^clean_/, '') : d ?? '?'));
     const c: DescribeContext = { sites, request, name, dtype: manifestDtype(elemType ?? 0), shape: dims };
     const meaning = clean ? `the clean stream's ${name}: ${desc.meaning(c)}` : desc.meaning(c);
-    const fill = clean ? `as ${name}, for the prompts the batch's rows read, whole and unchanged (one token, masked off, for a batch of whole prompts)` : desc.fill(c);
+    const fill = clean ? `as ${name}: for a batch of last-position rows the prompts they read, whole and unchanged; a batch of whole prompts runs here` : desc.fill(c);
     vi.docString = meaning;
     return { name: fullName, dtype: c.dtype, shape: c.shape, meaning, fill, rule: desc.rule, plainRow: desc.plainRow(c) };
   });

@@ -257,6 +257,21 @@ export const VariantNames = {
 
 /** The prefix of the names of a variant's clean copy, its inputs' too (VariantRequest.cleanStream). */
 export const CLEAN_STREAM_PREFIX = 'dissect_clean/';
+/** The prefix of the symbolic dims of the clean copy's inputs and outputs (its batch and length are not the rows'). */
+export const CLEAN_STREAM_DIM_PREFIX = 'clean_';
+
+/**
+ * A graph input's or output's name and dims as the manifest describes them: the clean copy's
+ * as those of the tensor they copy (`copied`), the variant's own as they are.
+ */
+export function describedTensor(name: string, dims: readonly (string | number | undefined)[]): { copied: boolean; name: string; dims: (string | number)[] } {
+  const copied = name.startsWith(CLEAN_STREAM_PREFIX);
+  const strip = (d: string): string => (copied && d.startsWith(CLEAN_STREAM_DIM_PREFIX) ? d.slice(CLEAN_STREAM_DIM_PREFIX.length) : d);
+  return {
+    copied, name: copied ? name.slice(CLEAN_STREAM_PREFIX.length) : name,
+    dims: dims.map((d) => (typeof d === 'string' ? strip(d) : d ?? '?')),
+  };
+}
 
 /** dissect_target for a row whose target is its own top-1 (a clean pass reading its probes). */
 export const OWN_TOP1_TARGET = -1;

@@ -141,7 +141,7 @@ export interface RowCounts {
   clean: number;
   /** Prompts whose clean run a batch of last-position rows recomputed in its graph (the clean stream in the graph), summed over batches. */
   recomputed: number;
-  /** Facts this call ran. */
+  /** Facts this call ran and kept (the measured ones). */
   examples: number;
   disagreement?: string;
 }

@@ -17,12 +17,11 @@
 // chunk, traded for nothing crossing to the host but ids, masks and read-outs.
 
 import { DataType, type GraphProto, type ModelProto, type NodeProto } from '../proto.js';
-import { removeDeadNodes, topoSort } from '../graph.js';
 import type { Rewrite } from '../rewrite.js';
 import type { ModelSites } from '../sites/types.js';
 import { copyModel } from '../source.js';
 import { intAttr } from '../tensor.js';
-import { CLEAN_STREAM_PREFIX, VariantNames, type CacheEntry } from '../variant.js';
+import { CLEAN_STREAM_DIM_PREFIX, CLEAN_STREAM_PREFIX, VariantNames, type CacheEntry } from '../variant.js';
 import { addDescribedInput, type AddedInput } from '../inputs.js';
 
 export const CLEAN_STREAM_INPUTS = {
@@ -42,8 +41,6 @@ export const CLEAN_STREAM_INPUTS = {
  */
 export function cleanStreamPass(rw: Rewrite, sites: ModelSites, cache: readonly CacheEntry[]): void {
   const g = rw.graph;
-  topoSort(g);
-  removeDeadNodes(g);
   const copy = cleanCopy(rw.model);
   const readsOf = new Map<string, string>();
   for (const { key, value } of cache) for (const slot of [key, value]) readsOf.set(slot.input, CLEAN_STREAM_PREFIX + slot.output);
@@ -88,7 +85,7 @@ function cleanCopy(model: ModelProto): GraphProto {
   const unnamed = (copy.output ?? []).filter((v) => !v.name?.startsWith(CLEAN_STREAM_PREFIX));
   if (unnamed.length) throw new Error(`internal: the clean copy returns ${unnamed.map((v) => v.name).join(', ')}, which no node of it computes`);
   for (const v of [...copy.input, ...(copy.output ?? [])]) {
-    for (const d of v.type?.tensorType?.shape?.dim ?? []) if (d.dimParam) d.dimParam = `clean_${d.dimParam}`;
+    for (const d of v.type?.tensorType?.shape?.dim ?? []) if (d.dimParam) d.dimParam = CLEAN_STREAM_DIM_PREFIX + d.dimParam;
   }
   return copy;
 }
