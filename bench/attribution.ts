@@ -13,7 +13,7 @@ import { buildVariant } from '../src/onnx/compile.js';
 import { loadProgram, runProgram, selectedFacts } from '../src/pipeline/index.js';
 import { buildFeeds, type BatchRow } from '../src/run/batch.js';
 import { orThrow } from '../src/run/errors.js';
-import { createSession } from '../src/run/session.js';
+import { createVariantSession } from '../src/run/session.js';
 import { readSourceModel, type SourceModel } from '../src/onnx/source.js';
 import { VariantNames, type VariantRequest } from '../src/onnx/variant.js';
 import { writeSkeleton } from './skeleton.js';
@@ -28,7 +28,7 @@ const REPEATS = 10;
  */
 async function batchTime(source: SourceModel, request: VariantRequest, rows: readonly BatchRow[], fetches: readonly string[]): Promise<{ wall: number; cpu: number }> {
   const variant = buildVariant(source, request);
-  const session = orThrow(await createSession(variant.bytes, variant.manifest.weights.sessionConfig ? { sessionConfig: variant.manifest.weights.sessionConfig } : {}));
+  const session = orThrow(await createVariantSession(variant));
   const feeds = buildFeeds(variant.manifest, rows); // built once: the timing is the pass's alone
   try {
     await session.run(feeds, fetches); // warm-up

@@ -12,6 +12,7 @@ import ort from 'onnxruntime-node';
 import { buildVariant } from '../src/onnx/compile.js';
 import type { ModelSites } from '../src/onnx/sites/types.js';
 import type { ProjectionRequest, VariantRequest } from '../src/onnx/variant.js';
+import { variantSessionConfig } from '../src/run/session.js';
 import { writeSkeleton } from './skeleton.js';
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1] || 0) || 20;
@@ -57,11 +58,11 @@ async function time(label: string, path: string, b: number, n: number, P: number
   const probe = buildVariant(path, { knockout: false, logits: false });
   const built = buildVariant(path, request(probe.sites, k));
   const s = await ort.InferenceSession.create(built.bytes, {
-    intraOpNumThreads: 1, interOpNumThreads: 1, ...(built.manifest.weights.sessionConfig ? { extra: built.manifest.weights.sessionConfig } : {}),
+    intraOpNumThreads: 1, interOpNumThreads: 1, extra: variantSessionConfig(built.manifest),
   });
   const plain = buildVariant(path, { knockout: 'replace_half_min', logits: false, gates: { attention: 'zero_update', mlp: 'zero_update' }, patch: true });
   const sp = await ort.InferenceSession.create(plain.bytes, {
-    intraOpNumThreads: 1, interOpNumThreads: 1, ...(plain.manifest.weights.sessionConfig ? { extra: plain.manifest.weights.sessionConfig } : {}),
+    intraOpNumThreads: 1, interOpNumThreads: 1, extra: variantSessionConfig(plain.manifest),
   });
   const f = feeds(probe.sites, b, n, P);
   const { dissect_proj_positions: _, ...fPlain } = f;

@@ -3,5 +3,5 @@
 // these functions; each stage is reached only through its own module's interface.
 
 export { buildVariants, DiagnosticsError, loadProgram, modelStatementOf, readModelShape, readParamsFile, refuseOverTotalRows, selectedFacts, type LoadedProgram } from './load.js';
-export { cleanStreamFor, runProgram, sessionConfigFor, type RunOptions, type RunOutcome } from './run.js';
+export { cleanStreamFor, runProgram, type RunOptions, type RunOutcome } from './run.js';
 export { mergeShards, type MergeOptions, type MergeOutcome } from './merge.js';

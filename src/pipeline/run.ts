@@ -17,7 +17,7 @@ import {
 } from '../onnx/index.js';
 import { cleanForwardEquivalents, mayRunLastPosition, type Plan, readsCleanPass, startLayerOf } from '../plan/index.js';
 import {
-  batchSize, type BatchSize, createSession, datasetMeanHidden, doctorInfo, executeExamples, type Fact, headMappings,
+  batchSize, type BatchSize, createVariantSession, datasetMeanHidden, doctorInfo, executeExamples, type Fact, headMappings,
   isRunError, Journal, JOURNAL_FILE, loadAttributeSets, orThrow, parseDevice, prepareExample, runFingerprint, type Selection,
   shardOf, splitDuplicateIds, type Tokenizer,
 } from '../run/index.js';
@@ -63,16 +63,6 @@ export function cleanStreamFor(options: Pick<RunOptions, 'cleanStream' | 'device
 function onCuda(device: string): boolean {
   const parsed = parseDevice(device);
   return !isRunError(parsed) && parsed.kind === 'cuda';
-}
-
-/**
- * The session config entries a variant needs on `device`. On the CPU onnxruntime packs each
- * matrix product's weights for its own node: the clean copy's nodes would pack them a second
- * time (XL's shape: 9.5 GB peak instead of 7.0), so a variant with the clean stream in the graph
- * runs unpacked there (about 30% slower at XL's shape; the CPU's default plan is the host's).
- */
-export function sessionConfigFor(manifest: Pick<BuiltVariant['manifest'], 'weights' | 'cleanStream'>, device: string): Record<string, string> {
-  return { ...manifest.weights.sessionConfig, ...(manifest.cleanStream && !onCuda(device) ? { 'session.disable_prepacking': '1' } : {}) };
 }
 
 function withCleanStream(plan: Plan, options: RunOptions): Plan {
@@ -216,10 +206,8 @@ async function runInFolder(loaded: LoadedProgram, options: RunOptions, out: Outp
   /** Clean runs recomputed in the graph per fact run (the clean stream in the graph). */
   let recomputed = 0;
   try {
-    const sessionOf = async (built: BuiltVariant) => orThrow(await createSession(built.bytes, {
-      device: options.device,
-      ...(options.threads ? { threads: options.threads } : {}),
-      sessionConfig: sessionConfigFor(built.manifest, options.device),
+    const sessionOf = async (built: BuiltVariant) => orThrow(await createVariantSession(built, {
+      device: options.device, ...(options.threads ? { threads: options.threads } : {}),
     }));
     const session = await sessionOf(variant);
     const attribution = attributionVariant ? { variant: attributionVariant, session: await sessionOf(attributionVariant) } : undefined;

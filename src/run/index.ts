@@ -10,5 +10,5 @@ export { headMappings } from './head-mappings.js';
 export { JOURNAL_FILE, Journal, runFingerprint } from './journal.js';
 export { batchSize, type BatchSize } from './memory.js';
 export { readShards, refuseRunFolder } from './merge.js';
-export { createSession, doctorInfo, parseDevice } from './session.js';
+export { createSession, createVariantSession, doctorInfo, parseDevice, variantSessionConfig } from './session.js';
 export { loadTokenizer, tokenizerMismatch, type Tokenizer } from './tokenizer.js';

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { runError, type RunError } from './errors.js';
 import { halfToFloat32Array } from './half.js';
+import type { VariantManifest } from '../onnx/variant.js';
 
 // onnxruntime's telemetry reads the machine id, keeps an event database under ~/.cache (model
 // producer, graph name, opsets) that its client may upload, and leaves a mat-debug-<pid>.log in
@@ -93,6 +94,26 @@ export function cudaUnavailable(): string | undefined {
   const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
   if (folder && existsSync(join(folder, lib))) return undefined;
   return `${lib} is not installed${folder ? ` in ${folder}` : ''}`;
+}
+
+/**
+ * The session config a variant needs on `device`: its weights' (where onnxruntime finds them),
+ * and, for a variant with the clean stream in the graph on the CPU, no prepacking: onnxruntime
+ * packs each matrix product's weights for its own node, so the clean copy's nodes would hold
+ * them packed a second time (XL's shape: 9.5 GB peak, 7.0 GB unpacked, about 30% slower; the
+ * CPU's default plan is the host's).
+ */
+export function variantSessionConfig(manifest: Pick<VariantManifest, 'weights' | 'cleanStream'>, device = 'cpu'): Record<string, string> {
+  const parsed = parseDevice(device);
+  const cpu = 'code' in parsed || parsed.kind === 'cpu';
+  return { ...manifest.weights.sessionConfig, ...(manifest.cleanStream && cpu ? { 'session.disable_prepacking': '1' } : {}) };
+}
+
+/** A session of a built variant, with the config it needs (variantSessionConfig). */
+export function createVariantSession(
+  variant: { readonly bytes: Uint8Array; readonly manifest: Pick<VariantManifest, 'weights' | 'cleanStream'> }, opts: Omit<SessionOptions, 'sessionConfig'> = {},
+): Promise<RunSession | RunError> {
+  return createSession(variant.bytes, { ...opts, sessionConfig: variantSessionConfig(variant.manifest, opts.device) });
 }
 
 export async function createSession(model: string | Uint8Array, opts: SessionOptions = {}): Promise<RunSession | RunError> {

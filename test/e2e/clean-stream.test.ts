@@ -11,11 +11,11 @@ import type * as ort from 'onnxruntime-node';
 import { buildVariant } from '../../src/onnx/compile.js';
 import { CLEAN_STREAM_PREFIX, VariantNames } from '../../src/onnx/variant.js';
 import type { ExampleRecord } from '../../src/measure/record.js';
-import { cleanStreamFor, loadProgram, selectedFacts, sessionConfigFor } from '../../src/pipeline/index.js';
+import { cleanStreamFor, loadProgram, selectedFacts } from '../../src/pipeline/index.js';
 import { orThrow } from '../../src/run/errors.js';
 import { executeExamples } from '../../src/run/execute.js';
 import { Journal, runFingerprint } from '../../src/run/journal.js';
-import { createSession, type RunSession } from '../../src/run/session.js';
+import { createVariantSession, type RunSession, variantSessionConfig } from '../../src/run/session.js';
 import { informationFlowSource, runSource, sameNumbers, START_LAYER_EXPERIMENTS, tempDir, tinyGpt2, tinyGptj } from './helpers.js';
 
 for (const [name, model] of [['tiny-gpt2', tinyGpt2], ['tiny-gptj (rotary)', tinyGptj]] as const) {
@@ -42,7 +42,7 @@ test.serial('with the clean stream in the graph no pass feeds an activation or f
   const { selected } = selectedFacts(loaded, { limit: 6 });
   const variant = buildVariant(loaded.program.model.onnx, { ...loaded.plan.variant, startLayer: true, hiddenStates: true, cleanStream: 'in-graph' });
   const passes: { fetches: readonly string[]; floats: number; rows: number }[] = [];
-  const inner = orThrow(await createSession(variant.bytes));
+  const inner = orThrow(await createVariantSession(variant));
   const session: RunSession = {
     ...inner,
     run: (feeds: Record<string, ort.Tensor>, fetches?: readonly string[]) => {
@@ -69,9 +69,9 @@ test.serial('with the clean stream in the graph no pass feeds an activation or f
 
 test('the clean stream in the graph runs unpacked on the CPU (the copy would pack every weight again), as packed as ever on CUDA', (t) => {
   const weights = { layout: 'external-source-folder' as const, files: [], sessionConfig: { 'session.model_external_initializers_file_folder_path': '/m' } };
-  t.deepEqual(sessionConfigFor({ weights, cleanStream: 'in-graph' }, 'cpu'), { ...weights.sessionConfig, 'session.disable_prepacking': '1' });
-  t.deepEqual(sessionConfigFor({ weights, cleanStream: 'in-graph' }, 'cuda:0'), weights.sessionConfig);
-  t.deepEqual(sessionConfigFor({ weights }, 'cpu'), weights.sessionConfig);
+  t.deepEqual(variantSessionConfig({ weights, cleanStream: 'in-graph' }, 'cpu'), { ...weights.sessionConfig, 'session.disable_prepacking': '1' });
+  t.deepEqual(variantSessionConfig({ weights, cleanStream: 'in-graph' }, 'cuda:0'), weights.sessionConfig);
+  t.deepEqual(variantSessionConfig({ weights }, 'cpu'), weights.sessionConfig);
 });
 
 test('the clean stream is in the graph on CUDA unless told otherwise, on the host elsewhere', (t) => {

@@ -6,12 +6,12 @@
 
 import test from 'ava';
 import { join } from 'node:path';
-import { buildVariant, type BuiltVariant } from '../../src/onnx/compile.js';
+import { buildVariant } from '../../src/onnx/compile.js';
 import { CLEAN_STREAM_PREFIX, VariantNames, type VariantRequest } from '../../src/onnx/variant.js';
 import { cleanCache, type BatchRow, type CleanCache } from '../../src/run/batch.js';
 import { orThrow } from '../../src/run/errors.js';
 import { passIO } from '../../src/run/io-plan.js';
-import { createSession, type DecodedTensor } from '../../src/run/session.js';
+import { createVariantSession, type DecodedTensor } from '../../src/run/session.js';
 import { buildKnockoutMask } from '../../src/run/knockout-mask.js';
 import { REPO, fixturePath } from './helpers.js';
 
@@ -44,7 +44,7 @@ for (const m of MODELS) {
     t.deepEqual(rowsPart.filter((i) => i.rule === 'past' || i.rule === 'start_hidden').map((i) => i.name), []);
     t.true(rowsPart.some((i) => i.rule === 'past_length'));
     t.is(inGraph.manifest.cleanStream, 'in-graph');
-    const [a, b] = [orThrow(await createSession(host.bytes, sessionOf(host))), orThrow(await createSession(inGraph.bytes, sessionOf(inGraph)))];
+    const [a, b] = [orThrow(await createVariantSession(host)), orThrow(await createVariantSession(inGraph))];
 
     const prompts = m.equalLengths ? [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2, 19, 33]] : [[5, 17, 42, 3, 60, 9], [7, 28, 51, 2]];
     const whole: BatchRow[] = prompts.map((ids) => ({ ids, lastIndex: ids.length - 1, target: -1 }));
@@ -93,8 +93,4 @@ for (const m of MODELS) {
     }
     await Promise.all([a.release(), b.release()]);
   });
-}
-
-function sessionOf(v: BuiltVariant): { sessionConfig?: Readonly<Record<string, string>> } {
-  return v.manifest.weights.sessionConfig ? { sessionConfig: v.manifest.weights.sessionConfig } : {};
 }

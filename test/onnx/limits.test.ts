@@ -8,7 +8,7 @@ import { buildVariant } from '../../src/onnx/compile.js';
 import { detectSites, modelLimits, readModel } from '../../src/onnx/index.js';
 import { buildFeeds } from '../../src/run/batch.js';
 import { orThrow } from '../../src/run/errors.js';
-import { createSession } from '../../src/run/session.js';
+import { createVariantSession } from '../../src/run/session.js';
 import { FIXTURE_DIR, REPO } from './helpers.js';
 
 const models: [string, { rows: number; positions?: number; table?: RegExp }][] = [
@@ -36,7 +36,7 @@ for (const [name, expected] of models) {
     t.is(limits.positions?.count, expected.positions);
     if (expected.table) t.regex(limits.positions!.table, expected.table);
     const variant = buildVariant(path, { knockout: false, logits: false });
-    const session = orThrow(await createSession(variant.bytes, variant.manifest.weights.sessionConfig ? { sessionConfig: variant.manifest.weights.sessionConfig } : {}));
+    const session = orThrow(await createVariantSession(variant));
     const run = (n: number) => session.run(buildFeeds(variant.manifest, [{ ids: new Array<number>(n).fill(expected.rows - 1), lastIndex: n - 1, target: 0 }]));
     if (expected.positions === undefined) {
       await t.notThrowsAsync(run(200));
