@@ -21,7 +21,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadProgram, runProgram } from '../src/pipeline/index.js';
 import { gpt2TokenizerJson } from '../test/run/_tokenizers.js';
-import { cleanForwardEquivalents } from '../src/plan/cost.js';
 import { informationFlowSource } from './flow.js';
 import { benchFacts } from './prompts.js';
 import { writeSkeleton, type SkeletonShape } from './skeleton.js';
@@ -52,7 +51,7 @@ interface RunResult {
   /** Forward rows per fact, its clean pass included. */
   readonly rowsPerFact: number;
   readonly batch: number;
-  /** Mean over the facts. */
+  /** The run's own count (RunOutcome.cost: at the kept prompts' mean token count). */
   readonly equivalents: number;
 }
 
@@ -71,15 +70,11 @@ async function runOnce(spec: RunSpec): Promise<void> {
   };
   let first: [number, number] | undefined;
   let last: [number, number] = [0, 0];
-  const { results, batch } = await runProgram(loaded, {
+  const { results, batch, cost } = await runProgram(loaded, {
     out: join(spec.dir, spec.label), selection: { limit: spec.prompts }, batch: spec.batch, device: 'cpu', command: ['bench', 'xl'],
     fresh: true, fullRows: spec.fullRows,
     onProgress: () => { last = now(); first ??= last; },
   });
-  const modes = {
-    lastPosition: results.provenance.rows?.mode === 'last_position', startLayer: results.provenance.rows?.startLayer?.used ?? false, shareClean: !spec.fullRows,
-  };
-  const equivalents = results.examples.reduce((s, e) => s + cleanForwardEquivalents(loaded.plan, loaded.source.sites, e.tokens.length, modes), 0);
   const result: RunResult = {
     marginal: last[0] - first![0],
     marginalCpu: last[1] - first![1],
@@ -87,7 +82,7 @@ async function runOnce(spec: RunSpec): Promise<void> {
     facts: results.data.kept,
     rowsPerFact: loaded.plan.passesPerExample,
     batch: batch.used,
-    equivalents: equivalents / results.examples.length,
+    equivalents: cost.cleanForwardEquivalents,
   };
   console.log(JSON.stringify(result));
 }

@@ -448,7 +448,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   if (input.lastPosition && clean.past && mayRunLastPosition(row) && onlyLastQuery(mask, example) && projPositions.every((p) => p === n - 1)) {
     const last = new Uint8Array(mask.layers * mask.heads * n);
     for (let s = 0; s < mask.layers * mask.heads; s++) last.set(mask.data.subarray((s * n + n - 1) * n, (s * n + n) * n), s * n);
-    const start = rowStart(input, e, row, clean, n, 'last');
+    const start = rowStart(input, row, clean, n, 'last');
     const batchRow: BatchRow = {
       ids: [example.ids[n - 1]!], lastIndex: 0, target: clean.targetId,
       ...(plan.variant.knockout ? { knockout: { layers: mask.layers, heads: mask.heads, seq: 1, data: last } } : {}),
@@ -461,7 +461,7 @@ function rowItem(input: ExecuteInput, example: Example, clean: Clean, e: number,
   }
   const gates = gateArrays(row.gates, example, L);
   const weights = subjectWeights(row.probes, example);
-  const start = rowStart(input, e, row, clean, n, 'all');
+  const start = rowStart(input, row, clean, n, 'all');
   const batchRow: BatchRow = {
     ids: example.ids, lastIndex: example.lastIndex, target: clean.targetId,
     ...(plan.variant.knockout ? { knockout: mask } : {}),
@@ -525,11 +525,11 @@ async function integrateIntervened(input: ExecuteInput, items: readonly RowItem[
 /**
  * Where a row of an n-token prompt begins when the run starts rows at their first block: that
  * block and the clean run's hidden state entering it, at every position or the last alone (a
- * last-position row); undefined for block 0 and for rows that take gradients (their variant
- * has no start layer).
+ * last-position row); undefined for block 0, where rows that take gradients start (startLayerOf:
+ * their variant has no start layer).
  */
-function rowStart(input: ExecuteInput, e: number, row: PlanRow, clean: Clean, n: number, positions: 'all' | 'last'): StartOfRow | undefined {
-  if (!input.startLayer || input.plan.experiments[e]!.attribution) return undefined;
+function rowStart(input: ExecuteInput, row: PlanRow, clean: Clean, n: number, positions: 'all' | 'last'): StartOfRow | undefined {
+  if (!input.startLayer) return undefined;
   const layer = startLayerOf(row, input.variant.manifest.layers);
   if (layer === 0) return undefined;
   // the clean stream in the graph gives a last-position row its start there; a whole prompt runs from block 0

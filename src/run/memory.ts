@@ -12,6 +12,13 @@ export const BATCH_MEMORY_BUDGET = 2 ** 30;
 
 const FLOAT_BYTES = 4;
 
+/**
+ * One block's working set for `tokens` queries against `keys` keys: residual, norms, q, k, v,
+ * context and updates (6·d a token), the MLP's pre-activation and activation (2·d_mlp), scores,
+ * masked scores and probabilities (3·heads·keys).
+ */
+const blockFloats = ({ dModel: d, dMlp, heads: H }: ModelSites, tokens: number, keys: number): number => tokens * (6 * d + 2 * dMlp + 3 * H * keys);
+
 /** Floats a position's projections to the vocabulary return: vocab each, per head for heads. */
 function projectionFloats(plan: Plan, sites: ModelSites): number {
   return (plan.variant.projections ?? []).reduce((sum, p) => sum + sites.vocab * (p.site === 'heads' ? sites.heads : 1), 0);
@@ -33,10 +40,10 @@ function projectionFloats(plan: Plan, sites: ModelSites): number {
  * - each projection to the vocabulary, one layer at a time (n positions · vocab, per head for heads).
  */
 export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
-  const { layers: L, heads: H, dModel: d, dMlp, vocab: V } = sites;
+  const { layers: L, heads: H, dModel: d, vocab: V } = sites;
   const request = plan.variant;
   const corrupted = plan.experiments.some((e) => e.rows.some((r) => r.patch?.source.kind === 'corrupted_hidden'));
-  const floats = n * (6 * d + 2 * dMlp + 3 * H * n)
+  const floats = blockFloats(sites, n, n)
     + 3 * V
     + (request.lastPosition ? 3 * 2 * L * n * d : 0)
     + (request.hiddenStates ? (corrupted ? 3 : 2) * (L + 1) * n * d : 0)
@@ -60,9 +67,9 @@ export function rowBytes(sites: ModelSites, plan: Plan, n: number): number {
  * - the knockout mask fed (bool, layers · heads in the mask · n).
  */
 export function lastPositionRowBytes(sites: ModelSites, plan: Plan, n: number): number {
-  const { layers: L, heads: H, dModel: d, dMlp, vocab: V } = sites;
+  const { layers: L, heads: H, dModel: d, vocab: V } = sites;
   const request = plan.variant;
-  const floats = (6 * d + 2 * dMlp + 3 * H * n) + 2 * n * d + 3 * V + 2 * L * d
+  const floats = blockFloats(sites, 1, n) + 2 * n * d + 3 * V + 2 * L * d
     + (request.hiddenStates ? (L + 1) * d : 0)
     + (request.attentionProbs ? L * H * n : 0)
     + projectionFloats(plan, sites)
@@ -77,8 +84,8 @@ export function lastPositionRowBytes(sites: ModelSites, plan: Plan, n: number): 
  * gradient, and the hidden states with their gradients ((layers+1)·n·d each).
  */
 export function gradientRowBytes(sites: ModelSites, n: number): number {
-  const { layers: L, heads: H, dModel: d, dMlp, vocab: V } = sites;
-  return (2 * L * n * (6 * d + 2 * dMlp + 3 * H * n) + 2 * 3 * V + 2 * (L + 1) * n * d) * FLOAT_BYTES;
+  const { layers: L, dModel: d, vocab: V } = sites;
+  return (2 * L * blockFloats(sites, n, n) + 2 * 3 * V + 2 * (L + 1) * n * d) * FLOAT_BYTES;
 }
 
 export interface BatchSize {

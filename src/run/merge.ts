@@ -171,13 +171,13 @@ function summedRows(shards: readonly Shard[]): Rows | undefined {
   for (const name of ROW_COUNTS) {
     if (each.some(({ rows }) => rows[name] !== undefined)) counts[name] = each.reduce((sum, { rows }) => sum + (rows[name] ?? 0), 0);
   }
-  // whether rows began at their first block, when every shard says the same; the cost per
-  // prompt is a shard's own (its prompts' mean length), not summed
-  const startLayer = first.startLayer;
-  const sameStart = startLayer && each.every(({ rows }) => rows.startLayer?.used === startLayer.used && rows.startLayer.reason === startLayer.reason);
-  const cleanStream = first.cleanStream;
-  const sameStream = cleanStream && each.every(({ rows }) => rows.cleanStream === cleanStream);
-  return { ...how, ...(sameStream ? { cleanStream } : {}), ...counts, ...(sameStart ? { startLayer } : {}) };
+  // where the clean stream ran and whether rows began at their first block, when every shard
+  // says the same; the cost per prompt is a shard's own (its prompts' mean length), not summed
+  const agreed = <K extends 'cleanStream' | 'startLayer'>(key: K): Partial<Pick<Rows, K>> => {
+    const value = JSON.stringify(first[key]);
+    return first[key] !== undefined && each.every(({ rows }) => JSON.stringify(rows[key]) === value) ? { [key]: first[key] } as Partial<Pick<Rows, K>> : {};
+  };
+  return { ...how, ...agreed('cleanStream'), ...counts, ...agreed('startLayer') };
 }
 
 /** Each head's facts flagged by any shard, in the order of the whole run's examples. */
