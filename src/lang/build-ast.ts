@@ -30,14 +30,13 @@ function spanOf(l: { startOffset: number; startLine?: number; startColumn?: numb
     endLine: l.endLine ?? l.startLine ?? 1,
   };
 }
-const tokenSpan = (t: IToken): Span => spanOf(t);
 const nodeSpan = (n: CstNode): Span => spanOf(n.location!);
 function joinSpans(a: Span, b: Span): Span {
   return { line: a.line, column: a.column, offset: a.offset, endOffset: b.endOffset, endLine: b.endLine };
 }
 
 function ident(t: IToken): Ident {
-  return { name: t.image, span: tokenSpan(t) };
+  return { name: t.image, span: spanOf(t) };
 }
 /** `<name> <integer | name>` (attributes and probe options): the value is a literal or a reference. */
 function nameValueOption(n: C.AttributeOptionCstNode | C.ProbeOptionCstNode): NameValueOption {
@@ -47,15 +46,15 @@ function nameValueOption(n: C.AttributeOptionCstNode | C.ProbeOptionCstNode): Na
 }
 
 function ref(t: IToken): Ref {
-  return { kind: 'ref', name: t.image, span: tokenSpan(t) };
+  return { kind: 'ref', name: t.image, span: spanOf(t) };
 }
 function intLit(t: IToken, negative = false, signSpan?: Span): IntLit {
-  const span = signSpan ? joinSpans(signSpan, tokenSpan(t)) : tokenSpan(t);
+  const span = signSpan ? joinSpans(signSpan, spanOf(t)) : spanOf(t);
   const magnitude = Number(t.image);
   return { kind: 'int', value: negative ? -magnitude : magnitude, text: negative ? `-${t.image}` : t.image, span };
 }
 function strLit(t: IToken): StrLit {
-  return { kind: 'string', value: stringValue(t.image), span: tokenSpan(t) };
+  return { kind: 'string', value: stringValue(t.image), span: spanOf(t) };
 }
 
 class Builder {
@@ -125,7 +124,7 @@ class Builder {
       value: this.value(nth(f.children.value)),
       span: nodeSpan(f),
     }));
-    return { ...base, fields, fieldsSpan: tokenSpan(fieldsTok) };
+    return { ...base, fields, fieldsSpan: spanOf(fieldsTok) };
   }
 
   attributes(n: C.AttributesStatementCstNode): AttributesStmt {
@@ -181,7 +180,7 @@ class Builder {
     const to = nth(c.Integer, 1);
     const signed = (t: IToken, after: number, before: number): IntLit => {
       const minus = (c.Minus ?? []).find((m) => m.startOffset > after && m.startOffset < before);
-      return intLit(t, minus !== undefined, minus ? tokenSpan(minus) : undefined);
+      return intLit(t, minus !== undefined, minus ? spanOf(minus) : undefined);
     };
     return {
       kind: 'each',
@@ -302,7 +301,7 @@ class Builder {
     if (list) {
       const values = list.children.signedInteger.map((si) => {
         const minus = si.children.Minus?.[0];
-        return intLit(nth(si.children.Integer), minus !== undefined, minus ? tokenSpan(minus) : undefined);
+        return intLit(nth(si.children.Integer), minus !== undefined, minus ? spanOf(minus) : undefined);
       });
       return { kind: 'indices', values, span: nodeSpan(list) };
     }
@@ -319,7 +318,7 @@ class Builder {
     if (!within) return base;
     const bounds = n.children.intExpr;
     return {
-      kind: 'within', set: base, from: this.intExpr(nth(bounds, 0)), to: this.intExpr(nth(bounds, 1)), withinSpan: tokenSpan(within), span: nodeSpan(n),
+      kind: 'within', set: base, from: this.intExpr(nth(bounds, 0)), to: this.intExpr(nth(bounds, 1)), withinSpan: spanOf(within), span: nodeSpan(n),
     };
   }
 

@@ -144,29 +144,28 @@ export class NameAllocator {
   }
 }
 
+/** Calls `f` on each subgraph of `n` (If branches, Loop and Scan bodies). */
+export function forSubgraphs(n: NodeProto, f: (g: GraphProto) => void): void {
+  for (const a of n.attribute ?? []) for (const g of [a.g, ...(a.graphs ?? [])]) if (g) f(g);
+}
+
 function collectSubgraphNames(graph: GraphProto, into: Set<string>): void {
   for (const n of graph.node ?? []) {
-    for (const a of n.attribute ?? []) {
-      for (const g of [a.g, ...(a.graphs ?? [])]) {
-        if (!g) continue;
-        for (const sub of g.node ?? []) for (const o of sub.output ?? []) into.add(o);
-        collectSubgraphNames(g, into);
-      }
-    }
+    forSubgraphs(n, (g) => {
+      for (const sub of g.node ?? []) for (const o of sub.output ?? []) into.add(o);
+      collectSubgraphNames(g, into);
+    });
   }
 }
 
 /** Names read inside subgraphs (If/Loop/Scan bodies) that come from the outer scope. */
 function outerReads(graph: GraphProto, into: Set<string>): void {
   for (const n of graph.node ?? []) {
-    for (const a of n.attribute ?? []) {
-      for (const g of [a.g, ...(a.graphs ?? [])]) {
-        if (!g) continue;
-        for (const sub of g.node ?? []) for (const i of sub.input ?? []) if (i) into.add(i);
-        for (const o of g.output ?? []) if (o.name) into.add(o.name);
-        outerReads(g, into);
-      }
-    }
+    forSubgraphs(n, (g) => {
+      for (const sub of g.node ?? []) for (const i of sub.input ?? []) if (i) into.add(i);
+      for (const o of g.output ?? []) if (o.name) into.add(o.name);
+      outerReads(g, into);
+    });
   }
 }
 

@@ -59,16 +59,16 @@ export function constantOver(shape: readonly (number | string)[], value: number 
   return { shape: shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 'batch' : 'seq')), value };
 }
 
-/** How a past input of a last-position variant is filled, `source` naming the clean run's output it is cut from. */
 /** A past input of a plain row: empty; symbolic dims other than the batch and the heads are the past's length. */
 export function pastPlainRow(c: DescribeContext): PlainRowFill {
   return { shape: c.shape.map((d, i) => (i === 0 ? 'batch' : typeof d === 'number' ? d : /head/i.test(d) ? c.sites.kvHeads ?? c.sites.heads : 0)), value: 0 };
 }
 
+/** How a past input of a last-position variant is filled, `source` naming the clean run's output it is. */
 export function pastFill(source: string): string {
   return `empty (past = 0) for whole prompts; for rows run as their last token, one entry per ` +
-    `prompt of the batch (dissect_past_row picks each row's): ${source} of the prompt's clean run cut to the positions before its last ` +
-    'token, right-padded to the batch\'s longest (attention_mask 0 on the padding)';
+    `prompt of the chunk (dissect_past_row picks each row's): ${source} as the clean pass returned it, the prompts right-padded ` +
+    'to the longest (attention_mask 1 on the positions before the row\'s last token, 0 on the rest)';
 }
 
 /** How positions are filled, for the model's position_ids and dissect_position_ids alike. */

@@ -55,19 +55,22 @@ export function copyModel(model: ModelProto): ModelProto {
   return decodeModel(encodeModel(model));
 }
 
-/** The external data files proper of a model at `modelPath`: `files` less the .onnx file itself, where readModelGraph leaves inline weights. */
+/** Whether an external-data location is the .onnx file at `modelPath` itself, where readModelGraph leaves inline weights. */
+const inModelFile = (location: string | undefined, modelPath: string): boolean => location === basename(modelPath);
+
+/** The external data files proper of a model at `modelPath`: `files` less the .onnx file itself. */
 export function externalDataFiles(files: readonly string[], modelPath: string): string[] {
-  return files.filter((f) => f !== basename(modelPath));
+  return files.filter((f) => !inModelFile(f, modelPath));
 }
 
 /** The tensors of a graph read by readModelGraph that lie in external data files proper (not left in the .onnx file). */
 export function externalDataRefs(model: ModelProto, modelPath: string): ExternalRef[] {
-  return externalRefs(model).filter((r) => r.location !== basename(modelPath));
+  return externalRefs(model).filter((r) => !inModelFile(r.location, modelPath));
 }
 
 /** Whether some of the source's weights lie in its .onnx file (as read by readModelGraph). */
 export function weightsInGraphFile(source: SourceModel): boolean {
-  return source.files.includes(basename(source.path));
+  return source.files.some((f) => inModelFile(f, source.path));
 }
 
 /**
@@ -75,8 +78,7 @@ export function weightsInGraphFile(source: SourceModel): boolean {
  * of the source's), so that a variant written to disk is whole without the source file.
  */
 export function inlineGraphFileWeights(model: ModelProto, source: SourceModel): void {
-  const location = basename(source.path);
-  const inGraphFile = new Map(externalRefs(model).filter((r) => r.location === location).map((r) => [r.tensor, r]));
+  const inGraphFile = new Map(externalRefs(model).filter((r) => inModelFile(r.location, source.path)).map((r) => [r.tensor, r]));
   const fd = openSync(source.path, 'r');
   try {
     for (const t of model.graph?.initializer ?? []) {

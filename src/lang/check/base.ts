@@ -116,11 +116,6 @@ export abstract class CheckerBase {
   }
 
   /**
-   * Whether `count` top tokens (`written` in the message) are at most the tokens a projection
-   * ranks (ModelShape.vocab); else an error at `at`. The compiled projections and head mappings
-   * refuse a larger count, so this is where `check` finds it.
-   */
-  /**
    * `name value` options by name, each known (else an error with a suggestion) and given once
    * (else an error pointing at the first); `ok` is false when one was not.
    */
@@ -152,6 +147,11 @@ export abstract class CheckerBase {
     return o.value.kind === 'ref' ? o.value.name : o.value.text;
   }
 
+  /**
+   * Whether `count` top tokens (`written` in the message) are at most the tokens a projection
+   * ranks (ModelShape.vocab); else an error at `at`. The compiled projections and head mappings
+   * refuse a larger count, so this is where `check` finds it.
+   */
   fitsVocabulary(written: string, count: number, at: A.Span, hint: (vocab: number) => string): boolean {
     if (!this.shape || count <= this.shape.vocab) return true;
     this.error(at, `${written} is larger than the vocabulary (${this.shape.vocab})`, hint(this.shape.vocab));

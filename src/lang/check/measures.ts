@@ -198,15 +198,17 @@ export abstract class MeasureChecks extends InterventionChecks {
     }
     let steps = defaultIntegrationSteps;
     const s = named.given.get('steps');
-    const n = s && this.count(s.value, scope);
-    if (s && n === undefined) {
-      ok = false;
-    } else if (s && n !== undefined && (n < 1 || n > maxIntegrationSteps)) {
-      this.error(s.value.span, `integrated_gradients takes 1 to ${maxIntegrationSteps} steps, got ${n}`,
-        `each step is one forward and backward pass per fact; the completeness gap shrinks with steps (64 keeps it within 1% on the test models)`);
-      ok = false;
-    } else if (n !== undefined) {
-      steps = n;
+    if (s) {
+      const n = this.count(s.value, scope);
+      if (n === undefined) {
+        ok = false;
+      } else if (n < 1 || n > maxIntegrationSteps) {
+        this.error(s.value.span, `integrated_gradients takes 1 to ${maxIntegrationSteps} steps, got ${n}`,
+          `each step is one forward and backward pass per fact; the completeness gap shrinks with steps (64 keeps it within 1% on the test models)`);
+        ok = false;
+      } else {
+        steps = n;
+      }
     }
     return ok ? { steps, baseline } : undefined;
   }

@@ -17,6 +17,7 @@
 // chunk, traded for nothing crossing to the host but ids, masks and read-outs.
 
 import { DataType, type GraphProto, type ModelProto, type NodeProto } from '../proto.js';
+import { forSubgraphs } from '../graph.js';
 import type { Rewrite } from '../rewrite.js';
 import type { ModelSites } from '../sites/types.js';
 import { copyModel } from '../source.js';
@@ -58,8 +59,9 @@ export function cleanStreamPass(rw: Rewrite, sites: ModelSites, cache: readonly 
  * not the rows'.
  */
 function cleanCopy(model: ModelProto): GraphProto {
-  const copy = copyModel(model).graph!;
-  const initializers = new Set((copy.initializer ?? []).map((t) => t.name ?? ''));
+  // the nodes alone: the initializers stay the graph's, shared
+  const copy = copyModel({ ...model, graph: { ...model.graph!, initializer: [] } }).graph!;
+  const initializers = new Set((model.graph!.initializer ?? []).map((t) => t.name ?? ''));
   const own = new Set<string>();
   const collect = (graph: GraphProto, top: boolean): void => {
     for (const v of graph.input ?? []) if (v.name && !(top && initializers.has(v.name))) own.add(v.name);
@@ -88,10 +90,6 @@ function cleanCopy(model: ModelProto): GraphProto {
     for (const d of v.type?.tensorType?.shape?.dim ?? []) if (d.dimParam) d.dimParam = CLEAN_STREAM_DIM_PREFIX + d.dimParam;
   }
   return copy;
-}
-
-function forSubgraphs(n: NodeProto, f: (g: GraphProto) => void): void {
-  for (const a of n.attribute ?? []) for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) f(sub);
 }
 
 /** Rewrites the reads of `n` and of its subgraphs by `readsOf`. */
