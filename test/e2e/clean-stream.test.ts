@@ -34,6 +34,20 @@ for (const [name, model] of [['tiny-gpt2', tinyGpt2], ['tiny-gptj (rotary)', tin
   });
 }
 
+test.serial('the recomputed clean runs are the prompts each batch of last-position rows reads, counted by hand', async (t) => {
+  // the information flow alone: 24 last-position rows a fact (3 position sets × 8 layers), no
+  // projections, so the rows go fact by fact in batches of batch.lastPosition; plus the
+  // cross-check's batch of one row
+  const { results, batch, cost } = await runSource({ source: informationFlowSource(3), limit: 12, batch: 16, cleanStream: 'in-graph' });
+  const kept = results.data.kept;
+  const perFact = 24;
+  t.is(results.provenance.rows?.lastPositionRows, perFact * kept);
+  const B = batch.lastPosition!;
+  let spans = 1;
+  for (let j = 0; j < kept; j++) spans += Math.floor((perFact * j + perFact - 1) / B) - Math.floor((perFact * j) / B) + 1;
+  t.is(cost.recomputedCleanRuns, spans / kept);
+});
+
 test.serial('with the clean stream in the graph no pass feeds an activation or fetches keys, values or hidden states', async (t) => {
   const dir = tempDir('clean-stream');
   const file = join(dir, 'flow.dissect');

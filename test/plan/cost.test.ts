@@ -80,3 +80,20 @@ test('rows read from another row\'s backward pass cost nothing more: attribution
   t.true(cost(one) > 1.5, `${cost(one)}`);
   t.is(cost(every), cost(one));
 });
+
+test('a row pays the LM head once and one projection to the vocabulary per probe, per head for heads', (t) => {
+  const lens = plan(`
+experiment lens {
+  block subject -> last at layers 47
+  measure target_rank of hidden 40 at last, extraction of heads 47
+}`);
+  const [row] = lens.experiments[0]!.rows;
+  t.is(startLayerOf(row!, 48), 40);
+  const block = (q: number, k: number): number => q * (2 * (4 * 1600 ** 2 + 2 * 1600 * 6400) + 4 * k * 1600);
+  const head = 2 * 1600 * 50257;
+  const clean = 48 * block(12, 12) + head;
+  // blocks 40 … 47 for one token against 12 keys; the LM head, hidden 40's projection and the 25 heads' of block 47
+  const expected = 1 + (8 * block(1, 12) + (1 + 1 + 25) * head) / clean;
+  const cost = cleanForwardEquivalents(lens, XL, 12, { lastPosition: true, startLayer: true, shareClean: true });
+  t.true(Math.abs(cost - expected) <= 1e-12 * expected, `${cost} vs ${expected}`);
+});
